@@ -1,0 +1,1 @@
+"""relengine: a relationship-based (Zanzibar-style) authorization engine."""

@@ -1,0 +1,1 @@
+"""Answers permission questions from a compiled schema and a storage Reader."""

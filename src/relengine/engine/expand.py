@@ -1,0 +1,120 @@
+"""Expand: the userset tree of a relation or permission on one object, one revision.
+
+Leaves list the direct subjects of a relation (usersets appear as subjects, not expanded);
+permissions expand into union / intersection / exclusion nodes, computed usersets into the
+referenced relation's tree, arrows into a union over the arrow's targets.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+
+from ..errors import MaxDepthExceeded, UnknownDefinition, UnknownRelation
+from ..model import ObjectRef, SubjectRef
+from ..schema.types import (
+    CompiledSchema,
+    ComputedUserset,
+    Exclusion,
+    Intersection,
+    Nil,
+    Relation,
+    Rewrite,
+    This,
+    TupleToUserset,
+    Union,
+)
+from ..storage.base import Reader
+
+
+@dataclass(frozen=True, slots=True)
+class ExpandNode:
+    """``kind`` is "leaf", "union", "intersection" or "exclusion" (first child minus the rest)."""
+
+    kind: str
+    resource: ObjectRef
+    relation: str
+    children: tuple["ExpandNode", ...] = ()
+    subjects: tuple[SubjectRef, ...] = field(default=())
+
+    def render(self, indent: str = "") -> str:
+        """The tree as indented text (``relengine expand``)."""
+        head = f"{indent}{self.resource}#{self.relation}"
+        if self.kind == "leaf":
+            listed = ", ".join(str(s) for s in self.subjects) or "(no subjects)"
+            return f"{head} -> {listed}"
+        lines = [f"{head} [{self.kind}]"]
+        lines.extend(child.render(indent + "  ") for child in self.children)
+        return "\n".join(lines)
+
+
+def expand(
+    schema: CompiledSchema,
+    reader: Reader,
+    resource: ObjectRef,
+    relation: str,
+    *,
+    max_depth: int = 50,
+    now: _dt.datetime | None = None,
+) -> ExpandNode:
+    definition = schema.definitions.get(resource.type)
+    if definition is None:
+        raise UnknownDefinition(f"object definition `{resource.type}` not found", definition=resource.type)
+    if relation not in definition.members:
+        raise UnknownRelation(
+            f"relation/permission `{relation}` not found under definition `{resource.type}`",
+            definition=resource.type,
+            relation=relation,
+        )
+    return _Expander(schema, reader, max_depth, now or _dt.datetime.now(_dt.timezone.utc)).member(
+        resource, relation, max_depth
+    )
+
+
+class _Expander:
+    def __init__(self, schema: CompiledSchema, reader: Reader, max_depth: int, now: _dt.datetime) -> None:
+        self.schema = schema
+        self.reader = reader
+        self.max_depth = max_depth
+        self.now = now
+
+    def member(self, resource: ObjectRef, relation: str, depth: int) -> ExpandNode:
+        if depth < 0:
+            raise MaxDepthExceeded(f"expand exceeded the maximum depth of {self.max_depth}")
+        member = self.schema.definitions[resource.type].members[relation]
+        if isinstance(member, Relation):
+            subjects = tuple(
+                rel.subject
+                for rel in self.reader.subjects(resource.type, resource.id, relation)
+                if rel.expiration is None or rel.expiration > self.now
+            )
+            return ExpandNode("leaf", resource, relation, subjects=subjects)
+        return self.rewrite(resource, relation, member.rewrite, depth)
+
+    def rewrite(self, resource: ObjectRef, relation: str, node: Rewrite, depth: int) -> ExpandNode:
+        if isinstance(node, ComputedUserset):
+            return self.member(resource, node.relation, depth - 1)
+        if isinstance(node, Union | Intersection):
+            kind = "union" if isinstance(node, Union) else "intersection"
+            children = tuple(self.rewrite(resource, relation, c, depth) for c in node.children)
+            return ExpandNode(kind, resource, relation, children)
+        if isinstance(node, Exclusion):
+            children = (
+                self.rewrite(resource, relation, node.base, depth),
+                self.rewrite(resource, relation, node.subtract, depth),
+            )
+            return ExpandNode("exclusion", resource, relation, children)
+        if isinstance(node, TupleToUserset):
+            kids: list[ExpandNode] = []
+            for rel in self.reader.subjects(resource.type, resource.id, node.tupleset):
+                if rel.expiration is not None and rel.expiration <= self.now:
+                    continue
+                target = ObjectRef(rel.subject.type, rel.subject.id)
+                if self.schema.member(target.type, node.computed) is not None:
+                    kids.append(self.member(target, node.computed, depth - 1))
+            kind = "intersection" if node.mode == "all" and kids else "union"
+            return ExpandNode(kind, resource, relation, tuple(kids))
+        if isinstance(node, This):
+            return ExpandNode("leaf", resource, relation, subjects=(SubjectRef(resource.type, resource.id),))
+        assert isinstance(node, Nil)
+        return ExpandNode("leaf", resource, relation)

@@ -1,0 +1,213 @@
+"""The one exception tree of relengine; each class names a transport-neutral Code.
+
+```
+RelEngineError                                        INTERNAL
+  InvalidArgument                                     INVALID_ARGUMENT
+    SchemaError(source, line, column)
+      SchemaSyntaxError                               (the text does not parse)
+      SchemaValidationError                           (it parses but means nothing valid)
+    InvalidRelationship                               (malformed text, or not allowed by the schema)
+    ValidationFileError                               (a validation file that cannot be read)
+  FailedPrecondition                                  FAILED_PRECONDITION
+    UnknownDefinition, UnknownRelation, SchemaNotFound, PreconditionFailed
+  AlreadyExists                                       ALREADY_EXISTS
+  RevisionUnavailable (too old or unknown)            OUT_OF_RANGE
+  LimitExceeded                                       RESOURCE_EXHAUSTED
+    MaxDepthExceeded, StoreFull, BatchTooLarge
+  DeadlineExceeded                                    DEADLINE_EXCEEDED
+  Unimplemented                                       UNIMPLEMENTED
+  Unavailable (store closed or read-only)             UNAVAILABLE
+  StorageError (the foreign error kept as __cause__)  INTERNAL
+```
+
+Only the server maps a ``Code`` to a gRPC status, and the CLI to an exit code; this
+module imports nothing from relengine.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Code(enum.Enum):
+    """Transport-neutral error codes, named as gRPC names them."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    OUT_OF_RANGE = "OUT_OF_RANGE"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    UNIMPLEMENTED = "UNIMPLEMENTED"
+    UNAVAILABLE = "UNAVAILABLE"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    INTERNAL = "INTERNAL"
+
+
+class RelEngineError(Exception):
+    """Base of every error relengine raises on purpose.
+
+    Raised directly only for faults that have no better class; such faults are INTERNAL.
+    ``fields()`` gives the structured details (definition, relation, line, column...) that
+    transports attach to the status.
+    """
+
+    code: Code = Code.INTERNAL
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, object] = {k: v for k, v in details.items() if v is not None}
+
+    def fields(self) -> dict[str, object]:
+        return dict(self.details)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidArgument(RelEngineError):
+    """The request itself is wrong: malformed text, names or values out of their rules."""
+
+    code = Code.INVALID_ARGUMENT
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaIssue:
+    """One error or warning found in schema text, with its position (1-based)."""
+
+    message: str
+    line: int
+    column: int
+    source_line: str = ""
+    source_name: str = ""
+    severity: str = "error"
+    code: str = field(default="")
+
+    def render(self) -> str:
+        """The message as ``name:line:column: severity: message``, the source line and a caret."""
+        where = f"{self.source_name}:" if self.source_name else ""
+        head = f"{where}{self.line}:{self.column}: {self.severity}: {self.message}"
+        if not self.source_line:
+            return head
+        caret = " " * (self.column - 1) + "^"
+        return f"{head}\n  {self.source_line}\n  {caret}"
+
+
+class SchemaError(InvalidArgument):
+    """Schema text that cannot be compiled; ``issues`` lists every problem with its position.
+
+    ``line`` and ``column`` are those of the first issue.
+    """
+
+    def __init__(self, issues: list[SchemaIssue]) -> None:
+        assert issues, "a SchemaError needs at least one issue"
+        first = issues[0]
+        super().__init__(
+            first.message, line=first.line, column=first.column, source=first.source_name or None
+        )
+        self.issues = issues
+        self.line = first.line
+        self.column = first.column
+
+    def render(self) -> str:
+        return "\n".join(issue.render() for issue in self.issues)
+
+    def __str__(self) -> str:
+        first = self.issues[0]
+        more = f" (and {len(self.issues) - 1} more)" if len(self.issues) > 1 else ""
+        return f"{first.line}:{first.column}: {first.message}{more}"
+
+
+class SchemaSyntaxError(SchemaError):
+    """The schema text does not parse (a token or a statement out of place)."""
+
+
+class SchemaValidationError(SchemaError):
+    """The schema parses but is invalid: unknown names, bad arrows, duplicates, cycles."""
+
+
+class InvalidRelationship(InvalidArgument):
+    """A relationship that is malformed, or that the schema does not allow."""
+
+
+class ValidationFileError(InvalidArgument):
+    """A validation file (YAML with schema, relationships, assertions) that cannot be read."""
+
+
+class FailedPrecondition(RelEngineError):
+    """The request is well formed but the system's state does not allow it."""
+
+    code = Code.FAILED_PRECONDITION
+
+
+class UnknownDefinition(FailedPrecondition):
+    """A request names an object type that the schema does not define."""
+
+
+class UnknownRelation(FailedPrecondition):
+    """A request names a relation or permission that its definition does not have."""
+
+
+class SchemaNotFound(FailedPrecondition):
+    """No schema has been written yet, so nothing can be checked or written."""
+
+
+class PreconditionFailed(FailedPrecondition):
+    """A write's precondition (MUST_MATCH / MUST_NOT_MATCH filter) did not hold."""
+
+
+class AlreadyExists(RelEngineError):
+    """CREATE of a relationship that is already live."""
+
+    code = Code.ALREADY_EXISTS
+
+
+class RevisionUnavailable(RelEngineError):
+    """A revision token that is malformed, unknown, newer than the store, or too old (collected)."""
+
+    code = Code.OUT_OF_RANGE
+
+
+class LimitExceeded(RelEngineError):
+    """A configured limit was reached."""
+
+    code = Code.RESOURCE_EXHAUSTED
+
+
+class MaxDepthExceeded(LimitExceeded):
+    """A check recursed past the depth limit (``max_depth``, default 50)."""
+
+
+class StoreFull(LimitExceeded):
+    """The LMDB map is full; raise ``map_size`` (or enable map growth) and retry."""
+
+
+class BatchTooLarge(LimitExceeded):
+    """A write batch has more updates than allowed."""
+
+
+class DeadlineExceeded(RelEngineError):
+    """The caller's deadline passed before the answer was computed."""
+
+    code = Code.DEADLINE_EXCEEDED
+
+
+class Unimplemented(RelEngineError):
+    """The request needs a feature that relengine does not have yet (it never guesses)."""
+
+    code = Code.UNIMPLEMENTED
+
+
+class Unavailable(RelEngineError):
+    """The store is closed or read-only; retrying elsewhere or later may work."""
+
+    code = Code.UNAVAILABLE
+
+
+class StorageError(RelEngineError):
+    """An unexpected fault from the storage library; the original is kept as ``__cause__``."""
+
+    code = Code.INTERNAL

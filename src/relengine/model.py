@@ -1,0 +1,392 @@
+"""Objects, subjects, relationships, filters and revisions, and their text forms.
+
+The text form of a relationship is SpiceDB's::
+
+    resource_type:resource_id#relation@subject_type:subject_id[#subject_relation]
+        [caveat_name[:{json context}]] [expiration:RFC3339]
+
+e.g. ``container:web#editor@user:ann`` or ``doc:1#viewer@group:eng#member``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Final, Mapping
+
+from .errors import InvalidArgument, InvalidRelationship, RevisionUnavailable
+
+WILDCARD: Final = "*"
+ELLIPSIS: Final = "..."
+
+_SEGMENT = r"[a-z][a-z0-9_]{1,62}[a-z0-9]"
+TYPE_NAME_RE: Final = re.compile(rf"(?:[a-z][a-z0-9_]{{1,61}}[a-z0-9]/)*{_SEGMENT}")
+RELATION_NAME_RE: Final = re.compile(_SEGMENT)
+OBJECT_ID_RE: Final = re.compile(r"[a-zA-Z0-9/_|\-=+]{1,1024}")
+MAX_ID_LENGTH: Final = 1024
+
+_REL_RE = re.compile(
+    r"""^\s*
+    (?P<rtype>[^:\s]+):(?P<rid>[^#\s]+)\#(?P<rel>[^@\s]+)
+    @(?P<stype>[^:\s]+):(?P<sid>[^#\[\s]+)(?:\#(?P<srel>[^\[\s]+))?
+    (?P<rest>.*?)\s*$""",
+    re.VERBOSE,
+)
+
+
+def is_valid_type_name(name: str) -> bool:
+    return TYPE_NAME_RE.fullmatch(name) is not None
+
+
+def is_valid_relation_name(name: str) -> bool:
+    return RELATION_NAME_RE.fullmatch(name) is not None
+
+
+def is_valid_object_id(oid: str) -> bool:
+    return OBJECT_ID_RE.fullmatch(oid) is not None
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ObjectRef:
+    """An object: a type from the schema and an id."""
+
+    type: str
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.type}:{self.id}"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class SubjectRef:
+    """A subject: an object, or a set of subjects (``group:eng#member``); id ``*`` is a wildcard.
+
+    ``relation`` is ``None`` for the object itself (SpiceDB's ``...``).
+    """
+
+    type: str
+    id: str
+    relation: str | None = None
+
+    @property
+    def is_wildcard(self) -> bool:
+        return self.id == WILDCARD
+
+    def __str__(self) -> str:
+        if self.relation is None:
+            return f"{self.type}:{self.id}"
+        return f"{self.type}:{self.id}#{self.relation}"
+
+
+@dataclass(frozen=True, slots=True)
+class CaveatRef:
+    """A caveat on a relationship: its name and the context stored with it (JSON object)."""
+
+    name: str
+    context: Mapping[str, Any] | None = None
+
+    def __hash__(self) -> int:
+        return hash((self.name, _canonical_json(self.context)))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CaveatRef):
+            return NotImplemented
+        return self.name == other.name and _canonical_json(self.context) == _canonical_json(
+            other.context
+        )
+
+    def __str__(self) -> str:
+        if not self.context:
+            return f"[{self.name}]"
+        return f"[{self.name}:{_canonical_json(self.context)}]"
+
+
+def _canonical_json(value: Mapping[str, Any] | None) -> str:
+    if not value:
+        return ""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class Relationship:
+    """``resource#relation@subject``, optionally with a caveat and an expiration time (UTC).
+
+    Two relationships with the same resource, relation and subject are the same relationship
+    (``key``); the caveat and expiration are attributes of it.
+    """
+
+    resource: ObjectRef
+    relation: str
+    subject: SubjectRef
+    caveat: CaveatRef | None = None
+    expiration: _dt.datetime | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str, str, str, str]:
+        s = self.subject
+        return (
+            self.resource.type,
+            self.resource.id,
+            self.relation,
+            s.type,
+            s.id,
+            s.relation or "",
+        )
+
+    def __str__(self) -> str:
+        text = f"{self.resource}#{self.relation}@{self.subject}"
+        if self.caveat is not None:
+            text += str(self.caveat)
+        if self.expiration is not None:
+            text += f"[expiration:{format_timestamp(self.expiration)}]"
+        return text
+
+
+def format_timestamp(value: _dt.datetime) -> str:
+    value = value.astimezone(_dt.timezone.utc)
+    text = value.isoformat().replace("+00:00", "Z")
+    return text
+
+
+def parse_timestamp(text: str) -> _dt.datetime:
+    """Parse an RFC 3339 timestamp (``2026-12-31T00:00:00Z``) into an aware UTC datetime."""
+    raw = text.strip()
+    if raw.endswith(("Z", "z")):
+        raw = raw[:-1] + "+00:00"
+    # Python < 3.11 rejected fractional seconds with other than 3 or 6 digits; trim to 6.
+    m = re.match(r"^(.*T\d\d:\d\d:\d\d)\.(\d+)(.*)$", raw)
+    if m:
+        raw = f"{m.group(1)}.{m.group(2)[:6].ljust(6, '0')}{m.group(3)}"
+    try:
+        value = _dt.datetime.fromisoformat(raw)
+    except ValueError as exc:
+        raise InvalidArgument(f"invalid RFC 3339 timestamp {text!r}") from exc
+    if value.tzinfo is None:
+        raise InvalidArgument(f"timestamp {text!r} has no time zone")
+    return value.astimezone(_dt.timezone.utc)
+
+
+def parse_object(text: str) -> ObjectRef:
+    """Parse ``type:id``; raises InvalidRelationship naming what is wrong."""
+    otype, sep, oid = text.partition(":")
+    if not sep:
+        raise InvalidRelationship(f"object {text!r} is not of the form type:id")
+    _check_type(otype, text)
+    _check_id(oid, text, allow_wildcard=False)
+    return ObjectRef(otype, oid)
+
+
+def parse_subject(text: str) -> SubjectRef:
+    """Parse ``type:id`` or ``type:id#relation`` (``#...`` means the object itself)."""
+    head, _, srel = text.partition("#")
+    stype, sep, sid = head.partition(":")
+    if not sep:
+        raise InvalidRelationship(f"subject {text!r} is not of the form type:id[#relation]")
+    _check_type(stype, text)
+    _check_id(sid, text, allow_wildcard=True)
+    relation: str | None = None
+    if srel and srel != ELLIPSIS:
+        _check_relation(srel, text)
+        relation = srel
+    if sid == WILDCARD and relation is not None:
+        raise InvalidRelationship(f"wildcard subject {text!r} cannot carry a relation")
+    return SubjectRef(stype, sid, relation)
+
+
+def parse_relationship(text: str) -> Relationship:
+    """Parse the text form of a relationship; raises InvalidRelationship naming what is wrong."""
+    m = _REL_RE.match(text)
+    if m is None:
+        raise InvalidRelationship(
+            f"relationship {text.strip()!r} is not of the form "
+            "resource_type:id#relation@subject_type:id[#relation]"
+        )
+    rtype, rid, rel = m.group("rtype"), m.group("rid"), m.group("rel")
+    stype, sid, srel = m.group("stype"), m.group("sid"), m.group("srel")
+    _check_type(rtype, text)
+    _check_id(rid, text, allow_wildcard=False)
+    _check_relation(rel, text)
+    _check_type(stype, text)
+    _check_id(sid, text, allow_wildcard=True)
+    subject_relation: str | None = None
+    if srel is not None and srel != ELLIPSIS:
+        _check_relation(srel, text)
+        subject_relation = srel
+    if sid == WILDCARD and subject_relation is not None:
+        raise InvalidRelationship(f"in {text.strip()!r}: a wildcard subject cannot carry a relation")
+    caveat, expiration = _parse_suffix(m.group("rest"), text)
+    return Relationship(
+        ObjectRef(rtype, rid), rel, SubjectRef(stype, sid, subject_relation), caveat, expiration
+    )
+
+
+def _parse_suffix(rest: str, text: str) -> tuple[CaveatRef | None, _dt.datetime | None]:
+    caveat: CaveatRef | None = None
+    expiration: _dt.datetime | None = None
+    rest = rest.strip()
+    while rest:
+        if not rest.startswith("["):
+            raise InvalidRelationship(f"unexpected text {rest!r} after relationship in {text.strip()!r}")
+        body, end = _bracket_body(rest, text)
+        rest = rest[end:].strip()
+        name, sep, payload = body.partition(":")
+        name = name.strip()
+        if name == "expiration" and sep:
+            if expiration is not None:
+                raise InvalidRelationship(f"two expirations in {text.strip()!r}")
+            try:
+                expiration = parse_timestamp(payload)
+            except InvalidArgument as exc:
+                raise InvalidRelationship(f"in {text.strip()!r}: {exc}") from None
+            continue
+        if caveat is not None or expiration is not None:
+            raise InvalidRelationship(
+                f"in {text.strip()!r}: the caveat must come first and only once"
+            )
+        if not is_valid_type_name(name):
+            raise InvalidRelationship(f"invalid caveat name {name!r} in {text.strip()!r}")
+        context: dict[str, Any] | None = None
+        if sep:
+            try:
+                context = json.loads(payload)
+            except json.JSONDecodeError as exc:
+                raise InvalidRelationship(
+                    f"caveat context in {text.strip()!r} is not valid JSON: {exc.msg}"
+                ) from None
+            if not isinstance(context, dict):
+                raise InvalidRelationship(
+                    f"caveat context in {text.strip()!r} must be a JSON object"
+                )
+        caveat = CaveatRef(name, context)
+    return caveat, expiration
+
+
+def _bracket_body(rest: str, text: str) -> tuple[str, int]:
+    """Return the inside of the leading ``[...]`` (brackets in JSON strings allowed) and its end."""
+    depth = 0
+    in_string = False
+    escaped = False
+    for i, ch in enumerate(rest):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+            continue
+        if ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+            if depth == 0:
+                return rest[1:i], i + 1
+    raise InvalidRelationship(f"unclosed '[' in {text.strip()!r}")
+
+
+def _check_type(name: str, text: str) -> None:
+    if not is_valid_type_name(name):
+        raise InvalidRelationship(
+            f"invalid object type {name!r} in {text.strip()!r}: a type name is lowercase letters, "
+            "digits and '_', 3 to 64 characters, starting with a letter, optionally prefixed "
+            "with 'prefix/'"
+        )
+
+
+def _check_relation(name: str, text: str) -> None:
+    if not is_valid_relation_name(name):
+        raise InvalidRelationship(
+            f"invalid relation {name!r} in {text.strip()!r}: a relation name is lowercase "
+            "letters, digits and '_', 3 to 64 characters, starting with a letter"
+        )
+
+
+def _check_id(oid: str, text: str, *, allow_wildcard: bool) -> None:
+    if oid == WILDCARD:
+        if allow_wildcard:
+            return
+        raise InvalidRelationship(f"a resource id cannot be the wildcard '*' in {text.strip()!r}")
+    if len(oid) > MAX_ID_LENGTH:
+        raise InvalidRelationship(
+            f"object id in {text.strip()!r} is {len(oid)} characters; at most {MAX_ID_LENGTH}"
+        )
+    if not is_valid_object_id(oid):
+        raise InvalidRelationship(
+            f"invalid object id {oid!r} in {text.strip()!r}: ids use letters, digits and / _ | - = +"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectFilter:
+    """Matches subjects by type and optionally id and relation (``""`` = the object itself)."""
+
+    type: str
+    id: str | None = None
+    relation: str | None = None
+
+    def matches(self, subject: SubjectRef) -> bool:
+        if subject.type != self.type:
+            return False
+        if self.id is not None and subject.id != self.id:
+            return False
+        if self.relation is not None and (subject.relation or "") != self.relation:
+            return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class RelationshipFilter:
+    """Matches relationships: resource type, optionally id (or id prefix), relation, subject."""
+
+    resource_type: str
+    resource_id: str | None = None
+    resource_id_prefix: str | None = None
+    relation: str | None = None
+    subject: SubjectFilter | None = None
+
+    def matches(self, rel: Relationship) -> bool:
+        if rel.resource.type != self.resource_type:
+            return False
+        if self.resource_id is not None and rel.resource.id != self.resource_id:
+            return False
+        if self.resource_id_prefix is not None and not rel.resource.id.startswith(
+            self.resource_id_prefix
+        ):
+            return False
+        if self.relation is not None and rel.relation != self.relation:
+            return False
+        if self.subject is not None and not self.subject.matches(rel.subject):
+            return False
+        return True
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Revision:
+    """A committed state of the store; revisions increase by one per write.
+
+    ``token()`` gives the opaque string handed to clients; ``Revision.from_token`` reads it back.
+    """
+
+    value: int
+
+    def token(self) -> str:
+        return f"r{self.value:x}"
+
+    @classmethod
+    def from_token(cls, token: str) -> Revision:
+        if not token.startswith("r"):
+            raise RevisionUnavailable(f"malformed revision token {token!r}")
+        try:
+            value = int(token[1:], 16)
+        except ValueError:
+            raise RevisionUnavailable(f"malformed revision token {token!r}") from None
+        if value < 0:
+            raise RevisionUnavailable(f"malformed revision token {token!r}")
+        return cls(value)
+
+    def __str__(self) -> str:
+        return self.token()

@@ -1,0 +1,1 @@
+"""Relationships and schema text at revisions: the store Protocols and their implementations."""
