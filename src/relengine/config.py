@@ -13,3 +13,7 @@ DEFAULT_BATCH_LIMIT: Final = 1000
 class EngineConfig:
     max_depth: int = DEFAULT_MAX_DEPTH  # sub-questions deeper than this raise MaxDepthExceeded
     max_updates_per_write: int = DEFAULT_BATCH_LIMIT
+    quantization_seconds: float = 5.0  # minimize_latency reuses a revision for this long
+    cache_size: int = 100_000  # entries in the check cache; 0 disables it
+    max_bulk_check_items: int = 10_000
+    max_lookup_limit: int = 100_000

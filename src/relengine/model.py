@@ -390,3 +390,38 @@ class Revision:
 
     def __str__(self) -> str:
         return self.token()
+
+
+@dataclass(frozen=True, slots=True)
+class Consistency:
+    """Which revision a request is answered at.
+
+    - ``minimize_latency()``: a recent revision (at most the configured window old) chosen to
+      maximise cache hits; the default.
+    - ``at_least_as_fresh(token)``: that revision or newer (read-your-writes).
+    - ``at_exact_snapshot(token)``: exactly that revision (RevisionUnavailable if collected).
+    - ``fully_consistent()``: the newest committed revision.
+    """
+
+    mode: str
+    revision: Revision | None = None
+
+    @classmethod
+    def minimize_latency(cls) -> Consistency:
+        return cls("minimize_latency")
+
+    @classmethod
+    def at_least_as_fresh(cls, revision: Revision | str) -> Consistency:
+        return cls("at_least_as_fresh", _as_revision(revision))
+
+    @classmethod
+    def at_exact_snapshot(cls, revision: Revision | str) -> Consistency:
+        return cls("at_exact_snapshot", _as_revision(revision))
+
+    @classmethod
+    def fully_consistent(cls) -> Consistency:
+        return cls("fully_consistent")
+
+
+def _as_revision(value: Revision | str) -> Revision:
+    return value if isinstance(value, Revision) else Revision.from_token(value)

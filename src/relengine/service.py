@@ -1,26 +1,47 @@
-"""The in-process API, ``Engine``: schema, relationships and checks over one TupleStore.
+"""The in-process API, ``Engine``: schema, relationships and questions over one TupleStore.
 
-It picks revisions, compiles (and caches) the schema of each revision, validates writes
-against the schema of the revision they write at, and wires the checker. No gRPC here.
+It picks the revision of each request (``Consistency``), compiles (and caches) the schema of
+each revision, validates writes against the schema of the revision they write at, and wires
+the checker, cache and lookups. The gRPC server calls exactly this API. No gRPC here.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as _dt
 import threading
+import time
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Callable, Generic, Iterable, Iterator, Mapping, Sequence, TypeVar
+
+import msgpack
 
 from .config import EngineConfig
+from .engine import lookup
 from .engine.check import LocalChecker
-from .engine.dispatch import CheckResult, Permissionship
+from .engine.dispatch import CheckRequest, CheckResult, Permissionship
 from .engine.expand import ExpandNode, expand
-from .errors import BatchTooLarge, InvalidArgument, PreconditionFailed, SchemaNotFound
-from .model import ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef
+from .errors import (
+    BatchTooLarge,
+    InvalidArgument,
+    PreconditionFailed,
+    RelEngineError,
+    RevisionUnavailable,
+    SchemaNotFound,
+)
+from .model import (
+    Consistency,
+    ObjectRef,
+    Relationship,
+    RelationshipFilter,
+    Revision,
+    SubjectRef,
+)
 from .schema.compiler import compile_schema
 from .schema.types import CompiledSchema
 from .schema.typesystem import check_relationship
 from .storage.base import (
+    Change,
     Operation,
     Precondition,
     PreconditionKind,
@@ -28,6 +49,8 @@ from .storage.base import (
     RelationshipUpdate,
     TupleStore,
 )
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +67,77 @@ class CheckResponse:
         return self.result.permissionship
 
 
+@dataclass(frozen=True, slots=True)
+class BulkCheckResponse:
+    """One entry per request item, in order: its CheckResult, or the error it raised."""
+
+    results: list[CheckResult | RelEngineError]
+    revision: Revision
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteResult:
+    revision: Revision
+    deleted: int
+    complete: bool  # False when ``limit`` stopped the delete before everything matching went
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceResult:
+    resource_id: str
+    permissionship: Permissionship
+    missing_parameters: tuple[str, ...]
+    cursor: str  # pass back to resume after this result
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectResult:
+    """A subject with the permission; for a wildcard (``id == "*"``), ``excluded`` lists the
+    subjects of that type that the wildcard does not cover (removed by an exclusion)."""
+
+    subject: SubjectRef
+    permissionship: Permissionship
+    missing_parameters: tuple[str, ...]
+    excluded: tuple[SubjectRef, ...]
+    cursor: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    relationship: Relationship
+    cursor: str
+
+
+class Stream(Generic[T]):
+    """Results computed at one revision, produced lazily: iterate it; ``revision`` is known up front."""
+
+    def __init__(self, revision: Revision, items: Iterator[T]) -> None:
+        self.revision = revision
+        self._items = items
+
+    def __iter__(self) -> Iterator[T]:
+        return self._items
+
+
+def encode_cursor(revision: Revision, *parts: Any) -> str:
+    raw = msgpack.packb([revision.value, *parts], use_bin_type=True)
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[Revision, list[Any]]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value = msgpack.unpackb(raw, raw=False)
+        return Revision(int(value[0])), list(value[1:])
+    except Exception as exc:  # any malformed input is the caller's mistake
+        raise InvalidArgument(f"malformed cursor {cursor!r}") from exc
+
+
 class Engine:
     """Answers permission questions and writes relationships, at named revisions.
 
-    Thread-safe: each call takes its own snapshot of the store.
+    Thread-safe: each call takes its own snapshot of the store; nothing holds a read
+    transaction across calls. Every answer carries the revision it was computed at.
     """
 
     def __init__(self, store: TupleStore, config: EngineConfig | None = None) -> None:
@@ -55,6 +145,58 @@ class Engine:
         self.config = config or EngineConfig()
         self._schemas: dict[str, CompiledSchema] = {}
         self._lock = threading.Lock()
+        self._quantized: tuple[Revision, float] | None = None
+
+    @classmethod
+    def open(cls, data_dir: str, config: EngineConfig | None = None, **store_options: Any) -> Engine:
+        """An Engine on the LMDB store in ``data_dir`` (created if missing)."""
+        from .storage.lmdb import LmdbStore
+
+        return cls(LmdbStore(data_dir, **store_options), config)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def head_revision(self) -> Revision:
+        return self.store.head_revision()
+
+    # -- revisions -------------------------------------------------------------------
+    def snapshot(self, consistency: Consistency | None = None) -> Reader:
+        """A Reader at the revision ``consistency`` asks for (default: minimize_latency)."""
+        mode = consistency.mode if consistency is not None else "minimize_latency"
+        if mode == "fully_consistent":
+            return self.store.snapshot()
+        if mode == "at_exact_snapshot":
+            assert consistency is not None and consistency.revision is not None
+            return self.store.snapshot(consistency.revision)
+        if mode == "at_least_as_fresh":
+            assert consistency is not None and consistency.revision is not None
+            wanted = consistency.revision
+            head = self.store.head_revision()
+            if wanted > head:
+                raise RevisionUnavailable(
+                    f"revision {wanted} is newer than the store's newest revision {head}",
+                )
+            chosen = self._quantized_revision(head)
+            return self.store.snapshot(chosen if chosen >= wanted else head)
+        if mode != "minimize_latency":
+            raise InvalidArgument(f"unknown consistency mode {mode!r}")
+        return self.store.snapshot(self._quantized_revision(self.store.head_revision()))
+
+    def _committed(self, revision: Revision | None) -> Revision:
+        """After a write through this Engine, its next minimize_latency read sees the write."""
+        assert revision is not None
+        self._quantized = None
+        return revision
+
+    def _quantized_revision(self, head: Revision) -> Revision:
+        """Reuse one revision for ``quantization_seconds`` so that cached answers keep hitting."""
+        now = time.monotonic()
+        current = self._quantized
+        if current is not None and now - current[1] < self.config.quantization_seconds and current[0] <= head:
+            return current[0]
+        self._quantized = (head, now)
+        return head
 
     # -- schema ----------------------------------------------------------------------
     def compiled_schema(self, reader: Reader) -> CompiledSchema:
@@ -79,11 +221,10 @@ class Engine:
         ctx = self.store.transaction()
         with ctx as tx:
             tx.set_schema(text)
-        assert ctx.revision is not None
-        return ctx.revision
+        return self._committed(ctx.revision)
 
-    def read_schema(self, at: Revision | None = None) -> tuple[str, Revision]:
-        reader = self.store.snapshot(at)
+    def read_schema(self, consistency: Consistency | None = None) -> tuple[str, Revision]:
+        reader = self.snapshot(consistency or Consistency.fully_consistent())
         text = reader.schema_text()
         if text is None:
             raise SchemaNotFound("no schema has been written yet")
@@ -95,7 +236,9 @@ class Engine:
     ) -> Revision:
         """Apply ``updates`` atomically after checking ``preconditions``; returns the revision.
 
-        Each update is validated against the schema of the revision it writes at.
+        Each update is validated against the schema of the revision it writes at. Raises
+        BatchTooLarge past ``max_updates_per_write``, PreconditionFailed, AlreadyExists (CREATE
+        of a live relationship), InvalidRelationship / UnknownDefinition / UnknownRelation.
         """
         limit = self.config.max_updates_per_write
         if len(updates) > limit:
@@ -109,66 +252,235 @@ class Engine:
             if text is None:
                 raise SchemaNotFound("no schema has been written yet; write one before relationships")
             schema = self._compile_cached(text)
-            for pre in preconditions:
-                matched = tx.matches(pre.filter)
-                if matched != (pre.kind is PreconditionKind.MUST_MATCH):
-                    raise PreconditionFailed(
-                        f"precondition {pre.kind.value} failed for filter {pre.filter}",
-                    )
+            _check_preconditions(tx.matches, preconditions)
             for update in updates:
                 if update.operation is not Operation.DELETE:
                     check_relationship(schema, update.relationship)
                 tx.apply(update)
-        assert ctx.revision is not None
-        return ctx.revision
+        return self._committed(ctx.revision)
 
     def touch(self, relationships: Iterable[Relationship]) -> Revision:
         return self.write([RelationshipUpdate(Operation.TOUCH, r) for r in relationships])
 
-    def delete(self, filter: RelationshipFilter, limit: int | None = None) -> tuple[Revision, int, bool]:
+    def delete(
+        self,
+        filter: RelationshipFilter,
+        *,
+        limit: int | None = None,
+        preconditions: Sequence[Precondition] = (),
+    ) -> DeleteResult:
+        """Delete every live relationship matching ``filter`` (at most ``limit``), atomically."""
         ctx = self.store.transaction()
         with ctx as tx:
+            _check_preconditions(tx.matches, preconditions)
             count, complete = tx.delete_matching(filter, limit)
-        assert ctx.revision is not None
-        return ctx.revision, count, complete
+        return DeleteResult(self._committed(ctx.revision), count, complete)
 
     def read(
-        self, filter: RelationshipFilter, *, at: Revision | None = None, limit: int | None = None
-    ) -> tuple[list[Relationship], Revision]:
-        reader = self.store.snapshot(at)
-        return list(reader.read(filter, limit=limit)), reader.revision
+        self,
+        filter: RelationshipFilter,
+        *,
+        consistency: Consistency | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Stream[ReadResult]:
+        """Live relationships matching ``filter``, in key order, with a cursor per result.
+
+        A cursor pins the revision it was issued at, so pages are consistent with each other.
+        """
+        after: Relationship | None = None
+        if cursor is not None:
+            revision, parts = decode_cursor(cursor)
+            reader = self.store.snapshot(revision)
+            from .model import parse_relationship
+
+            after = parse_relationship(str(parts[0]))
+        else:
+            reader = self.snapshot(consistency or Consistency.fully_consistent())
+        revision = reader.revision
+
+        def items() -> Iterator[ReadResult]:
+            for rel in reader.read(filter, after=after, limit=limit):
+                yield ReadResult(rel, encode_cursor(revision, str(rel)))
+
+        return Stream(revision, items())
+
+    def watch(self, after: Revision | None = None, *, timeout: float | None = None) -> Iterator[Change]:
+        """Every change after ``after`` (default: from now), in order; blocks for new ones."""
+        start = after if after is not None else self.store.head_revision()
+        return self.store.watch(start, timeout=timeout)
 
     # -- questions -------------------------------------------------------------------
+    def _checker(self, reader: Reader, deadline: float | None, context: Mapping[str, Any] | None) -> LocalChecker:
+        schema = self.compiled_schema(reader)
+        return LocalChecker(schema, reader, max_depth=self.config.max_depth, deadline=deadline)
+
     def check(
         self,
         resource: ObjectRef,
         permission: str,
         subject: SubjectRef,
         *,
+        consistency: Consistency | None = None,
+        context: Mapping[str, Any] | None = None,
+        deadline: float | None = None,
         at: Revision | None = None,
         now: _dt.datetime | None = None,
     ) -> CheckResponse:
-        """Whether ``subject`` has ``permission`` (or relation) on ``resource`` at ``at`` (head)."""
-        reader = self.store.snapshot(at)
-        schema = self.compiled_schema(reader)
-        checker = LocalChecker(schema, reader, max_depth=self.config.max_depth, now=now)
+        """Whether ``subject`` has ``permission`` (or relation) on ``resource``.
+
+        ``at`` is shorthand for ``Consistency.at_exact_snapshot(at)``; ``deadline`` is a
+        ``time.monotonic()`` instant after which the check raises DeadlineExceeded.
+        """
+        if at is not None:
+            consistency = Consistency.at_exact_snapshot(at)
+        reader = self.snapshot(consistency)
+        checker = self._checker(reader, deadline, context)
+        if now is not None:
+            checker.now = now
         result = checker.check(resource.type, resource.id, permission, subject)
         return CheckResponse(CheckResult(result), reader.revision)
 
+    def bulk_check(
+        self,
+        items: Sequence[CheckRequest],
+        *,
+        consistency: Consistency | None = None,
+        context: Mapping[str, Any] | None = None,
+        deadline: float | None = None,
+    ) -> BulkCheckResponse:
+        """Many checks at one revision; each item gets its result or its own error."""
+        if len(items) > self.config.max_bulk_check_items:
+            raise BatchTooLarge(
+                f"a bulk check may carry at most {self.config.max_bulk_check_items} items, got {len(items)}"
+            )
+        reader = self.snapshot(consistency)
+        checker = self._checker(reader, deadline, context)
+        results: list[CheckResult | RelEngineError] = []
+        for item in items:
+            try:
+                r = item.resource
+                results.append(CheckResult(checker.check(r.type, r.id, item.permission, item.subject)))
+            except RelEngineError as exc:
+                results.append(exc)
+        return BulkCheckResponse(results, reader.revision)
+
+    def lookup_resources(
+        self,
+        resource_type: str,
+        permission: str,
+        subject: SubjectRef,
+        *,
+        consistency: Consistency | None = None,
+        context: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        deadline: float | None = None,
+    ) -> Stream[ResourceResult]:
+        """Every ``resource_type`` object on which ``subject`` has ``permission``, by id.
+
+        Walks the subject index backwards through the schema; never enumerates all resources.
+        ``limit`` caps the page; each result's cursor resumes after it at the same revision.
+        """
+        after, reader = self._resume(cursor, consistency)
+        limit = self._limit(limit)
+        checker = self._checker(reader, deadline, context)
+        ids = lookup.lookup_resources(checker, resource_type, permission, subject)
+        revision = reader.revision
+        if after is not None:
+            ids = [i for i in ids if i > after]
+
+        def items() -> Iterator[ResourceResult]:
+            for rid in _page(ids, limit):
+                yield ResourceResult(rid, Permissionship.HAS_PERMISSION, (), encode_cursor(revision, rid))
+
+        return Stream(revision, items())
+
+    def lookup_subjects(
+        self,
+        resource: ObjectRef,
+        permission: str,
+        subject_type: str,
+        *,
+        subject_relation: str | None = None,
+        consistency: Consistency | None = None,
+        context: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        deadline: float | None = None,
+    ) -> Stream[SubjectResult]:
+        """Every subject of ``subject_type`` (``#subject_relation``) with ``permission`` on ``resource``.
+
+        A wildcard grant is reported as one result with id ``*``, its ``excluded`` listing the
+        subjects an exclusion removed; concrete subjects follow sorted by id.
+        """
+        after, reader = self._resume(cursor, consistency)
+        limit = self._limit(limit)
+        checker = self._checker(reader, deadline, context)
+        found = lookup.lookup_subjects(checker, resource.type, resource.id, permission, subject_type, subject_relation)
+        revision = reader.revision
+        entries: list[SubjectResult] = []
+        if found.wildcard:
+            excluded = tuple(SubjectRef(subject_type, i, subject_relation) for i in sorted(found.excluded))
+            entries.append(
+                SubjectResult(SubjectRef(subject_type, "*"), Permissionship.HAS_PERMISSION, (), excluded, encode_cursor(revision, "*"))
+            )
+        for sid in sorted(found.ids):
+            if found.has(sid):
+                entries.append(
+                    SubjectResult(
+                        SubjectRef(subject_type, sid, subject_relation),
+                        Permissionship.HAS_PERMISSION,
+                        (),
+                        (),
+                        encode_cursor(revision, sid),
+                    )
+                )
+        if after is not None:
+            entries = [e for e in entries if e.subject.id != "*" and e.subject.id > after]
+
+        return Stream(revision, iter(_page(entries, limit)))
+
+    def _resume(self, cursor: str | None, consistency: Consistency | None) -> tuple[str | None, Reader]:
+        if cursor is None:
+            return None, self.snapshot(consistency)
+        revision, parts = decode_cursor(cursor)
+        if not parts or not isinstance(parts[0], str):
+            raise InvalidArgument(f"malformed cursor {cursor!r}")
+        return parts[0], self.store.snapshot(revision)
+
+    def _limit(self, limit: int | None) -> int | None:
+        if limit is None or limit == 0:
+            return None
+        if limit < 0:
+            raise InvalidArgument(f"limit must not be negative, got {limit}")
+        if limit > self.config.max_lookup_limit:
+            raise InvalidArgument(
+                f"limit {limit} is above the maximum page size {self.config.max_lookup_limit}"
+            )
+        return limit
+
     def expand(
-        self, resource: ObjectRef, permission: str, *, at: Revision | None = None
+        self,
+        resource: ObjectRef,
+        permission: str,
+        *,
+        consistency: Consistency | None = None,
+        at: Revision | None = None,
     ) -> tuple[ExpandNode, Revision]:
-        reader = self.store.snapshot(at)
+        if at is not None:
+            consistency = Consistency.at_exact_snapshot(at)
+        reader = self.snapshot(consistency)
         schema = self.compiled_schema(reader)
         return expand(schema, reader, resource, permission, max_depth=self.config.max_depth), reader.revision
 
 
-def parse_updates(operation: Operation, texts: Iterable[str]) -> list[RelationshipUpdate]:
-    from .model import parse_relationship
+def _page(items: list[T], limit: int | None) -> list[T]:
+    return items if limit is None else items[:limit]
 
-    out: list[RelationshipUpdate] = []
-    for text in texts:
-        if not text.strip():
-            raise InvalidArgument("empty relationship")
-        out.append(RelationshipUpdate(operation, parse_relationship(text)))
-    return out
+
+def _check_preconditions(matches: Callable[[RelationshipFilter], bool], preconditions: Sequence[Precondition]) -> None:
+    for pre in preconditions:
+        if matches(pre.filter) != (pre.kind is PreconditionKind.MUST_MATCH):
+            verb = "matched nothing" if pre.kind is PreconditionKind.MUST_MATCH else "matched a relationship"
+            raise PreconditionFailed(f"precondition {pre.kind.value} failed: filter {pre.filter} {verb}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -15,7 +16,7 @@ from typing import Any, Callable, Iterator
 import yaml
 
 from .errors import InvalidArgument, RelEngineError, SchemaError, Unimplemented, ValidationFileError
-from .model import Relationship, parse_relationship, parse_subject
+from .model import ObjectRef, Relationship, SubjectRef, parse_relationship, parse_subject
 
 ASSERTION_KINDS = ("assertTrue", "assertFalse", "assertCaveated")
 
@@ -266,9 +267,7 @@ def run_validation_file(path: str, engine_factory: Callable[[], Any] | None = No
         for assertion in vf.assertions:
             report.outcomes.append(_run_assertion(engine, path, assertion))
         for expected in vf.validation:
-            report.outcomes.append(
-                Outcome(path, expected.line, expected.key, "skipped", "the `validation` block is not checked yet")
-            )
+            report.outcomes.append(_check_expected(engine, path, expected))
     return report
 
 
@@ -297,6 +296,73 @@ def _run_assertion(engine: Any, path: str, assertion: Assertion) -> Outcome:
     if got == want:
         return Outcome(path, assertion.line, assertion.text, "passed")
     return Outcome(path, assertion.line, assertion.text, "failed", f"expected {want}, got {got}")
+
+
+_ENTRY_RE = re.compile(r"^\[(?P<subject>.*)\]\s+is\s+(?P<paths>.*)$")
+
+
+def _parse_entry(text: str) -> tuple[SubjectRef, frozenset[SubjectRef], frozenset[str], bool]:
+    """``[user:tom] is <doc:1#viewer>/<doc:1#editor>`` -> (subject, excluded, paths, caveated)."""
+    m = _ENTRY_RE.match(text.strip())
+    if m is None:
+        raise InvalidArgument(f"expected `[subject] is <object#relation>/...`, got {text!r}")
+    spec = m.group("subject").strip()
+    caveated = "[...]" in spec
+    spec_main, _, excluded_text = spec.partition(" - ")
+    subject = parse_subject(spec_main.replace("[...]", "").strip())
+    excluded: set[SubjectRef] = set()
+    if excluded_text:
+        inner = excluded_text.strip()
+        if not (inner.startswith("{") and inner.endswith("}")):
+            raise InvalidArgument(f"expected `{{subject, ...}}` after ` - ` in {text!r}")
+        for part in inner[1:-1].split(","):
+            if part.strip():
+                if "[...]" in part:
+                    caveated = True
+                excluded.add(parse_subject(part.replace("[...]", "").strip()))
+    paths = frozenset(p.strip().strip("<>") for p in m.group("paths").split("/") if p.strip())
+    return subject, frozenset(excluded), paths, caveated
+
+
+def _check_expected(engine: Any, path: str, expected: ExpectedSubjects) -> Outcome:
+    from .engine.expand import reachable_subjects
+
+    key = expected.key
+    try:
+        obj_text, _, relation = key.partition("#")
+        resource = parse_subject(obj_text)
+        wanted: dict[SubjectRef, tuple[frozenset[SubjectRef], frozenset[str]]] = {}
+        for text, line in expected.entries:
+            try:
+                subject, excluded, paths, caveated = _parse_entry(text)
+            except InvalidArgument as exc:
+                return Outcome(path, line, text, "failed", f"malformed entry: {exc}")
+            if caveated:
+                return Outcome(path, expected.line, key, "skipped", "caveats are not evaluated yet")
+            wanted[subject] = (excluded, paths)
+        reader = engine.store.snapshot()
+        schema = engine.compiled_schema(reader)
+        found = reachable_subjects(schema, reader, ObjectRef(resource.type, resource.id), relation)
+    except Unimplemented as exc:
+        return Outcome(path, expected.line, key, "skipped", str(exc))
+    except RelEngineError as exc:
+        return Outcome(path, expected.line, key, "failed", f"error: {exc}")
+    problems: list[str] = []
+    for subject in sorted(set(wanted) | set(found), key=str):
+        if subject not in found:
+            problems.append(f"expected subject {subject} was not found")
+        elif subject not in wanted:
+            problems.append(f"subject {subject} was found (through {'/'.join(sorted(found[subject].paths))}) but not expected")
+        else:
+            excluded, paths = wanted[subject]
+            got = found[subject]
+            if got.paths != paths:
+                problems.append(f"{subject}: expected through {'/'.join(sorted(paths))}, found through {'/'.join(sorted(got.paths))}")
+            if got.excluded != excluded:
+                problems.append(f"{subject}: expected exclusions {sorted(map(str, excluded))}, found {sorted(map(str, got.excluded))}")
+    if problems:
+        return Outcome(path, expected.line, key, "failed", "; ".join(problems))
+    return Outcome(path, expected.line, key, "passed")
 
 
 class _engine:

@@ -17,7 +17,7 @@ from relengine.errors import (
 )
 from relengine.model import ObjectRef, SubjectRef, parse_relationship, parse_subject
 from relengine.service import Engine
-import sys; sys.path.insert(0, "/tmp/scratch"); from memstub import Store as MemoryStore  # TEMP
+from relengine.storage.memory import MemoryStore
 
 SCHEMA = """
 definition user {}

@@ -118,3 +118,126 @@ class _Expander:
             return ExpandNode("leaf", resource, relation, subjects=(SubjectRef(resource.type, resource.id),))
         assert isinstance(node, Nil)
         return ExpandNode("leaf", resource, relation)
+
+
+# -- the full subject set with provenance (validation files' `validation:` block) ------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FoundSubject:
+    """A terminal subject and the ``object#relation`` leaves it was found through.
+
+    For a wildcard (``subject.id == "*"``), ``excluded`` lists the subjects removed from it.
+    """
+
+    subject: SubjectRef
+    paths: frozenset[str]
+    excluded: frozenset[SubjectRef] = frozenset()
+
+
+def reachable_subjects(
+    schema: CompiledSchema,
+    reader: Reader,
+    resource: ObjectRef,
+    relation: str,
+    *,
+    max_depth: int = 50,
+    now: _dt.datetime | None = None,
+) -> dict[SubjectRef, FoundSubject]:
+    """Every subject (objects, wildcards and usersets) that ``resource#relation`` reaches,
+    expanding usersets recursively, with the relationships through which each was found."""
+    tree = expand(schema, reader, resource, relation, max_depth=max_depth, now=now)
+    return _Collector(schema, reader, max_depth, now or _dt.datetime.now(_dt.timezone.utc)).node(tree, max_depth, set())
+
+
+class _Collector:
+    def __init__(self, schema: CompiledSchema, reader: Reader, max_depth: int, now: _dt.datetime) -> None:
+        self.schema = schema
+        self.reader = reader
+        self.max_depth = max_depth
+        self.now = now
+
+    def node(self, node: ExpandNode, depth: int, active: set[tuple[str, str, str]]) -> dict[SubjectRef, FoundSubject]:
+        if depth < 0:
+            raise MaxDepthExceeded(f"expand exceeded the maximum depth of {self.max_depth}")
+        if node.kind == "leaf":
+            out: dict[SubjectRef, FoundSubject] = {}
+            path = f"{node.resource}#{node.relation}"
+            for subject in node.subjects:
+                _merge(out, FoundSubject(subject, frozenset([path])))
+                if subject.relation is not None:
+                    key = (subject.type, subject.id, subject.relation)
+                    if key in active:
+                        continue
+                    active.add(key)
+                    try:
+                        sub_tree = expand(
+                            self.schema, self.reader, ObjectRef(subject.type, subject.id), subject.relation,
+                            max_depth=depth, now=self.now,
+                        )
+                        for found in self.node(sub_tree, depth - 1, active).values():
+                            _merge(out, found)
+                    finally:
+                        active.discard(key)
+            return out
+        children = [self.node(child, depth, active) for child in node.children]
+        if node.kind == "union" or not children:
+            out = {}
+            for child in children:
+                for found in child.values():
+                    _merge(out, found)
+            return out
+        if node.kind == "intersection":
+            result = children[0]
+            for other in children[1:]:
+                result = _intersect(result, other)
+            return result
+        base, *rest = children
+        result = dict(base)
+        for other in rest:
+            result = _subtract(result, other)
+        return result
+
+
+def _merge(into: dict[SubjectRef, FoundSubject], found: FoundSubject) -> None:
+    existing = into.get(found.subject)
+    if existing is None:
+        into[found.subject] = found
+    else:
+        excluded = existing.excluded & found.excluded if existing.subject.is_wildcard else frozenset()
+        into[found.subject] = FoundSubject(found.subject, existing.paths | found.paths, excluded)
+
+
+def _wildcard_of(found: dict[SubjectRef, FoundSubject], subject: SubjectRef) -> FoundSubject | None:
+    if subject.relation is not None or subject.is_wildcard:
+        return None
+    wildcard = found.get(SubjectRef(subject.type, "*"))
+    if wildcard is None or subject in wildcard.excluded:
+        return None
+    return wildcard
+
+
+def _intersect(a: dict[SubjectRef, FoundSubject], b: dict[SubjectRef, FoundSubject]) -> dict[SubjectRef, FoundSubject]:
+    out: dict[SubjectRef, FoundSubject] = {}
+    for subject, found in a.items():
+        other = b.get(subject) or _wildcard_of(b, subject)
+        if other is not None:
+            excluded = found.excluded | other.excluded if subject.is_wildcard else frozenset()
+            out[subject] = FoundSubject(subject, found.paths | other.paths, excluded)
+    for subject, found in b.items():
+        if subject not in out and _wildcard_of(a, subject) is not None:
+            out[subject] = FoundSubject(subject, found.paths | a[SubjectRef(subject.type, "*")].paths)
+    return out
+
+
+def _subtract(a: dict[SubjectRef, FoundSubject], b: dict[SubjectRef, FoundSubject]) -> dict[SubjectRef, FoundSubject]:
+    out: dict[SubjectRef, FoundSubject] = {}
+    for subject, found in a.items():
+        if subject.is_wildcard:
+            if subject in b:
+                continue  # everyone minus everyone
+            removed = {s for s in b if s.type == subject.type and s.relation is None}
+            out[subject] = FoundSubject(subject, found.paths, found.excluded | removed)
+        elif subject not in b and _wildcard_of(b, subject) is None:
+            out[subject] = found
+    return out
