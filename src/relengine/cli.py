@@ -105,6 +105,27 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed or errors else EXIT_OK
 
 
+def cmd_matrix(args: argparse.Namespace) -> int:
+    from .report.matrix import compute_matrix, render
+
+    matrix = compute_matrix(_read(args.schema), args.resource, args.subject_type)
+    sys.stdout.write(render(matrix, args.format))
+    return EXIT_OK
+
+
+def cmd_schema_graph(args: argparse.Namespace) -> int:
+    from .report.graph import render
+    from .schema import compile_schema
+
+    try:
+        schema = compile_schema(_read(args.schema), args.schema)
+    except SchemaError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EXIT_FAILED
+    sys.stdout.write(render(schema, args.format))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relengine", description="A relationship-based (Zanzibar-style) authorization engine."
@@ -130,6 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--write", action="store_true", help="rewrite the files in place")
     group.add_argument("--check", action="store_true", help="exit 1 if a file is not formatted")
     p.set_defaults(func=cmd_schema_fmt)
+    p = ssub.add_parser("graph", help="draw definitions, relations and permission derivations")
+    p.add_argument("schema", metavar="SCHEMA")
+    p.add_argument("--format", choices=("dot", "mermaid"), default="mermaid")
+    p.set_defaults(func=cmd_schema_graph)
+
+    p = sub.add_parser("matrix", help="role x permission table of a resource type, computed by the engine")
+    p.add_argument("schema", metavar="SCHEMA")
+    p.add_argument("--resource", required=True, metavar="TYPE", help="the resource type (definition)")
+    p.add_argument("--subject-type", default="user", metavar="TYPE", help="who holds the roles (default user)")
+    p.add_argument("--format", choices=("text", "markdown", "html"), default="text")
+    p.set_defaults(func=cmd_matrix)
     return parser
 
 

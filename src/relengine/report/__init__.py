@@ -1,0 +1,1 @@
+"""Readable views of a schema: role x permission matrices and definition graphs."""
