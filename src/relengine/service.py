@@ -12,12 +12,13 @@ import datetime as _dt
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Iterable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Final, Generic, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import msgpack
 
 from .config import EngineConfig
 from .engine import lookup
+from .engine.cache import CachingDispatcher, CheckCache
 from .engine.check import LocalChecker
 from .engine.dispatch import CheckRequest, CheckResult, Permissionship
 from .engine.expand import ExpandNode, expand
@@ -65,6 +66,19 @@ class CheckResponse:
     @property
     def permissionship(self) -> Permissionship:
         return self.result.permissionship
+
+
+_RESULTS: Final = {p: CheckResult(p) for p in Permissionship}
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStatistics:
+    cache_hits: int
+    cache_misses: int
+    cache_evictions: int
+    cache_size: int
+    cache_capacity: int
+    head_revision: Revision
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +160,7 @@ class Engine:
         self._schemas: dict[str, CompiledSchema] = {}
         self._lock = threading.Lock()
         self._quantized: tuple[Revision, float] | None = None
+        self.cache = CheckCache(self.config.cache_size)
 
     @classmethod
     def open(cls, data_dir: str, config: EngineConfig | None = None, **store_options: Any) -> Engine:
@@ -311,9 +326,25 @@ class Engine:
         return self.store.watch(start, timeout=timeout)
 
     # -- questions -------------------------------------------------------------------
-    def _checker(self, reader: Reader, deadline: float | None, context: Mapping[str, Any] | None) -> LocalChecker:
+    def _checker(
+        self, reader: Reader, deadline: float | None, context: Mapping[str, Any] | None, *, cached: bool = True
+    ) -> LocalChecker:
         schema = self.compiled_schema(reader)
-        return LocalChecker(schema, reader, max_depth=self.config.max_depth, deadline=deadline)
+        checker = LocalChecker(schema, reader, max_depth=self.config.max_depth, deadline=deadline)
+        if cached and self.config.cache_size > 0:
+            checker.dispatcher = CachingDispatcher(checker, self.cache, reader.revision.value, checker)
+        return checker
+
+    def statistics(self) -> EngineStatistics:
+        stats = self.cache.statistics()
+        return EngineStatistics(
+            cache_hits=stats.hits,
+            cache_misses=stats.misses,
+            cache_evictions=stats.evictions,
+            cache_size=stats.size,
+            cache_capacity=stats.capacity,
+            head_revision=self.store.head_revision(),
+        )
 
     def check(
         self,
@@ -332,14 +363,23 @@ class Engine:
         ``at`` is shorthand for ``Consistency.at_exact_snapshot(at)``; ``deadline`` is a
         ``time.monotonic()`` instant after which the check raises DeadlineExceeded.
         """
+        if consistency is None and at is None and now is None and context is None:
+            # The hot path: a recent revision and a cached answer need no store access at all.
+            quantized = self._quantized
+            if quantized is not None and time.monotonic() - quantized[1] < self.config.quantization_seconds:
+                revision = quantized[0]
+                hit = self.cache.get((revision.value, resource.type, resource.id, permission, subject))
+                if hit is not None:
+                    return CheckResponse(_RESULTS[hit], revision)
         if at is not None:
             consistency = Consistency.at_exact_snapshot(at)
         reader = self.snapshot(consistency)
-        checker = self._checker(reader, deadline, context)
+        # Answers at a caller-chosen "now" (expiration tests) must not be cached as real ones.
+        checker = self._checker(reader, deadline, context, cached=now is None)
         if now is not None:
             checker.now = now
         result = checker.check(resource.type, resource.id, permission, subject)
-        return CheckResponse(CheckResult(result), reader.revision)
+        return CheckResponse(_RESULTS[result], reader.revision)
 
     def bulk_check(
         self,
@@ -360,7 +400,7 @@ class Engine:
         for item in items:
             try:
                 r = item.resource
-                results.append(CheckResult(checker.check(r.type, r.id, item.permission, item.subject)))
+                results.append(_RESULTS[checker.check(r.type, r.id, item.permission, item.subject)])
             except RelEngineError as exc:
                 results.append(exc)
         return BulkCheckResponse(results, reader.revision)

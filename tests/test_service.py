@@ -1,0 +1,185 @@
+"""The in-process Engine API: consistency, cache, bulk check, lookups, reads, writes."""
+
+from __future__ import annotations
+
+import pytest
+
+from relengine.config import EngineConfig
+from relengine.engine.dispatch import CheckRequest, Permissionship
+from relengine.errors import (
+    AlreadyExists,
+    BatchTooLarge,
+    InvalidArgument,
+    PreconditionFailed,
+    RevisionUnavailable,
+    SchemaError,
+    UnknownRelation,
+)
+from relengine.model import Consistency, ObjectRef, RelationshipFilter, Revision, SubjectFilter, SubjectRef, parse_relationship
+from relengine.service import Engine
+from relengine.storage.base import Operation, Precondition, PreconditionKind, RelationshipUpdate
+from relengine.storage.memory import MemoryStore
+
+SCHEMA = """
+definition user {}
+definition group {
+    relation member: user | group#member
+}
+definition doc {
+    relation viewer: user | user:* | group#member
+    relation banned: user
+    permission view = viewer - banned
+}
+"""
+
+ANN = SubjectRef("user", "ann")
+
+
+@pytest.fixture
+def engine() -> Engine:
+    e = Engine(MemoryStore(), EngineConfig(quantization_seconds=3600))
+    e.write_schema(SCHEMA)
+    return e
+
+
+def rels(*texts: str) -> list[RelationshipUpdate]:
+    return [RelationshipUpdate(Operation.TOUCH, parse_relationship(t)) for t in texts]
+
+
+def test_minimize_latency_reuses_a_revision_and_fresh_modes_do_not(engine: Engine) -> None:
+    first = engine.write(rels("doc:a#viewer@user:ann"))
+    assert engine.check(ObjectRef("doc", "a"), "view", ANN).revision == first
+    other = Engine(engine.store, EngineConfig(quantization_seconds=3600))
+    assert other.check(ObjectRef("doc", "a"), "view", ANN).allowed
+    engine.write(rels("doc:a#banned@user:ann"))  # written through `engine`, not `other`
+    stale = other.check(ObjectRef("doc", "a"), "view", ANN)
+    assert stale.allowed and stale.revision == first  # minimize_latency: the quantized revision
+    fresh = other.check(ObjectRef("doc", "a"), "view", ANN, consistency=Consistency.fully_consistent())
+    assert not fresh.allowed and fresh.revision > first
+    at_least = other.check(ObjectRef("doc", "a"), "view", ANN, consistency=Consistency.at_least_as_fresh(fresh.revision.token()))
+    assert not at_least.allowed and at_least.revision >= fresh.revision
+    exact = other.check(ObjectRef("doc", "a"), "view", ANN, consistency=Consistency.at_exact_snapshot(first))
+    assert exact.allowed and exact.revision == first
+
+
+def test_future_revisions_are_refused(engine: Engine) -> None:
+    future = Revision(engine.head_revision().value + 10)
+    with pytest.raises(RevisionUnavailable):
+        engine.check(ObjectRef("doc", "a"), "view", ANN, consistency=Consistency.at_least_as_fresh(future))
+    with pytest.raises(RevisionUnavailable):
+        Revision.from_token("not-a-token")
+
+
+def test_cache_counts_hits_and_is_keyed_by_revision(engine: Engine) -> None:
+    engine.write(rels("doc:a#viewer@user:ann"))
+    engine.check(ObjectRef("doc", "a"), "view", ANN)
+    before = engine.statistics()
+    assert engine.check(ObjectRef("doc", "a"), "view", ANN).allowed
+    after = engine.statistics()
+    assert after.cache_hits == before.cache_hits + 1
+    engine.write(rels("doc:a#banned@user:ann"))
+    assert not engine.check(ObjectRef("doc", "a"), "view", ANN).allowed  # new revision, new key
+
+
+def test_cache_can_be_disabled() -> None:
+    e = Engine(MemoryStore(), EngineConfig(cache_size=0))
+    e.write_schema(SCHEMA)
+    e.write(rels("doc:a#viewer@user:ann"))
+    for _ in range(3):
+        assert e.check(ObjectRef("doc", "a"), "view", ANN).allowed
+    assert e.statistics().cache_size == 0
+
+
+def test_bulk_check_gives_each_item_its_result_or_error(engine: Engine) -> None:
+    engine.write(rels("doc:a#viewer@user:ann"))
+    response = engine.bulk_check(
+        [
+            CheckRequest(ObjectRef("doc", "a"), "view", ANN),
+            CheckRequest(ObjectRef("doc", "b"), "view", ANN),
+            CheckRequest(ObjectRef("doc", "a"), "nope", ANN),
+        ]
+    )
+    first, second, third = response.results
+    assert getattr(first, "permissionship") is Permissionship.HAS_PERMISSION
+    assert getattr(second, "permissionship") is Permissionship.NO_PERMISSION
+    assert isinstance(third, UnknownRelation)
+
+
+def test_bulk_check_limit() -> None:
+    e = Engine(MemoryStore(), EngineConfig(max_bulk_check_items=2))
+    e.write_schema(SCHEMA)
+    with pytest.raises(BatchTooLarge):
+        e.bulk_check([CheckRequest(ObjectRef("doc", "a"), "view", ANN)] * 3)
+
+
+def test_lookup_resources_pages_with_cursors(engine: Engine) -> None:
+    engine.write(rels(*[f"doc:d{i:02}#viewer@group:eng#member" for i in range(25)], "group:eng#member@user:ann", "doc:d05#banned@user:ann"))
+    everything = [r.resource_id for r in engine.lookup_resources("doc", "view", ANN)]
+    assert len(everything) == 24 and "d05" not in everything and everything == sorted(everything)
+    page = list(engine.lookup_resources("doc", "view", ANN, limit=10))
+    assert [r.resource_id for r in page] == everything[:10]
+    rest = list(engine.lookup_resources("doc", "view", ANN, cursor=page[-1].cursor))
+    assert [r.resource_id for r in rest] == everything[10:]
+
+
+def test_lookup_subjects_reports_wildcards_with_exclusions(engine: Engine) -> None:
+    engine.write(rels("doc:a#viewer@user:*", "doc:a#viewer@user:bob", "doc:a#banned@user:eve", "doc:a#banned@user:bob"))
+    results = list(engine.lookup_subjects(ObjectRef("doc", "a"), "view", "user"))
+    assert results[0].subject == SubjectRef("user", "*")
+    assert results[0].excluded == (SubjectRef("user", "bob"), SubjectRef("user", "eve"))
+    assert [r.subject.id for r in results[1:]] == []
+
+
+def test_lookup_errors(engine: Engine) -> None:
+    with pytest.raises(UnknownRelation):
+        list(engine.lookup_resources("doc", "nope", ANN))
+    with pytest.raises(InvalidArgument):
+        engine.lookup_resources("doc", "view", ANN, limit=-1)
+    with pytest.raises(InvalidArgument):
+        engine.lookup_resources("doc", "view", ANN, cursor="!!!")
+
+
+def test_write_preconditions_and_create(engine: Engine) -> None:
+    engine.write(rels("doc:a#viewer@user:ann"))
+    must_not = Precondition(PreconditionKind.MUST_NOT_MATCH, RelationshipFilter("doc", "a", relation="viewer"))
+    with pytest.raises(PreconditionFailed):
+        engine.write(rels("doc:b#viewer@user:ann"), [must_not])
+    assert not engine.check(ObjectRef("doc", "b"), "view", ANN).allowed  # nothing applied
+    with pytest.raises(AlreadyExists):
+        engine.write([RelationshipUpdate(Operation.CREATE, parse_relationship("doc:a#viewer@user:ann"))])
+    must = Precondition(PreconditionKind.MUST_MATCH, RelationshipFilter("doc", "a", subject=SubjectFilter("user", "ann")))
+    engine.write(rels("doc:c#viewer@user:ann"), [must])
+    assert engine.check(ObjectRef("doc", "c"), "view", ANN).allowed
+
+
+def test_batch_limit_and_schema_errors() -> None:
+    e = Engine(MemoryStore(), EngineConfig(max_updates_per_write=2))
+    with pytest.raises(SchemaError) as info:
+        e.write_schema("definition doc {\n  relation viewer: nobody\n}")
+    assert info.value.line == 2
+    e.write_schema(SCHEMA)
+    with pytest.raises(BatchTooLarge, match="at most 2"):
+        e.write(rels("doc:a#viewer@user:a1", "doc:a#viewer@user:a2", "doc:a#viewer@user:a3"))
+
+
+def test_read_and_delete(engine: Engine) -> None:
+    engine.write(rels(*[f"doc:d{i}#viewer@user:u{i}" for i in range(5)], "doc:x#banned@user:u1"))
+    page = list(engine.read(RelationshipFilter("doc", relation="viewer"), limit=2))
+    assert [str(r.relationship) for r in page] == ["doc:d0#viewer@user:u0", "doc:d1#viewer@user:u1"]
+    rest = list(engine.read(RelationshipFilter("doc", relation="viewer"), cursor=page[-1].cursor))
+    assert len(rest) == 3
+    result = engine.delete(RelationshipFilter("doc", relation="viewer"), limit=3)
+    assert result.deleted == 3 and not result.complete
+    result = engine.delete(RelationshipFilter("doc", relation="viewer"))
+    assert result.deleted == 2 and result.complete
+    assert [str(r.relationship) for r in engine.read(RelationshipFilter("doc"))] == ["doc:x#banned@user:u1"]
+
+
+def test_watch_sees_writes_in_order(engine: Engine) -> None:
+    start = engine.head_revision()
+    engine.write(rels("doc:a#viewer@user:ann"))
+    engine.write([RelationshipUpdate(Operation.DELETE, parse_relationship("doc:a#viewer@user:ann"))])
+    changes = []
+    for change in engine.watch(start, timeout=0.05):
+        changes.append((change.operation, str(change.relationship)))
+    assert changes == [(Operation.TOUCH, "doc:a#viewer@user:ann"), (Operation.DELETE, "doc:a#viewer@user:ann")]
