@@ -1,37 +1,37 @@
-"""The walk over rewrite trees that answers a check: unions stop at the first yes,
-intersections at the first no; a direct relation with a known subject is a point read.
+"""The walk that answers a check, over the evaluation plan (``plan.py``): unions stop at the
+first yes, intersections at the first no; arrows read their targets in one range scan.
+
+Reads: the first time a request touches an object, it reads all of that object's
+relationships in one range scan if there are few (most objects: a container has a handful of
+roles), and answers every later question about the object from memory. Objects with many
+relationships (a group with thousands of members) are read by point reads and typed scans.
 
 A data cycle (``group:a#member@group:b#member`` and back) ends in NO for the branch that
-re-enters a sub-question already being answered, which is the least fixed point for unions.
-Depth is budgeted per dispatch; running out raises MaxDepthExceeded.
+re-enters a sub-question already being answered, which is the least fixed point for unions;
+only members the plan marks recursive pay for this guard. Depth is budgeted per dispatch;
+running out raises MaxDepthExceeded.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import time
-from typing import Iterable
+from typing import Any, Final
 
 from ..errors import DeadlineExceeded, MaxDepthExceeded, Unimplemented, UnknownDefinition, UnknownRelation
-from ..model import WILDCARD, Relationship, SubjectRef
-from ..schema.types import (
-    CompiledSchema,
-    ComputedUserset,
-    Exclusion,
-    Intersection,
-    Nil,
-    Permission,
-    Relation,
-    Rewrite,
-    This,
-    TupleToUserset,
-    Union,
-)
+from ..model import WILDCARD, CaveatRef, SubjectRef
+from ..schema.types import CompiledSchema
 from ..storage.base import Reader
 from .dispatch import Dispatcher, Permissionship
+from .plan import plan_for
 
 NO = Permissionship.NO_PERMISSION
 HAS = Permissionship.HAS_PERMISSION
+
+# Objects with at most this many relationships are read whole, in one scan.
+SMALL_OBJECT: Final = 32
+
+Row = tuple[str, str, "str | None", Any]  # subject type, id, relation, extra (None or (caveat, expiration))
 
 
 class LocalChecker:
@@ -53,11 +53,26 @@ class LocalChecker:
         self.schema = schema
         self.reader = reader
         self.max_depth = max_depth
-        self.now = now or _dt.datetime.now(_dt.timezone.utc)
+        self._now = now
         self.deadline = deadline
         self.dispatcher: Dispatcher = self
-        self._active: set[tuple[str, str, str, SubjectRef]] = set()
+        plan = plan_for(schema)
+        self._nodes = plan.nodes
+        self._recursive = plan.recursive
+        self._active: set[tuple[str, str, str]] = set()
+        self._objects: dict[tuple[str, str], dict[str, list[Row]] | None] = {}
+        self._object_rows = getattr(reader, "object_rows", None)
         self.cycle_cuts = 0  # how many branches a data cycle cut short (a cache must not keep those)
+
+    @property
+    def now(self) -> _dt.datetime:
+        if self._now is None:
+            self._now = _dt.datetime.now(_dt.timezone.utc)
+        return self._now
+
+    @now.setter
+    def now(self, value: _dt.datetime) -> None:
+        self._now = value
 
     # -- entry -----------------------------------------------------------------------
     def check(self, rtype: str, rid: str, relation: str, subject: SubjectRef) -> Permissionship:
@@ -89,110 +104,93 @@ class LocalChecker:
             )
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise DeadlineExceeded("the check ran past its deadline")
-        key = (rtype, rid, relation, subject)
+        node = self._nodes.get((rtype, relation))
+        if node is None:
+            return NO
+        if (rtype, relation) not in self._recursive:
+            return node(self, rid, subject, depth)
+        key = (rtype, rid, relation)
         if key in self._active:
             self.cycle_cuts += 1
             return NO
-        member = self.schema.definitions[rtype].members.get(relation)
-        if member is None:
-            return NO
         self._active.add(key)
         try:
-            if isinstance(member, Relation):
-                return self._relation(rtype, rid, member, subject, depth)
-            return self._rewrite(rtype, rid, member.rewrite, subject, depth)
+            return node(self, rid, subject, depth)
         finally:
             self._active.discard(key)
 
-    # -- relations ---------------------------------------------------------------------
-    def _live(self, rel: Relationship | None) -> bool:
-        if rel is None:
-            return False
-        if rel.expiration is not None and rel.expiration <= self.now:
-            return False
-        if rel.caveat is not None:
-            raise Unimplemented(
-                f"relationship {rel} carries caveat `{rel.caveat.name}`; caveat evaluation is "
-                "not implemented yet, so this check cannot be answered",
-                caveat=rel.caveat.name,
-            )
-        return True
+    # -- reads -----------------------------------------------------------------------
+    def rows(self, rtype: str, rid: str, relation: str) -> list[Row] | None:
+        """The relationships of ``rtype:rid#relation`` as rows, or None for a large object."""
+        key = (rtype, rid)
+        try:
+            obj = self._objects[key]
+        except KeyError:
+            obj = self._load(rtype, rid)
+        if obj is None:
+            return None
+        return obj.get(relation, ())  # type: ignore[return-value]
 
-    def _relation(self, rtype: str, rid: str, relation: Relation, subject: SubjectRef, depth: int) -> Permissionship:
+    def _load(self, rtype: str, rid: str) -> dict[str, list[Row]] | None:
+        loader = self._object_rows
+        obj: dict[str, list[Row]] | None = None
+        if loader is not None:
+            obj = loader(rtype, rid, SMALL_OBJECT)
+        self._objects[(rtype, rid)] = obj
+        return obj
+
+    def scan(self, rtype: str, rid: str, relation: str) -> list[Row]:
+        rows: list[Row] = []
+        for rel in self.reader.subjects(rtype, rid, relation):
+            s = rel.subject
+            extra = None if rel.caveat is None and rel.expiration is None else (rel.caveat, rel.expiration)
+            rows.append((s.type, s.id, s.relation, extra))
+        return rows
+
+    def relation_by_index(
+        self,
+        rtype: str,
+        rid: str,
+        name: str,
+        subject: SubjectRef,
+        depth: int,
+        wildcard_types: frozenset[str],
+        userset_types: frozenset[tuple[str, str | None]],
+    ) -> Permissionship:
         reader = self.reader
-        name = relation.name
-        if self._live(reader.relationship(rtype, rid, name, subject)):
+        rel = reader.relationship(rtype, rid, name, subject)
+        if rel is not None and self._live_rel(rel.caveat, rel.expiration, rtype, rid, name):
             return HAS
-        if subject.relation is None and subject.id != WILDCARD and any(
-            a.wildcard and a.type == subject.type for a in relation.allowed
-        ):
-            if self._live(reader.relationship(rtype, rid, name, SubjectRef(subject.type, WILDCARD))):
+        if subject.relation is None and subject.type in wildcard_types and subject.id != WILDCARD:
+            rel = reader.relationship(rtype, rid, name, SubjectRef(subject.type, WILDCARD))
+            if rel is not None and self._live_rel(rel.caveat, rel.expiration, rtype, rid, name):
                 return HAS
-        if not any(a.relation is not None for a in relation.allowed):
+        if not userset_types:
             return NO
         dispatch = self.dispatcher.dispatch
         for rel in reader.subjects(rtype, rid, name):
             s = rel.subject
-            if s.relation is None or not self._live(rel):
+            if s.relation is None or (s.type, s.relation) not in userset_types:
                 continue
-            if dispatch(s.type, s.id, s.relation, subject, depth - 1) is HAS:
+            if self._live_rel(rel.caveat, rel.expiration, rtype, rid, name) and dispatch(
+                s.type, s.id, s.relation, subject, depth - 1
+            ) is HAS:
                 return HAS
         return NO
 
-    # -- rewrites ----------------------------------------------------------------------
-    def _rewrite(self, rtype: str, rid: str, node: Rewrite, subject: SubjectRef, depth: int) -> Permissionship:
-        if isinstance(node, ComputedUserset):
-            return self.dispatcher.dispatch(rtype, rid, node.relation, subject, depth - 1)
-        if isinstance(node, Union):
-            for child in node.children:
-                if self._rewrite(rtype, rid, child, subject, depth) is HAS:
-                    return HAS
-            return NO
-        if isinstance(node, Intersection):
-            for child in node.children:
-                if self._rewrite(rtype, rid, child, subject, depth) is NO:
-                    return NO
-            return HAS
-        if isinstance(node, Exclusion):
-            if self._rewrite(rtype, rid, node.base, subject, depth) is NO:
-                return NO
-            return NO if self._rewrite(rtype, rid, node.subtract, subject, depth) is HAS else HAS
-        if isinstance(node, TupleToUserset):
-            return self._arrow(rtype, rid, node, subject, depth)
-        if isinstance(node, This):
-            return HAS if subject.relation is None and subject.type == rtype and subject.id == rid else NO
-        assert isinstance(node, Nil)
-        return NO
+    def live(self, extra: tuple[CaveatRef | None, _dt.datetime | None], rtype: str, rid: str, relation: str) -> bool:
+        caveat, expiration = extra
+        return self._live_rel(caveat, expiration, rtype, rid, relation)
 
-    def _arrow(self, rtype: str, rid: str, node: TupleToUserset, subject: SubjectRef, depth: int) -> Permissionship:
-        dispatch = self.dispatcher.dispatch
-        definitions = self.schema.definitions
-        found = False
-        for rel in self._targets(rtype, rid, node.tupleset):
-            target = rel.subject
-            target_def = definitions.get(target.type)
-            has_member = target_def is not None and node.computed in target_def.members
-            result = dispatch(target.type, target.id, node.computed, subject, depth - 1) if has_member else NO
-            if node.mode == "any":
-                if result is HAS:
-                    return HAS
-            elif result is NO:
-                return NO
-            found = True
-        return HAS if node.mode == "all" and found else NO
-
-    def _targets(self, rtype: str, rid: str, tupleset: str) -> Iterable[Relationship]:
-        seen: set[tuple[str, str]] = set()
-        for rel in self.reader.subjects(rtype, rid, tupleset):
-            target = rel.subject
-            if (target.type, target.id) in seen or not self._live(rel):
-                continue
-            seen.add((target.type, target.id))
-            yield rel
-
-
-def member_kind(schema: CompiledSchema, rtype: str, name: str) -> str:
-    member = schema.member(rtype, name)
-    if member is None:
-        return "unknown"
-    return "permission" if isinstance(member, Permission) else "relation"
+    def _live_rel(
+        self, caveat: CaveatRef | None, expiration: _dt.datetime | None, rtype: str, rid: str, relation: str
+    ) -> bool:
+        if expiration is not None and expiration <= self.now:
+            return False
+        if caveat is not None:
+            raise Unimplemented(
+                f"relationship on {rtype}:{rid}#{relation} carries caveat `{caveat.name}`; caveat "
+                "evaluation is not implemented yet, so this check cannot be answered",
+                caveat=caveat.name,
+            )
+        return True
