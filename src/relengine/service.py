@@ -8,11 +8,12 @@ the checker, cache and lookups. The gRPC server calls exactly this API. No gRPC 
 from __future__ import annotations
 
 import base64
+import json
 import datetime as _dt
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Final, Generic, Iterable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Generic, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import msgpack
 
@@ -20,7 +21,7 @@ from .config import EngineConfig
 from .engine import lookup
 from .engine.cache import CachingDispatcher, CheckCache
 from .engine.check import LocalChecker
-from .engine.dispatch import CheckRequest, CheckResult, Permissionship
+from .engine.dispatch import NO, CheckRequest, CheckResult, Permissionship
 from .engine.expand import ExpandNode, expand
 from .errors import (
     BatchTooLarge,
@@ -66,9 +67,6 @@ class CheckResponse:
     @property
     def permissionship(self) -> Permissionship:
         return self.result.permissionship
-
-
-_RESULTS: Final = {p: CheckResult(p) for p in Permissionship}
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,9 +328,11 @@ class Engine:
         self, reader: Reader, deadline: float | None, context: Mapping[str, Any] | None, *, cached: bool = True
     ) -> LocalChecker:
         schema = self.compiled_schema(reader)
-        checker = LocalChecker(schema, reader, max_depth=self.config.max_depth, deadline=deadline)
+        checker = LocalChecker(schema, reader, max_depth=self.config.max_depth, deadline=deadline, context=context)
         if cached and self.config.cache_size > 0:
-            checker.dispatcher = CachingDispatcher(checker, self.cache, reader.revision.value, checker)
+            checker.dispatcher = CachingDispatcher(
+                checker, self.cache, reader.revision.value, checker, _context_key(context)
+            )
         return checker
 
     def statistics(self) -> EngineStatistics:
@@ -370,7 +370,7 @@ class Engine:
                 revision = quantized[0]
                 hit = self.cache.get((revision.value, resource.type, resource.id, permission, subject))
                 if hit is not None:
-                    return CheckResponse(_RESULTS[hit], revision)
+                    return CheckResponse(CheckResult.of(hit), revision)
         if at is not None:
             consistency = Consistency.at_exact_snapshot(at)
         reader = self.snapshot(consistency)
@@ -379,7 +379,7 @@ class Engine:
         if now is not None:
             checker.now = now
         result = checker.check(resource.type, resource.id, permission, subject)
-        return CheckResponse(_RESULTS[result], reader.revision)
+        return CheckResponse(CheckResult.of(result), reader.revision)
 
     def bulk_check(
         self,
@@ -395,12 +395,17 @@ class Engine:
                 f"a bulk check may carry at most {self.config.max_bulk_check_items} items, got {len(items)}"
             )
         reader = self.snapshot(consistency)
-        checker = self._checker(reader, deadline, context)
+        checkers: dict[str | None, LocalChecker] = {}
         results: list[CheckResult | RelEngineError] = []
         for item in items:
             try:
+                item_context = item.context if item.context is not None else context
+                key = _context_key(item_context)
+                checker = checkers.get(key)
+                if checker is None:
+                    checker = checkers[key] = self._checker(reader, deadline, item_context)
                 r = item.resource
-                results.append(_RESULTS[checker.check(r.type, r.id, item.permission, item.subject)])
+                results.append(CheckResult.of(checker.check(r.type, r.id, item.permission, item.subject)))
             except RelEngineError as exc:
                 results.append(exc)
         return BulkCheckResponse(results, reader.revision)
@@ -425,14 +430,15 @@ class Engine:
         after, reader = self._resume(cursor, consistency)
         limit = self._limit(limit)
         checker = self._checker(reader, deadline, context)
-        ids = lookup.lookup_resources(checker, resource_type, permission, subject)
+        found = lookup.lookup_resources(checker, resource_type, permission, subject)
         revision = reader.revision
         if after is not None:
-            ids = [i for i in ids if i > after]
+            found = [(rid, result) for rid, result in found if rid > after]
 
         def items() -> Iterator[ResourceResult]:
-            for rid in _page(ids, limit):
-                yield ResourceResult(rid, Permissionship.HAS_PERMISSION, (), encode_cursor(revision, rid))
+            for rid, result in _page(found, limit):
+                answer = CheckResult.of(result)
+                yield ResourceResult(rid, answer.permissionship, answer.missing_parameters, encode_cursor(revision, rid))
 
         return Stream(revision, items())
 
@@ -460,22 +466,26 @@ class Engine:
         found = lookup.lookup_subjects(checker, resource.type, resource.id, permission, subject_type, subject_relation)
         revision = reader.revision
         entries: list[SubjectResult] = []
-        if found.wildcard:
+        if found.wildcard is not NO:
+            answer = CheckResult.of(found.wildcard)
             excluded = tuple(SubjectRef(subject_type, i, subject_relation) for i in sorted(found.excluded))
             entries.append(
-                SubjectResult(SubjectRef(subject_type, "*"), Permissionship.HAS_PERMISSION, (), excluded, encode_cursor(revision, "*"))
-            )
-        for sid in sorted(found.ids):
-            if found.has(sid):
-                entries.append(
-                    SubjectResult(
-                        SubjectRef(subject_type, sid, subject_relation),
-                        Permissionship.HAS_PERMISSION,
-                        (),
-                        (),
-                        encode_cursor(revision, sid),
-                    )
+                SubjectResult(
+                    SubjectRef(subject_type, "*"), answer.permissionship, answer.missing_parameters, excluded,
+                    encode_cursor(revision, "*"),
                 )
+            )
+        for sid, result in found.subjects:
+            answer = CheckResult.of(result)
+            entries.append(
+                SubjectResult(
+                    SubjectRef(subject_type, sid, subject_relation),
+                    answer.permissionship,
+                    answer.missing_parameters,
+                    (),
+                    encode_cursor(revision, sid),
+                )
+            )
         if after is not None:
             entries = [e for e in entries if e.subject.id != "*" and e.subject.id > after]
 
@@ -513,6 +523,13 @@ class Engine:
         reader = self.snapshot(consistency)
         schema = self.compiled_schema(reader)
         return expand(schema, reader, resource, permission, max_depth=self.config.max_depth), reader.revision
+
+
+def _context_key(context: Mapping[str, Any] | None) -> str | None:
+    """A canonical text of a caveat context, for cache keys (None: no context)."""
+    if not context:
+        return None
+    return json.dumps(context, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def _page(items: list[T], limit: int | None) -> list[T]:

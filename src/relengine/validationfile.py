@@ -283,10 +283,10 @@ def _schema_error_text(vf: ValidationFile, exc: SchemaError) -> str:
 
 def _run_assertion(engine: Any, path: str, assertion: Assertion) -> Outcome:
     rel = assertion.relationship
-    if assertion.kind == "assertCaveated" or assertion.context is not None or rel.caveat is not None:
-        return Outcome(path, assertion.line, assertion.text, "skipped", "caveats are not evaluated yet")
+    if rel.caveat is not None:
+        return Outcome(path, assertion.line, assertion.text, "failed", "an assertion cannot carry a caveat; use `with {context}`")
     try:
-        response = engine.check(rel.resource, rel.relation, rel.subject)
+        response = engine.check(rel.resource, rel.relation, rel.subject, context=assertion.context)
     except Unimplemented as exc:
         return Outcome(path, assertion.line, assertion.text, "skipped", str(exc))
     except RelEngineError as exc:
@@ -295,7 +295,9 @@ def _run_assertion(engine: Any, path: str, assertion: Assertion) -> Outcome:
     want = _EXPECTED[assertion.kind]
     if got == want:
         return Outcome(path, assertion.line, assertion.text, "passed")
-    return Outcome(path, assertion.line, assertion.text, "failed", f"expected {want}, got {got}")
+    missing = response.result.missing_parameters
+    detail = f"expected {want}, got {got}" + (f" (missing {', '.join(missing)})" if missing else "")
+    return Outcome(path, assertion.line, assertion.text, "failed", detail)
 
 
 _ENTRY_RE = re.compile(r"^\[(?P<subject>.*)\]\s+is\s+(?P<paths>.*)$")

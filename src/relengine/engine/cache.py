@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Hashable, Protocol
 
 from ..model import SubjectRef
-from .dispatch import Dispatcher, Permissionship
+from .dispatch import Dispatcher, Result
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,20 +30,20 @@ class CacheStatistics:
 
 
 class CheckCache:
-    """Maps (revision, type, id, relation, subject) to a Permissionship; thread-safe.
+    """Maps (revision, context, type, id, relation, subject) to an answer; thread-safe.
 
     Reads take no lock (a dict lookup is atomic); inserts and evictions do.
     """
 
     def __init__(self, capacity: int = 100_000) -> None:
         self.capacity = capacity
-        self._data: dict[Hashable, Permissionship] = {}
+        self._data: dict[Hashable, Result] = {}
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
         self.evictions = 0
 
-    def get(self, key: Hashable) -> Permissionship | None:
+    def get(self, key: Hashable) -> Result | None:
         value = self._data.get(key)
         if value is None:
             self.misses += 1
@@ -51,7 +51,7 @@ class CheckCache:
             self.hits += 1
         return value
 
-    def put(self, key: Hashable, value: Permissionship) -> None:
+    def put(self, key: Hashable, value: Result) -> None:
         if self.capacity <= 0:
             return
         data = self._data
@@ -76,29 +76,37 @@ class CheckCache:
 class CachingDispatcher:
     """A Dispatcher that answers from ``cache`` when it can and asks ``inner`` otherwise.
 
-    ``revision`` is part of every key; ``cuts`` reads the inner checker's cycle-cut counter so
-    that answers cut short by a data cycle are not stored.
+    ``revision`` and the request's caveat context (``context_key``: None when there is none,
+    else a canonical text of it) are part of every key. ``taint`` reads the inner checker's
+    counters so that answers cut short by a data cycle, or resting on a relationship that
+    will expire, are not stored.
     """
 
-    def __init__(self, inner: Dispatcher, cache: CheckCache, revision: int, cuts: "CycleCounter") -> None:
+    def __init__(self, inner: Dispatcher, cache: CheckCache, revision: int, taint: "Taint", context_key: str | None = None) -> None:
         self.inner = inner
         self.cache = cache
         self.revision = revision
-        self.cuts = cuts
+        self.taint = taint
+        self.context_key = context_key
 
-    def dispatch(self, rtype: str, rid: str, relation: str, subject: SubjectRef, depth: int) -> Permissionship:
-        key = (self.revision, rtype, rid, relation, subject)
+    def dispatch(self, rtype: str, rid: str, relation: str, subject: SubjectRef, depth: int) -> Result:
+        if self.context_key is None:
+            key: tuple[object, ...] = (self.revision, rtype, rid, relation, subject)
+        else:
+            key = (self.revision, self.context_key, rtype, rid, relation, subject)
         cached = self.cache.get(key)
         if cached is not None:
             return cached
-        before = self.cuts.cycle_cuts
+        taint = self.taint
+        cuts, bound = taint.cycle_cuts, taint.time_bound
         result = self.inner.dispatch(rtype, rid, relation, subject, depth)
-        if self.cuts.cycle_cuts == before:
+        if taint.cycle_cuts == cuts and taint.time_bound == bound:
             self.cache.put(key, result)
         return result
 
 
-class CycleCounter(Protocol):
-    """Anything counting the branches a data cycle cut short (the LocalChecker)."""
+class Taint(Protocol):
+    """The checker's counters of answers a cache must not keep."""
 
-    cycle_cuts: int
+    cycle_cuts: int  # branches a data cycle cut short
+    time_bound: int  # answers that leaned on a relationship with a future expiration

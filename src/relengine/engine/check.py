@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
-from typing import Any, Final
+from typing import Any, Final, Mapping
 
-from ..errors import DeadlineExceeded, MaxDepthExceeded, Unimplemented, UnknownDefinition, UnknownRelation
+from ..errors import DeadlineExceeded, MaxDepthExceeded, UnknownDefinition, UnknownRelation
 from ..model import WILDCARD, CaveatRef, SubjectRef
 from ..schema.types import CompiledSchema
 from ..storage.base import Reader
-from .dispatch import Dispatcher, Permissionship
+from .dispatch import HAS, NO, Conditional, Dispatcher, Result, both, either
 from .plan import plan_for
-
-NO = Permissionship.NO_PERMISSION
-HAS = Permissionship.HAS_PERMISSION
 
 # Objects with at most this many relationships are read whole, in one scan.
 SMALL_OBJECT: Final = 32
@@ -49,20 +46,24 @@ class LocalChecker:
         max_depth: int = 50,
         now: _dt.datetime | None = None,
         deadline: float | None = None,
+        context: Mapping[str, Any] | None = None,
     ) -> None:
         self.schema = schema
+        self.context: Mapping[str, Any] = context or {}
         self.reader = reader
         self.max_depth = max_depth
         self._now = now
         self.deadline = deadline
         self.dispatcher: Dispatcher = self
         plan = plan_for(schema)
+        self._plan = plan
         self._nodes = plan.nodes
         self._recursive = plan.recursive
         self._active: set[tuple[str, str, str]] = set()
         self._objects: dict[tuple[str, str], dict[str, list[Row]] | None] = {}
         self._object_rows = getattr(reader, "object_rows", None)
         self.cycle_cuts = 0  # how many branches a data cycle cut short (a cache must not keep those)
+        self.time_bound = 0  # how many answers leaned on a relationship that will expire (nor those)
 
     @property
     def now(self) -> _dt.datetime:
@@ -75,7 +76,7 @@ class LocalChecker:
         self._now = value
 
     # -- entry -----------------------------------------------------------------------
-    def check(self, rtype: str, rid: str, relation: str, subject: SubjectRef) -> Permissionship:
+    def check(self, rtype: str, rid: str, relation: str, subject: SubjectRef) -> Result:
         definition = self.schema.definitions.get(rtype)
         if definition is None:
             raise UnknownDefinition(f"object definition `{rtype}` not found", definition=rtype)
@@ -92,7 +93,7 @@ class LocalChecker:
         return self.dispatcher.dispatch(rtype, rid, relation, subject, self.max_depth)
 
     # -- Dispatcher --------------------------------------------------------------------
-    def dispatch(self, rtype: str, rid: str, relation: str, subject: SubjectRef, depth: int) -> Permissionship:
+    def dispatch(self, rtype: str, rid: str, relation: str, subject: SubjectRef, depth: int) -> Result:
         if subject.relation == relation and subject.id == rid and subject.type == rtype:
             return HAS  # a userset is a member of itself
         if depth < 0:
@@ -156,41 +157,46 @@ class LocalChecker:
         depth: int,
         wildcard_types: frozenset[str],
         userset_types: frozenset[tuple[str, str | None]],
-    ) -> Permissionship:
+    ) -> Result:
         reader = self.reader
+        found: Result | None = None
         rel = reader.relationship(rtype, rid, name, subject)
-        if rel is not None and self._live_rel(rel.caveat, rel.expiration, rtype, rid, name):
-            return HAS
+        if rel is not None:
+            found = self._gate(rel.caveat, rel.expiration)
+            if found is HAS:
+                return HAS
         if subject.relation is None and subject.type in wildcard_types and subject.id != WILDCARD:
             rel = reader.relationship(rtype, rid, name, SubjectRef(subject.type, WILDCARD))
-            if rel is not None and self._live_rel(rel.caveat, rel.expiration, rtype, rid, name):
-                return HAS
-        if not userset_types:
-            return NO
-        dispatch = self.dispatcher.dispatch
-        for rel in reader.subjects(rtype, rid, name):
-            s = rel.subject
-            if s.relation is None or (s.type, s.relation) not in userset_types:
-                continue
-            if self._live_rel(rel.caveat, rel.expiration, rtype, rid, name) and dispatch(
-                s.type, s.id, s.relation, subject, depth - 1
-            ) is HAS:
-                return HAS
-        return NO
+            if rel is not None:
+                found = either(found, self._gate(rel.caveat, rel.expiration))
+                if found is HAS:
+                    return HAS
+        if userset_types:
+            dispatch = self.dispatcher.dispatch
+            for rel in reader.subjects(rtype, rid, name):
+                s = rel.subject
+                if s.relation is None or (s.type, s.relation) not in userset_types:
+                    continue
+                gate = self._gate(rel.caveat, rel.expiration)
+                if gate is NO:
+                    continue
+                found = either(found, both(gate, dispatch(s.type, s.id, s.relation, subject, depth - 1)))
+                if found is HAS:
+                    return HAS
+        return NO if found is None else found
 
-    def live(self, extra: tuple[CaveatRef | None, _dt.datetime | None], rtype: str, rid: str, relation: str) -> bool:
-        caveat, expiration = extra
-        return self._live_rel(caveat, expiration, rtype, rid, relation)
+    def gate(self, extra: tuple[CaveatRef | None, _dt.datetime | None], rtype: str, rid: str, relation: str) -> Result:
+        """Whether a relationship with a caveat and/or an expiration counts: HAS, NO or Conditional."""
+        return self._gate(extra[0], extra[1])
 
-    def _live_rel(
-        self, caveat: CaveatRef | None, expiration: _dt.datetime | None, rtype: str, rid: str, relation: str
-    ) -> bool:
-        if expiration is not None and expiration <= self.now:
-            return False
-        if caveat is not None:
-            raise Unimplemented(
-                f"relationship on {rtype}:{rid}#{relation} carries caveat `{caveat.name}`; caveat "
-                "evaluation is not implemented yet, so this check cannot be answered",
-                caveat=caveat.name,
-            )
-        return True
+    def _gate(self, caveat: CaveatRef | None, expiration: _dt.datetime | None) -> Result:
+        if expiration is not None:
+            if expiration <= self.now:
+                return NO
+            self.time_bound += 1
+        if caveat is None:
+            return HAS
+        return self._plan.evaluate_caveat(caveat, self.context)
+
+
+__all__ = ["Conditional", "LocalChecker"]

@@ -18,7 +18,7 @@ import datetime as _dt
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from ..errors import MaxDepthExceeded, Unimplemented, UnknownDefinition, UnknownRelation
+from ..errors import MaxDepthExceeded, UnknownDefinition, UnknownRelation
 from ..model import WILDCARD, Relationship, SubjectRef
 from ..schema.types import (
     CompiledSchema,
@@ -33,21 +33,14 @@ from ..schema.types import (
     Union,
 )
 from ..storage.base import Reader
-from .check import HAS, LocalChecker
+from .check import LocalChecker
+from .dispatch import HAS, NO, Result
 
 Node = tuple[str, str]  # (definition, relation or permission)
 
 
-def _usable(rel: Relationship, now: _dt.datetime) -> bool:
-    if rel.expiration is not None and rel.expiration <= now:
-        return False
-    if rel.caveat is not None:
-        raise Unimplemented(
-            f"relationship {rel} carries caveat `{rel.caveat.name}`; caveat evaluation is not "
-            "implemented yet, so this lookup cannot be answered",
-            caveat=rel.caveat.name,
-        )
-    return True
+def _live(rel: Relationship, now: _dt.datetime) -> bool:
+    return rel.expiration is None or rel.expiration > now
 
 
 def _require(schema: CompiledSchema, rtype: str, name: str) -> None:
@@ -161,75 +154,79 @@ def reverse_graph(schema: CompiledSchema) -> ReverseGraph:
 
 def lookup_resources(
     checker: LocalChecker, resource_type: str, permission: str, subject: SubjectRef
-) -> list[str]:
-    """Ids of every ``resource_type`` object on which ``subject`` has ``permission``, sorted."""
+) -> list[tuple[str, Result]]:
+    """(id, answer) for every ``resource_type`` object on which ``subject`` has ``permission``
+    (HAS or Conditional), sorted by id.
+
+    Facts are (node, id) pairs known either exactly or only maybe: a fact is exact when every
+    step that derived it was a plain relationship along an edge with only unions on the way.
+    Caveated relationships, intersections, exclusions and ``.all()`` arrows make facts maybe;
+    each maybe fact for the target is settled by a forward check at the end.
+    """
     schema, reader, now = checker.schema, checker.reader, checker.now
     _require(schema, resource_type, permission)
     graph = reverse_graph(schema)
     target: Node = (resource_type, permission)
     relevant = graph.reaching(target)
-    known: dict[Node, set[str]] = defaultdict(set)
-    delta: dict[Node, set[str]] = defaultdict(set)
+    known: dict[Node, dict[str, bool]] = defaultdict(dict)
+    delta: dict[Node, dict[str, bool]] = defaultdict(dict)
 
-    def add(node: Node, ids: set[str] | list[str]) -> None:
+    def add(node: Node, ids: dict[str, bool]) -> None:
         if node not in relevant:
             return
         have = known[node]
-        fresh = [i for i in ids if i not in have]
-        if fresh:
-            have.update(fresh)
-            delta[node].update(fresh)
-
-    def candidates(node: Node, ids: set[str]) -> None:
-        t, name = node
-        if node not in relevant:
-            return
-        have = known[node]
-        confirmed = [
-            i for i in ids if i not in have and checker.check(t, i, name, subject) is HAS
-        ]
-        add(node, confirmed)
+        pending = delta[node]
+        for oid, exact in ids.items():
+            before = have.get(oid)
+            if before is None or (exact and not before):
+                have[oid] = exact
+                pending[oid] = exact
+        if not pending:
+            del delta[node]
 
     # Seeds: the subject itself as a userset, the relationships naming it, and its wildcard.
     if subject.relation is not None:
-        add((subject.type, subject.relation), [subject.id])
-    seeds: dict[Node, set[str]] = defaultdict(set)
-    for rel in reader.resources(subject):
-        if _usable(rel, now):
-            seeds[(rel.resource.type, rel.relation)].add(rel.resource.id)
+        add((subject.type, subject.relation), {subject.id: True})
+    seeds: dict[Node, dict[str, bool]] = defaultdict(dict)
+    sources = [subject]
     if subject.relation is None and subject.id != WILDCARD:
-        for rel in reader.resources(SubjectRef(subject.type, WILDCARD)):
-            if _usable(rel, now):
-                seeds[(rel.resource.type, rel.relation)].add(rel.resource.id)
+        sources.append(SubjectRef(subject.type, WILDCARD))
         for node, exact in graph.self_nodes.get(subject.type, ()):
-            (add if exact else candidates)(node, {subject.id})
+            add(node, {subject.id: exact})
+    for source in sources:
+        for rel in reader.resources(source):
+            if _live(rel, now):
+                ids = seeds[(rel.resource.type, rel.relation)]
+                exact = rel.caveat is None
+                ids[rel.resource.id] = ids.get(rel.resource.id, False) or exact
     for node, ids in seeds.items():
         add(node, ids)
 
-    steps = 0
     while delta:
-        steps += 1
-        if steps > 1_000_000:
-            raise MaxDepthExceeded("lookup did not converge")
         node, ids = delta.popitem()
         for edge in graph.edges.get(node, ()):
             if edge.target not in relevant:
                 continue
             if edge.kind == "computed":
-                found: set[str] = ids
+                found = ids if edge.exact else dict.fromkeys(ids, False)
             else:
-                found = set()
+                found = {}
                 relation = edge.target[1] if edge.kind == "userset" else edge.tupleset
-                for oid in ids:
+                for oid, exact in ids.items():
                     source = SubjectRef(node[0], oid, edge.subject_relation)
                     for rel in reader.resources(source, edge.target[0], relation):
-                        if _usable(rel, now):
-                            found.add(rel.resource.id)
-            if edge.exact:
-                add(edge.target, found)
-            else:
-                candidates(edge.target, found)
-    return sorted(known.get(target, ()))
+                        if _live(rel, now):
+                            certain = exact and edge.exact and rel.caveat is None
+                            rid = rel.resource.id
+                            found[rid] = found.get(rid, False) or certain
+            add(edge.target, found)
+
+    out: list[tuple[str, Result]] = []
+    for rid, exact in sorted(known.get(target, {}).items()):
+        result: Result = HAS if exact else checker.check(resource_type, rid, permission, subject)
+        if result is not NO:
+            out.append((rid, result))
+    return out
 
 
 # -- forward: subjects ------------------------------------------------------------------------
@@ -274,8 +271,14 @@ class SubjectSet:
 EMPTY = SubjectSet()
 
 
+Bounds = tuple[SubjectSet, SubjectSet]  # (certainly has it, possibly has it)
+NOTHING: Bounds = (EMPTY, EMPTY)
+
+
 class SubjectWalker:
-    """Computes the SubjectSet of (type, id, relation) for subjects ``subject_type[#subject_relation]``."""
+    """Computes, for (type, id, relation), the subjects ``subject_type[#subject_relation]`` that
+    certainly have it and those that possibly do (through caveated relationships): a lower and
+    an upper bound. Exclusion subtracts the other side's opposite bound."""
 
     def __init__(self, checker: LocalChecker, subject_type: str, subject_relation: str | None) -> None:
         self.schema = checker.schema
@@ -284,18 +287,18 @@ class SubjectWalker:
         self.max_depth = checker.max_depth
         self.subject_type = subject_type
         self.subject_relation = subject_relation
-        self.memo: dict[tuple[str, str, str], SubjectSet] = {}
+        self.memo: dict[tuple[str, str, str], Bounds] = {}
         self.active: set[tuple[str, str, str]] = set()
         self.cuts = 0
 
-    def member(self, t: str, oid: str, name: str, depth: int) -> SubjectSet:
+    def member(self, t: str, oid: str, name: str, depth: int) -> Bounds:
         key = (t, oid, name)
         cached = self.memo.get(key)
         if cached is not None:
             return cached
         if key in self.active:
             self.cuts += 1
-            return EMPTY
+            return NOTHING
         if depth < 0:
             raise MaxDepthExceeded(f"lookup exceeded the maximum depth of {self.max_depth} at {t}:{oid}#{name}")
         cuts_before = self.cuts
@@ -303,81 +306,130 @@ class SubjectWalker:
         try:
             member = self.schema.definitions[t].members[name]
             if isinstance(member, Relation):
-                result = self._relation(t, oid, name, depth)
+                lower, upper = self._relation(t, oid, name, depth)
             else:
-                result = self._rewrite(t, oid, member.rewrite, depth)
+                lower, upper = self._rewrite(t, oid, member.rewrite, depth)
         finally:
             self.active.discard(key)
         if t == self.subject_type and name == self.subject_relation:
-            result = result.union(SubjectSet(frozenset([oid])))  # a userset is a member of itself
+            itself = SubjectSet(frozenset([oid]))  # a userset is a member of itself
+            lower, upper = lower.union(itself), upper.union(itself)
         if self.cuts == cuts_before:  # results cut short by a cycle are not reusable
-            self.memo[key] = result
-        return result
+            self.memo[key] = (lower, upper)
+        return lower, upper
 
-    def _relation(self, t: str, oid: str, name: str, depth: int) -> SubjectSet:
-        result = EMPTY
-        direct: set[str] = set()
+    def _relation(self, t: str, oid: str, name: str, depth: int) -> Bounds:
+        lower, upper = EMPTY, EMPTY
         for rel in self.reader.subjects(t, oid, name):
-            if not _usable(rel, self.now):
+            if not _live(rel, self.now):
                 continue
+            certain = rel.caveat is None
             s = rel.subject
             if s.type == self.subject_type and s.relation == self.subject_relation:
-                if s.id == WILDCARD:
-                    result = result.union(SubjectSet(wildcard=True))
-                else:
-                    direct.add(s.id)
+                found = SubjectSet(wildcard=True) if s.id == WILDCARD else SubjectSet(frozenset([s.id]))
+                upper = upper.union(found)
+                if certain:
+                    lower = lower.union(found)
             if s.relation is not None:
-                result = result.union(self.member(s.type, s.id, s.relation, depth - 1))
-        return result.union(SubjectSet(frozenset(direct)))
+                sub_lower, sub_upper = self.member(s.type, s.id, s.relation, depth - 1)
+                upper = upper.union(sub_upper)
+                if certain:
+                    lower = lower.union(sub_lower)
+        return lower, upper
 
-    def _rewrite(self, t: str, oid: str, node: Rewrite, depth: int) -> SubjectSet:
+    def _rewrite(self, t: str, oid: str, node: Rewrite, depth: int) -> Bounds:
         if isinstance(node, ComputedUserset):
             return self.member(t, oid, node.relation, depth - 1)
         if isinstance(node, Union):
-            result = EMPTY
+            lower, upper = EMPTY, EMPTY
             for child in node.children:
-                result = result.union(self._rewrite(t, oid, child, depth))
-            return result
+                cl, cu = self._rewrite(t, oid, child, depth)
+                lower, upper = lower.union(cl), upper.union(cu)
+            return lower, upper
         if isinstance(node, Intersection):
-            result = self._rewrite(t, oid, node.children[0], depth)
+            lower, upper = self._rewrite(t, oid, node.children[0], depth)
             for child in node.children[1:]:
-                result = result.intersect(self._rewrite(t, oid, child, depth))
-            return result
+                cl, cu = self._rewrite(t, oid, child, depth)
+                lower, upper = lower.intersect(cl), upper.intersect(cu)
+            return lower, upper
         if isinstance(node, Exclusion):
-            return self._rewrite(t, oid, node.base, depth).subtract(self._rewrite(t, oid, node.subtract, depth))
+            bl, bu = self._rewrite(t, oid, node.base, depth)
+            sl, su = self._rewrite(t, oid, node.subtract, depth)
+            return bl.subtract(su), bu.subtract(sl)
         if isinstance(node, TupleToUserset):
-            sets: list[SubjectSet] = []
-            seen: set[tuple[str, str]] = set()
+            parts: list[Bounds] = []
+            seen: dict[tuple[str, str], bool] = {}
             for rel in self.reader.subjects(t, oid, node.tupleset):
-                target = (rel.subject.type, rel.subject.id)
-                if target in seen or not _usable(rel, self.now):
+                if not _live(rel, self.now):
                     continue
-                seen.add(target)
-                if self.schema.member(target[0], node.computed) is None:
-                    sets.append(EMPTY)
+                target = (rel.subject.type, rel.subject.id)
+                seen[target] = seen.get(target, False) or rel.caveat is None
+            for (ttype, tid), certain in seen.items():
+                if self.schema.member(ttype, node.computed) is None:
+                    parts.append(NOTHING)
+                    continue
+                tl, tu = self.member(ttype, tid, node.computed, depth - 1)
+                parts.append((tl if certain else EMPTY, tu))
+            if not parts:
+                return NOTHING
+            lower, upper = parts[0]
+            for pl, pu in parts[1:]:
+                if node.mode == "all":
+                    lower, upper = lower.intersect(pl), upper.intersect(pu)
                 else:
-                    sets.append(self.member(target[0], target[1], node.computed, depth - 1))
-            if not sets:
-                return EMPTY
-            result = sets[0]
-            for other in sets[1:]:
-                result = result.intersect(other) if node.mode == "all" else result.union(other)
-            return result
+                    lower, upper = lower.union(pl), upper.union(pu)
+            if node.mode == "all" and any(not certain for certain in seen.values()):
+                lower = EMPTY  # a caveated target may or may not count among "all"
+            return lower, upper
         if isinstance(node, This):
             if t == self.subject_type and self.subject_relation is None:
-                return SubjectSet(frozenset([oid]))
-            return EMPTY
+                itself = SubjectSet(frozenset([oid]))
+                return itself, itself
+            return NOTHING
         assert isinstance(node, Nil)
-        return EMPTY
+        return NOTHING
+
+
+@dataclass(frozen=True, slots=True)
+class FoundSubjects:
+    """LookupSubjects' answer: concrete subject ids with their answers, and the wildcard."""
+
+    subjects: list[tuple[str, Result]]
+    wildcard: Result  # NO when no wildcard grant
+    excluded: frozenset[str]
 
 
 def lookup_subjects(
     checker: LocalChecker, rtype: str, rid: str, permission: str, subject_type: str, subject_relation: str | None
-) -> SubjectSet:
+) -> FoundSubjects:
     _require(checker.schema, rtype, permission)
     if subject_type not in checker.schema.definitions:
         raise UnknownDefinition(f"subject type `{subject_type}` not found", definition=subject_type)
     if subject_relation is not None:
         _require(checker.schema, subject_type, subject_relation)
     walker = SubjectWalker(checker, subject_type, subject_relation)
-    return walker.member(rtype, rid, permission, checker.max_depth)
+    lower, upper = walker.member(rtype, rid, permission, checker.max_depth)
+    results: list[tuple[str, Result]] = []
+    for sid in sorted(upper.ids | lower.ids):
+        if lower.has(sid) and sid in lower.ids:
+            results.append((sid, HAS))
+        elif upper.has(sid):
+            answer = checker.check(rtype, rid, permission, SubjectRef(subject_type, sid, subject_relation))
+            if answer is not NO:
+                results.append((sid, answer))
+    wildcard: Result = NO
+    excluded: frozenset[str] = frozenset()
+    if lower.wildcard:
+        wildcard, excluded = HAS, lower.excluded
+    elif upper.wildcard:
+        wildcard = checker.check(rtype, rid, permission, SubjectRef(subject_type, WILDCARD))
+        if wildcard is NO:
+            wildcard = _conditional_unknown()
+        excluded = upper.excluded
+    return FoundSubjects(results, wildcard, excluded)
+
+
+def _conditional_unknown() -> Result:
+    from .dispatch import Conditional
+
+    return Conditional(frozenset())

@@ -8,9 +8,10 @@ groups, folders in folders): only those need the cycle guard.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from ..model import WILDCARD, SubjectRef
+from ..errors import Unimplemented
+from ..model import WILDCARD, CaveatRef, SubjectRef
 from ..schema.types import (
     CompiledSchema,
     ComputedUserset,
@@ -23,16 +24,13 @@ from ..schema.types import (
     TupleToUserset,
     Union,
 )
-from .dispatch import Permissionship
+from .dispatch import HAS, NO, Conditional, Result, both, but_not, either
 
 if TYPE_CHECKING:
     from .check import LocalChecker
 
-NO = Permissionship.NO_PERMISSION
-HAS = Permissionship.HAS_PERMISSION
-
 # A node answers: does `subject` have this relation/permission on object `rid`?
-Node = Callable[["LocalChecker", str, SubjectRef, int], Permissionship]
+Node = Callable[["LocalChecker", str, SubjectRef, int], Result]
 
 
 class Plan:
@@ -42,12 +40,43 @@ class Plan:
         self.schema = schema
         self.nodes: dict[tuple[str, str], Node] = {}
         self.recursive: frozenset[tuple[str, str]] = _recursive_members(schema)
+        self._caveats: dict[str, Any] = {}
         for t, definition in schema.definitions.items():
             for name, member in definition.members.items():
                 if isinstance(member, Relation):
                     self.nodes[(t, name)] = _relation_node(t, member)
                 else:
                     self.nodes[(t, name)] = _rewrite_node(schema, t, member.rewrite)
+
+
+    def evaluate_caveat(self, caveat: CaveatRef, request_context: Mapping[str, Any]) -> Result:
+        """HAS, NO or Conditional for a relationship's caveat; the relationship's own context
+        wins over the request's for the same parameter (as in SpiceDB)."""
+        compiled = self._caveats.get(caveat.name)
+        if compiled is None:
+            compiled = self._compile_caveat(caveat.name)
+        context = dict(request_context)
+        if caveat.context:
+            context.update(caveat.context)
+        outcome = compiled.evaluate(context)
+        if outcome is True:
+            return HAS
+        if outcome is False:
+            return NO
+        return Conditional(frozenset(outcome.params))
+
+    def _compile_caveat(self, name: str) -> Any:
+        definition = self.schema.caveats.get(name)
+        if definition is None:
+            raise Unimplemented(f"caveat `{name}` is not defined in the schema of this revision", caveat=name)
+        try:
+            from ..caveats import compile_caveat
+        except ImportError:  # pragma: no cover - the package ships with relengine
+            raise Unimplemented(
+                f"caveat `{name}` cannot be evaluated: caveat evaluation is not available", caveat=name
+            ) from None
+        compiled = self._caveats[name] = compile_caveat(definition)
+        return compiled
 
 
 _PLANS: dict[int, Plan] = {}
@@ -67,7 +96,7 @@ def _relation_node(t: str, relation: Relation) -> Node:
     wildcard_types = frozenset(a.type for a in relation.allowed if a.wildcard)
     userset_types = frozenset((a.type, a.relation) for a in relation.allowed if a.relation is not None)
 
-    def node(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Permissionship:
+    def node(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Result:
         rows = ctx.rows(t, rid, name)
         if rows is None:  # a large object: point reads and typed scans instead of one scan
             return ctx.relation_by_index(t, rid, name, subject, depth, wildcard_types, userset_types)
@@ -75,11 +104,15 @@ def _relation_node(t: str, relation: Relation) -> Node:
             return NO
         stype, sid, srel = subject.type, subject.id, subject.relation
         usersets = None
+        found: Result | None = None
         for rtype_, rid_, rrel, extra in rows:
             if rtype_ == stype and (
                 (rid_ == sid and rrel == srel) or (rid_ == WILDCARD and srel is None and stype in wildcard_types)
             ):
-                if extra is None or ctx.live(extra, t, rid, name):
+                if extra is None:
+                    return HAS
+                found = either(found, ctx.gate(extra, t, rid, name))
+                if found is HAS:
                     return HAS
             elif rrel is not None and (rtype_, rrel) in userset_types:
                 if usersets is None:
@@ -88,9 +121,13 @@ def _relation_node(t: str, relation: Relation) -> Node:
         if usersets is not None:
             dispatch = ctx.dispatcher.dispatch
             for rtype_, rid_, rrel, extra in usersets:
-                if (extra is None or ctx.live(extra, t, rid, name)) and dispatch(rtype_, rid_, rrel, subject, depth - 1) is HAS:
+                gate = HAS if extra is None else ctx.gate(extra, t, rid, name)
+                if gate is NO:
+                    continue
+                found = either(found, both(gate, dispatch(rtype_, rid_, rrel, subject, depth - 1)))
+                if found is HAS:
                     return HAS
-        return NO
+        return NO if found is None else found
 
     return node
 
@@ -99,51 +136,60 @@ def _rewrite_node(schema: CompiledSchema, t: str, rewrite: Rewrite) -> Node:
     if isinstance(rewrite, ComputedUserset):
         target = rewrite.relation
 
-        def computed(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Permissionship:
+        def computed(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Result:
             return ctx.dispatcher.dispatch(t, rid, target, subject, depth - 1)
 
         return computed
     if isinstance(rewrite, Union):
         children = tuple(_rewrite_node(schema, t, c) for c in rewrite.children)
 
-        def union(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Permissionship:
+        def union(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Result:
+            found: Result = NO
             for child in children:
-                if child(ctx, rid, subject, depth) is HAS:
+                result = child(ctx, rid, subject, depth)
+                if result is HAS:
                     return HAS
-            return NO
+                if result is not NO:
+                    found = either(found, result)
+            return found
 
         return union
     if isinstance(rewrite, Intersection):
         parts = tuple(_rewrite_node(schema, t, c) for c in rewrite.children)
 
-        def intersection(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Permissionship:
+        def intersection(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Result:
+            found: Result = HAS
             for child in parts:
-                if child(ctx, rid, subject, depth) is NO:
+                result = child(ctx, rid, subject, depth)
+                if result is NO:
                     return NO
-            return HAS
+                if result is not HAS:
+                    found = both(found, result)
+            return found
 
         return intersection
     if isinstance(rewrite, Exclusion):
         base = _rewrite_node(schema, t, rewrite.base)
         subtract = _rewrite_node(schema, t, rewrite.subtract)
 
-        def exclusion(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Permissionship:
-            if base(ctx, rid, subject, depth) is NO:
+        def exclusion(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Result:
+            kept = base(ctx, rid, subject, depth)
+            if kept is NO:
                 return NO
-            return NO if subtract(ctx, rid, subject, depth) is HAS else HAS
+            return but_not(kept, subtract(ctx, rid, subject, depth))
 
         return exclusion
     if isinstance(rewrite, TupleToUserset):
         return _arrow_node(schema, t, rewrite)
     if isinstance(rewrite, This):
 
-        def this(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Permissionship:
+        def this(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Result:
             return HAS if subject.relation is None and subject.type == t and subject.id == rid else NO
 
         return this
     assert isinstance(rewrite, Nil)
 
-    def nil(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Permissionship:
+    def nil(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Result:
         return NO
 
     return nil
@@ -156,7 +202,7 @@ def _arrow_node(schema: CompiledSchema, t: str, rewrite: TupleToUserset) -> Node
     has_member = frozenset(name for name, d in schema.definitions.items() if computed in d.members)
     every = rewrite.mode == "all"
 
-    def arrow(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Permissionship:
+    def arrow(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Result:
         rows = ctx.rows(t, rid, tupleset)
         if rows is None:
             rows = ctx.scan(t, rid, tupleset)
@@ -164,22 +210,26 @@ def _arrow_node(schema: CompiledSchema, t: str, rewrite: TupleToUserset) -> Node
             return NO
         dispatch = ctx.dispatcher.dispatch
         seen: set[tuple[str, str]] | None = set() if len(rows) > 1 else None
-        found = False
+        found: Result | None = None
         for ttype, tid, _, extra in rows:
             if seen is not None:
                 if (ttype, tid) in seen:
                     continue
                 seen.add((ttype, tid))
-            if extra is not None and not ctx.live(extra, t, rid, tupleset):
+            gate = HAS if extra is None else ctx.gate(extra, t, rid, tupleset)
+            if gate is NO:
                 continue
-            found = True
             result = dispatch(ttype, tid, computed, subject, depth - 1) if ttype in has_member else NO
+            result = both(gate, result) if gate is not HAS else result
             if every:
-                if result is NO:
+                found = result if found is None else both(found, result)
+                if found is NO:
                     return NO
-            elif result is HAS:
-                return HAS
-        return HAS if every and found else NO
+            else:
+                found = either(found, result)
+                if found is HAS:
+                    return HAS
+        return NO if found is None else found
 
     return arrow
 
