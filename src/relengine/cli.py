@@ -1,22 +1,74 @@
-"""The ``relengine`` command line: schema tools, validation files, import; errors -> exit codes.
+"""The ``relengine`` command line: schema tools, validation files, the server and its client.
 
-Exit codes: 0 success; 1 the thing checked does not hold (a failed assertion, an invalid
-schema); 2 bad usage or unreadable input; 3 an unexpected internal error.
+Local commands: ``validate``, ``schema check|fmt|graph``, ``matrix``. ``serve`` runs the gRPC
+server. Commands that talk to a server (``--endpoint``, default 127.0.0.1:50051; the key from
+``--preshared-key`` or ``RELENGINE_PRESHARED_KEY``; plaintext by default for loopback
+endpoints, TLS otherwise, ``--insecure`` / ``--tls`` / ``--ca-cert`` to choose): ``check``,
+``write``, ``read``, ``delete``, ``expand``, ``lookup-resources``, ``lookup-subjects``,
+``watch``, ``schema read|write``. Errors go to stderr as ``error: CODE: message``.
+
+Exit codes:
+
+    0  success; for ``check``: the permission is granted
+    1  the thing checked does not hold: ``check`` denied (or only conditionally granted: a
+       caveat lacks context), a failed assertion, an invalid schema for ``schema check``
+    2  bad usage or input: unreadable file, malformed text, INVALID_ARGUMENT,
+       FAILED_PRECONDITION (unknown definition or relation, no schema), NOT_FOUND,
+       OUT_OF_RANGE (a revision that is unknown or collected)
+    3  an internal error (INTERNAL; logged with its traceback when local)
+    4  the server is unreachable or too slow: UNAVAILABLE, DEADLINE_EXCEEDED
+    5  UNAUTHENTICATED: missing or wrong preshared key
+    6  refused: ALREADY_EXISTS, a write precondition that failed, RESOURCE_EXHAUSTED (a limit),
+       UNIMPLEMENTED
+
+So a denied check (1) is never confused with a failure to answer (2 and up).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from .errors import RelEngineError, SchemaError
+from .errors import Code, InvalidArgument, PreconditionFailed, RelEngineError, SchemaError
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .model import Consistency, RelationshipFilter
+    from .storage.base import Precondition
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3
+EXIT_UNAVAILABLE = 4
+EXIT_UNAUTHENTICATED = 5
+EXIT_REFUSED = 6
+
+_EXIT_BY_CODE = {
+    Code.INVALID_ARGUMENT: EXIT_USAGE,
+    Code.FAILED_PRECONDITION: EXIT_USAGE,
+    Code.NOT_FOUND: EXIT_USAGE,
+    Code.OUT_OF_RANGE: EXIT_USAGE,
+    Code.INTERNAL: EXIT_INTERNAL,
+    Code.UNAVAILABLE: EXIT_UNAVAILABLE,
+    Code.DEADLINE_EXCEEDED: EXIT_UNAVAILABLE,
+    Code.UNAUTHENTICATED: EXIT_UNAUTHENTICATED,
+    Code.ALREADY_EXISTS: EXIT_REFUSED,
+    Code.RESOURCE_EXHAUSTED: EXIT_REFUSED,
+    Code.UNIMPLEMENTED: EXIT_REFUSED,
+}
+KEY_ENV = "RELENGINE_PRESHARED_KEY"
+ENDPOINT_ENV = "RELENGINE_ENDPOINT"
+
+
+def exit_code_of(exc: RelEngineError) -> int:
+    if isinstance(exc, PreconditionFailed):
+        return EXIT_REFUSED
+    return _EXIT_BY_CODE.get(exc.code, EXIT_INTERNAL)
 
 log = logging.getLogger("relengine.cli")
 
@@ -51,8 +103,9 @@ def cmd_schema_fmt(args: argparse.Namespace) -> int:
 
     status = EXIT_OK
     for path in args.files:
+        source = _read(path)
         try:
-            text = print_schema(compile_schema(_read(path), path))
+            text = print_schema(compile_schema(source, path))
         except SchemaError as exc:
             print(exc.render(), file=sys.stderr)
             status = EXIT_FAILED
@@ -61,7 +114,7 @@ def cmd_schema_fmt(args: argparse.Namespace) -> int:
             with open(path, "w", encoding="utf-8") as fh:
                 fh.write(text)
         elif args.check:
-            if text != _read(path):
+            if text != source:
                 print(f"{path}: not formatted", file=sys.stderr)
                 status = EXIT_FAILED
         else:
@@ -126,11 +179,367 @@ def cmd_schema_graph(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- the server ----------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .schema import compile_schema
+    from .server import logfmt
+    from .server.app import ServerConfig, apply_schema, serve
+
+    schema_text = None
+    if args.schema and args.worker_index is None:
+        schema_text = _read(args.schema)
+        try:
+            compile_schema(schema_text, args.schema)
+        except SchemaError as exc:
+            print(exc.render(), file=sys.stderr)
+            return EXIT_USAGE
+    logfmt.configure(args.log_level or "INFO", **({"worker": args.worker_index} if args.worker_index is not None else {}))
+    if schema_text is not None:
+        apply_schema(args.data_dir, schema_text, args.schema)
+    key = args.preshared_key or os.environ.get(KEY_ENV) or None
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    if workers < 1:
+        raise InvalidArgument(f"--workers must be at least 1, got {workers}")
+    config = ServerConfig(
+        listen=args.listen, workers=workers, threads=args.threads, preshared_key=key,
+        tls_cert=args.tls_cert, tls_key=args.tls_key, metrics_listen=args.metrics_listen,
+        max_message_bytes=args.max_message_bytes, grace_seconds=args.grace,
+        reuse_port=workers > 1 or args.worker_index is not None,
+    )
+    return serve(args.data_dir, config, worker_index=args.worker_index, ready_fd=args.ready_fd)
+
+
+# -- commands talking to a server -------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> Client:
+    from .client import Client, NO_RETRY
+
+    root = None
+    if args.ca_cert:
+        with open(args.ca_cert, "rb") as fh:
+            root = fh.read()
+    tls: bool | None = None
+    if args.insecure:
+        tls = False
+    elif args.tls or root is not None:
+        tls = True
+    key = args.preshared_key or os.environ.get(KEY_ENV) or None
+    return Client(
+        args.endpoint, preshared_key=key, tls=tls, root_certificates=root, server_name=args.server_name,
+        timeout=args.timeout, **({"retry": NO_RETRY} if args.no_retry else {}),
+    )
+
+
+def _consistency(args: argparse.Namespace) -> Consistency | None:
+    from .model import Consistency
+
+    if getattr(args, "fully_consistent", False):
+        return Consistency.fully_consistent()
+    if getattr(args, "at_least_as_fresh", None):
+        return Consistency.at_least_as_fresh(args.at_least_as_fresh)
+    if getattr(args, "at_exact_snapshot", None):
+        return Consistency.at_exact_snapshot(args.at_exact_snapshot)
+    return None
+
+
+def _context(args: argparse.Namespace) -> dict[str, Any] | None:
+    if not getattr(args, "context", None):
+        return None
+    try:
+        value = json.loads(args.context)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument(f"--context is not valid JSON: {exc.msg}") from None
+    if not isinstance(value, dict):
+        raise InvalidArgument("--context must be a JSON object")
+    return value
+
+
+def parse_filter(text: str) -> RelationshipFilter:
+    """``TYPE[:ID | :PREFIX*][#RELATION][@SUBJECT_TYPE[:ID][#RELATION]]`` as a RelationshipFilter;
+    a subject relation of ``...`` means the subject object itself."""
+    from .model import RelationshipFilter, SubjectFilter
+
+    resource, _, subject = text.strip().partition("@")
+    resource, _, relation = resource.partition("#")
+    rtype, _, rid = resource.partition(":")
+    if not rtype:
+        raise InvalidArgument(f"filter {text!r}: expected TYPE[:ID][#RELATION][@SUBJECT_TYPE[:ID][#RELATION]]")
+    prefix = rid[:-1] if rid.endswith("*") else None
+    sfilter = None
+    if subject:
+        shead, _, srel = subject.partition("#")
+        stype, _, sid = shead.partition(":")
+        sfilter = SubjectFilter(stype, sid or None, ("" if srel == "..." else srel) if srel else None)
+    return RelationshipFilter(rtype, None if prefix is not None else (rid or None), prefix, relation or None, sfilter)
+
+
+def _preconditions(args: argparse.Namespace) -> list[Precondition]:
+    from .storage.base import Precondition, PreconditionKind
+
+    out = [Precondition(PreconditionKind.MUST_MATCH, parse_filter(f)) for f in args.must_match or ()]
+    out += [Precondition(PreconditionKind.MUST_NOT_MATCH, parse_filter(f)) for f in args.must_not_match or ()]
+    return out
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .engine.dispatch import Permissionship
+    from .model import parse_object, parse_relationship, parse_subject
+
+    if len(args.question) == 1:
+        rel = parse_relationship(args.question[0])
+        resource, permission, subject = rel.resource, rel.relation, rel.subject
+    elif len(args.question) == 3:
+        resource, permission, subject = parse_object(args.question[0]), args.question[1], parse_subject(args.question[2])
+    else:
+        raise InvalidArgument("check takes RESOURCE PERMISSION SUBJECT, or one text RESOURCE#PERMISSION@SUBJECT")
+    with _client(args) as client:
+        response = client.check(resource, permission, subject, consistency=_consistency(args), context=_context(args))
+    if response.permissionship is Permissionship.HAS_PERMISSION:
+        print(f"allowed at {response.revision.token()}")
+        return EXIT_OK
+    if response.permissionship is Permissionship.CONDITIONAL_PERMISSION:
+        missing = ", ".join(response.result.missing_parameters) or "?"
+        print(f"conditional at {response.revision.token()} (missing context: {missing})")
+        return EXIT_FAILED
+    print(f"denied at {response.revision.token()}")
+    return EXIT_FAILED
+
+
+def _relationship_lines(args: argparse.Namespace) -> list[str]:
+    lines = list(args.relationships)
+    if args.file:
+        lines += [line.strip() for line in _read(args.file).splitlines()]
+    return [line for line in lines if line and not line.startswith("//") and not line.startswith("#")]
+
+
+def cmd_write(args: argparse.Namespace) -> int:
+    from .model import parse_relationship
+    from .storage.base import Operation, RelationshipUpdate
+
+    operation = Operation[args.operation.upper()]
+    updates = [RelationshipUpdate(operation, parse_relationship(line)) for line in _relationship_lines(args)]
+    if not updates:
+        raise InvalidArgument("nothing to write: give relationships as arguments or with --file")
+    with _client(args) as client:
+        revision = client.write(updates, _preconditions(args))
+    print(revision.token())
+    return EXIT_OK
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        last = None
+        for result in client.read(parse_filter(args.filter), consistency=_consistency(args), limit=args.limit, cursor=args.cursor):
+            print(result.relationship)
+            last = result.cursor
+    if args.limit and last:
+        print(f"next cursor: {last}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        result = client.delete(parse_filter(args.filter), limit=args.limit, preconditions=_preconditions(args))
+    print(f"deleted {result.deleted} ({'complete' if result.complete else 'partial: run again for the rest'}) at {result.revision.token()}")
+    return EXIT_OK
+
+
+def cmd_expand(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        tree, revision = client.expand(args.resource, args.permission, consistency=_consistency(args))
+    print(tree.render())
+    print(f"at {revision.token()}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_lookup_resources(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        stream = client.lookup_resources(
+            args.resource_type, args.permission, args.subject, consistency=_consistency(args),
+            context=_context(args), limit=args.limit, cursor=args.cursor,
+        )
+        last = None
+        for result in stream:
+            suffix = f" (conditional: {', '.join(result.missing_parameters)})" if result.missing_parameters else ""
+            print(f"{args.resource_type}:{result.resource_id}{suffix}")
+            last = result.cursor
+    if args.limit and last:
+        print(f"next cursor: {last}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_lookup_subjects(args: argparse.Namespace) -> int:
+    subject_type, _, subject_relation = args.subject_type.partition("#")
+    with _client(args) as client:
+        stream = client.lookup_subjects(
+            args.resource, args.permission, subject_type, subject_relation=subject_relation or None,
+            consistency=_consistency(args), context=_context(args), limit=args.limit, cursor=args.cursor,
+        )
+        last = None
+        for result in stream:
+            text = str(result.subject)
+            if result.excluded:
+                text += " - {" + ", ".join(str(s) for s in result.excluded) + "}"
+            print(text)
+            last = result.cursor
+    if args.limit and last:
+        print(f"next cursor: {last}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    seen = 0
+    with _client(args) as client:
+        stream = client.watch(args.after, timeout=args.duration)
+        try:
+            for change in stream:
+                if change.schema_changed and change.relationship is None:
+                    print(f"{change.revision.token()} SCHEMA", flush=True)
+                else:
+                    print(f"{change.revision.token()} {change.operation.value} {change.relationship}", flush=True)
+                seen += 1
+                if args.count is not None and seen >= args.count:
+                    stream.cancel()
+                    break
+        except RelEngineError as exc:
+            if exc.code is Code.DEADLINE_EXCEEDED and args.duration is not None:
+                return EXIT_OK  # --duration elapsed: the normal end
+            raise
+    return EXIT_OK
+
+
+def cmd_schema_read(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        text, revision = client.read_schema(consistency=_consistency(args))
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    print(f"at {revision.token()}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_schema_write(args: argparse.Namespace) -> int:
+    text = _read(args.file)
+    with _client(args) as client:
+        try:
+            revision = client.write_schema(text)
+        except SchemaError as exc:
+            print(exc.render(), file=sys.stderr)
+            return EXIT_USAGE
+    print(revision.token())
+    return EXIT_OK
+
+
+def _remote(p: argparse.ArgumentParser, *, consistency: bool = False, context: bool = False, page: bool = False,
+            preconditions: bool = False) -> None:
+    """The options every command talking to a server takes, and the optional groups."""
+    g = p.add_argument_group("server")
+    g.add_argument("--endpoint", default=os.environ.get(ENDPOINT_ENV, "127.0.0.1:50051"),
+                   help="host:port of the server (default 127.0.0.1:50051, or $RELENGINE_ENDPOINT)")
+    g.add_argument("--preshared-key", metavar="KEY", help="the server's preshared key (default $RELENGINE_PRESHARED_KEY)")
+    g.add_argument("--insecure", action="store_true", help="plaintext even for a non-loopback endpoint")
+    g.add_argument("--tls", action="store_true", help="TLS even for a loopback endpoint")
+    g.add_argument("--ca-cert", metavar="PEM", help="trust this CA (implies --tls)")
+    g.add_argument("--server-name", metavar="NAME", help="the name the server's certificate has, if not the host")
+    g.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="deadline of the call (default 30)")
+    g.add_argument("--no-retry", action="store_true", help="do not retry when the server is unavailable")
+    if consistency:
+        c = p.add_mutually_exclusive_group()
+        c.add_argument("--fully-consistent", action="store_true", help="answer at the newest revision")
+        c.add_argument("--at-least-as-fresh", metavar="TOKEN", help="answer at this revision or a newer one")
+        c.add_argument("--at-exact-snapshot", metavar="TOKEN", help="answer at exactly this revision")
+    if context:
+        p.add_argument("--context", metavar="JSON", help="caveat context, a JSON object")
+    if page:
+        p.add_argument("--limit", type=int, metavar="N", help="at most N results (the next cursor goes to stderr)")
+        p.add_argument("--cursor", metavar="CURSOR", help="resume after a previous page")
+    if preconditions:
+        p.add_argument("--must-match", action="append", metavar="FILTER", help="fail unless FILTER matches something")
+        p.add_argument("--must-not-match", action="append", metavar="FILTER", help="fail if FILTER matches something")
+
+
+def _add_server_commands(sub: Any, ssub: Any) -> None:
+    p = sub.add_parser("serve", help="run the gRPC server on an LMDB data directory")
+    p.add_argument("--data-dir", required=True, metavar="DIR", help="the LMDB store (created if missing)")
+    p.add_argument("--schema", metavar="FILE", help="write this schema at startup if it differs from the stored one")
+    p.add_argument("--listen", default="127.0.0.1:50051", metavar="HOST:PORT", help="default 127.0.0.1:50051")
+    p.add_argument("--workers", type=int, metavar="N", help="worker processes sharing the port (default: the number of cores)")
+    p.add_argument("--threads", type=int, default=32, metavar="N", help="RPC threads per worker (default 32)")
+    p.add_argument("--preshared-key", metavar="KEY", help="require `authorization: Bearer KEY` (default $RELENGINE_PRESHARED_KEY)")
+    p.add_argument("--tls-cert", metavar="PEM", help="serve TLS with this certificate chain")
+    p.add_argument("--tls-key", metavar="PEM", help="and this private key")
+    p.add_argument("--metrics-listen", metavar="HOST:PORT", help="serve Prometheus metrics at http://HOST:PORT/metrics")
+    p.add_argument("--max-message-bytes", type=int, default=4 * 1024 * 1024, metavar="N", help="largest message (default 4 MiB)")
+    p.add_argument("--grace", type=float, default=10.0, metavar="SECONDS", help="drain time on SIGTERM (default 10)")
+    p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("check", help="ask a server whether a subject has a permission (exit 0 yes, 1 no)")
+    p.add_argument("question", nargs="+", metavar="ARG", help="RESOURCE PERMISSION SUBJECT, or doc:1#view@user:ann")
+    _remote(p, consistency=True, context=True)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("write", help="create, touch or delete relationships on a server")
+    p.add_argument("relationships", nargs="*", metavar="RELATIONSHIP", help="e.g. doc:1#viewer@user:ann")
+    p.add_argument("--operation", choices=("create", "touch", "delete"), default="touch", help="default touch")
+    p.add_argument("--file", metavar="FILE", help="more relationships, one a line ('-': stdin)")
+    _remote(p, preconditions=True)
+    p.set_defaults(func=cmd_write)
+
+    p = sub.add_parser("read", help="print the relationships matching a filter")
+    p.add_argument("filter", metavar="FILTER", help="TYPE[:ID|:PREFIX*][#RELATION][@SUBJECT_TYPE[:ID][#RELATION]]")
+    _remote(p, consistency=True, page=True)
+    p.set_defaults(func=cmd_read)
+
+    p = sub.add_parser("delete", help="delete the relationships matching a filter")
+    p.add_argument("filter", metavar="FILTER", help="TYPE[:ID|:PREFIX*][#RELATION][@SUBJECT_TYPE[:ID][#RELATION]]")
+    p.add_argument("--limit", type=int, metavar="N", help="delete at most N")
+    _remote(p, preconditions=True)
+    p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("expand", help="print the userset tree of a permission on a resource")
+    p.add_argument("resource", metavar="RESOURCE")
+    p.add_argument("permission", metavar="PERMISSION")
+    _remote(p, consistency=True)
+    p.set_defaults(func=cmd_expand)
+
+    p = sub.add_parser("lookup-resources", help="resources of a type on which a subject has a permission")
+    p.add_argument("resource_type", metavar="RESOURCE_TYPE")
+    p.add_argument("permission", metavar="PERMISSION")
+    p.add_argument("subject", metavar="SUBJECT")
+    _remote(p, consistency=True, context=True, page=True)
+    p.set_defaults(func=cmd_lookup_resources)
+
+    p = sub.add_parser("lookup-subjects", help="subjects of a type that have a permission on a resource")
+    p.add_argument("resource", metavar="RESOURCE")
+    p.add_argument("permission", metavar="PERMISSION")
+    p.add_argument("subject_type", metavar="SUBJECT_TYPE[#RELATION]")
+    _remote(p, consistency=True, context=True, page=True)
+    p.set_defaults(func=cmd_lookup_subjects)
+
+    p = sub.add_parser("watch", help="print changes as they are committed")
+    p.add_argument("--after", metavar="TOKEN", help="start after this revision (default: from now)")
+    p.add_argument("--count", type=int, metavar="N", help="stop after N changes")
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    _remote(p)
+    p.set_defaults(func=cmd_watch)
+
+    p = ssub.add_parser("read", help="print a server's schema")
+    _remote(p, consistency=True)
+    p.set_defaults(func=cmd_schema_read)
+    p = ssub.add_parser("write", help="write a schema file to a server (errors with line:column)")
+    p.add_argument("file", metavar="FILE")
+    _remote(p)
+    p.set_defaults(func=cmd_schema_write)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relengine", description="A relationship-based (Zanzibar-style) authorization engine."
     )
-    parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    parser.add_argument("--log-level", default=None, help="logging level (default WARNING; INFO for serve)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -139,7 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="print every assertion, not only failures")
     p.set_defaults(func=cmd_validate)
 
-    schema = sub.add_parser("schema", help="schema tools: check, fmt")
+    schema = sub.add_parser("schema", help="schema tools: check, fmt, graph; read, write (on a server)")
     ssub = schema.add_subparsers(dest="schema_command", metavar="SUBCOMMAND")
     ssub.required = True
     p = ssub.add_parser("check", help="compile schema files; print errors and warnings with line:column")
@@ -162,19 +571,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subject-type", default="user", metavar="TYPE", help="who holds the roles (default user)")
     p.add_argument("--format", choices=("text", "markdown", "html"), default="text")
     p.set_defaults(func=cmd_matrix)
+    _add_server_commands(sub, ssub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.func is not cmd_serve:  # serve logs one logfmt line per event (server/logfmt.py)
+        logging.basicConfig(level=getattr(logging, str(args.log_level or "WARNING").upper(), logging.WARNING),
+                            format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         return int(args.func(args))
     except RelEngineError as exc:
-        print(f"error: {exc.code.value}: {exc}", file=sys.stderr)
-        return EXIT_USAGE if exc.code.value in ("INVALID_ARGUMENT", "FAILED_PRECONDITION", "NOT_FOUND") else EXIT_FAILED
+        name = getattr(exc, "grpc_code", None) or exc.code.value
+        print(f"error: {name}: {exc}", file=sys.stderr)
+        return exit_code_of(exc)
     except OSError as exc:
         print(f"error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from ..errors import SchemaValidationError
 from . import ast
 from .parser import parse_source
@@ -73,7 +75,7 @@ def _build(source: Source, tree: ast.File, warnings: tuple) -> CompiledSchema:  
             caveats[item.name] = Caveat(
                 item.name,
                 tuple(CaveatParameter(p.name, _type_text(p.type)) for p in item.params),
-                item.expression,
+                _caveat_expression(item.expression),
                 _doc(item.comments),
                 line,
                 column,
@@ -88,6 +90,13 @@ def _build(source: Source, tree: ast.File, warnings: tuple) -> CompiledSchema:  
         warnings=warnings,
         source_text=source.text,
     )
+
+
+def _caveat_expression(text: str) -> str:
+    """The expression (already stripped) with its continuation lines dedented together, so that
+    printing it at any indentation and compiling it again gives the same text."""
+    first, newline, rest = text.replace("\r\n", "\n").partition("\n")
+    return first + newline + textwrap.dedent(rest)
 
 
 def _doc(comments: list[str]) -> tuple[str, ...]:

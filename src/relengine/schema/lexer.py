@@ -38,11 +38,9 @@ class Kind(enum.Enum):
     EOF = "end of file"
 
 
-# Words that are always reserved. `expiration` and `self` become keywords only after
-# `use expiration` / `use self`, as in SpiceDB.
-KEYWORDS = frozenset(
-    {"definition", "caveat", "relation", "permission", "nil", "with", "use", "and"}
-)
+# Words that are always reserved. `use` is not (the parser reads it by its text); `expiration`
+# and `and` become keywords only after `use expiration`, `self` after `use self`, as in SpiceDB.
+KEYWORDS = frozenset({"definition", "caveat", "relation", "permission", "nil", "with"})
 
 _PUNCT = {
     "{": Kind.LBRACE,
@@ -81,6 +79,8 @@ class Token:
             return f"{self.kind.value} `{self.value}`"
         if self.kind in (Kind.NUMBER, Kind.STRING):
             return f"{self.kind.value} {self.value}"
+        if self.kind is Kind.OTHER:
+            return f"character {self.value!r}"
         return self.kind.value
 
 

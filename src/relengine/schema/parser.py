@@ -82,7 +82,6 @@ class _Parser:
     def parse_file(self) -> ast.File:
         uses: list[ast.UseFlag] = []
         items: list[ast.Definition | ast.CaveatDef] = []
-        seen_flags: set[str] = set()
         while self.tok.kind is not Kind.EOF:
             if self.tok.kind is Kind.SEMICOLON:
                 self.advance()
@@ -90,10 +89,7 @@ class _Parser:
             if self.is_word("use"):
                 if items:
                     raise self.error("`use` expressions must be declared before any definition")
-                flag = self.parse_use()
-                if flag.name not in seen_flags:  # repeating a flag is harmless, as in SpiceDB
-                    seen_flags.add(flag.name)
-                    uses.append(flag)
+                uses.append(self.parse_use())  # repeating a flag is harmless, as in SpiceDB
             elif self.is_word("definition"):
                 items.append(self.parse_definition())
             elif self.is_word("caveat"):
@@ -117,8 +113,9 @@ class _Parser:
         if flag.value not in SUPPORTED_USE_FLAGS:
             raise self.error(f"`use {flag.value}` is not supported by relengine yet", flag.start)
         if flag.value in ("expiration", "self"):
-            self.lexer.extra_keywords.add(flag.value)
-            if self.tok.kind is Kind.IDENT and self.tok.value == flag.value:
+            words = {"expiration", "and"} if flag.value == "expiration" else {"self"}
+            self.lexer.extra_keywords.update(words)
+            if self.tok.kind is Kind.IDENT and self.tok.value in words:
                 self.tok.kind = Kind.KEYWORD
         self.end_statement()
         return ast.UseFlag(start, flag.end, flag.value)
@@ -156,10 +153,9 @@ class _Parser:
         while self.tok.kind is Kind.PIPE:
             self.advance()
             types.append(self.parse_type_ref())
+        end = self.prev.end  # the statement's terminator is not part of it, as in SpiceDB
         self.end_statement()
-        return ast.RelationDecl(
-            head.start, self.prev.end, name_tok.value, name_tok.start, types, head.comments
-        )
+        return ast.RelationDecl(head.start, end, name_tok.value, name_tok.start, types, head.comments)
 
     def parse_type_ref(self) -> ast.TypeRef:
         type_name, start = self.path_name("a subject type")
@@ -207,46 +203,52 @@ class _Parser:
         name_tok = self.expect_ident("a permission name")
         self.expect(Kind.EQUALS, "'=' after the permission name")
         expr = self.parse_expr()
+        end = self.prev.end  # past a closing ')', before the terminator, as in SpiceDB
         self.end_statement()
-        return ast.PermissionDecl(
-            head.start, self.prev.end, name_tok.value, name_tok.start, expr, head.comments
-        )
+        return ast.PermissionDecl(head.start, end, name_tok.value, name_tok.start, expr, head.comments)
 
     # -- expressions -----------------------------------------------------------------
     def _continues(self, kind: Kind) -> bool:
         return self.tok.kind is kind and not self.tok.newline_before
 
+    # A binary or arrow node spans from the first token of its leftmost operand (an opening
+    # '(' included) to the last token consumed (a closing ')' included), as SpiceDB's do; a
+    # parenthesised operand keeps the span of what is inside the parentheses.
     def parse_expr(self) -> ast.Expr:
+        first = self.tok.start
         left = self.parse_intersection()
         while self._continues(Kind.MINUS):
             self.advance()
             right = self.parse_intersection()
-            left = ast.BinOp(left.start, right.end, "-", left, right)
+            left = ast.BinOp(first, self.prev.end, "-", left, right)
         return left
 
     def parse_intersection(self) -> ast.Expr:
+        first = self.tok.start
         left = self.parse_union()
         while self._continues(Kind.AMP):
             self.advance()
             right = self.parse_union()
-            left = ast.BinOp(left.start, right.end, "&", left, right)
+            left = ast.BinOp(first, self.prev.end, "&", left, right)
         return left
 
     def parse_union(self) -> ast.Expr:
+        first = self.tok.start
         left = self.parse_arrow()
         while self._continues(Kind.PLUS):
             self.advance()
             right = self.parse_arrow()
-            left = ast.BinOp(left.start, right.end, "+", left, right)
+            left = ast.BinOp(first, self.prev.end, "+", left, right)
         return left
 
     def parse_arrow(self) -> ast.Expr:
+        first = self.tok.start
         expr = self.parse_primary()
         while True:
             if self._continues(Kind.ARROW):
                 self.advance()
                 target = self.expect_ident("a relation or permission name after `->`")
-                expr = ast.Arrow(expr.start, target.end, expr, target.value, target.start)
+                expr = ast.Arrow(first, target.end, expr, target.value, target.start)
             elif self._continues(Kind.DOT):
                 self.advance()
                 func = self.tok
@@ -258,7 +260,7 @@ class _Parser:
                 self.expect(Kind.LPAREN, f"'(' after `.{func.value}`")
                 target = self.expect_ident(f"a relation or permission name in `.{func.value}(...)`")
                 close = self.expect(Kind.RPAREN, f"')' to close `.{func.value}(`")
-                expr = ast.Arrow(expr.start, close.end, expr, target.value, target.start, func.value)
+                expr = ast.Arrow(first, close.end, expr, target.value, target.start, func.value)
             else:
                 return expr
 
@@ -297,10 +299,10 @@ class _Parser:
         self.advance()
         brace = self.expect(Kind.LBRACE, "'{' to open the caveat expression")
         self.lexer.pos = brace.end
-        expression, expr_start, _ = self.lexer.raw_block(brace.start)
+        expression, expr_start, close_at = self.lexer.raw_block(brace.start)
         stripped = expression.strip()
         if not stripped:
-            raise self.error(f"caveat `{name}` has an empty expression", brace.start)
+            raise self.error(f"caveat `{name}` has an empty expression", close_at)
         lead = len(expression) - len(expression.lstrip())
         self.tok = self.lexer.next()
         close = self.expect(Kind.RBRACE, "'}' to close the caveat")

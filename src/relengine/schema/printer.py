@@ -37,7 +37,8 @@ def print_schema(schema: CompiledSchema) -> str:
         else:
             caveat = schema.caveats[name]
             params = ", ".join(f"{p.name} {p.type}" for p in caveat.parameters)
-            body = "\n".join(_INDENT + line.strip() if line.strip() else "" for line in caveat.expression.splitlines())
+            # Continuation lines keep their indentation relative to each other (see the compiler).
+            body = "\n".join(_INDENT + line if line.strip() else "" for line in caveat.expression.split("\n"))
             blocks.append(_comments(caveat.doc, "") + f"caveat {name}({params}) {{\n{body}\n}}")
     if schema.trailing_comments:
         blocks.append("\n".join(schema.trailing_comments))
