@@ -158,6 +158,42 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed or errors else EXIT_OK
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from .service import Engine
+
+    engine = Engine.open(args.data_dir)
+    try:
+        if args.schema:
+            engine.write_schema(_read(args.schema), args.schema)
+        show = sys.stderr.isatty() and not args.quiet
+
+        def progress(p: object) -> None:
+            if show:
+                rate = p.relationships / p.elapsed if p.elapsed else 0.0  # type: ignore[attr-defined]
+                print(
+                    f"\r{p.lines:>12,} lines  {p.relationships:>12,} relationships  "  # type: ignore[attr-defined]
+                    f"{p.errors:>6} bad  {rate:>10,.0f}/s",  # type: ignore[attr-defined]
+                    end="", file=sys.stderr, flush=True,
+                )
+
+        result = engine.import_file(
+            args.file, args.format, batch_size=args.batch_size, progress=progress,
+            on_error="skip" if args.skip_errors else "abort",
+        )
+        if show:
+            print(file=sys.stderr)
+        for error in result.errors:
+            print(f"{args.file}:{error.line}: {error.message}", file=sys.stderr)
+        print(
+            f"imported {result.relationships:,} relationships from {result.lines:,} lines in "
+            f"{result.elapsed:.2f} s ({result.rate:,.0f}/s), {result.error_count} bad lines; "
+            f"revision {result.revision.token()}"
+        )
+        return EXIT_FAILED if result.error_count else EXIT_OK
+    finally:
+        engine.close()
+
+
 def cmd_matrix(args: argparse.Namespace) -> int:
     from .report.matrix import compute_matrix, render
 
@@ -215,7 +251,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace) -> Client:
-    from .client import Client, NO_RETRY
+    from .client import NO_RETRY, Client, RetryPolicy
 
     root = None
     if args.ca_cert:
@@ -229,7 +265,7 @@ def _client(args: argparse.Namespace) -> Client:
     key = args.preshared_key or os.environ.get(KEY_ENV) or None
     return Client(
         args.endpoint, preshared_key=key, tls=tls, root_certificates=root, server_name=args.server_name,
-        timeout=args.timeout, **({"retry": NO_RETRY} if args.no_retry else {}),
+        timeout=args.timeout, retry=NO_RETRY if args.no_retry else RetryPolicy(),
     )
 
 
@@ -425,7 +461,11 @@ def cmd_schema_write(args: argparse.Namespace) -> int:
         try:
             revision = client.write_schema(text)
         except SchemaError as exc:
-            print(exc.render(), file=sys.stderr)
+            import dataclasses
+
+            # The server compiled text without a name; the positions are in this file.
+            for issue in exc.issues:
+                print(dataclasses.replace(issue, source_name=issue.source_name or args.file).render(), file=sys.stderr)
             return EXIT_USAGE
     print(revision.token())
     return EXIT_OK
@@ -564,6 +604,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("schema", metavar="SCHEMA")
     p.add_argument("--format", choices=("dot", "mermaid"), default="mermaid")
     p.set_defaults(func=cmd_schema_graph)
+
+    p = sub.add_parser("import", help="bulk-load relationships (text lines, CSV or YAML) into a data directory")
+    p.add_argument("file", metavar="FILE", help="relationships file (format from the suffix: .csv, .yaml, else text)")
+    p.add_argument("--data-dir", required=True, metavar="DIR", help="the LMDB data directory (created if missing)")
+    p.add_argument("--schema", metavar="FILE", help="write this schema first")
+    p.add_argument("--format", choices=("text", "csv", "yaml"), help="override the format guessed from the suffix")
+    p.add_argument("--batch-size", type=int, default=50_000, help="relationships per transaction (default 50000)")
+    p.add_argument("--skip-errors", action="store_true", help="leave bad lines out (listed) instead of stopping")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("matrix", help="role x permission table of a resource type, computed by the engine")
     p.add_argument("schema", metavar="SCHEMA")

@@ -25,6 +25,7 @@ from .engine.dispatch import NO, CheckRequest, CheckResult, Permissionship
 from .engine.expand import ExpandNode, expand
 from .errors import (
     BatchTooLarge,
+    DeadlineExceeded,
     InvalidArgument,
     PreconditionFailed,
     RelEngineError,
@@ -275,6 +276,48 @@ class Engine:
     def touch(self, relationships: Iterable[Relationship]) -> Revision:
         return self.write([RelationshipUpdate(Operation.TOUCH, r) for r in relationships])
 
+    def import_relationships(self, relationships: Iterable[Relationship], *, batch_size: int = 50_000) -> tuple[int, Revision]:
+        """TOUCH many relationships in large transactions, past the per-write limit; each is
+        validated against the head schema first. Returns (count, last revision). Restartable:
+        importing the same relationships again changes nothing."""
+        from .storage.base import BulkLoader
+
+        store = self.store
+        if not hasattr(store, "bulk_touch"):
+            raise InvalidArgument("this store has no bulk import path")
+        loader: BulkLoader = store  # type: ignore[assignment]
+        schema = self.compiled_schema(store.snapshot())
+        count = 0
+        revision = store.head_revision()
+        batch: list[tuple[Any, ...]] = []
+        for rel in relationships:
+            check_relationship(schema, rel)
+            s = rel.subject
+            batch.append((rel.resource.type, rel.resource.id, rel.relation, s.type, s.id, s.relation or "", rel.caveat, rel.expiration))
+            if len(batch) >= batch_size:
+                revision, _ = loader.bulk_touch(batch)  # type: ignore[arg-type]
+                count += len(batch)
+                batch = []
+        if batch:
+            revision, _ = loader.bulk_touch(batch)  # type: ignore[arg-type]
+            count += len(batch)
+        self._quantized = None
+        return count, revision
+
+    def import_file(self, source: Any, fmt: str | None = None, **options: Any) -> Any:
+        """Import a file (text lines, CSV or YAML; see ``storage.importer``), validating every
+        relationship against the head schema. Returns the importer's ImportResult."""
+        from .storage.importer import import_relationships
+
+        schema = self.compiled_schema(self.store.snapshot())
+
+        def validate(rel: Relationship) -> None:
+            check_relationship(schema, rel)
+
+        result = import_relationships(self.store, source, fmt, validate=validate, **options)  # type: ignore[arg-type]
+        self._quantized = None
+        return result
+
     def delete(
         self,
         filter: RelationshipFilter,
@@ -296,6 +339,7 @@ class Engine:
         consistency: Consistency | None = None,
         limit: int | None = None,
         cursor: str | None = None,
+        deadline: float | None = None,
     ) -> Stream[ReadResult]:
         """Live relationships matching ``filter``, in key order, with a cursor per result.
 
@@ -313,7 +357,9 @@ class Engine:
         revision = reader.revision
 
         def items() -> Iterator[ReadResult]:
-            for rel in reader.read(filter, after=after, limit=limit):
+            for index, rel in enumerate(reader.read(filter, after=after, limit=limit)):
+                if deadline is not None and index % 256 == 0:
+                    _check_deadline(deadline)
                 yield ReadResult(rel, encode_cursor(revision, str(rel)))
 
         return Stream(revision, items())
@@ -517,12 +563,21 @@ class Engine:
         *,
         consistency: Consistency | None = None,
         at: Revision | None = None,
+        deadline: float | None = None,
     ) -> tuple[ExpandNode, Revision]:
         if at is not None:
             consistency = Consistency.at_exact_snapshot(at)
         reader = self.snapshot(consistency)
         schema = self.compiled_schema(reader)
-        return expand(schema, reader, resource, permission, max_depth=self.config.max_depth), reader.revision
+        _check_deadline(deadline)
+        tree = expand(schema, reader, resource, permission, max_depth=self.config.max_depth)
+        _check_deadline(deadline)
+        return tree, reader.revision
+
+
+def _check_deadline(deadline: float | None) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise DeadlineExceeded("the request ran past its deadline")
 
 
 def _context_key(context: Mapping[str, Any] | None) -> str | None:

@@ -7,11 +7,11 @@ import datetime as dt
 import pytest
 
 from relengine.config import EngineConfig
+from relengine.engine.dispatch import Permissionship
 from relengine.errors import (
     InvalidRelationship,
     MaxDepthExceeded,
     SchemaNotFound,
-    Unimplemented,
     UnknownDefinition,
     UnknownRelation,
 )
@@ -151,12 +151,18 @@ def test_expired_relationships_are_absent() -> None:
     assert not e.check(ObjectRef("doc", "a"), "viewer", SubjectRef("user", "new"), now=later).allowed
 
 
-def test_caveated_relationship_is_unimplemented_not_wrong() -> None:
+def test_caveated_relationships_give_three_valued_answers() -> None:
     e = Engine(MemoryStore())
     e.write_schema("definition user {}\ncaveat small(n int) { n < 3 }\ndefinition doc {\n relation viewer: user with small\n}")
-    write(e, "doc:a#viewer@user:ann[small]")
-    with pytest.raises(Unimplemented, match="caveat"):
-        allowed(e, "doc:a#viewer@user:ann")
+    write(e, "doc:a#viewer@user:ann[small]", 'doc:a#viewer@user:bob[small:{"n": 7}]')
+    ann, bob = SubjectRef("user", "ann"), SubjectRef("user", "bob")
+    conditional = e.check(ObjectRef("doc", "a"), "viewer", ann)
+    assert conditional.permissionship is Permissionship.CONDITIONAL_PERMISSION
+    assert conditional.result.missing_parameters == ("n",)
+    assert e.check(ObjectRef("doc", "a"), "viewer", ann, context={"n": 1}).allowed
+    assert not e.check(ObjectRef("doc", "a"), "viewer", ann, context={"n": 5}).allowed
+    # the relationship's own context wins over the request's
+    assert not e.check(ObjectRef("doc", "a"), "viewer", bob, context={"n": 1}).allowed
 
 
 def test_writes_are_validated_against_the_schema(engine: Engine) -> None:

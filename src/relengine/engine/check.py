@@ -189,6 +189,9 @@ class LocalChecker:
         """Whether a relationship with a caveat and/or an expiration counts: HAS, NO or Conditional."""
         return self._gate(extra[0], extra[1])
 
+    def expired(self, extra: tuple[CaveatRef | None, _dt.datetime | None]) -> bool:
+        return extra[1] is not None and extra[1] <= self.now
+
     def _gate(self, caveat: CaveatRef | None, expiration: _dt.datetime | None) -> Result:
         if expiration is not None:
             if expiration <= self.now:

@@ -218,7 +218,9 @@ def _arrow_node(schema: CompiledSchema, t: str, rewrite: TupleToUserset) -> Node
                 seen.add((ttype, tid))
             gate = HAS if extra is None else ctx.gate(extra, t, rid, tupleset)
             if gate is NO:
-                continue
+                if not every or ctx.expired(extra):
+                    continue
+                return NO  # `.all()`: a target whose caveat fails is a target without it (SpiceDB)
             result = dispatch(ttype, tid, computed, subject, depth - 1) if ttype in has_member else NO
             result = both(gate, result) if gate is not HAS else result
             if every:

@@ -117,7 +117,9 @@ class _Parser:
             self.lexer.extra_keywords.update(words)
             if self.tok.kind is Kind.IDENT and self.tok.value in words:
                 self.tok.kind = Kind.KEYWORD
-        self.end_statement()
+        if not (self.is_word("definition") or self.is_word("caveat") or self.is_word("use")):
+            # SpiceDB lets the next top-level statement follow on the same line (folded YAML).
+            self.end_statement()
         return ast.UseFlag(start, flag.end, flag.value)
 
     # -- definitions -----------------------------------------------------------------

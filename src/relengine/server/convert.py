@@ -1,0 +1,445 @@
+"""Protocol buffers <-> relengine model types, and nothing else.
+
+``*_from_proto`` validate what they read (names, ids, required fields) and raise
+InvalidArgument / InvalidRelationship naming the field, so the engine only sees well-formed
+values. ``*_to_proto`` trust their input. Shared by the server and the clients; no gRPC here.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any, Final, Mapping
+
+from google.protobuf import json_format
+from google.protobuf.struct_pb2 import Struct
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from ..engine.dispatch import CheckRequest, CheckResult, Permissionship
+from ..engine.expand import ExpandNode
+from ..errors import InvalidArgument, InvalidRelationship
+from ..model import (
+    WILDCARD,
+    CaveatRef,
+    Consistency,
+    ObjectRef,
+    Relationship,
+    RelationshipFilter,
+    Revision,
+    SubjectFilter,
+    SubjectRef,
+    is_valid_object_id,
+    is_valid_relation_name,
+    is_valid_type_name,
+)
+from ..storage.base import Change, Operation, Precondition, PreconditionKind, RelationshipUpdate
+from ._proto.relengine.v1 import core_pb2, permissions_pb2, relationships_pb2
+
+# -- scalars and small messages ----------------------------------------------------------------
+
+
+def struct_to_dict(value: Struct) -> dict[str, Any]:
+    """A Struct as a dict; Struct numbers are doubles, so integral ones become ints again (as
+    JSON, which does not tell 2 from 2.0, would have them)."""
+    return {k: _ints(v) for k, v in json_format.MessageToDict(value).items()}
+
+
+def _ints(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_ints(v) for v in value]
+    return value
+
+
+def dict_to_struct(value: Mapping[str, Any] | None) -> Struct | None:
+    if value is None:
+        return None
+    out = Struct()
+    try:
+        out.update(dict(value))
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f"context must be a JSON object: {exc}") from None
+    return out
+
+
+def optional_context(message: Any, field: str = "context") -> dict[str, Any] | None:
+    """The Struct field ``field`` of ``message`` as a dict, or None when it is not set."""
+    return struct_to_dict(getattr(message, field)) if message.HasField(field) else None
+
+
+def check_type(value: str, what: str) -> str:
+    if not is_valid_type_name(value):
+        raise InvalidArgument(
+            f"{what}: invalid object type {value!r} (lowercase letters, digits and '_', 3 to 64 "
+            "characters, starting with a letter, optionally prefixed with 'prefix/')"
+        )
+    return value
+
+
+def check_relation(value: str, what: str) -> str:
+    if not is_valid_relation_name(value):
+        raise InvalidArgument(
+            f"{what}: invalid relation or permission {value!r} (lowercase letters, digits and '_', "
+            "3 to 64 characters, starting with a letter)"
+        )
+    return value
+
+
+def _id(value: str, what: str, *, wildcard: bool) -> str:
+    if value == WILDCARD and wildcard:
+        return value
+    if not is_valid_object_id(value):
+        raise InvalidArgument(
+            f"{what}: invalid object id {value!r} (1 to 1024 letters, digits and / _ | - = +"
+            f"{'; or * for a wildcard subject' if wildcard else ''})"
+        )
+    return value
+
+
+def object_to_proto(obj: ObjectRef) -> core_pb2.ObjectReference:
+    return core_pb2.ObjectReference(object_type=obj.type, object_id=obj.id)
+
+
+def object_from_proto(msg: core_pb2.ObjectReference, what: str = "resource") -> ObjectRef:
+    return ObjectRef(check_type(msg.object_type, what), _id(msg.object_id, what, wildcard=False))
+
+
+def subject_to_proto(subject: SubjectRef) -> core_pb2.SubjectReference:
+    return core_pb2.SubjectReference(
+        object=core_pb2.ObjectReference(object_type=subject.type, object_id=subject.id),
+        optional_relation=subject.relation or "",
+    )
+
+
+def subject_from_proto(msg: core_pb2.SubjectReference, what: str = "subject") -> SubjectRef:
+    obj = msg.object
+    stype = check_type(obj.object_type, what)
+    sid = _id(obj.object_id, what, wildcard=True)
+    relation = msg.optional_relation or None
+    if relation == "...":
+        relation = None
+    if relation is not None:
+        check_relation(relation, what)
+        if sid == WILDCARD:
+            raise InvalidArgument(f"{what}: a wildcard subject cannot carry a relation")
+    return SubjectRef(stype, sid, relation)
+
+
+def require(message: Any, field: str, what: str) -> None:
+    if not message.HasField(field):
+        raise InvalidArgument(f"{what} is required")
+
+
+def timestamp_to_datetime(ts: Timestamp) -> _dt.datetime:
+    value: _dt.datetime = ts.ToDatetime(tzinfo=_dt.timezone.utc)
+    return value
+
+
+def datetime_to_timestamp(value: _dt.datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(value.astimezone(_dt.timezone.utc))
+    return ts
+
+
+# -- relationships -----------------------------------------------------------------------------
+
+
+def relationship_to_proto(rel: Relationship) -> core_pb2.Relationship:
+    msg = core_pb2.Relationship(
+        resource=object_to_proto(rel.resource),
+        relation=rel.relation,
+        subject=subject_to_proto(rel.subject),
+    )
+    if rel.caveat is not None:
+        msg.optional_caveat.caveat_name = rel.caveat.name
+        if rel.caveat.context:
+            msg.optional_caveat.context.update(dict(rel.caveat.context))
+    if rel.expiration is not None:
+        msg.optional_expires_at.CopyFrom(datetime_to_timestamp(rel.expiration))
+    return msg
+
+
+def relationship_from_proto(msg: core_pb2.Relationship, what: str = "relationship") -> Relationship:
+    try:
+        require(msg, "resource", f"{what}.resource")
+        require(msg, "subject", f"{what}.subject")
+        resource = object_from_proto(msg.resource, f"{what}.resource")
+        relation = check_relation(msg.relation, f"{what}.relation")
+        subject = subject_from_proto(msg.subject, f"{what}.subject")
+    except InvalidArgument as exc:
+        raise InvalidRelationship(str(exc)) from None
+    caveat: CaveatRef | None = None
+    if msg.HasField("optional_caveat"):
+        name = msg.optional_caveat.caveat_name
+        if not is_valid_type_name(name):
+            raise InvalidRelationship(f"{what}.optional_caveat: invalid caveat name {name!r}")
+        context = optional_context(msg.optional_caveat)
+        caveat = CaveatRef(name, context or None)
+    expiration = timestamp_to_datetime(msg.optional_expires_at) if msg.HasField("optional_expires_at") else None
+    return Relationship(resource, relation, subject, caveat, expiration)
+
+
+_OPERATIONS: Final = {
+    Operation.CREATE: core_pb2.RelationshipUpdate.OPERATION_CREATE,
+    Operation.TOUCH: core_pb2.RelationshipUpdate.OPERATION_TOUCH,
+    Operation.DELETE: core_pb2.RelationshipUpdate.OPERATION_DELETE,
+}
+_OPERATIONS_BACK: Final = {v: k for k, v in _OPERATIONS.items()}
+
+
+def update_to_proto(update: RelationshipUpdate) -> core_pb2.RelationshipUpdate:
+    return core_pb2.RelationshipUpdate(
+        operation=_OPERATIONS[update.operation], relationship=relationship_to_proto(update.relationship)
+    )
+
+
+def update_from_proto(msg: core_pb2.RelationshipUpdate, index: int = 0) -> RelationshipUpdate:
+    operation = _OPERATIONS_BACK.get(msg.operation)
+    if operation is None:
+        raise InvalidArgument(f"updates[{index}].operation must be CREATE, TOUCH or DELETE")
+    require(msg, "relationship", f"updates[{index}].relationship")
+    return RelationshipUpdate(operation, relationship_from_proto(msg.relationship, f"updates[{index}].relationship"))
+
+
+def subject_filter_to_proto(f: SubjectFilter) -> core_pb2.SubjectFilter:
+    msg = core_pb2.SubjectFilter(subject_type=f.type)
+    if f.id is not None:
+        msg.optional_subject_id = f.id
+    if f.relation is not None:
+        msg.optional_relation = f.relation
+    return msg
+
+
+def filter_to_proto(f: RelationshipFilter) -> core_pb2.RelationshipFilter:
+    msg = core_pb2.RelationshipFilter(resource_type=f.resource_type)
+    if f.resource_id is not None:
+        msg.optional_resource_id = f.resource_id
+    if f.resource_id_prefix is not None:
+        msg.optional_resource_id_prefix = f.resource_id_prefix
+    if f.relation is not None:
+        msg.optional_relation = f.relation
+    if f.subject is not None:
+        msg.optional_subject_filter.CopyFrom(subject_filter_to_proto(f.subject))
+    return msg
+
+
+def filter_from_proto(msg: core_pb2.RelationshipFilter, what: str = "filter") -> RelationshipFilter:
+    resource_type = check_type(msg.resource_type, f"{what}.resource_type")
+    resource_id = msg.optional_resource_id if msg.HasField("optional_resource_id") else None
+    if resource_id is not None:
+        _id(resource_id, f"{what}.optional_resource_id", wildcard=False)
+    prefix = msg.optional_resource_id_prefix if msg.HasField("optional_resource_id_prefix") else None
+    if resource_id is not None and prefix is not None:
+        raise InvalidArgument(f"{what}: give optional_resource_id or optional_resource_id_prefix, not both")
+    relation = msg.optional_relation if msg.HasField("optional_relation") else None
+    if relation is not None:
+        check_relation(relation, f"{what}.optional_relation")
+    subject: SubjectFilter | None = None
+    if msg.HasField("optional_subject_filter"):
+        sf = msg.optional_subject_filter
+        sid = sf.optional_subject_id if sf.HasField("optional_subject_id") else None
+        if sid is not None:
+            _id(sid, f"{what}.optional_subject_filter.optional_subject_id", wildcard=True)
+        srel = sf.optional_relation if sf.HasField("optional_relation") else None
+        if srel == "...":
+            srel = ""
+        if srel:
+            check_relation(srel, f"{what}.optional_subject_filter.optional_relation")
+        subject = SubjectFilter(check_type(sf.subject_type, f"{what}.optional_subject_filter.subject_type"), sid, srel)
+    return RelationshipFilter(resource_type, resource_id, prefix, relation, subject)
+
+
+_PRECONDITIONS: Final = {
+    PreconditionKind.MUST_MATCH: core_pb2.Precondition.OPERATION_MUST_MATCH,
+    PreconditionKind.MUST_NOT_MATCH: core_pb2.Precondition.OPERATION_MUST_NOT_MATCH,
+}
+_PRECONDITIONS_BACK: Final = {v: k for k, v in _PRECONDITIONS.items()}
+
+
+def precondition_to_proto(pre: Precondition) -> core_pb2.Precondition:
+    return core_pb2.Precondition(operation=_PRECONDITIONS[pre.kind], filter=filter_to_proto(pre.filter))
+
+
+def precondition_from_proto(msg: core_pb2.Precondition, index: int = 0) -> Precondition:
+    kind = _PRECONDITIONS_BACK.get(msg.operation)
+    if kind is None:
+        raise InvalidArgument(f"preconditions[{index}].operation must be MUST_MATCH or MUST_NOT_MATCH")
+    require(msg, "filter", f"preconditions[{index}].filter")
+    return Precondition(kind, filter_from_proto(msg.filter, f"preconditions[{index}].filter"))
+
+
+# -- revisions and consistency -----------------------------------------------------------------
+
+
+def revision_from_token(token: str, what: str = "revision") -> Revision:
+    if not token:
+        raise InvalidArgument(f"{what}: an empty revision token")
+    return Revision.from_token(token)
+
+
+def consistency_to_proto(c: Consistency | None) -> core_pb2.Consistency | None:
+    if c is None:
+        return None
+    if c.mode == "minimize_latency":
+        return core_pb2.Consistency(minimize_latency=True)
+    if c.mode == "fully_consistent":
+        return core_pb2.Consistency(fully_consistent=True)
+    assert c.revision is not None
+    if c.mode == "at_least_as_fresh":
+        return core_pb2.Consistency(at_least_as_fresh=c.revision.token())
+    if c.mode == "at_exact_snapshot":
+        return core_pb2.Consistency(at_exact_snapshot=c.revision.token())
+    raise InvalidArgument(f"unknown consistency mode {c.mode!r}")
+
+
+def consistency_from_proto(message: Any, field: str = "consistency") -> Consistency | None:
+    """The Consistency in ``message.<field>``; None (the engine's default) when it is unset."""
+    if not message.HasField(field):
+        return None
+    msg: core_pb2.Consistency = getattr(message, field)
+    which = msg.WhichOneof("requirement")
+    if which is None or which == "minimize_latency":
+        return Consistency.minimize_latency()
+    if which == "fully_consistent":
+        return Consistency.fully_consistent()
+    if which == "at_least_as_fresh":
+        return Consistency.at_least_as_fresh(revision_from_token(msg.at_least_as_fresh, "consistency.at_least_as_fresh"))
+    return Consistency.at_exact_snapshot(revision_from_token(msg.at_exact_snapshot, "consistency.at_exact_snapshot"))
+
+
+# -- check results -----------------------------------------------------------------------------
+
+_PERMISSIONSHIP: Final = {
+    Permissionship.NO_PERMISSION: core_pb2.PERMISSIONSHIP_NO_PERMISSION,
+    Permissionship.HAS_PERMISSION: core_pb2.PERMISSIONSHIP_HAS_PERMISSION,
+    Permissionship.CONDITIONAL_PERMISSION: core_pb2.PERMISSIONSHIP_CONDITIONAL_PERMISSION,
+}
+_PERMISSIONSHIP_BACK: Final[dict[int, Permissionship]] = {int(v): k for k, v in _PERMISSIONSHIP.items()}
+
+
+def permissionship_to_proto(p: Permissionship) -> int:
+    return _PERMISSIONSHIP[p]
+
+
+def permissionship_from_proto(value: int) -> Permissionship:
+    try:
+        return _PERMISSIONSHIP_BACK[value]
+    except KeyError:
+        raise InvalidArgument(f"unknown permissionship {value}") from None
+
+
+def check_result_from_proto(permissionship: int, missing: Any) -> CheckResult:
+    return CheckResult(permissionship_from_proto(permissionship), tuple(missing))
+
+
+def check_request_to_item(req: CheckRequest) -> permissions_pb2.BulkCheckItem:
+    return permissions_pb2.BulkCheckItem(
+        resource=object_to_proto(req.resource), permission=req.permission, subject=subject_to_proto(req.subject)
+    )
+
+
+def check_request_from_item(msg: permissions_pb2.BulkCheckItem, index: int = 0) -> CheckRequest:
+    what = f"items[{index}]"
+    require(msg, "resource", f"{what}.resource")
+    require(msg, "subject", f"{what}.subject")
+    return CheckRequest(
+        object_from_proto(msg.resource, f"{what}.resource"),
+        check_relation(msg.permission, f"{what}.permission"),
+        subject_from_proto(msg.subject, f"{what}.subject"),
+    )
+
+
+def question_from_proto(msg: Any) -> tuple[ObjectRef, str, SubjectRef]:
+    """``resource``, ``permission`` and ``subject`` of a CheckRequest, validated."""
+    require(msg, "resource", "resource")
+    require(msg, "subject", "subject")
+    return (
+        object_from_proto(msg.resource, "resource"),
+        check_relation(msg.permission, "permission"),
+        subject_from_proto(msg.subject, "subject"),
+    )
+
+
+# -- expand --------------------------------------------------------------------------------------
+
+_KINDS: Final = {
+    "leaf": permissions_pb2.ExpandNode.KIND_LEAF,
+    "union": permissions_pb2.ExpandNode.KIND_UNION,
+    "intersection": permissions_pb2.ExpandNode.KIND_INTERSECTION,
+    "exclusion": permissions_pb2.ExpandNode.KIND_EXCLUSION,
+}
+_KINDS_BACK: Final = {v: k for k, v in _KINDS.items()}
+
+
+def expand_to_proto(node: ExpandNode) -> permissions_pb2.ExpandNode:
+    return permissions_pb2.ExpandNode(
+        kind=_KINDS[node.kind],
+        resource=object_to_proto(node.resource),
+        relation=node.relation,
+        children=[expand_to_proto(child) for child in node.children],
+        subjects=[subject_to_proto(s) for s in node.subjects],
+    )
+
+
+def expand_from_proto(msg: permissions_pb2.ExpandNode) -> ExpandNode:
+    kind = _KINDS_BACK.get(msg.kind)
+    if kind is None:
+        raise InvalidArgument(f"unknown expand node kind {msg.kind}")
+    return ExpandNode(
+        kind,
+        ObjectRef(msg.resource.object_type, msg.resource.object_id),
+        msg.relation,
+        tuple(expand_from_proto(child) for child in msg.children),
+        tuple(_subject_unchecked(s) for s in msg.subjects),
+    )
+
+
+def _subject_unchecked(msg: core_pb2.SubjectReference) -> SubjectRef:
+    """A subject from the server: trusted, but ``...`` still means the object itself."""
+    relation = msg.optional_relation or None
+    return SubjectRef(msg.object.object_type, msg.object.object_id, None if relation == "..." else relation)
+
+
+def subject_from_server(msg: core_pb2.SubjectReference) -> SubjectRef:
+    return _subject_unchecked(msg)
+
+
+def relationship_from_server(msg: core_pb2.Relationship) -> Relationship:
+    """A relationship the server sent (trusted, not re-validated)."""
+    caveat = None
+    if msg.HasField("optional_caveat"):
+        caveat = CaveatRef(msg.optional_caveat.caveat_name, optional_context(msg.optional_caveat) or None)
+    expiration = timestamp_to_datetime(msg.optional_expires_at) if msg.HasField("optional_expires_at") else None
+    return Relationship(
+        ObjectRef(msg.resource.object_type, msg.resource.object_id),
+        msg.relation,
+        _subject_unchecked(msg.subject),
+        caveat,
+        expiration,
+    )
+
+
+# -- watch -----------------------------------------------------------------------------------------
+
+
+def change_to_proto(change: Change) -> relationships_pb2.WatchResponse:
+    msg = relationships_pb2.WatchResponse(revision_token=change.revision.token(), schema_changed=change.schema_changed)
+    if change.relationship is not None:
+        operation = Operation.DELETE if change.operation is Operation.DELETE else Operation.TOUCH
+        msg.update.CopyFrom(update_to_proto(RelationshipUpdate(operation, change.relationship)))
+    return msg
+
+
+def change_from_proto(msg: relationships_pb2.WatchResponse) -> Change:
+    revision = Revision.from_token(msg.revision_token)
+    if not msg.HasField("update"):
+        return Change(revision, Operation.TOUCH, None, schema_changed=msg.schema_changed)
+    operation = _OPERATIONS_BACK.get(msg.update.operation, Operation.TOUCH)
+    return Change(revision, operation, relationship_from_server(msg.update.relationship), msg.schema_changed)
+
+
+def limit_from_proto(value: int) -> int | None:
+    """A proto page size: 0 means no limit."""
+    return value or None

@@ -1,0 +1,165 @@
+"""Prometheus metrics: per-RPC counts and latencies by status code, the engine's cache and revision.
+
+Metric names:
+
+    relengine_rpc_requests_total{service, method, code}       counter
+    relengine_rpc_duration_seconds{service, method, code}     histogram
+    relengine_cache_hits, _misses, _evictions, _size           gauges (from Engine.statistics())
+    relengine_revision                                         gauge: the store's head revision
+
+With several workers, ``serve`` runs prometheus-client's multiprocess mode: the parent sets
+``PROMETHEUS_MULTIPROC_DIR`` to a fresh directory before starting the workers, each worker
+writes its samples there, and the parent alone serves ``--metrics-listen`` with a
+MultiProcessCollector. Counters and histograms are summed over workers; the cache gauges are
+summed over live workers (``livesum``: each worker has its own cache) and the revision is the
+largest any live worker saw (``livemax``). Workers refresh the gauges every
+``REFRESH_SECONDS`` from a background thread. With one worker, the same metrics live in a
+private registry served by that process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Final, Iterator, Protocol
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from ._handlers import Behavior, method_name, status_code, wrap_handler
+
+log = logging.getLogger("relengine.server")
+
+REFRESH_SECONDS: Final = 1.0
+_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class _HasStatistics(Protocol):
+    def statistics(self) -> Any: ...
+
+
+class ServerMetrics:
+    """The metric objects of one process; ``registry`` None leaves them unregistered (the
+    multiprocess mode, where the parent collects the workers' files)."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.registry = registry
+        labels = ("service", "method", "code")
+        self.requests = Counter(
+            "relengine_rpc_requests", "RPCs handled, by method and status code", labels, registry=registry
+        )
+        self.duration = Histogram(
+            "relengine_rpc_duration_seconds", "RPC latency, by method and status code", labels,
+            buckets=_BUCKETS, registry=registry,
+        )
+        self.cache_hits = Gauge("relengine_cache_hits", "check cache hits", registry=registry, multiprocess_mode="livesum")
+        self.cache_misses = Gauge("relengine_cache_misses", "check cache misses", registry=registry, multiprocess_mode="livesum")
+        self.cache_evictions = Gauge(
+            "relengine_cache_evictions", "check cache evictions", registry=registry, multiprocess_mode="livesum"
+        )
+        self.cache_size = Gauge("relengine_cache_size", "entries in the check cache", registry=registry, multiprocess_mode="livesum")
+        self.revision = Gauge("relengine_revision", "the store's newest revision", registry=registry, multiprocess_mode="livemax")
+
+    def observe(self, method: str, code: str, seconds: float) -> None:
+        _, _, tail = method.partition("/")
+        service, _, name = tail.partition("/")
+        self.requests.labels(service, name, code).inc()
+        self.duration.labels(service, name, code).observe(seconds)
+
+    def refresh(self, engine: _HasStatistics) -> None:
+        """Copy the engine's statistics into the gauges."""
+        stats = engine.statistics()
+        self.cache_hits.set(stats.cache_hits)
+        self.cache_misses.set(stats.cache_misses)
+        self.cache_evictions.set(stats.cache_evictions)
+        self.cache_size.set(stats.cache_size)
+        self.revision.set(stats.head_revision.value)
+
+
+class Refresher:
+    """A daemon thread calling ``metrics.refresh(engine)`` every ``interval`` seconds until stopped."""
+
+    def __init__(self, metrics: ServerMetrics, engine: _HasStatistics, interval: float = REFRESH_SECONDS) -> None:
+        self._metrics = metrics
+        self._engine = engine
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="relengine-metrics", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._metrics.refresh(self._engine)
+            except Exception:  # a failed refresh must not kill the thread; the next one may work
+                log.warning("metrics refresh failed", exc_info=True, extra={"event": "metrics_refresh_failed"})
+            self._stop.wait(self._interval)
+
+
+def _code_name(context: grpc.ServicerContext, default: str) -> str:
+    code = status_code(context)
+    return default if code is None else str(code.name)
+
+
+class MetricsInterceptor(grpc.ServerInterceptor):
+    """Counts and times every RPC by its final status code (when ``metrics`` is given) and logs
+    each at DEBUG."""
+
+    def __init__(self, metrics: ServerMetrics | None) -> None:
+        self._metrics = metrics
+
+    def _done(self, method: str, code: str, start: float) -> None:
+        elapsed = time.perf_counter() - start
+        if self._metrics is not None:
+            self._metrics.observe(method, code, elapsed)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("rpc", extra={"event": "rpc", "method": method, "code": code, "duration_ms": round(elapsed * 1000, 3)})
+
+    def intercept_service(self, continuation: Any, handler_call_details: grpc.HandlerCallDetails) -> Any:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = method_name(handler_call_details)
+
+        def wrap(behavior: Behavior, streaming: bool) -> Behavior:
+            if streaming:
+                def run_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                    start = time.perf_counter()
+                    code = "UNKNOWN"
+                    try:
+                        yield from behavior(request, context)
+                        code = _code_name(context, "OK")
+                    except GeneratorExit:
+                        code = "CANCELLED"
+                        raise
+                    except Exception:
+                        code = _code_name(context, "UNKNOWN")
+                        raise
+                    finally:
+                        self._done(method, code, start)
+
+                return run_stream
+
+            def run(request: Any, context: grpc.ServicerContext) -> Any:
+                start = time.perf_counter()
+                code = "UNKNOWN"
+                try:
+                    result = behavior(request, context)
+                    code = _code_name(context, "OK")
+                    return result
+                except Exception:
+                    code = _code_name(context, "UNKNOWN")
+                    raise
+                finally:
+                    self._done(method, code, start)
+
+            return run
+
+        return wrap_handler(handler, wrap)

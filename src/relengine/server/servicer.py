@@ -1,0 +1,243 @@
+"""The RPCs, each thin: convert the request in, call the Engine, convert the answer out.
+
+Errors are not handled here: ``status.ErrorInterceptor`` maps whatever is raised. Streaming
+RPCs send the revision in the initial metadata (``relengine-revision``) before the first
+message, so that clients know it even for an empty result, and in every message.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Final, Iterable, Iterator
+
+import grpc
+
+from ..model import Relationship
+from ..service import Engine
+from . import convert as c
+from ._proto.relengine.v1 import (
+    permissions_pb2,
+    permissions_pb2_grpc,
+    relationships_pb2,
+    relationships_pb2_grpc,
+    schema_pb2,
+    schema_pb2_grpc,
+)
+from .status import error_status
+
+REVISION_METADATA: Final = "relengine-revision"
+WATCH_POLL_SECONDS: Final = 0.1  # how often an idle Watch looks whether its client or the server left
+_NO_DEADLINE: Final = 1e8  # grpc reports "no deadline" as a huge time remaining
+
+
+def deadline_of(context: grpc.ServicerContext) -> float | None:
+    """The client's deadline as a ``time.monotonic()`` instant (the engine's clock), or None."""
+    remaining = context.time_remaining()
+    if remaining is None or remaining > _NO_DEADLINE:
+        return None
+    return time.monotonic() + remaining
+
+
+def _send_revision(context: grpc.ServicerContext, token: str) -> None:
+    context.send_initial_metadata(((REVISION_METADATA, token),))
+
+
+class PermissionsServicer(permissions_pb2_grpc.PermissionsServiceServicer):
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def Check(self, request: permissions_pb2.CheckRequest, context: grpc.ServicerContext) -> permissions_pb2.CheckResponse:
+        resource, permission, subject = c.question_from_proto(request)
+        response = self.engine.check(
+            resource, permission, subject,
+            consistency=c.consistency_from_proto(request),
+            context=c.optional_context(request),
+            deadline=deadline_of(context),
+        )
+        return permissions_pb2.CheckResponse(
+            revision_token=response.revision.token(),
+            permissionship=c.permissionship_to_proto(response.permissionship),  # type: ignore[arg-type]
+            missing_parameters=response.result.missing_parameters,
+        )
+
+    def BulkCheck(
+        self, request: permissions_pb2.BulkCheckRequest, context: grpc.ServicerContext
+    ) -> permissions_pb2.BulkCheckResponse:
+        items = [c.check_request_from_item(item, i) for i, item in enumerate(request.items)]
+        response = self.engine.bulk_check(
+            items,
+            consistency=c.consistency_from_proto(request),
+            context=c.optional_context(request),
+            deadline=deadline_of(context),
+        )
+        pairs = []
+        for item, result in zip(request.items, response.results, strict=True):
+            if isinstance(result, Exception):
+                pairs.append(permissions_pb2.BulkCheckPair(request=item, error=error_status(result)))
+            else:
+                pairs.append(
+                    permissions_pb2.BulkCheckPair(
+                        request=item,
+                        item=permissions_pb2.BulkCheckResult(
+                            permissionship=c.permissionship_to_proto(result.permissionship),  # type: ignore[arg-type]
+                            missing_parameters=result.missing_parameters,
+                        ),
+                    )
+                )
+        return permissions_pb2.BulkCheckResponse(revision_token=response.revision.token(), pairs=pairs)
+
+    def Expand(self, request: permissions_pb2.ExpandRequest, context: grpc.ServicerContext) -> permissions_pb2.ExpandResponse:
+        c.require(request, "resource", "resource")
+        resource = c.object_from_proto(request.resource)
+        permission = c.check_relation(request.permission, "permission")
+        tree, revision = self.engine.expand(resource, permission, consistency=c.consistency_from_proto(request))
+        return permissions_pb2.ExpandResponse(revision_token=revision.token(), tree=c.expand_to_proto(tree))
+
+    def LookupResources(
+        self, request: permissions_pb2.LookupResourcesRequest, context: grpc.ServicerContext
+    ) -> Iterator[permissions_pb2.LookupResourcesResponse]:
+        c.require(request, "subject", "subject")
+        stream = self.engine.lookup_resources(
+            c.check_type(request.resource_object_type, "resource_object_type"),
+            c.check_relation(request.permission, "permission"),
+            c.subject_from_proto(request.subject),
+            consistency=c.consistency_from_proto(request),
+            context=c.optional_context(request),
+            limit=c.limit_from_proto(request.optional_limit),
+            cursor=request.optional_cursor or None,
+            deadline=deadline_of(context),
+        )
+        token = stream.revision.token()
+        _send_revision(context, token)
+        for result in stream:
+            yield permissions_pb2.LookupResourcesResponse(
+                revision_token=token,
+                resource_object_id=result.resource_id,
+                permissionship=c.permissionship_to_proto(result.permissionship),  # type: ignore[arg-type]
+                missing_parameters=result.missing_parameters,
+                after_cursor=result.cursor,
+            )
+
+    def LookupSubjects(
+        self, request: permissions_pb2.LookupSubjectsRequest, context: grpc.ServicerContext
+    ) -> Iterator[permissions_pb2.LookupSubjectsResponse]:
+        c.require(request, "resource", "resource")
+        subject_relation = request.optional_subject_relation or None
+        if subject_relation == "...":
+            subject_relation = None
+        stream = self.engine.lookup_subjects(
+            c.object_from_proto(request.resource),
+            c.check_relation(request.permission, "permission"),
+            c.check_type(request.subject_object_type, "subject_object_type"),
+            subject_relation=None if subject_relation is None else c.check_relation(subject_relation, "optional_subject_relation"),
+            consistency=c.consistency_from_proto(request),
+            context=c.optional_context(request),
+            limit=c.limit_from_proto(request.optional_limit),
+            cursor=request.optional_cursor or None,
+            deadline=deadline_of(context),
+        )
+        token = stream.revision.token()
+        _send_revision(context, token)
+        for result in stream:
+            yield permissions_pb2.LookupSubjectsResponse(
+                revision_token=token,
+                subject=c.subject_to_proto(result.subject),
+                permissionship=c.permissionship_to_proto(result.permissionship),  # type: ignore[arg-type]
+                missing_parameters=result.missing_parameters,
+                excluded_subjects=[c.subject_to_proto(s) for s in result.excluded],
+                after_cursor=result.cursor,
+            )
+
+
+class RelationshipsServicer(relationships_pb2_grpc.RelationshipsServiceServicer):
+    """``stopping`` ends open Watch streams when the server shuts down."""
+
+    def __init__(self, engine: Engine, stopping: threading.Event | None = None) -> None:
+        self.engine = engine
+        self.stopping = stopping or threading.Event()
+
+    def Write(self, request: relationships_pb2.WriteRequest, context: grpc.ServicerContext) -> relationships_pb2.WriteResponse:
+        updates = [c.update_from_proto(u, i) for i, u in enumerate(request.updates)]
+        preconditions = [c.precondition_from_proto(p, i) for i, p in enumerate(request.preconditions)]
+        revision = self.engine.write(updates, preconditions)
+        return relationships_pb2.WriteResponse(revision_token=revision.token())
+
+    def Read(self, request: relationships_pb2.ReadRequest, context: grpc.ServicerContext) -> Iterator[relationships_pb2.ReadResponse]:
+        stream = self.engine.read(
+            c.filter_from_proto(request.filter),
+            consistency=c.consistency_from_proto(request),
+            limit=c.limit_from_proto(request.optional_limit),
+            cursor=request.optional_cursor or None,
+        )
+        token = stream.revision.token()
+        _send_revision(context, token)
+        for result in stream:
+            yield relationships_pb2.ReadResponse(
+                revision_token=token, relationship=c.relationship_to_proto(result.relationship), after_cursor=result.cursor
+            )
+
+    def Delete(self, request: relationships_pb2.DeleteRequest, context: grpc.ServicerContext) -> relationships_pb2.DeleteResponse:
+        result = self.engine.delete(
+            c.filter_from_proto(request.filter),
+            limit=c.limit_from_proto(request.optional_limit),
+            preconditions=[c.precondition_from_proto(p, i) for i, p in enumerate(request.preconditions)],
+        )
+        progress = relationships_pb2.DeleteResponse.PROGRESS_COMPLETE if result.complete else relationships_pb2.DeleteResponse.PROGRESS_PARTIAL
+        return relationships_pb2.DeleteResponse(
+            revision_token=result.revision.token(), deleted_count=result.deleted, progress=progress
+        )
+
+    def Watch(self, request: relationships_pb2.WatchRequest, context: grpc.ServicerContext) -> Iterator[relationships_pb2.WatchResponse]:
+        if request.optional_start_revision:
+            after = c.revision_from_token(request.optional_start_revision, "optional_start_revision")
+        else:
+            after = self.engine.head_revision()
+        changes = self.engine.watch(after, timeout=WATCH_POLL_SECONDS)  # validates ``after`` up front
+        _send_revision(context, after.token())
+        while True:
+            for change in changes:
+                yield c.change_to_proto(change)
+                after = change.revision
+            if self.stopping.is_set() or not context.is_active():
+                return
+            changes = self.engine.watch(after, timeout=WATCH_POLL_SECONDS)
+
+    def Import(
+        self, request_iterator: Iterable[relationships_pb2.ImportRequest], context: grpc.ServicerContext
+    ) -> relationships_pb2.ImportResponse:
+        def relationships() -> Iterator[Relationship]:
+            index = 0
+            for request in request_iterator:
+                for msg in request.relationships:
+                    yield c.relationship_from_proto(msg, f"relationships[{index}]")
+                    index += 1
+
+        count, revision = self.engine.import_relationships(relationships())  # type: ignore[attr-defined]
+        return relationships_pb2.ImportResponse(revision_token=revision.token(), num_loaded=count)
+
+
+class SchemaServicer(schema_pb2_grpc.SchemaServiceServicer):
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def WriteSchema(self, request: schema_pb2.WriteSchemaRequest, context: grpc.ServicerContext) -> schema_pb2.WriteSchemaResponse:
+        revision = self.engine.write_schema(request.schema)
+        return schema_pb2.WriteSchemaResponse(revision_token=revision.token())
+
+    def ReadSchema(self, request: schema_pb2.ReadSchemaRequest, context: grpc.ServicerContext) -> schema_pb2.ReadSchemaResponse:
+        text, revision = self.engine.read_schema(c.consistency_from_proto(request))
+        return schema_pb2.ReadSchemaResponse(revision_token=revision.token(), schema_text=text)
+
+
+def add_servicers(server: grpc.Server, engine: Engine, stopping: threading.Event | None = None) -> None:
+    permissions_pb2_grpc.add_PermissionsServiceServicer_to_server(PermissionsServicer(engine), server)  # type: ignore[no-untyped-call]
+    relationships_pb2_grpc.add_RelationshipsServiceServicer_to_server(RelationshipsServicer(engine, stopping), server)  # type: ignore[no-untyped-call]
+    schema_pb2_grpc.add_SchemaServiceServicer_to_server(SchemaServicer(engine), server)  # type: ignore[no-untyped-call]
+
+
+SERVICE_NAMES: Final = (
+    permissions_pb2.DESCRIPTOR.services_by_name["PermissionsService"].full_name,
+    relationships_pb2.DESCRIPTOR.services_by_name["RelationshipsService"].full_name,
+    schema_pb2.DESCRIPTOR.services_by_name["SchemaService"].full_name,
+)

@@ -1,0 +1,1 @@
+from ..server.harness import client, engine, loaded, running  # noqa: F401  (fixtures)

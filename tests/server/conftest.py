@@ -1,0 +1,1 @@
+from .harness import client, engine, loaded, running  # noqa: F401  (fixtures)

@@ -1,0 +1,189 @@
+"""``relengine serve`` as real processes: several workers on one port and one LMDB directory."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from typing import IO, Iterator
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from relengine import errors
+from relengine.cli import main
+from relengine.client import Client
+from relengine.model import Consistency
+from relengine.server.app import apply_schema
+
+from .harness import KEY, SCHEMA
+
+START_TIMEOUT = 30.0
+
+
+class Process:
+    """A ``relengine serve`` subprocess whose stderr (logfmt lines) is collected as it comes."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "relengine", *args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, args=(self.proc.stderr,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for(self, pattern: str, timeout: float = START_TIMEOUT) -> re.Match[str]:
+        """The first stderr line (from now on, or already seen) matching ``pattern``."""
+        regex = re.compile(pattern)
+        for line in self.lines:
+            if m := regex.search(line):
+                return m
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no line matching {pattern!r} in:\n" + "\n".join(self.lines)) from None
+            if line is None:
+                raise AssertionError(f"exited ({self.proc.wait()}) before {pattern!r}:\n" + "\n".join(self.lines))
+            self.lines.append(line)
+            if m := regex.search(line):
+                return m
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM (the parent forwards it to its workers) and wait; kill the whole process group
+        if that does not end it within ``timeout``."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            code = self.proc.wait()
+        self._reader.join(timeout)
+        if not self._reader.is_alive():
+            assert self.proc.stderr is not None
+            self.proc.stderr.close()
+        while not self._queue.empty():
+            line = self._queue.get_nowait()
+            if line is not None:
+                self.lines.append(line)
+        return code
+
+
+def _wait_serving(address: str, timeout: float = START_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                if time.monotonic() > deadline:
+                    raise
+            grpc.channel_ready_future(channel).result(timeout=max(0.1, deadline - time.monotonic()))
+
+
+@pytest.fixture
+def workers(tmp_path: pathlib.Path) -> Iterator[tuple[Process, str, str]]:
+    schema = tmp_path / "schema.zed"
+    schema.write_text(SCHEMA)
+    env = dict(os.environ, RELENGINE_PRESHARED_KEY=KEY)
+    process = Process(
+        ["serve", "--data-dir", str(tmp_path / "data"), "--schema", str(schema), "--listen", "127.0.0.1:0",
+         "--workers", "2", "--threads", "4", "--metrics-listen", "127.0.0.1:0", "--grace", "5"],
+        env,
+    )
+    try:
+        address = "127.0.0.1:" + process.wait_for(r"event=ready .*listen=127\.0\.0\.1:(\d+)").group(1)
+        metrics = "127.0.0.1:" + process.wait_for(r"event=metrics_listening .*listen=127\.0\.0\.1:(\d+)").group(1)
+        _wait_serving(address)
+        yield process, address, metrics
+    finally:
+        process.stop()
+
+
+@pytest.mark.slow
+def test_two_workers_share_port_store_and_metrics(workers: tuple[Process, str, str]) -> None:
+    process, address, metrics_address = workers
+    assert len(set(re.findall(r"event=serving pid=(\d+)", "\n".join(process.lines)))) == 2
+    # Many short connections, so that both workers (SO_REUSEPORT) answer some.
+    revision = None
+    for i in range(12):
+        with Client(address, preshared_key=KEY, timeout=10) as client:
+            if i % 3 == 0:
+                revision = client.touch(f"doc:{i}#viewer@user:ann")
+            assert revision is not None
+            assert client.check(f"doc:{i - i % 3}", "view", "user:ann", consistency=Consistency.at_least_as_fresh(revision)).allowed
+    with Client(address, timeout=10) as anonymous:
+        with pytest.raises(errors.RelEngineError) as info:
+            anonymous.read_schema()
+        assert info.value.code.value == "UNAUTHENTICATED"
+    text = urllib.request.urlopen(f"http://{metrics_address}/metrics", timeout=10).read().decode()
+    checks = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("relengine_rpc_requests_total{") and 'service="relengine.v1.PermissionsService"' in line
+        and 'method="Check"' in line and 'code="OK"' in line
+    )
+    assert checks == 12
+    assert re.search(r"^relengine_revision \d", text, re.M)
+    assert re.search(r"^relengine_cache_misses \d", text, re.M)
+    # SIGTERM drains: an open Watch ends cleanly, every worker stops, the parent exits 0.
+    with Client(address, preshared_key=KEY, timeout=None) as client:
+        stream = client.watch()
+        assert stream.revision is not None
+        assert process.stop() == 0
+        assert list(stream) == []
+    log = "\n".join(process.lines)
+    assert len(re.findall(r"event=stopped .*worker=\d", log)) == 2
+    assert re.search(r"event=stopped .*workers=2 status=0", log)
+
+
+@pytest.mark.slow
+def test_single_worker_serves_and_stops(tmp_path: pathlib.Path) -> None:
+    process = Process(["serve", "--data-dir", str(tmp_path / "data"), "--listen", "127.0.0.1:0", "--workers", "1",
+                       "--metrics-listen", "127.0.0.1:0"])
+    try:
+        address = "127.0.0.1:" + process.wait_for(r"event=serving .*listen=127\.0\.0\.1:(\d+)").group(1)
+        metrics_address = "127.0.0.1:" + process.wait_for(r"event=metrics_listening .*listen=127\.0\.0\.1:(\d+)").group(1)
+        _wait_serving(address)
+        with Client(address, timeout=10) as client:
+            client.write_schema(SCHEMA)
+        text = urllib.request.urlopen(f"http://{metrics_address}/metrics", timeout=10).read().decode()
+        assert 'method="WriteSchema"' in text
+    finally:
+        assert process.stop() == 0
+
+
+def test_invalid_schema_refuses_to_start(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.zed"
+    bad.write_text("definition user {}\ndefinition doc {\n  relation viewer: nobody\n}\n")
+    assert main(["serve", "--data-dir", str(tmp_path / "data"), "--schema", str(bad), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:3:" in err and "nobody" in err
+
+
+def test_schema_is_written_only_when_it_changed(tmp_path: pathlib.Path) -> None:
+    data = str(tmp_path / "data")
+    assert apply_schema(data, SCHEMA, "schema.zed") is True
+    assert apply_schema(data, SCHEMA, "schema.zed") is False
+    assert apply_schema(data, SCHEMA + "\ndefinition team {}\n", "schema.zed") is True
+    with pytest.raises(errors.SchemaError):
+        apply_schema(data, "definition {", "bad.zed")

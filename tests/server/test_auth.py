@@ -1,0 +1,60 @@
+"""Preshared-key auth: no key, wrong key, right key; health needs none."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from relengine import Engine
+from relengine.client import NO_RETRY, Client, Unauthenticated
+from relengine.model import RelationshipFilter
+from relengine.server.app import ServerConfig
+
+from .harness import KEY, SCHEMA, Running
+
+
+@pytest.fixture
+def guarded(engine: Engine) -> Iterator[Running]:
+    server = Running(engine, ServerConfig(listen="127.0.0.1:0", threads=4, preshared_key=KEY))
+    yield server
+    server.stop()
+
+
+def test_no_key_is_unauthenticated(guarded: Running) -> None:
+    with Client(guarded.address, retry=NO_RETRY, timeout=5) as client:
+        with pytest.raises(Unauthenticated, match="missing"):
+            client.write_schema(SCHEMA)
+        with pytest.raises(Unauthenticated):
+            list(client.read(RelationshipFilter("doc")))  # streaming RPCs too
+
+
+def test_wrong_key_is_unauthenticated(guarded: Running) -> None:
+    with Client(guarded.address, preshared_key="wrong", retry=NO_RETRY, timeout=5) as client:
+        with pytest.raises(Unauthenticated, match="wrong preshared key"):
+            client.read_schema()
+        with pytest.raises(Unauthenticated):
+            client.import_relationships(["doc:1#viewer@user:ann"])  # client streaming too
+
+
+def test_right_key_works(guarded: Running) -> None:
+    with Client(guarded.address, preshared_key=KEY, timeout=5) as client:
+        revision = client.write_schema(SCHEMA)
+        assert client.read_schema()[1] == revision
+
+
+def test_raw_status_is_unauthenticated(guarded: Running) -> None:
+    with guarded.channel() as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            list(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+    assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_health_needs_no_key(guarded: Running) -> None:
+    with guarded.channel() as channel:
+        response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    assert response.status == health_pb2.HealthCheckResponse.SERVING

@@ -1,0 +1,230 @@
+"""Errors -> gRPC statuses -> the same exceptions on the client: one test per error class."""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import threading
+import time
+from typing import Any, Iterator
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from relengine import EngineConfig, errors
+from relengine.client import NO_RETRY, Client, RemoteError
+from relengine.errors import Code, RelEngineError, SchemaError, SchemaIssue
+from relengine.model import ObjectRef, RelationshipFilter, Revision, SubjectRef
+from relengine.server._proto.relengine.v1 import core_pb2, permissions_pb2, permissions_pb2_grpc
+from relengine.server.app import ServerConfig
+from relengine.server.status import CODE_OF, GRPC_STATUS, decode_fields, encode_fields
+from relengine.service import Stream
+
+from .harness import SCHEMA, Running, make_engine
+
+
+def _error_classes() -> list[type[RelEngineError]]:
+    return sorted(
+        (v for v in vars(errors).values() if isinstance(v, type) and issubclass(v, RelEngineError)),
+        key=lambda cls: cls.__name__,
+    )
+
+
+def _instance(cls: type[RelEngineError]) -> RelEngineError:
+    if issubclass(cls, SchemaError):
+        return cls([SchemaIssue("unexpected `}`", 3, 7, "  }", "s.zed"), SchemaIssue("second", 4, 1)])
+    return cls(f"a {cls.__name__} happened", definition="doc", relation="view", line=3, column=7)
+
+
+class RaisingEngine:
+    """Stands in for Engine: every question raises ``error``; records the deadline it was given."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+        self.deadlines: list[float | None] = []
+
+    def check(self, *args: Any, deadline: float | None = None, **kwargs: Any) -> Any:
+        self.deadlines.append(deadline)
+        raise self.error
+
+    def lookup_resources(self, *args: Any, **kwargs: Any) -> Stream[Any]:
+        def items() -> Iterator[Any]:
+            raise self.error
+            yield  # pragma: no cover
+
+        return Stream(Revision(1), items())
+
+
+def test_every_code_has_a_status() -> None:
+    assert set(GRPC_STATUS) == set(Code)
+    assert all(CODE_OF[GRPC_STATUS[code]] is code for code in Code)
+
+
+def test_field_encoding_round_trip() -> None:
+    exc = errors.UnknownRelation("x", definition="doc", relation="view", line=3)
+    assert decode_fields(encode_fields(exc)) == {"definition": "doc", "relation": "view", "line": 3}
+
+
+@pytest.mark.parametrize("cls", _error_classes(), ids=lambda cls: cls.__name__)
+def test_error_class_maps_to_its_status_and_back(cls: type[RelEngineError]) -> None:
+    error = _instance(cls)
+    running = Running(RaisingEngine(error))
+    try:
+        with running.channel() as channel:
+            stub = permissions_pb2_grpc.PermissionsServiceStub(channel)
+            request = permissions_pb2.CheckRequest(
+                resource=core_pb2.ObjectReference(object_type="doc", object_id="1"),
+                permission="view",
+                subject=core_pb2.SubjectReference(object=core_pb2.ObjectReference(object_type="user", object_id="ann")),
+            )
+            with pytest.raises(grpc.RpcError) as raw:
+                stub.Check(request, timeout=10)
+        assert raw.value.code() is GRPC_STATUS[cls.code]
+        assert raw.value.details() == str(error)
+        status = rpc_status.from_call(raw.value)
+        assert status is not None
+        info = error_details_pb2.ErrorInfo()
+        assert status.details[0].Unpack(info)
+        assert info.reason == cls.__name__ and info.domain == "relengine"
+        assert info.metadata["line"] == "3" and info.metadata["column"] == "7"
+
+        with running.client(retry=NO_RETRY) as client:
+            with pytest.raises(RelEngineError) as rebuilt:
+                client.check("doc:1", "view", "user:ann")
+        assert type(rebuilt.value) is cls
+        assert str(rebuilt.value) == str(error)
+        assert rebuilt.value.fields() == error.fields()
+        if isinstance(error, SchemaError):
+            assert rebuilt.value.issues == error.issues  # type: ignore[attr-defined]
+    finally:
+        running.stop()
+
+
+def test_unexpected_exception_is_internal_without_details(caplog: pytest.LogCaptureFixture) -> None:
+    running = Running(RaisingEngine(ValueError("secret detail")))
+    try:
+        with caplog.at_level(logging.ERROR, logger="relengine.server"):
+            with running.client(retry=NO_RETRY) as client:
+                with pytest.raises(RemoteError) as info:
+                    client.check("doc:1", "view", "user:ann")
+    finally:
+        running.stop()
+    assert info.value.code is Code.INTERNAL and info.value.grpc_code == "INTERNAL"
+    assert "secret detail" not in str(info.value)
+    incident = str(info.value.fields()["incident"])
+    assert incident in str(info.value)
+    logged = [r for r in caplog.records if getattr(r, "incident", None) == incident]
+    assert logged and logged[0].exc_info is not None and "secret detail" in str(logged[0].exc_info[1])
+
+
+def test_errors_inside_streams_are_mapped() -> None:
+    running = Running(RaisingEngine(errors.UnknownDefinition("no such type", definition="doc")))
+    try:
+        with running.client(retry=NO_RETRY) as client:
+            with pytest.raises(errors.UnknownDefinition) as info:
+                list(client.lookup_resources("doc", "view", "user:ann"))
+    finally:
+        running.stop()
+    assert info.value.fields() == {"definition": "doc"}
+
+
+def test_client_deadline_reaches_the_engine() -> None:
+    engine = RaisingEngine(errors.DeadlineExceeded("too slow"))
+    running = Running(engine)
+    try:
+        with running.client(retry=NO_RETRY, timeout=5.0) as client:
+            before = time.monotonic()
+            with pytest.raises(errors.DeadlineExceeded):
+                client.check("doc:1", "view", "user:ann")
+    finally:
+        running.stop()
+    (deadline,) = engine.deadlines
+    assert deadline is not None and before + 3.0 < deadline <= before + 5.5
+
+
+def test_no_client_deadline_means_none() -> None:
+    engine = RaisingEngine(errors.Unimplemented("nope"))
+    running = Running(engine)
+    try:
+        with running.client(retry=NO_RETRY, timeout=None) as client:
+            with pytest.raises(errors.Unimplemented):
+                client.check("doc:1", "view", "user:ann")
+    finally:
+        running.stop()
+    assert engine.deadlines == [None]
+
+
+def test_grpc_deadline_exceeded_becomes_deadline_exceeded() -> None:
+    release = threading.Event()
+
+    class Blocking(RaisingEngine):
+        def check(self, *args: Any, **kwargs: Any) -> Any:
+            release.wait(5)
+            raise errors.Unavailable("late")
+
+    running = Running(Blocking(errors.Unavailable("late")))
+    try:
+        with running.client(retry=NO_RETRY, timeout=0.05) as client:
+            with pytest.raises(errors.DeadlineExceeded):
+                client.check("doc:1", "view", "user:ann")
+    finally:
+        release.set()
+        running.stop()
+
+
+def test_real_errors_from_the_engine(loaded: Client) -> None:
+    with pytest.raises(errors.UnknownRelation) as unknown:
+        loaded.check("doc:1", "nothing", "user:ann")
+    assert unknown.value.fields() == {"definition": "doc", "relation": "nothing"}
+    with pytest.raises(errors.SchemaSyntaxError) as syntax:
+        loaded.write_schema("definition user {}\ndefinition doc {\n  relation viewer user\n}\n")
+    assert (syntax.value.line, syntax.value.column) == (3, 19)
+    assert "3:19" in syntax.value.render() or syntax.value.issues[0].line == 3
+    with pytest.raises(errors.SchemaValidationError) as invalid:
+        loaded.write_schema("definition doc {\n  relation viewer: nobody\n}\n")
+    assert invalid.value.issues[0].line == 2
+    with pytest.raises(errors.InvalidArgument):
+        loaded.check("doc:1", "view", SubjectRef("User", "ann"))
+    with pytest.raises(errors.InvalidArgument):
+        _ = loaded.lookup_resources("doc", "view", "user:ann", limit=10**9).revision
+
+
+def test_batch_too_large(tmp_path: pathlib.Path) -> None:
+    engine = make_engine(tmp_path / "small", EngineConfig(max_updates_per_write=2, max_bulk_check_items=2))
+    running = Running(engine)
+    try:
+        with running.client() as client:
+            client.write_schema(SCHEMA)
+            with pytest.raises(errors.BatchTooLarge) as info:
+                client.touch("doc:1#owner@user:a", "doc:1#owner@user:b", "doc:1#owner@user:c")
+            assert info.value.fields() == {"limit": 2}
+            with pytest.raises(errors.BatchTooLarge):
+                client.bulk_check(["doc:1#view@user:a"] * 3)
+    finally:
+        running.stop()
+        engine.close()
+
+
+@pytest.mark.slow
+def test_message_size_limit(tmp_path: pathlib.Path) -> None:
+    engine = make_engine(tmp_path / "msg")
+    running = Running(engine, ServerConfig(listen="127.0.0.1:0", threads=4, max_message_bytes=1024))
+    try:
+        with running.client(retry=NO_RETRY) as client:
+            with pytest.raises(errors.LimitExceeded):
+                client.write_schema("definition user {}\n" + "// padding\n" * 200)
+            with pytest.raises(errors.SchemaNotFound):  # a small request still works
+                client.read_schema()
+    finally:
+        running.stop()
+        engine.close()
+
+
+def test_unavailable_when_nothing_listens() -> None:
+    with Client("127.0.0.1:1", timeout=2, retry=NO_RETRY) as client:
+        with pytest.raises(errors.Unavailable):
+            _ = client.read(RelationshipFilter("doc")).revision
+        with pytest.raises(errors.Unavailable):
+            client.check(ObjectRef("doc", "1"), "view", SubjectRef("user", "ann"))
