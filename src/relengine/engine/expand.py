@@ -113,7 +113,8 @@ class _Expander:
                 if self.schema.member(target.type, node.computed) is not None:
                     kids.append(self.member(target, node.computed, depth - 1))
             kind = "intersection" if node.mode == "all" and kids else "union"
-            return ExpandNode(kind, resource, relation, tuple(kids))
+            label = f"{node.tupleset}->{node.computed}" if node.mode == "any" else f"{node.tupleset}.all({node.computed})"
+            return ExpandNode(kind, resource, label, tuple(kids))
         if isinstance(node, This):
             return ExpandNode("leaf", resource, relation, subjects=(SubjectRef(resource.type, resource.id),))
         assert isinstance(node, Nil)
