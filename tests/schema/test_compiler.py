@@ -464,7 +464,7 @@ def test_allowed_types_and_caveats() -> None:
         "definition user {}\ndefinition group {\n    relation member: user\n    permission view = member\n}\n"
         "definition doc {\n    relation viewer: user | user:* with cav | group#member with cav and expiration"
         " | group#view | group#... with expiration\n}\n"
-        "caveat cav(num int, lists list<map<string>>) {\n    num == 1\n}\n"
+        "caveat cav(num int, lists list<map<string>>) {\n    num == 1 && size(lists) >= 0\n}\n"
     )
     compiled = compile_schema(schema)
     assert compiled.use_flags == frozenset({"expiration"})

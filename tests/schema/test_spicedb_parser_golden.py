@@ -72,8 +72,8 @@ UNSUPPORTED: dict[str, str] = {
     "permission_type_annotation_newline_after_colon.zed": _ANNOTATION,
     "permission_type_annotation_pipe_no_type_before.zed": _ANNOTATION,
     "permission_type_annotation_trailing_pipe_no_type_after.zed": _ANNOTATION,
-    "invalidcaveatexpr.zed": "rejecting a bad caveat body (a stray '`') needs a CEL lexer; caveat "
-    "expressions are kept as text and not checked yet",
+    "invalidcaveatexpr.zed": "the parser keeps caveat bodies as text; the compiler's CEL check "
+    "rejects this one (test_invalid_caveat_expression_is_rejected_by_the_compiler)",
 }
 
 # Where our error's line is not one of SpiceDB's error lines, the line we report, and why.
@@ -303,3 +303,12 @@ def test_render_matches_spicedb_layout() -> None:
         "      identifier-value = a\n  right-expr =>\n    NodeTypeIdentifier\n      end-rune = 0\n"
         "      identifier-value = a\n"
     )
+
+
+def test_invalid_caveat_expression_is_rejected_by_the_compiler() -> None:
+    from relengine.errors import SchemaValidationError
+    from relengine.schema import compile_schema
+
+    with pytest.raises(SchemaValidationError) as info:
+        compile_schema((GOLDEN / "invalidcaveatexpr.zed").read_text())
+    assert (info.value.line, info.value.column) == (4, 23)

@@ -246,6 +246,7 @@ class Checker:
 
     # -- caveats ---------------------------------------------------------------------
     def check_caveat(self, caveat: ast.CaveatDef) -> None:
+        errors_before = len(self.errors)
         if not caveat.params:
             self.error(f"caveat `{caveat.name}` must have at least one parameter", caveat.name_start)
         seen: set[str] = set()
@@ -254,6 +255,13 @@ class Checker:
                 self.error(f"duplicate parameter `{param.name}` in caveat `{caveat.name}`", param.start)
             seen.add(param.name)
             self.check_caveat_type(caveat, param.type)
+        if len(self.errors) > errors_before:
+            return
+        from ..caveats import typecheck_caveat  # the CEL side: expression syntax and types
+
+        params = [(p.name, _type_text(p.type)) for p in caveat.params]
+        for message, offset in typecheck_caveat(caveat.name, params, caveat.expression):
+            self.error(message, caveat.name_start if offset < 0 else caveat.expression_start + offset)
 
     def check_caveat_type(self, caveat: ast.CaveatDef, node: ast.TypeExpr) -> None:
         arity = CAVEAT_GENERIC_TYPES.get(node.name)
@@ -273,6 +281,12 @@ class Checker:
             )
         for arg in node.args:
             self.check_caveat_type(caveat, arg)
+
+
+def _type_text(node: ast.TypeExpr) -> str:
+    if not node.args:
+        return node.name
+    return f"{node.name}<{', '.join(_type_text(a) for a in node.args)}>"
 
 
 def _type_ref_text(ref: ast.TypeRef) -> str:
