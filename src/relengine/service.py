@@ -229,6 +229,13 @@ class Engine:
                 self._schemas[text] = schema
         return schema
 
+    def _head_schema(self) -> CompiledSchema:
+        reader = self.store.snapshot()
+        try:
+            return self.compiled_schema(reader)
+        finally:
+            reader.close()
+
     def write_schema(self, text: str, source_name: str = "") -> Revision:
         """Compile and store a schema; raises SchemaError with positions if it is invalid."""
         compile_schema(text, source_name)
@@ -239,7 +246,10 @@ class Engine:
 
     def read_schema(self, consistency: Consistency | None = None) -> tuple[str, Revision]:
         reader = self.snapshot(consistency or Consistency.fully_consistent())
-        text = reader.schema_text()
+        try:
+            text = reader.schema_text()
+        finally:
+            reader.close()
         if text is None:
             raise SchemaNotFound("no schema has been written yet")
         return text, reader.revision
@@ -286,7 +296,7 @@ class Engine:
         if not hasattr(store, "bulk_touch"):
             raise InvalidArgument("this store has no bulk import path")
         loader: BulkLoader = store  # type: ignore[assignment]
-        schema = self.compiled_schema(store.snapshot())
+        schema = self._head_schema()
         count = 0
         revision = store.head_revision()
         batch: list[tuple[Any, ...]] = []
@@ -309,7 +319,7 @@ class Engine:
         relationship against the head schema. Returns the importer's ImportResult."""
         from .storage.importer import import_relationships
 
-        schema = self.compiled_schema(self.store.snapshot())
+        schema = self._head_schema()
 
         def validate(rel: Relationship) -> None:
             check_relationship(schema, rel)
@@ -357,10 +367,13 @@ class Engine:
         revision = reader.revision
 
         def items() -> Iterator[ReadResult]:
-            for index, rel in enumerate(reader.read(filter, after=after, limit=limit)):
-                if deadline is not None and index % 256 == 0:
-                    _check_deadline(deadline)
-                yield ReadResult(rel, encode_cursor(revision, str(rel)))
+            try:
+                for index, rel in enumerate(reader.read(filter, after=after, limit=limit)):
+                    if deadline is not None and index % 256 == 0:
+                        _check_deadline(deadline)
+                    yield ReadResult(rel, encode_cursor(revision, str(rel)))
+            finally:
+                reader.close()
 
         return Stream(revision, items())
 
@@ -420,11 +433,14 @@ class Engine:
         if at is not None:
             consistency = Consistency.at_exact_snapshot(at)
         reader = self.snapshot(consistency)
-        # Answers at a caller-chosen "now" (expiration tests) must not be cached as real ones.
-        checker = self._checker(reader, deadline, context, cached=now is None)
-        if now is not None:
-            checker.now = now
-        result = checker.check(resource.type, resource.id, permission, subject)
+        try:
+            # Answers at a caller-chosen "now" (expiration tests) must not be cached as real ones.
+            checker = self._checker(reader, deadline, context, cached=now is None)
+            if now is not None:
+                checker.now = now
+            result = checker.check(resource.type, resource.id, permission, subject)
+        finally:
+            reader.close()  # never hold a read transaction past the call
         return CheckResponse(CheckResult.of(result), reader.revision)
 
     def bulk_check(
@@ -443,17 +459,20 @@ class Engine:
         reader = self.snapshot(consistency)
         checkers: dict[str | None, LocalChecker] = {}
         results: list[CheckResult | RelEngineError] = []
-        for item in items:
-            try:
-                item_context = item.context if item.context is not None else context
-                key = _context_key(item_context)
-                checker = checkers.get(key)
-                if checker is None:
-                    checker = checkers[key] = self._checker(reader, deadline, item_context)
-                r = item.resource
-                results.append(CheckResult.of(checker.check(r.type, r.id, item.permission, item.subject)))
-            except RelEngineError as exc:
-                results.append(exc)
+        try:
+            for item in items:
+                try:
+                    item_context = item.context if item.context is not None else context
+                    key = _context_key(item_context)
+                    checker = checkers.get(key)
+                    if checker is None:
+                        checker = checkers[key] = self._checker(reader, deadline, item_context)
+                    r = item.resource
+                    results.append(CheckResult.of(checker.check(r.type, r.id, item.permission, item.subject)))
+                except RelEngineError as exc:
+                    results.append(exc)
+        finally:
+            reader.close()
         return BulkCheckResponse(results, reader.revision)
 
     def lookup_resources(
@@ -474,9 +493,12 @@ class Engine:
         ``limit`` caps the page; each result's cursor resumes after it at the same revision.
         """
         after, reader = self._resume(cursor, consistency)
-        limit = self._limit(limit)
-        checker = self._checker(reader, deadline, context)
-        found = lookup.lookup_resources(checker, resource_type, permission, subject)
+        try:
+            limit = self._limit(limit)
+            checker = self._checker(reader, deadline, context)
+            found = lookup.lookup_resources(checker, resource_type, permission, subject)
+        finally:
+            reader.close()
         revision = reader.revision
         if after is not None:
             found = [(rid, result) for rid, result in found if rid > after]
@@ -507,9 +529,12 @@ class Engine:
         subjects an exclusion removed; concrete subjects follow sorted by id.
         """
         after, reader = self._resume(cursor, consistency)
-        limit = self._limit(limit)
-        checker = self._checker(reader, deadline, context)
-        found = lookup.lookup_subjects(checker, resource.type, resource.id, permission, subject_type, subject_relation)
+        try:
+            limit = self._limit(limit)
+            checker = self._checker(reader, deadline, context)
+            found = lookup.lookup_subjects(checker, resource.type, resource.id, permission, subject_type, subject_relation)
+        finally:
+            reader.close()
         revision = reader.revision
         entries: list[SubjectResult] = []
         if found.wildcard is not NO:
@@ -568,10 +593,13 @@ class Engine:
         if at is not None:
             consistency = Consistency.at_exact_snapshot(at)
         reader = self.snapshot(consistency)
-        schema = self.compiled_schema(reader)
-        _check_deadline(deadline)
-        tree = expand(schema, reader, resource, permission, max_depth=self.config.max_depth)
-        _check_deadline(deadline)
+        try:
+            schema = self.compiled_schema(reader)
+            _check_deadline(deadline)
+            tree = expand(schema, reader, resource, permission, max_depth=self.config.max_depth)
+            _check_deadline(deadline)
+        finally:
+            reader.close()
         return tree, reader.revision
 
 

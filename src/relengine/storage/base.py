@@ -4,24 +4,49 @@ Two implementations satisfy it, checked by one conformance suite (tests/storage/
 ``memory.MemoryStore`` (the reference, simplest correct one) and ``lmdb.LmdbStore`` (the product).
 
 Revisions
-    Every committed transaction that changed something gets the next revision (head + 1).
-    A Reader at revision R sees exactly the relationships and the schema text live at R,
-    whatever is written later, until R falls out of the garbage-collection window.
+    Every committed transaction that changed something gets the next revision (head + 1);
+    one that changed nothing commits no revision. A Reader at revision R sees exactly the
+    relationships and the schema text live at R, whatever is written later, until R falls out
+    of the garbage-collection window (default 24 hours, counted from the commit that
+    superseded R). Asking for a revision newer than head, or one older than the window, raises
+    RevisionUnavailable; a store never answers for a revision it can no longer see exactly.
+
+Relationships
+    A relationship is identified by its key (resource, relation, subject); its caveat and
+    expiration are attributes. Stores keep both faithfully and do not filter expired
+    relationships: whether an expired one counts is the engine's decision. A subject relation
+    of ``""`` and ``None`` are the same (the whole object); stores return ``None``.
+
+Order
+    "Key order" is the order of the strings, compared as tuples, with one exception both
+    stores share: a string longer than 80 UTF-8 bytes (an id, in practice) sorts by its first
+    24 bytes and then by a hash (``keys`` explains why). Cursors work the same either way.
 
 Threads and processes
     A store may be shared by threads. A Reader is used by one thread at a time and is
-    short-lived: take one per request, never hold it across requests. The LMDB store may
-    also be shared by processes on one data directory: a commit in one is visible to the
-    next ``snapshot()`` in the others.
+    short-lived: take one per request, never hold it across requests (the LMDB Reader pins a
+    read transaction; it is released by ``close()`` or when the Reader is dropped). Write
+    transactions are serialised. The LMDB store may also be shared by processes on one data
+    directory: a commit in one is visible to the next ``snapshot()`` in the others.
+
+Errors
+    Only ``relengine.errors``: RevisionUnavailable, AlreadyExists, BatchTooLarge, StoreFull,
+    InvalidArgument, Unavailable (store closed), StorageError (an unexpected fault of the
+    storage library, kept as ``__cause__``).
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import enum
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Iterable, Iterator, Protocol, Sequence
 
-from ..model import Relationship, RelationshipFilter, Revision, SubjectRef
+from ..errors import PreconditionFailed
+from ..model import CaveatRef, Relationship, RelationshipFilter, Revision, SubjectRef
+
+DEFAULT_BATCH_LIMIT = 1000
+DEFAULT_GC_WINDOW = _dt.timedelta(hours=24)
 
 
 class Operation(enum.Enum):
@@ -51,7 +76,12 @@ class Precondition:
 class Change:
     """One entry of the changelog: at ``revision``, ``relationship`` was touched or deleted.
 
-    A schema change is reported with ``relationship=None`` and ``schema_changed=True``.
+    ``operation`` is TOUCH (created, or its caveat/expiration replaced; a CREATE is reported
+    as TOUCH) or DELETE (``relationship`` is then the version that was removed). Changes are
+    net per transaction: a relationship created and deleted in one transaction is not reported.
+    A schema change is reported with ``relationship=None`` and ``schema_changed=True``, before
+    the relationship changes of the same revision; those come in key order, except that a bulk
+    import's come in no particular order.
     """
 
     revision: Revision
@@ -60,8 +90,50 @@ class Change:
     schema_changed: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class GcResult:
+    """What one garbage collection removed; ``horizon`` is the oldest revision still readable."""
+
+    horizon: Revision
+    versions_removed: int
+    changes_removed: int
+    revisions_removed: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStatistics:
+    """A store's size at head; the byte counts are None where the store has no such notion."""
+
+    head_revision: Revision
+    gc_horizon: Revision
+    relationships: int
+    dead_versions: int
+    changelog_revisions: int
+    bytes_used: int | None = None
+    map_size: int | None = None
+
+
+BulkRow = (
+    tuple[str, str, str, str, str, str]
+    | tuple[str, str, str, str, str, str, CaveatRef | None, _dt.datetime | None]
+)
+"""A relationship as a plain tuple, for the bulk path: resource type, resource id, relation,
+subject type, subject id, subject relation (``""`` for the whole object), and optionally caveat
+and expiration. Building model objects costs more than storing them; the importer hands stores
+these."""
+
+
 class Reader(Protocol):
-    """A consistent snapshot at one revision. Cheap to create; use it for one request."""
+    """A consistent snapshot at one revision. Cheap to create; use it for one request.
+
+    Every method sees exactly the state at ``revision``. Iterators are lazy: they read as they
+    are consumed, so stopping early is cheap; consume them before the Reader is dropped.
+    Unchanged by later writes, by other processes, and by LMDB map growth.
+    """
+
+    def close(self) -> None:
+        """Release the snapshot (the LMDB read transaction) now; idempotent."""
+        ...
 
     @property
     def revision(self) -> Revision: ...
@@ -72,7 +144,7 @@ class Reader(Protocol):
 
     def subjects(self, resource_type: str, resource_id: str, relation: str) -> Iterator[Relationship]:
         """Every live relationship ``resource_type:resource_id#relation@*``, ordered by subject
-        (type, id, relation). One range scan of the by-resource index."""
+        (type, id, relation with ``""`` first). One range scan of the by-resource index."""
         ...
 
     def relationship(
@@ -85,35 +157,45 @@ class Reader(Protocol):
         self, subject: SubjectRef, resource_type: str | None = None, relation: str | None = None
     ) -> Iterator[Relationship]:
         """Every live relationship whose subject is exactly ``subject`` (a relation of None
-        means the object itself), optionally narrowed to a resource type and relation.
-        One range scan of the by-subject index."""
+        means the object itself), optionally narrowed to a resource type and relation, ordered
+        by (resource type, relation, resource id). One range scan of the by-subject index."""
         ...
 
     def read(
         self, filter: RelationshipFilter, *, after: Relationship | None = None, limit: int | None = None
     ) -> Iterator[Relationship]:
-        """Live relationships matching ``filter`` in key order, strictly after ``after`` (the
-        cursor: the last relationship of the previous page), at most ``limit`` of them."""
+        """Live relationships matching ``filter`` in key order (resource type, id, relation,
+        subject), strictly after ``after`` (the cursor: the last relationship of the previous
+        page; it need not be live any more), at most ``limit`` of them (None: all)."""
         ...
 
 
 class Transaction(Protocol):
     """A write transaction; all its changes commit as one new revision, or none do.
 
-    Reads through a transaction see the state it started from plus its own writes.
-    Raising out of the ``with`` block aborts it and leaves no trace.
+    Reads through a transaction see the state it started from (head when it began; no other
+    writer can commit meanwhile) plus its own writes. Raising out of the ``with`` block aborts
+    it and leaves no trace. A transaction is used by the thread that opened it.
     """
 
     def reader(self) -> Reader:
-        """The state as this transaction sees it (its own writes included)."""
+        """The state as this transaction sees it (its own writes included); valid until the
+        transaction ends."""
         ...
 
-    def schema_text(self) -> str | None: ...
+    def schema_text(self) -> str | None:
+        """The schema text as this transaction sees it."""
+        ...
 
-    def set_schema(self, text: str) -> None: ...
+    def set_schema(self, text: str) -> None:
+        """Replace the schema text; setting the same text again is no change."""
+        ...
 
     def apply(self, update: RelationshipUpdate) -> None:
-        """Apply one update; CREATE of a live relationship raises AlreadyExists."""
+        """Apply one update: CREATE of a live relationship raises AlreadyExists; TOUCH creates
+        or replaces the caveat and expiration (the same values again is no change); DELETE of an
+        absent relationship does nothing. Past the store's batch limit (default 1000 updates per
+        transaction) raises BatchTooLarge. A naive expiration raises InvalidArgument."""
         ...
 
     def matches(self, filter: RelationshipFilter) -> bool:
@@ -121,8 +203,9 @@ class Transaction(Protocol):
         ...
 
     def delete_matching(self, filter: RelationshipFilter, limit: int | None = None) -> tuple[int, bool]:
-        """Delete live relationships matching ``filter``, at most ``limit``; returns (count, all
-        matching were deleted)."""
+        """Delete live relationships matching ``filter`` in key order, at most ``limit`` (None:
+        all); returns (count deleted, whether all matching were deleted). Not counted against
+        the batch limit."""
         ...
 
 
@@ -140,15 +223,29 @@ class TupleStore(Protocol):
 
     def transaction(self) -> "TransactionContext":
         """``with store.transaction() as tx: ...``; after the block, ``ctx.revision`` is the
-        committed revision (unchanged head if nothing changed)."""
+        committed revision (unchanged head if nothing changed). Raises StoreFull when the store
+        has no room (nothing of the transaction is kept), Unavailable when closed."""
         ...
 
     def watch(self, after: Revision, *, timeout: float | None = None) -> Iterator[Change]:
         """Every change after ``after``, in revision order, then block for new ones (up to
-        ``timeout`` seconds without a change, forever if None)."""
+        ``timeout`` seconds without a change, forever if None), including commits made by other
+        processes sharing the store. Raises RevisionUnavailable if ``after`` is newer than head
+        or its changes were garbage-collected; the iterator holds no transaction between
+        changes."""
         ...
 
-    def close(self) -> None: ...
+    def gc(self, *, now: float | None = None) -> GcResult:
+        """Remove dead versions, changelog entries, schema versions and revision timestamps
+        that no revision inside the window needs (``now`` in epoch seconds, default the store's
+        clock). Stores also run it by themselves from time to time after commits."""
+        ...
+
+    def statistics(self) -> StoreStatistics: ...
+
+    def close(self) -> None:
+        """Release the store; later calls raise Unavailable. Closing twice is allowed."""
+        ...
 
 
 class TransactionContext(Protocol):
@@ -159,14 +256,45 @@ class TransactionContext(Protocol):
     def __exit__(self, *exc: object) -> bool | None: ...
 
 
+class BulkLoader(TupleStore, Protocol):
+    """A store with a lean path for imports: one transaction of TOUCHes, no batch limit."""
+
+    def bulk_touch(self, rows: Sequence[BulkRow]) -> tuple[Revision, int]:
+        """TOUCH every row in one transaction (later rows win over earlier ones with the same
+        key); returns (revision, number of relationships that changed). Rows are trusted to be
+        valid (the importer checked them). Raises StoreFull like a transaction (the LMDB store
+        first grows its map and retries where ``max_map_size`` allows). The changes of one bulk
+        revision are reported by ``watch`` in no particular order."""
+        ...
+
+
+def check_preconditions(tx: Transaction, preconditions: Iterable[Precondition]) -> None:
+    """Raise PreconditionFailed for the first precondition that does not hold in ``tx``."""
+    for pre in preconditions:
+        found = tx.matches(pre.filter)
+        if found != (pre.kind is PreconditionKind.MUST_MATCH):
+            verb = "matched nothing" if pre.kind is PreconditionKind.MUST_MATCH else "matched"
+            raise PreconditionFailed(
+                f"precondition {pre.kind.value} failed: filter {pre.filter} {verb}",
+                kind=pre.kind.value,
+            )
+
+
 __all__ = [
+    "DEFAULT_BATCH_LIMIT",
+    "DEFAULT_GC_WINDOW",
+    "BulkLoader",
+    "BulkRow",
     "Change",
+    "GcResult",
     "Operation",
     "Precondition",
     "PreconditionKind",
     "Reader",
     "RelationshipUpdate",
+    "StoreStatistics",
     "Transaction",
     "TransactionContext",
     "TupleStore",
+    "check_preconditions",
 ]

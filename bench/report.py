@@ -1,0 +1,296 @@
+"""Results: the JSON document (machine, datasets, every scenario's figures), the issue's
+targets checked against it, the Markdown report, and the results directory.
+
+Every ratio is a cost ratio: the subject's figure over its baseline's on the same metric,
+measured in the same run (lower is better; 0.5 means twice as fast as the baseline).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+RESULTS_FORMAT = 1
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def machine_info() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "cpu_model": _cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "relengine": _version("relengine"),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+    try:
+        import lmdb
+
+        info["lmdb"] = lmdb.__version__
+        info["liblmdb"] = ".".join(map(str, lmdb.version()))
+    except ImportError:
+        info["lmdb"] = None
+    for dist in ("grpcio", "hdrhistogram", "matplotlib"):
+        info[dist] = _version(dist)
+    info["git"] = _git()
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git() -> dict[str, Any] | None:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if commit.returncode != 0:
+        return None
+    return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+
+
+# -- targets ---------------------------------------------------------------------------------
+
+
+def _find(results: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """The ok result of ``name`` at the largest scale it ran at."""
+    runs = [s for s in results["scenarios"] if s["name"] == name and s["status"] == "ok"]
+    return max(runs, key=lambda s: _size(s["relationships"])) if runs else None
+
+
+def _size(relationships: Any) -> int:
+    return max(relationships) if isinstance(relationships, list) else int(relationships)
+
+
+def _measurement(s: dict[str, Any], label: str, **where: Any) -> dict[str, Any]:
+    return next(m for m in s["measurements"] if m["label"] == label and all(m.get(k) == v for k, v in where.items()))
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's figures, each: name, goal, measured, unit, scale, met (None: not measured at
+    the scale the goal names, or the scenario did not run)."""
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, goal: str, scenario: str, fn: Callable[[dict[str, Any]], tuple[float, bool | None, str]]) -> None:
+        s = _find(results, scenario)
+        if s is None:
+            out.append({"name": name, "goal": goal, "measured": None, "met": None, "scale": None,
+                        "note": f"{scenario} did not run"})
+            return
+        value, ok, note = fn(s)
+        out.append({"name": name, "goal": goal, "measured": value, "met": ok, "scale": s["scale"], "note": note})
+
+    def cached(s: dict[str, Any]) -> tuple[float, bool, str]:
+        v = _measurement(s, "engine")["units_per_second"]
+        return round(v), v >= 500_000, "checks/s, one caller"
+
+    def cached_vs_naive(s: dict[str, Any]) -> tuple[float, bool, str]:
+        speedup = _measurement(s, "naive_dict")["ns_per_unit"] / _measurement(s, "engine")["ns_per_unit"]
+        return round(speedup, 3), speedup >= 1.5, "x faster than the naive dict evaluator"
+
+    def uncached(s: dict[str, Any]) -> tuple[float, bool, str]:
+        v = _measurement(s, "engine")["p50_ns"] / 1000
+        return round(v, 2), v <= 12, "us p50"
+
+    def bulk(s: dict[str, Any]) -> tuple[float, bool, str]:
+        v = _measurement(s, "engine")["units_per_second"]
+        return round(v), v >= 150_000, "checks/s in bulk_check calls of 1,000"
+
+    def lookup(s: dict[str, Any]) -> tuple[float, bool | None, str]:
+        v = _measurement(s, "engine")["p50_ns"] / 1e6
+        n = s["params"]["results"]
+        at_goal = s["relationships"] == 1_000_000
+        return round(v, 2), (v <= 100) if at_goal else None, (
+            f"ms p50 for {n:,} containers" + ("" if at_goal else " (the goal is at 1M; run --full or --scale 1m)")
+        )
+
+    def size(s: dict[str, Any]) -> tuple[float, bool | None, str]:
+        ratio = s["headline"]["ratio"]
+        scales = s["params"]["scales"]
+        at_goal = scales[0] == "10k" and scales[-1] == "10m"
+        return ratio, (ratio <= 1.5) if at_goal else None, (
+            f"p50 {scales[-1]} / p50 {scales[0]}" + ("" if at_goal else " (the goal is 10m vs 10k; run --full)")
+        )
+
+    add("cached check throughput", ">= 500,000 checks/s", "cached_check", cached)
+    add("cached check vs naive dict", ">= 1.5x the naive evaluator", "cached_check", cached_vs_naive)
+    add("uncached check p50 (admin walk)", "<= 12 us", "uncached_check", uncached)
+    add("bulk check, 1,000 uncached items", ">= 150,000 checks/s", "bulk_check", bulk)
+    add("LookupResources, 10,000 of 1M", "<= 100 ms", "lookup_resources", lookup)
+    add("check p50 at 10M vs 10k", "<= 1.5x", "check_vs_size", size)
+    return out
+
+
+# -- formatting ------------------------------------------------------------------------------
+
+
+def fmt_ns(ns: float | None) -> str:
+    if ns is None:
+        return "-"
+    if ns < 1_000:
+        return f"{ns:.0f} ns"
+    if ns < 1_000_000:
+        return f"{ns / 1e3:.2f} us"
+    if ns < 1_000_000_000:
+        return f"{ns / 1e6:.2f} ms"
+    return f"{ns / 1e9:.2f} s"
+
+
+def fmt_rate(per_second: float | None) -> str:
+    if per_second is None:
+        return "-"
+    if per_second >= 1e6:
+        return f"{per_second / 1e6:.2f}M/s"
+    if per_second >= 1e3:
+        return f"{per_second / 1e3:.1f}k/s"
+    return f"{per_second:.1f}/s"
+
+
+def _metric_name(metric: str) -> str:
+    return {"p50_ns": "p50 per call", "ns_per_unit": "time per item"}.get(metric, metric)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    git = m.get("git") or {}
+    lines = [
+        f"# relengine bench: {results['profile']} run, {m['date']}",
+        "",
+        f"{m['cpu_model']}, {m['cores']} cores, load {', '.join(f'{x:.2f}' for x in m.get('load_average') or [])}; "
+        f"Python {m['python']}; relengine {m['relengine']}; py-lmdb {m.get('lmdb')} (LMDB {m.get('liblmdb')}); "
+        f"commit {str(git.get('commit', '?'))[:10]}{' (dirty)' if git.get('dirty') else ''}; "
+        f"{results['duration_seconds']:.0f} s.",
+        "",
+        "Ratio = engine / baseline on the metric, same run (lower is better; < 1 beats the baseline).",
+        "",
+        "| scenario | scale | metric | engine | baseline | baseline value | ratio | engine p99 | engine rate | answers checked |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in results["scenarios"]:
+        if s["status"] != "ok":
+            reason = s.get("reason", "").replace("|", "/").replace("\n", " ")
+            lines.append(f"| {s['name']} | {s['scale']} | {s['status']} | | | | | | | {reason[:160]} |")
+            continue
+        h = s["headline"]
+        subject = _measurement(s, h["subject"])
+        lat = subject.get("latency_ns", {})
+        lines.append(
+            f"| {s['name']} | {s['scale']} | {_metric_name(h['metric'])} | {fmt_ns(h['value'])} ({h['subject']}) "
+            f"| {h['baseline']} | {fmt_ns(h['baseline_value'])} | {h['ratio']:.3f} | {fmt_ns(lat.get('p99'))} "
+            f"| {fmt_rate(subject.get('units_per_second'))} | {s['verified']['answers']:,} |"
+        )
+    partial = [(s["name"], f) for s in results["scenarios"] for f in s.get("params", {}).get("failures", [])]
+    if partial:
+        lines += ["", "Configurations that failed inside otherwise finished scenarios:", ""]
+        lines += [f"- {name}: {failure}" for name, failure in partial]
+    lines += ["", "## Targets (the issue's figures)", "", "| target | goal | measured | scale | met |", "|---|---|---|---|---|"]
+    for t in results["targets"]:
+        met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
+        measured = "-" if t["measured"] is None else f"{t['measured']:,} {t['note']}"
+        lines.append(f"| {t['name']} | {t['goal']} | {measured} | {t['scale'] or '-'} | {met} |")
+    details = [_details(s) for s in results["scenarios"] if s["status"] == "ok"]
+    lines += ["", "## All measurements", ""] + [d for d in details if d]
+    if results.get("plots"):
+        lines += ["## Plots", ""] + [f"- `{p}`" for p in results["plots"]] + [""]
+    return "\n".join(lines) + "\n"
+
+
+def _details(s: dict[str, Any]) -> str:
+    rows = [
+        f"### {s['name']} @ {s['scale']}",
+        "",
+        s["description"],
+        "",
+        "| who | driver | conc. | p50 | p99 | p99.9 | max | per item | rate | calls |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m in s["measurements"]:
+        lat = m.get("latency_ns", {})
+        who = m["label"] + (" (baseline)" if m["baseline"] else "")
+        rows.append(
+            f"| {who} | {m['driver']} | {m['concurrency']} | {fmt_ns(lat.get('p50'))} | {fmt_ns(lat.get('p99'))} "
+            f"| {fmt_ns(lat.get('p999'))} | {fmt_ns(lat.get('max'))} | {fmt_ns(m['ns_per_unit'])} "
+            f"| {fmt_rate(m['units_per_second'])} | {m['ops']:,} |"
+        )
+    params = ", ".join(f"{k}={v}" for k, v in s.get("params", {}).items())
+    if params:
+        rows += ["", f"params: {params}"]
+    return "\n".join(rows) + "\n"
+
+
+# -- files -----------------------------------------------------------------------------------
+
+
+def write(
+    results: dict[str, Any], out_dir: Path, plot: Callable[[dict[str, Any], Path], list[str]] | None,
+    *, link_latest: bool = True,
+) -> Path:
+    """results.json, results.md and plots into ``out_dir``; ``latest`` beside it points there
+    (a symlink, or a copy where links cannot be made)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if plot is not None:
+        results["plots"] = plot(results, out_dir)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
+    (out_dir / "results.md").write_text(markdown(results))
+    if not link_latest:
+        return out_dir
+    latest = out_dir.parent / "latest"
+    try:
+        if latest.is_symlink() or latest.is_file():
+            latest.unlink()
+        elif latest.is_dir():
+            shutil.rmtree(latest)
+        latest.symlink_to(out_dir.name)
+    except OSError:
+        shutil.copytree(out_dir, latest)
+    return out_dir
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "results.json"
+    data = json.loads(p.read_text())
+    if data.get("format") != RESULTS_FORMAT:
+        raise ValueError(f"{p}: not a bench results file of format {RESULTS_FORMAT}")
+    return data  # type: ignore[no-any-return]
+
+
+def new_results(profile: str, argv: list[str]) -> dict[str, Any]:
+    return {
+        "format": RESULTS_FORMAT,
+        "profile": profile,
+        "argv": argv,
+        "machine": machine_info(),
+        "datasets": [],
+        "scenarios": [],
+        "targets": [],
+        "command": " ".join([os.path.basename(sys.executable), "-m", "bench", *argv]),
+    }

@@ -1,0 +1,744 @@
+"""The scenarios: each a name, tags, a data setup, and queries with expected answers (from the
+generator's knowledge of the world and the naive evaluator, never from the engine), answered
+by the engine and by the baselines of ``baselines``. Registered in ``framework.REGISTRY``.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import shutil
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from relengine import Engine, EngineConfig, ObjectRef, Relationship, SubjectRef
+from relengine.engine.dispatch import CheckRequest
+from relengine.model import Consistency
+from relengine.storage.base import Operation, RelationshipUpdate
+
+from . import baselines, driver, grpc_mode
+from .dataset import (
+    Dataset,
+    copy_store,
+    import_lines,
+    map_size_for,
+    open_store,
+    row_text,
+    schema_text,
+)
+from .framework import (
+    Contender,
+    Context,
+    Query,
+    Skip,
+    Workload,
+    headline,
+    measure,
+    scenario,
+    time_default,
+)
+from .naive import LazyObjects, NaiveEvaluator
+from .world import BIG_ADMIN, Row, World, scale_name
+
+Q = tuple[str, str, str, str]  # (container id, permission, "user", user id)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def refs(q: Q) -> tuple[ObjectRef, str, SubjectRef]:
+    return ObjectRef("container", q[0]), q[1], SubjectRef(q[2], q[3])
+
+
+def expected_checks(world: World, queries: Sequence[Q]) -> tuple[list[Query], NaiveEvaluator]:
+    """Expected answers by the naive evaluator over the world's own relationships (built lazily:
+    only what the queries reach), and a naive evaluator over a plain dict of exactly that."""
+    lazy = LazyObjects(world)
+    oracle = NaiveEvaluator(lazy)
+    out = [Query(q, oracle.check("container", q[0], q[1], q[2], q[3])) for q in queries]
+    return out, NaiveEvaluator(dict(lazy))
+
+
+def engine_contender(engine: Engine, label: str = "engine", note: str = "") -> Contender:
+    check = engine.check
+    return Contender(label, lambda a: check(*a), prepare=refs, answer=lambda r: r.allowed, note=note)
+
+
+def naive_contender(naive: NaiveEvaluator, label: str = "naive_dict") -> Contender:
+    check = naive.check
+    return Contender(label, lambda q: check("container", q[0], q[1], q[2], q[3]), baseline=True,
+                     note="Python dicts, recursive evaluation, no cache")
+
+
+def floor_contender(floor: baselines.LmdbFloor) -> Contender:
+    return Contender("lmdb_floor", floor.check, baseline=True,
+                     note="closures over py-lmdb in one read txn: read->edit->approve->publish->account->admin")
+
+
+def raw_get_contender(store: Any, world: World) -> Contender:
+    def final_key(q: Q) -> bytes:
+        account = f"a{world.account_of[int(q[0][1:])]}"
+        return baselines.resource_key("account", account, "admin", q[2], q[3])
+
+    return Contender("raw_get", baselines.raw_get(store), baseline=True, prepare=final_key,
+                     note="read txn + get of account:A#admin@user:U, the check's final read")
+
+
+def open_engine(ctx: Context, ds: Dataset, workload: Workload, **config: Any) -> tuple[Any, Engine]:
+    store = ds.open()
+    workload.cleanups.append(store.close)
+    return store, Engine(store, EngineConfig(**config))
+
+
+def _one(scales: list[int]) -> int:
+    assert len(scales) == 1
+    return scales[0]
+
+
+# -- checks ----------------------------------------------------------------------------------
+
+
+@scenario(
+    "cached_check", ["check", "cached", "inproc"],
+    "Engine.check with the default cache, 1,000 queries (half account-admin paths, half Zipf users), "
+    "warm cache; throughput of back-to-back calls vs the naive dict evaluator",
+    quick=["100k"], full=["1m"],
+)
+def cached_check(ctx: Context, scales: list[int]) -> Workload:
+    ds = ctx.dataset(_one(scales))
+    w = Workload([], [])
+    _, engine = open_engine(ctx, ds, w)
+    queries = ds.world.admin_path_queries(500) + ds.world.random_queries(500)
+    w.queries, naive = expected_checks(ds.world, queries)
+    w.contenders = [engine_contender(engine), naive_contender(naive)]
+    w.timing = "throughput"
+
+    def drive(ctx: Context, wl: Workload) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        before = engine.statistics()
+        timed = time_default(ctx, wl)
+        after = engine.statistics()
+        hits, misses = after.cache_hits - before.cache_hits, after.cache_misses - before.cache_misses
+        wl.params["cache_hit_ratio"] = round(hits / max(1, hits + misses), 4)
+        return timed
+
+    w.drive = drive
+    w.params.update(queries=len(queries), allowed=sum(q.expected for q in w.queries))
+    return w
+
+
+@scenario(
+    "uncached_check", ["check", "uncached", "inproc"],
+    "Engine.check with cache_size=0 for account admins on containers with no direct grant: "
+    "the walk read -> edit -> approve -> publish -> account->administer -> admin",
+    quick=["100k"], full=["1m"],
+)
+def uncached_check(ctx: Context, scales: list[int]) -> Workload:
+    ds = ctx.dataset(_one(scales))
+    w = Workload([], [])
+    store, engine = open_engine(ctx, ds, w, cache_size=0)
+    queries = ds.world.admin_path_queries(200)
+    w.queries, naive = expected_checks(ds.world, queries)
+    w.contenders = [
+        engine_contender(engine),
+        floor_contender(baselines.LmdbFloor(store)),
+        raw_get_contender(store, ds.world),
+        naive_contender(naive),
+    ]
+    w.params.update(queries=len(queries))
+    return w
+
+
+@scenario(
+    "deep_check", ["check", "uncached", "deep", "inproc"],
+    "Engine.check (cache_size=0) of users reaching a container only through 5-10 nested groups "
+    "(as account admins, or as readers)",
+    quick=["100k"], full=["1m"],
+)
+def deep_check(ctx: Context, scales: list[int]) -> Workload:
+    ds = ctx.dataset(_one(scales))
+    w = Workload([], [])
+    store, engine = open_engine(ctx, ds, w, cache_size=0)
+    queries = ds.world.deep_queries()
+    w.queries, naive = expected_checks(ds.world, queries)
+    w.contenders = [engine_contender(engine), naive_contender(naive), floor_contender(baselines.LmdbFloor(store))]
+    w.params.update(queries=len(queries), depths=list(ds.world.shape.deep_depths))
+    return w
+
+
+def _bulk_workload(ctx: Context, scales: list[int], items: list[Q]) -> Workload:
+    ds = ctx.dataset(_one(scales))
+    w = Workload([], [])
+    store, engine = open_engine(ctx, ds, w, cache_size=0)
+    singles, naive = expected_checks(ds.world, items)
+    batch = tuple(items)
+    w.queries = [Query(batch, [q.expected for q in singles])]
+    floor = baselines.LmdbFloor(store)
+    w.contenders = [
+        Contender("engine", engine.bulk_check, per_op=len(batch),
+                  prepare=lambda b: [CheckRequest(*refs(q)) for q in b],
+                  answer=lambda r: [getattr(x, "allowed", x) for x in r.results]),
+        Contender("lmdb_floor", floor.bulk_check, baseline=True, per_op=len(batch),
+                  note="the floor's closures over every item in one read txn"),
+        Contender("naive_dict", lambda b: [naive.check("container", *q) for q in b], baseline=True,
+                  per_op=len(batch), note="Python dicts, recursive evaluation, no cache"),
+    ]
+    w.params.update(items=len(batch), allowed=sum(q.expected for q in singles))
+    return w
+
+
+@scenario(
+    "bulk_check", ["check", "bulk", "uncached", "inproc"],
+    "Engine.bulk_check of 1,000 items, cache_size=0, each an account-admin walk (as uncached_check)",
+    quick=["100k"], full=["1m"],
+)
+def bulk_check(ctx: Context, scales: list[int]) -> Workload:
+    return _bulk_workload(ctx, scales, ctx.dataset(_one(scales)).world.admin_path_queries(1000, purpose=10))
+
+
+@scenario(
+    "bulk_check_mixed", ["check", "bulk", "uncached", "inproc"],
+    "Engine.bulk_check of 1,000 items, cache_size=0: 500 account-admin walks and 500 Zipf users on "
+    "uniform containers (mostly denied: every grant, group and team tree is explored)",
+    quick=["100k"], full=["1m"],
+)
+def bulk_check_mixed(ctx: Context, scales: list[int]) -> Workload:
+    world = ctx.dataset(_one(scales)).world
+    return _bulk_workload(ctx, scales, world.admin_path_queries(500, purpose=10) + world.random_queries(500, purpose=11))
+
+
+# -- lookups ---------------------------------------------------------------------------------
+
+
+@scenario(
+    "lookup_resources", ["lookup", "inproc"],
+    "Engine.lookup_resources(container, publish, user:x_bigadmin): the admin of the big account, "
+    "which owns every 10th container (1,000 at 100k, 10,000 at 1M)",
+    quick=["100k"], full=["1m"],
+)
+def lookup_resources(ctx: Context, scales: list[int]) -> Workload:
+    ds = ctx.dataset(_one(scales))
+    w = Workload([], [])
+    store, engine = open_engine(ctx, ds, w)
+    floor = baselines.LmdbFloor(store)
+    # From the generator's knowledge: x_bigadmin administers a0 and nothing else.
+    w.queries = [Query(BIG_ADMIN, set(ds.world.containers_of_account(0)))]
+
+    def engine_call(uid: str) -> set[str]:
+        return {r.resource_id for r in engine.lookup_resources("container", "publish", SubjectRef("user", uid))}
+
+    w.contenders = [
+        Contender("engine", engine_call),
+        Contender("lmdb_floor", lambda uid: floor_lookup_publish(floor, uid), baseline=True,
+                  note="by-subject index scans: user -> groups -> admin of accounts -> their containers"),
+    ]
+    w.params.update(results=len(w.queries[0].expected))
+    return w
+
+
+def floor_lookup_publish(floor: baselines.LmdbFloor, uid: str) -> set[str]:
+    """Containers where ``user:uid`` has publish, by scans of the by-subject index alone."""
+    txn = floor._env.begin(db=floor._sub)
+    try:
+        cur = txn.cursor()
+
+        def scan(prefix: str) -> list[str]:
+            raw = prefix.encode()
+            out = []
+            if cur.set_range(raw):
+                for key in cur.iternext(values=False):
+                    if not key.startswith(raw):
+                        break
+                    out.append(key[len(raw):-1].decode())
+            return out
+
+        subjects = [f"user\x00{uid}\x00\x00"]
+        seen: set[str] = set()
+        while subjects:
+            s = subjects.pop()
+            if s in seen:
+                continue
+            seen.add(s)
+            subjects.extend(f"group\x00{g}\x00member\x00" for g in scan(s + "group\x00member\x00"))
+        found: set[str] = set()
+        for s in seen:
+            found.update(scan(s + "container\x00publisher\x00"))
+            for account in scan(s + "account\x00admin\x00"):
+                found.update(scan(f"account\x00{account}\x00\x00container\x00account\x00"))
+        return found
+    finally:
+        txn.abort()
+
+
+@scenario(
+    "lookup_subjects", ["lookup", "inproc"],
+    "Engine.lookup_subjects(container, read, user) on containers of the big account, random "
+    "containers and one granted through a group chain",
+    quick=["100k"], full=["1m"],
+)
+def lookup_subjects(ctx: Context, scales: list[int]) -> Workload:
+    ds = ctx.dataset(_one(scales))
+    world = ds.world
+    w = Workload([], [])
+    _, engine = open_engine(ctx, ds, w)
+    rng = world.query_rng(20)
+    containers = ["c0", "c10", f"c{world.deep_container(1)}"] + [
+        f"c{rng.randrange(world.shape.containers)}" for _ in range(5)
+    ]
+    lazy = LazyObjects(world)
+    oracle = NaiveEvaluator(lazy)
+    w.queries = [Query(c, oracle.lookup_subjects("container", c, "read", "user")) for c in containers]
+    naive = NaiveEvaluator(dict(lazy))
+
+    def engine_call(cid: str) -> set[str]:
+        return {r.subject.id for r in engine.lookup_subjects(ObjectRef("container", cid), "read", "user")}
+
+    w.contenders = [
+        Contender("engine", engine_call),
+        Contender("naive_dict", lambda cid: naive.lookup_subjects("container", cid, "read", "user"), baseline=True,
+                  note="Python dicts, recursive set union, no cache"),
+    ]
+    w.params.update(results=[len(q.expected) for q in w.queries])
+    return w
+
+
+# -- writes ----------------------------------------------------------------------------------
+
+
+class Fresh(Sequence[Any]):
+    """An endless sequence whose every item is new (a relationship never written before):
+    ``items[i]`` ignores ``i``. Writes must not repeat, or a TOUCH would commit nothing."""
+
+    def __init__(self, make: Callable[[int], Any]) -> None:
+        self._make = make
+        self._counter = itertools.count()
+
+    def __len__(self) -> int:
+        return 1 << 62
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._make(next(self._counter))
+
+
+def _writer_row(world: World, prefix: str, n: int) -> Row:
+    """A new reader grant for a dedicated writer user (never queried, so no answer changes)."""
+    return ("container", f"c{n % world.shape.containers}", "reader", "user", f"x_{prefix}{n}", "", None, None)
+
+
+def _relationship(row: Row) -> Relationship:
+    return Relationship(ObjectRef(row[0], row[1]), row[2], SubjectRef(row[3], row[4]))
+
+
+def _write_workload(ctx: Context, scales: list[int], batch: int) -> Workload:
+    ds = ctx.dataset(_one(scales))
+    world = ds.world
+    w = Workload([], [])
+    copy = copy_store(ds, ctx.work_dir / f"write-{batch}-{scale_name(ds.relationships)}")
+    store = open_store(copy, ds.relationships)
+    w.cleanups += [store.close, lambda: shutil.rmtree(copy, ignore_errors=True)]
+    engine = Engine(store)
+    raw_dir = copy_store(ds, ctx.work_dir / f"rawwrite-{batch}-{scale_name(ds.relationships)}")
+    raw = baselines.RawWriter(raw_dir, sync=True, map_size=2 * map_size_for(ds.relationships))
+    w.cleanups += [raw.close, lambda: shutil.rmtree(raw_dir, ignore_errors=True)]
+
+    def rows(prefix: str, n: int) -> list[Row]:
+        return [_writer_row(world, prefix, n * batch + k) for k in range(batch)]
+
+    def engine_write(rels: list[Relationship]) -> Any:
+        return engine.write([RelationshipUpdate(Operation.TOUCH, r) for r in rels])
+
+    def engine_verify(rels: list[Relationship]) -> bool:
+        engine_write(rels)
+        return all(
+            engine.check(r.resource, r.relation, r.subject, consistency=Consistency.fully_consistent()).allowed
+            for r in rels
+        )
+
+    def raw_verify(rs: list[Row]) -> bool:
+        raw.write(rs)
+        return all(raw.has(r) for r in rs)
+
+    w.queries = [Query(n, True) for n in range(3)]
+    w.contenders = [
+        Contender("engine", engine_write, check=engine_verify, per_op=batch,
+                  prepare=lambda n: [_relationship(r) for r in rows("verify", n)],
+                  items=Fresh(lambda n: [_relationship(r) for r in rows("writer", n)]),
+                  note=f"Engine.write of {batch} TOUCH updates (schema-validated), sync=True"),
+        Contender("raw_lmdb", raw.write, check=raw_verify, baseline=True, per_op=batch,
+                  prepare=lambda n: rows("rawverify", n), items=Fresh(lambda n: rows("raw", n)),
+                  note="py-lmdb write txn on a copy of the store: two puts per relationship, commit, sync=True"),
+    ]
+    limits = ctx.profile.limits
+    ops = max(10, ctx.profile.write_ops // (1 if batch == 1 else 10))
+    for c in w.contenders:
+        c.limits = driver.Limits(limits.seconds * 2, ops, limits.warmup_seconds, 5)
+    w.params.update(batch=batch, sync=True, writes_per_rep=ops)
+    return w
+
+
+@scenario(
+    "write_single", ["write", "inproc"],
+    "Engine.write of one relationship per call (one revision each), on a copy of the dataset",
+    quick=["100k"], full=["100k"],
+)
+def write_single(ctx: Context, scales: list[int]) -> Workload:
+    return _write_workload(ctx, scales, 1)
+
+
+@scenario(
+    "write_batch", ["write", "inproc"],
+    "Engine.write of 100 relationships per call, on a copy of the dataset",
+    quick=["100k"], full=["100k"],
+)
+def write_batch(ctx: Context, scales: list[int]) -> Workload:
+    return _write_workload(ctx, scales, 100)
+
+
+@scenario(
+    "import", ["write", "import", "inproc"],
+    "bulk import of the whole world as text lines (relengine.storage.importer, schema-validated) "
+    "into a new store; a call is the whole import",
+    quick=["100k"], full=["1m"],
+)
+def import_throughput(ctx: Context, scales: list[int]) -> Workload:
+    n = _one(scales)
+    ds = ctx.dataset(n)  # for the world only: the import goes to fresh stores
+    world = ds.world
+    w = Workload([], [])
+    rows = list(world.iter_rows())
+    lines = [row_text(r) for r in rows]
+    schema = schema_text()
+    sample = world.admin_path_queries(20)
+    expected, _ = expected_checks(world, sample)
+    counter = itertools.count()
+
+    def engine_import(_: Any, verify: bool = False) -> bool:
+        target = ctx.work_dir / f"import-{next(counter)}"
+        store = open_store(target, n, sync=False)
+        try:
+            import_lines(store, lines, schema)
+            if not verify:
+                return True
+            engine = Engine(store, EngineConfig(cache_size=0))
+            return store.statistics().relationships == n and all(
+                engine.check(*refs(q.args)).allowed == q.expected for q in expected
+            )
+        finally:
+            store.close()
+            shutil.rmtree(target, ignore_errors=True)
+
+    def raw(_: Any, verify: bool = False) -> bool:
+        target = baselines.temp_dir(ctx.work_dir, "rawimport-")
+        try:
+            return baselines.raw_import(rows, target, map_size=max(1 << 30, n * 600)) == n
+        finally:
+            shutil.rmtree(target, ignore_errors=True)
+
+    once = driver.Limits(3600.0, 1, 0.0, 0)
+    w.queries = [Query(None, True)]
+    w.contenders = [
+        Contender("engine", engine_import, check=lambda a: engine_import(a, True), per_op=n, limits=once,
+                  note="import_relationships(text lines) into a new LmdbStore(sync=False)"),
+        Contender("raw_lmdb", raw, baseline=True, per_op=n, limits=once,
+                  note="py-lmdb putmulti of both indexes' keys from tuples, 50k per txn, sync=False"),
+    ]
+    w.params.update(relationships=n)
+    return w
+
+
+# -- size, mixed, concurrency -----------------------------------------------------------------
+
+
+@scenario(
+    "check_vs_size", ["check", "uncached", "size", "inproc"],
+    "uncached Engine.check p50 (the account-admin walk) at every selected dataset size, and the "
+    "raw LMDB get at the same sizes; headline: p50 at the largest size over p50 at the smallest",
+    quick=["10k", "100k"], full=["10k", "100k", "1m", "10m"], all_scales=True,
+)
+def check_vs_size(ctx: Context, scales: list[int]) -> Workload:
+    w = Workload([], [])
+    for n in scales:
+        ds = ctx.dataset(n)
+        store, engine = open_engine(ctx, ds, w, cache_size=0)
+        queries, _ = expected_checks(ds.world, ds.world.admin_path_queries(200))
+        w.queries += queries
+        name = scale_name(n)
+        for c in (engine_contender(engine, f"engine@{name}"), _relabel(raw_get_contender(store, ds.world), f"raw_get@{name}")):
+            c.queries = queries
+            w.contenders.append(c)
+
+    def drive(ctx: Context, wl: Workload) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        measurements, _ = time_default(ctx, wl)
+        by = {m["label"]: m for m in measurements}
+        small, large = scale_name(scales[0]), scale_name(scales[-1])
+        head = headline(by[f"engine@{large}"], by[f"engine@{small}"], "p50_ns",
+                        raw_get_ratio=round(by[f"raw_get@{large}"]["p50_ns"] / by[f"raw_get@{small}"]["p50_ns"], 4))
+        for m in measurements:
+            m["relationships"] = next(n for n in scales if m["label"].endswith("@" + scale_name(n)))
+        return measurements, head
+
+    w.drive = drive
+    w.params.update(scales=[scale_name(n) for n in scales])
+    return w
+
+
+def _relabel(c: Contender, label: str) -> Contender:
+    c.label = label
+    return c
+
+
+@scenario(
+    "mixed_read_write", ["check", "cached", "write", "inproc"],
+    "99% Engine.check (default cache) and 1% single writes, one caller, on a copy of the dataset: "
+    "each write moves head, so the cache (keyed by revision) starts over",
+    quick=["100k"], full=["1m"],
+)
+def mixed_read_write(ctx: Context, scales: list[int]) -> Workload:
+    ds = ctx.dataset(_one(scales))
+    world = ds.world
+    w = Workload([], [])
+    copy = copy_store(ds, ctx.work_dir / f"mixed-{scale_name(ds.relationships)}")
+    store = open_store(copy, ds.relationships)
+    w.cleanups += [store.close, lambda: shutil.rmtree(copy, ignore_errors=True)]
+    engine = Engine(store)
+    queries = world.admin_path_queries(250, purpose=30) + world.random_queries(250, purpose=31)
+    w.queries, naive = expected_checks(world, queries)
+    naive_objects: Any = naive.objects
+    check = engine.check
+    write = engine.touch
+
+    def engine_op(item: tuple[str, Any]) -> Any:
+        return check(*item[1]) if item[0] == "r" else write([item[1]])
+
+    def naive_op(item: tuple[str, Any]) -> Any:
+        if item[0] == "r":
+            q = item[1]
+            return naive.check("container", q[0], q[1], q[2], q[3])
+        row = item[1]
+        naive_objects.setdefault((row[0], row[1]), {}).setdefault(row[2], []).append((row[3], row[4], row[5]))
+        return None
+
+    reads_engine = [refs(q.args) for q in w.queries]
+    reads_naive = [q.args for q in w.queries]
+
+    def mixed(reads: list[Any], make_write: Callable[[int], Any]) -> Fresh:
+        def make(i: int) -> tuple[str, Any]:
+            if i % 100 == 99:
+                return ("w", make_write(i))
+            return ("r", reads[i % len(reads)])
+        return Fresh(make)
+
+    w.contenders = [
+        Contender("engine", engine_op, prepare=lambda q: ("r", refs(q)), answer=lambda r: r.allowed,
+                  items=mixed(reads_engine, lambda i: _relationship(_writer_row(world, "mixed", i)))),
+        Contender("naive_dict", naive_op, baseline=True, prepare=lambda q: ("r", q),
+                  items=mixed(reads_naive, lambda i: _writer_row(world, "naivemixed", i)),
+                  note="dict reads and dict appends, no cache"),
+    ]
+    limits = ctx.profile.limits
+    for c in w.contenders:
+        c.limits = driver.Limits(limits.seconds * 2, max(500, ctx.profile.write_ops * 100), limits.warmup_seconds, 200)
+    before = engine.statistics()
+
+    def drive(ctx: Context, wl: Workload) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        measurements, head = time_default(ctx, wl)
+        after = engine.statistics()
+        hits, misses = after.cache_hits - before.cache_hits, after.cache_misses - before.cache_misses
+        wl.params["cache_hit_ratio"] = round(hits / max(1, hits + misses), 4)
+        wl.params["revisions_written"] = after.head_revision.value - before.head_revision.value
+        return measurements, head
+
+    w.drive = drive
+    w.params.update(write_fraction=0.01, sync=True)
+    return w
+
+
+def process_op(kind: str, path: str, relationships: int, queries: list[Q]) -> tuple[Callable[[Any], Any], list[Any]]:
+    """A worker process's (op, items): its own store on the dataset, uncached engine or floor."""
+    store = open_store(Path(path), relationships)
+    if kind == "engine":
+        engine = Engine(store, EngineConfig(cache_size=0))
+        check = engine.check
+        return (lambda a: check(*a)), [refs(q) for q in queries]
+    floor = baselines.LmdbFloor(store)
+    return floor.check, list(queries)
+
+
+@scenario(
+    "concurrency", ["check", "uncached", "concurrency", "inproc"],
+    "uncached Engine.check (admin walk) and the LMDB floor, closed loop at 1/8/64 threads and "
+    "in processes, then open loop at a fixed rate (a quarter of the 1-thread throughput, 4 sender threads)",
+    quick=["100k"], full=["1m"],
+)
+def concurrency(ctx: Context, scales: list[int]) -> Workload:
+    ds = ctx.dataset(_one(scales))
+    w = Workload([], [])
+    store, engine = open_engine(ctx, ds, w, cache_size=0)
+    queries = ds.world.admin_path_queries(200)
+    w.queries, _ = expected_checks(ds.world, queries)
+    floor = baselines.LmdbFloor(store)
+    w.contenders = [engine_contender(engine), floor_contender(floor)]
+    profile = ctx.profile
+
+    def drive(ctx: Context, wl: Workload) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        limits = profile.concurrency_limits
+        out: list[dict[str, Any]] = []
+        items = {c.label: c.prepared(wl) for c in wl.contenders}
+
+        def attempt(c: Contender, what: str, run: Callable[[], driver.Run]) -> driver.Run | None:
+            """One configuration; its failure is recorded and does not void the others."""
+            ctx.progress(f"{c.label}: {what}")
+            gc.collect()  # what the last configuration left for the cyclic GC (open readers) goes now
+            baselines.clear_stale_readers(store)  # and the reader slots of its dead worker processes
+            try:
+                return run()
+            except Exception as exc:
+                message = f"{type(exc).__name__}: {exc}".split("\n")[0]
+                wl.params.setdefault("failures", []).append(f"{c.label}, {what}: {message}")
+                return None
+
+        def once(c: Contender, what: str, run: Callable[[], driver.Run], **extra: Any) -> None:
+            result = attempt(c, what, run)
+            if result is not None:
+                out.append(measure([result], c.label, baseline=c.baseline, **extra))
+
+        # Threads carry the headline: reps, engine and floor in turn, so that it has a spread.
+        for level in profile.thread_levels:
+            reps: dict[str, list[driver.Run] | None] = {c.label: [] for c in wl.contenders}
+            for rep in range(profile.reps):
+                for c in wl.contenders:
+                    done = reps[c.label]
+                    if done is None:
+                        continue
+                    run = attempt(c, f"{level} threads (rep {rep + 1}/{profile.reps})",
+                                  partial(driver.closed_loop_threads, c.call, items[c.label], limits, level))
+                    if run is None:
+                        reps[c.label] = None
+                    else:
+                        done.append(run)
+            for c in wl.contenders:
+                runs = reps[c.label]
+                if runs:
+                    out.append(measure(runs, c.label, baseline=c.baseline))
+        for level in profile.process_levels:
+            for c in wl.contenders:
+                kind = "engine" if c.label == "engine" else "floor"
+                spec: driver.OpSpec = ("bench.scenarios", "process_op", (kind, str(ds.path), ds.relationships, queries))
+                once(c, f"{level} processes", partial(driver.closed_loop_processes, spec, limits, level))
+        one = next(m for m in out if m["label"] == "engine" and m["driver"] == "threads" and m["concurrency"] == 1)
+        rate = ctx.rate or round(one["units_per_second"] * profile.open_rate_fraction)
+        wl.params["open_loop_rate"] = rate
+        for c in [*wl.contenders, Contender("driver_floor", lambda _: None, baseline=True, note="a no-op call")]:
+            once(c, f"open loop at {rate}/s",
+                 partial(driver.open_loop, c.call, items.get(c.label, [None]), limits, rate, workers=4), rate=rate)
+        # Headline: engine vs floor at 8 threads (or the most threads up to 8 where both ran).
+        both = [lvl for lvl in profile.thread_levels if lvl <= 8 and all(
+            any(m["label"] == c.label and m["driver"] == "threads" and m["concurrency"] == lvl for m in out)
+            for c in wl.contenders)]
+        at = {m["label"]: m for m in out if m["driver"] == "threads" and m["concurrency"] == max(both)}
+        head = headline(at["engine"], at["lmdb_floor"], "ns_per_unit", at=f"threads, c={max(both)}")
+        return out, head
+
+    w.drive = drive
+    w.params.update(threads=list(profile.thread_levels), processes=list(profile.process_levels))
+    return w
+
+
+# -- gRPC ------------------------------------------------------------------------------------
+
+
+def _grpc_ready() -> None:
+    reason = grpc_mode.unavailable()
+    if reason is not None:
+        raise Skip(reason)
+
+
+@scenario(
+    "grpc_check", ["check", "cached", "grpc"],
+    "Client.check against `relengine serve` (1 worker) on loopback, closed loop at 1/8/64 threads "
+    "(and asyncio when the client has AsyncClient), vs a gRPC echo of the same size",
+    quick=["100k"], full=["1m"], mode="grpc",
+)
+def grpc_check(ctx: Context, scales: list[int]) -> Workload:
+    _grpc_ready()
+    return _grpc_workload(ctx, scales, workers=(1,))
+
+
+@scenario(
+    "grpc_workers", ["check", "grpc", "concurrency"],
+    "multi-worker scaling: `relengine serve --workers 1` vs `--workers 2`, 8 client processes",
+    quick=["100k"], full=["1m"], mode="grpc",
+)
+def grpc_workers(ctx: Context, scales: list[int]) -> Workload:
+    _grpc_ready()
+    return _grpc_workload(ctx, scales, workers=(1, 2))
+
+
+def _remote_check(client: Any) -> Callable[[Any], Any]:
+    check = client.check
+    return lambda a: check(*a)
+
+
+def _grpc_workload(ctx: Context, scales: list[int], workers: tuple[int, ...]) -> Workload:
+    from .grpc_echo import EchoProcess
+
+    ds = ctx.dataset(_one(scales))
+    w = Workload([], [])
+    servers = {}
+    for n in workers:
+        servers[n] = grpc_mode.Server(ds.path, n, log_dir=ctx.work_dir)
+        w.cleanups.append(servers[n].close)
+    echo = EchoProcess()
+    w.cleanups.append(echo.close)
+    queries = ds.world.admin_path_queries(100) + ds.world.random_queries(100)
+    w.queries, _ = expected_checks(ds.world, queries)
+    for n, server in servers.items():
+        client = grpc_mode.client(server.target)
+        if hasattr(client, "close"):
+            w.cleanups.append(client.close)
+        w.contenders.append(Contender(f"grpc@{n}w", _remote_check(client), prepare=refs, answer=lambda r: r.allowed))
+    payload = b"\x00" * 96  # about the size of a serialised CheckRequest
+    echo_call = echo.client()
+    w.contenders.append(Contender(
+        "grpc_echo", echo_call, baseline=True, queries=[Query(payload, payload)],
+        note="generic handler echoing 96 bytes, same grpc client stack",
+    ))
+    profile = ctx.profile
+
+    def drive(ctx: Context, wl: Workload) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        limits = profile.concurrency_limits
+        out: list[dict[str, Any]] = []
+        levels = profile.thread_levels if len(workers) == 1 else (8,)
+        for c in wl.contenders:
+            items = c.prepared(wl)
+            for level in levels:
+                ctx.progress(f"{c.label}: {level} threads")
+                run = driver.closed_loop_threads(c.call, items, limits, level)
+                out.append(measure([run], c.label, baseline=c.baseline))
+        for n, server in servers.items():
+            ctx.progress(f"grpc@{n}w: 8 client processes")
+            spec: driver.OpSpec = ("bench.grpc_mode", "check_op", (server.target, queries))
+            out.append(measure([driver.closed_loop_processes(spec, limits, 8)], f"grpc@{n}w", baseline=False))
+        ctx.progress("grpc_echo: 8 client processes")
+        spec = ("bench.grpc_mode", "echo_op", (echo.target, payload))
+        out.append(measure([driver.closed_loop_processes(spec, limits, 8)], "grpc_echo", baseline=True))
+        async_ops = grpc_mode.async_check_factory(servers[workers[0]].target, queries)
+        if async_ops is not None:
+            for level in levels:
+                ctx.progress(f"grpc@{workers[0]}w: asyncio, {level} tasks")
+                run = driver.closed_loop_asyncio(async_ops[0], async_ops[1], limits, level)
+                out.append(measure([run], f"grpc@{workers[0]}w", baseline=False))
+
+        def pick(label: str, drv: str, conc: int) -> dict[str, Any]:
+            return next(m for m in out if m["label"] == label and m["driver"] == drv and m["concurrency"] == conc)
+
+        if len(workers) > 1:
+            head = headline(pick(f"grpc@{workers[-1]}w", "processes", 8), pick(f"grpc@{workers[0]}w", "processes", 8),
+                            "ns_per_unit", at="8 client processes")
+        else:
+            head = headline(pick("grpc@1w", "threads", 1), pick("grpc_echo", "threads", 1), "p50_ns")
+        return out, head
+
+    w.drive = drive
+    w.params.update(workers=list(workers))
+    return w

@@ -1,0 +1,86 @@
+"""The results document: its schema, the Markdown report, targets, files and plots."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import framework, report
+from bench.framework import Scenario
+
+from .test_framework import ctx, squares
+
+
+def results_with(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    s = Scenario("uncached_check", ("check",), "squares", lambda c, scales: squares(), ("10k",), ("10k",))
+    results = report.new_results("quick", ["--quick"])
+    results["scenarios"].append(framework.run_scenario(ctx(tmp_path), s, [10_000]))
+    failed = Scenario("broken", (), "", lambda c, scales: 1 / 0, ("10k",), ("10k",))  # type: ignore[arg-type,return-value]
+    results["scenarios"].append(framework.run_scenario(ctx(tmp_path), failed, [10_000]))
+    results["duration_seconds"] = 1.0
+    results["targets"] = report.targets(results)
+    results.update(overrides)
+    return results
+
+
+def test_results_json_schema(tmp_path: Path) -> None:
+    results = results_with(tmp_path)
+    out = report.write(results, tmp_path / "results" / "run1", plot=None)
+    data = json.loads((out / "results.json").read_text())
+    assert data["format"] == report.RESULTS_FORMAT
+    for key in ("cpu_model", "cores", "python", "relengine", "lmdb", "date"):
+        assert key in data["machine"], key
+    ok, broken = data["scenarios"]
+    assert {"name", "tags", "scale", "mode", "status", "verified", "measurements", "headline", "params"} <= set(ok)
+    for m in ok["measurements"]:
+        assert {"label", "baseline", "driver", "concurrency", "ops", "seconds", "ns_per_op", "units_per_second",
+                "reps", "latency_ns", "p50_ns"} <= set(m)
+        lat = m["latency_ns"]
+        assert {"count", "min", "mean", "p50", "p90", "p99", "p999", "max", "distribution"} <= set(lat)
+        assert lat["min"] <= lat["p50"] <= lat["p99"] <= lat["max"]
+    assert {"metric", "subject", "baseline", "value", "baseline_value", "ratio", "ratio_reps"} <= set(ok["headline"])
+    assert broken["status"] == "failed" and "ZeroDivisionError" in broken["reason"]
+    assert report.load(out)["scenarios"][0]["name"] == "uncached_check"
+    assert (tmp_path / "results" / "latest").resolve() == out.resolve()
+    report.write(results, tmp_path / "elsewhere" / "run", plot=None, link_latest=False)
+    assert not (tmp_path / "elsewhere" / "latest").exists()
+
+
+def test_markdown_lists_every_scenario_and_the_targets(tmp_path: Path) -> None:
+    md = report.markdown(results_with(tmp_path))
+    assert "| uncached_check | 10k | p50 per call |" in md
+    assert "| broken | 10k | failed |" in md
+    assert "## Targets" in md and "uncached check p50 (admin walk)" in md
+
+
+def test_targets_judge_what_ran(tmp_path: Path) -> None:
+    results = results_with(tmp_path)
+    by_name = {t["name"]: t for t in results["targets"]}
+    uncached = by_name["uncached check p50 (admin walk)"]
+    assert uncached["met"] is True  # squaring an int takes far less than 12 us
+    assert by_name["cached check throughput"]["met"] is None  # did not run
+
+
+@pytest.mark.slow
+def test_plots_are_written(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from bench import plots
+
+    results = results_with(tmp_path)
+    out = report.write(results, tmp_path / "r", plot=plots.plot_all)
+    assert results["plots"] == ["latency_uncached_check_10k.png"]
+    assert (out / "latency_uncached_check_10k.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_progress_goes_to_its_stream() -> None:
+    stream = io.StringIO()
+    progress = framework.Progress(stream)
+    progress.prefix = "[1/2] x: "
+    progress("timing")
+    progress.done("finished")
+    lines = stream.getvalue().splitlines()
+    assert lines[0].endswith("[1/2] x: timing") and lines[1].endswith("finished")

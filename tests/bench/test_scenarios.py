@@ -1,0 +1,49 @@
+"""The real scenarios at 10k on a fresh cache: the engine and every baseline agree with the
+expected answers, and the dataset cache is reused. (Behaviour only: nothing here reads a time.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench import cli, dataset, framework
+
+from .test_framework import ctx
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+def test_dataset_is_built_once_then_cached(cache: Path) -> None:
+    first = dataset.load(10_000, 1, cache_dir=cache)
+    assert first.meta["cached"] is False and first.meta["relationships"] == 10_000
+    again = dataset.load(10_000, 1, cache_dir=cache)
+    assert again.meta["cached"] is True
+    store = again.open()
+    try:
+        assert store.statistics().relationships == 10_000
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("name", ["uncached_check", "deep_check", "lookup_resources", "lookup_subjects", "write_single"])
+def test_scenario_verifies_and_times(name: str, cache: Path, tmp_path: Path) -> None:
+    from bench import scenarios  # noqa: F401
+
+    c = ctx(tmp_path)
+    c.cache_dir = cache
+    result = framework.run_scenario(c, framework.REGISTRY[name], [10_000])
+    assert result["status"] == "ok", result.get("reason")
+    assert result["headline"]["ratio"] > 0
+
+
+def test_cli_list_and_bad_filters(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["list"]) == 0
+    assert "uncached_check" in capsys.readouterr().out
+    assert cli.main(["--scenario", "no_such_scenario"]) == 2
+    assert cli.main(["--scenario", "cached_check", "--scale", "tiny"]) == 2
