@@ -157,6 +157,7 @@ class Engine:
         self.store = store
         self.config = config or EngineConfig()
         self._schemas: dict[str, CompiledSchema] = {}
+        self._by_revision: dict[int, CompiledSchema] = {}
         self._lock = threading.Lock()
         self._quantized: tuple[Revision, float] | None = None
         self.cache = CheckCache(self.config.cache_size)
@@ -195,7 +196,13 @@ class Engine:
             return self.store.snapshot(chosen if chosen >= wanted else head)
         if mode != "minimize_latency":
             raise InvalidArgument(f"unknown consistency mode {mode!r}")
-        return self.store.snapshot(self._quantized_revision(self.store.head_revision()))
+        quantized = self._quantized
+        now = time.monotonic()
+        if quantized is not None and now - quantized[1] < self.config.quantization_seconds:
+            return self.store.snapshot(quantized[0])
+        reader = self.store.snapshot()
+        self._quantized = (reader.revision, now)
+        return reader
 
     def _committed(self, revision: Revision | None) -> Revision:
         """After a write through this Engine, its next minimize_latency read sees the write."""
@@ -214,10 +221,20 @@ class Engine:
 
     # -- schema ----------------------------------------------------------------------
     def compiled_schema(self, reader: Reader) -> CompiledSchema:
+        """The schema of the reader's revision (the schema of a revision never changes, so it
+        is remembered per revision and read from the store once)."""
+        revision = reader.revision.value
+        schema = self._by_revision.get(revision)
+        if schema is not None:
+            return schema
         text = reader.schema_text()
         if text is None:
             raise SchemaNotFound("no schema has been written yet; write one first")
-        return self._compile_cached(text)
+        schema = self._compile_cached(text)
+        if len(self._by_revision) > 1024:
+            self._by_revision.clear()
+        self._by_revision[revision] = schema
+        return schema
 
     def _compile_cached(self, text: str) -> CompiledSchema:
         schema = self._schemas.get(text)

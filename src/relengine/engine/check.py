@@ -57,8 +57,7 @@ class LocalChecker:
         self.dispatcher: Dispatcher = self
         plan = plan_for(schema)
         self._plan = plan
-        self._nodes = plan.nodes
-        self._recursive = plan.recursive
+        self._entries = plan.entries
         self._active: set[tuple[str, str, str]] = set()
         self._objects: dict[tuple[str, str], dict[str, list[Row]] | None] = {}
         self._object_rows = getattr(reader, "object_rows", None)
@@ -94,7 +93,7 @@ class LocalChecker:
 
     # -- Dispatcher --------------------------------------------------------------------
     def dispatch(self, rtype: str, rid: str, relation: str, subject: SubjectRef, depth: int) -> Result:
-        if subject.relation == relation and subject.id == rid and subject.type == rtype:
+        if subject.id == rid and subject.relation == relation and subject.type == rtype:
             return HAS  # a userset is a member of itself
         if depth < 0:
             raise MaxDepthExceeded(
@@ -105,10 +104,11 @@ class LocalChecker:
             )
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise DeadlineExceeded("the check ran past its deadline")
-        node = self._nodes.get((rtype, relation))
-        if node is None:
+        entry = self._entries.get((rtype, relation))
+        if entry is None:
             return NO
-        if (rtype, relation) not in self._recursive:
+        node, recursive = entry
+        if not recursive:
             return node(self, rid, subject, depth)
         key = (rtype, rid, relation)
         if key in self._active:

@@ -47,6 +47,10 @@ class Plan:
                     self.nodes[(t, name)] = _relation_node(t, member)
                 else:
                     self.nodes[(t, name)] = _rewrite_node(schema, t, member.rewrite)
+        # What the dispatcher looks up per sub-question: the node and whether it needs the guard.
+        self.entries: dict[tuple[str, str], tuple[Node, bool]] = {
+            key: (node, key in self.recursive) for key, node in self.nodes.items()
+        }
 
 
     def evaluate_caveat(self, caveat: CaveatRef, request_context: Mapping[str, Any]) -> Result:
