@@ -26,7 +26,7 @@ from .dispatch import HAS, NO, Conditional, Dispatcher, Result, both, either
 from .plan import plan_for
 
 # Objects with at most this many relationships are read whole, in one scan.
-SMALL_OBJECT: Final = 32
+SMALL_OBJECT: Final = 8
 
 Row = tuple[str, str, "str | None", Any]  # subject type, id, relation, extra (None or (caveat, expiration))
 
@@ -60,7 +60,7 @@ class LocalChecker:
         self._entries = plan.entries
         self._active: set[tuple[str, str, str]] = set()
         self._objects: dict[tuple[str, str], dict[str, list[Row]] | None] = {}
-        self._object_rows = getattr(reader, "object_rows", None)
+        self._object_rows = reader.object_rows
         self.cycle_cuts = 0  # how many branches a data cycle cut short (a cache must not keep those)
         self.time_bound = 0  # how many answers leaned on a relationship that will expire (nor those)
 
@@ -173,16 +173,16 @@ class LocalChecker:
                     return HAS
         if userset_types:
             dispatch = self.dispatcher.dispatch
-            for rel in reader.subjects(rtype, rid, name):
-                s = rel.subject
-                if s.relation is None or (s.type, s.relation) not in userset_types:
-                    continue
-                gate = self._gate(rel.caveat, rel.expiration)
-                if gate is NO:
-                    continue
-                found = either(found, both(gate, dispatch(s.type, s.id, s.relation, subject, depth - 1)))
-                if found is HAS:
-                    return HAS
+            for stype in {t for t, _ in userset_types}:
+                for s_type, sid, srel, extra in reader.subject_rows(rtype, rid, name, stype):
+                    if srel is None or (s_type, srel) not in userset_types:
+                        continue
+                    gate = HAS if extra is None else self._gate(extra[0], extra[1])
+                    if gate is NO:
+                        continue
+                    found = either(found, both(gate, dispatch(s_type, sid, srel, subject, depth - 1)))
+                    if found is HAS:
+                        return HAS
         return NO if found is None else found
 
     def gate(self, extra: tuple[CaveatRef | None, _dt.datetime | None], rtype: str, rid: str, relation: str) -> Result:

@@ -40,7 +40,7 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Protocol, Sequence
+from typing import Any, Iterable, Iterator, Protocol, Sequence
 
 from ..errors import PreconditionFailed
 from ..model import CaveatRef, Relationship, RelationshipFilter, Revision, SubjectRef
@@ -151,6 +151,17 @@ class Reader(Protocol):
         self, resource_type: str, resource_id: str, relation: str, subject: SubjectRef
     ) -> Relationship | None:
         """The live relationship with exactly this key, or None. One point read."""
+        ...
+
+    def object_rows(self, resource_type: str, resource_id: str, limit: int) -> dict[str, list[Any]] | None:
+        """Every live relationship of one object grouped by relation, as rows (subject type, id,
+        relation or None, None or (caveat, expiration)); None if there are more than ``limit``.
+        One range scan: the engine answers every question about a small object from it."""
+        ...
+
+    def subject_rows(self, resource_type: str, resource_id: str, relation: str, subject_type: str) -> list[Any]:
+        """The live subjects of one type on ``resource_type:resource_id#relation``, as rows
+        (see ``object_rows``). One range scan that skips the relation's other subject types."""
         ...
 
     def resources(
