@@ -57,7 +57,7 @@ def generate(path: Path, count: int, seed: int) -> list[str]:
             for c in range(CONTAINERS_PER_ACCOUNT):
                 container = f"container:a{account}_c{c}"
                 lines.append(f"{container}#account@account:a{account}")
-                grants = set()
+                grants: set[tuple[str, int]] = set()
                 while len(grants) < GRANTS_PER_CONTAINER:
                     grants.add((rng.choice(ROLES), rng.randrange(USERS_PER_ACCOUNT)))
                 lines += [f"{container}#{role}@user:a{account}_u{u}" for role, u in sorted(grants)]

@@ -1,0 +1,549 @@
+"""Dict-backed reference store: the simplest correct TupleStore, for tests and small setups.
+
+Each relationship key maps to its versions, oldest first, each with the revision that created it
+and the one that deleted it (None while live); a Reader at R sees the version with
+``created <= R < deleted``. Commits append versions and mark old ones deleted in place, which
+readers at older revisions cannot observe; garbage collection builds a new ``_State`` instead,
+so a Reader keeps the state it started with. Nothing is persisted.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as _dt
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+from ..errors import AlreadyExists, BatchTooLarge, RevisionUnavailable, Unavailable
+from ..model import CaveatRef, ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef
+from . import keys
+from .base import (
+    DEFAULT_BATCH_LIMIT,
+    DEFAULT_GC_WINDOW,
+    BulkRow,
+    Change,
+    GcResult,
+    Operation,
+    RelationshipUpdate,
+    StoreStatistics,
+)
+
+Key = tuple[str, str, str, str, str, str]
+_UNSET = object()
+
+
+@dataclass(slots=True)
+class _Version:
+    relationship: Relationship
+    created: int
+    deleted: int | None = None
+
+
+@dataclass(slots=True)
+class _State:
+    versions: dict[Key, list[_Version]] = field(default_factory=dict)
+    by_resource: dict[tuple[str, str, str], set[Key]] = field(default_factory=dict)
+    by_subject: dict[tuple[str, str, str], set[Key]] = field(default_factory=dict)
+    by_type: dict[str, set[Key]] = field(default_factory=dict)
+    schemas: list[tuple[int, str]] = field(default_factory=list)
+
+    def add_key(self, key: Key) -> None:
+        self.by_resource.setdefault(key[:3], set()).add(key)
+        self.by_subject.setdefault(key[3:], set()).add(key)
+        self.by_type.setdefault(key[0], set()).add(key)
+
+
+def _visible(versions: list[_Version] | None, revision: int) -> Relationship | None:
+    if versions:
+        for version in reversed(versions):
+            if version.created <= revision:
+                if version.deleted is None or version.deleted > revision:
+                    return version.relationship
+                return None
+    return None
+
+
+def _normalize(rel: Relationship) -> Relationship:
+    """The relationship as a store returns it: subject relation None, context copied, UTC."""
+    subject = rel.subject
+    if subject.relation == "":
+        subject = SubjectRef(subject.type, subject.id, None)
+    caveat = rel.caveat
+    if caveat is not None and caveat.context is not None:
+        caveat = CaveatRef(caveat.name, keys.canonical(caveat.context))
+    expiration = rel.expiration
+    if expiration is not None:
+        expiration = keys.expiration_from_micros(keys.expiration_micros(expiration))
+    return Relationship(rel.resource, rel.relation, subject, caveat, expiration)
+
+
+def _resource_order(key: Key) -> bytes:
+    """Stores list relationships in the order of their LMDB keys (see keys.py)."""
+    return keys.resource_key(*key)
+
+
+def _subject_order(key: Key) -> bytes:
+    return keys.subject_key(key[3], key[4], key[5], key[0], key[2], key[1])
+
+
+def _micros(seconds: float) -> int:
+    return int(seconds * 1_000_000)
+
+
+class MemoryStore:
+    """A TupleStore in a dict. ``clock`` (epoch seconds) is injectable for GC tests.
+
+    ``gc_interval``: seconds between automatic collections after commits (None: only ``gc()``).
+    """
+
+    def __init__(
+        self,
+        *,
+        batch_limit: int = DEFAULT_BATCH_LIMIT,
+        gc_window: _dt.timedelta = DEFAULT_GC_WINDOW,
+        gc_interval: float | None = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.batch_limit = batch_limit
+        self.gc_window = gc_window
+        self._gc_interval = gc_interval
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._write_lock = threading.Lock()
+        self._state = _State()
+        self._times: dict[int, int] = {0: _micros(clock())}
+        self._changes: list[Change] = []
+        self._head = 0
+        self._horizon = 0
+        self._last_gc = clock()
+        self._closed = False
+
+    # -- TupleStore --------------------------------------------------------------------------
+
+    def head_revision(self) -> Revision:
+        self._check_open()
+        return Revision(self._head)
+
+    def snapshot(self, revision: Revision | None = None) -> MemoryReader:
+        with self._lock:
+            self._check_open()
+            if revision is None:
+                return MemoryReader(self._state, self._head)
+            self._check_readable(revision.value)
+            return MemoryReader(self._state, revision.value)
+
+    def transaction(self) -> _MemoryTransactionContext:
+        return _MemoryTransactionContext(self)
+
+    def bulk_touch(self, rows: Sequence[BulkRow]) -> tuple[Revision, int]:
+        ctx = _MemoryTransactionContext(self, batch_limit=None)
+        with ctx as tx:
+            for row in rows:
+                rt, rid, rel, st, sid, srel = row[:6]
+                caveat, expiration = row[6:] if len(row) == 8 else (None, None)
+                tx.apply(
+                    RelationshipUpdate(
+                        Operation.TOUCH,
+                        Relationship(
+                            ObjectRef(rt, rid), rel, SubjectRef(st, sid, srel or None), caveat,
+                            expiration,
+                        ),
+                    )
+                )
+        assert ctx.revision is not None
+        return ctx.revision, ctx.changed
+
+    def watch(self, after: Revision, *, timeout: float | None = None) -> Iterator[Change]:
+        with self._lock:
+            self._check_open()
+            self._check_watchable(after.value)
+        return self._watch(after.value, timeout)
+
+    def _watch(self, position: int, timeout: float | None) -> Iterator[Change]:
+        while True:
+            with self._lock:
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while self._head <= position:
+                    self._check_open()
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return
+                    self._changed.wait(remaining)
+                self._check_open()
+                self._check_watchable(position)
+                start = bisect.bisect_right(self._changes, position, key=lambda c: c.revision.value)
+                batch = self._changes[start:]
+                position = self._head
+            yield from batch
+
+    def gc(self, *, now: float | None = None) -> GcResult:
+        with self._write_lock, self._lock:
+            self._check_open()
+            return self._collect(self._clock() if now is None else now)
+
+    def statistics(self) -> StoreStatistics:
+        with self._lock:
+            live = dead = 0
+            for versions in self._state.versions.values():
+                for version in versions:
+                    if version.deleted is None:
+                        live += 1
+                    else:
+                        dead += 1
+            return StoreStatistics(
+                head_revision=Revision(self._head),
+                gc_horizon=Revision(self._horizon),
+                relationships=live,
+                dead_versions=dead,
+                changelog_revisions=len({c.revision for c in self._changes}),
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._changed.notify_all()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise Unavailable("the store is closed")
+
+    def _check_readable(self, revision: int) -> None:
+        if revision > self._head:
+            raise RevisionUnavailable(
+                f"revision {Revision(revision)} is newer than the newest revision "
+                f"{Revision(self._head)}",
+                revision=Revision(revision).token(),
+            )
+        if revision < self._head:
+            cutoff = _micros(self._clock()) - _window_micros(self.gc_window)
+            if revision < self._horizon or self._times[revision + 1] <= cutoff:
+                raise _too_old(revision, self.gc_window)
+
+    def _check_watchable(self, revision: int) -> None:
+        if revision > self._head:
+            raise RevisionUnavailable(
+                f"cannot watch after revision {Revision(revision)}: it is newer than the newest "
+                f"revision {Revision(self._head)}",
+                revision=Revision(revision).token(),
+            )
+        if revision < self._horizon:
+            raise _too_old(revision, self.gc_window)
+
+    def _commit(self, tx: _MemoryTransaction) -> tuple[Revision, int]:
+        """Apply ``tx``'s net changes as one revision (none if nothing changed)."""
+        with self._lock:
+            state = self._state
+            revision = self._head + 1
+            changes: list[Change] = []
+            schema_changed = tx.pending_schema is not None and tx.pending_schema != _schema_at(
+                state.schemas, self._head
+            )
+            if schema_changed:
+                assert tx.pending_schema is not None
+                changes.append(Change(Revision(revision), Operation.TOUCH, None, True))
+            writes: list[tuple[Key, Relationship | None, Relationship | None]] = []
+            for key in sorted(tx.overlay):
+                new = tx.overlay[key]
+                old = _visible(state.versions.get(key), self._head)
+                if old != new:
+                    writes.append((key, old, new))
+            if not changes and not writes:
+                return Revision(self._head), 0
+            if schema_changed:
+                assert tx.pending_schema is not None
+                state.schemas.append((revision, tx.pending_schema))
+            for key, old, new in writes:
+                versions = state.versions.get(key)
+                if old is not None:
+                    assert versions is not None
+                    versions[-1].deleted = revision
+                if new is not None:
+                    if versions is None:
+                        versions = state.versions[key] = []
+                        state.add_key(key)
+                    versions.append(_Version(new, revision))
+                    changes.append(Change(Revision(revision), Operation.TOUCH, new))
+                else:
+                    changes.append(Change(Revision(revision), Operation.DELETE, old))
+            now = self._clock()
+            self._times[revision] = max(_micros(now), self._times[self._head])
+            self._changes.extend(changes)
+            self._head = revision
+            self._changed.notify_all()
+            if self._gc_interval is not None and now - self._last_gc >= self._gc_interval:
+                self._collect(now)
+            return Revision(revision), len(writes)
+
+    def _collect(self, now: float) -> GcResult:
+        """Drop what no revision at or after the new horizon can see; see base.TupleStore.gc."""
+        self._last_gc = now
+        cutoff = _micros(now) - _window_micros(self.gc_window)
+        horizon = self._horizon
+        while horizon < self._head and self._times[horizon + 1] <= cutoff:
+            horizon += 1
+        if horizon == self._horizon:
+            return GcResult(Revision(horizon), 0, 0, 0)
+        old = self._state
+        new = _State()
+        removed = 0
+        for key, versions in old.versions.items():
+            kept = [v for v in versions if v.deleted is None or v.deleted > horizon]
+            removed += len(versions) - len(kept)
+            if kept:
+                new.versions[key] = kept
+                new.add_key(key)
+        first_schema = 0
+        for i, (rev, _) in enumerate(old.schemas):
+            if rev <= horizon:
+                first_schema = i
+        new.schemas = old.schemas[first_schema:]
+        start = bisect.bisect_right(self._changes, horizon, key=lambda c: c.revision.value)
+        changes_removed = start
+        self._changes = self._changes[start:]
+        stale = [rev for rev in self._times if rev < horizon]
+        for rev in stale:
+            del self._times[rev]
+        self._state = new
+        self._horizon = horizon
+        return GcResult(Revision(horizon), removed, changes_removed, len(stale))
+
+
+def _window_micros(window: _dt.timedelta) -> int:
+    return window // _dt.timedelta(microseconds=1)
+
+
+def _too_old(revision: int, window: _dt.timedelta) -> RevisionUnavailable:
+    return RevisionUnavailable(
+        f"revision {Revision(revision)} is too old: revisions superseded more than {window} ago "
+        "are garbage-collected; retry at a newer revision",
+        revision=Revision(revision).token(),
+    )
+
+
+def _schema_at(schemas: list[tuple[int, str]], revision: int) -> str | None:
+    text = None
+    for rev, value in schemas:
+        if rev > revision:
+            break
+        text = value
+    return text
+
+
+class MemoryReader:
+    """A snapshot of a MemoryStore at one revision (or a transaction's view, with ``overlay``)."""
+
+    __slots__ = ("_state", "_revision", "_overlay", "_schema")
+
+    def __init__(
+        self,
+        state: _State,
+        revision: int,
+        overlay: dict[Key, Relationship | None] | None = None,
+        schema: object = _UNSET,
+    ) -> None:
+        self._state = state
+        self._revision = revision
+        self._overlay = overlay
+        self._schema = schema
+
+    @property
+    def revision(self) -> Revision:
+        return Revision(self._revision)
+
+    def close(self) -> None:
+        """Nothing to release; offered for symmetry with LmdbReader."""
+
+    def __enter__(self) -> MemoryReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def schema_text(self) -> str | None:
+        if self._schema is not _UNSET:
+            return self._schema  # type: ignore[return-value]
+        return _schema_at(self._state.schemas, self._revision)
+
+    def relationship(
+        self, resource_type: str, resource_id: str, relation: str, subject: SubjectRef
+    ) -> Relationship | None:
+        key = (resource_type, resource_id, relation, subject.type, subject.id, subject.relation or "")
+        return self._get(key)
+
+    def subjects(self, resource_type: str, resource_id: str, relation: str) -> Iterator[Relationship]:
+        prefix = (resource_type, resource_id, relation)
+        candidates = self._candidates(self._state.by_resource.get(prefix), lambda k: k[:3] == prefix)
+        return self._live(sorted(candidates, key=_resource_order))
+
+    def subject_rows(self, resource_type: str, resource_id: str, relation: str, subject_type: str) -> list[Any]:
+        """See LmdbReader.subject_rows."""
+        return [
+            (rel.subject.type, rel.subject.id, rel.subject.relation,
+             None if rel.caveat is None and rel.expiration is None else (rel.caveat, rel.expiration))
+            for rel in self.subjects(resource_type, resource_id, relation)
+            if rel.subject.type == subject_type
+        ]
+
+    def object_rows(self, resource_type: str, resource_id: str, limit: int) -> dict[str, list[Any]] | None:
+        """See LmdbReader.object_rows: one object's live relationships as rows, by relation."""
+        candidates = self._candidates(
+            self._state.by_type.get(resource_type), lambda k: k[0] == resource_type
+        )
+        out: dict[str, list[Any]] = {}
+        count = 0
+        for rel in self._live(sorted((k for k in candidates if k[1] == resource_id), key=_resource_order)):
+            count += 1
+            if count > limit:
+                return None
+            extra = None if rel.caveat is None and rel.expiration is None else (rel.caveat, rel.expiration)
+            s = rel.subject
+            out.setdefault(rel.relation, []).append((s.type, s.id, s.relation, extra))
+        return out
+
+    def resources(
+        self, subject: SubjectRef, resource_type: str | None = None, relation: str | None = None
+    ) -> Iterator[Relationship]:
+        skey = (subject.type, subject.id, subject.relation or "")
+        candidates = self._candidates(self._state.by_subject.get(skey), lambda k: k[3:] == skey)
+        ordered = sorted(
+            (k for k in candidates
+             if (resource_type is None or k[0] == resource_type)
+             and (relation is None or k[2] == relation)),
+            key=_subject_order,
+        )
+        return self._live(ordered)
+
+    def read(
+        self, filter: RelationshipFilter, *, after: Relationship | None = None, limit: int | None = None
+    ) -> Iterator[Relationship]:
+        rtype = filter.resource_type
+        candidates = self._candidates(self._state.by_type.get(rtype), lambda k: k[0] == rtype)
+        ordered = sorted(candidates, key=_resource_order)
+        if after is not None:
+            start = keys.resource_key(*after.key)
+            ordered = [k for k in ordered if _resource_order(k) > start]
+        return self._matching(ordered, filter, limit)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _get(self, key: Key) -> Relationship | None:
+        overlay = self._overlay
+        if overlay is not None and key in overlay:
+            return overlay[key]
+        return _visible(self._state.versions.get(key), self._revision)
+
+    def _candidates(self, indexed: set[Key] | None, belongs: Callable[[Key], bool]) -> set[Key]:
+        found = set(indexed) if indexed else set()
+        if self._overlay:
+            found.update(k for k in self._overlay if belongs(k))
+        return found
+
+    def _live(self, ordered: list[Key]) -> Iterator[Relationship]:
+        for key in ordered:
+            rel = self._get(key)
+            if rel is not None:
+                yield rel
+
+    def _matching(
+        self, ordered: list[Key], filter: RelationshipFilter, limit: int | None
+    ) -> Iterator[Relationship]:
+        if limit is not None and limit <= 0:
+            return
+        count = 0
+        for rel in self._live(ordered):
+            if filter.matches(rel):
+                yield rel
+                count += 1
+                if count == limit:
+                    return
+
+
+class _MemoryTransaction:
+    """Buffers updates in an overlay; the store applies their net effect at commit."""
+
+    def __init__(self, store: MemoryStore, batch_limit: int | None) -> None:
+        self._store = store
+        self._head = store._head
+        self._state = store._state
+        self._batch_limit = batch_limit
+        self._updates = 0
+        self.overlay: dict[Key, Relationship | None] = {}
+        self.pending_schema: str | None = None
+
+    def reader(self) -> MemoryReader:
+        schema: object = _UNSET if self.pending_schema is None else self.pending_schema
+        return MemoryReader(self._state, self._head, self.overlay, schema)
+
+    def schema_text(self) -> str | None:
+        return self.reader().schema_text()
+
+    def set_schema(self, text: str) -> None:
+        self.pending_schema = text
+
+    def apply(self, update: RelationshipUpdate) -> None:
+        self._updates += 1
+        if self._batch_limit is not None and self._updates > self._batch_limit:
+            raise BatchTooLarge(
+                f"a transaction may hold at most {self._batch_limit} updates; split the batch "
+                "into smaller ones (or raise the store's batch_limit)",
+                limit=self._batch_limit,
+            )
+        rel = _normalize(update.relationship)
+        key: Key = rel.key
+        if update.operation is Operation.DELETE:
+            self.overlay[key] = None
+            return
+        if update.operation is Operation.CREATE and self.reader()._get(key) is not None:
+            raise AlreadyExists(f"relationship {rel} already exists", relationship=str(rel))
+        self.overlay[key] = rel
+
+    def matches(self, filter: RelationshipFilter) -> bool:
+        return any(True for _ in self.reader().read(filter, limit=1))
+
+    def delete_matching(self, filter: RelationshipFilter, limit: int | None = None) -> tuple[int, bool]:
+        found = list(self.reader().read(filter, limit=None if limit is None else limit + 1))
+        complete = limit is None or len(found) <= limit
+        doomed = found if limit is None else found[:limit]
+        for rel in doomed:
+            self.overlay[rel.key] = None
+        return len(doomed), complete
+
+
+class _MemoryTransactionContext:
+    def __init__(self, store: MemoryStore, batch_limit: int | None | object = _UNSET) -> None:
+        self._store = store
+        self._limit = store.batch_limit if batch_limit is _UNSET else batch_limit
+        self._tx: _MemoryTransaction | None = None
+        self.revision: Revision | None = None
+        self.changed = 0
+
+    def __enter__(self) -> _MemoryTransaction:
+        store = self._store
+        store._write_lock.acquire()
+        try:
+            with store._lock:
+                store._check_open()
+                self._tx = _MemoryTransaction(store, self._limit)  # type: ignore[arg-type]
+        except BaseException:
+            store._write_lock.release()
+            raise
+        return self._tx
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if exc[0] is None:
+                assert self._tx is not None
+                with self._store._lock:
+                    self._store._check_open()
+                    self.revision, self.changed = self._store._commit(self._tx)
+        finally:
+            self._tx = None
+            self._store._write_lock.release()
+
+
+__all__ = ["MemoryReader", "MemoryStore"]
