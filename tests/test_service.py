@@ -183,3 +183,21 @@ def test_watch_sees_writes_in_order(engine: Engine) -> None:
     for change in engine.watch(start, timeout=0.05):
         changes.append((change.operation, str(change.relationship)))
     assert changes == [(Operation.TOUCH, "doc:a#viewer@user:ann"), (Operation.DELETE, "doc:a#viewer@user:ann")]
+
+
+def test_schema_change_that_would_orphan_relationships_is_refused(engine: Engine) -> None:
+    from relengine.errors import FailedPrecondition
+
+    engine.write(rels("doc:a#viewer@user:*", "doc:a#banned@user:bob"))
+    before = engine.read_schema()[0]
+    narrower = SCHEMA.replace("relation viewer: user | user:* | group#member", "relation viewer: user | group#member")
+    with pytest.raises(FailedPrecondition, match="orphan"):
+        engine.write_schema(narrower)
+    without_banned = SCHEMA.replace("    relation banned: user\n", "").replace("viewer - banned", "viewer")
+    with pytest.raises(FailedPrecondition, match="banned"):
+        engine.write_schema(without_banned)
+    assert engine.read_schema()[0] == before  # nothing written
+    engine.delete(RelationshipFilter("doc", relation="banned"))
+    engine.write_schema(without_banned)  # allowed once nothing depends on it
+    wider = without_banned.replace("relation viewer: user | user:* | group#member", "relation viewer: user | user:* | group#member | group")
+    engine.write_schema(wider.replace("definition doc {", "definition doc {\n    relation owner: user"))

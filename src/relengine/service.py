@@ -13,7 +13,7 @@ import datetime as _dt
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Iterable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, Generic, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import msgpack
 
@@ -26,8 +26,8 @@ from .engine.expand import ExpandNode, expand
 from .errors import (
     BatchTooLarge,
     DeadlineExceeded,
+    FailedPrecondition,
     InvalidArgument,
-    PreconditionFailed,
     RelEngineError,
     RevisionUnavailable,
     SchemaNotFound,
@@ -41,13 +41,13 @@ from .model import (
     SubjectRef,
 )
 from .schema.compiler import compile_schema
-from .schema.types import CompiledSchema
+from .schema.types import CompiledSchema, Relation
 from .schema.typesystem import check_relationship
 from .storage.base import (
     Change,
+    check_preconditions,
     Operation,
     Precondition,
-    PreconditionKind,
     Reader,
     RelationshipUpdate,
     TupleStore,
@@ -254,10 +254,18 @@ class Engine:
             reader.close()
 
     def write_schema(self, text: str, source_name: str = "") -> Revision:
-        """Compile and store a schema; raises SchemaError with positions if it is invalid."""
-        compile_schema(text, source_name)
+        """Compile and store a schema.
+
+        Raises SchemaError (with positions) if it is invalid, and FailedPrecondition if it would
+        orphan stored relationships: a relation removed, or a subject type, caveat or expiration
+        no longer allowed where relationships use it. Nothing is written then.
+        """
+        new = compile_schema(text, source_name)
         ctx = self.store.transaction()
         with ctx as tx:
+            old_text = tx.schema_text()
+            if old_text is not None and old_text != text:
+                _refuse_orphans(self._compile_cached(old_text), new, tx)
             tx.set_schema(text)
         return self._committed(ctx.revision)
 
@@ -293,7 +301,7 @@ class Engine:
             if text is None:
                 raise SchemaNotFound("no schema has been written yet; write one before relationships")
             schema = self._compile_cached(text)
-            _check_preconditions(tx.matches, preconditions)
+            check_preconditions(tx, preconditions)
             for update in updates:
                 if update.operation is not Operation.DELETE:
                     check_relationship(schema, update.relationship)
@@ -322,11 +330,11 @@ class Engine:
             s = rel.subject
             batch.append((rel.resource.type, rel.resource.id, rel.relation, s.type, s.id, s.relation or "", rel.caveat, rel.expiration))
             if len(batch) >= batch_size:
-                revision, _ = loader.bulk_touch(batch)  # type: ignore[arg-type]
+                revision, _ = loader.bulk_touch(batch)
                 count += len(batch)
                 batch = []
         if batch:
-            revision, _ = loader.bulk_touch(batch)  # type: ignore[arg-type]
+            revision, _ = loader.bulk_touch(batch)
             count += len(batch)
         self._quantized = None
         return count, revision
@@ -355,7 +363,7 @@ class Engine:
         """Delete every live relationship matching ``filter`` (at most ``limit``), atomically."""
         ctx = self.store.transaction()
         with ctx as tx:
-            _check_preconditions(tx.matches, preconditions)
+            check_preconditions(tx, preconditions)
             count, complete = tx.delete_matching(filter, limit)
         return DeleteResult(self._committed(ctx.revision), count, complete)
 
@@ -632,12 +640,26 @@ def _context_key(context: Mapping[str, Any] | None) -> str | None:
     return json.dumps(context, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def _refuse_orphans(old: CompiledSchema, new: CompiledSchema, tx: Any) -> None:
+    """Raise FailedPrecondition if a relationship stored under ``old`` is not valid under ``new``."""
+    for type_name, definition in old.definitions.items():
+        for name, member in definition.members.items():
+            if not isinstance(member, Relation):
+                continue
+            now = new.member(type_name, name)
+            if isinstance(now, Relation) and set(now.allowed) >= set(member.allowed):
+                continue  # nothing that was allowed is refused now
+            for rel in tx.reader().read(RelationshipFilter(type_name, relation=name)):
+                try:
+                    check_relationship(new, rel)
+                except RelEngineError as exc:
+                    raise FailedPrecondition(
+                        f"the new schema would orphan stored relationships: {exc}; delete them "
+                        "first (relengine delete) or keep what they need in the schema",
+                        definition=type_name,
+                        relation=name,
+                    ) from None
+
+
 def _page(items: list[T], limit: int | None) -> list[T]:
     return items if limit is None else items[:limit]
-
-
-def _check_preconditions(matches: Callable[[RelationshipFilter], bool], preconditions: Sequence[Precondition]) -> None:
-    for pre in preconditions:
-        if matches(pre.filter) != (pre.kind is PreconditionKind.MUST_MATCH):
-            verb = "matched nothing" if pre.kind is PreconditionKind.MUST_MATCH else "matched a relationship"
-            raise PreconditionFailed(f"precondition {pre.kind.value} failed: filter {pre.filter} {verb}")

@@ -32,9 +32,8 @@ from ..schema.types import (
     TupleToUserset,
     Union,
 )
-from ..storage.base import Reader
 from .check import LocalChecker
-from .dispatch import HAS, NO, Result
+from .dispatch import HAS, NO, Conditional, Result
 
 Node = tuple[str, str]  # (definition, relation or permission)
 
@@ -423,13 +422,7 @@ def lookup_subjects(
         wildcard, excluded = HAS, lower.excluded
     elif upper.wildcard:
         wildcard = checker.check(rtype, rid, permission, SubjectRef(subject_type, WILDCARD))
-        if wildcard is NO:
-            wildcard = _conditional_unknown()
+        if wildcard is NO:  # the exact wildcard relationship is caveated below an arrow: undecided
+            wildcard = Conditional(frozenset())
         excluded = upper.excluded
     return FoundSubjects(results, wildcard, excluded)
-
-
-def _conditional_unknown() -> Result:
-    from .dispatch import Conditional
-
-    return Conditional(frozenset())
