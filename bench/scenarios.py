@@ -127,6 +127,75 @@ def cached_check(ctx: Context, scales: list[int]) -> Workload:
     return w
 
 
+CAVEAT_SCHEMA = """
+definition user {}
+
+caveat within_hours(hour int, opens int, closes int) {
+    hour >= opens && hour < closes
+}
+
+definition account {
+    relation admin: user | user with within_hours
+}
+
+definition container {
+    relation account: account
+    relation reader: user
+    permission read = reader + account->admin
+}
+"""
+
+
+@scenario(
+    "caveated_check", ["check", "uncached", "caveat", "inproc"],
+    "Engine.check (cache_size=0) of account admins on containers where the admin grant carries a "
+    "caveat (business hours, context from the request and the relationship), beside the same walk "
+    "on the same data without the caveat, in one store",
+    quick=["10k"], full=["10k"],
+)
+def caveated_check(ctx: Context, scales: list[int]) -> Workload:
+    import tempfile
+
+    from relengine.model import CaveatRef
+    from relengine.storage.lmdb import LmdbStore
+
+    w = Workload([], [])
+    directory = tempfile.mkdtemp(prefix="relengine-bench-caveat-")
+    store = LmdbStore(directory)
+    w.cleanups += [store.close, partial(shutil.rmtree, directory, True)]
+    engine = Engine(store, EngineConfig(cache_size=0))
+    engine.write_schema(CAVEAT_SCHEMA)
+    hours = CaveatRef("within_hours", {"opens": 9, "closes": 17})
+    rels: list[Relationship] = []
+    for i in range(200):
+        rels.append(Relationship(ObjectRef("container", f"plain{i}"), "account", SubjectRef("account", f"p{i}")))
+        rels.append(Relationship(ObjectRef("account", f"p{i}"), "admin", SubjectRef("user", f"u{i}")))
+        rels.append(Relationship(ObjectRef("container", f"cav{i}"), "account", SubjectRef("account", f"c{i}")))
+        rels.append(Relationship(ObjectRef("account", f"c{i}"), "admin", SubjectRef("user", f"u{i}"), hours))
+    engine.import_relationships(rels)
+    check = engine.check
+    closed = {"hour": 20}
+    assert not check(ObjectRef("container", "cav0"), "read", SubjectRef("user", "u0"), context=closed).allowed
+
+    def call(q: tuple[ObjectRef, SubjectRef, dict[str, int] | None]) -> Any:
+        return check(q[0], "read", q[1], context=q[2])
+
+    # Query i asks whether user u{i} may read container i; both contenders must say yes: the
+    # plain admin always, the caveated one because hour 10 is within 9..17 (hour 20 is not, as
+    # the assertion above shows).
+    w.queries = [Query(i, True) for i in range(200)]
+    w.contenders = [
+        Contender("engine_caveated", call, answer=lambda r: r.allowed,
+                  prepare=lambda i: (ObjectRef("container", f"cav{i}"), SubjectRef("user", f"u{i}"), {"hour": 10}),
+                  note="the admin relationship carries within_hours; context merged per check"),
+        Contender("engine_plain", call, answer=lambda r: r.allowed, baseline=True,
+                  prepare=lambda i: (ObjectRef("container", f"plain{i}"), SubjectRef("user", f"u{i}"), None),
+                  note="the same walk with a plain admin relationship"),
+    ]
+    w.params.update(queries=200)
+    return w
+
+
 @scenario(
     "uncached_check", ["check", "uncached", "inproc"],
     "Engine.check with cache_size=0 for account admins on containers with no direct grant: "
