@@ -201,3 +201,21 @@ def test_schema_change_that_would_orphan_relationships_is_refused(engine: Engine
     engine.write_schema(without_banned)  # allowed once nothing depends on it
     wider = without_banned.replace("relation viewer: user | user:* | group#member", "relation viewer: user | user:* | group#member | group")
     engine.write_schema(wider.replace("definition doc {", "definition doc {\n    relation owner: user"))
+
+
+def test_gc_deletes_expired_relationships_only() -> None:
+    import datetime as dt
+
+    e = Engine(MemoryStore())
+    e.write_schema("use expiration\ndefinition user {}\ndefinition doc {\n relation viewer: user | user with expiration\n relation owner: user\n}")
+    e.write(rels(
+        "doc:a#viewer@user:old[expiration:2020-01-01T00:00:00Z]",
+        "doc:a#viewer@user:new[expiration:2300-01-01T00:00:00Z]",
+        "doc:a#viewer@user:plain",
+        "doc:a#owner@user:own",
+    ))
+    assert e.gc() == 1
+    left = sorted(str(r.relationship) for r in e.read(RelationshipFilter("doc")))
+    assert left == ["doc:a#owner@user:own", "doc:a#viewer@user:new[expiration:2300-01-01T00:00:00Z]", "doc:a#viewer@user:plain"]
+    assert e.delete_expired(now=dt.datetime(2301, 1, 1, tzinfo=dt.timezone.utc)) == 1
+    assert e.gc() == 0

@@ -241,7 +241,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = ServerConfig(
         listen=args.listen, workers=workers, threads=args.threads, preshared_key=key,
         tls_cert=args.tls_cert, tls_key=args.tls_key, metrics_listen=args.metrics_listen,
-        max_message_bytes=args.max_message_bytes, grace_seconds=args.grace,
+        max_message_bytes=args.max_message_bytes, grace_seconds=args.grace, gc_interval=args.gc_interval,
         reuse_port=workers > 1 or args.worker_index is not None,
     )
     return serve(args.data_dir, config, worker_index=args.worker_index, ready_fd=args.ready_fd)
@@ -512,6 +512,8 @@ def _add_server_commands(sub: Any, ssub: Any) -> None:
     p.add_argument("--metrics-listen", metavar="HOST:PORT", help="serve Prometheus metrics at http://HOST:PORT/metrics")
     p.add_argument("--max-message-bytes", type=int, default=4 * 1024 * 1024, metavar="N", help="largest message (default 4 MiB)")
     p.add_argument("--grace", type=float, default=10.0, metavar="SECONDS", help="drain time on SIGTERM (default 10)")
+    p.add_argument("--gc-interval", type=float, default=600.0, metavar="SECONDS",
+                   help="delete expired relationships and old versions this often (default 600; 0: never)")
     p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_serve)

@@ -311,6 +311,51 @@ class Engine:
     def touch(self, relationships: Iterable[Relationship]) -> Revision:
         return self.write([RelationshipUpdate(Operation.TOUCH, r) for r in relationships])
 
+    def delete_expired(self, *, now: _dt.datetime | None = None, batch: int = 1000) -> int:
+        """Delete relationships whose expiration has passed; returns how many went.
+
+        Only relations that allow ``with expiration`` can hold them, so only those are read.
+        Expired relationships already behave as absent; this reclaims their space and keeps
+        reads short. Each batch is one write (one revision).
+        """
+        moment = now or _dt.datetime.now(_dt.timezone.utc)
+        schema = self._head_schema()
+        removed = 0
+        for type_name, definition in schema.definitions.items():
+            for name, member in definition.members.items():
+                if not isinstance(member, Relation) or not any(a.expiration for a in member.allowed):
+                    continue
+                while True:
+                    reader = self.store.snapshot()
+                    try:
+                        doomed = [
+                            RelationshipUpdate(Operation.DELETE, rel)
+                            for rel in reader.read(RelationshipFilter(type_name, relation=name))
+                            if rel.expiration is not None and rel.expiration <= moment
+                        ][:batch]
+                    finally:
+                        reader.close()
+                    if not doomed:
+                        break
+                    ctx = self.store.transaction()
+                    with ctx as tx:
+                        for update in doomed:
+                            tx.apply(update)
+                    self._committed(ctx.revision)
+                    removed += len(doomed)
+                    if len(doomed) < batch:
+                        break
+        return removed
+
+    def gc(self) -> int:
+        """Housekeeping: delete expired relationships, then let the store drop dead versions and
+        changelog entries older than its window. Returns how many expired relationships went."""
+        removed = self.delete_expired()
+        collect = getattr(self.store, "gc", None)
+        if collect is not None:
+            collect()
+        return removed
+
     def import_relationships(self, relationships: Iterable[Relationship], *, batch_size: int = 50_000) -> tuple[int, Revision]:
         """TOUCH many relationships in large transactions, past the per-write limit; each is
         validated against the head schema first. Returns (count, last revision). Restartable:

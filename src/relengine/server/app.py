@@ -62,6 +62,7 @@ class ServerConfig:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     grace_seconds: float = 10.0
     reuse_port: bool = False
+    gc_interval: float = 600.0  # seconds between housekeeping runs (expired relationships, old versions); 0: never
 
 
 def join_address(host: str, port: int) -> str:
@@ -107,6 +108,7 @@ class Server:
         )
         self.port = self._bind()
         self._refresher = Refresher(metrics, engine) if metrics is not None else None
+        self._housekeeper = Housekeeper(engine, config.gc_interval) if config.gc_interval > 0 else None
 
     def _bind(self) -> int:
         cfg = self.config
@@ -134,6 +136,8 @@ class Server:
         self._server.start()
         if self._refresher is not None:
             self._refresher.start()
+        if self._housekeeper is not None:
+            self._housekeeper.start()
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         for name in SERVICE_NAMES:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -146,6 +150,8 @@ class Server:
         self._executor.shutdown(wait=True)
         if self._refresher is not None:
             self._refresher.stop()
+        if self._housekeeper is not None:
+            self._housekeeper.stop()
 
 
 # -- relengine serve ----------------------------------------------------------------------------
@@ -251,7 +257,7 @@ def _worker_command(data_dir: str, config: ServerConfig, listen: str, index: int
         sys.executable, "-m", "relengine", "--log-level", logging.getLevelName(logging.getLogger().level),
         "serve", "--data-dir", data_dir, "--listen", listen, "--workers", "1",
         "--threads", str(config.threads), "--max-message-bytes", str(config.max_message_bytes),
-        "--grace", str(config.grace_seconds), "--worker-index", str(index), "--ready-fd", str(ready_fd),
+        "--grace", str(config.grace_seconds), "--gc-interval", str(config.gc_interval), "--worker-index", str(index), "--ready-fd", str(ready_fd),
     ]
     if config.tls_cert and config.tls_key:
         cmd += ["--tls-cert", config.tls_cert, "--tls-key", config.tls_key]
@@ -366,3 +372,31 @@ def _stop_workers(workers: Sequence[subprocess.Popen[bytes]], timeout: float, me
             from prometheus_client import multiprocess
 
             multiprocess.mark_process_dead(worker.pid, metrics_dir)  # type: ignore[no-untyped-call]
+
+
+class Housekeeper:
+    """A daemon thread running ``engine.gc()`` every ``interval`` seconds: expired relationships
+    are deleted and the store drops versions older than its window. Concurrent runs in several
+    workers are safe (deleting what is gone is a no-op)."""
+
+    def __init__(self, engine: Any, interval: float) -> None:
+        self._engine = engine
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="relengine-gc", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                removed = self._engine.gc()
+                if removed:
+                    log.info("expired relationships deleted", extra={"event": "gc", "expired": removed})
+            except Exception:  # housekeeping must not kill the worker; the next run may work
+                log.warning("garbage collection failed", exc_info=True, extra={"event": "gc_failed"})
