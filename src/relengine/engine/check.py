@@ -18,7 +18,7 @@ import datetime as _dt
 import time
 from typing import Any, Final, Mapping
 
-from ..errors import DeadlineExceeded, MaxDepthExceeded, UnknownDefinition, UnknownRelation
+from ..errors import DeadlineExceeded, MaxDepthExceeded, UnknownDefinition
 from ..model import WILDCARD, CaveatRef, SubjectRef
 from ..schema.types import CompiledSchema
 from ..storage.base import Reader
@@ -76,15 +76,7 @@ class LocalChecker:
 
     # -- entry -----------------------------------------------------------------------
     def check(self, rtype: str, rid: str, relation: str, subject: SubjectRef) -> Result:
-        definition = self.schema.definitions.get(rtype)
-        if definition is None:
-            raise UnknownDefinition(f"object definition `{rtype}` not found", definition=rtype)
-        if relation not in definition.members:
-            raise UnknownRelation(
-                f"relation/permission `{relation}` not found under definition `{rtype}`",
-                definition=rtype,
-                relation=relation,
-            )
+        self.schema.require(rtype, relation)
         if subject.type not in self.schema.definitions:
             raise UnknownDefinition(
                 f"subject type `{subject.type}` is not a definition of the schema", definition=subject.type

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass, field
 
-from ..errors import MaxDepthExceeded, UnknownDefinition, UnknownRelation
+from ..errors import MaxDepthExceeded
 from ..model import ObjectRef, SubjectRef
 from ..schema.types import (
     CompiledSchema,
@@ -57,15 +57,7 @@ def expand(
     max_depth: int = 50,
     now: _dt.datetime | None = None,
 ) -> ExpandNode:
-    definition = schema.definitions.get(resource.type)
-    if definition is None:
-        raise UnknownDefinition(f"object definition `{resource.type}` not found", definition=resource.type)
-    if relation not in definition.members:
-        raise UnknownRelation(
-            f"relation/permission `{relation}` not found under definition `{resource.type}`",
-            definition=resource.type,
-            relation=relation,
-        )
+    schema.require(resource.type, relation)
     return _Expander(schema, reader, max_depth, now or _dt.datetime.now(_dt.timezone.utc)).member(
         resource, relation, max_depth
     )

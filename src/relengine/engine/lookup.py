@@ -18,7 +18,7 @@ import datetime as _dt
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from ..errors import MaxDepthExceeded, UnknownDefinition, UnknownRelation
+from ..errors import MaxDepthExceeded, UnknownDefinition
 from ..model import WILDCARD, Relationship, SubjectRef
 from ..schema.types import (
     CompiledSchema,
@@ -40,16 +40,6 @@ Node = tuple[str, str]  # (definition, relation or permission)
 
 def _live(rel: Relationship, now: _dt.datetime) -> bool:
     return rel.expiration is None or rel.expiration > now
-
-
-def _require(schema: CompiledSchema, rtype: str, name: str) -> None:
-    definition = schema.definitions.get(rtype)
-    if definition is None:
-        raise UnknownDefinition(f"object definition `{rtype}` not found", definition=rtype)
-    if name not in definition.members:
-        raise UnknownRelation(
-            f"relation/permission `{name}` not found under definition `{rtype}`", definition=rtype, relation=name
-        )
 
 
 # -- the reverse graph of a schema ------------------------------------------------------------
@@ -163,7 +153,7 @@ def lookup_resources(
     each maybe fact for the target is settled by a forward check at the end.
     """
     schema, reader, now = checker.schema, checker.reader, checker.now
-    _require(schema, resource_type, permission)
+    schema.require(resource_type, permission)
     graph = reverse_graph(schema)
     target: Node = (resource_type, permission)
     relevant = graph.reaching(target)
@@ -401,11 +391,11 @@ class FoundSubjects:
 def lookup_subjects(
     checker: LocalChecker, rtype: str, rid: str, permission: str, subject_type: str, subject_relation: str | None
 ) -> FoundSubjects:
-    _require(checker.schema, rtype, permission)
+    checker.schema.require(rtype, permission)
     if subject_type not in checker.schema.definitions:
         raise UnknownDefinition(f"subject type `{subject_type}` not found", definition=subject_type)
     if subject_relation is not None:
-        _require(checker.schema, subject_type, subject_relation)
+        checker.schema.require(subject_type, subject_relation)
     walker = SubjectWalker(checker, subject_type, subject_relation)
     lower, upper = walker.member(rtype, rid, permission, checker.max_depth)
     results: list[tuple[str, Result]] = []

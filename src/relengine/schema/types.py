@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from ..errors import SchemaIssue
+from ..errors import SchemaIssue, UnknownDefinition, UnknownRelation
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,3 +173,17 @@ class CompiledSchema:
     def member(self, type_name: str, name: str) -> Member | None:
         definition = self.definitions.get(type_name)
         return None if definition is None else definition.members.get(name)
+
+    def require(self, type_name: str, name: str | None = None) -> Definition:
+        """The definition ``type_name`` (which must have member ``name``, if given); raises
+        UnknownDefinition or UnknownRelation naming what is missing."""
+        definition = self.definitions.get(type_name)
+        if definition is None:
+            raise UnknownDefinition(f"object definition `{type_name}` not found", definition=type_name)
+        if name is not None and name not in definition.members:
+            raise UnknownRelation(
+                f"relation/permission `{name}` not found under definition `{type_name}`",
+                definition=type_name,
+                relation=name,
+            )
+        return definition

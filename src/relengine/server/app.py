@@ -37,7 +37,7 @@ from grpc_reflection.v1alpha import reflection
 from ..errors import InvalidArgument, SchemaNotFound
 from ..service import Engine
 from .auth import PresharedKeyInterceptor
-from .metrics import MetricsInterceptor, Refresher, ServerMetrics
+from .metrics import MetricsInterceptor, Periodic, ServerMetrics, refresher
 from .servicer import SERVICE_NAMES, add_servicers
 from .status import ErrorInterceptor
 
@@ -107,8 +107,14 @@ class Server:
             self._server,
         )
         self.port = self._bind()
-        self._refresher = Refresher(metrics, engine) if metrics is not None else None
-        self._housekeeper = Housekeeper(engine, config.gc_interval) if config.gc_interval > 0 else None
+        self._refresher = refresher(metrics, engine) if metrics is not None else None
+        # Housekeeping: expired relationships and versions older than the store's window go.
+        collect = getattr(engine, "gc", None)
+        self._housekeeper = (
+            Periodic(collect, config.gc_interval, "relengine-gc", "gc_failed")
+            if collect is not None and config.gc_interval > 0
+            else None
+        )
 
     def _bind(self) -> int:
         cfg = self.config
@@ -372,31 +378,3 @@ def _stop_workers(workers: Sequence[subprocess.Popen[bytes]], timeout: float, me
             from prometheus_client import multiprocess
 
             multiprocess.mark_process_dead(worker.pid, metrics_dir)  # type: ignore[no-untyped-call]
-
-
-class Housekeeper:
-    """A daemon thread running ``engine.gc()`` every ``interval`` seconds: expired relationships
-    are deleted and the store drops versions older than its window. Concurrent runs in several
-    workers are safe (deleting what is gone is a no-op)."""
-
-    def __init__(self, engine: Any, interval: float) -> None:
-        self._engine = engine
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="relengine-gc", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                removed = self._engine.gc()
-                if removed:
-                    log.info("expired relationships deleted", extra={"event": "gc", "expired": removed})
-            except Exception:  # housekeeping must not kill the worker; the next run may work
-                log.warning("garbage collection failed", exc_info=True, extra={"event": "gc_failed"})

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Final, Iterator, Protocol
+from typing import Any, Callable, Final, Iterator, Protocol
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -77,15 +77,16 @@ class ServerMetrics:
         self.revision.set(stats.head_revision.value)
 
 
-class Refresher:
-    """A daemon thread calling ``metrics.refresh(engine)`` every ``interval`` seconds until stopped."""
+class Periodic:
+    """A daemon thread calling ``action()`` every ``interval`` seconds until stopped; a failure
+    is logged (with ``event``) and the next run goes ahead."""
 
-    def __init__(self, metrics: ServerMetrics, engine: _HasStatistics, interval: float = REFRESH_SECONDS) -> None:
-        self._metrics = metrics
-        self._engine = engine
+    def __init__(self, action: Callable[[], object], interval: float, name: str, event: str) -> None:
+        self._action = action
         self._interval = interval
+        self._event = event
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="relengine-metrics", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -97,10 +98,15 @@ class Refresher:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self._metrics.refresh(self._engine)
-            except Exception:  # a failed refresh must not kill the thread; the next one may work
-                log.warning("metrics refresh failed", exc_info=True, extra={"event": "metrics_refresh_failed"})
+                self._action()
+            except Exception:  # a failed run must not kill the thread; the next one may work
+                log.warning("%s failed", self._event, exc_info=True, extra={"event": self._event})
             self._stop.wait(self._interval)
+
+
+def refresher(metrics: ServerMetrics, engine: _HasStatistics, interval: float = REFRESH_SECONDS) -> Periodic:
+    """Refresh the gauges from ``engine.statistics()`` every ``interval`` seconds."""
+    return Periodic(lambda: metrics.refresh(engine), interval, "relengine-metrics", "metrics_refresh_failed")
 
 
 def _code_name(context: grpc.ServicerContext, default: str) -> str:
