@@ -21,6 +21,7 @@ from .config import EngineConfig
 from .engine import lookup
 from .engine.cache import CachingDispatcher, CheckCache
 from .engine.check import LocalChecker
+from .engine.plan import plan_for
 from .engine.dispatch import NO, CheckRequest, CheckResult, Permissionship
 from .engine.expand import ExpandNode, expand
 from .errors import (
@@ -302,9 +303,12 @@ class Engine:
                 raise SchemaNotFound("no schema has been written yet; write one before relationships")
             schema = self._compile_cached(text)
             check_preconditions(tx, preconditions)
+            plan = plan_for(schema)
             for update in updates:
                 if update.operation is not Operation.DELETE:
                     check_relationship(schema, update.relationship)
+                    if update.relationship.caveat is not None:
+                        plan.check_caveat_context(update.relationship.caveat)
                 tx.apply(update)
         return self._committed(ctx.revision)
 

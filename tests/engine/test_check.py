@@ -212,3 +212,16 @@ def test_answers_carry_revision(engine: Engine) -> None:
     assert first.allowed and not second.allowed
     again = engine.check(ObjectRef("container", "web"), "read", parse_subject("user:ann"), at=first.revision)
     assert again.allowed and again.revision == first.revision
+
+
+def test_caveat_context_is_checked_when_written() -> None:
+    from relengine.errors import InvalidArgument
+
+    e = Engine(MemoryStore())
+    e.write_schema("definition user {}\ncaveat small(n int) { n < 3 }\ndefinition doc {\n relation viewer: user with small\n}")
+    with pytest.raises(InvalidArgument, match="n"):
+        write(e, 'doc:a#viewer@user:ann[small:{"n": "lots"}]')
+    with pytest.raises(InvalidArgument, match="other"):
+        write(e, 'doc:a#viewer@user:ann[small:{"other": 1}]')
+    write(e, 'doc:a#viewer@user:ann[small:{"n": 2}]')
+    assert allowed(e, "doc:a#viewer@user:ann")

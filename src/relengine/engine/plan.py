@@ -69,6 +69,13 @@ class Plan:
             return NO
         return Conditional(frozenset(outcome.params))
 
+    def check_caveat_context(self, caveat: CaveatRef) -> None:
+        """Raise InvalidArgument if a relationship's stored context names a parameter the
+        caveat does not have, or gives one a value of the wrong type (checked at write time)."""
+        if caveat.context:
+            compiled = self._caveats.get(caveat.name) or self._compile_caveat(caveat.name)
+            compiled.convert_context(caveat.context, allow_unknown=False)
+
     def _compile_caveat(self, name: str) -> Any:
         definition = self.schema.caveats.get(name)
         if definition is None:
