@@ -743,6 +743,42 @@ def grpc_workers(ctx: Context, scales: list[int]) -> Workload:
     return _grpc_workload(ctx, scales, workers=(1, 2))
 
 
+@scenario(
+    "grpc_bulk_check", ["check", "bulk", "cached", "grpc"],
+    "Client.bulk_check of 1,000 items (half account-admin paths, half Zipf users) against "
+    "`relengine serve` (1 worker), warm cache, vs Engine.bulk_check of the same items in-process",
+    quick=["100k"], full=["1m"], mode="grpc",
+)
+def grpc_bulk_check(ctx: Context, scales: list[int]) -> Workload:
+    _grpc_ready()
+    ds = ctx.dataset(_one(scales))
+    w = Workload([], [])
+    server = grpc_mode.Server(ds.path, 1, log_dir=ctx.work_dir)
+    w.cleanups.append(server.close)
+    client = grpc_mode.client(server.target)
+    w.cleanups.append(client.close)
+    _, engine = open_engine(ctx, ds, w)
+    items = ds.world.admin_path_queries(500, purpose=12) + ds.world.random_queries(500, purpose=13)
+    singles, _ = expected_checks(ds.world, items)
+    batch = tuple(items)
+    w.queries = [Query(batch, [q.expected for q in singles])]
+
+    def prepare(b: Any) -> list[CheckRequest]:
+        return [CheckRequest(*refs(q)) for q in b]
+
+    def answers(r: Any) -> list[Any]:
+        return [getattr(x, "allowed", x) for x in r.results]
+
+    w.contenders = [
+        Contender("grpc_bulk", client.bulk_check, per_op=len(batch), prepare=prepare, answer=answers,
+                  note="one BulkCheck RPC of 1,000 items"),
+        Contender("engine_bulk", engine.bulk_check, per_op=len(batch), prepare=prepare, answer=answers,
+                  baseline=True, note="Engine.bulk_check in-process, default cache"),
+    ]
+    w.params.update(items=len(batch))
+    return w
+
+
 def _remote_check(client: Any) -> Callable[[Any], Any]:
     check = client.check
     return lambda a: check(*a)

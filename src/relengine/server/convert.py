@@ -69,21 +69,35 @@ def optional_context(message: Any, field: str = "context") -> dict[str, Any] | N
     return struct_to_dict(getattr(message, field)) if message.HasField(field) else None
 
 
+# Names already seen valid: the same few types and relations arrive in almost every request.
+_VALID_TYPES: set[str] = set()
+_VALID_RELATIONS: set[str] = set()
+_MAX_REMEMBERED = 10_000
+
+
 def check_type(value: str, what: str) -> str:
+    if value in _VALID_TYPES:
+        return value
     if not is_valid_type_name(value):
         raise InvalidArgument(
             f"{what}: invalid object type {value!r} (lowercase letters, digits and '_', 3 to 64 "
             "characters, starting with a letter, optionally prefixed with 'prefix/')"
         )
+    if len(_VALID_TYPES) < _MAX_REMEMBERED:
+        _VALID_TYPES.add(value)
     return value
 
 
 def check_relation(value: str, what: str) -> str:
+    if value in _VALID_RELATIONS:
+        return value
     if not is_valid_relation_name(value):
         raise InvalidArgument(
             f"{what}: invalid relation or permission {value!r} (lowercase letters, digits and '_', "
             "3 to 64 characters, starting with a letter)"
         )
+    if len(_VALID_RELATIONS) < _MAX_REMEMBERED:
+        _VALID_RELATIONS.add(value)
     return value
 
 
@@ -341,14 +355,16 @@ def check_request_to_item(req: CheckRequest) -> permissions_pb2.BulkCheckItem:
 
 
 def check_request_from_item(msg: permissions_pb2.BulkCheckItem, index: int = 0) -> CheckRequest:
-    what = f"items[{index}]"
-    require(msg, "resource", f"{what}.resource")
-    require(msg, "subject", f"{what}.subject")
-    return CheckRequest(
-        object_from_proto(msg.resource, f"{what}.resource"),
-        check_relation(msg.permission, f"{what}.permission"),
-        subject_from_proto(msg.subject, f"{what}.subject"),
-    )
+    try:
+        require(msg, "resource", "resource")
+        require(msg, "subject", "subject")
+        return CheckRequest(
+            object_from_proto(msg.resource, "resource"),
+            check_relation(msg.permission, "permission"),
+            subject_from_proto(msg.subject, "subject"),
+        )
+    except InvalidArgument as exc:  # name the item only when something is wrong (cheap path first)
+        raise InvalidArgument(f"items[{index}].{exc.message}", **exc.details) from None
 
 
 def question_from_proto(msg: Any) -> tuple[ObjectRef, str, SubjectRef]:

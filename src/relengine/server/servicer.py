@@ -71,21 +71,19 @@ class PermissionsServicer(permissions_pb2_grpc.PermissionsServiceServicer):
             context=c.optional_context(request),
             deadline=deadline_of(context),
         )
-        pairs = []
+        out = permissions_pb2.BulkCheckResponse(revision_token=response.revision.token())
+        add = out.pairs.add
+        to_proto = c.permissionship_to_proto
         for item, result in zip(request.items, response.results, strict=True):
+            pair = add()
+            pair.request.CopyFrom(item)
             if isinstance(result, Exception):
-                pairs.append(permissions_pb2.BulkCheckPair(request=item, error=error_status(result)))
+                pair.error.CopyFrom(error_status(result))
             else:
-                pairs.append(
-                    permissions_pb2.BulkCheckPair(
-                        request=item,
-                        item=permissions_pb2.BulkCheckResult(
-                            permissionship=c.permissionship_to_proto(result.permissionship),  # type: ignore[arg-type]
-                            missing_parameters=result.missing_parameters,
-                        ),
-                    )
-                )
-        return permissions_pb2.BulkCheckResponse(revision_token=response.revision.token(), pairs=pairs)
+                pair.item.permissionship = to_proto(result.permissionship)  # type: ignore[assignment]
+                if result.missing_parameters:
+                    pair.item.missing_parameters.extend(result.missing_parameters)
+        return out
 
     def Expand(self, request: permissions_pb2.ExpandRequest, context: grpc.ServicerContext) -> permissions_pb2.ExpandResponse:
         c.require(request, "resource", "resource")
