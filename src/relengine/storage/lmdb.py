@@ -699,7 +699,10 @@ class LmdbReader:
         """Every live relationship of one object, grouped by relation, as rows (subject type,
         id, relation or None, None or (caveat, expiration)); None if it has more than ``limit``.
         One range scan; the engine answers all questions about a small object from it."""
-        prefix = keys.encode((resource_type, resource_id))
+        text = f"{resource_type}\x00{resource_id}\x00"
+        prefix = text.encode()  # what keys.encode gives for plain, short names...
+        if len(prefix) > keys.LONGEST_COMPONENT + 2 or b"\x01" in prefix or text.count("\x00") != 2:
+            prefix = keys.encode((resource_type, resource_id))  # ...and otherwise the general way
         size = len(prefix)
         if self._at_head and not self._history:
             items = self._head_items(prefix, limit)
