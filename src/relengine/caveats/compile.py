@@ -25,7 +25,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from cel_expr_python import cel as _cel  # type: ignore[import-untyped]
+from cel_expr_python import cel as _cel
 
 from ..errors import InvalidArgument, SchemaIssue, SchemaValidationError
 from ..schema.types import Caveat

@@ -29,6 +29,7 @@ from .plan import plan_for
 SMALL_OBJECT: Final = 8
 
 Row = tuple[str, str, "str | None", Any]  # subject type, id, relation, extra (None or (caveat, expiration))
+_NO_ROWS: Final[list[Row]] = []  # shared and never changed: what a relation without relationships has
 
 
 class LocalChecker:
@@ -122,7 +123,7 @@ class LocalChecker:
             obj = self._load(rtype, rid)
         if obj is None:
             return None
-        return obj.get(relation, ())  # type: ignore[return-value]
+        return obj.get(relation, _NO_ROWS)
 
     def _load(self, rtype: str, rid: str) -> dict[str, list[Row]] | None:
         loader = self._object_rows

@@ -81,7 +81,7 @@ class Token:
             return f"{self.kind.value} {self.value}"
         if self.kind is Kind.OTHER:
             return f"character {self.value!r}"
-        return self.kind.value
+        return str(self.kind.value)
 
 
 def _is_ident_start(ch: str) -> bool:

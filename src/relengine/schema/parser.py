@@ -47,6 +47,11 @@ class _Parser:
             raise self.error(f"expected {what or kind.value}, found {self.tok.describe()}")
         return self.advance()
 
+    def at(self, kind: Kind) -> bool:
+        """Whether the current token is of ``kind`` (a method, so that type checkers do not
+        narrow ``self.tok`` across ``advance()``)."""
+        return self.tok.kind is kind
+
     def is_word(self, word: str) -> bool:
         return self.tok.kind in (Kind.KEYWORD, Kind.IDENT) and self.tok.value == word
 
@@ -164,13 +169,13 @@ class _Parser:
         ref = ast.TypeRef(start, self.prev.end, type_name)
         if self.tok.kind is Kind.COLON:
             self.advance()
-            if self.tok.kind is not Kind.STAR:
+            if not self.at(Kind.STAR):
                 raise self.error(f"expected '*' after `{type_name}:`, found {self.tok.describe()}")
             self.advance()
             ref.wildcard = True
         elif self.tok.kind is Kind.HASH:
             self.advance()
-            if self.tok.kind is Kind.ELLIPSIS:
+            if self.at(Kind.ELLIPSIS):
                 self.advance()
             else:
                 rel = self.expect_ident(f"a relation name or '...' after `{type_name}#`")
@@ -296,7 +301,7 @@ class _Parser:
             params.append(ast.CaveatParam(pname.start, ptype.end, pname.value, ptype))
             if self.tok.kind is Kind.COMMA:
                 self.advance()
-            elif self.tok.kind is not Kind.RPAREN:
+            elif not self.at(Kind.RPAREN):
                 raise self.error(f"expected ',' or ')' in caveat parameters, found {self.tok.describe()}")
         self.advance()
         brace = self.expect(Kind.LBRACE, "'{' to open the caveat expression")
@@ -317,10 +322,10 @@ class _Parser:
             raise self.error(f"expected a parameter type, found {self.tok.describe()}")
         name = self.advance()
         node = ast.TypeExpr(name.start, name.end, name.value)
-        if self.tok.kind is Kind.LANGLE:
+        if self.at(Kind.LANGLE):
             self.advance()
             node.args.append(self.parse_type_expr())
-            while self.tok.kind is Kind.COMMA:
+            while self.at(Kind.COMMA):
                 self.advance()
                 node.args.append(self.parse_type_expr())
             node.end = self.expect(Kind.RANGLE, f"'>' to close `{name.value}<`").end

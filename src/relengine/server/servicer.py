@@ -211,7 +211,7 @@ class RelationshipsServicer(relationships_pb2_grpc.RelationshipsServiceServicer)
                     yield c.relationship_from_proto(msg, f"relationships[{index}]")
                     index += 1
 
-        count, revision = self.engine.import_relationships(relationships())  # type: ignore[attr-defined]
+        count, revision = self.engine.import_relationships(relationships())
         return relationships_pb2.ImportResponse(revision_token=revision.token(), num_loaded=count)
 
 
