@@ -496,7 +496,13 @@ class Engine:
         ``at`` is shorthand for ``Consistency.at_exact_snapshot(at)``; ``deadline`` is a
         ``time.monotonic()`` instant after which the check raises DeadlineExceeded.
         """
-        if (consistency is None or consistency.mode == "minimize_latency") and at is None and now is None and not context:
+        if (
+            self.config.cache_size > 0
+            and (consistency is None or consistency.mode == "minimize_latency")
+            and at is None
+            and now is None
+            and not context
+        ):
             # The hot path: a recent revision and a cached answer need no store access at all.
             quantized = self._quantized
             if quantized is not None and time.monotonic() - quantized[1] < self.config.quantization_seconds:

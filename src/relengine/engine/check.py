@@ -26,7 +26,7 @@ from .dispatch import HAS, NO, Conditional, Dispatcher, Result, both, either
 from .plan import plan_for
 
 # Objects with at most this many relationships are read whole, in one scan.
-SMALL_OBJECT: Final = 8
+SMALL_OBJECT: Final = 16
 
 Row = tuple[str, str, "str | None", Any]  # subject type, id, relation, extra (None or (caveat, expiration))
 _NO_ROWS: Final[list[Row]] = []  # shared and never changed: what a relation without relationships has

@@ -765,13 +765,17 @@ class LmdbReader:
                 cur = self._cursor = self._txn.cursor(self._store._rel)
             if not cur.set_range(prefix):
                 return []
-            ahead = list(itertools.islice(cur.iternext(), limit + 1))
+            found: list[tuple[bytes, bytes]] = []
+            for item in cur:  # stops at the first key of another object
+                if not item[0].startswith(prefix):
+                    break
+                found.append(item)
+                if len(found) > limit:
+                    break
+            return found
         except lmdb.Error as exc:
             self._recover(exc)
             return list(itertools.islice(self._items(self._store._rel, self._store._relh, prefix), limit + 1))
-        if ahead and not ahead[-1][0].startswith(prefix):
-            return [item for item in ahead if item[0].startswith(prefix)]
-        return ahead
 
     def resources(
         self, subject: SubjectRef, resource_type: str | None = None, relation: str | None = None
