@@ -10,7 +10,7 @@ from typing import Any, Final, Iterable, Iterator, Mapping, Sequence
 
 import grpc
 
-from ..engine.dispatch import CheckRequest, CheckResult
+from ..engine.dispatch import CheckRequest, CheckResult, Permissionship
 from ..errors import InvalidArgument, RelEngineError
 from ..model import (
     Consistency,
@@ -142,13 +142,13 @@ def check_response(msg: permissions_pb2.CheckResponse) -> CheckResponse:
 def bulk_check_request(
     items: Sequence[CheckRequest | str], consistency: Consistency | None, context: Mapping[str, Any] | None
 ) -> permissions_pb2.BulkCheckRequest:
-    requests = []
+    msg = permissions_pb2.BulkCheckRequest()
+    add = msg.items.add
     for item in items:
         if isinstance(item, str):
             rel = parse_relationship(item)
             item = CheckRequest(rel.resource, rel.relation, rel.subject)
-        requests.append(c.check_request_to_item(item))
-    msg = permissions_pb2.BulkCheckRequest(items=requests)
+        c.fill_item(add(), item)  # in place: no intermediate messages to copy
     _set_consistency(msg, consistency)
     _set_context(msg, context)
     return msg
@@ -156,11 +156,17 @@ def bulk_check_request(
 
 def bulk_check_response(msg: permissions_pb2.BulkCheckResponse) -> BulkCheckResponse:
     results: list[CheckResult | RelEngineError] = []
+    plain = {c.permissionship_to_proto(p): CheckResult(p) for p in (Permissionship.NO_PERMISSION, Permissionship.HAS_PERMISSION)}
     for pair in msg.pairs:
         if pair.HasField("error"):
             results.append(error_from_status_proto(pair.error))
+            continue
+        item = pair.item
+        missing = item.missing_parameters
+        if missing or item.permissionship not in plain:
+            results.append(c.check_result_from_proto(item.permissionship, missing))
         else:
-            results.append(c.check_result_from_proto(pair.item.permissionship, pair.item.missing_parameters))
+            results.append(plain[item.permissionship])
     return BulkCheckResponse(results, Revision.from_token(msg.revision_token))
 
 

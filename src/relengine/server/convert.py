@@ -8,6 +8,7 @@ values. ``*_to_proto`` trust their input. Shared by the server and the clients; 
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from typing import Any, Final, Mapping
 
 from google.protobuf import json_format
@@ -73,6 +74,7 @@ def optional_context(message: Any, field: str = "context") -> dict[str, Any] | N
 _VALID_TYPES: set[str] = set()
 _VALID_RELATIONS: set[str] = set()
 _MAX_REMEMBERED = 10_000
+_PLAIN_ID: Final = re.compile(r"[a-zA-Z0-9/_|\-=+]{1,1024}")  # model's id rule, without the wildcard
 
 
 def check_type(value: str, what: str) -> str:
@@ -348,6 +350,18 @@ def check_result_from_proto(permissionship: int, missing: Any) -> CheckResult:
     return CheckResult(permissionship_from_proto(permissionship), tuple(missing))
 
 
+def fill_item(msg: permissions_pb2.BulkCheckItem, req: CheckRequest) -> None:
+    """Set ``msg`` (a fresh item, e.g. from ``items.add()``) to ``req``, in place."""
+    msg.resource.object_type = req.resource.type
+    msg.resource.object_id = req.resource.id
+    msg.permission = req.permission
+    subject = req.subject
+    msg.subject.object.object_type = subject.type
+    msg.subject.object.object_id = subject.id
+    if subject.relation:
+        msg.subject.optional_relation = subject.relation
+
+
 def check_request_to_item(req: CheckRequest) -> permissions_pb2.BulkCheckItem:
     return permissions_pb2.BulkCheckItem(
         resource=object_to_proto(req.resource), permission=req.permission, subject=subject_to_proto(req.subject)
@@ -355,6 +369,23 @@ def check_request_to_item(req: CheckRequest) -> permissions_pb2.BulkCheckItem:
 
 
 def check_request_from_item(msg: permissions_pb2.BulkCheckItem, index: int = 0) -> CheckRequest:
+    # The common case first: names already seen valid and plain ids. Anything
+    # else (including an unset field, whose empty names are never "seen valid") takes the
+    # checked path below, which names what is wrong.
+    resource = msg.resource
+    subject = msg.subject
+    obj = subject.object
+    rtype, rid, permission = resource.object_type, resource.object_id, msg.permission
+    stype, sid, srel = obj.object_type, obj.object_id, subject.optional_relation
+    if (
+        rtype in _VALID_TYPES
+        and stype in _VALID_TYPES
+        and permission in _VALID_RELATIONS
+        and (not srel or srel in _VALID_RELATIONS)
+        and _PLAIN_ID.fullmatch(rid) is not None
+        and _PLAIN_ID.fullmatch(sid) is not None
+    ):
+        return CheckRequest(ObjectRef(rtype, rid), permission, SubjectRef(stype, sid, srel or None))
     try:
         require(msg, "resource", "resource")
         require(msg, "subject", "subject")
