@@ -11,12 +11,13 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import yaml
 
 from .errors import InvalidArgument, RelEngineError, SchemaError, Unimplemented, ValidationFileError
 from .model import ObjectRef, Relationship, SubjectRef, parse_relationship, parse_subject
+from .schema.typesystem import check_relationship
 
 ASSERTION_KINDS = ("assertTrue", "assertFalse", "assertCaveated")
 
@@ -252,8 +253,6 @@ def run_validation_file(path: str, engine_factory: Callable[[], Any] | None = No
             batch: list[Relationship] = []
             for rel, line in vf.relationships:
                 try:
-                    from .schema.typesystem import check_relationship
-
                     check_relationship(schema, rel)
                 except RelEngineError as exc:
                     report.error = f"{path}:{line}: {exc}"
@@ -394,9 +393,4 @@ class _engine:
                 self.tmp.cleanup()
 
 
-def iter_subject_texts(entries: tuple[tuple[str, int], ...]) -> Iterator[str]:
-    for text, _ in entries:
-        yield text
-
-
-__all__ = ["Assertion", "FileReport", "Outcome", "ValidationFile", "load_validation_file", "run_validation_file", "parse_subject"]
+__all__ = ["Assertion", "FileReport", "Outcome", "ValidationFile", "load_validation_file", "run_validation_file"]

@@ -126,11 +126,7 @@ class LocalChecker:
         return obj.get(relation, _NO_ROWS)
 
     def _load(self, rtype: str, rid: str) -> dict[str, list[Row]] | None:
-        loader = self._object_rows
-        obj: dict[str, list[Row]] | None = None
-        if loader is not None:
-            obj = loader(rtype, rid, SMALL_OBJECT)
-        self._objects[(rtype, rid)] = obj
+        obj = self._objects[(rtype, rid)] = self._object_rows(rtype, rid, SMALL_OBJECT)
         return obj
 
     def scan(self, rtype: str, rid: str, relation: str) -> list[Row]:
@@ -178,7 +174,7 @@ class LocalChecker:
                         return HAS
         return NO if found is None else found
 
-    def gate(self, extra: tuple[CaveatRef | None, _dt.datetime | None], rtype: str, rid: str, relation: str) -> Result:
+    def gate(self, extra: tuple[CaveatRef | None, _dt.datetime | None]) -> Result:
         """Whether a relationship with a caveat and/or an expiration counts: HAS, NO or Conditional."""
         return self._gate(extra[0], extra[1])
 

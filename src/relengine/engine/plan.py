@@ -122,7 +122,7 @@ def _relation_node(t: str, relation: Relation) -> Node:
             ):
                 if extra is None:
                     return HAS
-                found = either(found, ctx.gate(extra, t, rid, name))
+                found = either(found, ctx.gate(extra))
                 if found is HAS:
                     return HAS
             elif rrel is not None and (rtype_, rrel) in userset_types:
@@ -132,7 +132,7 @@ def _relation_node(t: str, relation: Relation) -> Node:
         if usersets is not None:
             dispatch = ctx.dispatcher.dispatch
             for rtype_, rid_, rrel, extra in usersets:
-                gate = HAS if extra is None else ctx.gate(extra, t, rid, name)
+                gate = HAS if extra is None else ctx.gate(extra)
                 if gate is NO:
                     continue
                 found = either(found, both(gate, dispatch(rtype_, rid_, rrel, subject, depth - 1)))
@@ -227,7 +227,7 @@ def _arrow_node(schema: CompiledSchema, t: str, rewrite: TupleToUserset) -> Node
                 if (ttype, tid) in seen:
                     continue
                 seen.add((ttype, tid))
-            gate = HAS if extra is None else ctx.gate(extra, t, rid, tupleset)
+            gate = HAS if extra is None else ctx.gate(extra)
             if gate is NO:
                 if not every or ctx.expired(extra):
                     continue
