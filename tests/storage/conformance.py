@@ -30,6 +30,7 @@ from relengine.model import (
     parse_relationship,
 )
 from relengine.storage.base import (
+    SMALL_OBJECT,
     Operation,
     Precondition,
     PreconditionKind,
@@ -201,22 +202,46 @@ def test_object_rows_and_subject_rows(store: Any) -> None:
     delete(store, "doc:d1#viewer@user:ann")
     cav = (CaveatRef("cav"), None)
     old, new = store.snapshot(r1), store.snapshot()
-    assert old.object_rows("doc", "d1", 10) == {
-        "editor": [("user", "*", None, None)],
-        "viewer": [("group", "eng", "member", None), ("user", "ann", None, None), ("user", "bob", None, cav)],
+    assert old.object_rows("doc", "d1") == {
+        "editor": ("\x00user\x01*\x00", ()),
+        "viewer": ("\x00user\x01ann\x00", (("group", "eng", "member", None), ("user", "bob", None, cav))),
     }
-    assert new.object_rows("doc", "d1", 10) == {
-        "editor": [("user", "*", None, None)],
-        "viewer": [("group", "eng", "member", None), ("user", "bob", None, cav)],
+    assert new.object_rows("doc", "d1") == {
+        "editor": ("\x00user\x01*\x00", ()),
+        "viewer": ("", (("group", "eng", "member", None), ("user", "bob", None, cav))),
     }
-    assert old.object_rows("doc", "d1", 3) is None
-    assert new.object_rows("doc", "d1", 3) is not None
-    assert new.object_rows("doc", "nothing", 3) == {}
+    assert new.object_rows("doc", "nothing") == {}
     assert old.subject_rows("doc", "d1", "viewer", "user") == [
         ("user", "ann", None, None), ("user", "bob", None, cav)
     ]
     assert new.subject_rows("doc", "d1", "viewer", "group") == [("group", "eng", "member", None)]
     assert new.subject_rows("doc", "d1", "viewer", "team") == []
+
+
+def test_object_rows_of_large_objects_and_of_every_revision(store: Any) -> None:
+    """More than SMALL_OBJECT relationships: None (the engine reads such objects by index);
+    each revision sees the object as it was then, however often it changed since."""
+    names = [f"u{i:02}" for i in range(SMALL_OBJECT + 1)]
+    revisions = [touch(store, f"doc:big#viewer@user:{n}") for n in names]
+    expiring = dt.datetime(2300, 1, 1, tzinfo=UTC)
+    later = write(store, RelationshipUpdate(
+        Operation.TOUCH, Relationship(ObjectRef("doc", "big"), "owner", SubjectRef("user", "x"), None, expiring)
+    ))
+    for count, revision in enumerate(revisions, 1):
+        rows = store.snapshot(revision).object_rows("doc", "big")
+        if count > SMALL_OBJECT:
+            assert rows is None
+        else:
+            assert rows == {"viewer": ("".join(f"\x00user\x01{n}" for n in names[:count]) + "\x00", ())}
+    assert store.snapshot(later).object_rows("doc", "big") is None
+    shrunk = delete(store, *[f"doc:big#viewer@user:{n}" for n in names[1:]])
+    assert store.snapshot(shrunk).object_rows("doc", "big") == {
+        "viewer": ("\x00user\x01u00\x00", ()),
+        "owner": ("", (("user", "x", None, (None, expiring)),)),
+    }
+    gone = delete(store, "doc:big#viewer@user:u00", "doc:big#owner@user:x")
+    assert store.snapshot(gone).object_rows("doc", "big") == {}
+    assert store.snapshot(revisions[0]).object_rows("doc", "big") == {"viewer": ("\x00user\x01u00\x00", ())}
 
 
 def test_caveats_and_expirations_are_stored_faithfully_and_not_filtered(store: Any) -> None:

@@ -2,9 +2,9 @@
 first yes, intersections at the first no; arrows read their targets in one range scan.
 
 Reads: the first time a request touches an object, it reads all of that object's
-relationships in one range scan if there are few (most objects: a container has a handful of
-roles), and answers every later question about the object from memory. Objects with many
-relationships (a group with thousands of members) are read by point reads and typed scans.
+relationships at once if there are few (``Reader.object_rows``: most objects, a container has a
+handful of roles), and answers every later question about the object from them. Objects with
+many relationships (a group with thousands of members) are read by point reads and typed scans.
 
 A data cycle (``group:a#member@group:b#member`` and back) ends in NO for the branch that
 re-enters a sub-question already being answered, which is the least fixed point for unions;
@@ -21,15 +21,11 @@ from typing import Any, Final, Mapping
 from ..errors import DeadlineExceeded, MaxDepthExceeded, UnknownDefinition
 from ..model import WILDCARD, CaveatRef, SubjectRef
 from ..schema.types import CompiledSchema
-from ..storage.base import Reader
+from ..storage.base import ObjectRows, Reader, Row, direct_needle
 from .dispatch import HAS, NO, Conditional, Dispatcher, Result, both, either
 from .plan import plan_for
 
-# Objects with at most this many relationships are read whole, in one scan.
-SMALL_OBJECT: Final = 16
-
-Row = tuple[str, str, "str | None", Any]  # subject type, id, relation, extra (None or (caveat, expiration))
-_NO_ROWS: Final[list[Row]] = []  # shared and never changed: what a relation without relationships has
+_UNREAD: Final = object()
 
 
 class LocalChecker:
@@ -60,8 +56,12 @@ class LocalChecker:
         self._plan = plan
         self._entries = plan.entries
         self._active: set[tuple[str, str, str]] = set()
-        self._objects: dict[tuple[str, str], dict[str, list[Row]] | None] = {}
+        self._objects: dict[tuple[str, str], ObjectRows | None] = {}
         self._object_rows = reader.object_rows
+        # The subject of the current check (every sub-question asks about it) and what it looks
+        # like in ObjectRows direct text.
+        self.subject: SubjectRef | None = None
+        self.needle = ""
         self.cycle_cuts = 0  # how many branches a data cycle cut short (a cache must not keep those)
         self.time_bound = 0  # how many answers leaned on a relationship that will expire (nor those)
 
@@ -82,6 +82,9 @@ class LocalChecker:
             raise UnknownDefinition(
                 f"subject type `{subject.type}` is not a definition of the schema", definition=subject.type
             )
+        if subject is not self.subject:
+            self.subject = subject
+            self.needle = direct_needle(subject.type, subject.id)
         return self.dispatcher.dispatch(rtype, rid, relation, subject, self.max_depth)
 
     # -- Dispatcher --------------------------------------------------------------------
@@ -114,20 +117,13 @@ class LocalChecker:
             self._active.discard(key)
 
     # -- reads -----------------------------------------------------------------------
-    def rows(self, rtype: str, rid: str, relation: str) -> list[Row] | None:
-        """The relationships of ``rtype:rid#relation`` as rows, or None for a large object."""
+    def object(self, rtype: str, rid: str) -> ObjectRows | None:
+        """The relationships of ``rtype:rid`` (read once per request), or None for a large object."""
         key = (rtype, rid)
-        try:
-            obj = self._objects[key]
-        except KeyError:
-            obj = self._load(rtype, rid)
-        if obj is None:
-            return None
-        return obj.get(relation, _NO_ROWS)
-
-    def _load(self, rtype: str, rid: str) -> dict[str, list[Row]] | None:
-        obj = self._objects[(rtype, rid)] = self._object_rows(rtype, rid, SMALL_OBJECT)
-        return obj
+        obj = self._objects.get(key, _UNREAD)
+        if obj is _UNREAD:
+            obj = self._objects[key] = self._object_rows(rtype, rid)
+        return obj  # type: ignore[return-value]
 
     def scan(self, rtype: str, rid: str, relation: str) -> list[Row]:
         rows: list[Row] = []

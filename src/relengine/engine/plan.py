@@ -24,6 +24,7 @@ from ..schema.types import (
     TupleToUserset,
     Union,
 )
+from ..storage.base import Row, direct_needle, direct_subjects
 from .dispatch import HAS, NO, Conditional, Result, both, but_not, either
 
 if TYPE_CHECKING:
@@ -42,16 +43,12 @@ class Plan:
         self.recursive: frozenset[tuple[str, str]] = _recursive_members(schema)
         self._caveats: dict[str, Any] = {}
         for t, definition in schema.definitions.items():
-            for name, member in definition.members.items():
-                if isinstance(member, Relation):
-                    self.nodes[(t, name)] = _relation_node(t, member)
-                else:
-                    self.nodes[(t, name)] = _rewrite_node(schema, t, member.rewrite)
+            for name in definition.members:
+                self.nodes[(t, name)] = _member_node(schema, t, name)
         # What the dispatcher looks up per sub-question: the node and whether it needs the guard.
         self.entries: dict[tuple[str, str], tuple[Node, bool]] = {
             key: (node, key in self.recursive) for key, node in self.nodes.items()
         }
-
 
     def evaluate_caveat(self, caveat: CaveatRef, request_context: Mapping[str, Any]) -> Result:
         """HAS, NO or Conditional for a relationship's caveat; the relationship's own context
@@ -102,71 +99,59 @@ def plan_for(schema: CompiledSchema) -> Plan:
     return plan
 
 
-def _relation_node(t: str, relation: Relation) -> Node:
-    name = relation.name
-    wildcard_types = frozenset(a.type for a in relation.allowed if a.wildcard)
-    userset_types = frozenset((a.type, a.relation) for a in relation.allowed if a.relation is not None)
-
-    def node(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Result:
-        rows = ctx.rows(t, rid, name)
-        if rows is None:  # a large object: point reads and typed scans instead of one scan
-            return ctx.relation_by_index(t, rid, name, subject, depth, wildcard_types, userset_types)
-        if not rows:
-            return NO
-        stype, sid, srel = subject.type, subject.id, subject.relation
-        usersets = None
-        found: Result | None = None
-        for rtype_, rid_, rrel, extra in rows:
-            if rtype_ == stype and (
-                (rid_ == sid and rrel == srel) or (rid_ == WILDCARD and srel is None and stype in wildcard_types)
-            ):
-                if extra is None:
-                    return HAS
-                found = either(found, ctx.gate(extra))
-                if found is HAS:
-                    return HAS
-            elif rrel is not None and (rtype_, rrel) in userset_types:
-                if usersets is None:
-                    usersets = []
-                usersets.append((rtype_, rid_, rrel, extra))
-        if usersets is not None:
-            dispatch = ctx.dispatcher.dispatch
-            for rtype_, rid_, rrel, extra in usersets:
-                gate = HAS if extra is None else ctx.gate(extra)
-                if gate is NO:
-                    continue
-                found = either(found, both(gate, dispatch(rtype_, rid_, rrel, subject, depth - 1)))
-                if found is HAS:
-                    return HAS
-        return NO if found is None else found
-
-    return node
+def _member_node(schema: CompiledSchema, t: str, name: str) -> Node:
+    member = schema.definitions[t].members[name]
+    if isinstance(member, Relation):
+        return _union_node(t, frozenset({name}), [member], [], [])
+    return _rewrite_node(schema, t, member.rewrite, (name,))
 
 
-def _rewrite_node(schema: CompiledSchema, t: str, rewrite: Rewrite) -> Node:
-    if isinstance(rewrite, ComputedUserset):
-        target = rewrite.relation
+class _Flat:
+    """A union of a member's same-object parts, read off one object: the relations it reaches
+    through ``+`` and references to other members of the object (inlined: ``read = reader +
+    edit``, ``edit = editor + approve`` ... is one pass over the object's rows), its arrows,
+    and whatever else it unites (intersections, exclusions, ...)."""
 
-        def computed(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Result:
-            return ctx.dispatcher.dispatch(t, rid, target, subject, depth - 1)
+    def __init__(self, schema: CompiledSchema, t: str, stack: tuple[str, ...]) -> None:
+        self.schema, self.t, self.stack = schema, t, stack
+        self.names: set[str] = set(stack)  # every member inlined here: a userset is a member of itself
+        self.relations: list[Relation] = []
+        self.arrows: dict[tuple[str, str, str], Node] = {}
+        self.rest: list[Node] = []
 
-        return computed
-    if isinstance(rewrite, Union):
-        children = tuple(_rewrite_node(schema, t, c) for c in rewrite.children)
+    def add(self, rewrite: Rewrite, stack: tuple[str, ...]) -> None:
+        if isinstance(rewrite, Union):
+            for child in rewrite.children:
+                self.add(child, stack)
+        elif isinstance(rewrite, ComputedUserset):
+            name = rewrite.relation
+            member = self.schema.definitions[self.t].members[name]
+            if name in stack:  # a same-object loop (a = b, b = a): left to the dispatcher's guard
+                self.rest.append(_computed_node(self.t, name))
+            elif isinstance(member, Relation):
+                if all(r.name != name for r in self.relations):
+                    self.relations.append(member)
+                self.names.add(name)
+            else:
+                self.names.add(name)
+                self.add(member.rewrite, stack + (name,))
+        elif isinstance(rewrite, TupleToUserset):
+            key = (rewrite.tupleset, rewrite.computed, rewrite.mode)
+            if key not in self.arrows:
+                self.arrows[key] = _arrow_node(self.schema, self.t, rewrite)
+        else:
+            self.rest.append(_rewrite_node(self.schema, self.t, rewrite, stack))
 
-        def union(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Result:
-            found: Result = NO
-            for child in children:
-                result = child(ctx, rid, subject, depth)
-                if result is HAS:
-                    return HAS
-                if result is not NO:
-                    found = either(found, result)
-            return found
 
-        return union
+def _rewrite_node(schema: CompiledSchema, t: str, rewrite: Rewrite, stack: tuple[str, ...]) -> Node:
+    if isinstance(rewrite, Union | ComputedUserset):
+        flat = _Flat(schema, t, stack)
+        flat.add(rewrite, stack)
+        if not flat.relations and len(flat.arrows) + len(flat.rest) == 1 and flat.names == set(stack):
+            return next(iter(flat.arrows.values()), None) or flat.rest[0]
+        return _union_node(t, frozenset(flat.names), flat.relations, list(flat.arrows.values()), flat.rest)
     if isinstance(rewrite, Intersection):
-        parts = tuple(_rewrite_node(schema, t, c) for c in rewrite.children)
+        parts = tuple(_rewrite_node(schema, t, c, stack) for c in rewrite.children)
 
         def intersection(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Result:
             found: Result = HAS
@@ -180,8 +165,8 @@ def _rewrite_node(schema: CompiledSchema, t: str, rewrite: Rewrite) -> Node:
 
         return intersection
     if isinstance(rewrite, Exclusion):
-        base = _rewrite_node(schema, t, rewrite.base)
-        subtract = _rewrite_node(schema, t, rewrite.subtract)
+        base = _rewrite_node(schema, t, rewrite.base, stack)
+        subtract = _rewrite_node(schema, t, rewrite.subtract, stack)
 
         def exclusion(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Result:
             kept = base(ctx, rid, subject, depth)
@@ -206,6 +191,103 @@ def _rewrite_node(schema: CompiledSchema, t: str, rewrite: Rewrite) -> Node:
     return nil
 
 
+def _computed_node(t: str, target: str) -> Node:
+    def computed(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Result:
+        return ctx.dispatcher.dispatch(t, rid, target, subject, depth - 1)
+
+    return computed
+
+
+def _union_node(t: str, names: frozenset[str], relations: list[Relation], arrows: list[Node], rest: list[Node]) -> Node:
+    """Whether the subject is in any of ``relations`` of the object (one read of its rows), or
+    has any of ``arrows`` or ``rest``. ``names``: the members this node stands for."""
+    # (name, wildcard types, subject-set types) per relation, and per subject type the
+    # relations that allow its wildcard.
+    specs = tuple(
+        (
+            r.name,
+            frozenset(a.type for a in r.allowed if a.wildcard),
+            frozenset((a.type, a.relation) for a in r.allowed if a.relation is not None),
+        )
+        for r in relations
+    )
+    relation_names = tuple(spec[0] for spec in specs)
+    wild: dict[str, tuple[str, ...]] = {}
+    for name, wildcard_types, _ in specs:
+        for wt in wildcard_types:
+            wild[wt] = wild.get(wt, ()) + (name,)
+    others = tuple(arrows) + tuple(rest)
+
+    def union(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Result:
+        srel = subject.relation
+        if srel is not None and srel in names and subject.id == rid and subject.type == t:
+            return HAS  # a userset is a member of itself
+        found: Result | None = None
+        if specs:
+            obj = ctx.object(t, rid)
+            if obj is None:  # a large object: point reads and typed scans instead of one read
+                for name, wildcard_types, userset_types in specs:
+                    result = ctx.relation_by_index(t, rid, name, subject, depth, wildcard_types, userset_types)
+                    if result is HAS:
+                        return HAS
+                    if result is not NO:
+                        found = either(found, result)
+            elif obj:
+                stype = subject.type
+                if srel is None:
+                    needle = ctx.needle if subject is ctx.subject else direct_needle(stype, subject.id)
+                    for name in relation_names:
+                        entry = obj.get(name)
+                        if entry is not None and needle in entry[0]:
+                            return HAS
+                    wild_names = wild.get(stype)
+                    if wild_names is not None:
+                        wneedle = direct_needle(stype, WILDCARD)
+                        for name in wild_names:
+                            entry = obj.get(name)
+                            if entry is not None and wneedle in entry[0]:
+                                return HAS
+                usersets: list[Row] | None = None
+                sid = subject.id
+                for name, wildcard_types, userset_types in specs:
+                    entry = obj.get(name)
+                    if entry is None or not entry[1]:
+                        continue
+                    for row in entry[1]:
+                        rtype_, rid_, rrel, extra = row
+                        if rtype_ == stype and (
+                            (rid_ == sid and rrel == srel)
+                            or (rid_ == WILDCARD and srel is None and stype in wildcard_types)
+                        ):
+                            if extra is None:
+                                return HAS
+                            found = either(found, ctx.gate(extra))
+                            if found is HAS:
+                                return HAS
+                        elif rrel is not None and (rtype_, rrel) in userset_types:
+                            if usersets is None:
+                                usersets = []
+                            usersets.append(row)
+                if usersets is not None:
+                    dispatch = ctx.dispatcher.dispatch
+                    for rtype_, rid_, rrel, extra in usersets:
+                        gate = HAS if extra is None else ctx.gate(extra)
+                        if gate is NO:
+                            continue
+                        found = either(found, both(gate, dispatch(rtype_, rid_, rrel, subject, depth - 1)))
+                        if found is HAS:
+                            return HAS
+        for node in others:
+            result = node(ctx, rid, subject, depth)
+            if result is HAS:
+                return HAS
+            if result is not NO:
+                found = either(found, result)
+        return NO if found is None else found
+
+    return union
+
+
 def _arrow_node(schema: CompiledSchema, t: str, rewrite: TupleToUserset) -> Node:
     tupleset = rewrite.tupleset
     computed = rewrite.computed
@@ -214,11 +296,23 @@ def _arrow_node(schema: CompiledSchema, t: str, rewrite: TupleToUserset) -> Node
     every = rewrite.mode == "all"
 
     def arrow(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Result:
-        rows = ctx.rows(t, rid, tupleset)
-        if rows is None:
-            rows = ctx.scan(t, rid, tupleset)
-        if not rows:
-            return NO
+        obj = ctx.object(t, rid)
+        if obj is None:
+            rows: list[Row] | tuple[Row, ...] = ctx.scan(t, rid, tupleset)
+            if not rows:
+                return NO
+        else:
+            entry = obj.get(tupleset)
+            if entry is None:
+                return NO
+            direct, rows = entry
+            if direct:
+                if not rows and not every and direct.count("\x00") == 2:  # one target: the usual case
+                    ttype, tid = direct[1:-1].split("\x01")
+                    if ttype not in has_member:
+                        return NO
+                    return ctx.dispatcher.dispatch(ttype, tid, computed, subject, depth - 1)
+                rows = [(ttype, tid, None, None) for ttype, tid in direct_subjects(direct)] + list(rows)
         dispatch = ctx.dispatcher.dispatch
         seen: set[tuple[str, str]] | None = set() if len(rows) > 1 else None
         found: Result | None = None

@@ -4,8 +4,11 @@ The only module that imports ``lmdb``; every ``lmdb.Error`` becomes a relengine 
 
 Layout (byte formats in ``keys``): named databases in one environment.
 
-    meta      ``format`` -> format version; ``state`` -> head, gc horizon, last history revision
+    meta      ``format`` -> format version; ``state`` -> head, gc horizon, last history revision;
+              ``objects_since`` -> the revision from which ``objects`` is complete
     rel, sub  the *current* versions, by resource and by subject: key -> created rev + payload
+    objects   (resource type, id) -> every current relationship of that object in one value,
+              stamped with the revision that last changed it (see ``keys``, Objects)
     rel_hist, sub_hist   superseded versions: key + deleted rev -> created rev + payload
     log       changelog: revision -> the changes of that revision (see ``keys``)
     revs      revision -> commit time (epoch micros), for the GC window
@@ -63,20 +66,27 @@ from . import keys
 from .base import (
     DEFAULT_BATCH_LIMIT,
     DEFAULT_GC_WINDOW,
+    SMALL_OBJECT,
     BulkRow,
     Change,
     GcResult,
+    ObjectRows,
     Operation,
     RelationshipUpdate,
+    Row,
     StoreStatistics,
+    group_rows,
 )
 
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2  # 2: the objects index (format 1 stores gain it when opened)
 DEFAULT_MAP_SIZE: Final = 1 << 30
 DEFAULT_MAX_READERS: Final = 512
-_DB_NAMES: Final = (b"meta", b"rel", b"sub", b"rel_hist", b"sub_hist", b"log", b"revs", b"schema")
+_DB_NAMES: Final = (
+    b"meta", b"rel", b"sub", b"rel_hist", b"sub_hist", b"log", b"revs", b"schema", b"objects",
+)
 _FORMAT_KEY: Final = b"format"
 _STATE_KEY: Final = b"state"
+_OBJECTS_SINCE_KEY: Final = b"objects_since"
 _state = struct.Struct(">QQQ")
 _ENCODE_REV = keys.encode_revision
 _GC_BATCH: Final = 200_000
@@ -150,6 +160,37 @@ def _rstrings(key: bytes, value: bytes) -> keys.Strings | list[str]:
     if not keys.is_plain(key):
         return keys.resource_strings(key, value)
     return key.decode().split("\x00")[:-1]
+
+
+def _object_prefix(key: bytes) -> bytes:
+    """The (resource type, id) prefix of a by-resource key: its objects index key."""
+    return key[: key.index(b"\x00", key.index(b"\x00") + 1) + 1]
+
+
+def _object_rows_of(items: list[tuple[bytes, bytes]], size: int) -> ObjectRows | None:
+    """ObjectRows of one object's (by-resource key, version) items, whose prefix has ``size``
+    bytes; None if there are more than SMALL_OBJECT."""
+    if len(items) > SMALL_OBJECT:
+        return None
+    if not items:
+        return {}
+    tails = b"".join([key[size:] for key, _ in items])
+    if b"\x01" in tails or keys.SHORTENED in tails:  # escapes or long ids: the slow way
+        fields: list[str] = []
+        for key, value in items:
+            fields.extend(_rstrings(key, value)[2:])
+    else:
+        fields = tails.decode().split("\x00")
+    pairs = []
+    for index, (_, value) in enumerate(items):
+        base = index * 4
+        extra = None
+        if len(value) != 8:
+            extra = keys.decode_payload(value[8:])
+            if extra == (None, None):
+                extra = None
+        pairs.append((fields[base], (fields[base + 1], fields[base + 2], fields[base + 3] or None, extra)))
+    return group_rows(pairs)
 
 
 def _micros(seconds: float) -> int:
@@ -241,6 +282,7 @@ class LmdbStore:
                 if txn.get(_FORMAT_KEY, db=meta) is None:
                     txn.put(_FORMAT_KEY, str(FORMAT_VERSION).encode(), db=meta)
                     txn.put(_STATE_KEY, _state.pack(0, 0, 0), db=meta)
+                    txn.put(_OBJECTS_SINCE_KEY, _ENCODE_REV(0), db=meta)
                     txn.put(_ENCODE_REV(0), _ENCODE_REV(_micros(self._clock())), db=self._dbs[6])
         else:
             if b"meta" not in names:
@@ -250,17 +292,50 @@ class LmdbStore:
             meta = env.open_db(b"meta", create=False)
             with env.begin() as txn:
                 raw = txn.get(_FORMAT_KEY, db=meta)
-            self._check_format(raw)
-            missing = [n.decode() for n in _DB_NAMES if n not in names]
+            version = self._check_format(raw)
+            expected = _DB_NAMES if version >= 2 else _DB_NAMES[:-1]
+            missing = [n.decode() for n in expected if n not in names]
             if missing:
                 raise InvalidArgument(
                     f"{self.path} is not a complete relengine store: missing {', '.join(missing)}"
                 )
+            if version < 2:
+                self._add_objects_index()
             self._dbs = [env.open_db(name, create=False) for name in _DB_NAMES]
         (self._meta, self._rel, self._sub, self._relh, self._subh, self._log, self._revs,
-         self._schema) = self._dbs
+         self._schema, self._objects) = self._dbs
+        with env.begin() as txn:
+            since = txn.get(_OBJECTS_SINCE_KEY, None, self._meta)
+        assert since is not None, "a format 2 store records where its objects index starts"
+        self._objects_since = keys.decode_revision(since)
 
-    def _check_format(self, raw: bytes | None) -> None:
+    def _add_objects_index(self) -> None:
+        """Upgrade a format 1 store: build the objects index from the current relationships
+        (one pass in key order). It is complete from head on; older readers scan as before."""
+        env = self._env
+        with env.begin(write=True) as txn:
+            meta = env.open_db(b"meta", txn=txn, create=False)
+            if int(txn.get(_FORMAT_KEY, db=meta).decode()) >= 2:  # another process was first
+                return
+            rel = env.open_db(b"rel", txn=txn, create=False)
+            objects = env.open_db(b"objects", txn=txn)
+            head = self._read_state_of(txn, meta)[0]
+            rb = _ENCODE_REV(head)
+            prefix: bytes | None = None
+            items: list[tuple[bytes, bytes]] = []
+            out = txn.cursor(objects)
+            for key, value in txn.cursor(rel).iternext():
+                if prefix is None or not key.startswith(prefix):
+                    if prefix is not None:
+                        out.put(prefix, keys.encode_object(rb, _object_rows_of(items, len(prefix))))
+                    prefix, items = _object_prefix(key), []
+                items.append((key, value))
+            if prefix is not None:
+                out.put(prefix, keys.encode_object(rb, _object_rows_of(items, len(prefix))))
+            txn.put(_OBJECTS_SINCE_KEY, rb, db=meta)
+            txn.put(_FORMAT_KEY, b"2", db=meta)
+
+    def _check_format(self, raw: bytes | None) -> int:
         try:
             version = int(raw.decode()) if raw is not None else None
         except ValueError:
@@ -272,6 +347,7 @@ class LmdbStore:
                 f"the store at {self.path} has format version {version}, written by a newer "
                 f"relengine; this version reads format {FORMAT_VERSION}. Upgrade relengine."
             )
+        return version
 
     # -- TupleStore --------------------------------------------------------------------------
 
@@ -449,10 +525,14 @@ class LmdbStore:
 
     def _read_state(self, txn: lmdb.Transaction[bytes]) -> tuple[int, int, int]:
         try:
-            raw = txn.get(_STATE_KEY, None, self._meta)
+            return self._read_state_of(txn, self._meta)
         except lmdb.Error as exc:
             self._check_open()
             raise self._translate(exc) from exc
+
+    @staticmethod
+    def _read_state_of(txn: lmdb.Transaction[bytes], meta: Any) -> tuple[int, int, int]:
+        raw = txn.get(_STATE_KEY, None, meta)
         assert raw is not None, "a relengine store always has its state"
         head, horizon, last_hist = _state.unpack(raw)
         return head, horizon, last_hist
@@ -483,14 +563,14 @@ class LmdbStore:
             self._epoch += 1
 
     def _grow(self, *, force: bool = False) -> bool:
-        """Grow the map (doubling, up to max_map_size) if it is three-quarters used, or at all
+        """Grow the map (doubling, up to max_map_size) if it is half used, or at all
         with ``force``; returns whether it grew. Called with no write transaction open."""
         if self.max_map_size is None:
             return False
         info = self._env.info()
         size = info["map_size"]
         used = (info["last_pgno"] + 1) * self._psize
-        if size >= self.max_map_size or (not force and used < size * 3 // 4):
+        if size >= self.max_map_size or (not force and used < size // 2):
             return False
         with self._write_lock:
             try:
@@ -578,7 +658,7 @@ class LmdbReader:
 
     __slots__ = (
         "_store", "_rel", "_txn", "_get", "_revision", "_rb", "_at_head", "_history", "_epoch",
-        "_owned", "_closed", "_cursor",
+        "_owned", "_closed", "_cursor", "_objects", "_complete",
     )
 
     def __init__(
@@ -587,6 +667,10 @@ class LmdbReader:
     ) -> None:
         self._store = store
         self._rel = store._rel
+        # A write transaction's own reader sees its uncommitted rows, but the objects index
+        # is brought up to date only at commit: it reads by range scans.
+        self._objects = store._objects if owned else None
+        self._complete = revision >= store._objects_since  # no entry means no relationships
         self._owned = owned
         self._closed = False
         self._revision = revision
@@ -695,54 +779,37 @@ class LmdbReader:
                 caveat, expiration = keys.decode_payload(value[8:])
                 yield _relationship(resource, relation, subject, caveat, expiration)
 
-    def object_rows(self, resource_type: str, resource_id: str, limit: int) -> dict[str, list[Any]] | None:
-        """Every live relationship of one object, grouped by relation, as rows (subject type,
-        id, relation or None, None or (caveat, expiration)); None if it has more than ``limit``.
-        One range scan; the engine answers all questions about a small object from it."""
+    def object_rows(self, resource_type: str, resource_id: str) -> ObjectRows | None:
+        """See Reader.object_rows: one ``get`` of the objects index when its entry holds at this
+        revision (the object is unchanged since), else one range scan."""
         text = f"{resource_type}\x00{resource_id}\x00"
         prefix = text.encode()  # what keys.encode gives for plain, short names...
         if len(prefix) > keys.LONGEST_COMPONENT + 2 or b"\x01" in prefix or text.count("\x00") != 2:
             prefix = keys.encode((resource_type, resource_id))  # ...and otherwise the general way
-        size = len(prefix)
+        if self._objects is not None:
+            try:
+                value = self._get(prefix, None, self._objects)
+            except lmdb.Error as exc:
+                self._recover(exc)
+                return self.object_rows(resource_type, resource_id)
+            if value is None:
+                if self._complete:
+                    return {}
+            elif value[:8] <= self._rb:
+                return keys.decode_object(value)
         if self._at_head and not self._history:
-            items = self._head_items(prefix, limit)
+            items = self._head_items(prefix, SMALL_OBJECT)
         else:
-            items = list(itertools.islice(self._items(self._store._rel, self._store._relh, prefix), limit + 1))
-        if len(items) > limit:
-            return None
-        out: dict[str, list[Any]] = {}
-        if not items:
-            return out
-        tails = b"".join([key[size:] for key, _ in items])
-        if b"\x01" in tails or keys.SHORTENED in tails:  # escapes or long ids: the slow way
-            fields: list[str] = []
-            for key, value in items:
-                fields.extend(_rstrings(key, value)[2:])
-        else:
-            fields = tails.decode().split("\x00")
-        for index, (_, value) in enumerate(items):
-            base = index * 4
-            extra = None
-            if len(value) != 8:
-                extra = keys.decode_payload(value[8:])
-                if extra == (None, None):
-                    extra = None
-            srel = fields[base + 3]
-            row = (fields[base + 1], fields[base + 2], srel or None, extra)
-            found = out.get(fields[base])
-            if found is None:
-                out[fields[base]] = [row]
-            else:
-                found.append(row)
-        return out
+            items = list(itertools.islice(self._items(self._store._rel, self._store._relh, prefix), SMALL_OBJECT + 1))
+        return _object_rows_of(items, len(prefix))
 
-    def subject_rows(self, resource_type: str, resource_id: str, relation: str, subject_type: str) -> list[Any]:
+    def subject_rows(self, resource_type: str, resource_id: str, relation: str, subject_type: str) -> list[Row]:
         """The live subjects of ``subject_type`` on ``resource_type:resource_id#relation`` as rows
         (subject type, id, relation or None, None or (caveat, expiration)): one range scan that
         skips the other subject types (a relation's many users when looking for its groups)."""
         prefix = keys.encode((resource_type, resource_id, relation, subject_type))
         size = len(prefix)
-        rows: list[Any] = []
+        rows: list[Row] = []
         for key, value in self._items(self._store._rel, self._store._relh, prefix):
             if keys.is_plain(key):
                 sid, srel = key[size:-1].decode().split("\x00")
@@ -1199,6 +1266,8 @@ class _LmdbTransaction:
                 txn.abort()
                 return Revision(self._head), 0
             revision = self._revision
+            if ops:
+                self._index_objects(rkeys)
             if schema_changed:
                 assert pending is not None
                 txn.put(rb, pending.encode(), db=store._schema)
@@ -1219,6 +1288,25 @@ class _LmdbTransaction:
             txn.abort()
             raise
         return Revision(revision), len(ops)
+
+    def _index_objects(self, rkeys: Iterable[bytes]) -> None:
+        """Rewrite the objects index entry of every object these keys belong to, from its
+        current relationships (one short scan each, in key order), stamped with this revision."""
+        txn = self._txn
+        store = self._store
+        cur = txn.cursor(store._rel)
+        put = txn.cursor(store._objects).put
+        rb = self._rb
+        for prefix in sorted({_object_prefix(k) for k in rkeys}):
+            found: list[tuple[bytes, bytes]] = []
+            if cur.set_range(prefix):
+                for item in cur:
+                    if not item[0].startswith(prefix):
+                        break
+                    found.append(item)
+                    if len(found) > SMALL_OBJECT:
+                        break
+            put(prefix, keys.encode_object(rb, _object_rows_of(found, len(prefix))))
 
     def abort(self) -> None:
         self._txn.abort()
@@ -1251,6 +1339,7 @@ class _LmdbTransaction:
             return True, horizon
         log = txn.cursor(store._log)
         relh, subh = store._relh, store._subh
+        emptied: set[bytes] = set()  # objects that lost relationships: their entries may be empty
         spent = 0
         stopped = False
         while log.first():
@@ -1266,12 +1355,20 @@ class _LmdbTransaction:
                 if op != keys.CREATED and txn.delete(rkey + suffix, db=relh):
                     txn.delete(keys.subject_key_of(rkey, version) + suffix, db=subh)
                     totals[0] += 1
+                if op == keys.DELETED:
+                    emptied.add(_object_prefix(rkey))
             log.delete()
             totals[1] += len(ops) + schema_changed
             spent += len(ops) + 1
             horizon = revision
         if not stopped:
             horizon = target
+        horizon_rb = _ENCODE_REV(horizon)
+        for prefix in emptied:
+            # An empty entry no readable revision predates says nothing a missing one does not.
+            entry = txn.get(prefix, None, store._objects)
+            if entry is not None and entry[8:] == keys.EMPTY_OBJECT and entry[:8] <= horizon_rb:
+                txn.delete(prefix, db=store._objects)
         revs = txn.cursor(store._revs)
         while revs.first() and keys.decode_revision(revs.key()) < horizon:
             revs.delete()

@@ -22,12 +22,16 @@ from . import keys
 from .base import (
     DEFAULT_BATCH_LIMIT,
     DEFAULT_GC_WINDOW,
+    SMALL_OBJECT,
     BulkRow,
     Change,
     GcResult,
+    ObjectRows,
     Operation,
     RelationshipUpdate,
+    Row,
     StoreStatistics,
+    group_rows,
 )
 
 Key = tuple[str, str, str, str, str, str]
@@ -380,30 +384,21 @@ class MemoryReader:
         candidates = self._candidates(self._state.by_resource.get(prefix), lambda k: k[:3] == prefix)
         return self._live(sorted(candidates, key=_resource_order))
 
-    def subject_rows(self, resource_type: str, resource_id: str, relation: str, subject_type: str) -> list[Any]:
+    def subject_rows(self, resource_type: str, resource_id: str, relation: str, subject_type: str) -> list[Row]:
         """See LmdbReader.subject_rows."""
         return [
-            (rel.subject.type, rel.subject.id, rel.subject.relation,
-             None if rel.caveat is None and rel.expiration is None else (rel.caveat, rel.expiration))
-            for rel in self.subjects(resource_type, resource_id, relation)
-            if rel.subject.type == subject_type
+            _row(rel) for rel in self.subjects(resource_type, resource_id, relation) if rel.subject.type == subject_type
         ]
 
-    def object_rows(self, resource_type: str, resource_id: str, limit: int) -> dict[str, list[Any]] | None:
-        """See LmdbReader.object_rows: one object's live relationships as rows, by relation."""
+    def object_rows(self, resource_type: str, resource_id: str) -> ObjectRows | None:
+        """See Reader.object_rows."""
         candidates = self._candidates(
             self._state.by_type.get(resource_type), lambda k: k[0] == resource_type
         )
-        out: dict[str, list[Any]] = {}
-        count = 0
-        for rel in self._live(sorted((k for k in candidates if k[1] == resource_id), key=_resource_order)):
-            count += 1
-            if count > limit:
-                return None
-            extra = None if rel.caveat is None and rel.expiration is None else (rel.caveat, rel.expiration)
-            s = rel.subject
-            out.setdefault(rel.relation, []).append((s.type, s.id, s.relation, extra))
-        return out
+        live = list(self._live(sorted((k for k in candidates if k[1] == resource_id), key=_resource_order)))
+        if len(live) > SMALL_OBJECT:
+            return None
+        return group_rows((rel.relation, _row(rel)) for rel in live)
 
     def resources(
         self, subject: SubjectRef, resource_type: str | None = None, relation: str | None = None
@@ -544,6 +539,11 @@ class _MemoryTransactionContext:
         finally:
             self._tx = None
             self._store._write_lock.release()
+
+
+def _row(rel: Relationship) -> Row:
+    s = rel.subject
+    return (s.type, s.id, s.relation, None if rel.caveat is None and rel.expiration is None else (rel.caveat, rel.expiration))
 
 
 __all__ = ["MemoryReader", "MemoryStore"]
