@@ -180,6 +180,14 @@ class Engine:
     def snapshot(self, consistency: Consistency | None = None) -> Reader:
         """A Reader at the revision ``consistency`` asks for (default: minimize_latency)."""
         mode = consistency.mode if consistency is not None else "minimize_latency"
+        if mode == "minimize_latency":
+            quantized = self._quantized
+            now = time.monotonic()
+            if quantized is not None and now - quantized[1] < self.config.quantization_seconds:
+                return self.store.snapshot(quantized[0])
+            reader = self.store.snapshot()
+            self._quantized = (reader.revision, now)
+            return reader
         if mode == "fully_consistent":
             return self.store.snapshot()
         if mode == "at_exact_snapshot":
@@ -195,15 +203,7 @@ class Engine:
                 )
             chosen = self._quantized_revision(head)
             return self.store.snapshot(chosen if chosen >= wanted else head)
-        if mode != "minimize_latency":
-            raise InvalidArgument(f"unknown consistency mode {mode!r}")
-        quantized = self._quantized
-        now = time.monotonic()
-        if quantized is not None and now - quantized[1] < self.config.quantization_seconds:
-            return self.store.snapshot(quantized[0])
-        reader = self.store.snapshot()
-        self._quantized = (reader.revision, now)
-        return reader
+        raise InvalidArgument(f"unknown consistency mode {mode!r}")
 
     def _committed(self, revision: Revision | None) -> Revision:
         """After a write through this Engine, its next minimize_latency read sees the write."""

@@ -29,6 +29,7 @@ from relengine.model import (
     SubjectRef,
     parse_relationship,
 )
+from relengine.storage import objects
 from relengine.storage.base import (
     SMALL_OBJECT,
     Operation,
@@ -190,6 +191,11 @@ def test_resources_of_a_subject_narrow_by_type_and_relation(store: Any) -> None:
     assert strs(reader.resources(SubjectRef("group", "eng"))) == ["doc:d5#viewer@group:eng"]
 
 
+def object_rows(reader: Any, rtype: str, rid: str) -> dict[str, list[Any]] | None:
+    value = reader.object_rows(rtype, rid)
+    return None if value is None else objects.decode(value)
+
+
 def test_object_rows_and_subject_rows(store: Any) -> None:
     r1 = touch(
         store,
@@ -202,15 +208,22 @@ def test_object_rows_and_subject_rows(store: Any) -> None:
     delete(store, "doc:d1#viewer@user:ann")
     cav = (CaveatRef("cav"), None)
     old, new = store.snapshot(r1), store.snapshot()
-    assert old.object_rows("doc", "d1") == {
-        "editor": ("\x00user\x01*\x00", ()),
-        "viewer": ("\x00user\x01ann\x00", (("group", "eng", "member", None), ("user", "bob", None, cav))),
+    assert object_rows(old, "doc", "d1") == {
+        "editor": [("user", "*", None, None)],
+        "viewer": [("user", "ann", None, None), ("group", "eng", "member", None), ("user", "bob", None, cav)],
     }
-    assert new.object_rows("doc", "d1") == {
-        "editor": ("\x00user\x01*\x00", ()),
-        "viewer": ("", (("group", "eng", "member", None), ("user", "bob", None, cav))),
+    assert object_rows(new, "doc", "d1") == {
+        "editor": [("user", "*", None, None)],
+        "viewer": [("group", "eng", "member", None), ("user", "bob", None, cav)],
     }
-    assert new.object_rows("doc", "nothing") == {}
+    value = new.object_rows("doc", "d1")
+    assert objects.contains(value, objects.needle("user", "*"), frozenset({b"editor"}))
+    assert not objects.contains(value, objects.needle("user", "*"), frozenset({b"viewer"}))
+    assert not objects.contains(value, objects.needle("user", "ann"), frozenset({b"viewer", b"editor"}))
+    assert objects.contains(old.object_rows("doc", "d1"), objects.needle("user", "ann"), frozenset({b"viewer"}))
+    assert objects.targets(value, objects.header("editor")) == [("user", "*")]
+    assert objects.targets(value, objects.header("viewer")) == []
+    assert object_rows(new, "doc", "nothing") == {}
     assert old.subject_rows("doc", "d1", "viewer", "user") == [
         ("user", "ann", None, None), ("user", "bob", None, cav)
     ]
@@ -228,20 +241,20 @@ def test_object_rows_of_large_objects_and_of_every_revision(store: Any) -> None:
         Operation.TOUCH, Relationship(ObjectRef("doc", "big"), "owner", SubjectRef("user", "x"), None, expiring)
     ))
     for count, revision in enumerate(revisions, 1):
-        rows = store.snapshot(revision).object_rows("doc", "big")
+        rows = object_rows(store.snapshot(revision), "doc", "big")
         if count > SMALL_OBJECT:
             assert rows is None
         else:
-            assert rows == {"viewer": ("".join(f"\x00user\x01{n}" for n in names[:count]) + "\x00", ())}
-    assert store.snapshot(later).object_rows("doc", "big") is None
+            assert rows == {"viewer": [("user", n, None, None) for n in names[:count]]}
+    assert object_rows(store.snapshot(later), "doc", "big") is None
     shrunk = delete(store, *[f"doc:big#viewer@user:{n}" for n in names[1:]])
-    assert store.snapshot(shrunk).object_rows("doc", "big") == {
-        "viewer": ("\x00user\x01u00\x00", ()),
-        "owner": ("", (("user", "x", None, (None, expiring)),)),
+    assert object_rows(store.snapshot(shrunk), "doc", "big") == {
+        "viewer": [("user", "u00", None, None)],
+        "owner": [("user", "x", None, (None, expiring))],
     }
     gone = delete(store, "doc:big#viewer@user:u00", "doc:big#owner@user:x")
-    assert store.snapshot(gone).object_rows("doc", "big") == {}
-    assert store.snapshot(revisions[0]).object_rows("doc", "big") == {"viewer": ("\x00user\x01u00\x00", ())}
+    assert object_rows(store.snapshot(gone), "doc", "big") == {}
+    assert object_rows(store.snapshot(revisions[0]), "doc", "big") == {"viewer": [("user", "u00", None, None)]}
 
 
 def test_caveats_and_expirations_are_stored_faithfully_and_not_filtered(store: Any) -> None:

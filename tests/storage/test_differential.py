@@ -28,6 +28,7 @@ from relengine.model import (
     SubjectRef,
 )
 from relengine.storage import lmdb as lmdb_store
+from relengine.storage import objects
 from relengine.storage import memory as memory_store
 from relengine.storage.base import Operation, RelationshipUpdate
 from relengine.storage.lmdb import LmdbStore
@@ -185,7 +186,7 @@ class StoresAgree(RuleBasedStateMachine):
                 list(reader.resources(subject, rtype, relation)),
                 list(reader.read(filter)),
                 pages,
-                reader.object_rows(rtype, rid),
+                None if reader.object_rows(rtype, rid) is None else objects.decode(reader.object_rows(rtype, rid)),
                 reader.subject_rows(rtype, rid, relation, subject.type),
             )
 

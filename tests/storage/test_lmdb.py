@@ -21,6 +21,7 @@ from relengine.errors import (
     Unavailable,
 )
 from relengine.model import RelationshipFilter, Revision, SubjectRef, parse_relationship
+from relengine.storage import objects
 from relengine.storage.base import Operation, RelationshipUpdate
 from relengine.storage.lmdb import LmdbStore
 
@@ -210,6 +211,7 @@ def test_too_many_readers_is_unavailable_with_a_hint(tmp_path: Path) -> None:
 WRITER = """
 import sys
 from relengine.model import parse_relationship
+from relengine.storage import objects
 from relengine.storage.base import Operation, RelationshipUpdate
 from relengine.storage.lmdb import LmdbStore
 store = LmdbStore(sys.argv[1], map_size=int(sys.argv[3]), sync=False, batch_limit=100_000)
@@ -295,7 +297,7 @@ def test_closing_a_reader_frees_its_slot_even_after_small_object_reads(tmp_path:
     kept = []
     for _ in range(10):
         reader = store.snapshot()
-        assert reader.object_rows("doc", "d1") == {"viewer": ("\x00user\x01ann\x00", ())}
+        assert objects.decode(reader.object_rows("doc", "d1")) == {"viewer": [("user", "ann", None, None)]}
         reader.close()
         kept.append(reader)  # the closed Reader objects stay alive
     store.close()
@@ -328,8 +330,8 @@ def test_gc_drops_the_entries_of_emptied_objects_only(tmp_path: Path) -> None:
     store.gc()
     assert set(object_entries(store)) == {b"doc\x00d1\x00"}
     reader = store.snapshot()
-    assert reader.object_rows("doc", "d1") == {"viewer": ("\x00user\x01bob\x00", ())}
-    assert reader.object_rows("doc", "d2") == {}
+    assert objects.decode(reader.object_rows("doc", "d1")) == {"viewer": [("user", "bob", None, None)]}
+    assert objects.decode(reader.object_rows("doc", "d2")) == {}
     store.close()
 
 
@@ -352,11 +354,12 @@ def test_a_format_1_store_gains_the_objects_index_when_opened(tmp_path: Path) ->
     assert store._objects_since == head.value
     assert len(object_entries(store)) == 2  # d1 and the long one; d2 has no relationships
     reader = store.snapshot()
-    assert reader.object_rows("doc", "d1") == {"viewer": ("\x00user\x01ann\x00user\x01bob\x00", ())}
-    assert reader.object_rows("doc", "x" * 100) == {"viewer": ("\x00user\x01ann\x00", ())}
-    assert reader.object_rows("doc", "d2") == {}
+    ann = ("user", "ann", None, None)
+    assert objects.decode(reader.object_rows("doc", "d1")) == {"viewer": [ann, ("user", "bob", None, None)]}
+    assert objects.decode(reader.object_rows("doc", "x" * 100)) == {"viewer": [ann]}
+    assert objects.decode(reader.object_rows("doc", "d2")) == {}
     # Older revisions are read by range scans: the index only knows them from its start.
-    assert store.snapshot(first).object_rows("doc", "d2") == {"viewer": ("\x00user\x01ann\x00", ())}
+    assert objects.decode(store.snapshot(first).object_rows("doc", "d2")) == {"viewer": [ann]}
     store.close()
     with LmdbStore(tmp_path, sync=False) as again:  # upgraded once
         assert again._objects_since == head.value

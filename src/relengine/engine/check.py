@@ -21,7 +21,8 @@ from typing import Any, Final, Mapping
 from ..errors import DeadlineExceeded, MaxDepthExceeded, UnknownDefinition
 from ..model import WILDCARD, CaveatRef, SubjectRef
 from ..schema.types import CompiledSchema
-from ..storage.base import ObjectRows, Reader, Row, direct_needle
+from ..storage import objects
+from ..storage.base import Reader, Row
 from .dispatch import HAS, NO, Conditional, Dispatcher, Result, both, either
 from .plan import plan_for
 
@@ -34,6 +35,12 @@ class LocalChecker:
     ``dispatcher`` is where recursive sub-questions go (default: this checker itself; a cache
     may wrap it). ``now`` decides which expiring relationships are live.
     """
+
+    __slots__ = (
+        "schema", "context", "reader", "max_depth", "_now", "deadline", "dispatcher", "_plan",
+        "_entries", "_active", "_objects", "_others", "_object_rows", "subject", "needle",
+        "cycle_cuts", "time_bound",
+    )
 
     def __init__(
         self,
@@ -56,12 +63,13 @@ class LocalChecker:
         self._plan = plan
         self._entries = plan.entries
         self._active: set[tuple[str, str, str]] = set()
-        self._objects: dict[tuple[str, str], ObjectRows | None] = {}
+        self._objects: dict[tuple[str, str], bytes | None] = {}
+        self._others: dict[tuple[str, str], dict[str, tuple[Row, ...]]] = {}
         self._object_rows = reader.object_rows
-        # The subject of the current check (every sub-question asks about it) and what it looks
-        # like in ObjectRows direct text.
+        # The subject of the current check (every sub-question asks about it) and how it looks
+        # among an object's direct entries.
         self.subject: SubjectRef | None = None
-        self.needle = ""
+        self.needle = b""
         self.cycle_cuts = 0  # how many branches a data cycle cut short (a cache must not keep those)
         self.time_bound = 0  # how many answers leaned on a relationship that will expire (nor those)
 
@@ -84,7 +92,7 @@ class LocalChecker:
             )
         if subject is not self.subject:
             self.subject = subject
-            self.needle = direct_needle(subject.type, subject.id)
+            self.needle = objects.needle(subject.type, subject.id)
         return self.dispatcher.dispatch(rtype, rid, relation, subject, self.max_depth)
 
     # -- Dispatcher --------------------------------------------------------------------
@@ -117,13 +125,22 @@ class LocalChecker:
             self._active.discard(key)
 
     # -- reads -----------------------------------------------------------------------
-    def object(self, rtype: str, rid: str) -> ObjectRows | None:
-        """The relationships of ``rtype:rid`` (read once per request), or None for a large object."""
+    def object(self, rtype: str, rid: str) -> bytes | None:
+        """The relationships of ``rtype:rid`` as one value (read once per request; layout in
+        ``storage.objects``), or None for a large object."""
         key = (rtype, rid)
         obj = self._objects.get(key, _UNREAD)
         if obj is _UNREAD:
             obj = self._objects[key] = self._object_rows(rtype, rid)
         return obj  # type: ignore[return-value]
+
+    def others(self, rtype: str, rid: str, obj: bytes) -> dict[str, tuple[Row, ...]]:
+        """The relationships of a small object that are not plain direct entries, by relation."""
+        key = (rtype, rid)
+        found = self._others.get(key)
+        if found is None:
+            found = self._others[key] = objects.others(obj)
+        return found
 
     def scan(self, rtype: str, rid: str, relation: str) -> list[Row]:
         rows: list[Row] = []

@@ -24,7 +24,8 @@ from ..schema.types import (
     TupleToUserset,
     Union,
 )
-from ..storage.base import Row, direct_needle, direct_subjects
+from ..storage import objects
+from ..storage.base import Row
 from .dispatch import HAS, NO, Conditional, Result, both, but_not, either
 
 if TYPE_CHECKING:
@@ -211,12 +212,16 @@ def _union_node(t: str, names: frozenset[str], relations: list[Relation], arrows
         )
         for r in relations
     )
-    relation_names = tuple(spec[0] for spec in specs)
-    wild: dict[str, tuple[str, ...]] = {}
+    direct_names = frozenset(spec[0].encode() for spec in specs)
+    wild: dict[str, tuple[bytes, frozenset[bytes]]] = {}  # subject type -> its wildcard's needle, relations
     for name, wildcard_types, _ in specs:
         for wt in wildcard_types:
-            wild[wt] = wild.get(wt, ()) + (name,)
+            found = wild.get(wt, (objects.needle(wt, WILDCARD), frozenset()))
+            wild[wt] = (found[0], found[1] | {name.encode()})
     others = tuple(arrows) + tuple(rest)
+    head = objects.HEAD
+    plain = objects.PLAIN
+    relation_at = objects.relation_at
 
     def union(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Result:
         srel = subject.relation
@@ -232,51 +237,53 @@ def _union_node(t: str, names: frozenset[str], relations: list[Relation], arrows
                         return HAS
                     if result is not NO:
                         found = either(found, result)
-            elif obj:
+            elif len(obj) > head:  # not empty
                 stype = subject.type
+                kind = obj[8]
+                start = head if kind == plain else objects.direct_start(obj)
                 if srel is None:
-                    needle = ctx.needle if subject is ctx.subject else direct_needle(stype, subject.id)
-                    for name in relation_names:
-                        entry = obj.get(name)
-                        if entry is not None and needle in entry[0]:
+                    needle = ctx.needle if subject is ctx.subject else objects.needle(stype, subject.id)
+                    position = obj.find(needle, start)
+                    while position >= 0:
+                        if relation_at(obj, start, position) in direct_names:
                             return HAS
-                    wild_names = wild.get(stype)
-                    if wild_names is not None:
-                        wneedle = direct_needle(stype, WILDCARD)
-                        for name in wild_names:
-                            entry = obj.get(name)
-                            if entry is not None and wneedle in entry[0]:
+                        position = obj.find(needle, position + 1)
+                    wildcard = wild.get(stype)
+                    if wildcard is not None:
+                        position = obj.find(wildcard[0], start)
+                        while position >= 0:
+                            if relation_at(obj, start, position) in wildcard[1]:
                                 return HAS
-                usersets: list[Row] | None = None
-                sid = subject.id
-                for name, wildcard_types, userset_types in specs:
-                    entry = obj.get(name)
-                    if entry is None or not entry[1]:
-                        continue
-                    for row in entry[1]:
-                        rtype_, rid_, rrel, extra = row
-                        if rtype_ == stype and (
-                            (rid_ == sid and rrel == srel)
-                            or (rid_ == WILDCARD and srel is None and stype in wildcard_types)
-                        ):
-                            if extra is None:
-                                return HAS
-                            found = either(found, ctx.gate(extra))
+                            position = obj.find(wildcard[0], position + 1)
+                if kind != plain:
+                    by_relation = ctx.others(t, rid, obj)
+                    usersets: list[Row] | None = None
+                    sid = subject.id
+                    for name, wildcard_types, userset_types in specs:
+                        for row in by_relation.get(name, ()):
+                            rtype_, rid_, rrel, extra = row
+                            if rtype_ == stype and (
+                                (rid_ == sid and rrel == srel)
+                                or (rid_ == WILDCARD and srel is None and stype in wildcard_types)
+                            ):
+                                if extra is None:
+                                    return HAS
+                                found = either(found, ctx.gate(extra))
+                                if found is HAS:
+                                    return HAS
+                            elif rrel is not None and (rtype_, rrel) in userset_types:
+                                if usersets is None:
+                                    usersets = []
+                                usersets.append(row)
+                    if usersets is not None:
+                        dispatch = ctx.dispatcher.dispatch
+                        for rtype_, rid_, rrel, extra in usersets:
+                            gate = HAS if extra is None else ctx.gate(extra)
+                            if gate is NO:
+                                continue
+                            found = either(found, both(gate, dispatch(rtype_, rid_, rrel, subject, depth - 1)))
                             if found is HAS:
                                 return HAS
-                        elif rrel is not None and (rtype_, rrel) in userset_types:
-                            if usersets is None:
-                                usersets = []
-                            usersets.append(row)
-                if usersets is not None:
-                    dispatch = ctx.dispatcher.dispatch
-                    for rtype_, rid_, rrel, extra in usersets:
-                        gate = HAS if extra is None else ctx.gate(extra)
-                        if gate is NO:
-                            continue
-                        found = either(found, both(gate, dispatch(rtype_, rid_, rrel, subject, depth - 1)))
-                        if found is HAS:
-                            return HAS
         for node in others:
             result = node(ctx, rid, subject, depth)
             if result is HAS:
@@ -294,25 +301,31 @@ def _arrow_node(schema: CompiledSchema, t: str, rewrite: TupleToUserset) -> Node
     # Target types that have the computed member; others contribute NO.
     has_member = frozenset(name for name, d in schema.definitions.items() if computed in d.members)
     every = rewrite.mode == "all"
+    header = objects.header(tupleset)
+    head = objects.HEAD
+    plain = objects.PLAIN
 
     def arrow(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Result:
         obj = ctx.object(t, rid)
+        rows: list[Row] | tuple[Row, ...]
         if obj is None:
-            rows: list[Row] | tuple[Row, ...] = ctx.scan(t, rid, tupleset)
-            if not rows:
-                return NO
+            rows = ctx.scan(t, rid, tupleset)
+        elif len(obj) <= head:
+            return NO
         else:
-            entry = obj.get(tupleset)
-            if entry is None:
-                return NO
-            direct, rows = entry
-            if direct:
-                if not rows and not every and direct.count("\x00") == 2:  # one target: the usual case
-                    ttype, tid = direct[1:-1].split("\x01")
+            direct = objects.targets(obj, header)
+            if obj[8] == plain:
+                if len(direct) == 1 and not every:  # one target: the usual case
+                    ttype, tid = direct[0]
                     if ttype not in has_member:
                         return NO
                     return ctx.dispatcher.dispatch(ttype, tid, computed, subject, depth - 1)
-                rows = [(ttype, tid, None, None) for ttype, tid in direct_subjects(direct)] + list(rows)
+                rows = [(ttype, tid, None, None) for ttype, tid in direct]
+            else:
+                rows = [(ttype, tid, None, None) for ttype, tid in direct]
+                rows += ctx.others(t, rid, obj).get(tupleset, ())
+        if not rows:
+            return NO
         dispatch = ctx.dispatcher.dispatch
         seen: set[tuple[str, str]] | None = set() if len(rows) > 1 else None
         found: Result | None = None

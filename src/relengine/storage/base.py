@@ -56,52 +56,6 @@ Row = tuple[str, str, "str | None", Any]
 """A relationship seen from its resource: subject type, subject id, subject relation (None for
 the object itself), and None or (caveat, expiration)."""
 
-ObjectRows = dict[str, tuple[str, tuple[Row, ...]]]
-"""A small object's live relationships, by relation: ``(direct, others)``.
-
-``direct`` holds every plain relationship to a whole subject (no subject relation, no caveat,
-no expiration: nearly all of them) as text, ``"\x00type\x01id"`` per subject and a final
-``"\x00"``, so that "is user:ann a direct subject?" is one substring test of
-``direct_needle("user", "ann")``, with no Python object built per relationship. Every other
-relationship (subject sets, caveats, expirations) is a Row in ``others``. Relations without
-relationships are absent.
-"""
-
-
-def direct_needle(subject_type: str, subject_id: str) -> str:
-    """What ``subject_type:subject_id`` looks like inside ``ObjectRows`` direct text.
-
-    Entries start with NUL and type and id are split by \x01, neither of which a type or id
-    holds, so the needle matches exactly one whole entry: never part of one, never two."""
-    return f"\x00{subject_type}\x01{subject_id}\x00"
-
-
-def direct_subjects(direct: str) -> list[tuple[str, str]]:
-    """The (type, id) pairs of ``ObjectRows`` direct text, in order."""
-    return [tuple(entry.split("\x01", 1)) for entry in direct[1:-1].split("\x00")] if direct else []  # type: ignore[misc]
-
-
-def group_rows(pairs: Iterable[tuple[str, Row]]) -> ObjectRows:
-    """``ObjectRows`` of (relation, Row) pairs."""
-    direct: dict[str, list[str]] = {}
-    others: dict[str, list[Row]] = {}
-    for relation, row in pairs:
-        st, sid, srel, extra = row
-        if srel is None and extra is None and "\x00" not in sid and "\x01" not in sid and "\x01" not in st:
-            found = direct.get(relation)
-            if found is None:
-                direct[relation] = [f"\x00{st}\x01{sid}"]
-            else:
-                found.append(f"\x00{st}\x01{sid}")
-        else:
-            others.setdefault(relation, []).append(row)
-    out: ObjectRows = {}
-    for relation, entries in direct.items():
-        out[relation] = ("".join(entries) + "\x00", tuple(others.pop(relation, ())))
-    for relation, rows in others.items():
-        out[relation] = ("", tuple(rows))
-    return out
-
 
 class Operation(enum.Enum):
     CREATE = "CREATE"  # fails with AlreadyExists if the relationship is live
@@ -207,10 +161,10 @@ class Reader(Protocol):
         """The live relationship with exactly this key, or None. One point read."""
         ...
 
-    def object_rows(self, resource_type: str, resource_id: str) -> ObjectRows | None:
-        """Every live relationship of one object (``ObjectRows``), or None if it has more than
-        ``SMALL_OBJECT``: the engine answers every question about a small object from this one
-        read. The caller must not change what it gets (a store may share it)."""
+    def object_rows(self, resource_type: str, resource_id: str) -> bytes | None:
+        """Every live relationship of one object as one value (layout in ``objects``), or None
+        if it has more than ``SMALL_OBJECT``: the engine answers every question about a small
+        object from this one read."""
         ...
 
     def subject_rows(self, resource_type: str, resource_id: str, relation: str, subject_type: str) -> list[Row]:

@@ -39,15 +39,7 @@ Values
     ``versions`` the version written (T, U) or removed (D). Packing whole lists keeps a bulk
     import's changelog to one C call; ``U`` and ``D`` tell garbage collection where history is.
 
-Objects
-    The object index maps an object's key prefix (resource type, id) to the revision that last
-    changed any of its relationships, a kind byte, and its live relationships:
-    ``S`` + ``msgpack(ObjectRows)`` (``base.ObjectRows``) for a small object, ``X`` the same
-    with each Row's extra as a payload (above) instead of (caveat, expiration), and ``L``
-    alone for an object with more than ``base.SMALL_OBJECT`` relationships. It lets a check
-    read a whole object with one ``get`` and one C-level unpack, where a range scan builds a
-    Python object per key. The revision tells a reader at R whether the entry holds at R
-    (unchanged since R); an object emptied by a delete keeps an empty ``S`` entry until GC.
+    The objects index holds one value per object; its layout is in ``objects``.
 """
 
 from __future__ import annotations
@@ -61,7 +53,6 @@ import msgpack
 
 from ..errors import InvalidArgument
 from ..model import CaveatRef
-from .base import ObjectRows
 
 _NUL: Final = "\x00"
 SHORTENED: Final = b"\xfe"
@@ -290,44 +281,6 @@ def decode_payload(data: bytes) -> Payload:
     return caveat, expiration
 
 
-OBJECT_PLAIN: Final = ord("S")
-OBJECT_EXTRAS: Final = ord("X")
-OBJECT_LARGE: Final = ord("L")
-EMPTY_OBJECT: Final = bytes((OBJECT_PLAIN,)) + msgpack.packb({})
-
-
-def encode_object(revision: bytes, rows: ObjectRows | None) -> bytes:
-    """An object index value: ``revision`` (8 bytes), then the kind and the rows (see above)."""
-    if rows is None:
-        return revision + bytes((OBJECT_LARGE,))
-    if not any(row[3] is not None for _, others in rows.values() for row in others):
-        return revision + bytes((OBJECT_PLAIN,)) + msgpack.packb(rows)
-    packed = {
-        relation: (direct, tuple(
-            row if row[3] is None else (row[0], row[1], row[2], encode_payload(*row[3])) for row in others
-        ))
-        for relation, (direct, others) in rows.items()
-    }
-    return revision + bytes((OBJECT_EXTRAS,)) + msgpack.packb(packed, use_bin_type=True)
-
-
-def decode_object(value: bytes) -> ObjectRows | None:
-    """The rows of an object index value (with its revision), or None for a large object."""
-    kind = value[REVISION_SIZE]
-    if kind == OBJECT_PLAIN:
-        rows: ObjectRows = msgpack.unpackb(value[REVISION_SIZE + 1:], use_list=False)
-        return rows
-    if kind == OBJECT_LARGE:
-        return None
-    packed = msgpack.unpackb(value[REVISION_SIZE + 1:], use_list=False)
-    return {
-        relation: (direct, tuple(
-            row if row[3] is None else (row[0], row[1], row[2], decode_payload(row[3])) for row in others
-        ))
-        for relation, (direct, others) in packed.items()
-    }
-
-
 def payload_strings(version: bytes) -> Strings:
     strings = msgpack.unpackb(version[REVISION_SIZE:], raw=False, strict_map_key=False)[3]
     rt, rid, rel, st, sid, srel = strings
@@ -347,7 +300,6 @@ def canonical(value: Any) -> Any:
 __all__ = [
     "CREATED",
     "DELETED",
-    "EMPTY_OBJECT",
     "LONGEST_COMPONENT",
     "REVISION_SIZE",
     "SHORTENED",
@@ -355,13 +307,11 @@ __all__ = [
     "canonical",
     "decode",
     "decode_changes",
-    "decode_object",
     "decode_payload",
     "decode_revision",
     "encode",
     "encode_changes",
     "encode_many",
-    "encode_object",
     "encode_partial",
     "encode_payload",
     "encode_revision",

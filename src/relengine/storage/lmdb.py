@@ -8,7 +8,7 @@ Layout (byte formats in ``keys``): named databases in one environment.
               ``objects_since`` -> the revision from which ``objects`` is complete
     rel, sub  the *current* versions, by resource and by subject: key -> created rev + payload
     objects   (resource type, id) -> every current relationship of that object in one value,
-              stamped with the revision that last changed it (see ``keys``, Objects)
+              stamped with the revision that last changed it (layout in ``objects``)
     rel_hist, sub_hist   superseded versions: key + deleted rev -> created rev + payload
     log       changelog: revision -> the changes of that revision (see ``keys``)
     revs      revision -> commit time (epoch micros), for the GC window
@@ -62,7 +62,7 @@ from ..errors import (
     Unavailable,
 )
 from ..model import CaveatRef, ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef
-from . import keys
+from . import keys, objects
 from .base import (
     DEFAULT_BATCH_LIMIT,
     DEFAULT_GC_WINDOW,
@@ -70,12 +70,10 @@ from .base import (
     BulkRow,
     Change,
     GcResult,
-    ObjectRows,
     Operation,
     RelationshipUpdate,
     Row,
     StoreStatistics,
-    group_rows,
 )
 
 FORMAT_VERSION: Final = 2  # 2: the objects index (format 1 stores gain it when opened)
@@ -89,6 +87,8 @@ _STATE_KEY: Final = b"state"
 _OBJECTS_SINCE_KEY: Final = b"objects_since"
 _state = struct.Struct(">QQQ")
 _ENCODE_REV = keys.encode_revision
+_LARGE: Final = objects.LARGE
+_NO_RELATIONSHIPS: Final = bytes(8) + objects.EMPTY
 _GC_BATCH: Final = 200_000
 
 
@@ -167,13 +167,11 @@ def _object_prefix(key: bytes) -> bytes:
     return key[: key.index(b"\x00", key.index(b"\x00") + 1) + 1]
 
 
-def _object_rows_of(items: list[tuple[bytes, bytes]], size: int) -> ObjectRows | None:
-    """ObjectRows of one object's (by-resource key, version) items, whose prefix has ``size``
-    bytes; None if there are more than SMALL_OBJECT."""
+def _object_value(revision: bytes, items: list[tuple[bytes, bytes]], size: int) -> bytes:
+    """The ``objects`` value of one object's (by-resource key, version) items, whose prefix has
+    ``size`` bytes."""
     if len(items) > SMALL_OBJECT:
-        return None
-    if not items:
-        return {}
+        return objects.encode(revision, None)
     tails = b"".join([key[size:] for key, _ in items])
     if b"\x01" in tails or keys.SHORTENED in tails:  # escapes or long ids: the slow way
         fields: list[str] = []
@@ -181,7 +179,7 @@ def _object_rows_of(items: list[tuple[bytes, bytes]], size: int) -> ObjectRows |
             fields.extend(_rstrings(key, value)[2:])
     else:
         fields = tails.decode().split("\x00")
-    pairs = []
+    pairs: list[tuple[str, Row]] = []
     for index, (_, value) in enumerate(items):
         base = index * 4
         extra = None
@@ -190,7 +188,7 @@ def _object_rows_of(items: list[tuple[bytes, bytes]], size: int) -> ObjectRows |
             if extra == (None, None):
                 extra = None
         pairs.append((fields[base], (fields[base + 1], fields[base + 2], fields[base + 3] or None, extra)))
-    return group_rows(pairs)
+    return objects.encode(revision, pairs)
 
 
 def _micros(seconds: float) -> int:
@@ -327,11 +325,11 @@ class LmdbStore:
             for key, value in txn.cursor(rel).iternext():
                 if prefix is None or not key.startswith(prefix):
                     if prefix is not None:
-                        out.put(prefix, keys.encode_object(rb, _object_rows_of(items, len(prefix))))
+                        out.put(prefix, _object_value(rb, items, len(prefix)))
                     prefix, items = _object_prefix(key), []
                 items.append((key, value))
             if prefix is not None:
-                out.put(prefix, keys.encode_object(rb, _object_rows_of(items, len(prefix))))
+                out.put(prefix, _object_value(rb, items, len(prefix)))
             txn.put(_OBJECTS_SINCE_KEY, rb, db=meta)
             txn.put(_FORMAT_KEY, b"2", db=meta)
 
@@ -361,11 +359,17 @@ class LmdbStore:
     def snapshot(self, revision: Revision | None = None) -> LmdbReader:
         txn = self._begin_read()
         try:
-            head, horizon, last_hist = self._read_state(txn)
+            raw = txn.get(_STATE_KEY, None, self._meta)
+            assert raw is not None, "a relengine store always has its state"
+            head, horizon, last_hist = _state.unpack(raw)
             wanted = head if revision is None else revision.value
             if wanted != head:
                 self._check_readable(txn, wanted, head, horizon)
             return LmdbReader(self, txn, wanted, head, last_hist, self._epoch, owned=True)
+        except lmdb.Error as exc:
+            txn.abort()
+            self._check_open()
+            raise self._translate(exc) from exc
         except BaseException:
             txn.abort()
             raise
@@ -658,7 +662,7 @@ class LmdbReader:
 
     __slots__ = (
         "_store", "_rel", "_txn", "_get", "_revision", "_rb", "_at_head", "_history", "_epoch",
-        "_owned", "_closed", "_cursor", "_objects", "_complete",
+        "_owned", "_closed", "_cursor", "_objects", "_complete", "_token",
     )
 
     def __init__(
@@ -674,6 +678,7 @@ class LmdbReader:
         self._owned = owned
         self._closed = False
         self._revision = revision
+        self._token: Revision | None = None
         self._rb = _ENCODE_REV(revision)
         self._bind(txn, head, last_hist, epoch)
 
@@ -689,7 +694,10 @@ class LmdbReader:
 
     @property
     def revision(self) -> Revision:
-        return Revision(self._revision)
+        token = self._token
+        if token is None:
+            token = self._token = Revision(self._revision)
+        return token
 
     def close(self) -> None:
         if not self._closed:
@@ -779,7 +787,7 @@ class LmdbReader:
                 caveat, expiration = keys.decode_payload(value[8:])
                 yield _relationship(resource, relation, subject, caveat, expiration)
 
-    def object_rows(self, resource_type: str, resource_id: str) -> ObjectRows | None:
+    def object_rows(self, resource_type: str, resource_id: str) -> bytes | None:
         """See Reader.object_rows: one ``get`` of the objects index when its entry holds at this
         revision (the object is unchanged since), else one range scan."""
         text = f"{resource_type}\x00{resource_id}\x00"
@@ -794,14 +802,15 @@ class LmdbReader:
                 return self.object_rows(resource_type, resource_id)
             if value is None:
                 if self._complete:
-                    return {}
+                    return _NO_RELATIONSHIPS
             elif value[:8] <= self._rb:
-                return keys.decode_object(value)
+                return None if value[8] == _LARGE else value
         if self._at_head and not self._history:
             items = self._head_items(prefix, SMALL_OBJECT)
         else:
             items = list(itertools.islice(self._items(self._store._rel, self._store._relh, prefix), SMALL_OBJECT + 1))
-        return _object_rows_of(items, len(prefix))
+        value = _object_value(self._rb, items, len(prefix))
+        return None if value[8] == _LARGE else value
 
     def subject_rows(self, resource_type: str, resource_id: str, relation: str, subject_type: str) -> list[Row]:
         """The live subjects of ``subject_type`` on ``resource_type:resource_id#relation`` as rows
@@ -1306,7 +1315,7 @@ class _LmdbTransaction:
                     found.append(item)
                     if len(found) > SMALL_OBJECT:
                         break
-            put(prefix, keys.encode_object(rb, _object_rows_of(found, len(prefix))))
+            put(prefix, _object_value(rb, found, len(prefix)))
 
     def abort(self) -> None:
         self._txn.abort()
@@ -1367,7 +1376,7 @@ class _LmdbTransaction:
         for prefix in emptied:
             # An empty entry no readable revision predates says nothing a missing one does not.
             entry = txn.get(prefix, None, store._objects)
-            if entry is not None and entry[8:] == keys.EMPTY_OBJECT and entry[:8] <= horizon_rb:
+            if entry is not None and entry[8:] == objects.EMPTY and entry[:8] <= horizon_rb:
                 txn.delete(prefix, db=store._objects)
         revs = txn.cursor(store._revs)
         while revs.first() and keys.decode_revision(revs.key()) < horizon:

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from ..errors import AlreadyExists, BatchTooLarge, RevisionUnavailable, Unavailable
 from ..model import CaveatRef, ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef
-from . import keys
+from . import keys, objects
 from .base import (
     DEFAULT_BATCH_LIMIT,
     DEFAULT_GC_WINDOW,
@@ -26,12 +26,10 @@ from .base import (
     BulkRow,
     Change,
     GcResult,
-    ObjectRows,
     Operation,
     RelationshipUpdate,
     Row,
     StoreStatistics,
-    group_rows,
 )
 
 Key = tuple[str, str, str, str, str, str]
@@ -390,7 +388,7 @@ class MemoryReader:
             _row(rel) for rel in self.subjects(resource_type, resource_id, relation) if rel.subject.type == subject_type
         ]
 
-    def object_rows(self, resource_type: str, resource_id: str) -> ObjectRows | None:
+    def object_rows(self, resource_type: str, resource_id: str) -> bytes | None:
         """See Reader.object_rows."""
         candidates = self._candidates(
             self._state.by_type.get(resource_type), lambda k: k[0] == resource_type
@@ -398,7 +396,7 @@ class MemoryReader:
         live = list(self._live(sorted((k for k in candidates if k[1] == resource_id), key=_resource_order)))
         if len(live) > SMALL_OBJECT:
             return None
-        return group_rows((rel.relation, _row(rel)) for rel in live)
+        return objects.encode(bytes(8), [(rel.relation, _row(rel)) for rel in live])
 
     def resources(
         self, subject: SubjectRef, resource_type: str | None = None, relation: str | None = None
