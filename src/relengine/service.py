@@ -22,7 +22,7 @@ from .engine import lookup
 from .engine.cache import CachingDispatcher, CheckCache
 from .engine.check import LocalChecker
 from .engine.plan import plan_for
-from .engine.dispatch import NO, CheckRequest, CheckResult, Permissionship
+from .engine.dispatch import NO, CheckRequest, CheckResult, Conditional, Permissionship, Result
 from .engine.expand import ExpandNode, expand
 from .errors import (
     BatchTooLarge,
@@ -161,6 +161,7 @@ class Engine:
         self._by_revision: dict[int, CompiledSchema] = {}
         self._lock = threading.Lock()
         self._quantized: tuple[Revision, float] | None = None
+        self._responses: dict[tuple[Result, int], CheckResponse] = {}
         self.cache = CheckCache(self.config.cache_size)
 
     @classmethod
@@ -509,7 +510,7 @@ class Engine:
                 revision = quantized[0]
                 hit = self.cache.get((revision.value, resource.type, resource.id, permission, subject))
                 if hit is not None:
-                    return CheckResponse(CheckResult.of(hit), revision)
+                    return self._response(hit, revision)
         if at is not None:
             consistency = Consistency.at_exact_snapshot(at)
         reader = self.snapshot(consistency)
@@ -521,7 +522,20 @@ class Engine:
             result = checker.check(resource.type, resource.id, permission, subject)
         finally:
             reader.close()  # never hold a read transaction past the call
-        return CheckResponse(CheckResult.of(result), reader.revision)
+        return self._response(result, reader.revision)
+
+    def _response(self, result: Result, revision: Revision) -> CheckResponse:
+        """The CheckResponse of a plain answer at ``revision`` is made once and shared (it is
+        immutable); conditional ones are made each time."""
+        key = (result, revision.value)
+        response = self._responses.get(key)
+        if response is None:
+            response = CheckResponse(CheckResult.of(result), revision)
+            if not isinstance(result, Conditional):
+                if len(self._responses) >= 8:
+                    self._responses.clear()
+                self._responses[key] = response
+        return response
 
     def bulk_check(
         self,
@@ -539,16 +553,21 @@ class Engine:
         reader = self.snapshot(consistency)
         checkers: dict[str | None, LocalChecker] = {}
         results: list[CheckResult | RelEngineError] = []
+        of = CheckResult.of
         try:
+            # One checker per caveat context: items that share it share the objects they read.
+            default = checkers[_context_key(context)] = self._checker(reader, deadline, context)
             for item in items:
                 try:
-                    item_context = item.context if item.context is not None else context
-                    key = _context_key(item_context)
-                    checker = checkers.get(key)
-                    if checker is None:
-                        checker = checkers[key] = self._checker(reader, deadline, item_context)
+                    if item.context is None:
+                        checker = default
+                    else:
+                        key = _context_key(item.context)
+                        checker = checkers.get(key)  # type: ignore[assignment]
+                        if checker is None:
+                            checker = checkers[key] = self._checker(reader, deadline, item.context)
                     r = item.resource
-                    results.append(CheckResult.of(checker.check(r.type, r.id, item.permission, item.subject)))
+                    results.append(of(checker.check(r.type, r.id, item.permission, item.subject)))
                 except RelEngineError as exc:
                     results.append(exc)
         finally:

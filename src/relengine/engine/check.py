@@ -85,14 +85,15 @@ class LocalChecker:
 
     # -- entry -----------------------------------------------------------------------
     def check(self, rtype: str, rid: str, relation: str, subject: SubjectRef) -> Result:
-        self.schema.require(rtype, relation)
-        if subject.type not in self.schema.definitions:
-            raise UnknownDefinition(
-                f"subject type `{subject.type}` is not a definition of the schema", definition=subject.type
-            )
+        if (rtype, relation) not in self._entries:
+            self.schema.require(rtype, relation)  # raises, naming what is missing
         if subject is not self.subject:
+            if subject.type not in self.schema.definitions:
+                raise UnknownDefinition(
+                    f"subject type `{subject.type}` is not a definition of the schema", definition=subject.type
+                )
             self.subject = subject
-            self.needle = objects.needle(subject.type, subject.id)
+            self.needle = f"\x00{subject.type}\x01{subject.id}\x00".encode()  # objects.needle
         return self.dispatcher.dispatch(rtype, rid, relation, subject, self.max_depth)
 
     # -- Dispatcher --------------------------------------------------------------------

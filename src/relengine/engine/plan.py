@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 # A node answers: does `subject` have this relation/permission on object `rid`?
 Node = Callable[["LocalChecker", str, SubjectRef, int], Result]
+# An arrow given its object's value as well (a union that read the object passes it on).
+ArrowOn = Callable[["LocalChecker", str, "bytes | None", SubjectRef, int], Result]
 
 
 class Plan:
@@ -117,7 +119,7 @@ class _Flat:
         self.schema, self.t, self.stack = schema, t, stack
         self.names: set[str] = set(stack)  # every member inlined here: a userset is a member of itself
         self.relations: list[Relation] = []
-        self.arrows: dict[tuple[str, str, str], Node] = {}
+        self.arrows: dict[tuple[str, str, str], ArrowOn] = {}
         self.rest: list[Node] = []
 
     def add(self, rewrite: Rewrite, stack: tuple[str, ...]) -> None:
@@ -139,7 +141,7 @@ class _Flat:
         elif isinstance(rewrite, TupleToUserset):
             key = (rewrite.tupleset, rewrite.computed, rewrite.mode)
             if key not in self.arrows:
-                self.arrows[key] = _arrow_node(self.schema, self.t, rewrite)
+                self.arrows[key] = _arrow_on(self.schema, self.t, rewrite)
         else:
             self.rest.append(_rewrite_node(self.schema, self.t, rewrite, stack))
 
@@ -148,8 +150,8 @@ def _rewrite_node(schema: CompiledSchema, t: str, rewrite: Rewrite, stack: tuple
     if isinstance(rewrite, Union | ComputedUserset):
         flat = _Flat(schema, t, stack)
         flat.add(rewrite, stack)
-        if not flat.relations and len(flat.arrows) + len(flat.rest) == 1 and flat.names == set(stack):
-            return next(iter(flat.arrows.values()), None) or flat.rest[0]
+        if not flat.relations and not flat.arrows and len(flat.rest) == 1 and flat.names == set(stack):
+            return flat.rest[0]
         return _union_node(t, frozenset(flat.names), flat.relations, list(flat.arrows.values()), flat.rest)
     if isinstance(rewrite, Intersection):
         parts = tuple(_rewrite_node(schema, t, c, stack) for c in rewrite.children)
@@ -199,7 +201,7 @@ def _computed_node(t: str, target: str) -> Node:
     return computed
 
 
-def _union_node(t: str, names: frozenset[str], relations: list[Relation], arrows: list[Node], rest: list[Node]) -> Node:
+def _union_node(t: str, names: frozenset[str], relations: list[Relation], arrows: list[ArrowOn], rest: list[Node]) -> Node:
     """Whether the subject is in any of ``relations`` of the object (one read of its rows), or
     has any of ``arrows`` or ``rest``. ``names``: the members this node stands for."""
     # (name, wildcard types, subject-set types) per relation, and per subject type the
@@ -218,7 +220,8 @@ def _union_node(t: str, names: frozenset[str], relations: list[Relation], arrows
         for wt in wildcard_types:
             found = wild.get(wt, (objects.needle(wt, WILDCARD), frozenset()))
             wild[wt] = (found[0], found[1] | {name.encode()})
-    others = tuple(arrows) + tuple(rest)
+    arrows_on = tuple(arrows)
+    rest_nodes = tuple(rest)
     head = objects.HEAD
     plain = objects.PLAIN
     relation_at = objects.relation_at
@@ -228,8 +231,8 @@ def _union_node(t: str, names: frozenset[str], relations: list[Relation], arrows
         if srel is not None and srel in names and subject.id == rid and subject.type == t:
             return HAS  # a userset is a member of itself
         found: Result | None = None
+        obj = ctx.object(t, rid) if specs or arrows_on else None
         if specs:
-            obj = ctx.object(t, rid)
             if obj is None:  # a large object: point reads and typed scans instead of one read
                 for name, wildcard_types, userset_types in specs:
                     result = ctx.relation_by_index(t, rid, name, subject, depth, wildcard_types, userset_types)
@@ -245,7 +248,8 @@ def _union_node(t: str, names: frozenset[str], relations: list[Relation], arrows
                     needle = ctx.needle if subject is ctx.subject else objects.needle(stype, subject.id)
                     position = obj.find(needle, start)
                     while position >= 0:
-                        if relation_at(obj, start, position) in direct_names:
+                        begin = obj.rfind(b"\x02", start, position) + 1  # objects.relation_at, inlined
+                        if obj[begin:obj.index(b"\x00", begin)] in direct_names:
                             return HAS
                         position = obj.find(needle, position + 1)
                     wildcard = wild.get(stype)
@@ -284,7 +288,13 @@ def _union_node(t: str, names: frozenset[str], relations: list[Relation], arrows
                             found = either(found, both(gate, dispatch(rtype_, rid_, rrel, subject, depth - 1)))
                             if found is HAS:
                                 return HAS
-        for node in others:
+        for on_object in arrows_on:
+            result = on_object(ctx, rid, obj, subject, depth)
+            if result is HAS:
+                return HAS
+            if result is not NO:
+                found = either(found, result)
+        for node in rest_nodes:
             result = node(ctx, rid, subject, depth)
             if result is HAS:
                 return HAS
@@ -296,32 +306,47 @@ def _union_node(t: str, names: frozenset[str], relations: list[Relation], arrows
 
 
 def _arrow_node(schema: CompiledSchema, t: str, rewrite: TupleToUserset) -> Node:
+    on_object = _arrow_on(schema, t, rewrite)
+
+    def arrow(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Result:
+        return on_object(ctx, rid, ctx.object(t, rid), subject, depth)
+
+    return arrow
+
+
+def _arrow_on(schema: CompiledSchema, t: str, rewrite: TupleToUserset) -> ArrowOn:
+    """An arrow evaluated on its object's value (``ctx.object(t, rid)``, read by the caller)."""
     tupleset = rewrite.tupleset
     computed = rewrite.computed
     # Target types that have the computed member; others contribute NO.
     has_member = frozenset(name for name, d in schema.definitions.items() if computed in d.members)
     every = rewrite.mode == "all"
     header = objects.header(tupleset)
+    header_size = len(header)
     head = objects.HEAD
     plain = objects.PLAIN
 
-    def arrow(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Result:
-        obj = ctx.object(t, rid)
+    def arrow(ctx: LocalChecker, rid: str, obj: bytes | None, subject: SubjectRef, depth: int) -> Result:
         rows: list[Row] | tuple[Row, ...]
         if obj is None:
             rows = ctx.scan(t, rid, tupleset)
         elif len(obj) <= head:
             return NO
         else:
-            direct = objects.targets(obj, header)
             if obj[8] == plain:
-                if len(direct) == 1 and not every:  # one target: the usual case
-                    ttype, tid = direct[0]
+                begin = obj.find(header, head)
+                if begin < 0:
+                    return NO
+                begin += header_size
+                target = obj[begin:obj.index(b"\x02", begin) - 1].decode()
+                if "\x00" not in target and not every:  # one target: the usual case
+                    ttype, tid = target.split("\x01")
                     if ttype not in has_member:
                         return NO
                     return ctx.dispatcher.dispatch(ttype, tid, computed, subject, depth - 1)
-                rows = [(ttype, tid, None, None) for ttype, tid in direct]
+                rows = [(ttype, tid, None, None) for ttype, tid in objects.targets(obj, header)]
             else:
+                direct = objects.targets(obj, header)
                 rows = [(ttype, tid, None, None) for ttype, tid in direct]
                 rows += ctx.others(t, rid, obj).get(tupleset, ())
         if not rows:

@@ -88,6 +88,7 @@ _OBJECTS_SINCE_KEY: Final = b"objects_since"
 _state = struct.Struct(">QQQ")
 _ENCODE_REV = keys.encode_revision
 _LARGE: Final = objects.LARGE
+_PLAIN_PREFIX: Final = keys.LONGEST_COMPONENT + 2
 _NO_RELATIONSHIPS: Final = bytes(8) + objects.EMPTY
 _GC_BATCH: Final = 200_000
 
@@ -357,7 +358,10 @@ class LmdbStore:
             txn.abort()
 
     def snapshot(self, revision: Revision | None = None) -> LmdbReader:
-        txn = self._begin_read()
+        try:
+            txn = self._env.begin() if not self._closed else self._begin_read()
+        except lmdb.Error:
+            txn = self._begin_read()  # map resized, readers full, closed: the careful way
         try:
             raw = txn.get(_STATE_KEY, None, self._meta)
             assert raw is not None, "a relengine store always has its state"
@@ -680,12 +684,18 @@ class LmdbReader:
         self._revision = revision
         self._token: Revision | None = None
         self._rb = _ENCODE_REV(revision)
-        self._bind(txn, head, last_hist, epoch)
-
-    def _bind(self, txn: lmdb.Transaction[bytes], head: int, last_hist: int, epoch: int) -> None:
+        # What _bind sets, inlined: a reader is made for every check.
         self._txn: Any = txn
         self._get: Callable[..., bytes | None] = txn.get
         self._cursor: Any = None  # one by-resource cursor, reused by the reads of small objects
+        self._epoch = epoch
+        self._at_head = revision >= head
+        self._history = revision < last_hist
+
+    def _bind(self, txn: lmdb.Transaction[bytes], head: int, last_hist: int, epoch: int) -> None:
+        self._txn = txn
+        self._get = txn.get
+        self._cursor = None
         self._epoch = epoch
         # At head every current version is visible; history matters only if something visible
         # at R was superseded after R.
@@ -790,10 +800,9 @@ class LmdbReader:
     def object_rows(self, resource_type: str, resource_id: str) -> bytes | None:
         """See Reader.object_rows: one ``get`` of the objects index when its entry holds at this
         revision (the object is unchanged since), else one range scan."""
-        text = f"{resource_type}\x00{resource_id}\x00"
-        prefix = text.encode()  # what keys.encode gives for plain, short names...
-        if len(prefix) > keys.LONGEST_COMPONENT + 2 or b"\x01" in prefix or text.count("\x00") != 2:
-            prefix = keys.encode((resource_type, resource_id))  # ...and otherwise the general way
+        prefix = f"{resource_type}\x00{resource_id}\x00".encode()  # keys.encode for plain short names
+        if not (resource_id.isalnum() and resource_type.isidentifier() and len(prefix) <= _PLAIN_PREFIX):
+            prefix = keys.encode((resource_type, resource_id))  # the general way (it may still be the same)
         if self._objects is not None:
             try:
                 value = self._get(prefix, None, self._objects)

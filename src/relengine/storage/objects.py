@@ -103,12 +103,9 @@ def targets(value: bytes, relation_header: bytes) -> list[tuple[str, str]]:
     begin = value.find(relation_header, direct_start(value))
     if begin < 0:
         return []
-    begin += len(relation_header) - 1
-    end = value.index(b"\x02", begin)
-    return [
-        (entry[0], entry[1])
-        for entry in (e.split("\x01") for e in value[begin + 1:end - 1].decode().split("\x00\x00"))
-    ]
+    begin += len(relation_header)
+    entries = value[begin:value.index(b"\x02", begin) - 1].decode()
+    return [(entry[0], entry[1]) for entry in (e.split("\x01") for e in entries.split("\x00\x00"))]
 
 
 def others(value: bytes) -> dict[str, tuple[Row, ...]]:
