@@ -814,12 +814,17 @@ def _grpc_workload(ctx: Context, scales: list[int], workers: tuple[int, ...]) ->
         limits = profile.concurrency_limits
         out: list[dict[str, Any]] = []
         levels = profile.thread_levels if len(workers) == 1 else (8,)
-        for c in wl.contenders:
-            items = c.prepared(wl)
-            for level in levels:
-                ctx.progress(f"{c.label}: {level} threads")
-                run = driver.closed_loop_threads(c.call, items, limits, level)
-                out.append(measure([run], c.label, baseline=c.baseline))
+        prepared = {c.label: c.prepared(wl) for c in wl.contenders}
+        for level in levels:
+            # Reps interleaved (server, echo, server, echo...): loopback latency here drifts by
+            # more than the difference being measured, so each rep pairs with its neighbour.
+            runs: dict[str, list[driver.Run]] = {c.label: [] for c in wl.contenders}
+            for rep in range(profile.reps):
+                for c in wl.contenders:
+                    ctx.progress(f"{c.label}: {level} threads (rep {rep + 1}/{profile.reps})")
+                    runs[c.label].append(driver.closed_loop_threads(c.call, prepared[c.label], limits, level))
+            for c in wl.contenders:
+                out.append(measure(runs[c.label], c.label, baseline=c.baseline))
         for n, server in servers.items():
             ctx.progress(f"grpc@{n}w: 8 client processes")
             spec: driver.OpSpec = ("bench.grpc_mode", "check_op", (server.target, queries))

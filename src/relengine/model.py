@@ -10,13 +10,16 @@ e.g. ``container:web#editor@user:ann`` or ``doc:1#viewer@group:eng#member``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Final, Mapping
+from typing import Any, Callable, Final, Mapping, TypeVar
 
 from .errors import InvalidArgument, InvalidRelationship, RevisionUnavailable
+
+T = TypeVar("T")
 
 WILDCARD: Final = "*"
 ELLIPSIS: Final = "..."
@@ -425,3 +428,56 @@ class Consistency:
 
 def _as_revision(value: Revision | str) -> Revision:
     return value if isinstance(value, Revision) else Revision.from_token(value)
+
+
+def plain_constructor(cls: type[T], names: tuple[str, ...]) -> Callable[..., T]:
+    """A constructor for the frozen slotted dataclass ``cls`` (fields ``names``, in order) that
+    skips the frozen __init__, which costs more than many of the reads and requests these are
+    built from; for values already checked. Falls back to ``cls`` itself if it stops being a
+    plain slotted dataclass with these fields."""
+    plain = (
+        tuple(f.name for f in dataclasses.fields(cls)) == names  # type: ignore[arg-type]
+        and not hasattr(cls, "__post_init__")
+        and all(type(cls.__dict__.get(n)).__name__ == "member_descriptor" for n in names)
+    )
+    if not plain:
+        return cls
+    new = object.__new__
+    setters = tuple(cls.__dict__[n].__set__ for n in names)
+    if len(names) == 2:
+        first, second = setters
+
+        def make2(a: Any, b: Any) -> T:
+            obj: T = new(cls)
+            first(obj, a)
+            second(obj, b)
+            return obj
+
+        return make2
+    if len(names) == 3:
+        first, second, third = setters
+
+        def make3(a: Any, b: Any, c: Any) -> T:
+            obj: T = new(cls)
+            first(obj, a)
+            second(obj, b)
+            third(obj, c)
+            return obj
+
+        return make3
+
+    def make(*values: Any) -> T:
+        obj: T = new(cls)
+        for setter, value in zip(setters, values, strict=True):
+            setter(obj, value)
+        return obj
+
+    return make
+
+
+new_object: Callable[[str, str], ObjectRef] = plain_constructor(ObjectRef, ("type", "id"))
+new_subject: Callable[[str, str, "str | None"], SubjectRef] = plain_constructor(SubjectRef, ("type", "id", "relation"))
+new_relationship: Callable[
+    [ObjectRef, str, SubjectRef, "CaveatRef | None", "_dt.datetime | None"], Relationship
+] = plain_constructor(Relationship, ("resource", "relation", "subject", "caveat", "expiration"))
+"""``ObjectRef``, ``SubjectRef`` and ``Relationship`` from values known to be valid (no checks)."""

@@ -55,6 +55,8 @@ from .storage.base import (
 )
 
 T = TypeVar("T")
+Question = tuple[str, str, str, SubjectRef, "Mapping[str, Any] | None"]
+"""(resource type, resource id, permission, subject, caveat context or None): one bulk item."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -508,7 +510,7 @@ class Engine:
             quantized = self._quantized
             if quantized is not None and time.monotonic() - quantized[1] < self.config.quantization_seconds:
                 revision = quantized[0]
-                hit = self.cache.get((revision.value, resource.type, resource.id, permission, subject))
+                hit = self.cache.hit((revision.value, resource.type, resource.id, permission, subject))
                 if hit is not None:
                     return self._response(hit, revision)
         if at is not None:
@@ -546,33 +548,56 @@ class Engine:
         deadline: float | None = None,
     ) -> BulkCheckResponse:
         """Many checks at one revision; each item gets its result or its own error."""
-        if len(items) > self.config.max_bulk_check_items:
+        return self.check_questions(
+            [(i.resource.type, i.resource.id, i.permission, i.subject, i.context) for i in items],
+            consistency=consistency, context=context, deadline=deadline,
+        )
+
+    def check_questions(
+        self,
+        questions: Sequence[Question],
+        *,
+        consistency: Consistency | None = None,
+        context: Mapping[str, Any] | None = None,
+        deadline: float | None = None,
+    ) -> BulkCheckResponse:
+        """``bulk_check`` of (resource type, resource id, permission, subject, caveat context or
+        None) tuples: what the server hands over, without building a CheckRequest per item."""
+        if len(questions) > self.config.max_bulk_check_items:
             raise BatchTooLarge(
-                f"a bulk check may carry at most {self.config.max_bulk_check_items} items, got {len(items)}"
+                f"a bulk check may carry at most {self.config.max_bulk_check_items} items, got {len(questions)}"
             )
         reader = self.snapshot(consistency)
+        revision = reader.revision
         checkers: dict[str | None, LocalChecker] = {}
         results: list[CheckResult | RelEngineError] = []
+        append = results.append
         of = CheckResult.of
+        # Items without a caveat context are looked up in the cache first, as Engine.check does.
+        cached = self.cache.hit if self.config.cache_size > 0 and not context else None
         try:
             # One checker per caveat context: items that share it share the objects they read.
             default = checkers[_context_key(context)] = self._checker(reader, deadline, context)
-            for item in items:
+            for rtype, rid, permission, subject, item_context in questions:
                 try:
-                    if item.context is None:
+                    if item_context is None:
+                        if cached is not None:
+                            hit = cached((revision.value, rtype, rid, permission, subject))
+                            if hit is not None:
+                                append(of(hit))
+                                continue
                         checker = default
                     else:
-                        key = _context_key(item.context)
+                        key = _context_key(item_context)
                         checker = checkers.get(key)  # type: ignore[assignment]
                         if checker is None:
-                            checker = checkers[key] = self._checker(reader, deadline, item.context)
-                    r = item.resource
-                    results.append(of(checker.check(r.type, r.id, item.permission, item.subject)))
+                            checker = checkers[key] = self._checker(reader, deadline, item_context)
+                    append(of(checker.check(rtype, rid, permission, subject)))
                 except RelEngineError as exc:
-                    results.append(exc)
+                    append(exc)
         finally:
             reader.close()
-        return BulkCheckResponse(results, reader.revision)
+        return BulkCheckResponse(results, revision)
 
     def lookup_resources(
         self,

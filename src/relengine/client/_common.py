@@ -126,17 +126,36 @@ def check_request(
     resource: ObjectLike, permission: str, subject: SubjectLike, consistency: Consistency | None,
     context: Mapping[str, Any] | None,
 ) -> permissions_pb2.CheckRequest:
-    msg = permissions_pb2.CheckRequest(
-        resource=c.object_to_proto(as_object(resource)), permission=permission,
-        subject=c.subject_to_proto(as_subject(subject)),
-    )
-    _set_consistency(msg, consistency)
-    _set_context(msg, context)
+    msg = permissions_pb2.CheckRequest()
+    c.fill_question(msg, as_object(resource), permission, as_subject(subject))
+    if consistency is not None:
+        _set_consistency(msg, consistency)
+    if context:
+        _set_context(msg, context)
     return msg
 
 
+_PLAIN_RESULTS: Final = {
+    c.permissionship_to_proto(p): CheckResult(p) for p in (Permissionship.NO_PERMISSION, Permissionship.HAS_PERMISSION)
+}
+_REVISIONS: dict[str, Revision] = {}  # the few recent tokens, read once each
+
+
+def revision_of(token: str) -> Revision:
+    revision = _REVISIONS.get(token)
+    if revision is None:
+        revision = Revision.from_token(token)
+        if len(_REVISIONS) >= 64:
+            _REVISIONS.clear()
+        _REVISIONS[token] = revision
+    return revision
+
+
 def check_response(msg: permissions_pb2.CheckResponse) -> CheckResponse:
-    return CheckResponse(c.check_result_from_proto(msg.permissionship, msg.missing_parameters), Revision.from_token(msg.revision_token))
+    result = None if msg.missing_parameters else _PLAIN_RESULTS.get(msg.permissionship)
+    if result is None:
+        result = c.check_result_from_proto(msg.permissionship, msg.missing_parameters)
+    return CheckResponse(result, revision_of(msg.revision_token))
 
 
 def bulk_check_request(

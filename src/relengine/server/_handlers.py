@@ -37,10 +37,6 @@ def wrap_handler(handler: Handler, wrap: Wrap) -> Handler:
     )
 
 
-def method_name(details: grpc.HandlerCallDetails) -> str:
-    return str(details.method)
-
-
 def status_code(context: grpc.ServicerContext) -> grpc.StatusCode | None:
     """The status the RPC will end with, if one was set (``abort`` sets it); not in the stubs."""
     code = getattr(context, "code", None)

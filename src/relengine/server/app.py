@@ -36,10 +36,9 @@ from grpc_reflection.v1alpha import reflection
 
 from ..errors import InvalidArgument, SchemaNotFound
 from ..service import Engine
-from .auth import PresharedKeyInterceptor
-from .metrics import MetricsInterceptor, Periodic, ServerMetrics, refresher
+from .metrics import Periodic, ServerMetrics, refresher
+from .pipeline import Pipeline
 from .servicer import SERVICE_NAMES, add_servicers
-from .status import ErrorInterceptor
 
 log = logging.getLogger("relengine.server")
 
@@ -89,23 +88,19 @@ class Server:
         self.metrics = metrics
         self.stopping = threading.Event()
         self._executor = futures.ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="relengine-rpc")
-        interceptors: list[grpc.ServerInterceptor] = [MetricsInterceptor(metrics)]
-        if config.preshared_key:
-            interceptors.append(PresharedKeyInterceptor(config.preshared_key))
-        interceptors.append(ErrorInterceptor())
         options = [
             ("grpc.so_reuseport", 1 if config.reuse_port else 0),
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
         ]
-        self._server = grpc.server(self._executor, interceptors=interceptors, options=options)
-        add_servicers(self._server, engine, self.stopping)
+        self._server = grpc.server(self._executor, options=options)
+        pipeline = Pipeline(metrics, config.preshared_key or None)
+        for add in add_servicers(engine, self.stopping):
+            pipeline.register(self._server, add)
         self.health = health.HealthServicer(experimental_non_blocking=True)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            self._server,
-        )
+        pipeline.register(self._server, lambda server: health_pb2_grpc.add_HealthServicer_to_server(self.health, server))
+        names = (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
+        pipeline.register(self._server, lambda server: reflection.enable_server_reflection(names, server))
         self.port = self._bind()
         self._refresher = refresher(metrics, engine) if metrics is not None else None
         # Housekeeping: expired relationships and versions older than the store's window go.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from typing import Any, Final, Mapping
+from typing import TYPE_CHECKING, Any, Final, Iterable, Mapping
 
 from google.protobuf import json_format
 from google.protobuf.struct_pb2 import Struct
@@ -28,12 +28,19 @@ from ..model import (
     Revision,
     SubjectFilter,
     SubjectRef,
+    MAX_ID_LENGTH,
     is_valid_object_id,
     is_valid_relation_name,
     is_valid_type_name,
+    new_object,
+    new_subject,
+    plain_constructor,
 )
 from ..storage.base import Change, Operation, Precondition, PreconditionKind, RelationshipUpdate
 from ._proto.relengine.v1 import core_pb2, permissions_pb2, relationships_pb2
+
+if TYPE_CHECKING:
+    from ..service import Question
 
 # -- scalars and small messages ----------------------------------------------------------------
 
@@ -75,6 +82,7 @@ _VALID_TYPES: set[str] = set()
 _VALID_RELATIONS: set[str] = set()
 _MAX_REMEMBERED = 10_000
 _PLAIN_ID: Final = re.compile(r"[a-zA-Z0-9/_|\-=+]{1,1024}")  # model's id rule, without the wildcard
+new_check_request = plain_constructor(CheckRequest, ("resource", "permission", "subject", "context"))
 
 
 def check_type(value: str, what: str) -> str:
@@ -352,14 +360,22 @@ def check_result_from_proto(permissionship: int, missing: Any) -> CheckResult:
 
 def fill_item(msg: permissions_pb2.BulkCheckItem, req: CheckRequest) -> None:
     """Set ``msg`` (a fresh item, e.g. from ``items.add()``) to ``req``, in place."""
-    msg.resource.object_type = req.resource.type
-    msg.resource.object_id = req.resource.id
-    msg.permission = req.permission
-    subject = req.subject
-    msg.subject.object.object_type = subject.type
-    msg.subject.object.object_id = subject.id
+    fill_question(msg, req.resource, req.permission, req.subject)
+
+
+def fill_question(msg: Any, resource: ObjectRef, permission: str, subject: SubjectRef) -> None:
+    """Set the ``resource``, ``permission`` and ``subject`` fields of a fresh ``msg`` in place
+    (no sub-messages built and copied)."""
+    target = msg.resource
+    target.object_type = resource.type
+    target.object_id = resource.id
+    msg.permission = permission
+    sub = msg.subject
+    obj = sub.object
+    obj.object_type = subject.type
+    obj.object_id = subject.id
     if subject.relation:
-        msg.subject.optional_relation = subject.relation
+        sub.optional_relation = subject.relation
 
 
 def check_request_to_item(req: CheckRequest) -> permissions_pb2.BulkCheckItem:
@@ -368,10 +384,10 @@ def check_request_to_item(req: CheckRequest) -> permissions_pb2.BulkCheckItem:
     )
 
 
-def check_request_from_item(msg: permissions_pb2.BulkCheckItem, index: int = 0) -> CheckRequest:
-    # The common case first: names already seen valid and plain ids. Anything
-    # else (including an unset field, whose empty names are never "seen valid") takes the
-    # checked path below, which names what is wrong.
+def _plain_question(msg: Any) -> tuple[ObjectRef, str, SubjectRef] | None:
+    """(resource, permission, subject) of a message with those three fields in the common case:
+    names already seen valid and plain ids; None for anything else (including an unset field,
+    whose empty names are never "seen valid"), which the checked path handles and names."""
     resource = msg.resource
     subject = msg.subject
     obj = subject.object
@@ -382,10 +398,52 @@ def check_request_from_item(msg: permissions_pb2.BulkCheckItem, index: int = 0) 
         and stype in _VALID_TYPES
         and permission in _VALID_RELATIONS
         and (not srel or srel in _VALID_RELATIONS)
-        and _PLAIN_ID.fullmatch(rid) is not None
-        and _PLAIN_ID.fullmatch(sid) is not None
+        and _plain_id(rid)
+        and _plain_id(sid)
     ):
-        return CheckRequest(ObjectRef(rtype, rid), permission, SubjectRef(stype, sid, srel or None))
+        return new_object(rtype, rid), permission, new_subject(stype, sid, srel or None)
+    return None
+
+
+def _plain_id(value: str) -> bool:
+    """Whether ``value`` is a valid id that is not the wildcard (ASCII letters and digits
+    only is the quick answer)."""
+    if value.isalnum() and value.isascii():
+        return len(value) <= MAX_ID_LENGTH
+    return _PLAIN_ID.fullmatch(value) is not None
+
+
+def questions_from_items(items: Iterable[permissions_pb2.BulkCheckItem]) -> list[Question]:
+    """``Engine.check_questions`` tuples of BulkCheck items, validated (InvalidArgument names
+    the first bad item). The common case is inlined: this runs once per item of every batch."""
+    out: list[Question] = []
+    append = out.append
+    types, relations = _VALID_TYPES, _VALID_RELATIONS
+    for index, item in enumerate(items):
+        resource = item.resource
+        subject = item.subject
+        obj = subject.object
+        rtype, rid, permission = resource.object_type, resource.object_id, item.permission
+        stype, sid, srel = obj.object_type, obj.object_id, subject.optional_relation
+        if (
+            rtype in types
+            and stype in types
+            and permission in relations
+            and (not srel or srel in relations)
+            and (rid.isalnum() and rid.isascii() and len(rid) <= MAX_ID_LENGTH or _PLAIN_ID.fullmatch(rid) is not None)
+            and (sid.isalnum() and sid.isascii() and len(sid) <= MAX_ID_LENGTH or _PLAIN_ID.fullmatch(sid) is not None)
+        ):
+            append((rtype, rid, permission, new_subject(stype, sid, srel or None), None))
+        else:
+            req = check_request_from_item(item, index)
+            append((req.resource.type, req.resource.id, req.permission, req.subject, None))
+    return out
+
+
+def check_request_from_item(msg: permissions_pb2.BulkCheckItem, index: int = 0) -> CheckRequest:
+    plain = _plain_question(msg)
+    if plain is not None:
+        return new_check_request(*plain, None)
     try:
         require(msg, "resource", "resource")
         require(msg, "subject", "subject")
@@ -400,6 +458,9 @@ def check_request_from_item(msg: permissions_pb2.BulkCheckItem, index: int = 0) 
 
 def question_from_proto(msg: Any) -> tuple[ObjectRef, str, SubjectRef]:
     """``resource``, ``permission`` and ``subject`` of a CheckRequest, validated."""
+    plain = _plain_question(msg)
+    if plain is not None:
+        return plain
     require(msg, "resource", "resource")
     require(msg, "subject", "subject")
     return (

@@ -22,12 +22,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Final, Iterator, Protocol
+from typing import Any, Callable, Final, Protocol
 
-import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-from ._handlers import Behavior, method_name, status_code, wrap_handler
 
 log = logging.getLogger("relengine.server")
 
@@ -61,11 +58,23 @@ class ServerMetrics:
         self.cache_size = Gauge("relengine_cache_size", "entries in the check cache", registry=registry, multiprocess_mode="livesum")
         self.revision = Gauge("relengine_revision", "the store's newest revision", registry=registry, multiprocess_mode="livemax")
 
-    def observe(self, method: str, code: str, seconds: float) -> None:
+    def recorder(self, method: str) -> Callable[[str, float], None]:
+        """``record(code, seconds)`` for RPCs of ``method`` ("/package.Service/Method"); it
+        looks each code's labelled metrics up once."""
         _, _, tail = method.partition("/")
         service, _, name = tail.partition("/")
-        self.requests.labels(service, name, code).inc()
-        self.duration.labels(service, name, code).observe(seconds)
+        children: dict[str, tuple[Any, Any]] = {}
+
+        def record(code: str, seconds: float) -> None:
+            found = children.get(code)
+            if found is None:
+                found = children[code] = (
+                    self.requests.labels(service, name, code), self.duration.labels(service, name, code)
+                )
+            found[0].inc()
+            found[1].observe(seconds)
+
+        return record
 
     def refresh(self, engine: _HasStatistics) -> None:
         """Copy the engine's statistics into the gauges."""
@@ -107,65 +116,3 @@ class Periodic:
 def refresher(metrics: ServerMetrics, engine: _HasStatistics, interval: float = REFRESH_SECONDS) -> Periodic:
     """Refresh the gauges from ``engine.statistics()`` every ``interval`` seconds."""
     return Periodic(lambda: metrics.refresh(engine), interval, "relengine-metrics", "metrics_refresh_failed")
-
-
-def _code_name(context: grpc.ServicerContext, default: str) -> str:
-    code = status_code(context)
-    return default if code is None else str(code.name)
-
-
-class MetricsInterceptor(grpc.ServerInterceptor):
-    """Counts and times every RPC by its final status code (when ``metrics`` is given) and logs
-    each at DEBUG."""
-
-    def __init__(self, metrics: ServerMetrics | None) -> None:
-        self._metrics = metrics
-
-    def _done(self, method: str, code: str, start: float) -> None:
-        elapsed = time.perf_counter() - start
-        if self._metrics is not None:
-            self._metrics.observe(method, code, elapsed)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("rpc", extra={"event": "rpc", "method": method, "code": code, "duration_ms": round(elapsed * 1000, 3)})
-
-    def intercept_service(self, continuation: Any, handler_call_details: grpc.HandlerCallDetails) -> Any:
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = method_name(handler_call_details)
-
-        def wrap(behavior: Behavior, streaming: bool) -> Behavior:
-            if streaming:
-                def run_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-                    start = time.perf_counter()
-                    code = "UNKNOWN"
-                    try:
-                        yield from behavior(request, context)
-                        code = _code_name(context, "OK")
-                    except GeneratorExit:
-                        code = "CANCELLED"
-                        raise
-                    except Exception:
-                        code = _code_name(context, "UNKNOWN")
-                        raise
-                    finally:
-                        self._done(method, code, start)
-
-                return run_stream
-
-            def run(request: Any, context: grpc.ServicerContext) -> Any:
-                start = time.perf_counter()
-                code = "UNKNOWN"
-                try:
-                    result = behavior(request, context)
-                    code = _code_name(context, "OK")
-                    return result
-                except Exception:
-                    code = _code_name(context, "UNKNOWN")
-                    raise
-                finally:
-                    self._done(method, code, start)
-
-            return run
-
-        return wrap_handler(handler, wrap)

@@ -1,6 +1,6 @@
 """The RPCs, each thin: convert the request in, call the Engine, convert the answer out.
 
-Errors are not handled here: ``status.ErrorInterceptor`` maps whatever is raised. Streaming
+Errors are not handled here: ``pipeline.Pipeline`` maps whatever is raised. Streaming
 RPCs send the revision in the initial metadata (``relengine-revision``) before the first
 message, so that clients know it even for an empty result, and in every message.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Final, Iterable, Iterator
+from typing import Any, Callable, Final, Iterable, Iterator
 
 import grpc
 
@@ -46,6 +46,9 @@ def _send_revision(context: grpc.ServicerContext, token: str) -> None:
 class PermissionsServicer(permissions_pb2_grpc.PermissionsServiceServicer):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Plain answers at a revision are a handful of distinct messages: made once, shared
+        # (grpc only reads a response to serialize it).
+        self._plain: dict[tuple[int, int], permissions_pb2.CheckResponse] = {}
 
     def Check(self, request: permissions_pb2.CheckRequest, context: grpc.ServicerContext) -> permissions_pb2.CheckResponse:
         resource, permission, subject = c.question_from_proto(request)
@@ -55,18 +58,30 @@ class PermissionsServicer(permissions_pb2_grpc.PermissionsServiceServicer):
             context=c.optional_context(request),
             deadline=deadline_of(context),
         )
-        return permissions_pb2.CheckResponse(
-            revision_token=response.revision.token(),
-            permissionship=c.permissionship_to_proto(response.permissionship),  # type: ignore[arg-type]
-            missing_parameters=response.result.missing_parameters,
-        )
+        result = response.result
+        if result.missing_parameters:
+            return permissions_pb2.CheckResponse(
+                revision_token=response.revision.token(),
+                permissionship=c.permissionship_to_proto(result.permissionship),  # type: ignore[arg-type]
+                missing_parameters=result.missing_parameters,
+            )
+        key = (result.permissionship, response.revision.value)
+        message = self._plain.get(key)
+        if message is None:
+            message = permissions_pb2.CheckResponse(
+                revision_token=response.revision.token(),
+                permissionship=c.permissionship_to_proto(result.permissionship),  # type: ignore[arg-type]
+            )
+            if len(self._plain) >= 16:
+                self._plain.clear()
+            self._plain[key] = message
+        return message
 
     def BulkCheck(
         self, request: permissions_pb2.BulkCheckRequest, context: grpc.ServicerContext
     ) -> permissions_pb2.BulkCheckResponse:
-        items = [c.check_request_from_item(item, i) for i, item in enumerate(request.items)]
-        response = self.engine.bulk_check(
-            items,
+        response = self.engine.check_questions(
+            c.questions_from_items(request.items),
             consistency=c.consistency_from_proto(request),
             context=c.optional_context(request),
             deadline=deadline_of(context),
@@ -228,10 +243,16 @@ class SchemaServicer(schema_pb2_grpc.SchemaServiceServicer):
         return schema_pb2.ReadSchemaResponse(revision_token=revision.token(), schema_text=text)
 
 
-def add_servicers(server: grpc.Server, engine: Engine, stopping: threading.Event | None = None) -> None:
-    permissions_pb2_grpc.add_PermissionsServiceServicer_to_server(PermissionsServicer(engine), server)  # type: ignore[no-untyped-call]
-    relationships_pb2_grpc.add_RelationshipsServiceServicer_to_server(RelationshipsServicer(engine, stopping), server)  # type: ignore[no-untyped-call]
-    schema_pb2_grpc.add_SchemaServiceServicer_to_server(SchemaServicer(engine), server)  # type: ignore[no-untyped-call]
+def add_servicers(engine: Engine, stopping: threading.Event | None = None) -> list[Callable[[Any], None]]:
+    """One ``add(server)`` per relengine service, registering its servicer on ``engine``."""
+    permissions = PermissionsServicer(engine)
+    relationships = RelationshipsServicer(engine, stopping)
+    schema = SchemaServicer(engine)
+    return [
+        lambda server: permissions_pb2_grpc.add_PermissionsServiceServicer_to_server(permissions, server),  # type: ignore[no-untyped-call]
+        lambda server: relationships_pb2_grpc.add_RelationshipsServiceServicer_to_server(relationships, server),  # type: ignore[no-untyped-call]
+        lambda server: schema_pb2_grpc.add_SchemaServiceServicer_to_server(schema, server),  # type: ignore[no-untyped-call]
+    ]
 
 
 SERVICE_NAMES: Final = (

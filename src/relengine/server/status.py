@@ -1,4 +1,4 @@
-"""The one table from relengine error Codes to gRPC status codes, and the interceptor applying it.
+"""The one table from relengine error Codes to gRPC status codes, and ``abort`` applying it.
 
 A RelEngineError becomes the status of its ``code`` with its message, and a
 ``google.rpc.ErrorInfo`` detail (reason: the class name; domain: ``relengine``; metadata: its
@@ -15,7 +15,7 @@ import logging
 import re
 import uuid
 from types import MappingProxyType
-from typing import Any, Final, Iterator, Mapping, NoReturn
+from typing import Any, Final, Mapping, NoReturn
 
 import grpc
 from google.protobuf import any_pb2
@@ -23,7 +23,6 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2  # type: ignore[i
 from grpc_status import rpc_status
 
 from ..errors import Code, RelEngineError, SchemaError
-from ._handlers import Behavior, method_name, status_code, wrap_handler
 
 log = logging.getLogger("relengine.server")
 
@@ -105,42 +104,3 @@ def abort(context: grpc.ServicerContext, exc: BaseException, method: str = "") -
         status = internal_status(incident)
     context.abort_with_status(rpc_status.to_status(status))
     raise AssertionError("abort_with_status returned")  # pragma: no cover
-
-
-def _aborted(context: grpc.ServicerContext) -> bool:
-    """Whether the RPC already has a status (``context.abort`` raises a bare Exception)."""
-    return status_code(context) is not None
-
-
-class ErrorInterceptor(grpc.ServerInterceptor):
-    """Turns exceptions raised by any RPC (unary or streaming) into statuses via ``abort``."""
-
-    def intercept_service(self, continuation: Any, handler_call_details: grpc.HandlerCallDetails) -> Any:
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = method_name(handler_call_details)
-
-        def wrap(behavior: Behavior, streaming: bool) -> Behavior:
-            if streaming:
-                def run_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-                    try:
-                        yield from behavior(request, context)
-                    except Exception as exc:  # the one place that maps every error to a status
-                        if _aborted(context):
-                            raise
-                        abort(context, exc, method)
-
-                return run_stream
-
-            def run(request: Any, context: grpc.ServicerContext) -> Any:
-                try:
-                    return behavior(request, context)
-                except Exception as exc:  # the one place that maps every error to a status
-                    if _aborted(context):
-                        raise
-                    abort(context, exc, method)
-
-            return run
-
-        return wrap_handler(handler, wrap)

@@ -36,7 +36,6 @@ reads are defined by revision, not by LMDB snapshot, so a reopened Reader answer
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import heapq
 import itertools
@@ -61,7 +60,9 @@ from ..errors import (
     StoreFull,
     Unavailable,
 )
-from ..model import CaveatRef, ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef
+from ..model import (
+    CaveatRef, ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef, new_object, new_relationship, new_subject,
+)
 from . import keys, objects
 from .base import (
     DEFAULT_BATCH_LIMIT,
@@ -93,67 +94,7 @@ _NO_RELATIONSHIPS: Final = bytes(8) + objects.EMPTY
 _GC_BATCH: Final = 200_000
 
 
-_MakeObject = Callable[[str, str], ObjectRef]
-_MakeSubject = Callable[[str, str, "str | None"], SubjectRef]
-_MakeRelationship = Callable[
-    [ObjectRef, str, SubjectRef, "CaveatRef | None", "_dt.datetime | None"], Relationship
-]
-
-
-def _plain_constructors() -> tuple[_MakeObject, _MakeSubject, _MakeRelationship]:
-    """Constructors for the model's frozen slotted dataclasses that skip the frozen __init__.
-
-    A point read is on every Check's path and building three frozen dataclasses costs more than
-    the LMDB read itself; setting the slots directly halves that. Falls back to the classes if
-    the model stops being plain slotted dataclasses with these fields.
-    """
-    layout = {
-        ObjectRef: ("type", "id"),
-        SubjectRef: ("type", "id", "relation"),
-        Relationship: ("resource", "relation", "subject", "caveat", "expiration"),
-    }
-    for cls, names in layout.items():
-        plain = (
-            tuple(f.name for f in dataclasses.fields(cls)) == names
-            and not hasattr(cls, "__post_init__")
-            and all(type(cls.__dict__.get(n)).__name__ == "member_descriptor" for n in names)
-        )
-        if not plain:
-            return ObjectRef, SubjectRef, Relationship
-    new = object.__new__
-    ot, oi = (ObjectRef.__dict__[n].__set__ for n in layout[ObjectRef])
-    st, si, sr = (SubjectRef.__dict__[n].__set__ for n in layout[SubjectRef])
-    rr, rl, rs, rc, re = (Relationship.__dict__[n].__set__ for n in layout[Relationship])
-
-    def make_object(type_: str, id_: str) -> ObjectRef:
-        obj: ObjectRef = new(ObjectRef)
-        ot(obj, type_)
-        oi(obj, id_)
-        return obj
-
-    def make_subject(type_: str, id_: str, relation: str | None) -> SubjectRef:
-        obj: SubjectRef = new(SubjectRef)
-        st(obj, type_)
-        si(obj, id_)
-        sr(obj, relation)
-        return obj
-
-    def make_relationship(
-        resource: ObjectRef, relation: str, subject: SubjectRef, caveat: CaveatRef | None,
-        expiration: _dt.datetime | None,
-    ) -> Relationship:
-        obj: Relationship = new(Relationship)
-        rr(obj, resource)
-        rl(obj, relation)
-        rs(obj, subject)
-        rc(obj, caveat)
-        re(obj, expiration)
-        return obj
-
-    return make_object, make_subject, make_relationship
-
-
-_object, _subject, _relationship = _plain_constructors()
+_object, _subject, _relationship = new_object, new_subject, new_relationship
 
 
 def _rstrings(key: bytes, value: bytes) -> keys.Strings | list[str]:

@@ -1,0 +1,179 @@
+"""What every RPC goes through, bound to each method once when the server is built.
+
+For every method of the relengine services, health and reflection, one wrapped behaviour:
+
+1. the preshared key, if the server has one (not for health: load balancers probe without it);
+2. the servicer;
+3. any exception mapped to its status (``status.abort``: RelEngineErrors by the one table,
+   anything else INTERNAL with an incident id and a logged traceback);
+4. the RPC counted and timed by final status code (``ServerMetrics``) and logged at DEBUG.
+
+grpc's server interceptors would do the same per call, building new handler objects for every
+RPC, which costs more than answering a cached Check; here the wrapping happens once per method.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Iterable, Iterator
+
+import grpc
+from ._handlers import Behavior, Handler, status_code, wrap_handler
+from .auth import HEALTH_PREFIX, Unauthenticated, authorized
+from .metrics import ServerMetrics
+from .status import abort
+
+log = logging.getLogger("relengine.server")
+
+
+class Pipeline:
+    def __init__(self, metrics: ServerMetrics | None = None, preshared_key: str | None = None) -> None:
+        if preshared_key is not None and not preshared_key:
+            raise ValueError("the preshared key must not be empty")
+        self._metrics = metrics
+        self._expected = None if preshared_key is None else f"Bearer {preshared_key}".encode()
+
+    # -- registration --------------------------------------------------------------------------
+    def register(self, server: grpc.Server, add: Callable[[Any], object]) -> None:
+        """Call ``add(registrar)`` (a generated ``add_*Servicer_to_server`` bound to its servicer,
+        or ``reflection.enable_server_reflection``) and register what it adds, wrapped."""
+        registrar = _Registrar()
+        add(registrar)
+        for service, handlers in registrar.services:
+            wrapped = {name: self.wrap(f"/{service}/{name}", h) for name, h in handlers.items()}
+            server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, wrapped),))
+            server.add_registered_method_handlers(service, wrapped)  # type: ignore[attr-defined]
+        for generic in registrar.generic:  # only code that knows no registered handlers
+            server.add_generic_rpc_handlers((_WrappedGeneric(self, generic),))
+
+    def wrap(self, method: str, handler: Handler) -> Handler:
+        """``handler`` with its behaviour passed through the pipeline."""
+        authenticate = self._expected is not None and not method.startswith(HEALTH_PREFIX)
+        observe = self._observer(method)
+
+        def wrap(behavior: Behavior, streaming: bool) -> Behavior:
+            return self._streaming(method, behavior, authenticate, observe) if streaming else self._unary(
+                method, behavior, authenticate, observe
+            )
+
+        return wrap_handler(handler, wrap)
+
+    # -- behaviours ----------------------------------------------------------------------------
+    def _unary(self, method: str, behavior: Behavior, authenticate: bool, observe: _Observe) -> Behavior:
+        expected = self._expected
+
+        def run(request: Any, context: grpc.ServicerContext) -> Any:
+            start = time.perf_counter()
+            code = "OK"
+            try:
+                if authenticate:
+                    _authenticate(context, expected)
+                return behavior(request, context)
+            except Exception as exc:
+                code = _fail(context, exc, method)
+                raise
+            finally:
+                observe(code, start)
+
+        return run
+
+    def _streaming(self, method: str, behavior: Behavior, authenticate: bool, observe: _Observe) -> Behavior:
+        expected = self._expected
+
+        def run_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            start = time.perf_counter()
+            code = "OK"
+            try:
+                if authenticate:
+                    _authenticate(context, expected)
+                yield from behavior(request, context)
+            except GeneratorExit:
+                code = "CANCELLED"
+                raise
+            except Exception as exc:
+                code = _fail(context, exc, method)
+                raise
+            finally:
+                observe(code, start)
+
+        return run_stream
+
+    def _observer(self, method: str) -> _Observe:
+        metrics = self._metrics
+        record = metrics.recorder(method) if metrics is not None else None
+
+        def observe(code: str, start: float) -> None:
+            elapsed = time.perf_counter() - start
+            if record is not None:
+                record(code, elapsed)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("rpc", extra={"event": "rpc", "method": method, "code": code, "duration_ms": round(elapsed * 1000, 3)})
+
+        return observe
+
+
+_Observe = Callable[[str, float], None]
+
+
+def _authenticate(context: grpc.ServicerContext, expected: bytes | None) -> None:
+    assert expected is not None
+    metadata = context.invocation_metadata()
+    if not authorized(metadata, expected):
+        has_header = any(name == "authorization" for name, _ in metadata or ())
+        raise Unauthenticated(
+            "wrong preshared key" if has_header else "missing `authorization: Bearer <preshared key>` metadata"
+        )
+
+
+def _fail(context: grpc.ServicerContext, exc: Exception, method: str) -> str:
+    """Give the RPC the status for ``exc`` unless it has one (``context.abort`` raises after
+    setting it); returns the status code's name. Raises what ``abort`` raises."""
+    code = status_code(context)
+    if code is None:
+        try:
+            abort(context, exc, method)
+        except Exception:
+            code = status_code(context)
+            if code is None:  # pragma: no cover - abort always sets one
+                return "UNKNOWN"
+            return str(code.name)
+    return str(code.name)
+
+
+class _Registrar:
+    """Stands in for the server while generated code adds its handlers."""
+
+    def __init__(self) -> None:
+        self.services: list[tuple[str, dict[str, Handler]]] = []
+        self._generic: list[grpc.GenericRpcHandler] = []
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Handler]) -> None:
+        self.services.append((service, handlers))
+
+    def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
+        self._generic.extend(handlers)
+
+    @property
+    def generic(self) -> list[grpc.GenericRpcHandler]:
+        """The generic handlers of services that came without registered handlers."""
+        registered = {service for service, _ in self.services}
+        return [h for h in self._generic if getattr(h, "service_name", lambda: None)() not in registered]
+
+
+class _WrappedGeneric(grpc.GenericRpcHandler):
+    """A generic handler whose handlers go through the pipeline (wrapped per call: only for
+    handlers that come without registered ones)."""
+
+    def __init__(self, pipeline: Pipeline, inner: grpc.GenericRpcHandler) -> None:
+        self._pipeline = pipeline
+        self._inner = inner
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
+        handler = self._inner.service(handler_call_details)
+        if handler is None:
+            return None
+        return self._pipeline.wrap(str(handler_call_details.method), handler)
+
+
+__all__ = ["Pipeline"]
