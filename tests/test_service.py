@@ -105,6 +105,26 @@ def test_bulk_check_gives_each_item_its_result_or_error(engine: Engine) -> None:
     assert isinstance(third, UnknownRelation)
 
 
+def test_check_questions_answers_from_the_cache_and_counts_each_lookup_once(engine: Engine) -> None:
+    engine.write(rels("doc:a#viewer@user:ann"))
+    questions = [("doc", "a", "view", ANN, None), ("doc", "b", "view", ANN, None), ("doc", "a", "nope", ANN, None)]
+    before = engine.statistics()
+    first = engine.check_questions(questions)
+    middle = engine.statistics()
+    again = engine.check_questions(questions)
+    after = engine.statistics()
+    for response in (first, again):
+        allowed, denied, error = response.results
+        assert getattr(allowed, "permissionship") is Permissionship.HAS_PERMISSION
+        assert getattr(denied, "permissionship") is Permissionship.NO_PERMISSION
+        assert isinstance(error, UnknownRelation)
+    assert again.revision == first.revision
+    # The second round is answered from the cache: two hits, no new misses.
+    assert (after.cache_hits - middle.cache_hits, after.cache_misses - middle.cache_misses) == (2, 0)
+    assert middle.cache_misses - before.cache_misses >= 2
+    assert engine.bulk_check([CheckRequest(ObjectRef("doc", "a"), "view", ANN)]).results == [first.results[0]]
+
+
 def test_bulk_check_limit() -> None:
     e = Engine(MemoryStore(), EngineConfig(max_bulk_check_items=2))
     e.write_schema(SCHEMA)

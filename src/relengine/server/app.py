@@ -16,6 +16,7 @@ refused while running ones get ``grace`` seconds, then the Engine (and LMDB) is 
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import select
@@ -215,6 +216,9 @@ def _run_worker(data_dir: str, config: ServerConfig, index: int, ready_fd: int |
     try:
         server = Server(engine, config, metrics)
         server.start()
+        # What exists now (modules, the schema, the store's handles) lives as long as the
+        # process: keep it out of every later garbage collection pass.
+        gc.freeze()
         log.info(
             "serving",
             extra={"event": "serving", "listen": server.address, "worker": index, "tls": bool(config.tls_cert),

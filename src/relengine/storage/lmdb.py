@@ -1226,7 +1226,7 @@ class _LmdbTransaction:
                 return Revision(self._head), 0
             revision = self._revision
             if ops:
-                self._index_objects(rkeys)
+                self._index_objects(rkeys, ops)
             if schema_changed:
                 assert pending is not None
                 txn.put(rb, pending.encode(), db=store._schema)
@@ -1248,15 +1248,23 @@ class _LmdbTransaction:
             raise
         return Revision(revision), len(ops)
 
-    def _index_objects(self, rkeys: Iterable[bytes]) -> None:
-        """Rewrite the objects index entry of every object these keys belong to, from its
-        current relationships (one short scan each, in key order), stamped with this revision."""
+    def _index_objects(self, rkeys: Sequence[bytes], ops: bytes) -> None:
+        """Rewrite the objects index entry of every object these keys (changed by ``ops``)
+        belong to, from its current relationships (one short scan each, in key order), stamped
+        with this revision. A large object that lost nothing stays large: only its stamp moves."""
         txn = self._txn
         store = self._store
         cur = txn.cursor(store._rel)
-        put = txn.cursor(store._objects).put
+        objects_db = store._objects
+        put = txn.cursor(objects_db).put
         rb = self._rb
+        shrunk = {_object_prefix(k) for k, op in zip(rkeys, ops) if op == keys.DELETED}
         for prefix in sorted({_object_prefix(k) for k in rkeys}):
+            if prefix not in shrunk:
+                known = txn.get(prefix, None, objects_db)
+                if known is not None and known[8] == _LARGE:
+                    put(prefix, rb + known[8:])
+                    continue
             found: list[tuple[bytes, bytes]] = []
             if cur.set_range(prefix):
                 for item in cur:

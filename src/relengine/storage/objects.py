@@ -40,7 +40,6 @@ LARGE: Final = ord("L")
 HEAD: Final = 9  # revision and kind
 EMPTY: Final = bytes((PLAIN,))  # an object without relationships, after its revision
 _length = struct.Struct(">I")
-_SEPARATORS: Final = ("\x00", "\x01", "\x02")
 
 
 def needle(subject_type: str, subject_id: str) -> bytes:
@@ -60,8 +59,12 @@ def encode(revision: bytes, pairs: Sequence[tuple[str, Row]] | None) -> bytes:
     direct: dict[str, list[str]] = {}
     others: dict[str, list[list[object]]] = {}
     for relation, (st, sid, srel, extra) in pairs:
-        if srel is None and extra is None and not _odd(relation, st, sid):
-            direct.setdefault(relation, []).append(f"\x00{st}\x01{sid}\x00")
+        names = relation + st + sid
+        if srel is None and extra is None and "\x00" not in names and "\x01" not in names and "\x02" not in names:
+            entries = direct.get(relation)
+            if entries is None:
+                entries = direct[relation] = []
+            entries.append(f"\x00{st}\x01{sid}\x00")
         else:
             payload = None if extra is None else keys.encode_payload(extra[0], extra[1])
             others.setdefault(relation, []).append([st, sid, srel, payload])
@@ -138,10 +141,6 @@ def decode(value: bytes) -> dict[str, list[Row]] | None:
     for relation, rows in others(value).items():
         out.setdefault(relation, []).extend(rows)
     return out
-
-
-def _odd(*names: str) -> bool:
-    return any(sep in name for name in names for sep in _SEPARATORS)
 
 
 __all__ = [
