@@ -35,6 +35,19 @@ def serve(port: int = 0, workers: int = 16) -> tuple[Any, int]:
     return server, bound
 
 
+def deadline_call(stub: Any) -> Callable[[bytes], bytes]:
+    """``stub`` called with the deadline ``relengine.client.Client`` sets on every call by
+    default: a deadline costs the gRPC core a timer on both sides, so the echo carries one too
+    (the same client stack for both sides)."""
+    from relengine.client import DEFAULT_TIMEOUT
+
+    def call(payload: bytes) -> bytes:
+        reply: bytes = stub(payload, timeout=DEFAULT_TIMEOUT)
+        return reply
+
+    return call
+
+
 class EchoProcess:
     """The echo server in a subprocess on loopback; ``call(payload)`` from this process."""
 
@@ -55,8 +68,7 @@ class EchoProcess:
 
         channel = grpc.insecure_channel(self.target)
         grpc.channel_ready_future(channel).result(timeout=20)
-        stub: Any = channel.unary_unary(METHOD)
-        return stub
+        return deadline_call(channel.unary_unary(METHOD))
 
     def close(self) -> None:
         if self.proc.poll() is None:

@@ -122,11 +122,10 @@ def check_op(target: str, queries: Sequence[tuple[str, str, str, str]]) -> tuple
 def echo_op(target: str, payload: bytes) -> tuple[Callable[[Any], Any], list[Any]]:
     import grpc
 
-    from .grpc_echo import METHOD
+    from .grpc_echo import METHOD, deadline_call
 
     channel = grpc.insecure_channel(target)
-    stub: Any = channel.unary_unary(METHOD)
-    return stub, [payload]
+    return deadline_call(channel.unary_unary(METHOD)), [payload]
 
 
 def async_check_factory(target: str, queries: Sequence[tuple[str, str, str, str]]) -> tuple[Callable[[], Any], list[Any]] | None:

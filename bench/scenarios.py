@@ -806,7 +806,7 @@ def _grpc_workload(ctx: Context, scales: list[int], workers: tuple[int, ...]) ->
     echo_call = echo.client()
     w.contenders.append(Contender(
         "grpc_echo", echo_call, baseline=True, queries=[Query(payload, payload)],
-        note="generic handler echoing 96 bytes, same grpc client stack",
+        note="generic handler echoing 96 bytes, same grpc client stack and deadline",
     ))
     profile = ctx.profile
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -9,6 +11,8 @@ from hypothesis import strategies as st
 from relengine.model import ObjectRef, Relationship, SubjectRef
 from relengine.schema import compile_schema
 from relengine.service import Engine
+from relengine.storage import memory
+from relengine.storage.base import SMALL_OBJECT
 from relengine.storage.memory import MemoryStore
 
 from .reference import Reference
@@ -80,15 +84,26 @@ def worlds(draw: st.DrawFn) -> tuple[str, list[Relationship]]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("small", [SMALL_OBJECT, 1], ids=["read-whole", "by-index"])
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(worlds())
-def test_check_agrees_with_reference(world: tuple[str, list[Relationship]]) -> None:
+@given(world=worlds())
+def test_check_agrees_with_reference(small: int, world: tuple[str, list[Relationship]]) -> None:
+    """Both ways of reading an object: its whole value (small objects), and point reads and
+    typed scans (objects over the small-object limit, here forced down to one relationship)."""
     schema_text, rels = world
     schema = compile_schema(schema_text)
     engine = Engine(MemoryStore())
     engine.write_schema(schema_text)
     if rels:
         engine.touch(rels)
+    saved, memory.SMALL_OBJECT = memory.SMALL_OBJECT, small  # type: ignore[misc]
+    try:
+        _check_all(engine, schema, schema_text, rels)
+    finally:
+        memory.SMALL_OBJECT = saved  # type: ignore[misc]
+
+
+def _check_all(engine: Engine, schema: Any, schema_text: str, rels: list[Relationship]) -> None:
     subjects = [SubjectRef("user", u) for u in USERS + ["fresh"]] + [SubjectRef("group", g, "member") for g in GROUPS]
     subjects.append(SubjectRef("doc", "d1", "viewer"))
     reference = Reference(schema, rels, set(subjects))

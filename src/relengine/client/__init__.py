@@ -16,11 +16,12 @@ preshared key as ``Unauthenticated``.
 
 from ..server.auth import Unauthenticated
 from ._async import AsyncClient, AsyncResultStream
-from ._common import NO_RETRY, RetryPolicy, is_loopback
+from ._common import DEFAULT_TIMEOUT, NO_RETRY, RetryPolicy, is_loopback
 from ._errors import RemoteError, error_from_rpc_error
 from ._sync import Client, ResultStream
 
 __all__ = [
+    "DEFAULT_TIMEOUT",
     "NO_RETRY",
     "AsyncClient",
     "AsyncResultStream",

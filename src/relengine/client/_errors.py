@@ -98,7 +98,7 @@ def error_from_rpc_error(exc: grpc.RpcError) -> RelEngineError:
     code: grpc.StatusCode = exc.code()
     details: str = exc.details() or ""
     try:
-        status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+        status = rpc_status.from_call(exc)
     except ValueError:  # trailing status that disagrees with the call's: trust the call
         status = None
     return error_from_status(code, details, status)

@@ -261,7 +261,7 @@ def _union_node(t: str, names: frozenset[str], relations: list[Relation], arrows
                             position = obj.find(wildcard[0], position + 1)
                 if kind != plain:
                     by_relation = ctx.others(t, rid, obj)
-                    usersets: list[Row] | None = None
+                    usersets: list[tuple[str, str, str, Any]] | None = None
                     sid = subject.id
                     for name, wildcard_types, userset_types in specs:
                         for row in by_relation.get(name, ()):
@@ -278,7 +278,7 @@ def _union_node(t: str, names: frozenset[str], relations: list[Relation], arrows
                             elif rrel is not None and (rtype_, rrel) in userset_types:
                                 if usersets is None:
                                     usersets = []
-                                usersets.append(row)
+                                usersets.append((rtype_, rid_, rrel, extra))
                     if usersets is not None:
                         dispatch = ctx.dispatcher.dispatch
                         for rtype_, rid_, rrel, extra in usersets:

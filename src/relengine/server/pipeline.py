@@ -43,7 +43,7 @@ class Pipeline:
         for service, handlers in registrar.services:
             wrapped = {name: self.wrap(f"/{service}/{name}", h) for name, h in handlers.items()}
             server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, wrapped),))
-            server.add_registered_method_handlers(service, wrapped)  # type: ignore[attr-defined]
+            server.add_registered_method_handlers(service, wrapped)
         for generic in registrar.generic:  # only code that knows no registered handlers
             server.add_generic_rpc_handlers((_WrappedGeneric(self, generic),))
 

@@ -255,7 +255,8 @@ class LmdbStore:
         env = self._env
         with env.begin(write=True) as txn:
             meta = env.open_db(b"meta", txn=txn, create=False)
-            if int(txn.get(_FORMAT_KEY, db=meta).decode()) >= 2:  # another process was first
+            raw = txn.get(_FORMAT_KEY, db=meta)
+            if raw is not None and int(raw.decode()) >= 2:  # another process was first
                 return
             rel = env.open_db(b"rel", txn=txn, create=False)
             objects = env.open_db(b"objects", txn=txn)
