@@ -38,7 +38,7 @@ class LocalChecker:
 
     __slots__ = (
         "schema", "context", "reader", "max_depth", "_now", "deadline", "dispatcher", "_plan",
-        "_entries", "_active", "_objects", "_others", "_object_rows", "subject", "needle",
+        "_entries", "_active", "_objects", "_others", "_typed", "_object_rows", "subject", "needle",
         "cycle_cuts", "time_bound",
     )
 
@@ -65,6 +65,9 @@ class LocalChecker:
         self._active: set[tuple[str, str, str]] = set()
         self._objects: dict[tuple[str, str], bytes | None] = {}
         self._others: dict[tuple[str, str], dict[str, tuple[Row, ...]]] = {}
+        # Subject sets of large objects, by (type, id, relation, subject type): a bulk check
+        # walks the same groups for many subjects.
+        self._typed: dict[tuple[str, str, str, str], list[Row]] = {}
         self._object_rows = reader.object_rows
         # The subject of the current check (every sub-question asks about it) and how it looks
         # among an object's direct entries.
@@ -177,7 +180,11 @@ class LocalChecker:
         if userset_types:
             dispatch = self.dispatcher.dispatch
             for stype in {t for t, _ in userset_types}:
-                for s_type, sid, srel, extra in reader.subject_rows(rtype, rid, name, stype):
+                key = (rtype, rid, name, stype)
+                rows = self._typed.get(key)
+                if rows is None:
+                    rows = self._typed[key] = reader.subject_rows(rtype, rid, name, stype)
+                for s_type, sid, srel, extra in rows:
                     if srel is None or (s_type, srel) not in userset_types:
                         continue
                     gate = HAS if extra is None else self._gate(extra[0], extra[1])

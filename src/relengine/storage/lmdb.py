@@ -90,6 +90,7 @@ _state = struct.Struct(">QQQ")
 _ENCODE_REV = keys.encode_revision
 _LARGE: Final = objects.LARGE
 _PLAIN_PREFIX: Final = keys.LONGEST_COMPONENT + 2
+_EVERYTHING: Final = 1 << 62  # a limit no scan reaches
 _NO_RELATIONSHIPS: Final = bytes(8) + objects.EMPTY
 _GC_BATCH: Final = 200_000
 
@@ -770,8 +771,12 @@ class LmdbReader:
         prefix = keys.encode((resource_type, resource_id, relation, subject_type))
         size = len(prefix)
         rows: list[Row] = []
-        for key, value in self._items(self._store._rel, self._store._relh, prefix):
-            if keys.is_plain(key):
+        if self._at_head and not self._history:
+            items: Iterable[tuple[bytes, bytes]] = self._head_items(prefix, _EVERYTHING)
+        else:
+            items = self._items(self._store._rel, self._store._relh, prefix)
+        for key, value in items:
+            if key.find(b"\x01") < 0 and key.find(keys.SHORTENED) < 0:  # keys.is_plain, inlined
                 sid, srel = key[size:-1].decode().split("\x00")
             else:
                 _, _, _, _, sid, srel = _rstrings(key, value)
