@@ -175,18 +175,18 @@ def bulk_check_request(
 
 def bulk_check_response(msg: permissions_pb2.BulkCheckResponse) -> BulkCheckResponse:
     results: list[CheckResult | RelEngineError] = []
-    plain = {c.permissionship_to_proto(p): CheckResult(p) for p in (Permissionship.NO_PERMISSION, Permissionship.HAS_PERMISSION)}
+    append = results.append
+    plain = _PLAIN_RESULTS.get
     for pair in msg.pairs:
-        if pair.HasField("error"):
-            results.append(error_from_status_proto(pair.error))
+        if pair.WhichOneof("response") == "error":
+            append(error_from_status_proto(pair.error))
             continue
         item = pair.item
-        missing = item.missing_parameters
-        if missing or item.permissionship not in plain:
-            results.append(c.check_result_from_proto(item.permissionship, missing))
-        else:
-            results.append(plain[item.permissionship])
-    return BulkCheckResponse(results, Revision.from_token(msg.revision_token))
+        permissionship = item.permissionship
+        # Yes and no carry no missing parameters (the server sets them for conditional answers).
+        result = plain(permissionship)
+        append(result if result is not None else c.check_result_from_proto(permissionship, item.missing_parameters))
+    return BulkCheckResponse(results, revision_of(msg.revision_token))
 
 
 def expand_request(resource: ObjectLike, permission: str, consistency: Consistency | None) -> permissions_pb2.ExpandRequest:
