@@ -151,11 +151,23 @@ def revision_of(token: str) -> Revision:
     return revision
 
 
+_RESPONSES: dict[tuple[int, str], CheckResponse] = {}  # plain answers at recent revisions, shared
+
+
 def check_response(msg: permissions_pb2.CheckResponse) -> CheckResponse:
-    result = None if msg.missing_parameters else _PLAIN_RESULTS.get(msg.permissionship)
+    permissionship, token = msg.permissionship, msg.revision_token
+    response = _RESPONSES.get((permissionship, token))
+    if response is not None:
+        return response
+    # Yes and no carry no missing parameters (the server sets them for conditional answers).
+    result = _PLAIN_RESULTS.get(permissionship)
     if result is None:
-        result = c.check_result_from_proto(msg.permissionship, msg.missing_parameters)
-    return CheckResponse(result, revision_of(msg.revision_token))
+        return CheckResponse(c.check_result_from_proto(permissionship, msg.missing_parameters), revision_of(token))
+    response = CheckResponse(result, revision_of(token))
+    if len(_RESPONSES) >= 64:
+        _RESPONSES.clear()
+    _RESPONSES[(permissionship, token)] = response
+    return response
 
 
 def bulk_check_request(
