@@ -510,7 +510,9 @@ class Engine:
             quantized = self._quantized
             if quantized is not None and time.monotonic() - quantized[1] < self.config.quantization_seconds:
                 revision = quantized[0]
-                hit = self.cache.hit((revision.value, resource.type, resource.id, permission, subject))
+                hit = self.cache.hit(
+                    (revision.value, resource.type, resource.id, permission, subject.type, subject.id, subject.relation)
+                )
                 if hit is not None:
                     return self._response(hit, revision)
         if at is not None:
@@ -582,7 +584,9 @@ class Engine:
                 try:
                     if item_context is None:
                         if cached is not None:
-                            hit = cached((revision.value, rtype, rid, permission, subject))
+                            hit = cached(
+                                (revision.value, rtype, rid, permission, subject.type, subject.id, subject.relation)
+                            )
                             if hit is not None:
                                 append(of(hit))
                                 continue

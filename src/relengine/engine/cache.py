@@ -99,9 +99,10 @@ class CachingDispatcher:
 
     def dispatch(self, rtype: str, rid: str, relation: str, subject: SubjectRef, depth: int) -> Result:
         if self.context_key is None:
-            key: tuple[object, ...] = (self.revision, rtype, rid, relation, subject)
+            # Plain strings, not the SubjectRef: hashing and comparing them stays in C.
+            key: tuple[object, ...] = (self.revision, rtype, rid, relation, subject.type, subject.id, subject.relation)
         else:
-            key = (self.revision, self.context_key, rtype, rid, relation, subject)
+            key = (self.revision, self.context_key, rtype, rid, relation, subject.type, subject.id, subject.relation)
         cached = self.cache.get(key)
         if cached is not None:
             return cached
