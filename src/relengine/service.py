@@ -499,22 +499,10 @@ class Engine:
         ``at`` is shorthand for ``Consistency.at_exact_snapshot(at)``; ``deadline`` is a
         ``time.monotonic()`` instant after which the check raises DeadlineExceeded.
         """
-        if (
-            self.config.cache_size > 0
-            and (consistency is None or consistency.mode == "minimize_latency")
-            and at is None
-            and now is None
-            and not context
-        ):
-            # The hot path: a recent revision and a cached answer need no store access at all.
-            quantized = self._quantized
-            if quantized is not None and time.monotonic() - quantized[1] < self.config.quantization_seconds:
-                revision = quantized[0]
-                hit = self.cache.hit(
-                    (revision.value, resource.type, resource.id, permission, subject.type, subject.id, subject.relation)
-                )
-                if hit is not None:
-                    return self._response(hit, revision)
+        if (consistency is None or consistency.mode == "minimize_latency") and at is None and now is None and not context:
+            cached = self.cached_check(resource, permission, subject)
+            if cached is not None:
+                return cached
         if at is not None:
             consistency = Consistency.at_exact_snapshot(at)
         reader = self.snapshot(consistency)
@@ -527,6 +515,19 @@ class Engine:
         finally:
             reader.close()  # never hold a read transaction past the call
         return self._response(result, reader.revision)
+
+    def cached_check(self, resource: ObjectRef, permission: str, subject: SubjectRef) -> CheckResponse | None:
+        """The answer ``check`` would give under the default consistency if it is in the cache
+        now, else None; it touches no store at all (the hot path of ``check``, for callers
+        that would do work first only on a miss, such as reading a client's deadline)."""
+        quantized = self._quantized
+        if self.config.cache_size <= 0 or quantized is None or time.monotonic() - quantized[1] >= self.config.quantization_seconds:
+            return None
+        revision = quantized[0]
+        hit = self.cache.hit(
+            (revision.value, resource.type, resource.id, permission, subject.type, subject.id, subject.relation)
+        )
+        return None if hit is None else self._response(hit, revision)
 
     def _response(self, result: Result, revision: Revision) -> CheckResponse:
         """The CheckResponse of a plain answer at ``revision`` is made once and shared (it is

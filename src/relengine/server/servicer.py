@@ -52,12 +52,16 @@ class PermissionsServicer(permissions_pb2_grpc.PermissionsServiceServicer):
 
     def Check(self, request: permissions_pb2.CheckRequest, context: grpc.ServicerContext) -> permissions_pb2.CheckResponse:
         resource, permission, subject = c.question_from_proto(request)
-        response = self.engine.check(
-            resource, permission, subject,
-            consistency=c.consistency_from_proto(request),
-            context=c.optional_context(request),
-            deadline=deadline_of(context),
-        )
+        response = None
+        if not request.HasField("consistency") and not request.HasField("context"):
+            response = self.engine.cached_check(resource, permission, subject)
+        if response is None:
+            response = self.engine.check(
+                resource, permission, subject,
+                consistency=c.consistency_from_proto(request),
+                context=c.optional_context(request),
+                deadline=deadline_of(context),
+            )
         result = response.result
         if result.missing_parameters:
             return permissions_pb2.CheckResponse(
