@@ -500,7 +500,7 @@ class Engine:
         ``time.monotonic()`` instant after which the check raises DeadlineExceeded.
         """
         if (consistency is None or consistency.mode == "minimize_latency") and at is None and now is None and not context:
-            cached = self.cached_check(resource, permission, subject)
+            cached = self.cached_check(resource.type, resource.id, permission, subject.type, subject.id, subject.relation)
             if cached is not None:
                 return cached
         if at is not None:
@@ -516,17 +516,19 @@ class Engine:
             reader.close()  # never hold a read transaction past the call
         return self._response(result, reader.revision)
 
-    def cached_check(self, resource: ObjectRef, permission: str, subject: SubjectRef) -> CheckResponse | None:
+    def cached_check(
+        self, resource_type: str, resource_id: str, permission: str, subject_type: str, subject_id: str,
+        subject_relation: str | None,
+    ) -> CheckResponse | None:
         """The answer ``check`` would give under the default consistency if it is in the cache
-        now, else None; it touches no store at all (the hot path of ``check``, for callers
-        that would do work first only on a miss, such as reading a client's deadline)."""
+        now, else None. It touches no store and checks nothing (only questions that were
+        answered, so valid, are in the cache): the hot path of ``check``, for callers that do
+        work first only on a miss (the server validates a request and reads its deadline)."""
         quantized = self._quantized
         if self.config.cache_size <= 0 or quantized is None or time.monotonic() - quantized[1] >= self.config.quantization_seconds:
             return None
         revision = quantized[0]
-        hit = self.cache.hit(
-            (revision.value, resource.type, resource.id, permission, subject.type, subject.id, subject.relation)
-        )
+        hit = self.cache.hit((revision.value, resource_type, resource_id, permission, subject_type, subject_id, subject_relation))
         return None if hit is None else self._response(hit, revision)
 
     def _response(self, result: Result, revision: Revision) -> CheckResponse:

@@ -23,7 +23,7 @@ from relengine.model import (
     SubjectRef,
     parse_relationship,
 )
-from relengine.server._proto.relengine.v1 import permissions_pb2, permissions_pb2_grpc
+from relengine.server._proto.relengine.v1 import core_pb2, permissions_pb2, permissions_pb2_grpc
 from relengine.server.servicer import SERVICE_NAMES
 from relengine.storage.base import Operation, Precondition, PreconditionKind, RelationshipUpdate
 
@@ -50,6 +50,30 @@ def test_check_allowed_denied_and_revision(loaded: Client) -> None:
     assert yes.revision == loaded.read_schema()[1] or yes.revision.value >= 2
     assert loaded.check_text("doc:3#view@user:zed").allowed
     assert not loaded.check_text("doc:3#view@user:bob").allowed
+
+
+def test_repeated_checks_answer_from_the_cache_and_bad_ones_still_fail(
+    engine: Engine, running: Running, loaded: Client
+) -> None:
+    first = loaded.check("doc:1", "view", "user:ann")
+    hits = engine.statistics().cache_hits
+    again = loaded.check("doc:1", "view", "user:ann")
+    assert again == first and again.allowed
+    assert engine.statistics().cache_hits > hits
+    # The subject written with SpiceDB's "..." relation is the same question, answered the same.
+    with running.channel() as channel:
+        request = permissions_pb2.CheckRequest(permission="view")
+        request.resource.object_type, request.resource.object_id = "doc", "1"
+        request.subject.object.object_type, request.subject.object.object_id = "user", "ann"
+        request.subject.optional_relation = "..."
+        for _ in range(2):
+            answer = permissions_pb2_grpc.PermissionsServiceStub(channel).Check(request, timeout=10)
+            assert answer.permissionship == core_pb2.PERMISSIONSHIP_HAS_PERMISSION
+    for _ in range(2):  # errors are never cached: the second time fails like the first
+        with pytest.raises(errors.UnknownRelation):
+            loaded.check("doc:1", "nothing", "user:ann")
+        with pytest.raises(errors.InvalidArgument):
+            loaded.check("doc:1", "view", "user:not a valid id")
 
 
 def test_check_consistency_modes(loaded: Client) -> None:

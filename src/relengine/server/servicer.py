@@ -51,11 +51,18 @@ class PermissionsServicer(permissions_pb2_grpc.PermissionsServiceServicer):
         self._plain: dict[tuple[int, int], permissions_pb2.CheckResponse] = {}
 
     def Check(self, request: permissions_pb2.CheckRequest, context: grpc.ServicerContext) -> permissions_pb2.CheckResponse:
-        resource, permission, subject = c.question_from_proto(request)
         response = None
         if not request.HasField("consistency") and not request.HasField("context"):
-            response = self.engine.cached_check(resource, permission, subject)
+            # A cached answer first, looked up by the request's strings as they are: only
+            # questions that were checked, so valid, are in the cache.
+            res, sub = request.resource, request.subject
+            obj = sub.object
+            response = self.engine.cached_check(
+                res.object_type, res.object_id, request.permission, obj.object_type, obj.object_id,
+                sub.optional_relation or None,
+            )
         if response is None:
+            resource, permission, subject = c.question_from_proto(request)
             response = self.engine.check(
                 resource, permission, subject,
                 consistency=c.consistency_from_proto(request),
