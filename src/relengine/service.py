@@ -531,6 +531,31 @@ class Engine:
         hit = self.cache.hit((revision.value, resource_type, resource_id, permission, subject_type, subject_id, subject_relation))
         return None if hit is None else self._response(hit, revision)
 
+    def cached_answers(
+        self, rows: Sequence[tuple[str, str, str, str, str, str | None]]
+    ) -> tuple[Revision, list[CheckResult | None]] | None:
+        """``cached_check`` for many (resource type, id, permission, subject type, id,
+        relation) rows at once: the revision the default consistency reads now and each row's
+        cached answer (None where there is none), or None if no recent revision is known or the
+        cache is off. Answer the misses at exactly that revision to keep one revision."""
+        if len(rows) > self.config.max_bulk_check_items:
+            raise BatchTooLarge(
+                f"a bulk check may carry at most {self.config.max_bulk_check_items} items, got {len(rows)}"
+            )
+        quantized = self._quantized
+        if self.config.cache_size <= 0 or quantized is None or time.monotonic() - quantized[1] >= self.config.quantization_seconds:
+            return None
+        revision = quantized[0]
+        value = revision.value
+        hit = self.cache.hit
+        of = CheckResult.of
+        answers: list[CheckResult | None] = []
+        append = answers.append
+        for row in rows:
+            found = hit((value, *row))
+            append(None if found is None else of(found))
+        return revision, answers
+
     def _response(self, result: Result, revision: Revision) -> CheckResponse:
         """The CheckResponse of a plain answer at ``revision`` is made once and shared (it is
         immutable); conditional ones are made each time."""

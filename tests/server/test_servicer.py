@@ -92,6 +92,19 @@ def test_check_with_caveat_context_is_accepted(loaded: Client) -> None:
     assert response.allowed
 
 
+def test_bulk_check_mixes_cached_and_fresh_answers_at_one_revision(engine: Engine, loaded: Client) -> None:
+    first = loaded.bulk_check(["doc:1#view@user:ann", "doc:1#view@user:bob"])
+    hits = engine.statistics().cache_hits
+    second = loaded.bulk_check(["doc:1#view@user:ann", "doc:3#view@user:zed", "doc:1#nothing@user:ann", "doc:1#view@user:bob"])
+    assert engine.statistics().cache_hits >= hits + 2
+    assert second.revision == first.revision
+    allowed, fresh, error, denied = second.results
+    assert getattr(allowed, "allowed") and getattr(fresh, "allowed") and not getattr(denied, "allowed")
+    assert isinstance(error, errors.UnknownRelation)
+    with pytest.raises(errors.InvalidArgument, match=r"items\[2\]"):
+        loaded.bulk_check(["doc:1#view@user:ann", "doc:1#view@user:bob", CheckRequest(ObjectRef("doc", "1"), "view", SubjectRef("user", "a b"))])
+
+
 def test_bulk_check_items_and_item_errors(loaded: Client) -> None:
     response = loaded.bulk_check(
         [

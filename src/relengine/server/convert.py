@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from typing import TYPE_CHECKING, Any, Final, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Final, Iterable, Mapping, Sequence
 
 from google.protobuf import json_format
 from google.protobuf.struct_pb2 import Struct
@@ -413,13 +413,33 @@ def _plain_id(value: str) -> bool:
     return _PLAIN_ID.fullmatch(value) is not None
 
 
-def questions_from_items(items: Iterable[permissions_pb2.BulkCheckItem]) -> list[Question]:
-    """``Engine.check_questions`` tuples of BulkCheck items, validated (InvalidArgument names
-    the first bad item). The common case is inlined: this runs once per item of every batch."""
+def item_strings(items: Iterable[permissions_pb2.BulkCheckItem]) -> list[tuple[str, str, str, str, str, str | None]]:
+    """(resource type, id, permission, subject type, id, relation or None) of each item, as
+    sent (not validated): what ``Engine.cached_answers`` looks up."""
+    out: list[tuple[str, str, str, str, str, str | None]] = []
+    append = out.append
+    for item in items:
+        resource = item.resource
+        subject = item.subject
+        obj = subject.object
+        append((
+            resource.object_type, resource.object_id, item.permission, obj.object_type, obj.object_id,
+            subject.optional_relation or None,
+        ))
+    return out
+
+
+def questions_from_items(
+    items: Sequence[permissions_pb2.BulkCheckItem], indices: Iterable[int] | None = None
+) -> list[Question]:
+    """``Engine.check_questions`` tuples of BulkCheck items (those at ``indices``, default
+    all), validated (InvalidArgument names the first bad item by its index). The common case
+    is inlined: this runs once per item of every batch."""
     out: list[Question] = []
     append = out.append
     types, relations = _VALID_TYPES, _VALID_RELATIONS
-    for index, item in enumerate(items):
+    for index in range(len(items)) if indices is None else indices:
+        item = items[index]
         resource = item.resource
         subject = item.subject
         obj = subject.object
