@@ -114,3 +114,28 @@ def test_unavailable_stream_revision() -> None:
                 await client.read(RelationshipFilter("doc")).revision()
 
     run(scenario())
+
+
+def test_retries_unavailable_then_succeeds_and_gives_up_after_max_attempts() -> None:
+    from relengine.client import RetryPolicy
+
+    from .test_client import Flaky
+
+    engine = Flaky(2, errors.Unavailable("store closed for a moment"))
+    running = Running(engine)
+
+    async def scenario() -> None:
+        fast = RetryPolicy(max_attempts=4, initial_backoff=0.001, max_backoff=0.005)
+        async with AsyncClient(running.address, timeout=10, retry=fast) as client:
+            assert (await client.check("doc:1", "view", "user:ann")).allowed
+        assert engine.calls == 3
+        engine.calls = 0
+        async with AsyncClient(running.address, timeout=10, retry=RetryPolicy(max_attempts=2, initial_backoff=0.001)) as client:
+            with pytest.raises(errors.Unavailable, match="closed for a moment"):
+                await client.check("doc:1", "view", "user:ann")
+        assert engine.calls == 2
+
+    try:
+        run(scenario())
+    finally:
+        running.stop()

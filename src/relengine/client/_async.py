@@ -137,7 +137,16 @@ class AsyncClient:
     async def _unary(self, method: Any, request: Any, timeout: float | None, *, retry: bool = True) -> Any:
         limit = self._timeout(timeout)
         deadline = None if limit is None else time.monotonic() + limit
-        attempt = 0
+        try:  # the first attempt has the whole budget
+            return await method(request, timeout=limit, metadata=self._metadata)
+        except grpc.aio.AioRpcError as exc:
+            if not retry or not _retryable(exc) or self.retry.max_attempts <= 1:
+                raise error_from_rpc_error(exc) from exc
+            delay = self.retry.backoff(0)
+            if deadline is not None and deadline - time.monotonic() <= delay:
+                raise error_from_rpc_error(exc) from exc
+            await asyncio.sleep(delay)
+        attempt = 1
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
