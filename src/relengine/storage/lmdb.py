@@ -110,6 +110,19 @@ def _object_prefix(key: bytes) -> bytes:
     return key[: key.index(b"\x00", key.index(b"\x00") + 1) + 1]
 
 
+def _scan(cur: Any, prefix: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+    """At most ``limit + 1`` items of ``cur``'s database under ``prefix`` (current versions)."""
+    found: list[tuple[bytes, bytes]] = []
+    if cur.set_range(prefix):
+        for item in cur:  # stops at the first key past the prefix
+            if not item[0].startswith(prefix):
+                break
+            found.append(item)
+            if len(found) > limit:
+                break
+    return found
+
+
 def _object_value(revision: bytes, items: list[tuple[bytes, bytes]], size: int) -> bytes:
     """The ``objects`` value of one object's (by-resource key, version) items, whose prefix has
     ``size`` bytes."""
@@ -306,9 +319,7 @@ class LmdbStore:
         except lmdb.Error:
             txn = self._begin_read()  # map resized, readers full, closed: the careful way
         try:
-            raw = txn.get(_STATE_KEY, None, self._meta)
-            assert raw is not None, "a relengine store always has its state"
-            head, horizon, last_hist = _state.unpack(raw)
+            head, horizon, last_hist = self._read_state_of(txn, self._meta)
             wanted = head if revision is None else revision.value
             if wanted != head:
                 self._check_readable(txn, wanted, head, horizon)
@@ -795,16 +806,7 @@ class LmdbReader:
             cur = self._cursor
             if cur is None:
                 cur = self._cursor = self._txn.cursor(self._store._rel)
-            if not cur.set_range(prefix):
-                return []
-            found: list[tuple[bytes, bytes]] = []
-            for item in cur:  # stops at the first key of another object
-                if not item[0].startswith(prefix):
-                    break
-                found.append(item)
-                if len(found) > limit:
-                    break
-            return found
+            return _scan(cur, prefix, limit)
         except lmdb.Error as exc:
             self._recover(exc)
             return list(itertools.islice(self._items(self._store._rel, self._store._relh, prefix), limit + 1))
@@ -1271,15 +1273,7 @@ class _LmdbTransaction:
                 if known is not None and known[8] == _LARGE:
                     put(prefix, rb + known[8:])
                     continue
-            found: list[tuple[bytes, bytes]] = []
-            if cur.set_range(prefix):
-                for item in cur:
-                    if not item[0].startswith(prefix):
-                        break
-                    found.append(item)
-                    if len(found) > SMALL_OBJECT:
-                        break
-            put(prefix, _object_value(rb, found, len(prefix)))
+            put(prefix, _object_value(rb, _scan(cur, prefix, SMALL_OBJECT), len(prefix)))
 
     def abort(self) -> None:
         self._txn.abort()
