@@ -96,7 +96,7 @@ class LocalChecker:
                     f"subject type `{subject.type}` is not a definition of the schema", definition=subject.type
                 )
             self.subject = subject
-            self.needle = f"\x00{subject.type}\x01{subject.id}\x00".encode()  # objects.needle
+            self.needle = objects.needle(subject.type, subject.id)
         return self.dispatcher.dispatch(rtype, rid, relation, subject, self.max_depth)
 
     # -- Dispatcher --------------------------------------------------------------------

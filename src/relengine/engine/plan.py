@@ -116,7 +116,7 @@ class _Flat:
     and whatever else it unites (intersections, exclusions, ...)."""
 
     def __init__(self, schema: CompiledSchema, t: str, stack: tuple[str, ...]) -> None:
-        self.schema, self.t, self.stack = schema, t, stack
+        self.schema, self.t = schema, t
         self.names: set[str] = set(stack)  # every member inlined here: a userset is a member of itself
         self.relations: list[Relation] = []
         self.arrows: dict[tuple[str, str, str], ArrowOn] = {}
@@ -224,7 +224,6 @@ def _union_node(t: str, names: frozenset[str], relations: list[Relation], arrows
     rest_nodes = tuple(rest)
     head = objects.HEAD
     plain = objects.PLAIN
-    relation_at = objects.relation_at
 
     def union(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Result:
         srel = subject.relation
@@ -253,12 +252,8 @@ def _union_node(t: str, names: frozenset[str], relations: list[Relation], arrows
                             return HAS
                         position = obj.find(needle, position + 1)
                     wildcard = wild.get(stype)
-                    if wildcard is not None:
-                        position = obj.find(wildcard[0], start)
-                        while position >= 0:
-                            if relation_at(obj, start, position) in wildcard[1]:
-                                return HAS
-                            position = obj.find(wildcard[0], position + 1)
+                    if wildcard is not None and objects.contains(obj, *wildcard):
+                        return HAS
                 if kind != plain:
                     by_relation = ctx.others(t, rid, obj)
                     usersets: list[tuple[str, str, str, Any]] | None = None
@@ -338,13 +333,13 @@ def _arrow_on(schema: CompiledSchema, t: str, rewrite: TupleToUserset) -> ArrowO
                 if begin < 0:
                     return NO
                 begin += header_size
-                target = obj[begin:obj.index(b"\x02", begin) - 1].decode()
-                if "\x00" not in target and not every:  # one target: the usual case
-                    ttype, tid = target.split("\x01")
+                targets = obj[begin:obj.index(b"\x02", begin) - 1].decode()  # objects.targets, inlined
+                if "\x00" not in targets and not every:  # one target: the usual case
+                    ttype, tid = targets.split("\x01")
                     if ttype not in has_member:
                         return NO
                     return ctx.dispatcher.dispatch(ttype, tid, computed, subject, depth - 1)
-                rows = [(ttype, tid, None, None) for ttype, tid in objects.targets(obj, header)]
+                rows = [(ttype, tid, None, None) for ttype, tid in objects.entries(targets)]
             else:
                 direct = objects.targets(obj, header)
                 rows = [(ttype, tid, None, None) for ttype, tid in direct]

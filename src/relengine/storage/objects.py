@@ -107,8 +107,13 @@ def targets(value: bytes, relation_header: bytes) -> list[tuple[str, str]]:
     if begin < 0:
         return []
     begin += len(relation_header)
-    entries = value[begin:value.index(b"\x02", begin) - 1].decode()
-    return [(entry[0], entry[1]) for entry in (e.split("\x01") for e in entries.split("\x00\x00"))]
+    return entries(value[begin:value.index(b"\x02", begin) - 1].decode())
+
+
+def entries(text: str) -> list[tuple[str, str]]:
+    """The (type, id) pairs of one relation's direct entries, decoded, without the NUL that
+    opens the first and the one that closes the last."""
+    return [(entry[0], entry[1]) for entry in (e.split("\x01") for e in text.split("\x00\x00"))]
 
 
 def others(value: bytes) -> dict[str, tuple[Row, ...]]:
@@ -144,6 +149,6 @@ def decode(value: bytes) -> dict[str, list[Row]] | None:
 
 
 __all__ = [
-    "EMPTY", "HEAD", "LARGE", "OTHERS", "PLAIN", "contains", "decode", "direct_start", "encode",
+    "EMPTY", "HEAD", "LARGE", "OTHERS", "PLAIN", "contains", "decode", "direct_start", "encode", "entries",
     "header", "needle", "others", "relation_at", "targets",
 ]
