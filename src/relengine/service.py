@@ -184,12 +184,11 @@ class Engine:
         """A Reader at the revision ``consistency`` asks for (default: minimize_latency)."""
         mode = consistency.mode if consistency is not None else "minimize_latency"
         if mode == "minimize_latency":
-            quantized = self._quantized
-            now = time.monotonic()
-            if quantized is not None and now - quantized[1] < self.config.quantization_seconds:
-                return self.store.snapshot(quantized[0])
+            recent = self._recent_revision()
+            if recent is not None:
+                return self.store.snapshot(recent)
             reader = self.store.snapshot()
-            self._quantized = (reader.revision, now)
+            self._quantized = (reader.revision, time.monotonic())
             return reader
         if mode == "fully_consistent":
             return self.store.snapshot()
@@ -214,13 +213,20 @@ class Engine:
         self._quantized = None
         return revision
 
+    def _recent_revision(self) -> Revision | None:
+        """The revision minimize_latency reuses, if it was chosen less than
+        ``quantization_seconds`` ago (so that cached answers keep hitting); else None."""
+        quantized = self._quantized
+        if quantized is not None and time.monotonic() - quantized[1] < self.config.quantization_seconds:
+            return quantized[0]
+        return None
+
     def _quantized_revision(self, head: Revision) -> Revision:
-        """Reuse one revision for ``quantization_seconds`` so that cached answers keep hitting."""
-        now = time.monotonic()
-        current = self._quantized
-        if current is not None and now - current[1] < self.config.quantization_seconds and current[0] <= head:
-            return current[0]
-        self._quantized = (head, now)
+        """The recent revision if there is one no newer than ``head``; else ``head``, from now on."""
+        recent = self._recent_revision()
+        if recent is not None and recent <= head:
+            return recent
+        self._quantized = (head, time.monotonic())
         return head
 
     # -- schema ----------------------------------------------------------------------
@@ -524,10 +530,9 @@ class Engine:
         now, else None. It touches no store and checks nothing (only questions that were
         answered, so valid, are in the cache): the hot path of ``check``, for callers that do
         work first only on a miss (the server validates a request and reads its deadline)."""
-        quantized = self._quantized
-        if self.config.cache_size <= 0 or quantized is None or time.monotonic() - quantized[1] >= self.config.quantization_seconds:
+        revision = self._recent_revision() if self.config.cache_size > 0 else None
+        if revision is None:
             return None
-        revision = quantized[0]
         hit = self.cache.hit((revision.value, resource_type, resource_id, permission, subject_type, subject_id, subject_relation))
         return None if hit is None else self._response(hit, revision)
 
@@ -538,14 +543,10 @@ class Engine:
         relation) rows at once: the revision the default consistency reads now and each row's
         cached answer (None where there is none), or None if no recent revision is known or the
         cache is off. Answer the misses at exactly that revision to keep one revision."""
-        if len(rows) > self.config.max_bulk_check_items:
-            raise BatchTooLarge(
-                f"a bulk check may carry at most {self.config.max_bulk_check_items} items, got {len(rows)}"
-            )
-        quantized = self._quantized
-        if self.config.cache_size <= 0 or quantized is None or time.monotonic() - quantized[1] >= self.config.quantization_seconds:
+        self._check_batch(len(rows))
+        revision = self._recent_revision() if self.config.cache_size > 0 else None
+        if revision is None:
             return None
-        revision = quantized[0]
         value = revision.value
         hit = self.cache.hit
         of = CheckResult.of
@@ -555,6 +556,10 @@ class Engine:
             found = hit((value, *row))
             append(None if found is None else of(found))
         return revision, answers
+
+    def _check_batch(self, items: int) -> None:
+        if items > self.config.max_bulk_check_items:
+            raise BatchTooLarge(f"a bulk check may carry at most {self.config.max_bulk_check_items} items, got {items}")
 
     def _response(self, result: Result, revision: Revision) -> CheckResponse:
         """The CheckResponse of a plain answer at ``revision`` is made once and shared (it is
@@ -593,10 +598,7 @@ class Engine:
     ) -> BulkCheckResponse:
         """``bulk_check`` of (resource type, resource id, permission, subject, caveat context or
         None) tuples: what the server hands over, without building a CheckRequest per item."""
-        if len(questions) > self.config.max_bulk_check_items:
-            raise BatchTooLarge(
-                f"a bulk check may carry at most {self.config.max_bulk_check_items} items, got {len(questions)}"
-            )
+        self._check_batch(len(questions))
         reader = self.snapshot(consistency)
         revision = reader.revision
         checkers: dict[str | None, LocalChecker] = {}
