@@ -530,11 +530,17 @@ class Engine:
         now, else None. It touches no store and checks nothing (only questions that were
         answered, so valid, are in the cache): the hot path of ``check``, for callers that do
         work first only on a miss (the server validates a request and reads its deadline)."""
-        revision = self._recent_revision() if self.config.cache_size > 0 else None
+        revision = self.cache_revision()
         if revision is None:
             return None
         hit = self.cache.hit((revision.value, resource_type, resource_id, permission, subject_type, subject_id, subject_relation))
         return None if hit is None else self._response(hit, revision)
+
+    def cache_revision(self) -> Revision | None:
+        """The revision whose cached answers the default consistency (minimize_latency) reads
+        now, or None if it would choose one afresh (none chosen recently) or the cache is off.
+        Answers found in the cache at this revision are the ones ``check`` would give."""
+        return self._recent_revision() if self.config.cache_size > 0 else None
 
     def cached_answers(
         self, rows: Sequence[tuple[str, str, str, str, str, str | None]]
@@ -544,7 +550,7 @@ class Engine:
         cached answer (None where there is none), or None if no recent revision is known or the
         cache is off. Answer the misses at exactly that revision to keep one revision."""
         self._check_batch(len(rows))
-        revision = self._recent_revision() if self.config.cache_size > 0 else None
+        revision = self.cache_revision()
         if revision is None:
             return None
         value = revision.value

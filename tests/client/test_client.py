@@ -11,18 +11,19 @@ import pytest
 
 from relengine import Engine, Revision, errors
 from relengine.client import Client, RetryPolicy, is_loopback
-from relengine.client._common import channel_credentials
+from relengine.client._common import channel_credentials, check_reply
 from relengine.engine.dispatch import CheckResult, Permissionship
 from relengine.model import RelationshipFilter
+from relengine.server._proto.relengine.v1 import core_pb2, permissions_pb2
 from relengine.server.app import ServerConfig
 from relengine.service import CheckResponse, ReadResult, Stream
 
-from ..server.harness import SCHEMA, Running
+from ..server.harness import SCHEMA, Running, Uncached
 
 FAST = RetryPolicy(max_attempts=4, initial_backoff=0.001, max_backoff=0.005)
 
 
-class Flaky:
+class Flaky(Uncached):
     """Fails the first ``failures`` calls of check/read with ``error``, then answers."""
 
     def __init__(self, failures: int, error: Exception) -> None:
@@ -34,9 +35,6 @@ class Flaky:
         self.calls += 1
         if self.calls <= self.failures:
             raise self.error
-
-    def cached_check(self, *args: Any) -> None:
-        return None  # every check goes to ``check``
 
     def check(self, *args: Any, **kwargs: Any) -> CheckResponse:
         self._maybe_fail()
@@ -98,6 +96,21 @@ def test_text_helpers(loaded: Client) -> None:
         loaded.touch("not a relationship")
     with pytest.raises(errors.InvalidRelationship):
         loaded.check("doc", "view", "user:ann")  # no id
+
+
+def test_check_replies_are_read_once_and_conditional_ones_each_time() -> None:
+    yes = permissions_pb2.CheckResponse(revision_token=Revision(7).token(), permissionship=core_pb2.PERMISSIONSHIP_HAS_PERMISSION)
+    first = check_reply(yes.SerializeToString())
+    assert first == CheckResponse(CheckResult(Permissionship.HAS_PERMISSION), Revision(7)) and first.allowed
+    assert check_reply(yes.SerializeToString()) is first
+    maybe = permissions_pb2.CheckResponse(
+        revision_token=Revision(7).token(), permissionship=core_pb2.PERMISSIONSHIP_CONDITIONAL_PERMISSION,
+        missing_parameters=["ip"],
+    ).SerializeToString()
+    conditional = check_reply(maybe)
+    assert conditional.permissionship is Permissionship.CONDITIONAL_PERMISSION
+    assert conditional.result.missing_parameters == ("ip",)
+    assert check_reply(maybe) is not conditional and check_reply(maybe) == conditional
 
 
 def test_is_loopback() -> None:

@@ -13,8 +13,22 @@ from prometheus_client import CollectorRegistry
 
 from relengine import Engine, EngineConfig
 from relengine.client import Client
+from relengine.engine.cache import CheckCache
 from relengine.server.app import Server, ServerConfig
 from relengine.server.metrics import ServerMetrics
+
+class Uncached:
+    """For engines that stand in for Engine: no answer is ever cached, so every Check goes to
+    their ``check``."""
+
+    cache = CheckCache(0)
+
+    def cache_revision(self) -> None:
+        return None
+
+    def cached_check(self, *args: Any) -> None:
+        return None
+
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
 STORE = os.environ.get("RELENGINE_TEST_STORE", "lmdb")

@@ -24,7 +24,7 @@ from relengine.model import (
     parse_relationship,
 )
 from relengine.server._proto.relengine.v1 import core_pb2, permissions_pb2, permissions_pb2_grpc
-from relengine.server.servicer import SERVICE_NAMES
+from relengine.server.servicer import SERVICE_NAMES, PermissionsServicer, Replies
 from relengine.storage.base import Operation, Precondition, PreconditionKind, RelationshipUpdate
 
 from .harness import SCHEMA, Running
@@ -327,6 +327,72 @@ def test_health_serving_and_reflection(running: Running) -> None:
         responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
         names = {s.name for r in responses for s in r.list_services_response.service}
     assert set(SERVICE_NAMES) <= names and "grpc.health.v1.Health" in names
+
+
+def test_replies_keep_one_revision_and_a_bounded_size() -> None:
+    replies = Replies(capacity=10)
+    replies.put(5, b"q1", b"yes")
+    assert replies.get(5, b"q1") == b"yes" and replies.get(6, b"q1") is None and replies.get(5, b"q2") is None
+    replies.put(4, b"q2", b"no")  # older than the table's revision: dropped
+    assert replies.get(4, b"q2") is None and len(replies) == 1
+    replies.put(6, b"q2", b"no")  # a newer revision starts an empty table
+    assert replies.get(5, b"q1") is None and replies.get(6, b"q2") == b"no" and len(replies) == 1
+    for i in range(25):
+        replies.put(6, f"x{i}".encode(), b"no")
+    assert len(replies) <= 10 and replies.get(6, b"x24") == b"no"
+    off = Replies(capacity=0)
+    off.put(1, b"q", b"yes")
+    assert off.get(1, b"q") is None
+
+
+class _Context:
+    def time_remaining(self) -> float:
+        return 10.0
+
+
+def _check_bytes(resource: str, subject: str, consistency: Consistency | None = None) -> bytes:
+    request = permissions_pb2.CheckRequest(permission="view")
+    request.resource.object_type, request.resource.object_id = resource.split(":")
+    request.subject.object.object_type, request.subject.object.object_id = subject.split(":")
+    if consistency is not None:
+        request.consistency.fully_consistent = True
+    return request.SerializeToString()
+
+
+def _permissionship(reply: bytes) -> int:
+    return permissions_pb2.CheckResponse.FromString(reply).permissionship
+
+
+def test_check_bytes_keeps_replies_of_cached_answers_only(engine: Engine) -> None:
+    engine.write_schema(SCHEMA)
+    engine.write([RelationshipUpdate(Operation.TOUCH, parse_relationship("doc:2#viewer@user:ann"))])
+    servicer, context = PermissionsServicer(engine), _Context()
+    ann, bob = _check_bytes("doc:2", "user:ann"), _check_bytes("doc:2", "user:bob")
+    assert _permissionship(servicer.check_bytes(ann, context)) == core_pb2.PERMISSIONSHIP_HAS_PERMISSION
+    assert len(servicer.replies) == 0  # answered by the checker: now in the engine's cache
+    assert servicer.check_bytes(ann, context) == servicer.check_bytes(ann, context)
+    assert len(servicer.replies) == 1  # the engine's cached answer, kept as bytes
+    hits = engine.statistics().cache_hits
+    servicer.check_bytes(ann, context)  # from the replies: still counted as a cache hit
+    assert engine.statistics().cache_hits == hits + 1
+    fresh = _check_bytes("doc:2", "user:ann", Consistency.fully_consistent())
+    for _ in range(2):
+        assert _permissionship(servicer.check_bytes(fresh, context)) == core_pb2.PERMISSIONSHIP_HAS_PERMISSION
+    assert len(servicer.replies) == 1  # a request with a consistency is never kept
+    for _ in range(2):
+        assert _permissionship(servicer.check_bytes(bob, context)) == core_pb2.PERMISSIONSHIP_NO_PERMISSION
+    # A write through the engine moves the default consistency to a new revision: no stale reply.
+    engine.write([RelationshipUpdate(Operation.DELETE, parse_relationship("doc:2#viewer@user:ann"))])
+    assert _permissionship(servicer.check_bytes(ann, context)) == core_pb2.PERMISSIONSHIP_NO_PERMISSION
+    with pytest.raises(errors.InvalidArgument, match="not a valid relengine.v1.CheckRequest"):
+        servicer.check_bytes(b"\xff\xff\xff", context)
+
+
+def test_malformed_check_request_is_invalid_argument(running: Running) -> None:
+    with running.channel() as channel:
+        with pytest.raises(grpc.RpcError) as info:
+            channel.unary_unary("/relengine.v1.PermissionsService/Check")(b"\x0a\xff", timeout=10)
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_missing_fields_are_invalid_argument(running: Running) -> None:

@@ -22,7 +22,7 @@ from relengine.server.app import ServerConfig
 from relengine.server.status import CODE_OF, GRPC_STATUS, decode_fields, encode_fields
 from relengine.service import Stream
 
-from .harness import SCHEMA, Running, make_engine
+from .harness import SCHEMA, Running, Uncached, make_engine
 
 
 def _error_classes() -> list[type[RelEngineError]]:
@@ -38,15 +38,12 @@ def _instance(cls: type[RelEngineError]) -> RelEngineError:
     return cls(f"a {cls.__name__} happened", definition="doc", relation="view", line=3, column=7)
 
 
-class RaisingEngine:
+class RaisingEngine(Uncached):
     """Stands in for Engine: every question raises ``error``; records the deadline it was given."""
 
     def __init__(self, error: BaseException) -> None:
         self.error = error
         self.deadlines: list[float | None] = []
-
-    def cached_check(self, *args: Any) -> Any:
-        return None  # nothing is ever cached: every check goes to ``check``
 
     def check(self, *args: Any, deadline: float | None = None, **kwargs: Any) -> Any:
         self.deadlines.append(deadline)

@@ -121,6 +121,7 @@ class AsyncClient:
         self._permissions = permissions_pb2_grpc.PermissionsServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._relationships = relationships_pb2_grpc.RelationshipsServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._schema = schema_pb2_grpc.SchemaServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self._check = m.check_method(self._channel)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -170,8 +171,8 @@ class AsyncClient:
         self, resource: m.ObjectLike, permission: str, subject: m.SubjectLike, *,
         consistency: Consistency | None = None, context: Mapping[str, Any] | None = None, timeout: float | None = None,
     ) -> CheckResponse:
-        request = m.check_request(resource, permission, subject, consistency, context)
-        return m.check_response(await self._unary(self._permissions.Check, request, timeout))
+        request = m.check_request_bytes(resource, permission, subject, consistency, context)
+        return m.check_reply(await self._unary(self._check, request, timeout))
 
     async def check_text(self, text: str, **kwargs: Any) -> CheckResponse:
         rel = m.as_relationship(text)

@@ -151,23 +151,65 @@ def revision_of(token: str) -> Revision:
     return revision
 
 
-_RESPONSES: dict[tuple[int, str], CheckResponse] = {}  # plain answers at recent revisions, shared
+CHECK_METHOD: Final = "/{}/Check".format(permissions_pb2.DESCRIPTOR.services_by_name["PermissionsService"].full_name)
+
+
+def check_method(channel: Any) -> Any:
+    """PermissionsService.Check on ``channel`` (sync or asyncio) with the request and the reply
+    as bytes: ``check_request_bytes`` and ``check_reply``."""
+    return channel.unary_unary(CHECK_METHOD, request_serializer=None, response_deserializer=None, _registered_method=True)
+
+
+_REQUESTS: dict[tuple[str, str, str, str, str, str | None], bytes] = {}  # recent plain questions, serialized
+_MAX_REQUESTS: Final = 4096
+
+
+def check_request_bytes(
+    resource: ObjectLike, permission: str, subject: SubjectLike, consistency: Consistency | None,
+    context: Mapping[str, Any] | None,
+) -> bytes:
+    """The serialized CheckRequest; a question asked again without a consistency or a context
+    reuses its bytes (services ask the same questions over and over)."""
+    if consistency is not None or context:
+        return check_request(resource, permission, subject, consistency, context).SerializeToString()
+    res, sub = as_object(resource), as_subject(subject)
+    key = (res.type, res.id, permission, sub.type, sub.id, sub.relation)
+    data = _REQUESTS.get(key)
+    if data is None:
+        msg = permissions_pb2.CheckRequest()
+        c.fill_question(msg, res, permission, sub)
+        data = msg.SerializeToString()
+        if len(_REQUESTS) >= _MAX_REQUESTS:
+            _REQUESTS.clear()
+        _REQUESTS[key] = data
+    return data
+
+
+_REPLIES: dict[bytes, CheckResponse] = {}  # plain answers at recent revisions, by the reply's bytes
+
+
+def check_reply(data: bytes) -> CheckResponse:
+    """The CheckResponse of a serialized reply: a plain yes or no at a revision is a handful of
+    distinct replies, each read once and its answer shared."""
+    response = _REPLIES.get(data)
+    if response is not None:
+        return response
+    msg = permissions_pb2.CheckResponse.FromString(data)
+    response = check_response(msg)
+    if not msg.missing_parameters:
+        if len(_REPLIES) >= 64:
+            _REPLIES.clear()
+        _REPLIES[data] = response
+    return response
 
 
 def check_response(msg: permissions_pb2.CheckResponse) -> CheckResponse:
-    permissionship, token = msg.permissionship, msg.revision_token
-    response = _RESPONSES.get((permissionship, token))
-    if response is not None:
-        return response
+    permissionship = msg.permissionship
     # Yes and no carry no missing parameters (the server sets them for conditional answers).
     result = _PLAIN_RESULTS.get(permissionship)
     if result is None:
-        return CheckResponse(c.check_result_from_proto(permissionship, msg.missing_parameters), revision_of(token))
-    response = CheckResponse(result, revision_of(token))
-    if len(_RESPONSES) >= 64:
-        _RESPONSES.clear()
-    _RESPONSES[(permissionship, token)] = response
-    return response
+        result = c.check_result_from_proto(permissionship, msg.missing_parameters)
+    return CheckResponse(result, revision_of(msg.revision_token))
 
 
 def bulk_check_request(

@@ -132,6 +132,7 @@ class Client:
         self._permissions = permissions_pb2_grpc.PermissionsServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._relationships = relationships_pb2_grpc.RelationshipsServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._schema = schema_pb2_grpc.SchemaServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self._check = m.check_method(self._channel)
 
     # -- plumbing ---------------------------------------------------------------------------------
     def close(self) -> None:
@@ -194,8 +195,8 @@ class Client:
         consistency: Consistency | None = None, context: Mapping[str, Any] | None = None, timeout: float | None = None,
     ) -> CheckResponse:
         """Whether ``subject`` has ``permission`` on ``resource`` (``"doc:1"``, ``"user:ann"`` work too)."""
-        request = m.check_request(resource, permission, subject, consistency, context)
-        return m.check_response(self._unary(self._permissions.Check, request, timeout))
+        request = m.check_request_bytes(resource, permission, subject, consistency, context)
+        return m.check_reply(self._unary(self._check, request, timeout))
 
     def check_text(self, text: str, **kwargs: Any) -> CheckResponse:
         """``check`` of ``"doc:1#view@user:ann"``."""

@@ -12,11 +12,12 @@ import time
 from typing import Any, Callable, Final, Iterable, Iterator
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from ..engine.dispatch import CheckResult
-from ..errors import RelEngineError
+from ..errors import InvalidArgument, RelEngineError
 from ..model import Consistency, Relationship
-from ..service import Engine
+from ..service import CheckResponse, Engine
 from . import convert as c
 from ._proto.relengine.v1 import (
     permissions_pb2,
@@ -45,15 +46,77 @@ def _send_revision(context: grpc.ServicerContext, token: str) -> None:
     context.send_initial_metadata(((REVISION_METADATA, token),))
 
 
+class Replies:
+    """Serialized Check replies by serialized request, at one revision.
+
+    The server's copy of answers that are in the engine's cache at that revision (so the
+    request was valid and the reply is what ``Engine.check`` says), found again without parsing
+    the request or building the reply: the same bytes are the same question. Requests with a
+    consistency or a caveat context are never kept. A newer revision starts an empty table;
+    a full table drops its oldest tenth.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._table: tuple[int, dict[bytes, bytes]] = (-1, {})  # swapped whole: readers take no lock
+        self._lock = threading.Lock()
+
+    def get(self, revision: int, request: bytes) -> bytes | None:
+        at, table = self._table
+        return table.get(request) if at == revision else None
+
+    def put(self, revision: int, request: bytes, reply: bytes) -> None:
+        if self.capacity <= 0:
+            return
+        at, table = self._table
+        if at != revision:
+            if revision < at:
+                return  # a reply at an older revision than the table's: not worth keeping
+            table = {}
+            self._table = (revision, table)
+        if len(table) >= self.capacity:
+            with self._lock:
+                for old in list(table)[: max(1, self.capacity // 10)]:
+                    table.pop(old, None)
+        table[request] = reply
+
+    def __len__(self) -> int:
+        return len(self._table[1])
+
+
 class PermissionsServicer(permissions_pb2_grpc.PermissionsServiceServicer):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        # Plain answers at a revision are a handful of distinct messages: made once, shared
-        # (grpc only reads a response to serialize it).
-        self._plain: dict[tuple[int, int], permissions_pb2.CheckResponse] = {}
+        # Plain answers at a revision are a handful of distinct replies: serialized once, shared.
+        self._plain: dict[tuple[int, int], bytes] = {}
+        self.replies = Replies(engine.cache.capacity)
+        self._count_hit = engine.cache.count_hits
+
+    def check_bytes(self, data: bytes, context: grpc.ServicerContext) -> bytes:
+        """Check, registered with the request and the reply as bytes (see ``Replies``): a known
+        question at the revision the default consistency reads now is one dict lookup."""
+        revision = self.engine.cache_revision()
+        if revision is not None:
+            reply = self.replies.get(revision.value, data)
+            if reply is not None:
+                self._count_hit()
+                return reply
+        try:
+            request = permissions_pb2.CheckRequest.FromString(data)
+        except DecodeError as exc:
+            raise InvalidArgument("the request is not a valid relengine.v1.CheckRequest message") from exc
+        response, cached = self._check(request, context)
+        reply = self._reply(response)
+        if cached:
+            self.replies.put(response.revision.value, data, reply)
+        return reply
 
     def Check(self, request: permissions_pb2.CheckRequest, context: grpc.ServicerContext) -> permissions_pb2.CheckResponse:
-        response = None
+        """Check with messages (the served method is ``check_bytes``)."""
+        return permissions_pb2.CheckResponse.FromString(self._reply(self._check(request, context)[0]))
+
+    def _check(self, request: permissions_pb2.CheckRequest, context: grpc.ServicerContext) -> tuple[CheckResponse, bool]:
+        """The answer, and whether it came from the engine's cache."""
         if not request.HasField("consistency") and not request.HasField("context"):
             # A cached answer first, looked up by the request's strings as they are: only
             # questions that were checked, so valid, are in the cache.
@@ -63,32 +126,36 @@ class PermissionsServicer(permissions_pb2_grpc.PermissionsServiceServicer):
                 res.object_type, res.object_id, request.permission, obj.object_type, obj.object_id,
                 sub.optional_relation or None,
             )
-        if response is None:
-            resource, permission, subject = c.question_from_proto(request)
-            response = self.engine.check(
-                resource, permission, subject,
-                consistency=c.consistency_from_proto(request),
-                context=c.optional_context(request),
-                deadline=deadline_of(context),
-            )
+            if response is not None:
+                return response, True
+        resource, permission, subject = c.question_from_proto(request)
+        response = self.engine.check(
+            resource, permission, subject,
+            consistency=c.consistency_from_proto(request),
+            context=c.optional_context(request),
+            deadline=deadline_of(context),
+        )
+        return response, False
+
+    def _reply(self, response: CheckResponse) -> bytes:
         result = response.result
         if result.missing_parameters:
             return permissions_pb2.CheckResponse(
                 revision_token=response.revision.token(),
                 permissionship=c.permissionship_to_proto(result.permissionship),  # type: ignore[arg-type]
                 missing_parameters=result.missing_parameters,
-            )
+            ).SerializeToString()
         key = (result.permissionship, response.revision.value)
-        message = self._plain.get(key)
-        if message is None:
-            message = permissions_pb2.CheckResponse(
+        reply = self._plain.get(key)
+        if reply is None:
+            reply = permissions_pb2.CheckResponse(
                 revision_token=response.revision.token(),
                 permissionship=c.permissionship_to_proto(result.permissionship),  # type: ignore[arg-type]
-            )
+            ).SerializeToString()
             if len(self._plain) >= 16:
                 self._plain.clear()
-            self._plain[key] = message
-        return message
+            self._plain[key] = reply
+        return reply
 
     def BulkCheck(
         self, request: permissions_pb2.BulkCheckRequest, context: grpc.ServicerContext
@@ -283,11 +350,29 @@ def add_servicers(engine: Engine, stopping: threading.Event | None = None) -> li
     permissions = PermissionsServicer(engine)
     relationships = RelationshipsServicer(engine, stopping)
     schema = SchemaServicer(engine)
+    check: Any = grpc.unary_unary_rpc_method_handler(permissions.check_bytes)  # no (de)serializers: bytes in and out
     return [
-        lambda server: permissions_pb2_grpc.add_PermissionsServiceServicer_to_server(permissions, server),  # type: ignore[no-untyped-call]
+        lambda server: permissions_pb2_grpc.add_PermissionsServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            permissions, _Replacing(server, {"Check": check})
+        ),
         lambda server: relationships_pb2_grpc.add_RelationshipsServiceServicer_to_server(relationships, server),  # type: ignore[no-untyped-call]
         lambda server: schema_pb2_grpc.add_SchemaServiceServicer_to_server(schema, server),  # type: ignore[no-untyped-call]
     ]
+
+
+class _Replacing:
+    """Stands in for the server while generated code registers a service, replacing some of
+    its method handlers (the pipeline builds the generic handler from the registered ones)."""
+
+    def __init__(self, server: Any, replace: dict[str, Any]) -> None:
+        self._server = server
+        self._replace = replace
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
+        self._server.add_registered_method_handlers(service, {**handlers, **self._replace})
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        self._server.add_generic_rpc_handlers(handlers)
 
 
 SERVICE_NAMES: Final = (
