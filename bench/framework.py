@@ -110,6 +110,10 @@ class Profile:
     process_levels: tuple[int, ...]
     open_rate_fraction: float  # open-loop rate, as a fraction of closed-loop c=1 throughput
     write_ops: int  # single writes per rep (each is a commit)
+    # Interleaved pairs (subject, baseline, baseline, subject, ...) where two services share the
+    # machine (gRPC vs echo): many short pairs, so that drifts of the machine fall within pairs.
+    pairs: int
+    pair_limits: driver.Limits
 
 
 QUICK = Profile(
@@ -117,12 +121,14 @@ QUICK = Profile(
     limits=driver.Limits(seconds=0.2, max_ops=200_000, warmup_seconds=0.05, warmup_ops=2_000),
     concurrency_limits=driver.Limits(seconds=0.3, max_ops=300_000, warmup_seconds=0.05, warmup_ops=200),
     thread_levels=(1, 8, 64), process_levels=(1, 8), open_rate_fraction=0.25, write_ops=200,
+    pairs=3, pair_limits=driver.Limits(seconds=0.3, max_ops=300_000, warmup_seconds=0.05, warmup_ops=200),
 )
 FULL = Profile(
     "full", reps=5,
     limits=driver.Limits(seconds=1.0, max_ops=2_000_000, warmup_seconds=0.3, warmup_ops=20_000),
     concurrency_limits=driver.Limits(seconds=2.0, max_ops=2_000_000, warmup_seconds=0.3, warmup_ops=1_000),
     thread_levels=(1, 8, 64), process_levels=(1, 2, 8, 64), open_rate_fraction=0.25, write_ops=1_000,
+    pairs=12, pair_limits=driver.Limits(seconds=0.75, max_ops=750_000, warmup_seconds=0.1, warmup_ops=200),
 )
 
 
@@ -278,16 +284,26 @@ def _p50(run: driver.Run) -> int:
     return int(data[max(0, (len(data) + 1) // 2 - 1)])
 
 
-def headline(subject: dict[str, Any], base: dict[str, Any], metric: str, **extra: Any) -> dict[str, Any]:
-    """Subject vs baseline on ``metric`` (a cost: lower is better); ``ratio`` = subject /
-    baseline, from the medians; ``ratio_reps`` pairs the interleaved reps one by one."""
-    value, base_value = _metric(subject, metric), _metric(base, metric)
-    per_rep = []
+def paired(subject: dict[str, Any], base: dict[str, Any], metric: str) -> list[tuple[float, float]]:
+    """The interleaved reps of ``subject`` and ``base`` side by side on ``metric`` (``p50_ns``,
+    or a cost per unit), skipping reps without it."""
+    out = []
     for a, b in zip(subject.get("reps", []), base.get("reps", [])):
         ka = a.get("p50") if metric == "p50_ns" else a["ns_per_op"] / subject["per_op"]
         kb = b.get("p50") if metric == "p50_ns" else b["ns_per_op"] / base["per_op"]
         if ka and kb:
-            per_rep.append(round(ka / kb, 4))
+            out.append((float(ka), float(kb)))
+    return out
+
+
+def headline(subject: dict[str, Any], base: dict[str, Any], metric: str, **extra: Any) -> dict[str, Any]:
+    """Subject vs baseline on ``metric`` (a cost: lower is better); ``ratio`` = subject /
+    baseline, from the medians; ``ratio_reps`` pairs the interleaved reps one by one, and
+    ``ratio_paired`` / ``diff_paired`` are the medians of those pairs' ratios / differences
+    (steadier than the ratio of medians where the machine drifts between reps)."""
+    value, base_value = _metric(subject, metric), _metric(base, metric)
+    pairs = paired(subject, base, metric)
+    per_rep = [round(a / b, 4) for a, b in pairs]
     return {
         "metric": metric,
         "subject": subject["label"],
@@ -296,6 +312,8 @@ def headline(subject: dict[str, Any], base: dict[str, Any], metric: str, **extra
         "baseline_value": base_value,
         "ratio": round(value / base_value, 4) if base_value else None,
         "ratio_reps": per_rep,
+        "ratio_paired": round(statistics.median(per_rep), 4) if per_rep else None,
+        "diff_paired": round(statistics.median(a - b for a, b in pairs), 1) if pairs else None,
         **extra,
     }
 

@@ -79,6 +79,9 @@ class EchoProcess:
             except subprocess.TimeoutExpired:
                 self.proc.terminate()
                 self.proc.wait(timeout=5)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -139,12 +139,41 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             f"p50 {scales[-1]} / p50 {scales[0]}" + ("" if at_goal else " (the goal is 10m vs 10k; run --full)")
         )
 
+    def at_1m(s: dict[str, Any]) -> bool:
+        return bool(s["relationships"] == 1_000_000)
+
+    def grpc_p50(s: dict[str, Any]) -> tuple[float, bool | None, str]:
+        h = s["headline"]
+        v = h["diff_paired"] / 1000
+        return round(v, 1), (v <= 40) if at_1m(s) else None, (
+            f"us above the echo (median of {len(h['ratio_reps'])} interleaved pairs' p50 differences; "
+            f"p50 {fmt_ns(h['value'])} vs {fmt_ns(h['baseline_value'])})"
+        )
+
+    def grpc_throughput(s: dict[str, Any]) -> tuple[float, bool | None, str]:
+        h = s["headline"]["throughput"]["threads, c=8"]
+        v = 1 / h["ratio_paired"]
+        others = ", ".join(f"{k}: {1 / x['ratio_paired']:.2f}x" for k, x in s["headline"]["throughput"].items() if k != "threads, c=8")
+        return round(v, 3), (v >= 0.9) if at_1m(s) else None, f"x the echo's calls/s at 8 client threads ({others})"
+
+    def grpc_bulk(s: dict[str, Any]) -> tuple[float, bool | None, str]:
+        v = _measurement(s, "grpc_bulk")["units_per_second"]
+        return round(v), (v >= 100_000) if at_1m(s) else None, "checks/s in BulkCheck RPCs of 1,000"
+
+    def grpc_workers(s: dict[str, Any]) -> tuple[float, bool | None, str]:
+        v = 1 / s["headline"]["ratio_paired"]
+        return round(v, 3), v > 1, "x one worker's calls/s, 8 client processes"
+
     add("cached check throughput", ">= 500,000 checks/s", "cached_check", cached)
     add("cached check vs naive dict", ">= 1.5x the naive evaluator", "cached_check", cached_vs_naive)
     add("uncached check p50 (admin walk)", "<= 12 us", "uncached_check", uncached)
     add("bulk check, 1,000 uncached items", ">= 150,000 checks/s", "bulk_check", bulk)
     add("LookupResources, 10,000 of 1M", "<= 100 ms", "lookup_resources", lookup)
     add("check p50 at 10M vs 10k", "<= 1.5x", "check_vs_size", size)
+    add("gRPC Check p50 over a gRPC echo", "<= +40 us", "grpc_check", grpc_p50)
+    add("gRPC Check throughput vs the echo", ">= 0.9x", "grpc_check", grpc_throughput)
+    add("gRPC BulkCheck of 1,000", ">= 100,000 checks/s", "grpc_bulk_check", grpc_bulk)
+    add("--workers 2 vs 1", "> 1x", "grpc_workers", grpc_workers)
     return out
 
 

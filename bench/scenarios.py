@@ -784,6 +784,15 @@ def _remote_check(client: Any) -> Callable[[Any], Any]:
     return lambda a: check(*a)
 
 
+def _check_request_size(queries: Sequence[tuple[str, str, str, str]]) -> int:
+    """The median size of the queries' serialized CheckRequests."""
+    from relengine.client._common import check_request_bytes
+
+    sizes = sorted(len(check_request_bytes(ObjectRef("container", cid), perm, SubjectRef(st, sid), None, None))
+                   for cid, perm, st, sid in queries)
+    return sizes[len(sizes) // 2]
+
+
 def _grpc_workload(ctx: Context, scales: list[int], workers: tuple[int, ...]) -> Workload:
     from .grpc_echo import EchoProcess
 
@@ -802,41 +811,47 @@ def _grpc_workload(ctx: Context, scales: list[int], workers: tuple[int, ...]) ->
         if hasattr(client, "close"):
             w.cleanups.append(client.close)
         w.contenders.append(Contender(f"grpc@{n}w", _remote_check(client), prepare=refs, answer=lambda r: r.allowed))
-    payload = b"\x00" * 96  # about the size of a serialised CheckRequest
+    payload = b"\x00" * _check_request_size(queries)  # as many bytes as a serialized CheckRequest here
     echo_call = echo.client()
     w.contenders.append(Contender(
         "grpc_echo", echo_call, baseline=True, queries=[Query(payload, payload)],
-        note="generic handler echoing 96 bytes, same grpc client stack and deadline",
+        note=f"generic handler echoing {len(payload)} bytes, same grpc client stack and deadline",
     ))
     profile = ctx.profile
 
     def drive(ctx: Context, wl: Workload) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        limits = profile.concurrency_limits
+        # Many short pairs, each contender in turn and the order reversed every other pair
+        # (server, echo, echo, server...): this machine's speed drifts by more than the
+        # difference being measured, within seconds, so each rep is compared with its neighbour.
+        limits = profile.pair_limits
         out: list[dict[str, Any]] = []
         levels = profile.thread_levels if len(workers) == 1 else (8,)
         prepared = {c.label: c.prepared(wl) for c in wl.contenders}
         for level in levels:
-            # Reps interleaved (server, echo, server, echo...): loopback latency here drifts by
-            # more than the difference being measured, so each rep pairs with its neighbour.
             runs: dict[str, list[driver.Run]] = {c.label: [] for c in wl.contenders}
-            for rep in range(profile.reps):
-                for c in wl.contenders:
-                    ctx.progress(f"{c.label}: {level} threads (rep {rep + 1}/{profile.reps})")
+            for rep in range(profile.pairs):
+                for c in wl.contenders if rep % 2 == 0 else wl.contenders[::-1]:
+                    ctx.progress(f"{c.label}: {level} threads (pair {rep + 1}/{profile.pairs})")
                     runs[c.label].append(driver.closed_loop_threads(c.call, prepared[c.label], limits, level))
             for c in wl.contenders:
                 out.append(measure(runs[c.label], c.label, baseline=c.baseline))
-        for n, server in servers.items():
-            ctx.progress(f"grpc@{n}w: 8 client processes")
-            spec: driver.OpSpec = ("bench.grpc_mode", "check_op", (server.target, queries))
-            out.append(measure([driver.closed_loop_processes(spec, limits, 8)], f"grpc@{n}w", baseline=False))
-        ctx.progress("grpc_echo: 8 client processes")
-        spec = ("bench.grpc_mode", "echo_op", (echo.target, payload))
-        out.append(measure([driver.closed_loop_processes(spec, limits, 8)], "grpc_echo", baseline=True))
+        specs: list[tuple[str, driver.OpSpec, bool]] = [
+            *((f"grpc@{n}w", ("bench.grpc_mode", "check_op", (server.target, queries)), False) for n, server in servers.items()),
+            ("grpc_echo", ("bench.grpc_mode", "echo_op", (echo.target, payload)), True),
+        ]
+        proc_runs: dict[str, list[driver.Run]] = {label: [] for label, _, _ in specs}
+        proc_pairs = max(1, profile.pairs // 4)
+        for rep in range(proc_pairs):
+            for label, spec, _ in specs if rep % 2 == 0 else specs[::-1]:
+                ctx.progress(f"{label}: 8 client processes (pair {rep + 1}/{proc_pairs})")
+                proc_runs[label].append(driver.closed_loop_processes(spec, profile.concurrency_limits, 8))
+        for label, _, is_base in specs:
+            out.append(measure(proc_runs[label], label, baseline=is_base))
         async_ops = grpc_mode.async_check_factory(servers[workers[0]].target, queries)
         if async_ops is not None:
             for level in levels:
                 ctx.progress(f"grpc@{workers[0]}w: asyncio, {level} tasks")
-                run = driver.closed_loop_asyncio(async_ops[0], async_ops[1], limits, level)
+                run = driver.closed_loop_asyncio(async_ops[0], async_ops[1], profile.concurrency_limits, level)
                 out.append(measure([run], f"grpc@{workers[0]}w", baseline=False))
 
         def pick(label: str, drv: str, conc: int) -> dict[str, Any]:
@@ -846,7 +861,13 @@ def _grpc_workload(ctx: Context, scales: list[int], workers: tuple[int, ...]) ->
             head = headline(pick(f"grpc@{workers[-1]}w", "processes", 8), pick(f"grpc@{workers[0]}w", "processes", 8),
                             "ns_per_unit", at="8 client processes")
         else:
-            head = headline(pick("grpc@1w", "threads", 1), pick("grpc_echo", "threads", 1), "p50_ns")
+            # The p50 at one thread, and the throughput (cost per call) at each concurrency.
+            throughput = {
+                f"{drv}, c={conc}": headline(pick("grpc@1w", drv, conc), pick("grpc_echo", drv, conc), "ns_per_unit")
+                for drv, conc in [("threads", level) for level in levels if level > 1] + [("processes", 8)]
+            }
+            head = headline(pick("grpc@1w", "threads", 1), pick("grpc_echo", "threads", 1), "p50_ns",
+                            throughput=throughput)
         return out, head
 
     w.drive = drive

@@ -22,6 +22,7 @@ TINY = framework.Profile(
     limits=driver.Limits(seconds=0.01, max_ops=50, warmup_seconds=0.0, warmup_ops=5),
     concurrency_limits=driver.Limits(seconds=0.01, max_ops=50, warmup_seconds=0.0, warmup_ops=5),
     thread_levels=(1, 2), process_levels=(), open_rate_fraction=0.5, write_ops=5,
+    pairs=2, pair_limits=driver.Limits(seconds=0.01, max_ops=50, warmup_seconds=0.0, warmup_ops=5),
 )
 
 
@@ -86,6 +87,21 @@ def test_a_good_scenario_is_timed_with_its_baseline(tmp_path: Path) -> None:
     h = result["headline"]
     assert (h["subject"], h["baseline"], h["metric"]) == ("engine", "baseline", "p50_ns")
     assert h["ratio"] == pytest.approx(h["value"] / h["baseline_value"], rel=1e-3)
+
+
+def test_headline_pairs_the_interleaved_reps() -> None:
+    def entry(label: str, p50s: list[int], per_op: int = 1) -> dict[str, object]:
+        return {"label": label, "per_op": per_op, "p50_ns": sorted(p50s)[len(p50s) // 2], "ns_per_unit": 1.0,
+                "reps": [{"p50": v, "ns_per_op": 2.0 * v} for v in p50s]}
+
+    # The machine's speed drifts: each pair runs at its own speed, the subject 10 above its partner.
+    subject, base = entry("s", [110, 510, 210, 0]), entry("b", [100, 500, 200, 300])
+    h = framework.headline(subject, base, "p50_ns")
+    assert h["ratio_reps"] == [1.1, 1.02, 1.05]  # the rep without a p50 is left out
+    assert h["diff_paired"] == 10.0
+    assert h["ratio_paired"] == 1.05
+    t = framework.headline(entry("s", [100, 200], per_op=2), entry("b", [100, 400]), "ns_per_unit")
+    assert t["ratio_reps"] == [0.5, 0.25]  # costs per unit: the subject's calls carry two units
 
 
 def test_skip_is_reported_with_its_reason(tmp_path: Path) -> None:

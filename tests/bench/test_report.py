@@ -65,6 +65,31 @@ def test_targets_judge_what_ran(tmp_path: Path) -> None:
     assert by_name["cached check throughput"]["met"] is None  # did not run
 
 
+def test_grpc_targets_read_the_paired_figures() -> None:
+    def grpc(name: str, headline: dict[str, Any], measurements: list[dict[str, Any]] = ()) -> dict[str, Any]:  # type: ignore[assignment]
+        return {"name": name, "status": "ok", "scale": "1m", "relationships": 1_000_000, "headline": headline,
+                "measurements": list(measurements)}
+
+    results = report.new_results("full", ["--full"])
+    results["scenarios"] += [
+        grpc("grpc_check", {"value": 700_000, "baseline_value": 690_000, "diff_paired": 12_500.0,
+                            "ratio_reps": [1.0, 1.02], "throughput": {
+                                "threads, c=8": {"ratio_paired": 1.05}, "processes, c=8": {"ratio_paired": 0.95}}}),
+        grpc("grpc_bulk_check", {}, [{"label": "grpc_bulk", "units_per_second": 120_000.0}]),
+        grpc("grpc_workers", {"ratio_paired": 0.8}),
+    ]
+    by_name = {t["name"]: t for t in report.targets(results)}
+    p50 = by_name["gRPC Check p50 over a gRPC echo"]
+    assert (p50["measured"], p50["met"]) == (12.5, True)
+    throughput = by_name["gRPC Check throughput vs the echo"]
+    assert (throughput["measured"], throughput["met"]) == (0.952, True)
+    assert "processes, c=8: 1.05x" in throughput["note"]
+    assert by_name["gRPC BulkCheck of 1,000"]["met"] is True
+    assert by_name["--workers 2 vs 1"]["measured"] == 1.25
+    results["scenarios"][0]["headline"]["diff_paired"] = 45_000.0
+    assert next(t for t in report.targets(results) if t["name"] == p50["name"])["met"] is False
+
+
 @pytest.mark.slow
 def test_plots_are_written(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
