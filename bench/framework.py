@@ -128,7 +128,7 @@ FULL = Profile(
     limits=driver.Limits(seconds=1.0, max_ops=2_000_000, warmup_seconds=0.3, warmup_ops=20_000),
     concurrency_limits=driver.Limits(seconds=2.0, max_ops=2_000_000, warmup_seconds=0.3, warmup_ops=1_000),
     thread_levels=(1, 8, 64), process_levels=(1, 2, 8, 64), open_rate_fraction=0.25, write_ops=1_000,
-    pairs=12, pair_limits=driver.Limits(seconds=0.75, max_ops=750_000, warmup_seconds=0.1, warmup_ops=200),
+    pairs=16, pair_limits=driver.Limits(seconds=0.6, max_ops=600_000, warmup_seconds=0.1, warmup_ops=200),
 )
 
 

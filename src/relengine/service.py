@@ -554,14 +554,9 @@ class Engine:
         if revision is None:
             return None
         value = revision.value
-        hit = self.cache.hit
+        found = self.cache.peek_all([(value, *row) for row in rows])
         of = CheckResult.of
-        answers: list[CheckResult | None] = []
-        append = answers.append
-        for row in rows:
-            found = hit((value, *row))
-            append(None if found is None else of(found))
-        return revision, answers
+        return revision, [None if f is None else of(f) for f in found]
 
     def _check_batch(self, items: int) -> None:
         if items > self.config.max_bulk_check_items:

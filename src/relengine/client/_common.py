@@ -85,8 +85,9 @@ def channel_options(max_message_bytes: int, server_name: str | None) -> list[tup
     return options
 
 
-def auth_metadata(preshared_key: str | None) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {preshared_key}"),) if preshared_key else ()
+def auth_metadata(preshared_key: str | None) -> tuple[tuple[str, str], ...] | None:
+    """The metadata of every call: the preshared key, if any (None: grpc then has nothing to add)."""
+    return (("authorization", f"Bearer {preshared_key}"),) if preshared_key else None
 
 
 # -- arguments -----------------------------------------------------------------------------------
