@@ -840,7 +840,7 @@ def _grpc_workload(ctx: Context, scales: list[int], workers: tuple[int, ...]) ->
             ("grpc_echo", ("bench.grpc_mode", "echo_op", (echo.target, payload)), True),
         ]
         proc_runs: dict[str, list[driver.Run]] = {label: [] for label, _, _ in specs}
-        proc_pairs = max(1, profile.pairs // 4)
+        proc_pairs = max(1, profile.pairs // 2)  # each run starts 8 processes: fewer, longer pairs
         for rep in range(proc_pairs):
             for label, spec, _ in specs if rep % 2 == 0 else specs[::-1]:
                 ctx.progress(f"{label}: 8 client processes (pair {rep + 1}/{proc_pairs})")
