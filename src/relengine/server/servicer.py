@@ -111,10 +111,6 @@ class PermissionsServicer(permissions_pb2_grpc.PermissionsServiceServicer):
             self.replies.put(response.revision.value, data, reply)
         return reply
 
-    def Check(self, request: permissions_pb2.CheckRequest, context: grpc.ServicerContext) -> permissions_pb2.CheckResponse:
-        """Check with messages (the served method is ``check_bytes``)."""
-        return permissions_pb2.CheckResponse.FromString(self._reply(self._check(request, context)[0]))
-
     def _check(self, request: permissions_pb2.CheckRequest, context: grpc.ServicerContext) -> tuple[CheckResponse, bool]:
         """The answer, and whether it came from the engine's cache."""
         if not request.HasField("consistency") and not request.HasField("context"):
@@ -350,7 +346,8 @@ def add_servicers(engine: Engine, stopping: threading.Event | None = None) -> li
     permissions = PermissionsServicer(engine)
     relationships = RelationshipsServicer(engine, stopping)
     schema = SchemaServicer(engine)
-    check: Any = grpc.unary_unary_rpc_method_handler(permissions.check_bytes)  # no (de)serializers: bytes in and out
+    # Check is served by ``check_bytes``, with no (de)serializers: bytes in and out.
+    check: Any = grpc.unary_unary_rpc_method_handler(permissions.check_bytes)
     return [
         lambda server: permissions_pb2_grpc.add_PermissionsServiceServicer_to_server(  # type: ignore[no-untyped-call]
             permissions, _Replacing(server, {"Check": check})
