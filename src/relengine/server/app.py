@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent import futures
 from dataclasses import dataclass
 from typing import Any, Final, Sequence
 
@@ -36,7 +37,6 @@ from grpc_reflection.v1alpha import reflection
 
 from ..errors import InvalidArgument, SchemaNotFound
 from ..service import Engine
-from .executor import LifoThreadPool
 from .metrics import Periodic, ServerMetrics, refresher
 from .pipeline import Pipeline
 from .servicer import SERVICE_NAMES, add_servicers
@@ -88,13 +88,13 @@ class Server:
         self.config = config
         self.metrics = metrics
         self.stopping = threading.Event()
-        self._executor = LifoThreadPool(config.threads, thread_name_prefix="relengine-rpc")
+        self._executor = futures.ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="relengine-rpc")
         options = [
             ("grpc.so_reuseport", 1 if config.reuse_port else 0),
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
         ]
-        self._server = grpc.server(self._executor, options=options)  # type: ignore[arg-type]  # grpc only calls submit()
+        self._server = grpc.server(self._executor, options=options)
         pipeline = Pipeline(metrics, config.preshared_key or None)
         for add in add_servicers(engine, self.stopping):
             pipeline.register(self._server, add)
