@@ -385,24 +385,29 @@ def check_request_to_item(req: CheckRequest) -> permissions_pb2.BulkCheckItem:
 
 
 def _plain_question(msg: Any) -> tuple[ObjectRef, str, SubjectRef] | None:
-    """(resource, permission, subject) of a message with those three fields in the common case:
-    names already seen valid and plain ids; None for anything else (including an unset field,
-    whose empty names are never "seen valid"), which the checked path handles and names."""
+    """(resource, permission, subject) of a message with those three fields in the common case
+    (``_is_plain``); None for anything else, which the checked path handles and names."""
     resource = msg.resource
     subject = msg.subject
     obj = subject.object
     rtype, rid, permission = resource.object_type, resource.object_id, msg.permission
     stype, sid, srel = obj.object_type, obj.object_id, subject.optional_relation
-    if (
+    if _is_plain(rtype, rid, permission, stype, sid, srel):
+        return new_object(rtype, rid), permission, new_subject(stype, sid, srel or None)
+    return None
+
+
+def _is_plain(rtype: str, rid: str, permission: str, stype: str, sid: str, srel: str) -> bool:
+    """Whether a question's strings are the common case: names already seen valid and plain
+    ids (an unset field's empty names are never "seen valid")."""
+    return (
         rtype in _VALID_TYPES
         and stype in _VALID_TYPES
         and permission in _VALID_RELATIONS
         and (not srel or srel in _VALID_RELATIONS)
         and _plain_id(rid)
         and _plain_id(sid)
-    ):
-        return new_object(rtype, rid), permission, new_subject(stype, sid, srel or None)
-    return None
+    )
 
 
 def _plain_id(value: str) -> bool:
@@ -434,10 +439,9 @@ def questions_from_items(
 ) -> list[Question]:
     """``Engine.check_questions`` tuples of BulkCheck items (those at ``indices``, default
     all), validated (InvalidArgument names the first bad item by its index). The common case
-    is inlined: this runs once per item of every batch."""
+    builds only the subject: this runs once per item of every batch."""
     out: list[Question] = []
     append = out.append
-    types, relations = _VALID_TYPES, _VALID_RELATIONS
     for index in range(len(items)) if indices is None else indices:
         item = items[index]
         resource = item.resource
@@ -445,14 +449,7 @@ def questions_from_items(
         obj = subject.object
         rtype, rid, permission = resource.object_type, resource.object_id, item.permission
         stype, sid, srel = obj.object_type, obj.object_id, subject.optional_relation
-        if (
-            rtype in types
-            and stype in types
-            and permission in relations
-            and (not srel or srel in relations)
-            and (rid.isalnum() and rid.isascii() and len(rid) <= MAX_ID_LENGTH or _PLAIN_ID.fullmatch(rid) is not None)
-            and (sid.isalnum() and sid.isascii() and len(sid) <= MAX_ID_LENGTH or _PLAIN_ID.fullmatch(sid) is not None)
-        ):
+        if _is_plain(rtype, rid, permission, stype, sid, srel):
             append((rtype, rid, permission, new_subject(stype, sid, srel or None), None))
         else:
             req = check_request_from_item(item, index)
