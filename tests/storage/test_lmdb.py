@@ -28,13 +28,17 @@ from relengine.storage.lmdb import LmdbStore
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
-def touch(store: LmdbStore, *texts: str) -> Revision:
+def apply(store: LmdbStore, operation: Operation, *texts: str) -> Revision:
     ctx = store.transaction()
     with ctx as tx:
         for text in texts:
-            tx.apply(RelationshipUpdate(Operation.TOUCH, parse_relationship(text)))
+            tx.apply(RelationshipUpdate(operation, parse_relationship(text)))
     assert ctx.revision is not None
     return ctx.revision
+
+
+def touch(store: LmdbStore, *texts: str) -> Revision:
+    return apply(store, Operation.TOUCH, *texts)
 
 
 def run_python(code: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -307,12 +311,7 @@ def test_closing_a_reader_frees_its_slot_even_after_small_object_reads(tmp_path:
 
 
 def delete(store: LmdbStore, *texts: str) -> Revision:
-    ctx = store.transaction()
-    with ctx as tx:
-        for text in texts:
-            tx.apply(RelationshipUpdate(Operation.DELETE, parse_relationship(text)))
-    assert ctx.revision is not None
-    return ctx.revision
+    return apply(store, Operation.DELETE, *texts)
 
 
 def object_entries(store: LmdbStore) -> dict[bytes, bytes]:
