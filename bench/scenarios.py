@@ -10,7 +10,7 @@ import itertools
 import shutil
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from relengine import Engine, EngineConfig, ObjectRef, Relationship, SubjectRef
 from relengine.engine.dispatch import CheckRequest
@@ -40,6 +40,8 @@ from .framework import (
 )
 from .naive import LazyObjects, NaiveEvaluator
 from .world import BIG_ADMIN, Row, World, scale_name
+
+E = TypeVar("E")
 
 Q = tuple[str, str, str, str]  # (container id, permission, "user", user id)
 
@@ -784,6 +786,14 @@ def _remote_check(client: Any) -> Callable[[Any], Any]:
     return lambda a: check(*a)
 
 
+def _alternating(pairs: int, entries: Sequence[E]) -> Iterator[tuple[int, E]]:
+    """(pair, entry) for ``pairs`` rounds over ``entries``, the order reversed every other round
+    (a, b, b, a, ...), so that a drift of the machine weighs on each entry alike."""
+    for rep in range(pairs):
+        for entry in entries if rep % 2 == 0 else entries[::-1]:
+            yield rep, entry
+
+
 def _check_request_size(queries: Sequence[tuple[str, str, str, str]]) -> int:
     """The median size of the queries' serialized CheckRequests."""
     from relengine.client._common import check_request_bytes
@@ -829,10 +839,9 @@ def _grpc_workload(ctx: Context, scales: list[int], workers: tuple[int, ...]) ->
         prepared = {c.label: c.prepared(wl) for c in wl.contenders}
         for level in levels:
             runs: dict[str, list[driver.Run]] = {c.label: [] for c in wl.contenders}
-            for rep in range(profile.pairs):
-                for c in wl.contenders if rep % 2 == 0 else wl.contenders[::-1]:
-                    ctx.progress(f"{c.label}: {level} threads (pair {rep + 1}/{profile.pairs})")
-                    runs[c.label].append(driver.closed_loop_threads(c.call, prepared[c.label], limits, level))
+            for rep, c in _alternating(profile.pairs, wl.contenders):
+                ctx.progress(f"{c.label}: {level} threads (pair {rep + 1}/{profile.pairs})")
+                runs[c.label].append(driver.closed_loop_threads(c.call, prepared[c.label], limits, level))
             for c in wl.contenders:
                 out.append(measure(runs[c.label], c.label, baseline=c.baseline))
         specs: list[tuple[str, driver.OpSpec, bool]] = [
@@ -841,10 +850,9 @@ def _grpc_workload(ctx: Context, scales: list[int], workers: tuple[int, ...]) ->
         ]
         proc_runs: dict[str, list[driver.Run]] = {label: [] for label, _, _ in specs}
         proc_pairs = max(1, profile.pairs // 2)  # each run starts 8 processes: fewer, longer pairs
-        for rep in range(proc_pairs):
-            for label, spec, _ in specs if rep % 2 == 0 else specs[::-1]:
-                ctx.progress(f"{label}: 8 client processes (pair {rep + 1}/{proc_pairs})")
-                proc_runs[label].append(driver.closed_loop_processes(spec, profile.concurrency_limits, 8))
+        for rep, (label, spec, _) in _alternating(proc_pairs, specs):
+            ctx.progress(f"{label}: 8 client processes (pair {rep + 1}/{proc_pairs})")
+            proc_runs[label].append(driver.closed_loop_processes(spec, profile.concurrency_limits, 8))
         for label, _, is_base in specs:
             out.append(measure(proc_runs[label], label, baseline=is_base))
         async_ops = grpc_mode.async_check_factory(servers[workers[0]].target, queries)
