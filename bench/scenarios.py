@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from relengine import Engine, EngineConfig, ObjectRef, Relationship, SubjectRef
-from relengine.engine.dispatch import CheckRequest
 from relengine.model import Consistency
-from relengine.storage.base import Operation, RelationshipUpdate
+from relengine.results import CheckRequest, Operation, RelationshipUpdate
 
 from . import baselines, driver, grpc_mode
 from .dataset import (

@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from relengine.model import Relationship, RelationshipFilter, SubjectRef, parse_relationship
+from relengine.results import Operation, RelationshipUpdate
 from relengine.storage import keys
-from relengine.storage.base import Operation, RelationshipUpdate
 from relengine.storage.importer import import_relationships
 from relengine.storage.lmdb import LmdbStore
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from relengine.config import EngineConfig
-from relengine.engine.dispatch import CheckRequest, Permissionship
 from relengine.errors import (
     AlreadyExists,
     BatchTooLarge,
@@ -15,9 +14,24 @@ from relengine.errors import (
     SchemaError,
     UnknownRelation,
 )
-from relengine.model import Consistency, ObjectRef, RelationshipFilter, Revision, SubjectFilter, SubjectRef, parse_relationship
+from relengine.model import (
+    Consistency,
+    ObjectRef,
+    RelationshipFilter,
+    Revision,
+    SubjectFilter,
+    SubjectRef,
+    parse_relationship,
+)
+from relengine.results import (
+    CheckRequest,
+    Operation,
+    Permissionship,
+    Precondition,
+    PreconditionKind,
+    RelationshipUpdate,
+)
 from relengine.service import Engine
-from relengine.storage.base import Operation, Precondition, PreconditionKind, RelationshipUpdate
 from relengine.storage.memory import MemoryStore
 
 SCHEMA = """

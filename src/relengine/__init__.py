@@ -17,23 +17,77 @@ from the snapshot, until a union finds a yes or the tree is exhausted.
 
 from . import errors
 from .config import EngineConfig
-from .engine.dispatch import Permissionship
-from .model import ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef, parse_relationship
-from .schema import compile_schema, print_schema
-from .service import CheckResponse, Engine
+from .model import (
+    CaveatRef,
+    Consistency,
+    ObjectRef,
+    Relationship,
+    RelationshipFilter,
+    Revision,
+    SubjectFilter,
+    SubjectRef,
+    parse_object,
+    parse_relationship,
+    parse_subject,
+)
+from .results import (
+    BulkCheckResponse,
+    Change,
+    CheckRequest,
+    CheckResponse,
+    CheckResult,
+    DeleteResult,
+    EngineStatistics,
+    ExpandNode,
+    Operation,
+    Permissionship,
+    Precondition,
+    PreconditionKind,
+    ReadResult,
+    RelationshipUpdate,
+    ResourceResult,
+    Stream,
+    SubjectResult,
+)
+from .schema import CompiledSchema, compile_schema, print_schema
+from .service import Engine
+from .storage.base import Reader, TupleStore
 
 __all__ = [
+    "BulkCheckResponse",
+    "CaveatRef",
+    "Change",
+    "CheckRequest",
     "CheckResponse",
+    "CheckResult",
+    "CompiledSchema",
+    "Consistency",
+    "DeleteResult",
     "Engine",
     "EngineConfig",
+    "EngineStatistics",
+    "ExpandNode",
     "ObjectRef",
+    "Operation",
     "Permissionship",
+    "Precondition",
+    "PreconditionKind",
+    "ReadResult",
+    "Reader",
     "Relationship",
     "RelationshipFilter",
+    "RelationshipUpdate",
+    "ResourceResult",
     "Revision",
+    "Stream",
+    "SubjectFilter",
     "SubjectRef",
+    "SubjectResult",
+    "TupleStore",
     "compile_schema",
     "errors",
+    "parse_object",
     "parse_relationship",
+    "parse_subject",
     "print_schema",
 ]

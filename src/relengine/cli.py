@@ -38,7 +38,7 @@ from .errors import Code, InvalidArgument, PreconditionFailed, RelEngineError, S
 if TYPE_CHECKING:
     from .client import Client
     from .model import Consistency, RelationshipFilter
-    from .storage.base import Precondition
+    from .results import Precondition
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -313,7 +313,7 @@ def parse_filter(text: str) -> RelationshipFilter:
 
 
 def _preconditions(args: argparse.Namespace) -> list[Precondition]:
-    from .storage.base import Precondition, PreconditionKind
+    from .results import Precondition, PreconditionKind
 
     out = [Precondition(PreconditionKind.MUST_MATCH, parse_filter(f)) for f in args.must_match or ()]
     out += [Precondition(PreconditionKind.MUST_NOT_MATCH, parse_filter(f)) for f in args.must_not_match or ()]
@@ -321,8 +321,8 @@ def _preconditions(args: argparse.Namespace) -> list[Precondition]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .engine.dispatch import Permissionship
     from .model import parse_object, parse_relationship, parse_subject
+    from .results import Permissionship
 
     if len(args.question) == 1:
         rel = parse_relationship(args.question[0])
@@ -353,7 +353,7 @@ def _relationship_lines(args: argparse.Namespace) -> list[str]:
 
 def cmd_write(args: argparse.Namespace) -> int:
     from .model import parse_relationship
-    from .storage.base import Operation, RelationshipUpdate
+    from .results import Operation, RelationshipUpdate
 
     operation = Operation[args.operation.upper()]
     updates = [RelationshipUpdate(operation, parse_relationship(line)) for line in _relationship_lines(args)]

@@ -7,23 +7,19 @@ the checker, cache and lookups. The gRPC server calls exactly this API. No gRPC 
 
 from __future__ import annotations
 
-import base64
-import json
 import datetime as _dt
+import json
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Generic, Iterable, Iterator, Mapping, Sequence, TypeVar
-
-import msgpack
+from typing import Any, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from .config import EngineConfig
 from .engine import lookup
 from .engine.cache import CachingDispatcher, CheckCache
 from .engine.check import LocalChecker
+from .engine.dispatch import NO, Conditional, Result, to_check_result
+from .engine.expand import expand
 from .engine.plan import plan_for
-from .engine.dispatch import NO, CheckRequest, CheckResult, Conditional, Permissionship, Result
-from .engine.expand import ExpandNode, expand
 from .errors import (
     BatchTooLarge,
     DeadlineExceeded,
@@ -41,112 +37,33 @@ from .model import (
     Revision,
     SubjectRef,
 )
+from .results import (
+    BulkCheckResponse,
+    Change,
+    CheckRequest,
+    CheckResponse,
+    CheckResult,
+    DeleteResult,
+    EngineStatistics,
+    ExpandNode,
+    Operation,
+    Precondition,
+    ReadResult,
+    RelationshipUpdate,
+    ResourceResult,
+    Stream,
+    SubjectResult,
+    decode_cursor,
+    encode_cursor,
+)
 from .schema.compiler import compile_schema
 from .schema.types import CompiledSchema, Relation
 from .schema.typesystem import check_relationship
-from .storage.base import (
-    Change,
-    check_preconditions,
-    Operation,
-    Precondition,
-    Reader,
-    RelationshipUpdate,
-    TupleStore,
-)
+from .storage.base import Reader, TupleStore, check_preconditions
 
 T = TypeVar("T")
 Question = tuple[str, str, str, SubjectRef, "Mapping[str, Any] | None"]
 """(resource type, resource id, permission, subject, caveat context or None): one bulk item."""
-
-
-@dataclass(frozen=True, slots=True)
-class CheckResponse:
-    result: CheckResult
-    revision: Revision
-
-    @property
-    def allowed(self) -> bool:
-        return self.result.allowed
-
-    @property
-    def permissionship(self) -> Permissionship:
-        return self.result.permissionship
-
-
-@dataclass(frozen=True, slots=True)
-class EngineStatistics:
-    cache_hits: int
-    cache_misses: int
-    cache_evictions: int
-    cache_size: int
-    cache_capacity: int
-    head_revision: Revision
-
-
-@dataclass(frozen=True, slots=True)
-class BulkCheckResponse:
-    """One entry per request item, in order: its CheckResult, or the error it raised."""
-
-    results: list[CheckResult | RelEngineError]
-    revision: Revision
-
-
-@dataclass(frozen=True, slots=True)
-class DeleteResult:
-    revision: Revision
-    deleted: int
-    complete: bool  # False when ``limit`` stopped the delete before everything matching went
-
-
-@dataclass(frozen=True, slots=True)
-class ResourceResult:
-    resource_id: str
-    permissionship: Permissionship
-    missing_parameters: tuple[str, ...]
-    cursor: str  # pass back to resume after this result
-
-
-@dataclass(frozen=True, slots=True)
-class SubjectResult:
-    """A subject with the permission; for a wildcard (``id == "*"``), ``excluded`` lists the
-    subjects of that type that the wildcard does not cover (removed by an exclusion)."""
-
-    subject: SubjectRef
-    permissionship: Permissionship
-    missing_parameters: tuple[str, ...]
-    excluded: tuple[SubjectRef, ...]
-    cursor: str
-
-
-@dataclass(frozen=True, slots=True)
-class ReadResult:
-    relationship: Relationship
-    cursor: str
-
-
-class Stream(Generic[T]):
-    """Results computed at one revision, produced lazily: iterate it; ``revision`` is known up front."""
-
-    def __init__(self, revision: Revision, items: Iterator[T]) -> None:
-        self.revision = revision
-        self._items = items
-
-    def __iter__(self) -> Iterator[T]:
-        return self._items
-
-
-def encode_cursor(revision: Revision, *parts: Any) -> str:
-    raw = msgpack.packb([revision.value, *parts], use_bin_type=True)
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[Revision, list[Any]]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value = msgpack.unpackb(raw, raw=False)
-        return Revision(int(value[0])), list(value[1:])
-    except Exception as exc:  # any malformed input is the caller's mistake
-        raise InvalidArgument(f"malformed cursor {cursor!r}") from exc
 
 
 class Engine:
@@ -555,7 +472,7 @@ class Engine:
             return None
         value = revision.value
         found = self.cache.peek_all([(value, *row) for row in rows])
-        of = CheckResult.of
+        of = to_check_result
         return revision, [None if f is None else of(f) for f in found]
 
     def _check_batch(self, items: int) -> None:
@@ -568,7 +485,7 @@ class Engine:
         key = (result, revision.value)
         response = self._responses.get(key)
         if response is None:
-            response = CheckResponse(CheckResult.of(result), revision)
+            response = CheckResponse(to_check_result(result), revision)
             if not isinstance(result, Conditional):
                 if len(self._responses) >= 8:
                     self._responses.clear()
@@ -605,7 +522,7 @@ class Engine:
         checkers: dict[str | None, LocalChecker] = {}
         results: list[CheckResult | RelEngineError] = []
         append = results.append
-        of = CheckResult.of
+        of = to_check_result
         # Items without a caveat context are looked up in the cache first, as Engine.check does.
         cached = self.cache.hit if self.config.cache_size > 0 and not context else None
         try:
@@ -664,7 +581,7 @@ class Engine:
 
         def items() -> Iterator[ResourceResult]:
             for rid, result in _page(found, limit):
-                answer = CheckResult.of(result)
+                answer = to_check_result(result)
                 yield ResourceResult(rid, answer.permissionship, answer.missing_parameters, encode_cursor(revision, rid))
 
         return Stream(revision, items())
@@ -697,7 +614,7 @@ class Engine:
         revision = reader.revision
         entries: list[SubjectResult] = []
         if found.wildcard is not NO:
-            answer = CheckResult.of(found.wildcard)
+            answer = to_check_result(found.wildcard)
             excluded = tuple(SubjectRef(subject_type, i, subject_relation) for i in sorted(found.excluded))
             entries.append(
                 SubjectResult(
@@ -706,7 +623,7 @@ class Engine:
                 )
             )
         for sid, result in found.subjects:
-            answer = CheckResult.of(result)
+            answer = to_check_result(result)
             entries.append(
                 SubjectResult(
                     SubjectRef(subject_type, sid, subject_relation),

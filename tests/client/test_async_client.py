@@ -10,8 +10,8 @@ import pytest
 from relengine import Permissionship, Revision, errors
 from relengine.client import NO_RETRY, AsyncClient, Unauthenticated
 from relengine.model import Consistency, RelationshipFilter, SubjectRef
+from relengine.results import Operation
 from relengine.server.app import ServerConfig
-from relengine.storage.base import Operation
 
 from ..server.harness import KEY, SCHEMA, Running
 

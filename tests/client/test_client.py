@@ -12,11 +12,10 @@ import pytest
 from relengine import Engine, Revision, errors
 from relengine.client import Client, RetryPolicy, is_loopback
 from relengine.client._common import channel_credentials, check_reply
-from relengine.engine.dispatch import CheckResult, Permissionship
 from relengine.model import RelationshipFilter
+from relengine.results import CheckResponse, CheckResult, Permissionship, ReadResult, Stream
 from relengine.server._proto.relengine.v1 import core_pb2, permissions_pb2
 from relengine.server.app import ServerConfig
-from relengine.service import CheckResponse, ReadResult, Stream
 
 from ..server.harness import SCHEMA, Running, Uncached
 

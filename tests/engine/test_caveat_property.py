@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relengine.engine.dispatch import Permissionship
 from relengine.model import CaveatRef, ObjectRef, Relationship, SubjectRef
+from relengine.results import Permissionship
 from relengine.schema import compile_schema
 from relengine.service import Engine
 from relengine.storage.memory import MemoryStore

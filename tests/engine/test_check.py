@@ -7,7 +7,6 @@ import datetime as dt
 import pytest
 
 from relengine.config import EngineConfig
-from relengine.engine.dispatch import Permissionship
 from relengine.errors import (
     InvalidRelationship,
     MaxDepthExceeded,
@@ -16,6 +15,7 @@ from relengine.errors import (
     UnknownRelation,
 )
 from relengine.model import ObjectRef, SubjectRef, parse_relationship, parse_subject
+from relengine.results import Permissionship
 from relengine.service import Engine
 from relengine.storage.memory import MemoryStore
 

@@ -17,6 +17,7 @@ from relengine.engine.cache import CheckCache
 from relengine.server.app import Server, ServerConfig
 from relengine.server.metrics import ServerMetrics
 
+
 class Uncached:
     """For engines that stand in for Engine: no answer is ever cached, so every Check goes to
     their ``check``."""

@@ -7,7 +7,6 @@ import datetime as dt
 import pytest
 
 from relengine import errors
-from relengine.engine.expand import ExpandNode
 from relengine.model import (
     Consistency,
     ObjectRef,
@@ -17,9 +16,9 @@ from relengine.model import (
     SubjectRef,
     parse_relationship,
 )
+from relengine.results import Change, ExpandNode, Operation, Precondition, PreconditionKind, RelationshipUpdate
 from relengine.server import convert as c
 from relengine.server._proto.relengine.v1 import core_pb2, permissions_pb2
-from relengine.storage.base import Change, Operation, Precondition, PreconditionKind, RelationshipUpdate
 
 
 @pytest.mark.parametrize(

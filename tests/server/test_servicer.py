@@ -12,7 +12,6 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from relengine import Engine, Permissionship, Revision, errors
 from relengine.client import Client
-from relengine.engine.dispatch import CheckRequest
 from relengine.model import (
     CaveatRef,
     Consistency,
@@ -23,9 +22,9 @@ from relengine.model import (
     SubjectRef,
     parse_relationship,
 )
+from relengine.results import CheckRequest, Operation, Precondition, PreconditionKind, RelationshipUpdate
 from relengine.server._proto.relengine.v1 import core_pb2, permissions_pb2, permissions_pb2_grpc
 from relengine.server.servicer import SERVICE_NAMES, PermissionsServicer, Replies
-from relengine.storage.base import Operation, Precondition, PreconditionKind, RelationshipUpdate
 
 from .harness import SCHEMA, Running
 

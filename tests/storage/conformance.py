@@ -29,15 +29,9 @@ from relengine.model import (
     SubjectRef,
     parse_relationship,
 )
+from relengine.results import Operation, Precondition, PreconditionKind, RelationshipUpdate
 from relengine.storage import objects
-from relengine.storage.base import (
-    SMALL_OBJECT,
-    Operation,
-    Precondition,
-    PreconditionKind,
-    RelationshipUpdate,
-    check_preconditions,
-)
+from relengine.storage.base import SMALL_OBJECT, check_preconditions
 
 UTC = dt.timezone.utc
 DAY = 86_400.0

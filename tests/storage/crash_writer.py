@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 
 from relengine.model import parse_relationship
-from relengine.storage.base import Operation, RelationshipUpdate
+from relengine.results import Operation, RelationshipUpdate
 from relengine.storage.lmdb import LmdbStore
 
 SIZE = 25

@@ -27,10 +27,10 @@ from relengine.model import (
     SubjectFilter,
     SubjectRef,
 )
+from relengine.results import Operation, RelationshipUpdate
 from relengine.storage import lmdb as lmdb_store
-from relengine.storage import objects
 from relengine.storage import memory as memory_store
-from relengine.storage.base import Operation, RelationshipUpdate
+from relengine.storage import objects
 from relengine.storage.lmdb import LmdbStore
 from relengine.storage.memory import MemoryStore
 

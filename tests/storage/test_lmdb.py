@@ -21,8 +21,8 @@ from relengine.errors import (
     Unavailable,
 )
 from relengine.model import RelationshipFilter, Revision, SubjectRef, parse_relationship
+from relengine.results import Operation, RelationshipUpdate
 from relengine.storage import objects
-from relengine.storage.base import Operation, RelationshipUpdate
 from relengine.storage.lmdb import LmdbStore
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")

@@ -9,10 +9,22 @@ from typing import Any, AsyncIterator, Callable, Generic, Iterable, Mapping, Seq
 import grpc
 import grpc.aio
 
-from ..engine.dispatch import CheckRequest
-from ..engine.expand import ExpandNode
 from ..errors import RelEngineError
 from ..model import Consistency, RelationshipFilter, Revision
+from ..results import (
+    BulkCheckResponse,
+    Change,
+    CheckRequest,
+    CheckResponse,
+    DeleteResult,
+    ExpandNode,
+    Operation,
+    Precondition,
+    ReadResult,
+    RelationshipUpdate,
+    ResourceResult,
+    SubjectResult,
+)
 from ..server import convert as c
 from ..server._proto.relengine.v1 import (
     permissions_pb2_grpc,
@@ -20,8 +32,6 @@ from ..server._proto.relengine.v1 import (
     schema_pb2,
     schema_pb2_grpc,
 )
-from ..service import BulkCheckResponse, CheckResponse, DeleteResult, ReadResult, ResourceResult, SubjectResult
-from ..storage.base import Change, Operation, Precondition, RelationshipUpdate
 from . import _common as m
 from ._errors import error_from_rpc_error
 

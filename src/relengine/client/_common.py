@@ -10,7 +10,6 @@ from typing import Any, Final, Iterable, Iterator, Mapping, Sequence
 
 import grpc
 
-from ..engine.dispatch import CheckRequest, CheckResult, Permissionship
 from ..errors import InvalidArgument, RelEngineError
 from ..model import (
     Consistency,
@@ -23,11 +22,23 @@ from ..model import (
     parse_relationship,
     parse_subject,
 )
+from ..results import (
+    BulkCheckResponse,
+    CheckRequest,
+    CheckResponse,
+    CheckResult,
+    DeleteResult,
+    Operation,
+    Permissionship,
+    Precondition,
+    ReadResult,
+    RelationshipUpdate,
+    ResourceResult,
+    SubjectResult,
+)
 from ..server import convert as c
 from ..server._proto.relengine.v1 import permissions_pb2, relationships_pb2, schema_pb2
 from ..server.servicer import REVISION_METADATA
-from ..service import BulkCheckResponse, CheckResponse, DeleteResult, ReadResult, ResourceResult, SubjectResult
-from ..storage.base import Operation, Precondition, RelationshipUpdate
 from ._errors import error_from_status_proto
 
 DEFAULT_ENDPOINT: Final = "127.0.0.1:50051"

@@ -7,10 +7,22 @@ from typing import Any, Callable, Generic, Iterable, Iterator, Mapping, Sequence
 
 import grpc
 
-from ..engine.dispatch import CheckRequest
-from ..engine.expand import ExpandNode
 from ..errors import RelEngineError
 from ..model import Consistency, RelationshipFilter, Revision
+from ..results import (
+    BulkCheckResponse,
+    Change,
+    CheckRequest,
+    CheckResponse,
+    DeleteResult,
+    ExpandNode,
+    Operation,
+    Precondition,
+    ReadResult,
+    RelationshipUpdate,
+    ResourceResult,
+    SubjectResult,
+)
 from ..server import convert as c
 from ..server._proto.relengine.v1 import (
     permissions_pb2_grpc,
@@ -18,8 +30,6 @@ from ..server._proto.relengine.v1 import (
     schema_pb2,
     schema_pb2_grpc,
 )
-from ..service import BulkCheckResponse, CheckResponse, DeleteResult, ReadResult, ResourceResult, SubjectResult
-from ..storage.base import Change, Operation, Precondition, RelationshipUpdate
 from . import _common as m
 from ._errors import error_from_rpc_error
 

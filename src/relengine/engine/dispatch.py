@@ -7,20 +7,11 @@ members), or a ``Conditional`` naming the caveat parameters it would need to dec
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
-from typing import Mapping, Protocol, Union
+from typing import Protocol, Union
 
-from ..model import ObjectRef, SubjectRef
-
-
-class Permissionship(enum.IntEnum):
-    """The answer to a check. CONDITIONAL means a caveat lacks parameters to decide."""
-
-    NO_PERMISSION = 0
-    HAS_PERMISSION = 1
-    CONDITIONAL_PERMISSION = 2
-
+from ..model import SubjectRef
+from ..results import CheckResult, Permissionship
 
 NO = Permissionship.NO_PERMISSION
 HAS = Permissionship.HAS_PERMISSION
@@ -71,31 +62,14 @@ def but_not(a: Result, b: Result) -> Result:
     return Conditional(missing)
 
 
-@dataclass(frozen=True, slots=True)
-class CheckRequest:
-    resource: ObjectRef
-    permission: str  # a permission or a relation of the resource's definition
-    subject: SubjectRef
-    context: Mapping[str, object] | None = None  # caveat parameters for this item (bulk check)
+def to_check_result(result: Result) -> CheckResult:
+    """The public form of an answer (shared for the plain ones)."""
+    if isinstance(result, Conditional):
+        return CheckResult(Permissionship.CONDITIONAL_PERMISSION, tuple(sorted(result.missing)))
+    return _PLAIN[result]
 
 
-@dataclass(frozen=True, slots=True)
-class CheckResult:
-    permissionship: Permissionship
-    missing_parameters: tuple[str, ...] = ()
-
-    @property
-    def allowed(self) -> bool:
-        return self.permissionship is Permissionship.HAS_PERMISSION
-
-    @classmethod
-    def of(cls, result: Result) -> CheckResult:
-        if isinstance(result, Conditional):
-            return cls(Permissionship.CONDITIONAL_PERMISSION, tuple(sorted(result.missing)))
-        return _PLAIN[result]
-
-
-_PLAIN = {p: CheckResult(p) for p in (NO, HAS)}
+_PLAIN = {p: CheckResult(p) for p in (Permissionship.NO_PERMISSION, Permissionship.HAS_PERMISSION)}
 
 
 class Dispatcher(Protocol):

@@ -8,10 +8,11 @@ referenced relation's tree, arrows into a union over the arrow's targets.
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..errors import MaxDepthExceeded
 from ..model import ObjectRef, SubjectRef
+from ..results import ExpandNode
 from ..schema.types import (
     CompiledSchema,
     ComputedUserset,
@@ -25,27 +26,6 @@ from ..schema.types import (
     Union,
 )
 from ..storage.base import Reader
-
-
-@dataclass(frozen=True, slots=True)
-class ExpandNode:
-    """``kind`` is "leaf", "union", "intersection" or "exclusion" (first child minus the rest)."""
-
-    kind: str
-    resource: ObjectRef
-    relation: str
-    children: tuple["ExpandNode", ...] = ()
-    subjects: tuple[SubjectRef, ...] = field(default=())
-
-    def render(self, indent: str = "") -> str:
-        """The tree as indented text (``relengine expand``)."""
-        head = f"{indent}{self.resource}#{self.relation}"
-        if self.kind == "leaf":
-            listed = ", ".join(str(s) for s in self.subjects) or "(no subjects)"
-            return f"{head} -> {listed}"
-        lines = [f"{head} [{self.kind}]"]
-        lines.extend(child.render(indent + "  ") for child in self.children)
-        return "\n".join(lines)
 
 
 def expand(

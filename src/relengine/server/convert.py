@@ -15,10 +15,9 @@ from google.protobuf import json_format
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from ..engine.dispatch import CheckRequest, CheckResult, Permissionship
-from ..engine.expand import ExpandNode
 from ..errors import InvalidArgument, InvalidRelationship
 from ..model import (
+    MAX_ID_LENGTH,
     WILDCARD,
     CaveatRef,
     Consistency,
@@ -28,7 +27,6 @@ from ..model import (
     Revision,
     SubjectFilter,
     SubjectRef,
-    MAX_ID_LENGTH,
     is_valid_object_id,
     is_valid_relation_name,
     is_valid_type_name,
@@ -36,7 +34,17 @@ from ..model import (
     new_subject,
     plain_constructor,
 )
-from ..storage.base import Change, Operation, Precondition, PreconditionKind, RelationshipUpdate
+from ..results import (
+    Change,
+    CheckRequest,
+    CheckResult,
+    ExpandNode,
+    Operation,
+    Permissionship,
+    Precondition,
+    PreconditionKind,
+    RelationshipUpdate,
+)
 from ._proto.relengine.v1 import core_pb2, permissions_pb2, relationships_pb2
 
 if TYPE_CHECKING:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any, Callable, Final, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram

@@ -19,6 +19,7 @@ import time
 from typing import Any, Callable, Iterable, Iterator
 
 import grpc
+
 from ._handlers import Behavior, Handler, status_code, wrap_handler
 from .auth import HEALTH_PREFIX, Unauthenticated, authorized
 from .metrics import ServerMetrics

@@ -14,10 +14,10 @@ from typing import Any, Callable, Final, Iterable, Iterator
 import grpc
 from google.protobuf.message import DecodeError
 
-from ..engine.dispatch import CheckResult
 from ..errors import InvalidArgument, RelEngineError
 from ..model import Consistency, Relationship
-from ..service import CheckResponse, Engine
+from ..results import CheckResponse, CheckResult
+from ..service import Engine
 from . import convert as c
 from ._proto.relengine.v1 import (
     permissions_pb2,

@@ -15,7 +15,7 @@ import logging
 import re
 import uuid
 from types import MappingProxyType
-from typing import Any, Final, Mapping, NoReturn
+from typing import Final, Mapping, NoReturn
 
 import grpc
 from google.protobuf import any_pb2

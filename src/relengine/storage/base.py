@@ -38,12 +38,12 @@ Errors
 from __future__ import annotations
 
 import datetime as _dt
-import enum
 from dataclasses import dataclass
 from typing import Any, Final, Iterable, Iterator, Protocol, Sequence
 
 from ..errors import PreconditionFailed
 from ..model import CaveatRef, Relationship, RelationshipFilter, Revision, SubjectRef
+from ..results import Change, Operation, Precondition, PreconditionKind, RelationshipUpdate
 
 DEFAULT_BATCH_LIMIT = 1000
 DEFAULT_GC_WINDOW = _dt.timedelta(hours=24)
@@ -55,47 +55,6 @@ SMALL_OBJECT: Final = 16
 Row = tuple[str, str, "str | None", Any]
 """A relationship seen from its resource: subject type, subject id, subject relation (None for
 the object itself), and None or (caveat, expiration)."""
-
-
-class Operation(enum.Enum):
-    CREATE = "CREATE"  # fails with AlreadyExists if the relationship is live
-    TOUCH = "TOUCH"  # upsert: creates, or replaces caveat/expiration
-    DELETE = "DELETE"  # no error if absent
-
-
-@dataclass(frozen=True, slots=True)
-class RelationshipUpdate:
-    operation: Operation
-    relationship: Relationship
-
-
-class PreconditionKind(enum.Enum):
-    MUST_MATCH = "MUST_MATCH"
-    MUST_NOT_MATCH = "MUST_NOT_MATCH"
-
-
-@dataclass(frozen=True, slots=True)
-class Precondition:
-    kind: PreconditionKind
-    filter: RelationshipFilter
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One entry of the changelog: at ``revision``, ``relationship`` was touched or deleted.
-
-    ``operation`` is TOUCH (created, or its caveat/expiration replaced; a CREATE is reported
-    as TOUCH) or DELETE (``relationship`` is then the version that was removed). Changes are
-    net per transaction: a relationship created and deleted in one transaction is not reported.
-    A schema change is reported with ``relationship=None`` and ``schema_changed=True``, before
-    the relationship changes of the same revision; those come in key order, except that a bulk
-    import's come in no particular order.
-    """
-
-    revision: Revision
-    operation: Operation
-    relationship: Relationship | None
-    schema_changed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,13 +263,8 @@ __all__ = [
     "DEFAULT_GC_WINDOW",
     "BulkLoader",
     "BulkRow",
-    "Change",
     "GcResult",
-    "Operation",
-    "Precondition",
-    "PreconditionKind",
     "Reader",
-    "RelationshipUpdate",
     "StoreStatistics",
     "Transaction",
     "TransactionContext",

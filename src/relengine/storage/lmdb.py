@@ -61,18 +61,22 @@ from ..errors import (
     Unavailable,
 )
 from ..model import (
-    CaveatRef, ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef, new_object, new_relationship, new_subject,
+    Relationship,
+    RelationshipFilter,
+    Revision,
+    SubjectRef,
+    new_object,
+    new_relationship,
+    new_subject,
 )
+from ..results import Change, Operation, RelationshipUpdate
 from . import keys, objects
 from .base import (
     DEFAULT_BATCH_LIMIT,
     DEFAULT_GC_WINDOW,
     SMALL_OBJECT,
     BulkRow,
-    Change,
     GcResult,
-    Operation,
-    RelationshipUpdate,
     Row,
     StoreStatistics,
 )

@@ -14,20 +14,18 @@ import datetime as _dt
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from ..errors import AlreadyExists, BatchTooLarge, RevisionUnavailable, Unavailable
 from ..model import CaveatRef, ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef
+from ..results import Change, Operation, RelationshipUpdate
 from . import keys, objects
 from .base import (
     DEFAULT_BATCH_LIMIT,
     DEFAULT_GC_WINDOW,
     SMALL_OBJECT,
     BulkRow,
-    Change,
     GcResult,
-    Operation,
-    RelationshipUpdate,
     Row,
     StoreStatistics,
 )
