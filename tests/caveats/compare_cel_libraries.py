@@ -359,12 +359,9 @@ def _threaded_rate(fn: Callable[[], Any], seconds: float, n: int) -> float:
 def bench_relengine(seconds: float) -> None:
     """relengine's own CompiledCaveat.evaluate: JSON context in, conversion included."""
     from relengine.caveats import compile_caveat
-    from relengine.schema.types import Caveat, CaveatParameter
 
     for expr, params, context in BENCH:
-        compiled = compile_caveat(
-            Caveat("bench", tuple(CaveatParameter(n, t) for n, t in params), expr)
-        )
+        compiled = compile_caveat("bench", list(params), expr)
         assert compiled.evaluate(context) is True
         call = functools.partial(compiled.evaluate, context)
         rate = _rate(call, seconds)
@@ -372,9 +369,7 @@ def bench_relengine(seconds: float) -> None:
         print(
             f"  {'relengine evaluate (JSON in)':28} {expr:40} {rate:>10,.0f}/s  4 threads {threads:>10,.0f}/s"
         )
-    compiled = compile_caveat(
-        Caveat("bench", (CaveatParameter("somecondition", "int"),), "somecondition == 42")
-    )
+    compiled = compile_caveat("bench", [("somecondition", "int")], "somecondition == 42")
     rate = _rate(lambda: compiled.evaluate({}), seconds)
     print(
         f"  {'relengine evaluate (JSON in)':28} {'somecondition == 42, context {}':40} {rate:>10,.0f}/s  (Missing)"

@@ -15,13 +15,12 @@ from relengine.caveats import (
     typecheck_caveat,
 )
 from relengine.errors import InvalidArgument, SchemaValidationError
-from relengine.schema.types import Caveat, CaveatParameter
 
 
-def caveat(expression: str, **params: str) -> Caveat:
-    return Caveat(
-        "c", tuple(CaveatParameter(n, t) for n, t in params.items()), expression, line=3, column=8
-    )
+def caveat(expression: str, **params: str) -> tuple[str, list[tuple[str, str]], str]:
+    """``compile_caveat``'s arguments for caveat ``c`` (call it with ``line=3, column=8`` where
+    the position matters)."""
+    return "c", list(params.items()), expression
 
 
 def missing(*names: str) -> Missing:
@@ -160,7 +159,7 @@ def test_offsets_point_into_the_expression() -> None:
 
 def test_compile_caveat_raises_schema_validation_error() -> None:
     with pytest.raises(SchemaValidationError) as info:
-        compile_caveat(caveat("x == 'a' || y", x="int"))
+        compile_caveat(*caveat("x == 'a' || y", x="int"), line=3, column=8)
     issues = info.value.issues
     assert [issue.message for issue in issues] == [
         "caveat `c`: found no matching overload for '_==_' applied to '(int, string)'",
@@ -170,7 +169,7 @@ def test_compile_caveat_raises_schema_validation_error() -> None:
 
 
 def test_compiled_caveat_describes_itself() -> None:
-    compiled = compile_caveat(caveat("a < b", a="int", b="uint"))
+    compiled = compile_caveat(*caveat("a < b", a="int", b="uint"))
     assert compiled.name == "c"
     assert compiled.referenced == frozenset({"a", "b"})
     assert [str(t) for t in compiled.parameters.values()] == ["int", "uint"]
@@ -206,21 +205,21 @@ SEMANTICS = [
 @pytest.mark.parametrize(("expression", "context", "expected"), SEMANTICS)
 def test_missing_parameters(expression: str, context: dict, expected: object) -> None:
     params = {name: "int" for name in ("foo", "bar") if name in expression}
-    assert compile_caveat(caveat(expression, **params)).evaluate(context) == expected
+    assert compile_caveat(*caveat(expression, **params)).evaluate(context) == expected
 
 
 def test_known_differences_from_spicedb_unknowns() -> None:
     # SpiceDB would report only `b` (the unknown that reaches the result); we report every
     # absent parameter the expression references. Pinned so that a change is deliberate.
-    compiled = compile_caveat(caveat("(a && c == 1) || b", a="bool", b="bool", c="int"))
+    compiled = compile_caveat(*caveat("(a && c == 1) || b", a="bool", b="bool", c="int"))
     assert compiled.evaluate({"c": 2.0}) == missing("a", "b")
     # SpiceDB: `false || error` is an error; here an absent parameter makes it undecided.
-    compiled = compile_caveat(caveat("(b && false) || x / 0 == 1", b="bool", x="int"))
+    compiled = compile_caveat(*caveat("(b && false) || x / 0 == 1", b="bool", x="int"))
     assert compiled.evaluate({"x": 1.0}) == missing("b")
 
 
 def test_macros_absorb_missing_parameters() -> None:
-    compiled = compile_caveat(caveat("l.exists(i, i == x) || x == 1", l="list<int>", x="int"))
+    compiled = compile_caveat(*caveat("l.exists(i, i == x) || x == 1", l="list<int>", x="int"))
     assert compiled.evaluate({"x": 1.0}) is True
     assert compiled.evaluate({"x": 2.0}) == missing("l")
     assert compiled.evaluate({"l": [3.0]}) == missing("x")
@@ -263,7 +262,7 @@ def test_macros_absorb_missing_parameters() -> None:
 def test_evaluation_errors_raise_invalid_argument(
     expression: str, params: dict, context: dict, message: str
 ) -> None:
-    compiled = compile_caveat(caveat(expression, **params))
+    compiled = compile_caveat(*caveat(expression, **params))
     with pytest.raises(InvalidArgument) as info:
         compiled.evaluate(context)
     assert str(info.value).startswith("caveat `c` could not be evaluated: ")
@@ -272,7 +271,7 @@ def test_evaluation_errors_raise_invalid_argument(
 
 
 def test_an_absorbed_error_is_no_error() -> None:
-    compiled = compile_caveat(caveat("m.foo == 41 && m.bar < 56", m="map<any>"))
+    compiled = compile_caveat(*caveat("m.foo == 41 && m.bar < 56", m="map<any>"))
     assert compiled.evaluate({"m": {"foo": 42.0}}) is False
 
 
@@ -282,25 +281,25 @@ def test_an_absorbed_error_is_no_error() -> None:
 def test_many_threads_share_compiled_caveats() -> None:
     compiled: list[tuple[CompiledCaveat, list[tuple[dict[str, Any], object]]]] = [
         (
-            compile_caveat(caveat("x == 42", x="int")),
+            compile_caveat(*caveat("x == 42", x="int")),
             [({"x": 42.0}, True), ({"x": 41.0}, False), ({}, missing("x"))],
         ),
         (
-            compile_caveat(caveat("ip.in_cidr(c)", ip="ipaddress", c="string")),
+            compile_caveat(*caveat("ip.in_cidr(c)", ip="ipaddress", c="string")),
             [
                 ({"ip": "10.0.0.1", "c": "10.0.0.0/8"}, True),
                 ({"ip": "11.0.0.1", "c": "10.0.0.0/8"}, False),
             ],
         ),
         (
-            compile_caveat(caveat("now < exp", now="timestamp", exp="timestamp")),
+            compile_caveat(*caveat("now < exp", now="timestamp", exp="timestamp")),
             [
                 ({"now": "2023-01-01T00:00:00Z", "exp": "2024-10-03T07:16:28-07:00"}, True),
                 ({"now": "2025-01-01T00:00:00Z", "exp": "2024-10-03T07:16:28-07:00"}, False),
             ],
         ),
         (
-            compile_caveat(caveat("m.foo == 42 && m.bar < 56", m="map<any>")),
+            compile_caveat(*caveat("m.foo == 42 && m.bar < 56", m="map<any>")),
             [({"m": {"foo": 42.0, "bar": 1.0}}, True), ({"m": {"foo": 41.0}}, False)],
         ),
     ]

@@ -10,7 +10,10 @@ from relengine.caveats import FALSE, TRUE, Missing, compile_caveat
 from .cases import CASES, as_json, caveats_in_testconfigs
 
 CAVEATS = caveats_in_testconfigs()
-COMPILED = {key: compile_caveat(caveat) for key, caveat in CAVEATS.items()}
+COMPILED = {
+    key: compile_caveat(c.name, [(p.name, p.type) for p in c.parameters], c.expression)
+    for key, c in CAVEATS.items()
+}
 
 
 def _expected(expected: object) -> object:

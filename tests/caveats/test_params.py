@@ -14,13 +14,13 @@ from relengine.caveats.params import (
     parse_timestamp,
 )
 from relengine.errors import InvalidArgument
-from relengine.schema.types import Caveat, CaveatParameter
 
 UTC = dt.UTC
 
 
-def caveat(expression: str, **params: str) -> Caveat:
-    return Caveat("c", tuple(CaveatParameter(n, t) for n, t in params.items()), expression)
+def caveat(expression: str, **params: str) -> tuple[str, list[tuple[str, str]], str]:
+    """``compile_caveat``'s arguments for caveat ``c``."""
+    return "c", list(params.items()), expression
 
 
 def convert(type_text: str, value: object) -> object:
@@ -183,7 +183,7 @@ def test_conversion_errors(type_text: str, value: object, message: str) -> None:
 
 
 def test_wrong_type_raises_invalid_argument_naming_parameter_and_type() -> None:
-    compiled = compile_caveat(caveat("somelist.all(i, i >= 42)", somelist="list<int>"))
+    compiled = compile_caveat(*caveat("somelist.all(i, i >= 42)", somelist="list<int>"))
     with pytest.raises(InvalidArgument) as info:
         compiled.evaluate({"somelist": [42.0, "x"]})
     assert "`somelist`" in str(info.value) and "`list<int>`" in str(info.value)
@@ -267,17 +267,17 @@ def test_duration_and_timestamp_parsers() -> None:
 def test_values_in_expressions(
     expression: str, params: dict, context: dict, expected: bool
 ) -> None:
-    assert compile_caveat(caveat(expression, **params)).evaluate(context) is expected
+    assert compile_caveat(*caveat(expression, **params)).evaluate(context) is expected
 
 
 def test_context_names_that_are_not_parameters_are_ignored() -> None:
-    compiled = compile_caveat(caveat("x == 1", x="int"))
+    compiled = compile_caveat(*caveat("x == 1", x="int"))
     assert compiled.evaluate({"x": 1.0, "other": "anything", "y": {"z": []}}) is True
     assert compiled.evaluate({"other": 1.0}) == Missing(frozenset({"x"}))
 
 
 def test_convert_context_for_writes_refuses_unknown_names() -> None:
-    compiled = compile_caveat(caveat("x == 1", x="int"))
+    compiled = compile_caveat(*caveat("x == 1", x="int"))
     assert compiled.convert_context({"x": 1.0}, allow_unknown=False) == {"x": 1}
     with pytest.raises(InvalidArgument, match="unknown parameter `other` for caveat `c`"):
         compiled.convert_context({"x": 1.0, "other": 2}, allow_unknown=False)

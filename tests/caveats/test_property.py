@@ -18,7 +18,6 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from relengine.caveats import Missing, compile_caveat
-from relengine.schema.types import Caveat, CaveatParameter
 
 NAMES = ("a", "b", "c")
 CONSTANTS = range(-2, 3)
@@ -95,9 +94,7 @@ def test_three_valued_result_agrees_with_python(
     absent = sorted(
         data.draw(st.one_of(some, some, some, st.sets(st.sampled_from(names))), label="absent")
     )
-    compiled = compile_caveat(
-        Caveat("prop", tuple(CaveatParameter(n, "int") for n in sorted(referenced)), text)
-    )
+    compiled = compile_caveat("prop", [(n, "int") for n in sorted(referenced)], text)
     context: dict[str, Any] = {
         n: (float(values[n]) if as_float else values[n]) for n in NAMES if n not in absent
     }

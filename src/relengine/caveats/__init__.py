@@ -2,8 +2,8 @@
 
 A schema declares ``caveat name(param type, ...) { expression }``. ``typecheck_caveat`` finds
 the problems in one (for the schema compiler, with offsets into the expression);
-``compile_caveat`` turns a compiled schema's ``Caveat`` into a ``CompiledCaveat`` once per
-schema revision; ``CompiledCaveat.evaluate(context)`` answers ``TRUE``, ``FALSE`` or
+``compile_caveat`` turns a caveat (its name, parameters and expression) into a
+``CompiledCaveat`` once per schema revision; ``CompiledCaveat.evaluate(context)`` answers ``TRUE``, ``FALSE`` or
 ``Missing(params)`` when the context lacks parameters the answer depends on.
 
 ```
@@ -11,6 +11,9 @@ params.py    type text -> ParameterType; JSON context values -> values of those 
 compile.py   type checking, compilation and three-valued evaluation (the only CEL importer)
 result.py    TRUE / FALSE / Missing, CaveatProblem
 ```
+
+Below the schema layer: this package imports nothing of relengine but ``errors``; the schema
+compiler calls it to check caveat expressions, the engine to evaluate them.
 """
 
 from .compile import CompiledCaveat, compile_caveat, typecheck_caveat

@@ -28,7 +28,6 @@ from typing import Any, Final
 from cel_expr_python import cel as _cel
 
 from ..errors import InvalidArgument, SchemaIssue, SchemaValidationError
-from ..schema.types import Caveat
 from .params import (
     ConversionError,
     Converter,
@@ -292,28 +291,22 @@ class CompiledCaveat:
         return values
 
 
-def compile_caveat(caveat: Caveat) -> CompiledCaveat:
-    """Type-check and compile a schema caveat; do it once per schema revision.
+def compile_caveat(
+    name: str, parameters: Sequence[tuple[str, str]], expression: str, *, line: int = 1, column: int = 1
+) -> CompiledCaveat:
+    """Type-check and compile caveat ``name`` (``parameters``: (name, type text) pairs, the
+    type text as ``parse_type`` reads it); do it once per schema revision.
 
-    Raises SchemaValidationError listing every problem ``typecheck_caveat`` finds, each at the
-    caveat's own line and column (the schema compiler, which knows where the expression
-    starts, should call ``typecheck_caveat`` to place them precisely).
+    Raises SchemaValidationError listing every problem ``typecheck_caveat`` finds, each at
+    ``line`` and ``column`` (where the caveat is declared; the schema compiler, which knows
+    where the expression starts, calls ``typecheck_caveat`` to place them precisely).
     """
-    params = [(p.name, p.type) for p in caveat.parameters]
-    problems, types, referenced = _check(caveat.name, params, caveat.expression)
+    problems, types, referenced = _check(name, list(parameters), expression)
+    where = max(line, 1), max(column, 1)
     if problems:
-        line, column = max(caveat.line, 1), max(caveat.column, 1)
-        raise SchemaValidationError(
-            [SchemaIssue(f"caveat `{caveat.name}`: {p.message}", line, column) for p in problems]
-        )
+        raise SchemaValidationError([SchemaIssue(f"caveat `{name}`: {p.message}", *where) for p in problems])
     try:
-        program = _environment(types, runtime=True).compile(caveat.expression)
+        program = _environment(types, runtime=True).compile(expression)
     except RuntimeError as exc:  # pragma: no cover - the check environment accepted it
-        raise SchemaValidationError(
-            [
-                SchemaIssue(
-                    f"caveat `{caveat.name}`: {exc}", max(caveat.line, 1), max(caveat.column, 1)
-                )
-            ]
-        ) from exc
-    return CompiledCaveat(caveat.name, types, caveat.expression, referenced, program)
+        raise SchemaValidationError([SchemaIssue(f"caveat `{name}`: {exc}", *where)]) from exc
+    return CompiledCaveat(name, types, expression, referenced, program)

@@ -86,7 +86,10 @@ class Plan:
             raise Unimplemented(
                 f"caveat `{name}` cannot be evaluated: caveat evaluation is not available", caveat=name
             ) from None
-        compiled = self._caveats[name] = compile_caveat(definition)
+        compiled = self._caveats[name] = compile_caveat(
+            name, [(p.name, p.type) for p in definition.parameters], definition.expression,
+            line=definition.line, column=definition.column,
+        )
         return compiled
 
 
