@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import glob
 import os
-import pathlib
 from typing import Any
 
 import yaml
@@ -21,9 +20,9 @@ import yaml
 from relengine.schema import compile_schema
 from relengine.schema.types import Caveat
 
-TESTCONFIGS = str(
-    pathlib.Path(__file__).resolve().parents[3] / "shared" / "conformance" / "spicedb" / "testconfigs"
-)
+from ..spicedb_data import SPICEDB_CONFORMANCE
+
+TESTCONFIGS = str(SPICEDB_CONFORMANCE / "testconfigs")
 
 
 def M(*names: str) -> frozenset[str]:

@@ -20,17 +20,20 @@ def _expected(expected: object) -> object:
     return Missing(expected) if isinstance(expected, frozenset) else expected
 
 
+@pytest.mark.conformance
 @pytest.mark.parametrize(("file", "caveat", "context", "expected"), CASES)
 def test_case_with_json_numbers(file: str, caveat: str, context: dict, expected: object) -> None:
     # As the engine receives context from protobuf Struct or a validation file: floats.
     assert COMPILED[(file, caveat)].evaluate(as_json(context)) == _expected(expected)
 
 
+@pytest.mark.conformance
 @pytest.mark.parametrize(("file", "caveat", "context", "expected"), CASES)
 def test_case_with_python_numbers(file: str, caveat: str, context: dict, expected: object) -> None:
     assert COMPILED[(file, caveat)].evaluate(context) == _expected(expected)
 
 
+@pytest.mark.conformance
 def test_every_caveat_of_the_testconfigs_has_cases() -> None:
     covered = {(file, caveat) for file, caveat, _, _ in CASES}
     assert covered == set(CAVEATS)
@@ -44,6 +47,7 @@ def test_every_outcome_kind_is_covered() -> None:
     assert sum(1 for *_, e in CASES if e is FALSE) > 30
 
 
+@pytest.mark.conformance
 def test_results_are_the_bool_singletons() -> None:
     # The engine tests ``outcome is True`` / ``outcome is False``.
     compiled = COMPILED[("basiccaveat.yaml", "some_caveat")]

@@ -43,8 +43,10 @@ from relengine.errors import SchemaSyntaxError
 from relengine.schema import ast
 from relengine.schema.parser import parse
 
-GOLDEN = pathlib.Path(__file__).resolve().parents[3] / "shared" / "conformance" / "spicedb" / "parser"
-FILES = sorted(GOLDEN.glob("*.zed"))
+from ..spicedb_data import SPICEDB_CONFORMANCE, conformance_files, conformance_params
+
+GOLDEN = SPICEDB_CONFORMANCE / "parser"
+FILES = conformance_files("parser", "*.zed")
 
 # The one place that lists what is skipped, and why.
 _IMPORT = "`use import` / `import \"...\"` (schema imports) is not supported by relengine yet"
@@ -259,6 +261,7 @@ def _error_lines(expected: str, raw: bytes) -> set[int]:
     return lines
 
 
+@pytest.mark.conformance
 def test_golden_files_are_present() -> None:
     assert len(FILES) == 65, f"expected SpiceDB's 65 parser golden files in {GOLDEN}"
     names = {p.name for p in FILES}
@@ -266,7 +269,8 @@ def test_golden_files_are_present() -> None:
     assert set(OUR_ERROR_LINE) <= names, "OUR_ERROR_LINE names a file that is not there"
 
 
-@pytest.mark.parametrize("path", [_param(p) for p in FILES])
+@pytest.mark.conformance
+@pytest.mark.parametrize("path", conformance_params(FILES, _param))
 def test_spicedb_parser_golden(path: pathlib.Path) -> None:
     raw = path.read_bytes()
     text = raw.decode("utf-8")
@@ -305,6 +309,7 @@ def test_render_matches_spicedb_layout() -> None:
     )
 
 
+@pytest.mark.conformance
 def test_invalid_caveat_expression_is_rejected_by_the_compiler() -> None:
     from relengine.errors import SchemaValidationError
     from relengine.schema import compile_schema
