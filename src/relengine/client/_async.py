@@ -25,8 +25,8 @@ from ..results import (
     ResourceResult,
     SubjectResult,
 )
-from ..server import convert as c
-from ..server._proto.relengine.v1 import (
+from ..wire import convert as c
+from ..wire._proto.relengine.v1 import (
     permissions_pb2_grpc,
     relationships_pb2_grpc,
     schema_pb2,

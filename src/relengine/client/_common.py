@@ -36,8 +36,8 @@ from ..results import (
     ResourceResult,
     SubjectResult,
 )
-from ..server import convert as c
-from ..server._proto.relengine.v1 import permissions_pb2, relationships_pb2, schema_pb2
+from ..wire import convert as c
+from ..wire._proto.relengine.v1 import permissions_pb2, relationships_pb2, schema_pb2
 from ..server.servicer import REVISION_METADATA
 from ._errors import error_from_status_proto
 

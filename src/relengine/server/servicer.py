@@ -18,8 +18,8 @@ from ..errors import InvalidArgument, RelEngineError
 from ..model import Consistency, Relationship
 from ..results import CheckResponse, CheckResult
 from ..service import Engine
-from . import convert as c
-from ._proto.relengine.v1 import (
+from ..wire import convert as c
+from ..wire._proto.relengine.v1 import (
     permissions_pb2,
     permissions_pb2_grpc,
     relationships_pb2,
