@@ -19,8 +19,8 @@ from relengine.errors import Code, RelEngineError, SchemaError, SchemaIssue
 from relengine.model import ObjectRef, RelationshipFilter, Revision, SubjectRef
 from relengine.results import Stream
 from relengine.server.app import ServerConfig
-from relengine.server.status import CODE_OF, GRPC_STATUS, decode_fields, encode_fields
 from relengine.wire._proto.relengine.v1 import core_pb2, permissions_pb2, permissions_pb2_grpc
+from relengine.wire.status import CODE_OF, GRPC_STATUS, decode_fields, encode_fields
 
 from .harness import SCHEMA, Running, Uncached, make_engine
 

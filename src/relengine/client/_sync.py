@@ -30,8 +30,8 @@ from ..wire._proto.relengine.v1 import (
     schema_pb2,
     schema_pb2_grpc,
 )
+from ..wire.status import error_from_rpc_error
 from . import _common as m
-from ._errors import error_from_rpc_error
 
 T = TypeVar("T")
 

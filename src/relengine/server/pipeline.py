@@ -20,8 +20,10 @@ from typing import Any, Callable, Iterable, Iterator
 
 import grpc
 
+from ..errors import Unauthenticated
+from ..wire.metadata import AUTHORIZATION_METADATA, bearer
 from ._handlers import Behavior, Handler, status_code, wrap_handler
-from .auth import HEALTH_PREFIX, Unauthenticated, authorized
+from .auth import HEALTH_PREFIX, authorized
 from .metrics import ServerMetrics
 from .status import abort
 
@@ -33,7 +35,7 @@ class Pipeline:
         if preshared_key is not None and not preshared_key:
             raise ValueError("the preshared key must not be empty")
         self._metrics = metrics
-        self._expected = None if preshared_key is None else f"Bearer {preshared_key}".encode()
+        self._expected = None if preshared_key is None else bearer(preshared_key).encode()
 
     # -- registration --------------------------------------------------------------------------
     def register(self, server: grpc.Server, add: Callable[[Any], object]) -> None:
@@ -121,7 +123,7 @@ def _authenticate(context: grpc.ServicerContext, expected: bytes | None) -> None
     assert expected is not None
     metadata = context.invocation_metadata()
     if not authorized(metadata, expected):
-        has_header = any(name == "authorization" for name, _ in metadata or ())
+        has_header = any(name == AUTHORIZATION_METADATA for name, _ in metadata or ())
         raise Unauthenticated(
             "wrong preshared key" if has_header else "missing `authorization: Bearer <preshared key>` metadata"
         )

@@ -27,9 +27,9 @@ from ..wire._proto.relengine.v1 import (
     schema_pb2,
     schema_pb2_grpc,
 )
-from .status import error_status
+from ..wire.metadata import REVISION_METADATA
+from ..wire.status import error_status
 
-REVISION_METADATA: Final = "relengine-revision"
 WATCH_POLL_SECONDS: Final = 0.1  # how often an idle Watch looks whether its client or the server left
 _NO_DEADLINE: Final = 1e8  # grpc reports "no deadline" as a huge time remaining
 
