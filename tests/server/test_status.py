@@ -17,17 +17,22 @@ from relengine import EngineConfig, errors
 from relengine.client import NO_RETRY, Client, RemoteError
 from relengine.errors import Code, RelEngineError, SchemaError, SchemaIssue
 from relengine.model import ObjectRef, RelationshipFilter, Revision, SubjectRef
-from relengine.results import Stream
+from relengine.results import BulkCheckResponse, CheckResult, Permissionship, Stream
 from relengine.server.app import ServerConfig
+from relengine.server.logfmt import LogfmtFormatter
 from relengine.wire._proto.relengine.v1 import core_pb2, permissions_pb2, permissions_pb2_grpc
 from relengine.wire.status import CODE_OF, GRPC_STATUS, decode_fields, encode_fields
 
 from .harness import SCHEMA, Running, Uncached, make_engine
 
 
-def _error_classes() -> list[type[RelEngineError]]:
+def _error_classes(internal: bool = False) -> list[type[RelEngineError]]:
+    """The classes of the tree whose code is INTERNAL (``internal``), or all the others."""
     return sorted(
-        (v for v in vars(errors).values() if isinstance(v, type) and issubclass(v, RelEngineError)),
+        (
+            v for v in vars(errors).values()
+            if isinstance(v, type) and issubclass(v, RelEngineError) and (v.code is Code.INTERNAL) == internal
+        ),
         key=lambda cls: cls.__name__,
     )
 
@@ -56,6 +61,21 @@ class RaisingEngine(Uncached):
 
         return Stream(Revision(1), items())
 
+    def check_questions(self, questions: Any, **kwargs: Any) -> BulkCheckResponse:
+        """As Engine.check_questions: an item whose check raises carries the error, the others
+        their answer. Items on ``doc:broken`` raise ``error``, on ``doc:unknown`` UnknownRelation."""
+        results: list[CheckResult | RelEngineError] = []
+        for _, resource_id, *_ in questions:
+            try:
+                if resource_id == "broken":
+                    raise self.error
+                if resource_id == "unknown":
+                    raise errors.UnknownRelation("no such relation", definition="doc", relation="view")
+                results.append(CheckResult(Permissionship.HAS_PERMISSION))
+            except RelEngineError as exc:
+                results.append(exc)
+        return BulkCheckResponse(results, Revision(1))
+
 
 def test_every_code_has_a_status() -> None:
     assert set(GRPC_STATUS) == set(Code)
@@ -65,6 +85,21 @@ def test_every_code_has_a_status() -> None:
 def test_field_encoding_round_trip() -> None:
     exc = errors.UnknownRelation("x", definition="doc", relation="view", line=3)
     assert decode_fields(encode_fields(exc)) == {"definition": "doc", "relation": "view", "line": 3}
+
+
+def _check_request() -> permissions_pb2.CheckRequest:
+    return permissions_pb2.CheckRequest(
+        resource=core_pb2.ObjectReference(object_type="doc", object_id="1"),
+        permission="view",
+        subject=core_pb2.SubjectReference(object=core_pb2.ObjectReference(object_type="user", object_id="ann")),
+    )
+
+
+def _logged(caplog: pytest.LogCaptureFixture, incident: str) -> logging.LogRecord:
+    """The one log record of ``incident``, an internal error."""
+    (record,) = [r for r in caplog.records if getattr(r, "incident", None) == incident]
+    assert getattr(record, "event", None) == "internal_error" and record.exc_info is not None
+    return record
 
 
 @pytest.mark.parametrize("cls", _error_classes(), ids=lambda cls: cls.__name__)
@@ -100,6 +135,61 @@ def test_error_class_maps_to_its_status_and_back(cls: type[RelEngineError]) -> N
             assert rebuilt.value.issues == error.issues  # type: ignore[attr-defined]
     finally:
         running.stop()
+
+
+STORE_PATH = "/some/path/data.mdb"
+
+
+@pytest.mark.parametrize("cls", _error_classes(internal=True), ids=lambda cls: cls.__name__)
+def test_internal_error_class_reaches_the_client_without_its_text(
+    cls: type[RelEngineError], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A StorageError's message names the store's files: INTERNAL errors reach the client as
+    INTERNAL with a generic message and an incident id; the log has the message under that id."""
+    error = cls(f"mdb_get failed: {STORE_PATH}: Input/output error", path=STORE_PATH)
+    running = Running(RaisingEngine(error))
+    try:
+        with caplog.at_level(logging.ERROR, logger="relengine.server"):
+            with running.channel() as channel:
+                with pytest.raises(grpc.RpcError) as raw:
+                    permissions_pb2_grpc.PermissionsServiceStub(channel).Check(_check_request(), timeout=10)
+            with running.client(retry=NO_RETRY) as client:
+                with pytest.raises(RemoteError) as info:
+                    client.check("doc:1", "view", "user:ann")
+    finally:
+        running.stop()
+    assert raw.value.code() is grpc.StatusCode.INTERNAL
+    status = rpc_status.from_call(raw.value)
+    assert status is not None and "data.mdb" not in str(status) and "data.mdb" not in (raw.value.details() or "")
+    assert info.value.code is Code.INTERNAL and info.value.grpc_code == "INTERNAL"
+    assert "data.mdb" not in str(info.value) and "data.mdb" not in str(info.value.fields())
+    incident = str(info.value.fields()["incident"])
+    assert incident in str(info.value)
+    record = _logged(caplog, incident)
+    assert getattr(record, "method", None) == "/relengine.v1.PermissionsService/Check"
+    line = LogfmtFormatter().format(record)
+    assert STORE_PATH in line and f"incident={incident}" in line and "Traceback" in line
+
+
+def test_internal_bulk_check_item_reaches_the_client_without_its_text(caplog: pytest.LogCaptureFixture) -> None:
+    error = errors.StorageError(f"mdb_get failed: {STORE_PATH}: Input/output error")
+    running = Running(RaisingEngine(error))
+    try:
+        with caplog.at_level(logging.ERROR, logger="relengine.server"):
+            with running.client(retry=NO_RETRY) as client:
+                response = client.bulk_check(["doc:1#view@user:ann", "doc:broken#view@user:ann", "doc:unknown#view@user:ann"])
+    finally:
+        running.stop()
+    ok, broken, unknown = response.results
+    assert isinstance(ok, CheckResult) and ok.allowed
+    assert isinstance(unknown, errors.UnknownRelation) and str(unknown) == "no such relation"  # not INTERNAL: kept
+    assert isinstance(broken, RemoteError) and broken.code is Code.INTERNAL and broken.grpc_code == "INTERNAL"
+    assert "data.mdb" not in str(broken) and "data.mdb" not in str(broken.fields())
+    incident = str(broken.fields()["incident"])
+    assert incident in str(broken)
+    record = _logged(caplog, incident)
+    assert getattr(record, "method", None) == "/relengine.v1.PermissionsService/BulkCheck"
+    assert STORE_PATH in LogfmtFormatter().format(record)
 
 
 def test_unexpected_exception_is_internal_without_details(caplog: pytest.LogCaptureFixture) -> None:

@@ -5,7 +5,7 @@ For every method of the relengine services, health and reflection, one wrapped b
 1. the preshared key, if the server has one (not for health: load balancers probe without it);
 2. the servicer;
 3. any exception mapped to its status (``status.abort``: RelEngineErrors by the one table,
-   anything else INTERNAL with an incident id and a logged traceback);
+   INTERNAL ones and anything else with an incident id and a logged traceback);
 4. the RPC counted and timed by final status code (``ServerMetrics``) and logged at DEBUG.
 
 grpc's server interceptors would do the same per call, building new handler objects for every

@@ -4,8 +4,8 @@ A RelEngineError becomes the status of its ``code`` with its message, and a
 ``google.rpc.ErrorInfo`` detail (reason: the class name; domain: ``relengine``; metadata: its
 ``fields()``: definition, relation, line, column..., plus ``issues`` as JSON for schema errors)
 packed into ``google.rpc.Status`` (``grpc-status-details-bin``), so that clients rebuild the
-same exception class. Unexpected failures carry only an incident id (``internal_status``):
-what went wrong is for the server's log, not the client. Nothing here serves or calls.
+same exception class. INTERNAL answers carry only an incident id (``internal_status``): what
+went wrong is for the server's log, not the client. Nothing here serves or calls.
 """
 
 from __future__ import annotations
@@ -79,7 +79,9 @@ def _status(code: int, message: str, info: error_details_pb2.ErrorInfo) -> statu
 
 
 def error_status(exc: RelEngineError) -> status_pb2.Status:
-    """The google.rpc.Status for ``exc``: its code, message and ErrorInfo."""
+    """The google.rpc.Status for ``exc``: its code, message and ErrorInfo. Only for errors whose
+    code is not INTERNAL: an INTERNAL one's text may name what the client must not see (a
+    file path), so it gets ``internal_status`` instead."""
     info = error_details_pb2.ErrorInfo(reason=type(exc).__name__, domain=ERROR_DOMAIN, metadata=encode_fields(exc))
     return _status(grpc_code_number(GRPC_STATUS[exc.code]), str(exc), info)
 
