@@ -95,6 +95,15 @@ def _check_request() -> permissions_pb2.CheckRequest:
     )
 
 
+def _internal_incident(error: BaseException, hidden: str) -> str:
+    """The incident id of ``error``, a client's INTERNAL RemoteError that does not say ``hidden``."""
+    assert isinstance(error, RemoteError) and error.code is Code.INTERNAL and error.grpc_code == "INTERNAL"
+    assert hidden not in str(error) and hidden not in str(error.fields())
+    incident = str(error.fields()["incident"])
+    assert incident in str(error)
+    return incident
+
+
 def _logged(caplog: pytest.LogCaptureFixture, incident: str) -> logging.LogRecord:
     """The one log record of ``incident``, an internal error."""
     (record,) = [r for r in caplog.records if getattr(r, "incident", None) == incident]
@@ -108,14 +117,8 @@ def test_error_class_maps_to_its_status_and_back(cls: type[RelEngineError]) -> N
     running = Running(RaisingEngine(error))
     try:
         with running.channel() as channel:
-            stub = permissions_pb2_grpc.PermissionsServiceStub(channel)
-            request = permissions_pb2.CheckRequest(
-                resource=core_pb2.ObjectReference(object_type="doc", object_id="1"),
-                permission="view",
-                subject=core_pb2.SubjectReference(object=core_pb2.ObjectReference(object_type="user", object_id="ann")),
-            )
             with pytest.raises(grpc.RpcError) as raw:
-                stub.Check(request, timeout=10)
+                permissions_pb2_grpc.PermissionsServiceStub(channel).Check(_check_request(), timeout=10)
         assert raw.value.code() is GRPC_STATUS[cls.code]
         assert raw.value.details() == str(error)
         status = rpc_status.from_call(raw.value)
@@ -161,10 +164,7 @@ def test_internal_error_class_reaches_the_client_without_its_text(
     assert raw.value.code() is grpc.StatusCode.INTERNAL
     status = rpc_status.from_call(raw.value)
     assert status is not None and "data.mdb" not in str(status) and "data.mdb" not in (raw.value.details() or "")
-    assert info.value.code is Code.INTERNAL and info.value.grpc_code == "INTERNAL"
-    assert "data.mdb" not in str(info.value) and "data.mdb" not in str(info.value.fields())
-    incident = str(info.value.fields()["incident"])
-    assert incident in str(info.value)
+    incident = _internal_incident(info.value, "data.mdb")
     record = _logged(caplog, incident)
     assert getattr(record, "method", None) == "/relengine.v1.PermissionsService/Check"
     line = LogfmtFormatter().format(record)
@@ -183,11 +183,7 @@ def test_internal_bulk_check_item_reaches_the_client_without_its_text(caplog: py
     ok, broken, unknown = response.results
     assert isinstance(ok, CheckResult) and ok.allowed
     assert isinstance(unknown, errors.UnknownRelation) and str(unknown) == "no such relation"  # not INTERNAL: kept
-    assert isinstance(broken, RemoteError) and broken.code is Code.INTERNAL and broken.grpc_code == "INTERNAL"
-    assert "data.mdb" not in str(broken) and "data.mdb" not in str(broken.fields())
-    incident = str(broken.fields()["incident"])
-    assert incident in str(broken)
-    record = _logged(caplog, incident)
+    record = _logged(caplog, _internal_incident(broken, "data.mdb"))
     assert getattr(record, "method", None) == "/relengine.v1.PermissionsService/BulkCheck"
     assert STORE_PATH in LogfmtFormatter().format(record)
 
@@ -201,12 +197,8 @@ def test_unexpected_exception_is_internal_without_details(caplog: pytest.LogCapt
                     client.check("doc:1", "view", "user:ann")
     finally:
         running.stop()
-    assert info.value.code is Code.INTERNAL and info.value.grpc_code == "INTERNAL"
-    assert "secret detail" not in str(info.value)
-    incident = str(info.value.fields()["incident"])
-    assert incident in str(info.value)
-    logged = [r for r in caplog.records if getattr(r, "incident", None) == incident]
-    assert logged and logged[0].exc_info is not None and "secret detail" in str(logged[0].exc_info[1])
+    record = _logged(caplog, _internal_incident(info.value, "secret detail"))
+    assert record.exc_info is not None and "secret detail" in str(record.exc_info[1])
 
 
 def test_errors_inside_streams_are_mapped() -> None:
