@@ -17,11 +17,13 @@ RelEngineError                                        INTERNAL
   DeadlineExceeded                                    DEADLINE_EXCEEDED
   Unimplemented                                       UNIMPLEMENTED
   Unavailable (store closed or read-only)             UNAVAILABLE
+  Unauthenticated (no or wrong preshared key)         UNAUTHENTICATED
   StorageError (the foreign error kept as __cause__)  INTERNAL
+  RemoteError (a status no class above stands for)    the status's nearest Code
 ```
 
-Only the server maps a ``Code`` to a gRPC status, and the CLI to an exit code; this
-module imports nothing from relengine.
+Only ``relengine.wire.status`` maps a ``Code`` to a gRPC status and back, and the CLI to an
+exit code; this module imports nothing from relengine.
 """
 
 from __future__ import annotations
@@ -211,3 +213,21 @@ class StorageError(RelEngineError):
     """An unexpected fault from the storage library; the original is kept as ``__cause__``."""
 
     code = Code.INTERNAL
+
+
+class Unauthenticated(RelEngineError):
+    """The request carries no preshared key, or a wrong one (raised by the server; a client
+    gets it back from the status)."""
+
+    code = Code.UNAUTHENTICATED
+
+
+class RemoteError(RelEngineError):
+    """A failed RPC whose status no relengine class stands for (NOT_FOUND, CANCELLED, UNKNOWN,
+    an INTERNAL server error...); raised by the clients only. ``code`` is the nearest Code;
+    ``grpc_code`` the status's name."""
+
+    def __init__(self, message: str, code: Code = Code.INTERNAL, grpc_code: str = "UNKNOWN", **details: object) -> None:
+        super().__init__(message, **details)
+        self.code = code
+        self.grpc_code = grpc_code

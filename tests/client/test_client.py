@@ -14,8 +14,8 @@ from relengine.client import Client, RetryPolicy, is_loopback
 from relengine.client._common import channel_credentials, check_reply
 from relengine.model import RelationshipFilter
 from relengine.results import CheckResponse, CheckResult, Permissionship, ReadResult, Stream
-from relengine.server._proto.relengine.v1 import core_pb2, permissions_pb2
 from relengine.server.app import ServerConfig
+from relengine.wire._proto.relengine.v1 import core_pb2, permissions_pb2
 
 from ..server.harness import SCHEMA, Running, Uncached
 

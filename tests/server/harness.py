@@ -30,6 +30,9 @@ class Uncached:
     def cached_check(self, *args: Any) -> None:
         return None
 
+    def cached_answers(self, *args: Any) -> None:
+        return None
+
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
 STORE = os.environ.get("RELENGINE_TEST_STORE", "lmdb")

@@ -17,8 +17,8 @@ from relengine.model import (
     parse_relationship,
 )
 from relengine.results import Change, ExpandNode, Operation, Precondition, PreconditionKind, RelationshipUpdate
-from relengine.server import convert as c
-from relengine.server._proto.relengine.v1 import core_pb2, permissions_pb2
+from relengine.wire import convert as c
+from relengine.wire._proto.relengine.v1 import core_pb2, permissions_pb2
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The committed stubs in src/relengine/server/_proto/ are what scripts/gen_proto.py makes of proto/."""
+"""The committed stubs in src/relengine/wire/_proto/ are what scripts/gen_proto.py makes of proto/."""
 
 from __future__ import annotations
 

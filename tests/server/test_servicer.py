@@ -23,8 +23,8 @@ from relengine.model import (
     parse_relationship,
 )
 from relengine.results import CheckRequest, Operation, Precondition, PreconditionKind, RelationshipUpdate
-from relengine.server._proto.relengine.v1 import core_pb2, permissions_pb2, permissions_pb2_grpc
 from relengine.server.servicer import SERVICE_NAMES, PermissionsServicer, Replies
+from relengine.wire._proto.relengine.v1 import core_pb2, permissions_pb2, permissions_pb2_grpc
 
 from .harness import SCHEMA, Running
 

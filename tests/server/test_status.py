@@ -17,17 +17,22 @@ from relengine import EngineConfig, errors
 from relengine.client import NO_RETRY, Client, RemoteError
 from relengine.errors import Code, RelEngineError, SchemaError, SchemaIssue
 from relengine.model import ObjectRef, RelationshipFilter, Revision, SubjectRef
-from relengine.results import Stream
-from relengine.server._proto.relengine.v1 import core_pb2, permissions_pb2, permissions_pb2_grpc
+from relengine.results import BulkCheckResponse, CheckResult, Permissionship, Stream
 from relengine.server.app import ServerConfig
-from relengine.server.status import CODE_OF, GRPC_STATUS, decode_fields, encode_fields
+from relengine.server.logfmt import LogfmtFormatter
+from relengine.wire._proto.relengine.v1 import core_pb2, permissions_pb2, permissions_pb2_grpc
+from relengine.wire.status import CODE_OF, GRPC_STATUS, decode_fields, encode_fields
 
 from .harness import SCHEMA, Running, Uncached, make_engine
 
 
-def _error_classes() -> list[type[RelEngineError]]:
+def _error_classes(internal: bool = False) -> list[type[RelEngineError]]:
+    """The classes of the tree whose code is INTERNAL (``internal``), or all the others."""
     return sorted(
-        (v for v in vars(errors).values() if isinstance(v, type) and issubclass(v, RelEngineError)),
+        (
+            v for v in vars(errors).values()
+            if isinstance(v, type) and issubclass(v, RelEngineError) and (v.code is Code.INTERNAL) == internal
+        ),
         key=lambda cls: cls.__name__,
     )
 
@@ -56,6 +61,21 @@ class RaisingEngine(Uncached):
 
         return Stream(Revision(1), items())
 
+    def check_questions(self, questions: Any, **kwargs: Any) -> BulkCheckResponse:
+        """As Engine.check_questions: an item whose check raises carries the error, the others
+        their answer. Items on ``doc:broken`` raise ``error``, on ``doc:unknown`` UnknownRelation."""
+        results: list[CheckResult | RelEngineError] = []
+        for _, resource_id, *_ in questions:
+            try:
+                if resource_id == "broken":
+                    raise self.error
+                if resource_id == "unknown":
+                    raise errors.UnknownRelation("no such relation", definition="doc", relation="view")
+                results.append(CheckResult(Permissionship.HAS_PERMISSION))
+            except RelEngineError as exc:
+                results.append(exc)
+        return BulkCheckResponse(results, Revision(1))
+
 
 def test_every_code_has_a_status() -> None:
     assert set(GRPC_STATUS) == set(Code)
@@ -67,20 +87,38 @@ def test_field_encoding_round_trip() -> None:
     assert decode_fields(encode_fields(exc)) == {"definition": "doc", "relation": "view", "line": 3}
 
 
+def _check_request() -> permissions_pb2.CheckRequest:
+    return permissions_pb2.CheckRequest(
+        resource=core_pb2.ObjectReference(object_type="doc", object_id="1"),
+        permission="view",
+        subject=core_pb2.SubjectReference(object=core_pb2.ObjectReference(object_type="user", object_id="ann")),
+    )
+
+
+def _internal_incident(error: BaseException, hidden: str) -> str:
+    """The incident id of ``error``, a client's INTERNAL RemoteError that does not say ``hidden``."""
+    assert isinstance(error, RemoteError) and error.code is Code.INTERNAL and error.grpc_code == "INTERNAL"
+    assert hidden not in str(error) and hidden not in str(error.fields())
+    incident = str(error.fields()["incident"])
+    assert incident in str(error)
+    return incident
+
+
+def _logged(caplog: pytest.LogCaptureFixture, incident: str) -> logging.LogRecord:
+    """The one log record of ``incident``, an internal error."""
+    (record,) = [r for r in caplog.records if getattr(r, "incident", None) == incident]
+    assert getattr(record, "event", None) == "internal_error" and record.exc_info is not None
+    return record
+
+
 @pytest.mark.parametrize("cls", _error_classes(), ids=lambda cls: cls.__name__)
 def test_error_class_maps_to_its_status_and_back(cls: type[RelEngineError]) -> None:
     error = _instance(cls)
     running = Running(RaisingEngine(error))
     try:
         with running.channel() as channel:
-            stub = permissions_pb2_grpc.PermissionsServiceStub(channel)
-            request = permissions_pb2.CheckRequest(
-                resource=core_pb2.ObjectReference(object_type="doc", object_id="1"),
-                permission="view",
-                subject=core_pb2.SubjectReference(object=core_pb2.ObjectReference(object_type="user", object_id="ann")),
-            )
             with pytest.raises(grpc.RpcError) as raw:
-                stub.Check(request, timeout=10)
+                permissions_pb2_grpc.PermissionsServiceStub(channel).Check(_check_request(), timeout=10)
         assert raw.value.code() is GRPC_STATUS[cls.code]
         assert raw.value.details() == str(error)
         status = rpc_status.from_call(raw.value)
@@ -102,6 +140,54 @@ def test_error_class_maps_to_its_status_and_back(cls: type[RelEngineError]) -> N
         running.stop()
 
 
+STORE_PATH = "/some/path/data.mdb"
+
+
+@pytest.mark.parametrize("cls", _error_classes(internal=True), ids=lambda cls: cls.__name__)
+def test_internal_error_class_reaches_the_client_without_its_text(
+    cls: type[RelEngineError], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A StorageError's message names the store's files: INTERNAL errors reach the client as
+    INTERNAL with a generic message and an incident id; the log has the message under that id."""
+    error = cls(f"mdb_get failed: {STORE_PATH}: Input/output error", path=STORE_PATH)
+    running = Running(RaisingEngine(error))
+    try:
+        with caplog.at_level(logging.ERROR, logger="relengine.server"):
+            with running.channel() as channel:
+                with pytest.raises(grpc.RpcError) as raw:
+                    permissions_pb2_grpc.PermissionsServiceStub(channel).Check(_check_request(), timeout=10)
+            with running.client(retry=NO_RETRY) as client:
+                with pytest.raises(RemoteError) as info:
+                    client.check("doc:1", "view", "user:ann")
+    finally:
+        running.stop()
+    assert raw.value.code() is grpc.StatusCode.INTERNAL
+    status = rpc_status.from_call(raw.value)
+    assert status is not None and "data.mdb" not in str(status) and "data.mdb" not in (raw.value.details() or "")
+    incident = _internal_incident(info.value, "data.mdb")
+    record = _logged(caplog, incident)
+    assert getattr(record, "method", None) == "/relengine.v1.PermissionsService/Check"
+    line = LogfmtFormatter().format(record)
+    assert STORE_PATH in line and f"incident={incident}" in line and "Traceback" in line
+
+
+def test_internal_bulk_check_item_reaches_the_client_without_its_text(caplog: pytest.LogCaptureFixture) -> None:
+    error = errors.StorageError(f"mdb_get failed: {STORE_PATH}: Input/output error")
+    running = Running(RaisingEngine(error))
+    try:
+        with caplog.at_level(logging.ERROR, logger="relengine.server"):
+            with running.client(retry=NO_RETRY) as client:
+                response = client.bulk_check(["doc:1#view@user:ann", "doc:broken#view@user:ann", "doc:unknown#view@user:ann"])
+    finally:
+        running.stop()
+    ok, broken, unknown = response.results
+    assert isinstance(ok, CheckResult) and ok.allowed
+    assert isinstance(unknown, errors.UnknownRelation) and str(unknown) == "no such relation"  # not INTERNAL: kept
+    record = _logged(caplog, _internal_incident(broken, "data.mdb"))
+    assert getattr(record, "method", None) == "/relengine.v1.PermissionsService/BulkCheck"
+    assert STORE_PATH in LogfmtFormatter().format(record)
+
+
 def test_unexpected_exception_is_internal_without_details(caplog: pytest.LogCaptureFixture) -> None:
     running = Running(RaisingEngine(ValueError("secret detail")))
     try:
@@ -111,12 +197,8 @@ def test_unexpected_exception_is_internal_without_details(caplog: pytest.LogCapt
                     client.check("doc:1", "view", "user:ann")
     finally:
         running.stop()
-    assert info.value.code is Code.INTERNAL and info.value.grpc_code == "INTERNAL"
-    assert "secret detail" not in str(info.value)
-    incident = str(info.value.fields()["incident"])
-    assert incident in str(info.value)
-    logged = [r for r in caplog.records if getattr(r, "incident", None) == incident]
-    assert logged and logged[0].exc_info is not None and "secret detail" in str(logged[0].exc_info[1])
+    record = _logged(caplog, _internal_incident(info.value, "secret detail"))
+    assert record.exc_info is not None and "secret detail" in str(record.exc_info[1])
 
 
 def test_errors_inside_streams_are_mapped() -> None:

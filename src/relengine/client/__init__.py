@@ -14,6 +14,7 @@ preshared key as ``Unauthenticated``.
         assert client.check("doc:1", "view", "user:ann").allowed
 """
 
+from ..errors import RemoteError, Unauthenticated
 from ..model import (
     CaveatRef,
     Consistency,
@@ -41,10 +42,9 @@ from ..results import (
     ResourceResult,
     SubjectResult,
 )
-from ..server.auth import Unauthenticated
+from ..wire.status import error_from_rpc_error
 from ._async import AsyncClient, AsyncResultStream
 from ._common import DEFAULT_TIMEOUT, NO_RETRY, RetryPolicy, is_loopback
-from ._errors import RemoteError, error_from_rpc_error
 from ._sync import Client, ResultStream
 
 __all__ = [

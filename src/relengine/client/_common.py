@@ -36,10 +36,10 @@ from ..results import (
     ResourceResult,
     SubjectResult,
 )
-from ..server import convert as c
-from ..server._proto.relengine.v1 import permissions_pb2, relationships_pb2, schema_pb2
-from ..server.servicer import REVISION_METADATA
-from ._errors import error_from_status_proto
+from ..wire import convert as c
+from ..wire._proto.relengine.v1 import permissions_pb2, relationships_pb2, schema_pb2
+from ..wire.metadata import AUTHORIZATION_METADATA, REVISION_METADATA, bearer
+from ..wire.status import error_from_status_proto
 
 DEFAULT_ENDPOINT: Final = "127.0.0.1:50051"
 DEFAULT_TIMEOUT: Final = 30.0
@@ -98,7 +98,7 @@ def channel_options(max_message_bytes: int, server_name: str | None) -> list[tup
 
 def auth_metadata(preshared_key: str | None) -> tuple[tuple[str, str], ...] | None:
     """The metadata of every call: the preshared key, if any (None: grpc then has nothing to add)."""
-    return (("authorization", f"Bearer {preshared_key}"),) if preshared_key else None
+    return ((AUTHORIZATION_METADATA, bearer(preshared_key)),) if preshared_key else None
 
 
 # -- arguments -----------------------------------------------------------------------------------

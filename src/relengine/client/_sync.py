@@ -23,15 +23,15 @@ from ..results import (
     ResourceResult,
     SubjectResult,
 )
-from ..server import convert as c
-from ..server._proto.relengine.v1 import (
+from ..wire import convert as c
+from ..wire._proto.relengine.v1 import (
     permissions_pb2_grpc,
     relationships_pb2_grpc,
     schema_pb2,
     schema_pb2_grpc,
 )
+from ..wire.status import error_from_rpc_error
 from . import _common as m
-from ._errors import error_from_rpc_error
 
 T = TypeVar("T")
 

@@ -1,7 +1,7 @@
-"""The gRPC server: the only package that imports grpc (the clients in ``relengine.client`` use it).
+"""The gRPC server: relengine's services over ``relengine.wire``, which ``relengine.client`` speaks too.
 
-``convert`` maps protocol buffers to model types; ``status`` maps errors to gRPC statuses;
-``servicer`` holds the thin RPCs; ``auth`` and ``metrics`` are interceptors; ``app`` builds,
-runs and stops servers (one or several worker processes). Nothing is imported here, so that
-``import relengine.server.convert`` stays light for clients.
+``status`` gives a failed RPC its status (``wire.status`` encodes it); ``servicer`` holds the
+thin RPCs (``wire.convert`` maps their messages); ``auth`` checks the preshared key;
+``pipeline`` wraps every method once (auth, errors, ``metrics``, logging); ``app`` builds,
+runs and stops servers (one or several worker processes). Nothing is imported here.
 """

@@ -5,7 +5,7 @@ For every method of the relengine services, health and reflection, one wrapped b
 1. the preshared key, if the server has one (not for health: load balancers probe without it);
 2. the servicer;
 3. any exception mapped to its status (``status.abort``: RelEngineErrors by the one table,
-   anything else INTERNAL with an incident id and a logged traceback);
+   INTERNAL ones and anything else with an incident id and a logged traceback);
 4. the RPC counted and timed by final status code (``ServerMetrics``) and logged at DEBUG.
 
 grpc's server interceptors would do the same per call, building new handler objects for every
@@ -20,8 +20,10 @@ from typing import Any, Callable, Iterable, Iterator
 
 import grpc
 
+from ..errors import Unauthenticated
+from ..wire.metadata import AUTHORIZATION_METADATA, bearer
 from ._handlers import Behavior, Handler, status_code, wrap_handler
-from .auth import HEALTH_PREFIX, Unauthenticated, authorized
+from .auth import HEALTH_PREFIX, authorized
 from .metrics import ServerMetrics
 from .status import abort
 
@@ -33,7 +35,7 @@ class Pipeline:
         if preshared_key is not None and not preshared_key:
             raise ValueError("the preshared key must not be empty")
         self._metrics = metrics
-        self._expected = None if preshared_key is None else f"Bearer {preshared_key}".encode()
+        self._expected = None if preshared_key is None else bearer(preshared_key).encode()
 
     # -- registration --------------------------------------------------------------------------
     def register(self, server: grpc.Server, add: Callable[[Any], object]) -> None:
@@ -121,7 +123,7 @@ def _authenticate(context: grpc.ServicerContext, expected: bytes | None) -> None
     assert expected is not None
     metadata = context.invocation_metadata()
     if not authorized(metadata, expected):
-        has_header = any(name == "authorization" for name, _ in metadata or ())
+        has_header = any(name == AUTHORIZATION_METADATA for name, _ in metadata or ())
         raise Unauthenticated(
             "wrong preshared key" if has_header else "missing `authorization: Bearer <preshared key>` metadata"
         )

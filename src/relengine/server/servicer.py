@@ -18,8 +18,8 @@ from ..errors import InvalidArgument, RelEngineError
 from ..model import Consistency, Relationship
 from ..results import CheckResponse, CheckResult
 from ..service import Engine
-from . import convert as c
-from ._proto.relengine.v1 import (
+from ..wire import convert as c
+from ..wire._proto.relengine.v1 import (
     permissions_pb2,
     permissions_pb2_grpc,
     relationships_pb2,
@@ -27,11 +27,12 @@ from ._proto.relengine.v1 import (
     schema_pb2,
     schema_pb2_grpc,
 )
-from .status import error_status
+from ..wire.metadata import REVISION_METADATA
+from .status import status_of
 
-REVISION_METADATA: Final = "relengine-revision"
 WATCH_POLL_SECONDS: Final = 0.1  # how often an idle Watch looks whether its client or the server left
 _NO_DEADLINE: Final = 1e8  # grpc reports "no deadline" as a huge time remaining
+_BULK_CHECK: Final = "/{}/BulkCheck".format(permissions_pb2.DESCRIPTOR.services_by_name["PermissionsService"].full_name)
 
 
 def deadline_of(context: grpc.ServicerContext) -> float | None:
@@ -191,7 +192,7 @@ class PermissionsServicer(permissions_pb2_grpc.PermissionsServiceServicer):
             pair = add()
             pair.request.CopyFrom(item)
             if isinstance(result, Exception):
-                pair.error.CopyFrom(error_status(result))
+                pair.error.CopyFrom(status_of(result, _BULK_CHECK))
             else:
                 pair.item.permissionship = to_proto(result.permissionship)  # type: ignore[assignment]
                 if result.missing_parameters:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from typing import TYPE_CHECKING, Any, Final, Iterable, Mapping, Sequence
+from typing import Any, Final, Iterable, Mapping, Sequence
 
 from google.protobuf import json_format
 from google.protobuf.struct_pb2 import Struct
@@ -47,8 +47,9 @@ from ..results import (
 )
 from ._proto.relengine.v1 import core_pb2, permissions_pb2, relationships_pb2
 
-if TYPE_CHECKING:
-    from ..service import Question
+Question = tuple[str, str, str, SubjectRef, Mapping[str, Any] | None]
+"""What ``Engine.check_questions`` takes (``service.Question``), spelled out here: the wire
+layer knows nothing of the service."""
 
 # -- scalars and small messages ----------------------------------------------------------------
 
