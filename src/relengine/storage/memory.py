@@ -16,18 +16,27 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
-from ..errors import AlreadyExists, BatchTooLarge, RevisionUnavailable, Unavailable
+from ..errors import AlreadyExists, Unavailable
 from ..model import CaveatRef, ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef
 from ..results import Change, Operation, RelationshipUpdate
 from . import keys, objects
 from .base import (
     DEFAULT_BATCH_LIMIT,
+    DEFAULT_GC_INTERVAL,
     DEFAULT_GC_WINDOW,
     SMALL_OBJECT,
     BulkRow,
     GcResult,
     Row,
     StoreStatistics,
+    batch_too_large,
+    check_readable,
+    check_watchable,
+    gc_cutoff,
+    has_match,
+    is_gc_due,
+    micros,
+    to_delete,
 )
 
 Key = tuple[str, str, str, str, str, str]
@@ -88,10 +97,6 @@ def _subject_order(key: Key) -> bytes:
     return keys.subject_key(key[3], key[4], key[5], key[0], key[2], key[1])
 
 
-def _micros(seconds: float) -> int:
-    return int(seconds * 1_000_000)
-
-
 class MemoryStore:
     """A TupleStore in a dict. ``clock`` (epoch seconds) is injectable for GC tests.
 
@@ -103,7 +108,7 @@ class MemoryStore:
         *,
         batch_limit: int = DEFAULT_BATCH_LIMIT,
         gc_window: _dt.timedelta = DEFAULT_GC_WINDOW,
-        gc_interval: float | None = 60.0,
+        gc_interval: float | None = DEFAULT_GC_INTERVAL,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.batch_limit = batch_limit
@@ -114,7 +119,7 @@ class MemoryStore:
         self._changed = threading.Condition(self._lock)
         self._write_lock = threading.Lock()
         self._state = _State()
-        self._times: dict[int, int] = {0: _micros(clock())}
+        self._times: dict[int, int] = {0: micros(clock())}
         self._changes: list[Change] = []
         self._head = 0
         self._horizon = 0
@@ -132,7 +137,9 @@ class MemoryStore:
             self._check_open()
             if revision is None:
                 return MemoryReader(self._state, self._head)
-            self._check_readable(revision.value)
+            check_readable(
+                revision.value, self._head, self._horizon, self.gc_window, self._clock, self._times.get
+            )
             return MemoryReader(self._state, revision.value)
 
     def transaction(self) -> _MemoryTransactionContext:
@@ -159,7 +166,7 @@ class MemoryStore:
     def watch(self, after: Revision, *, timeout: float | None = None) -> Iterator[Change]:
         with self._lock:
             self._check_open()
-            self._check_watchable(after.value)
+            check_watchable(after.value, self._head, self._horizon, self.gc_window)
         return self._watch(after.value, timeout)
 
     def _watch(self, position: int, timeout: float | None) -> Iterator[Change]:
@@ -173,7 +180,7 @@ class MemoryStore:
                         return
                     self._changed.wait(remaining)
                 self._check_open()
-                self._check_watchable(position)
+                check_watchable(position, self._head, self._horizon, self.gc_window)
                 start = bisect.bisect_right(self._changes, position, key=lambda c: c.revision.value)
                 batch = self._changes[start:]
                 position = self._head
@@ -212,28 +219,6 @@ class MemoryStore:
         if self._closed:
             raise Unavailable("the store is closed")
 
-    def _check_readable(self, revision: int) -> None:
-        if revision > self._head:
-            raise RevisionUnavailable(
-                f"revision {Revision(revision)} is newer than the newest revision "
-                f"{Revision(self._head)}",
-                revision=Revision(revision).token(),
-            )
-        if revision < self._head:
-            cutoff = _micros(self._clock()) - _window_micros(self.gc_window)
-            if revision < self._horizon or self._times[revision + 1] <= cutoff:
-                raise _too_old(revision, self.gc_window)
-
-    def _check_watchable(self, revision: int) -> None:
-        if revision > self._head:
-            raise RevisionUnavailable(
-                f"cannot watch after revision {Revision(revision)}: it is newer than the newest "
-                f"revision {Revision(self._head)}",
-                revision=Revision(revision).token(),
-            )
-        if revision < self._horizon:
-            raise _too_old(revision, self.gc_window)
-
     def _commit(self, tx: _MemoryTransaction) -> tuple[Revision, int]:
         """Apply ``tx``'s net changes as one revision (none if nothing changed)."""
         with self._lock:
@@ -271,18 +256,18 @@ class MemoryStore:
                 else:
                     changes.append(Change(Revision(revision), Operation.DELETE, old))
             now = self._clock()
-            self._times[revision] = max(_micros(now), self._times[self._head])
+            self._times[revision] = max(micros(now), self._times[self._head])
             self._changes.extend(changes)
             self._head = revision
             self._changed.notify_all()
-            if self._gc_interval is not None and now - self._last_gc >= self._gc_interval:
+            if is_gc_due(self._gc_interval, self._last_gc, now):
                 self._collect(now)
             return Revision(revision), len(writes)
 
     def _collect(self, now: float) -> GcResult:
         """Drop what no revision at or after the new horizon can see; see base.TupleStore.gc."""
         self._last_gc = now
-        cutoff = _micros(now) - _window_micros(self.gc_window)
+        cutoff = gc_cutoff(now, self.gc_window)
         horizon = self._horizon
         while horizon < self._head and self._times[horizon + 1] <= cutoff:
             horizon += 1
@@ -311,18 +296,6 @@ class MemoryStore:
         self._state = new
         self._horizon = horizon
         return GcResult(Revision(horizon), removed, changes_removed, len(stale))
-
-
-def _window_micros(window: _dt.timedelta) -> int:
-    return window // _dt.timedelta(microseconds=1)
-
-
-def _too_old(revision: int, window: _dt.timedelta) -> RevisionUnavailable:
-    return RevisionUnavailable(
-        f"revision {Revision(revision)} is too old: revisions superseded more than {window} ago "
-        "are garbage-collected; retry at a newer revision",
-        revision=Revision(revision).token(),
-    )
 
 
 def _schema_at(schemas: list[tuple[int, str]], revision: int) -> str | None:
@@ -394,7 +367,7 @@ class MemoryReader:
         live = list(self._live(sorted((k for k in candidates if k[1] == resource_id), key=_resource_order)))
         if len(live) > SMALL_OBJECT:
             return None
-        return objects.encode(bytes(8), [(rel.relation, _row(rel)) for rel in live])
+        return objects.encode(bytes(keys.REVISION_SIZE), [(rel.relation, _row(rel)) for rel in live])
 
     def resources(
         self, subject: SubjectRef, resource_type: str | None = None, relation: str | None = None
@@ -479,11 +452,7 @@ class _MemoryTransaction:
     def apply(self, update: RelationshipUpdate) -> None:
         self._updates += 1
         if self._batch_limit is not None and self._updates > self._batch_limit:
-            raise BatchTooLarge(
-                f"a transaction may hold at most {self._batch_limit} updates; split the batch "
-                "into smaller ones (or raise the store's batch_limit)",
-                limit=self._batch_limit,
-            )
+            raise batch_too_large(self._batch_limit)
         rel = _normalize(update.relationship)
         key: Key = rel.key
         if update.operation is Operation.DELETE:
@@ -494,12 +463,10 @@ class _MemoryTransaction:
         self.overlay[key] = rel
 
     def matches(self, filter: RelationshipFilter) -> bool:
-        return any(True for _ in self.reader().read(filter, limit=1))
+        return has_match(self.reader(), filter)
 
     def delete_matching(self, filter: RelationshipFilter, limit: int | None = None) -> tuple[int, bool]:
-        found = list(self.reader().read(filter, limit=None if limit is None else limit + 1))
-        complete = limit is None or len(found) <= limit
-        doomed = found if limit is None else found[:limit]
+        doomed, complete = to_delete(self.reader(), filter, limit)
         for rel in doomed:
             self.overlay[rel.key] = None
         return len(doomed), complete
