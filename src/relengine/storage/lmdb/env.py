@@ -6,10 +6,10 @@ methods, documented here.
 
 Threads
     One LmdbEnv per store and process, shared by the threads of the process. A read
-    transaction (``begin_read``, ``begin_snapshot``) belongs to the thread that uses it. Write
-    transactions are serialised by ``write_lock``, which a writer holds from ``begin_write``
-    until it commits or aborts (LMDB allows one writer per environment, and map growth must not
-    happen under an open write transaction of this process); map growth takes it too.
+    transaction belongs to the thread that uses it. Write transactions are serialised by
+    ``write_lock``, which a writer holds from ``begin_write`` until it commits or aborts (LMDB
+    allows one writer per environment, and the map must not grow under an open write
+    transaction of this process); map growth takes it too.
 
 Processes
     Processes may open the same directory; a commit in one is visible to the next read
@@ -21,7 +21,8 @@ Processes
 Map growth
     The data lives in a memory map of ``map_size`` bytes. It grows only between write
     transactions: ``begin_write`` doubles it (up to ``max_map_size``, if set) once it is half
-    used, and a writer that filled it calls ``grow(force=True)`` and retries. Another process
+    used; a write that fills it raises StoreFull, except the bulk path, which calls
+    ``grow(force=True)`` and retries. Another process
     may grow it too: the next ``begin`` here raises MapResizedError internally and the
     environment adopts the new size (``adopt_map_size``). Growing or adopting invalidates every
     open transaction of this process; ``epoch`` counts those events, so a Reader whose
@@ -48,7 +49,7 @@ from ...errors import BatchTooLarge, RelEngineError, StorageError, StoreFull, Un
 from ...model import Revision
 from .. import keys
 from ..base import StoreStatistics
-from .format import DB_NAMES, STATE, STATE_KEY, State, check_directory, open_databases, read_state
+from .format import DB_NAMES, State, check_directory, open_databases, read_state
 
 DEFAULT_MAP_SIZE: Final = 1 << 30
 DEFAULT_MAX_READERS: Final = 512
@@ -73,13 +74,15 @@ class LmdbEnv:
     - ``objects_since``: the revision from which the objects index is complete.
     - ``write_lock``: see the module docstring. ``epoch``: changes when this process's
       transactions were invalidated by map growth. ``closed``: set once by ``close``.
-    - ``lmdb_env``: the ``lmdb.Environment`` itself, for what has no method here.
+    - ``lmdb_env``: the ``lmdb.Environment`` itself. ``LmdbStore.snapshot``, the first step of
+      every check, begins its read transaction on it directly and falls back to ``begin_read``
+      when that raises (or the environment is closed).
     """
 
     __slots__ = (
         "path", "max_map_size", "gc_window", "clock", "write_lock", "epoch", "closed", "lmdb_env",
         "meta", "rel", "sub", "relh", "subh", "log", "revs", "schema", "objects", "objects_since",
-        "_begin", "_psize",
+        "_psize",
     )
 
     def __init__(
@@ -118,7 +121,6 @@ class LmdbEnv:
         self.lmdb_env = env
         (self.meta, self.rel, self.sub, self.relh, self.subh, self.log, self.revs, self.schema,
          self.objects) = dbs
-        self._begin = env.begin
         self._psize = env.stat()["psize"]
 
     # -- transactions --------------------------------------------------------------------------
@@ -128,22 +130,6 @@ class LmdbEnv:
         if self.closed:
             raise Unavailable(f"the store at {self.path} is closed")
 
-    def begin_snapshot(self) -> tuple[lmdb.Transaction[bytes], State]:
-        """A read transaction and the state it sees; the first step of every check, so it asks
-        LMDB directly and takes the careful way (``begin_read``) only if that fails."""
-        try:
-            txn = self._begin() if not self.closed else self.begin_read()
-        except lmdb.Error:
-            txn = self.begin_read()  # map resized, readers full, closed: the careful way
-        try:
-            raw = txn.get(STATE_KEY, None, self.meta)
-        except lmdb.Error as exc:
-            txn.abort()
-            self.check_open()
-            raise self.translate(exc) from exc
-        assert raw is not None, "a relengine store always has its state"
-        return txn, STATE.unpack(raw)
-
     def begin_read(self) -> lmdb.Transaction[bytes]:
         """A read transaction: adopts a map size another process set, frees stale reader slots
         once when all are taken. Raises Unavailable (closed, slots still full, the map keeps
@@ -151,7 +137,7 @@ class LmdbEnv:
         self.check_open()
         for attempt in range(_RETRIES):
             try:
-                return self._begin()
+                return self.lmdb_env.begin()
             except lmdb.MapResizedError:
                 self.adopt_map_size()
             except lmdb.ReadersFullError as exc:
@@ -169,7 +155,7 @@ class LmdbEnv:
         self.grow()
         for _ in range(_RETRIES):
             try:
-                txn = self._begin(write=True)
+                txn = self.lmdb_env.begin(write=True)
                 break
             except lmdb.MapResizedError:
                 self.adopt_map_size()
@@ -185,7 +171,7 @@ class LmdbEnv:
 
     def begin_child(self, parent: lmdb.Transaction[bytes]) -> lmdb.Transaction[bytes]:
         """A nested write transaction inside ``parent`` (LMDB errors pass through)."""
-        return self._begin(write=True, parent=parent)
+        return self.lmdb_env.begin(write=True, parent=parent)
 
     def commit(self, txn: lmdb.Transaction[bytes]) -> None:
         """Commit ``txn``; on failure abort it and raise the translated error."""

@@ -9,6 +9,8 @@ from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+import lmdb
+
 from ...model import Revision
 from ...results import Change
 from ..base import (
@@ -22,6 +24,7 @@ from ..base import (
 )
 from .changelog import ChangeLog
 from .env import DEFAULT_MAP_SIZE, DEFAULT_MAX_READERS, LmdbEnv
+from .format import STATE, STATE_KEY
 from .reader import LmdbReader
 from .writer import LmdbTransactionContext, bulk_touch
 
@@ -92,15 +95,27 @@ class LmdbStore:
             txn.abort()
 
     def snapshot(self, revision: Revision | None = None) -> LmdbReader:
+        # The first step of every check, so it asks LMDB directly, in this frame (format.read_state
+        # inlined), and takes the careful way (LmdbEnv.begin_read) only if that fails.
         env = self._environment
-        txn, (head, horizon, last_hist) = env.begin_snapshot()
         try:
+            txn = env.lmdb_env.begin() if not env.closed else env.begin_read()
+        except lmdb.Error:
+            txn = env.begin_read()  # map resized, readers full, closed
+        try:
+            state = txn.get(STATE_KEY, None, env.meta)
+            assert state is not None, "a relengine store always has its state"
+            head, horizon, last_hist = STATE.unpack(state)
             wanted = head if revision is None else revision.value
             if wanted != head:
                 check_readable(
                     wanted, head, horizon, env.gc_window, env.clock, partial(env.commit_micros, txn)
                 )
             return LmdbReader(env, txn, wanted, head, last_hist, env.epoch, owned=True)
+        except lmdb.Error as exc:
+            txn.abort()
+            env.check_open()
+            raise env.translate(exc) from exc
         except BaseException:
             txn.abort()
             raise
