@@ -1,10 +1,8 @@
 """Dict-backed reference store: the simplest correct TupleStore, for tests and small setups.
 
-Each relationship key maps to its versions, oldest first, each with the revision that created it
-and the one that deleted it (None while live); a Reader at R sees the version with
-``created <= R < deleted``. Commits append versions and mark old ones deleted in place, which
-readers at older revisions cannot observe; garbage collection builds a new ``_State`` instead,
-so a Reader keeps the state it started with. Nothing is persisted.
+The versions live in a ``memory_state.State``: commits record new versions in place, where
+readers at older revisions cannot observe them; garbage collection builds a new State, so a
+Reader keeps the state it started with. Nothing is persisted.
 """
 
 from __future__ import annotations
@@ -13,7 +11,6 @@ import bisect
 import datetime as _dt
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
 from ..errors import AlreadyExists, Unavailable
@@ -38,40 +35,9 @@ from .base import (
     micros,
     to_delete,
 )
+from .memory_state import Key, State, visible
 
-Key = tuple[str, str, str, str, str, str]
 _UNSET = object()
-
-
-@dataclass(slots=True)
-class _Version:
-    relationship: Relationship
-    created: int
-    deleted: int | None = None
-
-
-@dataclass(slots=True)
-class _State:
-    versions: dict[Key, list[_Version]] = field(default_factory=dict)
-    by_resource: dict[tuple[str, str, str], set[Key]] = field(default_factory=dict)
-    by_subject: dict[tuple[str, str, str], set[Key]] = field(default_factory=dict)
-    by_type: dict[str, set[Key]] = field(default_factory=dict)
-    schemas: list[tuple[int, str]] = field(default_factory=list)
-
-    def add_key(self, key: Key) -> None:
-        self.by_resource.setdefault(key[:3], set()).add(key)
-        self.by_subject.setdefault(key[3:], set()).add(key)
-        self.by_type.setdefault(key[0], set()).add(key)
-
-
-def _visible(versions: list[_Version] | None, revision: int) -> Relationship | None:
-    if versions:
-        for version in reversed(versions):
-            if version.created <= revision:
-                if version.deleted is None or version.deleted > revision:
-                    return version.relationship
-                return None
-    return None
 
 
 def _normalize(rel: Relationship) -> Relationship:
@@ -118,7 +84,7 @@ class MemoryStore:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._write_lock = threading.Lock()
-        self._state = _State()
+        self._state = State()
         self._times: dict[int, int] = {0: micros(clock())}
         self._changes: list[Change] = []
         self._head = 0
@@ -225,8 +191,8 @@ class MemoryStore:
             state = self._state
             revision = self._head + 1
             changes: list[Change] = []
-            schema_changed = tx.pending_schema is not None and tx.pending_schema != _schema_at(
-                state.schemas, self._head
+            schema_changed = (
+                tx.pending_schema is not None and tx.pending_schema != state.schema_at(self._head)
             )
             if schema_changed:
                 assert tx.pending_schema is not None
@@ -234,7 +200,7 @@ class MemoryStore:
             writes: list[tuple[Key, Relationship | None, Relationship | None]] = []
             for key in sorted(tx.overlay):
                 new = tx.overlay[key]
-                old = _visible(state.versions.get(key), self._head)
+                old = visible(state.versions.get(key), self._head)
                 if old != new:
                     writes.append((key, old, new))
             if not changes and not writes:
@@ -243,15 +209,8 @@ class MemoryStore:
                 assert tx.pending_schema is not None
                 state.schemas.append((revision, tx.pending_schema))
             for key, old, new in writes:
-                versions = state.versions.get(key)
-                if old is not None:
-                    assert versions is not None
-                    versions[-1].deleted = revision
+                state.record(revision, key, old, new)
                 if new is not None:
-                    if versions is None:
-                        versions = state.versions[key] = []
-                        state.add_key(key)
-                    versions.append(_Version(new, revision))
                     changes.append(Change(Revision(revision), Operation.TOUCH, new))
                 else:
                     changes.append(Change(Revision(revision), Operation.DELETE, old))
@@ -273,20 +232,7 @@ class MemoryStore:
             horizon += 1
         if horizon == self._horizon:
             return GcResult(Revision(horizon), 0, 0, 0)
-        old = self._state
-        new = _State()
-        removed = 0
-        for key, versions in old.versions.items():
-            kept = [v for v in versions if v.deleted is None or v.deleted > horizon]
-            removed += len(versions) - len(kept)
-            if kept:
-                new.versions[key] = kept
-                new.add_key(key)
-        first_schema = 0
-        for i, (rev, _) in enumerate(old.schemas):
-            if rev <= horizon:
-                first_schema = i
-        new.schemas = old.schemas[first_schema:]
+        new, removed = self._state.collected(horizon)
         start = bisect.bisect_right(self._changes, horizon, key=lambda c: c.revision.value)
         changes_removed = start
         self._changes = self._changes[start:]
@@ -298,15 +244,6 @@ class MemoryStore:
         return GcResult(Revision(horizon), removed, changes_removed, len(stale))
 
 
-def _schema_at(schemas: list[tuple[int, str]], revision: int) -> str | None:
-    text = None
-    for rev, value in schemas:
-        if rev > revision:
-            break
-        text = value
-    return text
-
-
 class MemoryReader:
     """A snapshot of a MemoryStore at one revision (or a transaction's view, with ``overlay``)."""
 
@@ -314,7 +251,7 @@ class MemoryReader:
 
     def __init__(
         self,
-        state: _State,
+        state: State,
         revision: int,
         overlay: dict[Key, Relationship | None] | None = None,
         schema: object = _UNSET,
@@ -340,7 +277,7 @@ class MemoryReader:
     def schema_text(self) -> str | None:
         if self._schema is not _UNSET:
             return self._schema  # type: ignore[return-value]
-        return _schema_at(self._state.schemas, self._revision)
+        return self._state.schema_at(self._revision)
 
     def relationship(
         self, resource_type: str, resource_id: str, relation: str, subject: SubjectRef
@@ -399,7 +336,7 @@ class MemoryReader:
         overlay = self._overlay
         if overlay is not None and key in overlay:
             return overlay[key]
-        return _visible(self._state.versions.get(key), self._revision)
+        return visible(self._state.versions.get(key), self._revision)
 
     def _candidates(self, indexed: set[Key] | None, belongs: Callable[[Key], bool]) -> set[Key]:
         found = set(indexed) if indexed else set()
