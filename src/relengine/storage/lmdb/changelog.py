@@ -23,7 +23,7 @@ from ...model import Revision
 from ...results import Change, Operation
 from .. import keys, objects
 from ..base import GcResult, check_watchable, gc_cutoff, is_gc_due, too_old
-from ..keys import REVISION_SIZE
+from ..keys import REVISION_SIZE, object_prefix
 from .env import LmdbEnv
 from .format import State, write_state
 from .items import relationship_of
@@ -185,7 +185,7 @@ def collect_batch(
                 txn.delete(keys.subject_key_of(rkey, version) + suffix, db=subh)
                 totals[0] += 1
             if op == keys.DELETED:
-                emptied.add(keys.object_prefix(rkey))
+                emptied.add(object_prefix(rkey))
         log.delete()
         totals[1] += len(ops) + schema_changed
         spent += len(ops) + 1

@@ -27,6 +27,7 @@ import lmdb
 from ...errors import FailedPrecondition, InvalidArgument
 from .. import keys
 from ..base import micros
+from ..keys import object_prefix
 from .items import object_value
 
 FORMAT_VERSION: Final = 2  # 2: the objects index (format 1 stores gain it when opened)
@@ -156,7 +157,7 @@ def _add_objects_index(env: lmdb.Environment) -> None:
             if prefix is None or not key.startswith(prefix):
                 if prefix is not None:
                     out.put(prefix, object_value(rb, items, len(prefix)))
-                prefix, items = keys.object_prefix(key), []
+                prefix, items = object_prefix(key), []
             items.append((key, value))
         if prefix is not None:
             out.put(prefix, object_value(rb, items, len(prefix)))

@@ -21,7 +21,7 @@ from ...model import RelationshipFilter, Revision
 from ...results import Operation, RelationshipUpdate
 from .. import keys
 from ..base import SMALL_OBJECT, BulkRow, batch_too_large, has_match, micros, to_delete
-from ..keys import REVISION_SIZE
+from ..keys import REVISION_SIZE, object_prefix
 from ..objects import KIND_OFFSET, LARGE
 from .env import LmdbEnv
 from .format import State, write_state
@@ -273,8 +273,8 @@ class LmdbTransaction:
         objects_db = env.objects
         put = txn.cursor(objects_db).put
         rb = self._rb
-        shrunk = {keys.object_prefix(k) for k, op in zip(rkeys, ops) if op == keys.DELETED}
-        for prefix in sorted({keys.object_prefix(k) for k in rkeys}):
+        shrunk = {object_prefix(k) for k, op in zip(rkeys, ops) if op == keys.DELETED}
+        for prefix in sorted({object_prefix(k) for k in rkeys}):
             if prefix not in shrunk:
                 known = txn.get(prefix, None, objects_db)
                 if known is not None and known[KIND_OFFSET] == LARGE:
