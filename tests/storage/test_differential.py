@@ -28,14 +28,14 @@ from relengine.model import (
     SubjectRef,
 )
 from relengine.results import Operation, RelationshipUpdate
-from relengine.storage import lmdb as lmdb_store
 from relengine.storage import memory as memory_store
 from relengine.storage import objects
-from relengine.storage.lmdb import LmdbStore
+from relengine.storage.lmdb import LmdbStore, items, reader, writer
 from relengine.storage.memory import MemoryStore
 
 # Objects this small count as large, so that random writes cross the line both ways.
 SMALL_OBJECT = 3
+PATCHED = (memory_store, items, reader, writer)  # the modules that read SMALL_OBJECT
 
 pytestmark = pytest.mark.slow
 
@@ -89,8 +89,9 @@ def outcome(call: Callable[[], Any]) -> Any:
 class StoresAgree(RuleBasedStateMachine):
     @initialize()
     def open_stores(self) -> None:
-        self.small = lmdb_store.SMALL_OBJECT, memory_store.SMALL_OBJECT
-        lmdb_store.SMALL_OBJECT = memory_store.SMALL_OBJECT = SMALL_OBJECT  # type: ignore[misc]
+        self.small = [module.SMALL_OBJECT for module in PATCHED]
+        for module in PATCHED:
+            module.SMALL_OBJECT = SMALL_OBJECT  # type: ignore[misc]
         self.now = 1_700_000_000.0
         self.dir = tempfile.mkdtemp()
         options: dict[str, Any] = dict(
@@ -101,7 +102,8 @@ class StoresAgree(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         if hasattr(self, "small"):
-            lmdb_store.SMALL_OBJECT, memory_store.SMALL_OBJECT = self.small  # type: ignore[misc]
+            for module, small in zip(PATCHED, self.small):
+                module.SMALL_OBJECT = small  # type: ignore[misc]
         for store in getattr(self, "stores", []):
             store.close()
         if hasattr(self, "dir"):

@@ -170,7 +170,7 @@ def test_readers_reopen_their_transaction_when_the_map_is_resized(tmp_path: Path
     reader = store.snapshot(Revision(1))
     scan = reader.subjects("doc", "d1", "viewer")
     assert str(next(scan)) == "doc:d1#viewer@user:ann"
-    assert store._grow(force=True)  # invalidates every open LMDB transaction of this process
+    assert store._environment.grow(force=True)  # invalidates every open LMDB transaction of this process
     assert [str(r) for r in scan] == ["doc:d1#viewer@user:bob"]
     assert reader.relationship("doc", "d2", "viewer", SubjectRef("user", "ann")) is None
     assert reader.schema_text() is None
@@ -192,7 +192,7 @@ def test_a_closed_reader_or_store_is_unavailable(tmp_path: Path) -> None:
 
 def test_unexpected_lmdb_errors_become_storage_errors(tmp_path: Path) -> None:
     store = LmdbStore(tmp_path, sync=False)
-    error = store._translate(lmdb.CorruptedError("mdb_get", 0))
+    error = store._environment.translate(lmdb.CorruptedError("mdb_get", 0))
     assert isinstance(error, StorageError)
     assert str(tmp_path) in str(error)
     store.close()
@@ -315,7 +315,8 @@ def delete(store: LmdbStore, *texts: str) -> Revision:
 
 
 def object_entries(store: LmdbStore) -> dict[bytes, bytes]:
-    with store._env.begin(db=store._objects) as txn:
+    env = store._environment
+    with env.lmdb_env.begin(db=env.objects) as txn:
         return dict(txn.cursor().iternext())
 
 
@@ -350,7 +351,7 @@ def test_a_format_1_store_gains_the_objects_index_when_opened(tmp_path: Path) ->
     env.close()
 
     store = LmdbStore(tmp_path, sync=False)
-    assert store._objects_since == head.value
+    assert store._environment.objects_since == head.value
     assert len(object_entries(store)) == 2  # d1 and the long one; d2 has no relationships
     reader = store.snapshot()
     ann = ("user", "ann", None, None)
@@ -361,4 +362,4 @@ def test_a_format_1_store_gains_the_objects_index_when_opened(tmp_path: Path) ->
     assert objects.decode(store.snapshot(first).object_rows("doc", "d2")) == {"viewer": [ann]}
     store.close()
     with LmdbStore(tmp_path, sync=False) as again:  # upgraded once
-        assert again._objects_since == head.value
+        assert again._environment.objects_since == head.value

@@ -33,20 +33,26 @@ Errors
     Only ``relengine.errors``: RevisionUnavailable, AlreadyExists, BatchTooLarge, StoreFull,
     InvalidArgument, Unavailable (store closed), StorageError (an unexpected fault of the
     storage library, kept as ``__cause__``).
+
+Policy
+    What both stores decide alike lives here, below the Protocols: the defaults (batch limit,
+    GC window and interval), the revision window (``check_readable``, ``check_watchable``,
+    ``gc_cutoff``), the batch limit's error, and how a limited delete picks its relationships.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass
-from typing import Any, Final, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Final, Iterable, Iterator, Protocol, Sequence
 
-from ..errors import PreconditionFailed
+from ..errors import BatchTooLarge, PreconditionFailed, RevisionUnavailable
 from ..model import CaveatRef, Relationship, RelationshipFilter, Revision, SubjectRef
 from ..results import Change, Operation, Precondition, PreconditionKind, RelationshipUpdate
 
-DEFAULT_BATCH_LIMIT = 1000
-DEFAULT_GC_WINDOW = _dt.timedelta(hours=24)
+DEFAULT_BATCH_LIMIT: Final = 1000  # updates per transaction (Transaction.apply)
+DEFAULT_GC_WINDOW: Final = _dt.timedelta(hours=24)  # how long superseded revisions stay readable
+DEFAULT_GC_INTERVAL: Final = 60.0  # seconds between automatic collections after commits
 
 # Objects with at most this many live relationships are "small": ``Reader.object_rows`` hands
 # all of them over at once (most objects: a container has a handful of roles).
@@ -246,6 +252,92 @@ class BulkLoader(TupleStore, Protocol):
         ...
 
 
+# -- policy shared by the stores --------------------------------------------------------------
+
+
+def micros(seconds: float) -> int:
+    """Epoch seconds (a store's clock) as the integer microseconds revisions are stamped with."""
+    return int(seconds * 1_000_000)
+
+
+def gc_cutoff(now: float, window: _dt.timedelta) -> int:
+    """Epoch micros: a revision superseded by a commit stamped at or before this is out of the
+    GC window at ``now`` (epoch seconds)."""
+    return micros(now) - window // _dt.timedelta(microseconds=1)
+
+
+def is_gc_due(interval: float | None, last: float, now: float) -> bool:
+    """Whether a commit at ``now`` runs the automatic collection, the last one having run at
+    ``last`` (``interval`` None: never)."""
+    return interval is not None and now - last >= interval
+
+
+def too_old(revision: int, window: _dt.timedelta) -> RevisionUnavailable:
+    """The error for a revision that fell out of the GC window."""
+    return RevisionUnavailable(
+        f"revision {Revision(revision)} is too old: revisions superseded more than {window} ago "
+        "are garbage-collected; retry at a newer revision",
+        revision=Revision(revision).token(),
+    )
+
+
+def check_readable(
+    revision: int, head: int, horizon: int, window: _dt.timedelta, clock: Callable[[], float],
+    commit_micros: Callable[[int], int | None],
+) -> None:
+    """Raise RevisionUnavailable unless a Reader at ``revision`` can see exactly that revision:
+    not newer than ``head``, not older than the collected ``horizon``, and not superseded (the
+    commit of ``revision + 1``, stamped ``commit_micros(revision + 1)``, None if unknown) longer
+    than ``window`` ago by ``clock``."""
+    if revision > head:
+        raise RevisionUnavailable(
+            f"revision {Revision(revision)} is newer than the newest revision {Revision(head)}",
+            revision=Revision(revision).token(),
+        )
+    if revision < horizon:
+        raise too_old(revision, window)
+    if revision < head:
+        stamp = commit_micros(revision + 1)
+        if stamp is None or stamp <= gc_cutoff(clock(), window):
+            raise too_old(revision, window)
+
+
+def check_watchable(after: int, head: int, horizon: int, window: _dt.timedelta) -> None:
+    """Raise RevisionUnavailable unless the changes after ``after`` can all be listed: it is
+    not newer than ``head`` and its changelog is not collected (``horizon``)."""
+    if after > head:
+        raise RevisionUnavailable(
+            f"cannot watch after revision {Revision(after)}: it is newer than the newest "
+            f"revision {Revision(head)}",
+            revision=Revision(after).token(),
+        )
+    if after < horizon:
+        raise too_old(after, window)
+
+
+def batch_too_large(limit: int) -> BatchTooLarge:
+    """The error of the update past a transaction's batch limit (see Transaction.apply)."""
+    return BatchTooLarge(
+        f"a transaction may hold at most {limit} updates; split the batch "
+        "into smaller ones (or raise the store's batch_limit)",
+        limit=limit,
+    )
+
+
+def has_match(reader: Reader, filter: RelationshipFilter) -> bool:
+    """Transaction.matches, read through the transaction's ``reader``."""
+    return any(True for _ in reader.read(filter, limit=1))
+
+
+def to_delete(reader: Reader, filter: RelationshipFilter, limit: int | None) -> tuple[list[Relationship], bool]:
+    """What Transaction.delete_matching deletes: the first ``limit`` (None: all) relationships
+    matching ``filter`` in key order, and whether that is all of them."""
+    found = list(reader.read(filter, limit=None if limit is None else limit + 1))
+    if limit is None or len(found) <= limit:
+        return found, True
+    return found[:limit], False
+
+
 def check_preconditions(tx: Transaction, preconditions: Iterable[Precondition]) -> None:
     """Raise PreconditionFailed for the first precondition that does not hold in ``tx``."""
     for pre in preconditions:
@@ -260,6 +352,7 @@ def check_preconditions(tx: Transaction, preconditions: Iterable[Precondition]) 
 
 __all__ = [
     "DEFAULT_BATCH_LIMIT",
+    "DEFAULT_GC_INTERVAL",
     "DEFAULT_GC_WINDOW",
     "BulkLoader",
     "BulkRow",
@@ -269,5 +362,14 @@ __all__ = [
     "Transaction",
     "TransactionContext",
     "TupleStore",
+    "batch_too_large",
     "check_preconditions",
+    "check_readable",
+    "check_watchable",
+    "gc_cutoff",
+    "has_match",
+    "is_gc_due",
+    "micros",
+    "to_delete",
+    "too_old",
 ]

@@ -58,8 +58,9 @@ _NUL: Final = "\x00"
 SHORTENED: Final = b"\xfe"
 LONGEST_COMPONENT: Final = 80
 _KEPT: Final = 24
-_PLAIN_LIMIT: Final = LONGEST_COMPONENT + 6  # a 6-part key this short has no long component
-REVISION_SIZE: Final = 8
+PLAIN_KEY_LIMIT: Final = LONGEST_COMPONENT + 6  # a 6-part key this short has no long component
+PLAIN_OBJECT_LIMIT: Final = LONGEST_COMPONENT + 2  # nor has a (type, id) prefix this short
+REVISION_SIZE: Final = 8  # a revision; the head of a version; the suffix of a history key
 EPOCH: Final = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 CREATED: Final = ord("T")
 TOUCHED: Final = ord("U")
@@ -154,7 +155,7 @@ def resource_key(
     )
     if text.count(_NUL) == 6 and "\x01" not in text:
         data = text.encode()
-        return data if len(data) <= _PLAIN_LIMIT else _fit(data)
+        return data if len(data) <= PLAIN_KEY_LIMIT else _fit(data)
     return encode(
         (resource_type, resource_id, relation, subject_type, subject_id, subject_relation)
     )
@@ -171,7 +172,7 @@ def subject_key(
     )
     if text.count(_NUL) == 6 and "\x01" not in text:
         data = text.encode()
-        return data if len(data) <= _PLAIN_LIMIT else _fit(data)
+        return data if len(data) <= PLAIN_KEY_LIMIT else _fit(data)
     return encode(
         (subject_type, subject_id, subject_relation, resource_type, relation, resource_id)
     )
@@ -179,7 +180,7 @@ def subject_key(
 
 def fit_key(data: bytes) -> bytes:
     """A 6-part key joined from strings without NUL or \x01, long components shortened."""
-    return data if len(data) <= _PLAIN_LIMIT else _fit(data)
+    return data if len(data) <= PLAIN_KEY_LIMIT else _fit(data)
 
 
 def encode_many(rows: Sequence[Sequence[str]]) -> list[bytes] | None:
@@ -192,8 +193,8 @@ def encode_many(rows: Sequence[Sequence[str]]) -> list[bytes] | None:
     if text.count("\x00") != 6 * count or text.count("\n") != count - 1 or "\x01" in text:
         return None
     out = text.encode().split(b"\n")
-    if max(map(len, out)) > _PLAIN_LIMIT:
-        out = [k if len(k) <= _PLAIN_LIMIT else _fit(k) for k in out]
+    if max(map(len, out)) > PLAIN_KEY_LIMIT:
+        out = [k if len(k) <= PLAIN_KEY_LIMIT else _fit(k) for k in out]
     return out
 
 
@@ -217,6 +218,12 @@ def subject_key_of(rkey: bytes, version: bytes) -> bytes:
     """The by-subject key of the relationship whose by-resource key and version are given."""
     rt, rid, rel, st, sid, srel = resource_strings(rkey, version)
     return subject_key(st, sid, srel, rt, rel, rid)
+
+
+def object_prefix(key: bytes) -> bytes:
+    """The (resource type, id) prefix of a by-resource key: the object's key in the objects
+    index."""
+    return key[: key.index(b"\x00", key.index(b"\x00") + 1) + 1]
 
 
 def encode_revision(revision: int) -> bytes:
@@ -301,6 +308,8 @@ __all__ = [
     "CREATED",
     "DELETED",
     "LONGEST_COMPONENT",
+    "PLAIN_KEY_LIMIT",
+    "PLAIN_OBJECT_LIMIT",
     "REVISION_SIZE",
     "SHORTENED",
     "TOUCHED",
@@ -320,6 +329,7 @@ __all__ = [
     "fit_key",
     "is_plain",
     "is_shortened",
+    "object_prefix",
     "payload_strings",
     "resource_key",
     "resource_strings",

@@ -1,10 +1,8 @@
 """Dict-backed reference store: the simplest correct TupleStore, for tests and small setups.
 
-Each relationship key maps to its versions, oldest first, each with the revision that created it
-and the one that deleted it (None while live); a Reader at R sees the version with
-``created <= R < deleted``. Commits append versions and mark old ones deleted in place, which
-readers at older revisions cannot observe; garbage collection builds a new ``_State`` instead,
-so a Reader keeps the state it started with. Nothing is persisted.
+The versions live in a ``memory_state.State``: commits record new versions in place, where
+readers at older revisions cannot observe them; garbage collection builds a new State, so a
+Reader keeps the state it started with. Nothing is persisted.
 """
 
 from __future__ import annotations
@@ -13,56 +11,33 @@ import bisect
 import datetime as _dt
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
-from ..errors import AlreadyExists, BatchTooLarge, RevisionUnavailable, Unavailable
+from ..errors import AlreadyExists, Unavailable
 from ..model import CaveatRef, ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef
 from ..results import Change, Operation, RelationshipUpdate
 from . import keys, objects
 from .base import (
     DEFAULT_BATCH_LIMIT,
+    DEFAULT_GC_INTERVAL,
     DEFAULT_GC_WINDOW,
     SMALL_OBJECT,
     BulkRow,
     GcResult,
     Row,
     StoreStatistics,
+    batch_too_large,
+    check_readable,
+    check_watchable,
+    gc_cutoff,
+    has_match,
+    is_gc_due,
+    micros,
+    to_delete,
 )
+from .memory_state import Key, State, visible
 
-Key = tuple[str, str, str, str, str, str]
 _UNSET = object()
-
-
-@dataclass(slots=True)
-class _Version:
-    relationship: Relationship
-    created: int
-    deleted: int | None = None
-
-
-@dataclass(slots=True)
-class _State:
-    versions: dict[Key, list[_Version]] = field(default_factory=dict)
-    by_resource: dict[tuple[str, str, str], set[Key]] = field(default_factory=dict)
-    by_subject: dict[tuple[str, str, str], set[Key]] = field(default_factory=dict)
-    by_type: dict[str, set[Key]] = field(default_factory=dict)
-    schemas: list[tuple[int, str]] = field(default_factory=list)
-
-    def add_key(self, key: Key) -> None:
-        self.by_resource.setdefault(key[:3], set()).add(key)
-        self.by_subject.setdefault(key[3:], set()).add(key)
-        self.by_type.setdefault(key[0], set()).add(key)
-
-
-def _visible(versions: list[_Version] | None, revision: int) -> Relationship | None:
-    if versions:
-        for version in reversed(versions):
-            if version.created <= revision:
-                if version.deleted is None or version.deleted > revision:
-                    return version.relationship
-                return None
-    return None
 
 
 def _normalize(rel: Relationship) -> Relationship:
@@ -88,10 +63,6 @@ def _subject_order(key: Key) -> bytes:
     return keys.subject_key(key[3], key[4], key[5], key[0], key[2], key[1])
 
 
-def _micros(seconds: float) -> int:
-    return int(seconds * 1_000_000)
-
-
 class MemoryStore:
     """A TupleStore in a dict. ``clock`` (epoch seconds) is injectable for GC tests.
 
@@ -103,7 +74,7 @@ class MemoryStore:
         *,
         batch_limit: int = DEFAULT_BATCH_LIMIT,
         gc_window: _dt.timedelta = DEFAULT_GC_WINDOW,
-        gc_interval: float | None = 60.0,
+        gc_interval: float | None = DEFAULT_GC_INTERVAL,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.batch_limit = batch_limit
@@ -113,8 +84,8 @@ class MemoryStore:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._write_lock = threading.Lock()
-        self._state = _State()
-        self._times: dict[int, int] = {0: _micros(clock())}
+        self._state = State()
+        self._times: dict[int, int] = {0: micros(clock())}
         self._changes: list[Change] = []
         self._head = 0
         self._horizon = 0
@@ -132,7 +103,9 @@ class MemoryStore:
             self._check_open()
             if revision is None:
                 return MemoryReader(self._state, self._head)
-            self._check_readable(revision.value)
+            check_readable(
+                revision.value, self._head, self._horizon, self.gc_window, self._clock, self._times.get
+            )
             return MemoryReader(self._state, revision.value)
 
     def transaction(self) -> _MemoryTransactionContext:
@@ -159,7 +132,7 @@ class MemoryStore:
     def watch(self, after: Revision, *, timeout: float | None = None) -> Iterator[Change]:
         with self._lock:
             self._check_open()
-            self._check_watchable(after.value)
+            check_watchable(after.value, self._head, self._horizon, self.gc_window)
         return self._watch(after.value, timeout)
 
     def _watch(self, position: int, timeout: float | None) -> Iterator[Change]:
@@ -173,7 +146,7 @@ class MemoryStore:
                         return
                     self._changed.wait(remaining)
                 self._check_open()
-                self._check_watchable(position)
+                check_watchable(position, self._head, self._horizon, self.gc_window)
                 start = bisect.bisect_right(self._changes, position, key=lambda c: c.revision.value)
                 batch = self._changes[start:]
                 position = self._head
@@ -212,36 +185,14 @@ class MemoryStore:
         if self._closed:
             raise Unavailable("the store is closed")
 
-    def _check_readable(self, revision: int) -> None:
-        if revision > self._head:
-            raise RevisionUnavailable(
-                f"revision {Revision(revision)} is newer than the newest revision "
-                f"{Revision(self._head)}",
-                revision=Revision(revision).token(),
-            )
-        if revision < self._head:
-            cutoff = _micros(self._clock()) - _window_micros(self.gc_window)
-            if revision < self._horizon or self._times[revision + 1] <= cutoff:
-                raise _too_old(revision, self.gc_window)
-
-    def _check_watchable(self, revision: int) -> None:
-        if revision > self._head:
-            raise RevisionUnavailable(
-                f"cannot watch after revision {Revision(revision)}: it is newer than the newest "
-                f"revision {Revision(self._head)}",
-                revision=Revision(revision).token(),
-            )
-        if revision < self._horizon:
-            raise _too_old(revision, self.gc_window)
-
     def _commit(self, tx: _MemoryTransaction) -> tuple[Revision, int]:
         """Apply ``tx``'s net changes as one revision (none if nothing changed)."""
         with self._lock:
             state = self._state
             revision = self._head + 1
             changes: list[Change] = []
-            schema_changed = tx.pending_schema is not None and tx.pending_schema != _schema_at(
-                state.schemas, self._head
+            schema_changed = (
+                tx.pending_schema is not None and tx.pending_schema != state.schema_at(self._head)
             )
             if schema_changed:
                 assert tx.pending_schema is not None
@@ -249,7 +200,7 @@ class MemoryStore:
             writes: list[tuple[Key, Relationship | None, Relationship | None]] = []
             for key in sorted(tx.overlay):
                 new = tx.overlay[key]
-                old = _visible(state.versions.get(key), self._head)
+                old = visible(state.versions.get(key), self._head)
                 if old != new:
                     writes.append((key, old, new))
             if not changes and not writes:
@@ -258,50 +209,30 @@ class MemoryStore:
                 assert tx.pending_schema is not None
                 state.schemas.append((revision, tx.pending_schema))
             for key, old, new in writes:
-                versions = state.versions.get(key)
-                if old is not None:
-                    assert versions is not None
-                    versions[-1].deleted = revision
+                state.record(revision, key, old, new)
                 if new is not None:
-                    if versions is None:
-                        versions = state.versions[key] = []
-                        state.add_key(key)
-                    versions.append(_Version(new, revision))
                     changes.append(Change(Revision(revision), Operation.TOUCH, new))
                 else:
                     changes.append(Change(Revision(revision), Operation.DELETE, old))
             now = self._clock()
-            self._times[revision] = max(_micros(now), self._times[self._head])
+            self._times[revision] = max(micros(now), self._times[self._head])
             self._changes.extend(changes)
             self._head = revision
             self._changed.notify_all()
-            if self._gc_interval is not None and now - self._last_gc >= self._gc_interval:
+            if is_gc_due(self._gc_interval, self._last_gc, now):
                 self._collect(now)
             return Revision(revision), len(writes)
 
     def _collect(self, now: float) -> GcResult:
         """Drop what no revision at or after the new horizon can see; see base.TupleStore.gc."""
         self._last_gc = now
-        cutoff = _micros(now) - _window_micros(self.gc_window)
+        cutoff = gc_cutoff(now, self.gc_window)
         horizon = self._horizon
         while horizon < self._head and self._times[horizon + 1] <= cutoff:
             horizon += 1
         if horizon == self._horizon:
             return GcResult(Revision(horizon), 0, 0, 0)
-        old = self._state
-        new = _State()
-        removed = 0
-        for key, versions in old.versions.items():
-            kept = [v for v in versions if v.deleted is None or v.deleted > horizon]
-            removed += len(versions) - len(kept)
-            if kept:
-                new.versions[key] = kept
-                new.add_key(key)
-        first_schema = 0
-        for i, (rev, _) in enumerate(old.schemas):
-            if rev <= horizon:
-                first_schema = i
-        new.schemas = old.schemas[first_schema:]
+        new, removed = self._state.collected(horizon)
         start = bisect.bisect_right(self._changes, horizon, key=lambda c: c.revision.value)
         changes_removed = start
         self._changes = self._changes[start:]
@@ -313,27 +244,6 @@ class MemoryStore:
         return GcResult(Revision(horizon), removed, changes_removed, len(stale))
 
 
-def _window_micros(window: _dt.timedelta) -> int:
-    return window // _dt.timedelta(microseconds=1)
-
-
-def _too_old(revision: int, window: _dt.timedelta) -> RevisionUnavailable:
-    return RevisionUnavailable(
-        f"revision {Revision(revision)} is too old: revisions superseded more than {window} ago "
-        "are garbage-collected; retry at a newer revision",
-        revision=Revision(revision).token(),
-    )
-
-
-def _schema_at(schemas: list[tuple[int, str]], revision: int) -> str | None:
-    text = None
-    for rev, value in schemas:
-        if rev > revision:
-            break
-        text = value
-    return text
-
-
 class MemoryReader:
     """A snapshot of a MemoryStore at one revision (or a transaction's view, with ``overlay``)."""
 
@@ -341,7 +251,7 @@ class MemoryReader:
 
     def __init__(
         self,
-        state: _State,
+        state: State,
         revision: int,
         overlay: dict[Key, Relationship | None] | None = None,
         schema: object = _UNSET,
@@ -367,7 +277,7 @@ class MemoryReader:
     def schema_text(self) -> str | None:
         if self._schema is not _UNSET:
             return self._schema  # type: ignore[return-value]
-        return _schema_at(self._state.schemas, self._revision)
+        return self._state.schema_at(self._revision)
 
     def relationship(
         self, resource_type: str, resource_id: str, relation: str, subject: SubjectRef
@@ -394,7 +304,7 @@ class MemoryReader:
         live = list(self._live(sorted((k for k in candidates if k[1] == resource_id), key=_resource_order)))
         if len(live) > SMALL_OBJECT:
             return None
-        return objects.encode(bytes(8), [(rel.relation, _row(rel)) for rel in live])
+        return objects.encode(bytes(keys.REVISION_SIZE), [(rel.relation, _row(rel)) for rel in live])
 
     def resources(
         self, subject: SubjectRef, resource_type: str | None = None, relation: str | None = None
@@ -426,7 +336,7 @@ class MemoryReader:
         overlay = self._overlay
         if overlay is not None and key in overlay:
             return overlay[key]
-        return _visible(self._state.versions.get(key), self._revision)
+        return visible(self._state.versions.get(key), self._revision)
 
     def _candidates(self, indexed: set[Key] | None, belongs: Callable[[Key], bool]) -> set[Key]:
         found = set(indexed) if indexed else set()
@@ -479,11 +389,7 @@ class _MemoryTransaction:
     def apply(self, update: RelationshipUpdate) -> None:
         self._updates += 1
         if self._batch_limit is not None and self._updates > self._batch_limit:
-            raise BatchTooLarge(
-                f"a transaction may hold at most {self._batch_limit} updates; split the batch "
-                "into smaller ones (or raise the store's batch_limit)",
-                limit=self._batch_limit,
-            )
+            raise batch_too_large(self._batch_limit)
         rel = _normalize(update.relationship)
         key: Key = rel.key
         if update.operation is Operation.DELETE:
@@ -494,12 +400,10 @@ class _MemoryTransaction:
         self.overlay[key] = rel
 
     def matches(self, filter: RelationshipFilter) -> bool:
-        return any(True for _ in self.reader().read(filter, limit=1))
+        return has_match(self.reader(), filter)
 
     def delete_matching(self, filter: RelationshipFilter, limit: int | None = None) -> tuple[int, bool]:
-        found = list(self.reader().read(filter, limit=None if limit is None else limit + 1))
-        complete = limit is None or len(found) <= limit
-        doomed = found if limit is None else found[:limit]
+        doomed, complete = to_delete(self.reader(), filter, limit)
         for rel in doomed:
             self.overlay[rel.key] = None
         return len(doomed), complete

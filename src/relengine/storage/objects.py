@@ -37,7 +37,8 @@ from .base import SMALL_OBJECT, Row
 PLAIN: Final = ord("S")
 OTHERS: Final = ord("X")
 LARGE: Final = ord("L")
-HEAD: Final = 9  # revision and kind
+KIND_OFFSET: Final = keys.REVISION_SIZE  # where the kind byte is: ``value[KIND_OFFSET] == LARGE``
+HEAD: Final = KIND_OFFSET + 1  # revision and kind
 EMPTY: Final = bytes((PLAIN,))  # an object without relationships, after its revision
 _length = struct.Struct(">I")
 
@@ -78,7 +79,7 @@ def encode(revision: bytes, pairs: Sequence[tuple[str, Row]] | None) -> bytes:
 
 def direct_start(value: bytes) -> int:
     """Where the direct entries of ``value`` (not large) begin."""
-    if value[8] == PLAIN:
+    if value[KIND_OFFSET] == PLAIN:
         return HEAD
     return HEAD + 4 + int(_length.unpack_from(value, HEAD)[0])
 
@@ -118,7 +119,7 @@ def entries(text: str) -> list[tuple[str, str]]:
 
 def others(value: bytes) -> dict[str, tuple[Row, ...]]:
     """The relationships in ``others``, by relation, as Rows ((caveat, expiration) extras)."""
-    if value[8] != OTHERS:
+    if value[KIND_OFFSET] != OTHERS:
         return {}
     size = _length.unpack_from(value, HEAD)[0]
     packed = msgpack.unpackb(value[HEAD + 4:HEAD + 4 + size], use_list=False)
@@ -133,7 +134,7 @@ def others(value: bytes) -> dict[str, tuple[Row, ...]]:
 
 def decode(value: bytes) -> dict[str, list[Row]] | None:
     """Every relationship of ``value`` by relation, direct entries first (None: large)."""
-    if value[8] == LARGE:
+    if value[KIND_OFFSET] == LARGE:
         return None
     out: dict[str, list[Row]] = {}
     start = direct_start(value)
@@ -149,6 +150,6 @@ def decode(value: bytes) -> dict[str, list[Row]] | None:
 
 
 __all__ = [
-    "EMPTY", "HEAD", "LARGE", "OTHERS", "PLAIN", "contains", "decode", "direct_start", "encode", "entries",
+    "EMPTY", "HEAD", "KIND_OFFSET", "LARGE", "OTHERS", "PLAIN", "contains", "decode", "direct_start", "encode", "entries",
     "header", "needle", "others", "relation_at", "targets",
 ]

@@ -1,0 +1,78 @@
+"""What the LMDB modules make of by-resource items (key, version): strings, relationships,
+objects index values.
+
+Pure functions but for ``scan``, which reads a cursor. The reader calls them per check, so they
+stay plain module functions, bound by name where they are used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...model import Relationship, SubjectRef, new_object, new_relationship, new_subject
+from .. import keys, objects
+from ..base import SMALL_OBJECT, Row
+from ..keys import REVISION_SIZE
+
+_object, _subject, _relationship = new_object, new_subject, new_relationship
+
+
+def resource_strings(key: bytes, value: bytes) -> keys.Strings | list[str]:
+    """The strings of a by-resource key (keys.resource_strings, fast when nothing is special)."""
+    if not keys.is_plain(key):
+        return keys.resource_strings(key, value)
+    return key.decode().split("\x00")[:-1]
+
+
+def scan(cur: Any, prefix: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+    """At most ``limit + 1`` items of ``cur``'s database under ``prefix`` (current versions)."""
+    found: list[tuple[bytes, bytes]] = []
+    if cur.set_range(prefix):
+        for item in cur:  # stops at the first key past the prefix
+            if not item[0].startswith(prefix):
+                break
+            found.append(item)
+            if len(found) > limit:
+                break
+    return found
+
+
+def object_value(revision: bytes, items: list[tuple[bytes, bytes]], size: int) -> bytes:
+    """The ``objects`` value of one object's (by-resource key, version) items, whose prefix has
+    ``size`` bytes."""
+    if len(items) > SMALL_OBJECT:
+        return objects.encode(revision, None)
+    tails = b"".join([key[size:] for key, _ in items])
+    if b"\x01" in tails or keys.SHORTENED in tails:  # escapes or long ids: the slow way
+        fields: list[str] = []
+        for key, value in items:
+            fields.extend(resource_strings(key, value)[2:])
+    else:
+        fields = tails.decode().split("\x00")
+    pairs: list[tuple[str, Row]] = []
+    for index, (_, value) in enumerate(items):
+        base = index * 4
+        extra = None
+        if len(value) != REVISION_SIZE:
+            extra = keys.decode_payload(value[REVISION_SIZE:])
+            if extra == keys.NO_PAYLOAD:
+                extra = None
+        pairs.append((fields[base], (fields[base + 1], fields[base + 2], fields[base + 3] or None, extra)))
+    return objects.encode(revision, pairs)
+
+
+def build(rt: str, rid: str, rel: str, subject: SubjectRef, value: bytes) -> Relationship:
+    """The relationship with these strings and this version."""
+    if len(value) == REVISION_SIZE:
+        return _relationship(_object(rt, rid), rel, subject, None, None)
+    caveat, expiration = keys.decode_payload(value[REVISION_SIZE:])
+    return _relationship(_object(rt, rid), rel, subject, caveat, expiration)
+
+
+def relationship_of(key: bytes, value: bytes) -> Relationship:
+    """The relationship of a by-resource key and its version."""
+    rt, rid, rel, st, sid, srel = resource_strings(key, value)
+    return build(rt, rid, rel, _subject(st, sid, srel or None), value)
+
+
+__all__ = ["build", "object_value", "relationship_of", "resource_strings", "scan"]

@@ -1,0 +1,150 @@
+"""LmdbStore: the TupleStore facade over one LMDB environment and the parts that share it."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import time
+from functools import partial
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import lmdb
+
+from ...model import Revision
+from ...results import Change
+from ..base import (
+    DEFAULT_BATCH_LIMIT,
+    DEFAULT_GC_INTERVAL,
+    DEFAULT_GC_WINDOW,
+    BulkRow,
+    GcResult,
+    StoreStatistics,
+    check_readable,
+)
+from .changelog import ChangeLog
+from .env import DEFAULT_MAP_SIZE, DEFAULT_MAX_READERS, LmdbEnv
+from .format import STATE, STATE_KEY
+from .reader import LmdbReader
+from .writer import LmdbTransactionContext, bulk_touch
+
+
+class LmdbStore:
+    """A TupleStore in an LMDB environment at ``path`` (a directory, created if absent).
+
+    ``map_size``: bytes reserved for the data (the file grows as needed up to it). When it
+    fills, writes raise StoreFull and reads keep working; with ``max_map_size`` set, the store
+    grows the map itself (doubling, up to that bound) before it fills. ``sync=False`` trades
+    durability of the last commits on power loss for speed (the store stays consistent).
+    ``max_readers``: concurrent read transactions across all processes (one per live Reader).
+    ``gc_window``: how long superseded revisions stay readable; ``gc_interval``: seconds
+    between automatic collections after commits (None: only ``gc()``). ``poll_interval``:
+    how often ``watch`` looks for commits made by other processes. ``clock`` (epoch seconds)
+    is injectable for tests.
+
+    Raises InvalidArgument if ``path`` is not a relengine store (or not a directory),
+    FailedPrecondition if it was written by a newer relengine, StorageError if LMDB cannot open it.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        map_size: int = DEFAULT_MAP_SIZE,
+        max_map_size: int | None = None,
+        max_readers: int = DEFAULT_MAX_READERS,
+        sync: bool = True,
+        batch_limit: int = DEFAULT_BATCH_LIMIT,
+        gc_window: _dt.timedelta = DEFAULT_GC_WINDOW,
+        gc_interval: float | None = DEFAULT_GC_INTERVAL,
+        poll_interval: float = 0.05,
+        clock: Callable[[], float] = time.time,
+        create: bool = True,
+    ) -> None:
+        self.batch_limit = batch_limit
+        env = self._environment = LmdbEnv(
+            Path(path), map_size=map_size, max_map_size=max_map_size, max_readers=max_readers,
+            sync=sync, gc_window=gc_window, clock=clock, create=create,
+        )
+        self._changes = ChangeLog(env, gc_interval=gc_interval, poll_interval=poll_interval)
+        self._on_commit = self._changes.committed
+        # The bench's floors read the very bytes the store reads, through these handles
+        # (bench/baselines.py).
+        self._env, self._rel, self._sub = env.lmdb_env, env.rel, env.sub
+
+    @property
+    def path(self) -> Path:
+        return self._environment.path
+
+    @property
+    def gc_window(self) -> _dt.timedelta:
+        return self._environment.gc_window
+
+    @property
+    def max_map_size(self) -> int | None:
+        return self._environment.max_map_size
+
+    # -- TupleStore --------------------------------------------------------------------------
+
+    def head_revision(self) -> Revision:
+        env = self._environment
+        txn = env.begin_read()
+        try:
+            return Revision(env.read_state(txn)[0])
+        finally:
+            txn.abort()
+
+    def snapshot(self, revision: Revision | None = None) -> LmdbReader:
+        # The first step of every check, so it asks LMDB directly, in this frame (format.read_state
+        # inlined), and takes the careful way (LmdbEnv.begin_read) only if that fails.
+        env = self._environment
+        try:
+            txn = env.lmdb_env.begin() if not env.closed else env.begin_read()
+        except lmdb.Error:
+            txn = env.begin_read()  # map resized, readers full, closed
+        try:
+            state = txn.get(STATE_KEY, None, env.meta)
+            assert state is not None, "a relengine store always has its state"
+            head, horizon, last_hist = STATE.unpack(state)
+            wanted = head if revision is None else revision.value
+            if wanted != head:
+                check_readable(
+                    wanted, head, horizon, env.gc_window, env.clock, partial(env.commit_micros, txn)
+                )
+            return LmdbReader(env, txn, wanted, head, last_hist, env.epoch, owned=True)
+        except lmdb.Error as exc:
+            txn.abort()
+            env.check_open()
+            raise env.translate(exc) from exc
+        except BaseException:
+            txn.abort()
+            raise
+
+    def transaction(self) -> LmdbTransactionContext:
+        return LmdbTransactionContext(self._environment, self.batch_limit, self._on_commit)
+
+    def bulk_touch(self, rows: Sequence[BulkRow]) -> tuple[Revision, int]:
+        """See base.BulkLoader; on StoreFull, grows the map (if max_map_size allows) and retries."""
+        return bulk_touch(self._environment, rows, self._on_commit)
+
+    def watch(self, after: Revision, *, timeout: float | None = None) -> Iterator[Change]:
+        return self._changes.watch(after, timeout=timeout)
+
+    def gc(self, *, now: float | None = None) -> GcResult:
+        return self._changes.gc(now=now)
+
+    def statistics(self) -> StoreStatistics:
+        return self._environment.statistics()
+
+    def close(self) -> None:
+        self._environment.close()
+        self._changes.closed()
+
+    def __enter__(self) -> LmdbStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["LmdbStore"]

@@ -1,0 +1,349 @@
+"""The LMDB write transaction: apply, delete_matching, the bulk path, the objects index, commit.
+
+A transaction writes through to the current indexes and remembers, per key, the version it
+started from; at commit it compares, moves superseded originals to history, and writes one
+changelog entry per key that really changed, so churn inside a transaction leaves no history
+and a transaction that changed nothing commits no revision. The changelog doubles as the GC
+queue (see ``changelog``): each history version was superseded by the change logged at its
+deleted revision. At commit the objects index entry of every changed object is rewritten.
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+from typing import Callable, Final, Iterable, Sequence
+
+import lmdb
+
+from ...errors import AlreadyExists, StoreFull
+from ...model import RelationshipFilter, Revision
+from ...results import Operation, RelationshipUpdate
+from .. import keys
+from ..base import SMALL_OBJECT, BulkRow, batch_too_large, has_match, micros, to_delete
+from ..keys import REVISION_SIZE, object_prefix
+from ..objects import KIND_OFFSET, LARGE
+from .env import LmdbEnv
+from .format import State, write_state
+from .items import object_value, scan
+from .reader import LmdbReader
+
+_ENCODE_REV: Final = keys.encode_revision
+_SUBJECT_ORDER: Final = operator.itemgetter(3, 4, 5, 0, 2, 1)  # by-resource strings -> by-subject
+
+
+class LmdbTransaction:
+    """One LMDB write transaction (see base.Transaction and the module docstring), begun from
+    ``state`` by ``LmdbTransactionContext``; the thread holds ``env.write_lock`` meanwhile."""
+
+    def __init__(
+        self, env: LmdbEnv, txn: lmdb.Transaction[bytes], state: State, batch_limit: int | None
+    ) -> None:
+        head, horizon, last_hist = state
+        self._env = env
+        self._txn = txn
+        self._head = head
+        self._horizon = horizon
+        self._last_hist = last_hist
+        self._revision = head + 1
+        self._rb = _ENCODE_REV(head + 1)
+        self._batch_limit = batch_limit
+        self._updates = 0
+        self._originals: dict[bytes, bytes | None] = {}
+        self._fresh_keys: list[bytes] = []  # created by bulk_touch's fast path, not in originals
+        self._fresh_values: list[bytes] = []
+        self._pending_schema: str | None = None
+
+    def reader(self) -> LmdbReader:
+        env = self._env
+        return LmdbReader(env, self._txn, self._head, self._head, 0, env.epoch, owned=False)
+
+    def schema_text(self) -> str | None:
+        if self._pending_schema is not None:
+            return self._pending_schema
+        return self.reader().schema_text()
+
+    def set_schema(self, text: str) -> None:
+        self._pending_schema = text
+
+    def apply(self, update: RelationshipUpdate) -> None:
+        self._updates += 1
+        if self._batch_limit is not None and self._updates > self._batch_limit:
+            raise batch_too_large(self._batch_limit)
+        rel = update.relationship
+        s = rel.subject
+        srel = s.relation or ""
+        r = rel.resource
+        rkey = keys.resource_key(r.type, r.id, rel.relation, s.type, s.id, srel)
+        env = self._env
+        txn = self._txn
+        try:
+            current = txn.get(rkey, None, env.rel)
+            if update.operation is Operation.DELETE:
+                if current is not None:
+                    self._originals.setdefault(rkey, current)
+                    skey = keys.subject_key(s.type, s.id, srel, r.type, rel.relation, r.id)
+                    txn.delete(rkey, db=env.rel)
+                    txn.delete(skey, db=env.sub)
+                return
+            payload = keys.encode_payload(
+                rel.caveat, rel.expiration, rel.key if keys.is_shortened(rkey) else None
+            )
+            if current is not None:
+                if update.operation is Operation.CREATE:
+                    raise AlreadyExists(
+                        f"relationship {rel} already exists", relationship=str(rel)
+                    )
+                if current[REVISION_SIZE:] == payload:
+                    return
+            self._originals.setdefault(rkey, current)
+            value = self._rb + payload
+            txn.put(rkey, value, db=env.rel)
+            txn.put(keys.subject_key(s.type, s.id, srel, r.type, rel.relation, r.id), value,
+                    db=env.sub)
+        except lmdb.Error as exc:
+            raise env.translate(exc) from exc
+
+    def matches(self, filter: RelationshipFilter) -> bool:
+        return has_match(self.reader(), filter)
+
+    def delete_matching(self, filter: RelationshipFilter, limit: int | None = None) -> tuple[int, bool]:
+        doomed, complete = to_delete(self.reader(), filter, limit)
+        saved = self._batch_limit
+        self._batch_limit = None
+        try:
+            for rel in doomed:
+                self.apply(RelationshipUpdate(Operation.DELETE, rel))
+        finally:
+            self._batch_limit = saved
+            self._updates -= len(doomed)
+        return len(doomed), complete
+
+    def bulk_touch(self, rows: Sequence[BulkRow]) -> None:
+        """TOUCH every row; the lean path of the importer (see BulkLoader).
+
+        Keys are encoded a chunk at a time, then inserted with ``putmulti`` in a child
+        transaction that refuses to overwrite: if every key was new (an import into fresh
+        ground), that is all. Otherwise the child is undone and the rows go one by one,
+        comparing with what exists, like ``apply``.
+        """
+        if not rows:
+            return
+        env = self._env
+        txn = self._txn
+        rb = self._rb
+        plain = set(map(len, rows)) == {6}
+        strings: Sequence[Sequence[str]] = rows if plain else [r[:6] for r in rows]  # type: ignore[assignment]
+        rkeys = keys.encode_many(strings)
+        skeys = keys.encode_many(list(map(_SUBJECT_ORDER, strings)))
+        if rkeys is None or skeys is None:
+            rkeys = [keys.encode(r) for r in strings]
+            skeys = [keys.encode(_SUBJECT_ORDER(r)) for r in strings]
+        values: list[bytes] | None = None
+        shortened = keys.SHORTENED in b"".join(rkeys)
+        if not plain or shortened:
+            values = [
+                rb + keys.encode_payload(
+                    r[6] if len(r) == 8 else None,
+                    r[7] if len(r) == 8 else None,
+                    r[:6] if keys.is_shortened(k) else None,
+                )
+                for r, k in zip(rows, rkeys)
+            ]
+
+        def versions() -> Iterable[bytes]:
+            return itertools.repeat(rb) if values is None else values
+
+        try:
+            child = env.begin_child(txn)
+            try:
+                added = child.cursor(env.rel).putmulti(
+                    zip(rkeys, versions()), dupdata=False, overwrite=False
+                )[1]
+                if added == len(rows):
+                    child.cursor(env.sub).putmulti(zip(skeys, versions()))
+                    child.commit()
+                    self._fresh_keys.extend(rkeys)
+                    self._fresh_values.extend([rb] * len(rkeys) if values is None else values)
+                    return
+            finally:
+                child.abort()  # after commit, a no-op
+            self._touch_each(rkeys, skeys, values)
+        except lmdb.Error as exc:
+            raise env.translate(exc) from exc
+
+    def _touch_each(self, rkeys: list[bytes], skeys: list[bytes], values: list[bytes] | None) -> None:
+        env = self._env
+        txn = self._txn
+        rb = self._rb
+        rel_db, sub_db = env.rel, env.sub
+        originals = self._originals
+        for i, rkey in enumerate(rkeys):
+            value = rb if values is None else values[i]
+            existing = txn.get(rkey, None, rel_db)
+            if existing is None:
+                if rkey not in originals:
+                    originals[rkey] = None
+            elif existing[REVISION_SIZE:] == value[REVISION_SIZE:]:
+                continue
+            elif rkey not in originals:
+                originals[rkey] = None if existing[:REVISION_SIZE] == rb else existing
+            txn.put(rkey, value, db=rel_db)
+            txn.put(skeys[i], value, db=sub_db)
+
+    # -- commit --------------------------------------------------------------------------------
+
+    def commit(self) -> tuple[Revision, int]:
+        """Write the net changes as one revision, or abort if there are none."""
+        env = self._env
+        txn = self._txn
+        rb = self._rb
+        try:
+            entries: list[tuple[bytes, int, bytes]] = []
+            moved = False
+            originals = self._originals
+            for rkey in sorted(originals):
+                original = originals[rkey]
+                now = txn.get(rkey, None, env.rel)
+                if now == original:
+                    continue
+                known = original if now is None else now
+                assert known is not None
+                skey = keys.subject_key_of(rkey, known)
+                if original is not None and now is not None and now[REVISION_SIZE:] == original[REVISION_SIZE:]:
+                    txn.put(rkey, original, db=env.rel)
+                    txn.put(skey, original, db=env.sub)
+                    continue
+                if original is not None:
+                    txn.put(rkey + rb, original, db=env.relh)
+                    txn.put(skey + rb, original, db=env.subh)
+                    moved = True
+                if now is None:
+                    assert original is not None
+                    entries.append((rkey, keys.DELETED, original))
+                else:
+                    entries.append((rkey, keys.CREATED if original is None else keys.TOUCHED, now))
+            ops = bytes(e[1] for e in entries)
+            rkeys = [e[0] for e in entries]
+            versions = [e[2] for e in entries]
+            fresh_keys, fresh_values = self._fresh_keys, self._fresh_values
+            if fresh_keys and originals:  # a later bulk call rewrote some: logged above
+                pairs = [p for p in zip(fresh_keys, fresh_values) if p[0] not in originals]
+                fresh_keys, fresh_values = [p[0] for p in pairs], [p[1] for p in pairs]
+            if fresh_keys:  # bulk rows, in the order given
+                ops += bytes((keys.CREATED,)) * len(fresh_keys)
+                rkeys += fresh_keys
+                versions += fresh_values
+            pending = self._pending_schema
+            schema_changed = pending is not None and pending != self.reader().schema_text()
+            if not ops and not schema_changed:
+                txn.abort()
+                return Revision(self._head), 0
+            revision = self._revision
+            if ops:
+                self._index_objects(rkeys, ops)
+            if schema_changed:
+                assert pending is not None
+                txn.put(rb, pending.encode(), db=env.schema)
+            txn.put(rb, keys.encode_changes(schema_changed, ops, rkeys, versions), db=env.log,
+                    append=True)
+            previous = txn.get(_ENCODE_REV(self._head), None, env.revs)
+            stamp = micros(env.clock())
+            if previous is not None:
+                stamp = max(stamp, keys.decode_revision(previous))
+            txn.put(rb, _ENCODE_REV(stamp), db=env.revs)
+            last_hist = revision if moved else self._last_hist
+            write_state(txn, env.meta, (revision, self._horizon, last_hist))
+            txn.commit()
+        except lmdb.Error as exc:
+            txn.abort()
+            raise env.translate(exc) from exc
+        except BaseException:
+            txn.abort()
+            raise
+        return Revision(revision), len(ops)
+
+    def _index_objects(self, rkeys: Sequence[bytes], ops: bytes) -> None:
+        """Rewrite the objects index entry of every object these keys (changed by ``ops``)
+        belong to, from its current relationships (one short scan each, in key order), stamped
+        with this revision. A large object that lost nothing stays large: only its stamp moves."""
+        txn = self._txn
+        env = self._env
+        cur = txn.cursor(env.rel)
+        objects_db = env.objects
+        put = txn.cursor(objects_db).put
+        rb = self._rb
+        shrunk = {object_prefix(k) for k, op in zip(rkeys, ops) if op == keys.DELETED}
+        for prefix in sorted({object_prefix(k) for k in rkeys}):
+            if prefix not in shrunk:
+                known = txn.get(prefix, None, objects_db)
+                if known is not None and known[KIND_OFFSET] == LARGE:
+                    put(prefix, rb + known[REVISION_SIZE:])  # a new stamp
+                    continue
+            put(prefix, object_value(rb, scan(cur, prefix, SMALL_OBJECT), len(prefix)))
+
+    def abort(self) -> None:
+        self._txn.abort()
+
+
+class LmdbTransactionContext:
+    """``with`` block of one write transaction (see TupleStore.transaction): holds
+    ``env.write_lock`` throughout, commits on a clean exit and aborts on an exception, then
+    calls ``on_commit`` if a revision was committed."""
+
+    def __init__(self, env: LmdbEnv, batch_limit: int | None, on_commit: Callable[[], None]) -> None:
+        self._env = env
+        self._batch_limit = batch_limit
+        self._on_commit = on_commit
+        self._tx: LmdbTransaction | None = None
+        self._head = 0
+        self.revision: Revision | None = None
+        self.changed = 0
+
+    def __enter__(self) -> LmdbTransaction:
+        env = self._env
+        env.write_lock.acquire()
+        try:
+            txn, state = env.begin_write()
+        except BaseException:
+            env.write_lock.release()
+            raise
+        self._head = state[0]
+        self._tx = LmdbTransaction(env, txn, state, self._batch_limit)
+        return self._tx
+
+    def __exit__(self, *exc: object) -> None:
+        tx = self._tx
+        assert tx is not None
+        self._tx = None
+        committed = False
+        try:
+            if exc[0] is not None:
+                tx.abort()
+                return
+            self.revision, self.changed = tx.commit()
+            committed = self.revision.value != self._head
+        finally:
+            self._env.write_lock.release()
+        if committed:
+            self._on_commit()
+
+
+def bulk_touch(
+    env: LmdbEnv, rows: Sequence[BulkRow], on_commit: Callable[[], None]
+) -> tuple[Revision, int]:
+    """See base.BulkLoader; on StoreFull, grows the map (if max_map_size allows) and retries."""
+    while True:
+        ctx = LmdbTransactionContext(env, None, on_commit)
+        try:
+            with ctx as tx:
+                tx.bulk_touch(rows)
+        except StoreFull:
+            if not env.grow(force=True):  # doubles up to max_map_size, then says no
+                raise
+            continue
+        assert ctx.revision is not None
+        return ctx.revision, ctx.changed
+
+
+__all__ = ["LmdbTransaction", "LmdbTransactionContext", "bulk_touch"]
