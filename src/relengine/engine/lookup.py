@@ -127,17 +127,11 @@ class ReverseGraph:
         return seen
 
 
-_GRAPHS: dict[int, tuple[CompiledSchema, ReverseGraph]] = {}
-
-
 def reverse_graph(schema: CompiledSchema) -> ReverseGraph:
-    cached = _GRAPHS.get(id(schema))
-    if cached is not None and cached[0] is schema:
-        return cached[1]
-    graph = ReverseGraph.build(schema)
-    if len(_GRAPHS) > 32:
-        _GRAPHS.clear()
-    _GRAPHS[id(schema)] = (schema, graph)
+    """The reverse graph of ``schema``, built on first use and kept with the schema."""
+    graph = schema.derived.get(ReverseGraph)
+    if not isinstance(graph, ReverseGraph):
+        graph = schema.derived[ReverseGraph] = ReverseGraph.build(schema)
     return graph
 
 

@@ -90,15 +90,12 @@ class Plan:
         return compiled
 
 
-_PLANS: dict[int, Plan] = {}
-
-
 def plan_for(schema: CompiledSchema) -> Plan:
-    plan = _PLANS.get(id(schema))
-    if plan is None or plan.schema is not schema:
-        if len(_PLANS) > 32:
-            _PLANS.clear()
-        plan = _PLANS[id(schema)] = Plan(schema)
+    """The plan of ``schema``, built on first use and kept with the schema (``derived``): it
+    lives exactly as long as the schema does. Two threads may both build it; either is right."""
+    plan = schema.derived.get(Plan)
+    if not isinstance(plan, Plan):
+        plan = schema.derived[Plan] = Plan(schema)
     return plan
 
 
