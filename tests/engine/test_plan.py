@@ -1,9 +1,13 @@
-"""The evaluation plan: kept with its schema, recursive members found, caveat contexts checked."""
+"""The evaluation plan: kept with its schema, recursive members found, and no import of check."""
 
 from __future__ import annotations
 
+import ast
+import pathlib
+
 import pytest
 
+import relengine.engine.plan as plan_module
 from relengine.engine.plan import Plan, plan_for
 from relengine.errors import InvalidArgument, Unimplemented
 from relengine.model import CaveatRef
@@ -58,3 +62,11 @@ def test_stored_caveat_contexts_are_checked_at_write_time() -> None:
         plan.check_caveat_context(CaveatRef("on_network", {"port": 1}))
     with pytest.raises(Unimplemented):
         plan.check_caveat_context(CaveatRef("nowhere", {"x": 1}))
+
+
+def test_the_plan_does_not_import_the_checker() -> None:
+    """Plans see the checker only through the ``Walk`` Protocol: no import circle."""
+    tree = ast.parse(pathlib.Path(plan_module.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not any(name and name.rpartition(".")[2] == "check" for name in imported), imported
