@@ -8,14 +8,14 @@ the checker, cache and lookups. The gRPC server calls exactly this API. No gRPC 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import threading
 import time
 from typing import Any, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from .config import EngineConfig
 from .engine import lookup
-from .engine.cache import CachingDispatcher, CheckCache
+from .engine.build import build_checker
+from .engine.cache import CheckCache, context_key
 from .engine.check import LocalChecker
 from .engine.dispatch import NO, Conditional, Result, to_check_result
 from .engine.expand import expand
@@ -384,15 +384,14 @@ class Engine:
 
     # -- questions -------------------------------------------------------------------
     def _checker(
-        self, reader: Reader, deadline: float | None, context: Mapping[str, Any] | None, *, cached: bool = True
+        self, reader: Reader, deadline: float | None, context: Mapping[str, Any] | None,
+        now: _dt.datetime | None = None,
     ) -> LocalChecker:
-        schema = self.compiled_schema(reader)
-        checker = LocalChecker(schema, reader, max_depth=self.config.max_depth, deadline=deadline, context=context)
-        if cached and self.config.cache_size > 0:
-            checker.dispatcher = CachingDispatcher(
-                checker, self.cache, reader.revision.value, checker, _context_key(context)
-            )
-        return checker
+        # Answers at a caller-chosen "now" (expiration tests) must not be cached as real ones.
+        return build_checker(
+            self.compiled_schema(reader), reader, max_depth=self.config.max_depth, deadline=deadline,
+            context=context, cache=self.cache if self.config.cache_size > 0 and now is None else None, now=now,
+        )
 
     def statistics(self) -> EngineStatistics:
         stats = self.cache.statistics()
@@ -430,11 +429,7 @@ class Engine:
             consistency = Consistency.at_exact_snapshot(at)
         reader = self.snapshot(consistency)
         try:
-            # Answers at a caller-chosen "now" (expiration tests) must not be cached as real ones.
-            checker = self._checker(reader, deadline, context, cached=now is None)
-            if now is not None:
-                checker.now = now
-            result = checker.check(resource.type, resource.id, permission, subject)
+            result = self._checker(reader, deadline, context, now).check(resource.type, resource.id, permission, subject)
         finally:
             reader.close()  # never hold a read transaction past the call
         return self._response(result, reader.revision)
@@ -450,7 +445,7 @@ class Engine:
         revision = self.cache_revision()
         if revision is None:
             return None
-        hit = self.cache.hit((revision.value, resource_type, resource_id, permission, subject_type, subject_id, subject_relation))
+        hit = self.cache.answer(revision.value, resource_type, resource_id, permission, subject_type, subject_id, subject_relation)
         return None if hit is None else self._response(hit, revision)
 
     def cache_revision(self) -> Revision | None:
@@ -470,8 +465,7 @@ class Engine:
         revision = self.cache_revision()
         if revision is None:
             return None
-        value = revision.value
-        found = self.cache.peek_all([(value, *row) for row in rows])
+        found = self.cache.answers(revision.value, rows)
         of = to_check_result
         return revision, [None if f is None else of(f) for f in found]
 
@@ -524,23 +518,21 @@ class Engine:
         append = results.append
         of = to_check_result
         # Items without a caveat context are looked up in the cache first, as Engine.check does.
-        cached = self.cache.hit if self.config.cache_size > 0 and not context else None
+        cached = self.cache.answer if self.config.cache_size > 0 and not context else None
         try:
             # One checker per caveat context: items that share it share the objects they read.
-            default = checkers[_context_key(context)] = self._checker(reader, deadline, context)
+            default = checkers[context_key(context)] = self._checker(reader, deadline, context)
             for rtype, rid, permission, subject, item_context in questions:
                 try:
                     if item_context is None:
                         if cached is not None:
-                            hit = cached(
-                                (revision.value, rtype, rid, permission, subject.type, subject.id, subject.relation)
-                            )
+                            hit = cached(revision.value, rtype, rid, permission, subject.type, subject.id, subject.relation)
                             if hit is not None:
                                 append(of(hit))
                                 continue
                         checker = default
                     else:
-                        key = _context_key(item_context)
+                        key = context_key(item_context)
                         checker = checkers.get(key)  # type: ignore[assignment]
                         if checker is None:
                             checker = checkers[key] = self._checker(reader, deadline, item_context)
@@ -682,13 +674,6 @@ class Engine:
 def _check_deadline(deadline: float | None) -> None:
     if deadline is not None and time.monotonic() > deadline:
         raise DeadlineExceeded("the request ran past its deadline")
-
-
-def _context_key(context: Mapping[str, Any] | None) -> str | None:
-    """A canonical text of a caveat context, for cache keys (None: no context)."""
-    if not context:
-        return None
-    return json.dumps(context, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def _refuse_orphans(old: CompiledSchema, new: CompiledSchema, tx: Any) -> None:
