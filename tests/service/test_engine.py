@@ -95,6 +95,18 @@ def test_cache_counts_hits_and_is_keyed_by_revision(engine: Engine) -> None:
     assert not engine.check(ObjectRef("doc", "a"), "view", ANN).allowed  # new revision, new key
 
 
+def test_a_check_at_a_chosen_time_is_not_cached() -> None:
+    import datetime as dt
+
+    e = Engine(MemoryStore(), EngineConfig(quantization_seconds=3600))
+    e.write_schema("use expiration\ndefinition user {}\ndefinition doc {\n relation viewer: user with expiration\n}")
+    e.write(rels("doc:a#viewer@user:ann[expiration:2300-01-01T00:00:00Z]"))
+    later = dt.datetime(2301, 1, 1, tzinfo=dt.timezone.utc)
+    assert not e.check(ObjectRef("doc", "a"), "viewer", ANN, now=later).allowed
+    assert e.statistics().cache_size == 0
+    assert e.check(ObjectRef("doc", "a"), "viewer", ANN).allowed
+
+
 def test_cache_can_be_disabled() -> None:
     e = Engine(MemoryStore(), EngineConfig(cache_size=0))
     e.write_schema(SCHEMA)
