@@ -202,7 +202,9 @@ class PermissionsServicer(permissions_pb2_grpc.PermissionsServiceServicer):
         c.require(request, "resource", "resource")
         resource = c.object_from_proto(request.resource)
         permission = c.check_relation(request.permission, "permission")
-        tree, revision = self.engine.expand(resource, permission, consistency=c.consistency_from_proto(request))
+        tree, revision = self.engine.expand(
+            resource, permission, consistency=c.consistency_from_proto(request), deadline=deadline_of(context)
+        )
         return permissions_pb2.ExpandResponse(revision_token=revision.token(), tree=c.expand_to_proto(tree))
 
     def LookupResources(

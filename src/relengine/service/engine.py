@@ -378,16 +378,16 @@ class Engine:
         self, resource: ObjectRef, permission: str, *, consistency: Consistency | None = None,
         at: Revision | None = None, deadline: float | None = None,
     ) -> tuple[ExpandNode, Revision]:
-        """The userset tree of ``permission`` (or a relation) on ``resource``, and its revision."""
+        """The userset tree of ``permission`` (or a relation) on ``resource``, and its revision.
+
+        The walk keeps the depth budget (MaxDepthExceeded) and ``deadline`` (DeadlineExceeded).
+        """
         if at is not None:
             consistency = Consistency.at_exact_snapshot(at)
         reader = self._snapshot(consistency)
         try:
             schema = self._schema_at(reader)
-            clock = Deadline(deadline, "request")
-            clock.step()  # the first step looks at the clock
-            tree = expand(schema, reader, resource, permission, max_depth=self.config.max_depth)
-            Deadline(deadline, "request").step()
+            tree = expand(schema, reader, resource, permission, max_depth=self.config.max_depth, deadline=deadline)
         finally:
             reader.close()
         return tree, reader.revision
