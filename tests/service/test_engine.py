@@ -95,6 +95,19 @@ def test_cache_counts_hits_and_is_keyed_by_revision(engine: Engine) -> None:
     assert not engine.check(ObjectRef("doc", "a"), "view", ANN).allowed  # new revision, new key
 
 
+def test_a_check_after_a_cache_miss_looks_no_further_and_fills_the_cache(engine: Engine) -> None:
+    engine.write(rels("doc:a#viewer@user:ann"))
+    assert engine.cached_check("doc", "a", "view", "user", "ann", None) is None
+    before = engine.statistics()
+    response = engine.check(ObjectRef("doc", "a"), "view", ANN, cache_missed=True)
+    assert response.allowed
+    middle = engine.statistics()
+    assert middle.cache_hits == before.cache_hits and middle.cache_size > before.cache_size
+    assert engine.cached_check("doc", "a", "view", "user", "ann", None) == response
+    # Asked again as after a miss, it is still answered right (the pipeline's cache has it).
+    assert engine.check(ObjectRef("doc", "a"), "view", ANN, cache_missed=True) == response
+
+
 def test_a_check_at_a_chosen_time_is_not_cached() -> None:
     import datetime as dt
 

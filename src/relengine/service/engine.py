@@ -237,13 +237,16 @@ class Engine:
         self, resource: ObjectRef, permission: str, subject: SubjectRef, *,
         consistency: Consistency | None = None, context: Mapping[str, Any] | None = None,
         deadline: float | None = None, at: Revision | None = None, now: _dt.datetime | None = None,
+        cache_missed: bool = False,
     ) -> CheckResponse:
         """Whether ``subject`` has ``permission`` (or relation) on ``resource``.
 
         ``at`` is shorthand for ``Consistency.at_exact_snapshot(at)``; ``deadline`` is a
         ``time.monotonic()`` instant after which the check raises DeadlineExceeded.
+        ``cache_missed``: the caller has just asked ``cached_check`` and found nothing, so the
+        check goes straight to the walk (whose answers still fill the cache).
         """
-        if (consistency is None or consistency.mode == "minimize_latency") and at is None and now is None and not context:
+        if (consistency is None or consistency.mode == "minimize_latency") and at is None and now is None and not context and not cache_missed:
             cached = self.cached_check(resource.type, resource.id, permission, subject.type, subject.id, subject.relation)
             if cached is not None:
                 return cached
