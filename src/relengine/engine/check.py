@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
-from typing import Any, Final, Mapping
+from typing import Any, Callable, Final, Mapping
 
 from ..errors import DeadlineExceeded, MaxDepthExceeded, UnknownDefinition
 from ..model import WILDCARD, CaveatRef, SubjectRef
@@ -32,8 +32,10 @@ _UNREAD: Final = object()
 class LocalChecker:
     """Answers sub-questions for one request against one Reader (one revision).
 
-    ``dispatcher`` is where recursive sub-questions go (default: this checker itself; a cache
-    may wrap it). ``now`` decides which expiring relationships are live.
+    ``dispatcher`` is where recursive sub-questions go: the checker itself, or what ``wrap``
+    makes of it (a cache in front of it; ``build.build_checker`` decides). It is fixed at
+    construction. ``now`` decides which expiring relationships are live. The plan's closures
+    see the checker through ``plan.Walk``.
     """
 
     __slots__ = (
@@ -51,6 +53,7 @@ class LocalChecker:
         now: _dt.datetime | None = None,
         deadline: float | None = None,
         context: Mapping[str, Any] | None = None,
+        wrap: Callable[[LocalChecker], Dispatcher] | None = None,
     ) -> None:
         self.schema = schema
         self.context: Mapping[str, Any] = context or {}
@@ -58,7 +61,6 @@ class LocalChecker:
         self.max_depth = max_depth
         self._now = now
         self.deadline = deadline
-        self.dispatcher: Dispatcher = self
         plan = plan_for(schema)
         self._plan = plan
         self._entries = plan.entries
@@ -75,16 +77,13 @@ class LocalChecker:
         self.needle = b""
         self.cycle_cuts = 0  # how many branches a data cycle cut short (a cache must not keep those)
         self.time_bound = 0  # how many answers leaned on a relationship that will expire (nor those)
+        self.dispatcher: Dispatcher = self if wrap is None else wrap(self)
 
     @property
     def now(self) -> _dt.datetime:
         if self._now is None:
             self._now = _dt.datetime.now(_dt.timezone.utc)
         return self._now
-
-    @now.setter
-    def now(self, value: _dt.datetime) -> None:
-        self._now = value
 
     # -- entry -----------------------------------------------------------------------
     def check(self, rtype: str, rid: str, relation: str, subject: SubjectRef) -> Result:

@@ -3,16 +3,50 @@ the depth budget apply at every level (SpiceDB's dispatchers, OpenFGA's resolver
 
 Answers are three-valued. A sub-question returns ``HAS`` or ``NO`` (the two Permissionship
 members), or a ``Conditional`` naming the caveat parameters it would need to decide.
+
+The contract every Dispatcher keeps (``check.LocalChecker`` answers, ``cache.CachingDispatcher``
+wraps it; ``build.build_checker`` composes them, once per request):
+
+Depth
+    ``depth`` is the budget left to the sub-question. Whoever asks a further sub-question passes
+    ``depth - 1``; the dispatcher that answers raises MaxDepthExceeded when it is below 0. A
+    wrapping dispatcher passes ``depth`` on unchanged. The top of a check starts at
+    ``EngineConfig.max_depth``; lookups and expand count their hops against the same budget.
+
+Deadline
+    A request's deadline is a ``time.monotonic()`` instant (None: none). The answering
+    dispatcher looks at the clock once per dispatch and raises DeadlineExceeded past it;
+    lookups and expand look every few hundred steps of their loops (``Deadline``). Nothing
+    is cached from a request that ran out of time: the error unwinds past every store.
+
+Caching
+    A dispatcher may answer from a cache instead of asking its inner one. A cached answer is
+    the answer at the request's revision, for its caveat context (``cache.cache_key``), so it
+    never goes stale. Answers a data cycle cut short, or that rest on a relationship that will
+    expire, are never stored (``cache.Taint``).
+
+Threads
+    A dispatcher serves one request at one revision, with one caveat context, on one thread;
+    it is built per request and dropped after it. Only what it shares (the CheckCache, the
+    per-schema plan) is shared between threads, and those are safe to share.
+
+Errors
+    Only ``relengine.errors``: MaxDepthExceeded, DeadlineExceeded, Unimplemented (a caveat that
+    cannot be evaluated), the store's errors (Unavailable, StorageError, RevisionUnavailable)
+    as the Reader raised them. A dispatcher never catches them and never returns None.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Protocol, Union
+from typing import Final, Iterable, Iterator, Protocol, TypeVar, Union
 
+from ..errors import DeadlineExceeded
 from ..model import SubjectRef
 from ..results import CheckResult, Permissionship
 
+T = TypeVar("T")
 NO = Permissionship.NO_PERMISSION
 HAS = Permissionship.HAS_PERMISSION
 
@@ -75,8 +109,58 @@ _PLAIN = {p: CheckResult(p) for p in (Permissionship.NO_PERMISSION, Permissionsh
 class Dispatcher(Protocol):
     """Answers one sub-question: does ``subject`` have ``relation`` on ``type:id``?
 
-    ``depth`` is the remaining budget (the callee raises MaxDepthExceeded below 0). A dispatcher
-    serves one request at one revision, with one caveat context; it is not shared between threads.
+    ``depth`` is the remaining budget (the callee raises MaxDepthExceeded below 0). See the
+    module docstring for the whole contract: depth, deadline, caching, threads and errors.
     """
 
     def dispatch(self, rtype: str, rid: str, relation: str, subject: SubjectRef, depth: int) -> Result: ...
+
+
+STEPS_PER_CLOCK: Final = 256
+"""Long loops (lookups, expand) look at the clock once per this many steps: a step is a store
+read or a relationship read from one, so a few hundred take a millisecond or so, and the look
+(about 50 ns) is lost in them."""
+
+
+class Deadline:
+    """A request's deadline for walks that are not one dispatch per step (lookups, expand).
+
+    ``at`` is a ``time.monotonic()`` instant, or None for no deadline. Long loops call
+    ``step()`` per step and read the store through ``rows()``; once ``at`` has passed, the
+    next look at the clock (at the first step, then every ``STEPS_PER_CLOCK`` steps) raises
+    DeadlineExceeded. Without a deadline both cost one attribute test per call and nothing
+    per row.
+    """
+
+    __slots__ = ("at", "_left", "_what")
+
+    def __init__(self, at: float | None, what: str) -> None:
+        self.at = at
+        self._left = 1  # the first step looks: a request that is already late does no work
+        self._what = what
+
+    def step(self) -> None:
+        if self.at is not None:
+            self._left -= 1
+            if self._left <= 0:
+                self._look()
+
+    def rows(self, rows: Iterable[T]) -> Iterable[T]:
+        """``rows`` (a store scan), counting the scan and each row it yields as a step."""
+        if self.at is None:
+            return rows
+        self.step()
+        return self._counted(rows)
+
+    def _counted(self, rows: Iterable[T]) -> Iterator[T]:
+        for row in rows:
+            self._left -= 1
+            if self._left <= 0:
+                self._look()
+            yield row
+
+    def _look(self) -> None:
+        self._left = STEPS_PER_CLOCK
+        assert self.at is not None
+        if time.monotonic() > self.at:
+            raise DeadlineExceeded(f"the {self._what} ran past its deadline")

@@ -3,6 +3,10 @@
 Leaves list the direct subjects of a relation (usersets appear as subjects, not expanded);
 permissions expand into union / intersection / exclusion nodes, computed usersets into the
 referenced relation's tree, arrows into a union over the arrow's targets.
+
+Both walks here honour the request's depth budget (``max_depth``, one hop per computed userset,
+arrow target or expanded userset) and its deadline (a ``time.monotonic()`` instant; the clock
+is looked at every few hundred steps), as a check does.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from ..schema.types import (
     Union,
 )
 from ..storage.base import Reader
+from .dispatch import Deadline
 
 
 def expand(
@@ -36,28 +41,38 @@ def expand(
     *,
     max_depth: int = 50,
     now: _dt.datetime | None = None,
+    deadline: float | None = None,
 ) -> ExpandNode:
     schema.require(resource.type, relation)
-    return _Expander(schema, reader, max_depth, now or _dt.datetime.now(_dt.timezone.utc)).member(
-        resource, relation, max_depth
-    )
+    return _Expander(schema, reader, max_depth, now, Deadline(deadline, "expand")).member(resource, relation, max_depth)
 
 
 class _Expander:
-    def __init__(self, schema: CompiledSchema, reader: Reader, max_depth: int, now: _dt.datetime) -> None:
+    """One expand over the schema and reader of one revision, within a depth budget and a
+    deadline. ``now`` decides which expiring relationships are live."""
+
+    def __init__(
+        self, schema: CompiledSchema, reader: Reader, max_depth: int, now: _dt.datetime | None, deadline: Deadline
+    ) -> None:
         self.schema = schema
         self.reader = reader
         self.max_depth = max_depth
-        self.now = now
+        self.now = now or _dt.datetime.now(_dt.timezone.utc)
+        self.deadline = deadline
 
-    def member(self, resource: ObjectRef, relation: str, depth: int) -> ExpandNode:
+    def enter(self, depth: int) -> None:
+        """Before a step ``depth`` hops from the top: the budget and the clock."""
         if depth < 0:
             raise MaxDepthExceeded(f"expand exceeded the maximum depth of {self.max_depth}")
+        self.deadline.step()
+
+    def member(self, resource: ObjectRef, relation: str, depth: int) -> ExpandNode:
+        self.enter(depth)
         member = self.schema.definitions[resource.type].members[relation]
         if isinstance(member, Relation):
             subjects = tuple(
                 rel.subject
-                for rel in self.reader.subjects(resource.type, resource.id, relation)
+                for rel in self.deadline.rows(self.reader.subjects(resource.type, resource.id, relation))
                 if rel.expiration is None or rel.expiration > self.now
             )
             return ExpandNode("leaf", resource, relation, subjects=subjects)
@@ -78,7 +93,7 @@ class _Expander:
             return ExpandNode("exclusion", resource, relation, children)
         if isinstance(node, TupleToUserset):
             kids: list[ExpandNode] = []
-            for rel in self.reader.subjects(resource.type, resource.id, node.tupleset):
+            for rel in self.deadline.rows(self.reader.subjects(resource.type, resource.id, node.tupleset)):
                 if rel.expiration is not None and rel.expiration <= self.now:
                     continue
                 target = ObjectRef(rel.subject.type, rel.subject.id)
@@ -116,23 +131,20 @@ def reachable_subjects(
     *,
     max_depth: int = 50,
     now: _dt.datetime | None = None,
+    deadline: float | None = None,
 ) -> dict[SubjectRef, FoundSubject]:
     """Every subject (objects, wildcards and usersets) that ``resource#relation`` reaches,
     expanding usersets recursively, with the relationships through which each was found."""
-    tree = expand(schema, reader, resource, relation, max_depth=max_depth, now=now)
-    return _Collector(schema, reader, max_depth, now or _dt.datetime.now(_dt.timezone.utc)).node(tree, max_depth, set())
+    schema.require(resource.type, relation)
+    collector = _Collector(schema, reader, max_depth, now, Deadline(deadline, "expand"))
+    return collector.node(collector.member(resource, relation, max_depth), max_depth, set())
 
 
-class _Collector:
-    def __init__(self, schema: CompiledSchema, reader: Reader, max_depth: int, now: _dt.datetime) -> None:
-        self.schema = schema
-        self.reader = reader
-        self.max_depth = max_depth
-        self.now = now
+class _Collector(_Expander):
+    """``reachable_subjects``: an expand that goes on through the usersets it finds."""
 
     def node(self, node: ExpandNode, depth: int, active: set[tuple[str, str, str]]) -> dict[SubjectRef, FoundSubject]:
-        if depth < 0:
-            raise MaxDepthExceeded(f"expand exceeded the maximum depth of {self.max_depth}")
+        self.enter(depth)
         if node.kind == "leaf":
             out: dict[SubjectRef, FoundSubject] = {}
             path = f"{node.resource}#{node.relation}"
@@ -144,10 +156,8 @@ class _Collector:
                         continue
                     active.add(key)
                     try:
-                        sub_tree = expand(
-                            self.schema, self.reader, ObjectRef(subject.type, subject.id), subject.relation,
-                            max_depth=depth, now=self.now,
-                        )
+                        self.schema.require(subject.type, subject.relation)
+                        sub_tree = self.member(ObjectRef(subject.type, subject.id), subject.relation, depth)
                         for found in self.node(sub_tree, depth - 1, active).values():
                             _merge(out, found)
                     finally:

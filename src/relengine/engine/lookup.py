@@ -10,6 +10,11 @@ permission follows at once; where it passes an intersection, an exclusion's base
 
 LookupSubjects evaluates the rewrite tree forward as set algebra over subject ids of one type,
 where a wildcard is a set "everyone but these excluded ids".
+
+Both honour the checker's depth budget and deadline as a check does (``dispatch`` has the
+contract): LookupResources counts one hop per round of facts read through relationships
+(same-object references are free, as the check plan inlines them), LookupSubjects one per
+sub-question; both look at the clock every few hundred store reads.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from ..schema.types import (
     Union,
 )
 from .check import LocalChecker
-from .dispatch import HAS, NO, Conditional, Result
+from .dispatch import HAS, NO, Conditional, Deadline, Result
 
 Node = tuple[str, str]  # (definition, relation or permission)
 
@@ -127,17 +132,11 @@ class ReverseGraph:
         return seen
 
 
-_GRAPHS: dict[int, tuple[CompiledSchema, ReverseGraph]] = {}
-
-
 def reverse_graph(schema: CompiledSchema) -> ReverseGraph:
-    cached = _GRAPHS.get(id(schema))
-    if cached is not None and cached[0] is schema:
-        return cached[1]
-    graph = ReverseGraph.build(schema)
-    if len(_GRAPHS) > 32:
-        _GRAPHS.clear()
-    _GRAPHS[id(schema)] = (schema, graph)
+    """The reverse graph of ``schema``, built on first use and kept with the schema."""
+    graph = schema.derived.get(ReverseGraph)
+    if not isinstance(graph, ReverseGraph):
+        graph = schema.derived[ReverseGraph] = ReverseGraph.build(schema)
     return graph
 
 
@@ -157,58 +156,73 @@ def lookup_resources(
     graph = reverse_graph(schema)
     target: Node = (resource_type, permission)
     relevant = graph.reaching(target)
+    deadline = Deadline(checker.deadline, "lookup")
     known: dict[Node, dict[str, bool]] = defaultdict(dict)
-    delta: dict[Node, dict[str, bool]] = defaultdict(dict)
+    delta: dict[Node, dict[str, bool]] = defaultdict(dict)  # new facts of the current round
 
-    def add(node: Node, ids: dict[str, bool]) -> None:
+    def add(node: Node, ids: dict[str, bool], into: dict[Node, dict[str, bool]]) -> None:
         if node not in relevant:
             return
         have = known[node]
-        pending = delta[node]
+        pending = into[node]
         for oid, exact in ids.items():
             before = have.get(oid)
             if before is None or (exact and not before):
                 have[oid] = exact
                 pending[oid] = exact
         if not pending:
-            del delta[node]
+            del into[node]
 
     # Seeds: the subject itself as a userset, the relationships naming it, and its wildcard.
     if subject.relation is not None:
-        add((subject.type, subject.relation), {subject.id: True})
+        add((subject.type, subject.relation), {subject.id: True}, delta)
     seeds: dict[Node, dict[str, bool]] = defaultdict(dict)
     sources = [subject]
     if subject.relation is None and subject.id != WILDCARD:
         sources.append(SubjectRef(subject.type, WILDCARD))
         for node, exact in graph.self_nodes.get(subject.type, ()):
-            add(node, {subject.id: exact})
+            add(node, {subject.id: exact}, delta)
     for source in sources:
-        for rel in reader.resources(source):
+        for rel in deadline.rows(reader.resources(source)):
             if _live(rel, now):
                 ids = seeds[(rel.resource.type, rel.relation)]
                 exact = rel.caveat is None
                 ids[rel.resource.id] = ids.get(rel.resource.id, False) or exact
     for node, ids in seeds.items():
-        add(node, ids)
+        add(node, ids, delta)
 
+    # Rounds: the facts of round n are n relationships away from the subject, as a check's
+    # sub-questions are n dispatches below it; a fact past ``max_depth`` raises as check does.
+    depth = checker.max_depth
     while delta:
-        node, ids = delta.popitem()
-        for edge in graph.edges.get(node, ()):
-            if edge.target not in relevant:
-                continue
-            if edge.kind == "computed":
-                found = ids if edge.exact else dict.fromkeys(ids, False)
-            else:
-                found = {}
+        if depth < 0:
+            node = next(iter(delta))
+            raise MaxDepthExceeded(
+                f"lookup exceeded the maximum depth of {checker.max_depth} at {node[0]}#{node[1]}; "
+                "the relationship graph is deeper than allowed (raise max_depth if this is expected)",
+                definition=node[0],
+                relation=node[1],
+            )
+        depth -= 1
+        current, delta = delta, defaultdict(dict)
+        while current:
+            node, ids = current.popitem()
+            for edge in graph.edges.get(node, ()):
+                if edge.target not in relevant:
+                    continue
+                if edge.kind == "computed":  # same object: the same round
+                    add(edge.target, ids if edge.exact else dict.fromkeys(ids, False), current)
+                    continue
+                found: dict[str, bool] = {}
                 relation = edge.target[1] if edge.kind == "userset" else edge.tupleset
                 for oid, exact in ids.items():
                     source = SubjectRef(node[0], oid, edge.subject_relation)
-                    for rel in reader.resources(source, edge.target[0], relation):
+                    for rel in deadline.rows(reader.resources(source, edge.target[0], relation)):
                         if _live(rel, now):
                             certain = exact and edge.exact and rel.caveat is None
                             rid = rel.resource.id
                             found[rid] = found.get(rid, False) or certain
-            add(edge.target, found)
+                add(edge.target, found, delta)
 
     out: list[tuple[str, Result]] = []
     for rid, exact in sorted(known.get(target, {}).items()):
@@ -274,6 +288,7 @@ class SubjectWalker:
         self.reader = checker.reader
         self.now = checker.now
         self.max_depth = checker.max_depth
+        self.deadline = Deadline(checker.deadline, "lookup")
         self.subject_type = subject_type
         self.subject_relation = subject_relation
         self.memo: dict[tuple[str, str, str], Bounds] = {}
@@ -309,7 +324,7 @@ class SubjectWalker:
 
     def _relation(self, t: str, oid: str, name: str, depth: int) -> Bounds:
         lower, upper = EMPTY, EMPTY
-        for rel in self.reader.subjects(t, oid, name):
+        for rel in self.deadline.rows(self.reader.subjects(t, oid, name)):
             if not _live(rel, self.now):
                 continue
             certain = rel.caveat is None
@@ -348,7 +363,7 @@ class SubjectWalker:
         if isinstance(node, TupleToUserset):
             parts: list[Bounds] = []
             seen: dict[tuple[str, str], bool] = {}
-            for rel in self.reader.subjects(t, oid, node.tupleset):
+            for rel in self.deadline.rows(self.reader.subjects(t, oid, node.tupleset)):
                 if not _live(rel, self.now):
                     continue
                 target = (rel.subject.type, rel.subject.id)

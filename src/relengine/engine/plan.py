@@ -8,7 +8,8 @@ groups, folders in folders): only those need the cycle guard.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+import datetime as _dt
+from typing import Any, Callable, Mapping, Protocol
 
 from ..errors import Unimplemented
 from ..model import WILDCARD, CaveatRef, SubjectRef
@@ -26,15 +27,44 @@ from ..schema.types import (
 )
 from ..storage import objects
 from ..storage.base import Row
-from .dispatch import HAS, NO, Conditional, Result, both, but_not, either
+from .dispatch import HAS, NO, Conditional, Dispatcher, Result, both, but_not, either
 
-if TYPE_CHECKING:
-    from .check import LocalChecker
+
+class Walk(Protocol):
+    """What the plan's closures use of the request they answer for (``check.LocalChecker``):
+    where sub-questions go, the objects the request has read, and how a relationship's caveat
+    and expiration count. One request, one revision, one thread."""
+
+    dispatcher: Dispatcher  # where sub-questions go (the checker, or a cache wrapping it)
+    subject: SubjectRef | None  # the subject of the current check ...
+    needle: bytes  # ... and how it looks among an object's direct entries (``objects.needle``)
+
+    def object(self, rtype: str, rid: str) -> bytes | None:
+        """All relationships of a small object as one value (``storage.objects``); None: large."""
+
+    def others(self, rtype: str, rid: str, obj: bytes) -> dict[str, tuple[Row, ...]]:
+        """A small object's relationships that are not plain direct entries, by relation."""
+
+    def scan(self, rtype: str, rid: str, relation: str) -> list[Row]:
+        """The subjects of one relation of a large object."""
+
+    def relation_by_index(
+        self, rtype: str, rid: str, name: str, subject: SubjectRef, depth: int,
+        wildcard_types: frozenset[str], userset_types: frozenset[tuple[str, str | None]],
+    ) -> Result:
+        """Whether ``subject`` is in relation ``name`` of a large object (point reads)."""
+
+    def gate(self, extra: tuple[CaveatRef | None, _dt.datetime | None]) -> Result:
+        """Whether a relationship with a caveat and/or an expiration counts."""
+
+    def expired(self, extra: tuple[CaveatRef | None, _dt.datetime | None]) -> bool:
+        """Whether a relationship's expiration has passed."""
+
 
 # A node answers: does `subject` have this relation/permission on object `rid`?
-Node = Callable[["LocalChecker", str, SubjectRef, int], Result]
+Node = Callable[[Walk, str, SubjectRef, int], Result]
 # An arrow given its object's value as well (a union that read the object passes it on).
-ArrowOn = Callable[["LocalChecker", str, "bytes | None", SubjectRef, int], Result]
+ArrowOn = Callable[[Walk, str, "bytes | None", SubjectRef, int], Result]
 
 
 class Plan:
@@ -93,15 +123,12 @@ class Plan:
         return compiled
 
 
-_PLANS: dict[int, Plan] = {}
-
-
 def plan_for(schema: CompiledSchema) -> Plan:
-    plan = _PLANS.get(id(schema))
-    if plan is None or plan.schema is not schema:
-        if len(_PLANS) > 32:
-            _PLANS.clear()
-        plan = _PLANS[id(schema)] = Plan(schema)
+    """The plan of ``schema``, built on first use and kept with the schema (``derived``): it
+    lives exactly as long as the schema does. Two threads may both build it; either is right."""
+    plan = schema.derived.get(Plan)
+    if not isinstance(plan, Plan):
+        plan = schema.derived[Plan] = Plan(schema)
     return plan
 
 
@@ -159,7 +186,7 @@ def _rewrite_node(schema: CompiledSchema, t: str, rewrite: Rewrite, stack: tuple
     if isinstance(rewrite, Intersection):
         parts = tuple(_rewrite_node(schema, t, c, stack) for c in rewrite.children)
 
-        def intersection(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Result:
+        def intersection(ctx: Walk, rid: str, subject: SubjectRef, depth: int) -> Result:
             found: Result = HAS
             for child in parts:
                 result = child(ctx, rid, subject, depth)
@@ -174,7 +201,7 @@ def _rewrite_node(schema: CompiledSchema, t: str, rewrite: Rewrite, stack: tuple
         base = _rewrite_node(schema, t, rewrite.base, stack)
         subtract = _rewrite_node(schema, t, rewrite.subtract, stack)
 
-        def exclusion(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Result:
+        def exclusion(ctx: Walk, rid: str, subject: SubjectRef, depth: int) -> Result:
             kept = base(ctx, rid, subject, depth)
             if kept is NO:
                 return NO
@@ -185,20 +212,20 @@ def _rewrite_node(schema: CompiledSchema, t: str, rewrite: Rewrite, stack: tuple
         return _arrow_node(schema, t, rewrite)
     if isinstance(rewrite, This):
 
-        def this(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Result:
+        def this(ctx: Walk, rid: str, subject: SubjectRef, depth: int) -> Result:
             return HAS if subject.relation is None and subject.type == t and subject.id == rid else NO
 
         return this
     assert isinstance(rewrite, Nil)
 
-    def nil(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Result:
+    def nil(ctx: Walk, rid: str, subject: SubjectRef, depth: int) -> Result:
         return NO
 
     return nil
 
 
 def _computed_node(t: str, target: str) -> Node:
-    def computed(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Result:
+    def computed(ctx: Walk, rid: str, subject: SubjectRef, depth: int) -> Result:
         return ctx.dispatcher.dispatch(t, rid, target, subject, depth - 1)
 
     return computed
@@ -228,7 +255,7 @@ def _union_node(t: str, names: frozenset[str], relations: list[Relation], arrows
     head = objects.HEAD
     plain = objects.PLAIN
 
-    def union(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Result:
+    def union(ctx: Walk, rid: str, subject: SubjectRef, depth: int) -> Result:
         srel = subject.relation
         if srel is not None and srel in names and subject.id == rid and subject.type == t:
             return HAS  # a userset is a member of itself
@@ -306,7 +333,7 @@ def _union_node(t: str, names: frozenset[str], relations: list[Relation], arrows
 def _arrow_node(schema: CompiledSchema, t: str, rewrite: TupleToUserset) -> Node:
     on_object = _arrow_on(schema, t, rewrite)
 
-    def arrow(ctx: LocalChecker, rid: str, subject: SubjectRef, depth: int) -> Result:
+    def arrow(ctx: Walk, rid: str, subject: SubjectRef, depth: int) -> Result:
         return on_object(ctx, rid, ctx.object(t, rid), subject, depth)
 
     return arrow
@@ -324,7 +351,7 @@ def _arrow_on(schema: CompiledSchema, t: str, rewrite: TupleToUserset) -> ArrowO
     head = objects.HEAD
     plain = objects.PLAIN
 
-    def arrow(ctx: LocalChecker, rid: str, obj: bytes | None, subject: SubjectRef, depth: int) -> Result:
+    def arrow(ctx: Walk, rid: str, obj: bytes | None, subject: SubjectRef, depth: int) -> Result:
         rows: list[Row] | tuple[Row, ...]
         if obj is None:
             rows = ctx.scan(t, rid, tupleset)

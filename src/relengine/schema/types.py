@@ -166,6 +166,10 @@ class CompiledSchema:
     trailing_comments: tuple[str, ...] = ()
     warnings: tuple[SchemaIssue, ...] = field(default=(), compare=False)
     source_text: str = field(default="", compare=False, repr=False)
+    # What other layers derive from this schema (the engine's evaluation plan, its lookup graph),
+    # kept here so that it lives and dies with the schema. Opaque to the schema layer: each
+    # user keys its own entry; no part of equality, hash or repr.
+    derived: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
 
     def definition(self, name: str) -> Definition | None:
         return self.definitions.get(name)

@@ -114,7 +114,8 @@ class PermissionsServicer(permissions_pb2_grpc.PermissionsServiceServicer):
 
     def _check(self, request: permissions_pb2.CheckRequest, context: grpc.ServicerContext) -> tuple[CheckResponse, bool]:
         """The answer, and whether it came from the engine's cache."""
-        if not request.HasField("consistency") and not request.HasField("context"):
+        plain = not request.HasField("consistency") and not request.HasField("context")
+        if plain:
             # A cached answer first, looked up by the request's strings as they are: only
             # questions that were checked, so valid, are in the cache.
             res, sub = request.resource, request.subject
@@ -131,6 +132,7 @@ class PermissionsServicer(permissions_pb2_grpc.PermissionsServiceServicer):
             consistency=c.consistency_from_proto(request),
             context=c.optional_context(request),
             deadline=deadline_of(context),
+            cache_missed=plain,  # looked up above: not again
         )
         return response, False
 
@@ -203,7 +205,9 @@ class PermissionsServicer(permissions_pb2_grpc.PermissionsServiceServicer):
         c.require(request, "resource", "resource")
         resource = c.object_from_proto(request.resource)
         permission = c.check_relation(request.permission, "permission")
-        tree, revision = self.engine.expand(resource, permission, consistency=c.consistency_from_proto(request))
+        tree, revision = self.engine.expand(
+            resource, permission, consistency=c.consistency_from_proto(request), deadline=deadline_of(context)
+        )
         return permissions_pb2.ExpandResponse(revision_token=revision.token(), tree=c.expand_to_proto(tree))
 
     def LookupResources(

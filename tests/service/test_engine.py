@@ -95,6 +95,31 @@ def test_cache_counts_hits_and_is_keyed_by_revision(engine: Engine) -> None:
     assert not engine.check(ObjectRef("doc", "a"), "view", ANN).allowed  # new revision, new key
 
 
+def test_a_check_after_a_cache_miss_looks_no_further_and_fills_the_cache(engine: Engine) -> None:
+    engine.write(rels("doc:a#viewer@user:ann"))
+    assert engine.cached_check("doc", "a", "view", "user", "ann", None) is None
+    before = engine.statistics()
+    response = engine.check(ObjectRef("doc", "a"), "view", ANN, cache_missed=True)
+    assert response.allowed
+    middle = engine.statistics()
+    assert middle.cache_hits == before.cache_hits and middle.cache_size > before.cache_size
+    assert engine.cached_check("doc", "a", "view", "user", "ann", None) == response
+    # Asked again as after a miss, it is still answered right (the pipeline's cache has it).
+    assert engine.check(ObjectRef("doc", "a"), "view", ANN, cache_missed=True) == response
+
+
+def test_a_check_at_a_chosen_time_is_not_cached() -> None:
+    import datetime as dt
+
+    e = Engine(MemoryStore(), EngineConfig(quantization_seconds=3600))
+    e.write_schema("use expiration\ndefinition user {}\ndefinition doc {\n relation viewer: user with expiration\n}")
+    e.write(rels("doc:a#viewer@user:ann[expiration:2300-01-01T00:00:00Z]"))
+    later = dt.datetime(2301, 1, 1, tzinfo=dt.timezone.utc)
+    assert not e.check(ObjectRef("doc", "a"), "viewer", ANN, now=later).allowed
+    assert e.statistics().cache_size == 0
+    assert e.check(ObjectRef("doc", "a"), "viewer", ANN).allowed
+
+
 def test_cache_can_be_disabled() -> None:
     e = Engine(MemoryStore(), EngineConfig(cache_size=0))
     e.write_schema(SCHEMA)

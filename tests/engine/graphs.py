@@ -1,0 +1,115 @@
+"""Graphs that take milliseconds to build and seconds to walk, for the deadline tests of
+LookupResources, LookupSubjects and Expand (in-process here, over gRPC in tests/server), and a
+store that counts the scans made of it, to show that a walk stopped early.
+
+Each builder writes one graph into an empty store and returns the question that walks it:
+
+- ``wide_schema``: ann is in group g0, which is a member of groups g1..g3999; a document has
+  250 relations that accept ``group#member``. LookupResources follows every group fact along
+  every one of them: about a million scans.
+- ``dense_groups``: ten groups, each a member of every other. LookupSubjects walks each simple
+  path through them (a data cycle keeps it from reusing what it found): millions of steps.
+- ``diamond_folders``: eighteen levels of two folders, each the parent of both folders below.
+  Expand writes out every path as a tree: 2^19 nodes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from relengine import Engine, ObjectRef, SubjectRef
+from relengine.storage.memory import MemoryStore
+
+GROUPS = 4000
+RELATIONS = 250
+DENSE = 10
+LEVELS = 18
+
+SCHEMA = f"""
+definition user {{}}
+
+definition group {{
+    relation member: user | group#member
+}}
+
+definition folder {{
+    relation parent: folder
+    relation viewer: user | group#member
+    permission view = viewer + parent->view
+}}
+
+definition doc {{
+{chr(10).join(f"    relation rel{i}: group#member" for i in range(RELATIONS))}
+    permission view = {" + ".join(f"rel{i}" for i in range(RELATIONS))}
+}}
+"""
+
+ANN = SubjectRef("user", "ann")
+FULL_WALK_SCANS = 500_000
+"""Fewer scans than any of the three full walks makes: a walk that stopped below this stopped early."""
+
+
+class CountingStore(MemoryStore):
+    """The memory store, counting the relationship scans (``subjects``, ``resources``) made
+    through its readers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scans = 0
+
+    def snapshot(self, revision: Any = None) -> Any:
+        return _CountingReader(super().snapshot(revision), self)
+
+
+class _CountingReader:
+    def __init__(self, reader: Any, store: CountingStore) -> None:
+        self._reader = reader
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reader, name)
+
+    def subjects(self, *args: Any) -> Iterator[Any]:
+        self._store.scans += 1
+        return self._reader.subjects(*args)  # type: ignore[no-any-return]
+
+    def resources(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        self._store.scans += 1
+        return self._reader.resources(*args, **kwargs)  # type: ignore[no-any-return]
+
+
+def engine_on(store: MemoryStore) -> Engine:
+    engine = Engine(store)
+    engine.write_schema(SCHEMA)
+    return engine
+
+
+def wide_schema(store: MemoryStore) -> tuple[str, str, SubjectRef]:
+    """LookupResources(doc, view, ann)."""
+    rows = [("group", "g0", "member", "user", "ann", "")]
+    rows += [("group", f"g{i}", "member", "group", "g0", "member") for i in range(1, GROUPS)]
+    store.bulk_touch(rows)
+    return "doc", "view", ANN
+
+
+def dense_groups(store: MemoryStore) -> tuple[ObjectRef, str, str]:
+    """LookupSubjects(folder:top, view, user)."""
+    rows = [("folder", "top", "viewer", "group", "c0", "member")]
+    rows += [("group", f"c{i}", "member", "user", f"u{i}", "") for i in range(DENSE)]
+    rows += [
+        ("group", f"c{i}", "member", "group", f"c{j}", "member") for i in range(DENSE) for j in range(DENSE) if i != j
+    ]
+    store.bulk_touch(rows)
+    return ObjectRef("folder", "top"), "view", "user"
+
+
+def diamond_folders(store: MemoryStore) -> tuple[ObjectRef, str]:
+    """Expand(folder:a0, view)."""
+    rows = [
+        ("folder", f"{child}{level}", "parent", "folder", f"{parent}{level + 1}", "")
+        for level in range(LEVELS)
+        for child in "ab"
+        for parent in "ab"
+    ]
+    store.bulk_touch(rows)
+    return ObjectRef("folder", "a0"), "view"

@@ -1,0 +1,115 @@
+"""LookupResources and LookupSubjects: the depth budget and the deadline they share with check,
+and the reverse graph kept with its schema."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from relengine import Engine, EngineConfig, ObjectRef, SubjectRef
+from relengine.errors import DeadlineExceeded, MaxDepthExceeded
+from relengine.model import parse_relationship
+from relengine.schema import compile_schema
+from relengine.storage.memory import MemoryStore
+from relengine.engine.lookup import reverse_graph
+
+from . import graphs
+
+SCHEMA = """
+definition user {}
+
+definition group {
+    relation member: user | group#member
+}
+
+definition doc {
+    relation viewer: user | group#member
+    permission view = viewer
+}
+"""
+
+ANN = SubjectRef("user", "ann")
+
+
+def nested(depth: int, max_depth: int, store: MemoryStore | None = None) -> Engine:
+    """ann in group n0, n0 in n1, ..., n{depth-1} a viewer of doc:d (``depth`` hops from doc:d to n0)."""
+    engine = Engine(store or MemoryStore(), EngineConfig(max_depth=max_depth))
+    engine.write_schema(SCHEMA)
+    texts = ["group:n0#member@user:ann", f"doc:d#viewer@group:n{depth - 1}#member"]
+    texts += [f"group:n{i + 1}#member@group:n{i}#member" for i in range(depth - 1)]
+    engine.touch([parse_relationship(t) for t in texts])
+    return engine
+
+
+def test_lookup_resources_keeps_the_depth_budget_of_check() -> None:
+    within = nested(5, max_depth=5)
+    assert within.check(ObjectRef("doc", "d"), "view", ANN).allowed
+    assert [r.resource_id for r in within.lookup_resources("doc", "view", ANN)] == ["d"]
+    beyond = nested(6, max_depth=5)
+    with pytest.raises(MaxDepthExceeded):
+        beyond.check(ObjectRef("doc", "d"), "view", ANN)
+    with pytest.raises(MaxDepthExceeded):
+        list(beyond.lookup_resources("doc", "view", ANN))
+
+
+def test_lookup_subjects_keeps_the_depth_budget() -> None:
+    # Its walk spends a hop on the permission's reference to the relation, where check's plan
+    # inlines it: the same budget runs out one level sooner.
+    assert [r.subject.id for r in nested(4, max_depth=5).lookup_subjects(ObjectRef("doc", "d"), "view", "user")] == ["ann"]
+    with pytest.raises(MaxDepthExceeded):
+        list(nested(7, max_depth=5).lookup_subjects(ObjectRef("doc", "d"), "view", "user"))
+
+
+def test_lookup_resources_through_cycles_ends_within_the_budget() -> None:
+    engine = nested(3, max_depth=5)
+    engine.touch([parse_relationship("group:n0#member@group:n2#member")])  # a data cycle
+    assert [r.resource_id for r in engine.lookup_resources("doc", "view", ANN)] == ["d"]
+
+
+def test_lookups_with_a_deadline_they_meet_answer_as_without() -> None:
+    engine = nested(3, max_depth=5)
+    later = time.monotonic() + 60
+    assert [r.resource_id for r in engine.lookup_resources("doc", "view", ANN, deadline=later)] == ["d"]
+    found = engine.lookup_subjects(ObjectRef("doc", "d"), "view", "user", deadline=later)
+    assert [r.subject.id for r in found] == ["ann"]
+
+
+def test_a_lookup_already_late_reads_nothing() -> None:
+    store = graphs.CountingStore()
+    engine = nested(3, max_depth=5, store=store)
+    store.scans = 0
+    with pytest.raises(DeadlineExceeded):
+        list(engine.lookup_resources("doc", "view", ANN, deadline=time.monotonic() - 1))
+    with pytest.raises(DeadlineExceeded):
+        list(engine.lookup_subjects(ObjectRef("doc", "d"), "view", "user", deadline=time.monotonic() - 1))
+    assert store.scans <= 2  # at most the first scan of each, begun and not read
+
+
+def test_lookup_resources_stops_at_the_deadline() -> None:
+    store = graphs.CountingStore()
+    engine = graphs.engine_on(store)
+    question = graphs.wide_schema(store)
+    store.scans = 0
+    with pytest.raises(DeadlineExceeded):
+        list(engine.lookup_resources(*question, deadline=time.monotonic() + 0.05))
+    assert store.scans < graphs.FULL_WALK_SCANS  # it stopped early, not after the walk
+
+
+def test_lookup_subjects_stops_at_the_deadline() -> None:
+    store = graphs.CountingStore()
+    engine = graphs.engine_on(store)
+    resource, permission, subject_type = graphs.dense_groups(store)
+    store.scans = 0
+    with pytest.raises(DeadlineExceeded):
+        list(engine.lookup_subjects(resource, permission, subject_type, deadline=time.monotonic() + 0.05))
+    assert store.scans < graphs.FULL_WALK_SCANS
+
+
+def test_the_reverse_graph_is_kept_with_its_schema() -> None:
+    schema = compile_schema(SCHEMA)
+    graph = reverse_graph(schema)
+    assert reverse_graph(schema) is graph
+    twin = compile_schema(SCHEMA)  # equal, but another object: its own graph
+    assert twin == schema and reverse_graph(twin) is not graph
+    assert reverse_graph(twin).edges == graph.edges

@@ -1,0 +1,69 @@
+"""The client's deadline reaches the engine: a LookupResources, LookupSubjects or Expand that
+would take seconds ends on the SERVER soon after the deadline, not only at the client.
+
+The server has one RPC thread, so a second call is answered only once the first handler has
+returned; by then the server's metrics have recorded how that handler ended.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from relengine import errors
+from relengine.client import NO_RETRY, Client
+from relengine.server.app import ServerConfig
+from relengine.server.metrics import ServerMetrics
+
+from ..engine import graphs
+from .harness import Running
+
+DEADLINE = 0.05  # seconds: each walk below takes seconds without one
+SERVICE = "relengine.v1.PermissionsService"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Running]:
+    store = graphs.CountingStore()
+    engine = graphs.engine_on(store)
+    graphs.wide_schema(store)
+    graphs.dense_groups(store)
+    graphs.diamond_folders(store)
+    running = Running(
+        engine, ServerConfig(listen="127.0.0.1:0", threads=1), ServerMetrics(CollectorRegistry())
+    )
+    yield running
+    running.stop()
+    engine.close()
+
+
+def _lookup_resources(client: Client) -> object:
+    return list(client.lookup_resources("doc", "view", "user:ann", timeout=DEADLINE))
+
+
+def _lookup_subjects(client: Client) -> object:
+    return list(client.lookup_subjects("folder:top", "view", "user", timeout=DEADLINE))
+
+
+def _expand(client: Client) -> object:
+    return client.expand("folder:a0", "view", timeout=DEADLINE)
+
+
+@pytest.mark.parametrize(
+    ("method", "call"),
+    [("LookupResources", _lookup_resources), ("LookupSubjects", _lookup_subjects), ("Expand", _expand)],
+)
+def test_the_server_stops_at_the_clients_deadline(server: Running, method: str, call: Callable[[Client], Any]) -> None:
+    assert server.metrics is not None and server.metrics.registry is not None
+    with server.client(retry=NO_RETRY) as client:
+        with pytest.raises(errors.DeadlineExceeded):
+            call(client)
+        # The one RPC thread is free again: the walk did not run on after the client left.
+        text, _ = client.read_schema(timeout=1.0)
+    assert text == graphs.SCHEMA
+    ended = server.metrics.registry.get_sample_value(
+        "relengine_rpc_requests_total", {"service": SERVICE, "method": method, "code": "DEADLINE_EXCEEDED"}
+    )
+    assert ended == 1

@@ -1,0 +1,52 @@
+"""Bulk checks: each question answered at one revision, with its own caveat context or error."""
+
+from __future__ import annotations
+
+import pytest
+
+from relengine import Engine, EngineConfig
+from relengine.errors import UnknownDefinition
+from relengine.model import SubjectRef, parse_relationship
+from relengine.results import CheckResult, Permissionship
+from relengine.storage.memory import MemoryStore
+
+from .test_schemas import SCHEMA  # a doc whose viewers may need a caveat
+
+ANN = SubjectRef("user", "ann")
+
+
+@pytest.fixture
+def engine() -> Engine:
+    e = Engine(MemoryStore(), EngineConfig(quantization_seconds=3600))
+    e.write_schema(SCHEMA)
+    e.touch([parse_relationship("doc:a#viewer@user:ann[on_network]"), parse_relationship("doc:b#viewer@user:ann")])
+    return e
+
+
+def test_each_question_has_its_own_context_or_the_requests(engine: Engine) -> None:
+    questions = [
+        ("doc", "a", "view", ANN, None),
+        ("doc", "a", "view", ANN, {"ip": "10.0.0.1"}),
+        ("doc", "a", "view", ANN, {"ip": "10.0.0.2"}),
+        ("doc", "b", "view", ANN, None),
+        ("nowhere", "a", "view", ANN, None),
+    ]
+    results = engine.check_questions(questions).results
+    assert results[:4] == [
+        CheckResult(Permissionship.CONDITIONAL_PERMISSION, ("ip",)),
+        CheckResult(Permissionship.HAS_PERMISSION),
+        CheckResult(Permissionship.NO_PERMISSION),
+        CheckResult(Permissionship.HAS_PERMISSION),
+    ]
+    assert isinstance(results[4], UnknownDefinition)
+    with_context = engine.check_questions(questions[:1], context={"ip": "10.0.0.1"}).results
+    assert with_context == [CheckResult(Permissionship.HAS_PERMISSION)]
+
+
+def test_questions_with_a_context_are_not_answered_from_the_plain_cache(engine: Engine) -> None:
+    plain = engine.check_questions([("doc", "a", "view", ANN, None)]).results
+    assert plain == [CheckResult(Permissionship.CONDITIONAL_PERMISSION, ("ip",))]
+    assert engine.cached_check("doc", "a", "view", "user", "ann", None) is not None
+    allowed = [CheckResult(Permissionship.HAS_PERMISSION)]
+    assert engine.check_questions([("doc", "a", "view", ANN, None)], context={"ip": "10.0.0.1"}).results == allowed
+    assert engine.check_questions([("doc", "a", "view", ANN, {"ip": "10.0.0.1"})]).results == allowed

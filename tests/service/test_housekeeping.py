@@ -1,0 +1,78 @@
+"""Housekeeping: expired relationships deleted in batches, bulk imports validated against a schema."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from relengine.errors import InvalidArgument, InvalidRelationship, UnknownRelation
+from relengine.model import RelationshipFilter, parse_relationship
+from relengine.schema import compile_schema
+from relengine.service import housekeeping
+from relengine.storage.memory import MemoryStore
+
+SCHEMA = """
+use expiration
+
+definition user {}
+
+definition doc {
+    relation viewer: user | user with expiration
+    relation owner: user
+}
+"""
+NOW = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def relationships(store: MemoryStore) -> list[str]:
+    reader = store.snapshot()
+    try:
+        return sorted(str(r) for r in reader.read(RelationshipFilter("doc")))
+    finally:
+        reader.close()
+
+
+def test_delete_expired_goes_in_batches_and_keeps_the_rest() -> None:
+    store, schema = MemoryStore(), compile_schema(SCHEMA)
+    count, _ = housekeeping.import_relationships(
+        store, schema,
+        [parse_relationship(f"doc:a#viewer@user:u{i}[expiration:2020-01-01T00:00:00Z]") for i in range(5)]
+        + [parse_relationship("doc:a#viewer@user:late[expiration:2040-01-01T00:00:00Z]"), parse_relationship("doc:a#owner@user:own")],
+        batch_size=100,
+    )
+    assert count == 7
+    head = store.head_revision()
+    assert housekeeping.delete_expired(store, schema, NOW, batch=2) == (5, True)
+    assert store.head_revision().value == head.value + 3  # batches of 2, 2 and 1
+    assert relationships(store) == ["doc:a#owner@user:own", "doc:a#viewer@user:late[expiration:2040-01-01T00:00:00Z]"]
+    assert housekeeping.delete_expired(store, schema, NOW, batch=2) == (0, False)
+
+
+def test_collect_garbage_runs_the_stores_own() -> None:
+    store = MemoryStore()
+    housekeeping.collect_garbage(store)
+    housekeeping.collect_garbage(object())  # type: ignore[arg-type]  # a store without the notion
+
+
+def test_import_validates_each_relationship_and_keeps_earlier_batches() -> None:
+    store, schema = MemoryStore(), compile_schema(SCHEMA)
+    good = [parse_relationship(f"doc:a#owner@user:u{i}") for i in range(3)]
+    with pytest.raises(UnknownRelation):
+        housekeeping.import_relationships(store, schema, [*good, parse_relationship("doc:a#editor@user:x")], batch_size=2)
+    assert len(relationships(store)) == 2  # the first batch
+    again, revision = housekeeping.import_relationships(store, schema, good, batch_size=2)
+    assert again == 3 and revision == store.head_revision()
+
+
+def test_import_needs_a_bulk_path() -> None:
+    with pytest.raises(InvalidArgument, match="bulk"):
+        housekeeping.import_relationships(object(), compile_schema(SCHEMA), [], batch_size=10)  # type: ignore[arg-type]
+
+
+def test_import_file_validates_against_the_schema() -> None:
+    store, schema = MemoryStore(), compile_schema(SCHEMA)
+    result = housekeeping.import_file(store, schema, ["doc:a#owner@user:ann", "doc:b#owner@user:bob"], "text")
+    assert result.relationships == 2 and relationships(store) == ["doc:a#owner@user:ann", "doc:b#owner@user:bob"]
+    with pytest.raises(InvalidRelationship):
+        housekeeping.import_file(store, schema, ["doc:c#owner@doc:x"], "text")

@@ -1,0 +1,73 @@
+"""Pages of lookups and reads: limits, cursors and where they resume."""
+
+from __future__ import annotations
+
+import pytest
+
+from relengine.engine.dispatch import HAS, NO, Conditional
+from relengine.engine.lookup import FoundSubjects
+from relengine.errors import InvalidArgument
+from relengine.model import Consistency, Revision, SubjectRef
+from relengine.results import Permissionship, decode_cursor, encode_cursor
+from relengine.service import pages
+from relengine.storage.base import Reader
+from relengine.storage.memory import MemoryStore
+
+
+def test_limits() -> None:
+    assert pages.check_limit(None, 10) is None and pages.check_limit(0, 10) is None
+    assert pages.check_limit(10, 10) == 10
+    with pytest.raises(InvalidArgument, match="negative"):
+        pages.check_limit(-1, 10)
+    with pytest.raises(InvalidArgument, match="maximum page size 10"):
+        pages.check_limit(11, 10)
+
+
+class Snapshots:
+    """Stands in for ``Revisions.snapshot``, recording the consistency each call asked for."""
+
+    def __init__(self) -> None:
+        self.store = MemoryStore()
+        self.chosen: list[Consistency | None] = []
+
+    def __call__(self, consistency: Consistency | None) -> Reader:
+        self.chosen.append(consistency)
+        return self.store.snapshot()
+
+
+def test_a_cursor_resumes_at_its_revision() -> None:
+    snapshot = Snapshots()
+    after, reader = pages.resume(None, None, snapshot, snapshot.store)
+    assert after is None and snapshot.chosen == [None]
+    after, reader = pages.resume(encode_cursor(Revision(0), "d7"), None, snapshot, snapshot.store)
+    assert after == "d7" and reader.revision == Revision(0) and snapshot.chosen == [None]
+    with pytest.raises(InvalidArgument, match="malformed"):
+        pages.resume(encode_cursor(Revision(0)), None, snapshot, snapshot.store)
+
+
+def test_a_read_without_a_cursor_is_fully_consistent_unless_asked_otherwise() -> None:
+    snapshot = Snapshots()
+    pages.resume_read(None, None, snapshot, snapshot.store)
+    assert snapshot.chosen == [Consistency.fully_consistent()]
+    after, _ = pages.resume_read(encode_cursor(Revision(0), "doc:a#viewer@user:ann"), None, snapshot, snapshot.store)
+    assert str(after) == "doc:a#viewer@user:ann" and len(snapshot.chosen) == 1
+
+
+def test_a_resources_page_resumes_after_its_cursor() -> None:
+    found = [("a", HAS), ("b", Conditional(frozenset({"ip"}))), ("c", HAS)]
+    page = list(pages.resources(found, None, 2, Revision(4)))
+    assert [(r.resource_id, r.permissionship) for r in page] == [("a", Permissionship.HAS_PERMISSION), ("b", Permissionship.CONDITIONAL_PERMISSION)]
+    assert page[1].missing_parameters == ("ip",)
+    assert decode_cursor(page[1].cursor) == (Revision(4), ["b"])
+    assert [r.resource_id for r in pages.resources(found, "b", None, Revision(4))] == ["c"]
+
+
+def test_a_subjects_page_puts_the_wildcard_first_and_never_resumes_to_it() -> None:
+    found = FoundSubjects([("ann", HAS), ("bob", HAS)], HAS, frozenset({"eve"}))
+    page = pages.subjects(found, "user", None, None, None, Revision(4))
+    assert [r.subject for r in page] == [SubjectRef("user", "*"), SubjectRef("user", "ann"), SubjectRef("user", "bob")]
+    assert page[0].excluded == (SubjectRef("user", "eve"),)
+    assert [r.subject.id for r in pages.subjects(found, "user", None, "*", None, Revision(4))] == ["ann", "bob"]
+    assert [r.subject.id for r in pages.subjects(found, "user", None, "ann", 1, Revision(4))] == ["bob"]
+    none = FoundSubjects([], NO, frozenset())
+    assert pages.subjects(none, "user", None, None, None, Revision(4)) == []
