@@ -42,7 +42,7 @@ class Run:
 
     ops: int
     seconds: float
-    latencies: array = field(default_factory=lambda: array("q"))
+    latencies: array[int] = field(default_factory=lambda: array("q"))
     concurrency: int = 1
     driver: str = "closed"
     late: int = 0  # open loop: requests sent after their intended time

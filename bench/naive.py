@@ -49,7 +49,7 @@ class LazyObjects(dict[tuple[str, str], Mapping[str, list[Subject]]]):
         self[key] = value
         return value
 
-    def get(self, key: tuple[str, str], default: object = None) -> Mapping[str, list[Subject]]:  # type: ignore[override]
+    def get(self, key: tuple[str, str], default: object = None) -> Mapping[str, list[Subject]]:
         return self[key]
 
 

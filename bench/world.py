@@ -194,7 +194,7 @@ class World:
             if k % 2 == 0:
                 self._add("account", self.deep_account(k), "admin", ("group", f"d{k}_0", "member"))
 
-    def _assign_accounts(self) -> array:
+    def _assign_accounts(self) -> array[int]:
         rng = _rng(self.seed, "shape", 0)
         owners = array("I", bytes(4 * self.shape.containers))
         draw = self.accounts_zipf.draw
@@ -202,7 +202,7 @@ class World:
             owners[i] = 0 if i % 10 == 0 else 1 + draw(rng)
         return owners
 
-    def _grant_counts(self, grants: int) -> array:
+    def _grant_counts(self, grants: int) -> array[int]:
         """Per-container grant counts: Pareto-skewed, at least 1 each, summing to ``grants``."""
         n = self.shape.containers
         rng = _rng(self.seed, "shape", 1)
