@@ -16,7 +16,12 @@ import time
 import traceback
 from array import array
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.context import ForkServerContext, SpawnContext
+    from multiprocessing.synchronize import Barrier
 
 Op = Callable[[Any], Any]
 
@@ -105,7 +110,7 @@ def closed_loop_threads(op: Op, items: Sequence[Any], limits: Limits, concurrenc
     """``concurrency`` threads calling ``op`` back to back from one shared start."""
     ready = threading.Barrier(concurrency + 1)
     go = threading.Event()
-    results: list[Run | BaseException] = [None] * concurrency  # type: ignore[list-item]
+    results: list[Run | BaseException | None] = [None] * concurrency
     share = Limits(limits.seconds, max(1, limits.max_ops // concurrency), limits.warmup_seconds, limits.warmup_ops)
 
     def worker(k: int) -> None:
@@ -137,7 +142,7 @@ def closed_loop_threads(op: Op, items: Sequence[Any], limits: Limits, concurrenc
     return _merge(results, (end - started) / 1e9, concurrency, "threads")
 
 
-def _merge(results: Sequence[Run | BaseException], seconds: float, concurrency: int, driver: str) -> Run:
+def _merge(results: Sequence[Run | BaseException | None], seconds: float, concurrency: int, driver: str) -> Run:
     errors = [r for r in results if isinstance(r, BaseException)]
     if errors:
         # The first worker to fail breaks the barrier for the others: raise its error.
@@ -161,10 +166,16 @@ process opens its own store (an LMDB environment must not cross a fork)."""
 
 def build_op(spec: OpSpec) -> tuple[Op, Sequence[Any]]:
     module, function, args = spec
-    return getattr(importlib.import_module(module), function)(*args)  # type: ignore[no-any-return]
+    built: tuple[Op, Sequence[Any]] = getattr(importlib.import_module(module), function)(*args)
+    return built
 
 
-def _process_worker(spec: OpSpec, limits: Limits, k: int, barrier: Any, conn: Any) -> None:
+_Report = tuple[Literal["ok"], int, float, bytes, int, int] | tuple[Literal["error"], str, str]
+"""A worker's message: ("ok", ops, seconds, latencies as bytes, start ns, end ns), or
+("error", "Type: message", traceback)."""
+
+
+def _process_worker(spec: OpSpec, limits: Limits, k: int, barrier: Barrier, conn: Connection[_Report, Any]) -> None:
     try:
         op, items = build_op(spec)
         rotated = list(items[k % len(items):]) + list(items[: k % len(items)])
@@ -183,18 +194,20 @@ def _process_worker(spec: OpSpec, limits: Limits, k: int, barrier: Any, conn: An
         conn.close()
 
 
-_CONTEXT: Any = None
+_CONTEXT: ForkServerContext | SpawnContext | None = None
 
 
-def _context() -> Any:
+def _context() -> ForkServerContext | SpawnContext:
     """A forkserver context: workers fork from a clean server process (no LMDB environment of
     ours in it), with the bench and relengine preloaded so that a worker starts in milliseconds."""
     global _CONTEXT
     if _CONTEXT is None:
-        methods = multiprocessing.get_all_start_methods()
-        _CONTEXT = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-        if "forkserver" in methods:
-            _CONTEXT.set_forkserver_preload(["bench.scenarios", "relengine", "lmdb"])
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            forkserver = multiprocessing.get_context("forkserver")
+            forkserver.set_forkserver_preload(["bench.scenarios", "relengine", "lmdb"])
+            _CONTEXT = forkserver
+        else:
+            _CONTEXT = multiprocessing.get_context("spawn")
     return _CONTEXT
 
 
@@ -205,7 +218,7 @@ def closed_loop_processes(spec: OpSpec, limits: Limits, concurrency: int, *, sta
     ctx = _context()
     barrier = ctx.Barrier(concurrency + 1)
     share = Limits(limits.seconds, max(1, limits.max_ops // concurrency), limits.warmup_seconds, limits.warmup_ops)
-    pipes = []
+    pipes: list[Connection[Any, _Report]] = []
     procs = []
     for k in range(concurrency):
         parent, child = ctx.Pipe(duplex=False)
@@ -261,7 +274,7 @@ def open_loop(op: Op, items: Sequence[Any], limits: Limits, rate: float, workers
     total = max(1, min(limits.max_ops, int(rate * limits.seconds)))
     interval = 1e9 / rate
     n = len(items)
-    results: list[Run | BaseException] = [None] * workers  # type: ignore[list-item]
+    results: list[Run | BaseException | None] = [None] * workers
     clock = time.perf_counter_ns
     start = clock() + 5_000_000  # every worker is sleeping on the schedule before the first send
 

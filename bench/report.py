@@ -306,10 +306,10 @@ def load(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if p.is_dir():
         p = p / "results.json"
-    data = json.loads(p.read_text())
+    data: dict[str, Any] = json.loads(p.read_text())
     if data.get("format") != RESULTS_FORMAT:
         raise ValueError(f"{p}: not a bench results file of format {RESULTS_FORMAT}")
-    return data  # type: ignore[no-any-return]
+    return data
 
 
 def new_results(profile: str, argv: list[str]) -> dict[str, Any]:
