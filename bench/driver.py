@@ -16,7 +16,7 @@ import time
 import traceback
 from array import array
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Literal, Sequence
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -312,7 +312,14 @@ def open_loop(op: Op, items: Sequence[Any], limits: Limits, rate: float, workers
 # -- asyncio ---------------------------------------------------------------------------------
 
 
-def closed_loop_asyncio(make_op: Callable[[], Any], items: Sequence[Any], limits: Limits, concurrency: int) -> Run:
+AsyncOp = Callable[[Any], Awaitable[Any]]
+MadeAsyncOp = AsyncOp | tuple[AsyncOp, Callable[[], Awaitable[object]]]
+
+
+def closed_loop_asyncio(
+    make_op: Callable[[], MadeAsyncOp | Coroutine[Any, Any, MadeAsyncOp]], items: Sequence[Any], limits: Limits,
+    concurrency: int,
+) -> Run:
     """``concurrency`` tasks on one event loop (a new one, in this thread), each awaiting
     ``op(item)`` back to back. ``make_op`` runs inside the loop (async clients bind to it) and
     returns the coroutine function ``op``, or ``(op, close)`` where ``close`` is awaited at the end."""

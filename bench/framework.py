@@ -17,7 +17,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TextIO
 
 from . import driver
 from .dataset import CACHE_DIR, Dataset, load
@@ -135,7 +135,7 @@ FULL = Profile(
 class Progress:
     """One status line on stderr: rewritten in place on a terminal, a line per step otherwise."""
 
-    def __init__(self, stream: Any, enabled: bool = True) -> None:
+    def __init__(self, stream: TextIO, enabled: bool = True) -> None:
         self.stream = stream
         self.enabled = enabled
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
