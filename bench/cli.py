@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from . import compare, framework, report
 
@@ -128,7 +128,7 @@ def _scale(n: int) -> str:
     return scale_name(n)
 
 
-def _one_line(result: dict[str, Any], i: int, total: int) -> str:
+def _one_line(result: framework.ScenarioResult, i: int, total: int) -> str:
     head = f"[{i}/{total}] {result['name']}@{result['scale']}: {result['status']}"
     if result["status"] != "ok":
         return f"{head} ({result.get('reason', '')[:200]})"

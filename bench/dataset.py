@@ -13,7 +13,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, NotRequired, TypedDict
 
 from .world import GENERATOR_VERSION, Row, World, scale_name
 
@@ -25,6 +25,22 @@ ROOT = Path(__file__).resolve().parent
 CACHE_DIR = ROOT / ".cache"
 SCHEMA_PATH = ROOT.parent / "schemas" / "google_tag_manager.zed"
 IMPORT_BATCH = 50_000
+
+
+class DatasetMeta(TypedDict):
+    """A cache entry's ``meta.json``, and whether this run found the entry (``cached``)."""
+
+    key: str
+    generator_version: int
+    seed: int
+    scale: str
+    relationships: int
+    shape: dict[str, object]
+    import_path: str
+    build_seconds: float
+    bytes_used: int | None
+    built_at: str
+    cached: NotRequired[bool]
 
 
 def schema_text() -> str:
@@ -114,7 +130,7 @@ class Dataset:
 
     world: World
     path: Path  # the LMDB store directory
-    meta: dict[str, Any]
+    meta: DatasetMeta
 
     @property
     def relationships(self) -> int:
@@ -137,7 +153,7 @@ def load(
     entry = cache_dir / cache_key(relationships, seed)
     meta_path = entry / "meta.json"
     if not rebuild and meta_path.exists():
-        meta = json.loads(meta_path.read_text())
+        meta: DatasetMeta = json.loads(meta_path.read_text())
         meta["cached"] = True
         return Dataset(world, entry / "store", meta)
     if entry.exists():

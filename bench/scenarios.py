@@ -10,7 +10,7 @@ import itertools
 import shutil
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Sequence, TypeVar, overload
+from typing import TYPE_CHECKING, Callable, Iterator, Literal, Sequence, TypeVar, Unpack, overload
 
 from relengine import (
     BulkCheckResponse,
@@ -42,8 +42,11 @@ from .dataset import (
 from .framework import (
     Contender,
     Context,
+    Measurement,
+    MeasurementExtra,
     Query,
     Skip,
+    Timed,
     Workload,
     headline,
     measure,
@@ -138,7 +141,7 @@ def cached_check(ctx: Context, scales: list[int]) -> Workload:
     w.contenders = [engine_contender(engine), naive_contender(naive)]
     w.timing = "throughput"
 
-    def drive(ctx: Context, wl: Workload) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    def drive(ctx: Context, wl: Workload) -> Timed:
         before = engine.statistics()
         timed = time_default(ctx, wl)
         after = engine.statistics()
@@ -576,7 +579,7 @@ def check_vs_size(ctx: Context, scales: list[int]) -> Workload:
             c.queries = queries
             w.contenders.append(c)
 
-    def drive(ctx: Context, wl: Workload) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    def drive(ctx: Context, wl: Workload) -> Timed:
         measurements, _ = time_default(ctx, wl)
         by = {m["label"]: m for m in measurements}
         small, large = scale_name(scales[0]), scale_name(scales[-1])
@@ -649,7 +652,7 @@ def mixed_read_write(ctx: Context, scales: list[int]) -> Workload:
         c.limits = driver.Limits(limits.seconds * 2, max(500, ctx.profile.write_ops * 100), limits.warmup_seconds, 200)
     before = engine.statistics()
 
-    def drive(ctx: Context, wl: Workload) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    def drive(ctx: Context, wl: Workload) -> Timed:
         measurements, head = time_default(ctx, wl)
         after = engine.statistics()
         hits, misses = after.cache_hits - before.cache_hits, after.cache_misses - before.cache_misses
@@ -689,9 +692,9 @@ def concurrency(ctx: Context, scales: list[int]) -> Workload:
     w.contenders = [engine_contender(engine), floor_contender(floor)]
     profile = ctx.profile
 
-    def drive(ctx: Context, wl: Workload) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    def drive(ctx: Context, wl: Workload) -> Timed:
         limits = profile.concurrency_limits
-        out: list[dict[str, Any]] = []
+        out: list[Measurement] = []
         items = {c.label: c.prepared(wl) for c in wl.contenders}
 
         def attempt(c: Contender, what: str, run: Callable[[], driver.Run]) -> driver.Run | None:
@@ -706,7 +709,7 @@ def concurrency(ctx: Context, scales: list[int]) -> Workload:
                 wl.params.setdefault("failures", []).append(f"{c.label}, {what}: {message}")
                 return None
 
-        def once(c: Contender, what: str, run: Callable[[], driver.Run], **extra: Any) -> None:
+        def once(c: Contender, what: str, run: Callable[[], driver.Run], **extra: Unpack[MeasurementExtra]) -> None:
             result = attempt(c, what, run)
             if result is not None:
                 out.append(measure([result], c.label, baseline=c.baseline, **extra))
@@ -861,12 +864,12 @@ def _grpc_workload(ctx: Context, scales: list[int], workers: tuple[int, ...]) ->
     ))
     profile = ctx.profile
 
-    def drive(ctx: Context, wl: Workload) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    def drive(ctx: Context, wl: Workload) -> Timed:
         # Many short pairs, each contender in turn and the order reversed every other pair
         # (server, echo, echo, server...): this machine's speed drifts by more than the
         # difference being measured, within seconds, so each rep is compared with its neighbour.
         limits = profile.pair_limits
-        out: list[dict[str, Any]] = []
+        out: list[Measurement] = []
         levels = profile.thread_levels if len(workers) == 1 else (8,)
         prepared = {c.label: c.prepared(wl) for c in wl.contenders}
         for level in levels:
@@ -894,7 +897,7 @@ def _grpc_workload(ctx: Context, scales: list[int], workers: tuple[int, ...]) ->
                 run = driver.closed_loop_asyncio(async_ops[0], async_ops[1], profile.concurrency_limits, level)
                 out.append(measure([run], f"grpc@{workers[0]}w", baseline=False))
 
-        def pick(label: str, drv: str, conc: int) -> dict[str, Any]:
+        def pick(label: str, drv: str, conc: int) -> Measurement:
             return next(m for m in out if m["label"] == label and m["driver"] == drv and m["concurrency"] == conc)
 
         if len(workers) > 1:
