@@ -15,11 +15,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Final, Sequence
 
 from . import compare, framework, report
 
-EPILOG = """\
+EPILOG: Final = """\
 examples:
   python -m bench                                  quick run of every scenario
   python -m bench --full                           1M (and 10M) datasets, longer reps

@@ -13,7 +13,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Callable, Final, Iterable, Iterator, NotRequired, TypedDict
 
 from .world import GENERATOR_VERSION, Row, World, scale_name
 
@@ -21,10 +21,10 @@ if TYPE_CHECKING:
     from relengine import Relationship
     from relengine.storage.lmdb import LmdbStore
 
-ROOT = Path(__file__).resolve().parent
-CACHE_DIR = ROOT / ".cache"
-SCHEMA_PATH = ROOT.parent / "schemas" / "google_tag_manager.zed"
-IMPORT_BATCH = 50_000
+ROOT: Final = Path(__file__).resolve().parent
+CACHE_DIR: Final = ROOT / ".cache"
+SCHEMA_PATH: Final = ROOT.parent / "schemas" / "google_tag_manager.zed"
+IMPORT_BATCH: Final = 50_000
 
 
 class DatasetMeta(TypedDict):

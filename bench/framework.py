@@ -17,7 +17,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, NotRequired, Sequence, TextIO, TypedDict, Unpack
+from typing import Any, Callable, Final, Literal, NotRequired, Sequence, TextIO, TypedDict, Unpack
 
 from . import driver
 from .dataset import CACHE_DIR, Dataset, DatasetMeta, load
@@ -204,14 +204,14 @@ class Profile:
     pair_limits: driver.Limits
 
 
-QUICK = Profile(
+QUICK: Final = Profile(
     "quick", reps=3,
     limits=driver.Limits(seconds=0.2, max_ops=200_000, warmup_seconds=0.05, warmup_ops=2_000),
     concurrency_limits=driver.Limits(seconds=0.3, max_ops=300_000, warmup_seconds=0.05, warmup_ops=200),
     thread_levels=(1, 8, 64), process_levels=(1, 8), open_rate_fraction=0.25, write_ops=200,
     pairs=3, pair_limits=driver.Limits(seconds=0.3, max_ops=300_000, warmup_seconds=0.05, warmup_ops=200),
 )
-FULL = Profile(
+FULL: Final = Profile(
     "full", reps=5,
     limits=driver.Limits(seconds=1.0, max_ops=2_000_000, warmup_seconds=0.3, warmup_ops=20_000),
     concurrency_limits=driver.Limits(seconds=2.0, max_ops=2_000_000, warmup_seconds=0.3, warmup_ops=1_000),
@@ -269,7 +269,7 @@ class Context:
         return self._datasets[relationships]
 
 
-REGISTRY: dict[str, Scenario] = {}
+REGISTRY: Final[dict[str, Scenario]] = {}
 
 
 def scenario(

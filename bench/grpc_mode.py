@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Awaitable, Callable, Final, Sequence
 
 if TYPE_CHECKING:
     from relengine import CheckResponse
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     AsyncCheck = Callable[[Refs], Awaitable[CheckResponse]]
     MadeCheck = AsyncCheck | tuple[AsyncCheck, Callable[[], Awaitable[None]]]  # see driver.closed_loop_asyncio
 
-SERVE_TEMPLATE = "{python} -m relengine serve --data-dir {data_dir} --listen 127.0.0.1:{port} --workers {workers}"
+SERVE_TEMPLATE: Final = "{python} -m relengine serve --data-dir {data_dir} --listen 127.0.0.1:{port} --workers {workers}"
 
 
 def unavailable() -> str | None:

@@ -10,7 +10,7 @@ import itertools
 import shutil
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Literal, Sequence, TypeVar, Unpack, overload
+from typing import TYPE_CHECKING, Callable, Final, Iterator, Literal, Sequence, TypeVar, Unpack, overload
 
 from relengine import (
     BulkCheckResponse,
@@ -154,7 +154,7 @@ def cached_check(ctx: Context, scales: list[int]) -> Workload:
     return w
 
 
-CAVEAT_SCHEMA = """
+CAVEAT_SCHEMA: Final = """
 definition user {}
 
 caveat within_hours(hour int, opens int, closes int) {

@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Final
 
 from relengine.model import Relationship, RelationshipFilter, SubjectRef, parse_relationship
 from relengine.results import Operation, RelationshipUpdate
@@ -39,10 +39,10 @@ from relengine.storage import keys
 from relengine.storage.importer import import_relationships
 from relengine.storage.lmdb import LmdbStore
 
-ROLES = ("reader", "editor", "approver", "publisher")
-USERS_PER_ACCOUNT = 200
-CONTAINERS_PER_ACCOUNT = 50
-GRANTS_PER_CONTAINER = 18
+ROLES: Final = ("reader", "editor", "approver", "publisher")
+USERS_PER_ACCOUNT: Final = 200
+CONTAINERS_PER_ACCOUNT: Final = 50
+GRANTS_PER_CONTAINER: Final = 18
 
 
 def generate(path: Path, count: int, seed: int) -> list[str]:

@@ -49,7 +49,7 @@ _ROLE_CUM: Final = (0.45, 0.75, 0.85, 1.0)
 DEEP_CHAINS: Final = 8
 BIG_ADMIN: Final = "x_bigadmin"
 _MASK: Final = (1 << 64) - 1
-_KIND = {"account": 1, "container": 2, "team": 3, "shape": 4, "query": 5}
+_KIND: Final = {"account": 1, "container": 2, "team": 3, "shape": 4, "query": 5}
 
 
 def scale_of(name: str) -> int:
