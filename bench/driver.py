@@ -16,14 +16,16 @@ import time
 import traceback
 from array import array
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Literal, Sequence, TypeVar
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
     from multiprocessing.context import ForkServerContext, SpawnContext
     from multiprocessing.synchronize import Barrier
 
-Op = Callable[[Any], Any]
+T = TypeVar("T")
+
+Op = Callable[[T], object]  # what is timed: called with each item in turn, its result dropped
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class Run:
         return self.ops / self.seconds if self.seconds > 0 else float("nan")
 
 
-def _warm(op: Op, items: Sequence[Any], limits: Limits) -> None:
+def _warm(op: Op[T], items: Sequence[T], limits: Limits) -> None:
     deadline = time.perf_counter() + limits.warmup_seconds
     n = len(items)
     for i in range(limits.warmup_ops):
@@ -70,7 +72,7 @@ def _warm(op: Op, items: Sequence[Any], limits: Limits) -> None:
             break
 
 
-def closed_loop(op: Op, items: Sequence[Any], limits: Limits, *, record: bool = True, warm: bool = True) -> Run:
+def closed_loop(op: Op[T], items: Sequence[T], limits: Limits, *, record: bool = True, warm: bool = True) -> Run:
     """One caller, back to back, cycling through ``items``. ``record=False`` times batches only
     (for throughput of sub-microsecond calls, where per-call timing would cost as much as the call)."""
     if warm:
@@ -106,7 +108,7 @@ def closed_loop(op: Op, items: Sequence[Any], limits: Limits, *, record: bool = 
     return Run(ops, (end - started) / 1e9, latencies)
 
 
-def closed_loop_threads(op: Op, items: Sequence[Any], limits: Limits, concurrency: int) -> Run:
+def closed_loop_threads(op: Op[T], items: Sequence[T], limits: Limits, concurrency: int) -> Run:
     """``concurrency`` threads calling ``op`` back to back from one shared start."""
     ready = threading.Barrier(concurrency + 1)
     go = threading.Event()
@@ -158,15 +160,16 @@ def _merge(results: Sequence[Run | BaseException | None], seconds: float, concur
 
 # -- processes -------------------------------------------------------------------------------
 
-OpSpec = tuple[str, str, tuple[Any, ...]]
+OpSpec = tuple[str, str, tuple[object, ...]]
 """(module, function, args): in a worker process, ``module.function(*args)`` returns
 ``(op, items)``. Everything in it must pickle; the op is built inside the worker so that each
 process opens its own store (an LMDB environment must not cross a fork)."""
 
 
-def build_op(spec: OpSpec) -> tuple[Op, Sequence[Any]]:
+def build_op(spec: OpSpec) -> tuple[Op[Any], Sequence[Any]]:
+    """The (op, items) the spec names; what they take is known to the named function only."""
     module, function, args = spec
-    built: tuple[Op, Sequence[Any]] = getattr(importlib.import_module(module), function)(*args)
+    built: tuple[Op[Any], Sequence[Any]] = getattr(importlib.import_module(module), function)(*args)
     return built
 
 
@@ -264,7 +267,7 @@ def closed_loop_processes(spec: OpSpec, limits: Limits, concurrency: int, *, sta
 # -- open loop -------------------------------------------------------------------------------
 
 
-def open_loop(op: Op, items: Sequence[Any], limits: Limits, rate: float, workers: int = 8) -> Run:
+def open_loop(op: Op[T], items: Sequence[T], limits: Limits, rate: float, workers: int = 8) -> Run:
     """Requests at ``rate`` per second on a fixed schedule (request i due at start + i/rate),
     shared round-robin by ``workers`` threads. A worker sleeps until its next request is due,
     or sends at once if it is late; latency runs from the due time to the end of the call."""
@@ -312,12 +315,12 @@ def open_loop(op: Op, items: Sequence[Any], limits: Limits, rate: float, workers
 # -- asyncio ---------------------------------------------------------------------------------
 
 
-AsyncOp = Callable[[Any], Awaitable[Any]]
-MadeAsyncOp = AsyncOp | tuple[AsyncOp, Callable[[], Awaitable[object]]]
+AsyncOp = Callable[[T], Awaitable[object]]
+MadeAsyncOp = AsyncOp[T] | tuple[AsyncOp[T], Callable[[], Awaitable[object]]]  # the op, or it and a close
 
 
 def closed_loop_asyncio(
-    make_op: Callable[[], MadeAsyncOp | Coroutine[Any, Any, MadeAsyncOp]], items: Sequence[Any], limits: Limits,
+    make_op: Callable[[], MadeAsyncOp[T] | Coroutine[Any, Any, MadeAsyncOp[T]]], items: Sequence[T], limits: Limits,
     concurrency: int,
 ) -> Run:
     """``concurrency`` tasks on one event loop (a new one, in this thread), each awaiting

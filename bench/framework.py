@@ -116,7 +116,7 @@ Timed = tuple[list[Measurement], Headline]  # what a Workload's ``drive`` return
 class VerificationError(AssertionError):
     """A contender answered a query differently from the expected answer; nothing was timed."""
 
-    def __init__(self, scenario: str, contender: str, mismatches: list[tuple[Any, Any, Any]], total: int) -> None:
+    def __init__(self, scenario: str, contender: str, mismatches: list[tuple[object, object, object]], total: int) -> None:
         self.scenario = scenario
         self.contender = contender
         self.mismatches = mismatches
@@ -132,6 +132,10 @@ class Skip(Exception):
 
 @dataclass
 class Query:
+    """A question and its expected answer, in whatever shape the scenario asks them (a tuple
+    of names, a user id, a batch; a bool, a set, a list): ``Any``, as each scenario reads back
+    its own figures from them (``sum``, ``len``)."""
+
     args: Any
     expected: Any
 
@@ -143,16 +147,17 @@ class Contender:
     its return to the form of the expected answers; ``check`` replaces ``call`` in verification
     when the call has side effects (a write: write, then read it back). ``per_op`` counts units
     of work per call (1,000 checks in a bulk check). ``items``: the timed arguments, when they
-    are not the prepared queries (writes need fresh ones)."""
+    are not the prepared queries (writes need fresh ones). Each contender takes arguments of
+    its own shape, which only its ``prepare`` and ``call`` agree on: their parameters are ``Any``."""
 
     label: str
-    call: Callable[[Any], Any]
+    call: Callable[[Any], object]
     baseline: bool = False
-    answer: Callable[[Any], Any] = field(default=lambda x: x)
-    check: Callable[[Any], Any] | None = None
-    prepare: Callable[[Any], Any] = field(default=lambda x: x)
+    answer: Callable[[Any], object] = field(default=lambda x: x)
+    check: Callable[[Any], object] | None = None
+    prepare: Callable[[Any], object] = field(default=lambda x: x)
     per_op: int = 1
-    items: Sequence[Any] | None = None
+    items: Sequence[object] | None = None
     limits: driver.Limits | None = None  # instead of the profile's (an import: one call per rep)
     queries: list[Query] | None = None  # its own queries, where it answers other questions
     note: str = ""
@@ -160,7 +165,7 @@ class Contender:
     def own(self, workload: Workload) -> list[Query]:
         return self.queries if self.queries is not None else workload.queries
 
-    def prepared(self, workload: Workload) -> list[Any]:
+    def prepared(self, workload: Workload) -> list[object]:
         return [self.prepare(q.args) for q in self.own(workload)]
 
 
@@ -173,7 +178,7 @@ class Workload:
     params: dict[str, Any] = field(default_factory=dict)
     # A custom timing (concurrency, sizes): returns (measurements, headline).
     drive: Callable[[Context, Workload], Timed] | None = None
-    cleanups: list[Callable[[], Any]] = field(default_factory=list)
+    cleanups: list[Callable[[], object]] = field(default_factory=list)
 
 
 @dataclass
@@ -329,7 +334,7 @@ def verify(name: str, workload: Workload) -> Verified:
     }
 
 
-def _answers(expected: Any) -> int:
+def _answers(expected: object) -> int:
     """How many answers one expected value holds: a bulk check's list counts each item."""
     return len(expected) if isinstance(expected, list) else 1
 

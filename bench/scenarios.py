@@ -665,7 +665,7 @@ def mixed_read_write(ctx: Context, scales: list[int]) -> Workload:
     return w
 
 
-def process_op(kind: str, path: str, relationships: int, queries: list[Q]) -> tuple[driver.Op, list[Refs] | list[Q]]:
+def process_op(kind: str, path: str, relationships: int, queries: list[Q]) -> tuple[driver.Op[Refs], list[Refs]] | tuple[driver.Op[Q], list[Q]]:
     """A worker process's (op, items): its own store on the dataset, uncached engine or floor."""
     store = open_store(Path(path), relationships)
     if kind == "engine":
