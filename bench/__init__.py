@@ -13,4 +13,6 @@
 - ``report``, ``plots``, ``compare``: results JSON, Markdown, PNGs; diffs of two runs.
 """
 
-BENCH_VERSION = 1
+from typing import Final
+
+BENCH_VERSION: Final = 1

@@ -19,16 +19,30 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Protocol, Sequence
 
 import lmdb
 
 from .world import Row
 
+if TYPE_CHECKING:
+    from relengine.storage.lmdb import LmdbStore
+
 Query = tuple[str, str, str, str]  # (container id, permission, subject type, subject id)
 
 
-def _handles(store: Any) -> tuple[Any, Any, Any]:
+class Cursor(Protocol):
+    """What the floors use of an ``lmdb.Cursor`` (py-lmdb ships no types, so its environment,
+    databases and transactions are ``Any`` here)."""
+
+    def set_range(self, key: bytes) -> bool: ...
+    def iternext(self, *, values: Literal[False]) -> Iterator[bytes]: ...
+
+
+Get = Callable[[bytes], bytes | None]  # a read transaction's ``get``
+
+
+def _handles(store: LmdbStore) -> tuple[Any, Any, Any]:
     try:
         return store._env, store._rel, store._sub
     except AttributeError as exc:
@@ -45,7 +59,7 @@ def subject_key(rt: str, rid: str, rel: str, st: str, sid: str, srel: str = "") 
     return f"{st}\x00{sid}\x00{srel}\x00{rt}\x00{rel}\x00{rid}\x00".encode()
 
 
-def raw_get(store: Any) -> Callable[[bytes], bool]:
+def raw_get(store: LmdbStore) -> Callable[[bytes], bool]:
     """``get(key)``: a fresh read transaction and one point read in the by-resource index."""
     env, rel, _ = _handles(store)
     begin = env.begin
@@ -60,7 +74,7 @@ def raw_get(store: Any) -> Callable[[bytes], bool]:
     return get
 
 
-def clear_stale_readers(store: Any) -> int:
+def clear_stale_readers(store: LmdbStore) -> int:
     """Free the reader slots of processes that died holding them (``mdb_reader_check``), so that
     one benchmark configuration's dead workers do not fail the next one's."""
     env, _, _ = _handles(store)
@@ -70,11 +84,11 @@ def clear_stale_readers(store: Any) -> int:
 class LmdbFloor:
     """The container permissions over raw py-lmdb, as closures: ``check((cid, perm, "user", uid))``."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: LmdbStore) -> None:
         env, rel_db, sub_db = _handles(store)
         self._env, self._rel, self._sub = env, rel_db, sub_db
 
-        def relation(get: Any, cur: Any, rt: str, rid: str, rel: str, uid: str, depth: int) -> bool:
+        def relation(get: Get, cur: Cursor, rt: str, rid: str, rel: str, uid: str, depth: int) -> bool:
             prefix = f"{rt}\x00{rid}\x00{rel}\x00"
             if get(f"{prefix}user\x00{uid}\x00\x00".encode()) is not None:
                 return True
@@ -90,7 +104,7 @@ class LmdbFloor:
                         return True
             return False
 
-        def targets(cur: Any, rt: str, rid: str, rel: str) -> list[str]:
+        def targets(cur: Cursor, rt: str, rid: str, rel: str) -> list[str]:
             prefix = f"{rt}\x00{rid}\x00{rel}\x00".encode()
             out = []
             if cur.set_range(prefix):
@@ -100,24 +114,24 @@ class LmdbFloor:
                     out.append(key[len(prefix):].split(b"\x00")[1].decode())
             return out
 
-        def administer(get: Any, cur: Any, aid: str, uid: str) -> bool:
+        def administer(get: Get, cur: Cursor, aid: str, uid: str) -> bool:
             return relation(get, cur, "account", aid, "admin", uid, 50)
 
-        def publish(get: Any, cur: Any, cid: str, uid: str) -> bool:
+        def publish(get: Get, cur: Cursor, cid: str, uid: str) -> bool:
             return relation(get, cur, "container", cid, "publisher", uid, 50) or any(
                 administer(get, cur, aid, uid) for aid in targets(cur, "container", cid, "account")
             )
 
-        def approve(get: Any, cur: Any, cid: str, uid: str) -> bool:
+        def approve(get: Get, cur: Cursor, cid: str, uid: str) -> bool:
             return relation(get, cur, "container", cid, "approver", uid, 50) or publish(get, cur, cid, uid)
 
-        def edit(get: Any, cur: Any, cid: str, uid: str) -> bool:
+        def edit(get: Get, cur: Cursor, cid: str, uid: str) -> bool:
             return relation(get, cur, "container", cid, "editor", uid, 50) or approve(get, cur, cid, uid)
 
-        def read(get: Any, cur: Any, cid: str, uid: str) -> bool:
+        def read(get: Get, cur: Cursor, cid: str, uid: str) -> bool:
             return relation(get, cur, "container", cid, "reader", uid, 50) or edit(get, cur, cid, uid)
 
-        self.permissions: dict[str, Callable[[Any, Any, str, str], bool]] = {
+        self.permissions: dict[str, Callable[[Get, Cursor, str, str], bool]] = {
             "read": read, "edit": edit, "approve": approve, "publish": publish,
         }
 

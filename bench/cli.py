@@ -15,11 +15,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Final, Sequence
 
 from . import compare, framework, report
 
-EPILOG = """\
+EPILOG: Final = """\
 examples:
   python -m bench                                  quick run of every scenario
   python -m bench --full                           1M (and 10M) datasets, longer reps
@@ -128,7 +128,7 @@ def _scale(n: int) -> str:
     return scale_name(n)
 
 
-def _one_line(result: dict, i: int, total: int) -> str:
+def _one_line(result: framework.ScenarioResult, i: int, total: int) -> str:
     head = f"[{i}/{total}] {result['name']}@{result['scale']}: {result['status']}"
     if result["status"] != "ok":
         return f"{head} ({result.get('reason', '')[:200]})"

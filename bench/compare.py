@@ -18,18 +18,40 @@ threshold for --quick runs on a busy machine, a smaller one for --full runs on a
 from __future__ import annotations
 
 import argparse
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Final, Literal, NotRequired, Sequence, TypedDict
 
 from . import report
 
-DEFAULT_THRESHOLD = 0.15
+if TYPE_CHECKING:
+    from .framework import Headline, ScenarioResult
+
+DEFAULT_THRESHOLD: Final = 0.15
+
+Verdict = Literal["regression", "improvement", "ok", "broken", "fixed", "new", "gone", "skipped", "incomparable"]
 
 
-def _key(s: dict[str, Any]) -> tuple[str, str, str]:
+class Row(TypedDict):
+    """One scenario (name, scale, mode) of either file; the headline figures where both ran."""
+
+    name: str
+    scale: str
+    mode: str
+    verdict: NotRequired[Verdict]  # set once judged: every row returned has one
+    reason: NotRequired[str]  # broken: why it fails now
+    metric: NotRequired[str]
+    baseline: NotRequired[str]
+    old_ratio: NotRequired[float | None]
+    new_ratio: NotRequired[float | None]
+    old_value: NotRequired[float]
+    new_value: NotRequired[float]
+    change: NotRequired[float]  # new ratio / old ratio - 1
+
+
+def _key(s: ScenarioResult) -> tuple[str, str, str]:
     return (s["name"], str(s["scale"]), s.get("mode", "inproc"))
 
 
-def compare(old: dict[str, Any], new: dict[str, Any], threshold: float = DEFAULT_THRESHOLD) -> list[dict[str, Any]]:
+def compare(old: report.Results, new: report.Results, threshold: float = DEFAULT_THRESHOLD) -> list[Row]:
     """One row per scenario in either file: verdict regression / improvement / ok / broken /
     fixed / new / gone / skipped, with the ratios and their relative change."""
     olds = {_key(s): s for s in old["scenarios"]}
@@ -37,36 +59,36 @@ def compare(old: dict[str, Any], new: dict[str, Any], threshold: float = DEFAULT
     rows = []
     for key in list(olds) + [k for k in news if k not in olds]:
         o, n = olds.get(key), news.get(key)
-        row: dict[str, Any] = {"name": key[0], "scale": key[1], "mode": key[2]}
+        row: Row = {"name": key[0], "scale": key[1], "mode": key[2]}
         if n is None:
             row["verdict"] = "gone"
         elif o is None:
             row["verdict"] = "new"
         elif o["status"] == "ok" and n["status"] == "failed":
-            row.update(verdict="broken", reason=n.get("reason", ""))
+            row["verdict"] = "broken"
+            row["reason"] = n.get("reason", "")
         elif o["status"] != "ok" and n["status"] == "ok":
             row["verdict"] = "fixed"
         elif o["status"] != "ok" or n["status"] != "ok":
             row["verdict"] = "skipped"
         else:
-            row.update(_judge(o["headline"], n["headline"], threshold))
+            _judge(row, o["headline"], n["headline"], threshold)
         rows.append(row)
     return rows
 
 
-def _judge(old: dict[str, Any], new: dict[str, Any], threshold: float) -> dict[str, Any]:
+def _judge(out: Row, old: Headline, new: Headline, threshold: float) -> None:
+    """The two headlines' figures and the verdict, into ``out``."""
     r0, r1 = old["ratio"], new["ratio"]
-    out: dict[str, Any] = {
-        "metric": new["metric"],
-        "baseline": new["baseline"],
-        "old_ratio": r0,
-        "new_ratio": r1,
-        "old_value": old["value"],
-        "new_value": new["value"],
-    }
+    out["metric"] = new["metric"]
+    out["baseline"] = new["baseline"]
+    out["old_ratio"] = r0
+    out["new_ratio"] = r1
+    out["old_value"] = old["value"]
+    out["new_value"] = new["value"]
     if not r0 or r1 is None or old["metric"] != new["metric"] or old["baseline"] != new["baseline"]:
         out["verdict"] = "incomparable"
-        return out
+        return
     change = r1 / r0 - 1
     out["change"] = round(change, 4)
     old_reps = old.get("ratio_reps") or [r0]
@@ -76,10 +98,9 @@ def _judge(old: dict[str, Any], new: dict[str, Any], threshold: float) -> dict[s
         out["verdict"] = "improvement"
     else:
         out["verdict"] = "ok"
-    return out
 
 
-def format_rows(rows: Sequence[dict[str, Any]], threshold: float) -> str:
+def format_rows(rows: Sequence[Row], threshold: float) -> str:
     lines = [
         f"threshold: ratio worse by more than {threshold:.0%} and beyond the old run's reps",
         "",

@@ -13,14 +13,34 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Final, Iterable, Iterator, NotRequired, TypedDict
 
 from .world import GENERATOR_VERSION, Row, World, scale_name
 
-ROOT = Path(__file__).resolve().parent
-CACHE_DIR = ROOT / ".cache"
-SCHEMA_PATH = ROOT.parent / "schemas" / "google_tag_manager.zed"
-IMPORT_BATCH = 50_000
+if TYPE_CHECKING:
+    from relengine import Relationship
+    from relengine.storage.lmdb import LmdbStore
+
+ROOT: Final = Path(__file__).resolve().parent
+CACHE_DIR: Final = ROOT / ".cache"
+SCHEMA_PATH: Final = ROOT.parent / "schemas" / "google_tag_manager.zed"
+IMPORT_BATCH: Final = 50_000
+
+
+class DatasetMeta(TypedDict):
+    """A cache entry's ``meta.json``, and whether this run found the entry (``cached``)."""
+
+    key: str
+    generator_version: int
+    seed: int
+    scale: str
+    relationships: int
+    shape: dict[str, object]
+    import_path: str
+    build_seconds: float
+    bytes_used: int | None
+    built_at: str
+    cached: NotRequired[bool]
 
 
 def schema_text() -> str:
@@ -37,13 +57,16 @@ def map_size_for(relationships: int) -> int:
     return max(64 << 20, relationships * 600)
 
 
-def open_store(path: Path, relationships: int, **options: Any) -> Any:
+def open_store(path: Path, relationships: int, *, sync: bool = True) -> LmdbStore:
     from relengine.storage.lmdb import LmdbStore
 
-    options.setdefault("map_size", map_size_for(relationships))
-    options.setdefault("max_map_size", max(1 << 30, relationships * 4000))
-    options.setdefault("gc_interval", None)  # no background GC pauses inside timed loops
-    return LmdbStore(path, **options)
+    return LmdbStore(
+        path,
+        map_size=map_size_for(relationships),
+        max_map_size=max(1 << 30, relationships * 4000),
+        gc_interval=None,  # no background GC pauses inside timed loops
+        sync=sync,
+    )
 
 
 def row_text(row: Row) -> str:
@@ -51,14 +74,14 @@ def row_text(row: Row) -> str:
     return f"{t}:{oid}#{rel}@{st}:{sid}#{srel}\n" if srel else f"{t}:{oid}#{rel}@{st}:{sid}\n"
 
 
-def import_rows(store: Any, rows: Iterable[Row], schema: str, batch: int = IMPORT_BATCH) -> tuple[int, str]:
+def import_rows(store: LmdbStore, rows: Iterable[Row], schema: str, batch: int = IMPORT_BATCH) -> tuple[int, str]:
     """Load ``rows`` into ``store`` (schema first) through the bulk import path; returns
     (count, path used). See ``import_lines``."""
     return import_lines(store, map(row_text, rows), schema, batch, rows=rows)
 
 
 def import_lines(
-    store: Any, lines: Iterable[str], schema: str, batch: int = IMPORT_BATCH, *, rows: Iterable[Row] | None = None
+    store: LmdbStore, lines: Iterable[str], schema: str, batch: int = IMPORT_BATCH, *, rows: Iterable[Row] | None = None
 ) -> tuple[int, str]:
     """Write ``schema``, then import relationship text ``lines`` through
     ``relengine.storage.importer`` (schema-validated, as ``relengine import`` would). Without
@@ -89,14 +112,14 @@ def import_lines(
         return count, "store.bulk_touch"
     compiled = compile_schema(schema)
 
-    def validate(rel: Any) -> None:
+    def validate(rel: Relationship) -> None:
         check_relationship(compiled, rel)
 
     result = import_relationships(store, lines, "text", validate=validate, batch_size=batch)
     return result.relationships, "storage.importer.import_relationships"
 
 
-def _row_of(rel: Any) -> Row:
+def _row_of(rel: Relationship) -> Row:
     s = rel.subject
     return (rel.resource.type, rel.resource.id, rel.relation, s.type, s.id, s.relation or "", None, None)
 
@@ -107,14 +130,14 @@ class Dataset:
 
     world: World
     path: Path  # the LMDB store directory
-    meta: dict[str, Any]
+    meta: DatasetMeta
 
     @property
     def relationships(self) -> int:
         return self.world.shape.relationships
 
-    def open(self, **options: Any) -> Any:
-        return open_store(self.path, self.relationships, **options)
+    def open(self) -> LmdbStore:
+        return open_store(self.path, self.relationships)
 
 
 def load(
@@ -130,7 +153,7 @@ def load(
     entry = cache_dir / cache_key(relationships, seed)
     meta_path = entry / "meta.json"
     if not rebuild and meta_path.exists():
-        meta = json.loads(meta_path.read_text())
+        meta: DatasetMeta = json.loads(meta_path.read_text())
         meta["cached"] = True
         return Dataset(world, entry / "store", meta)
     if entry.exists():

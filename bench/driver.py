@@ -16,9 +16,16 @@ import time
 import traceback
 from array import array
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Literal, Sequence, TypeVar
 
-Op = Callable[[Any], Any]
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.context import ForkServerContext, SpawnContext
+    from multiprocessing.synchronize import Barrier
+
+T = TypeVar("T")
+
+Op = Callable[[T], object]  # what is timed: called with each item in turn, its result dropped
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,7 @@ class Run:
 
     ops: int
     seconds: float
-    latencies: array = field(default_factory=lambda: array("q"))
+    latencies: array[int] = field(default_factory=lambda: array("q"))
     concurrency: int = 1
     driver: str = "closed"
     late: int = 0  # open loop: requests sent after their intended time
@@ -56,7 +63,7 @@ class Run:
         return self.ops / self.seconds if self.seconds > 0 else float("nan")
 
 
-def _warm(op: Op, items: Sequence[Any], limits: Limits) -> None:
+def _warm(op: Op[T], items: Sequence[T], limits: Limits) -> None:
     deadline = time.perf_counter() + limits.warmup_seconds
     n = len(items)
     for i in range(limits.warmup_ops):
@@ -65,7 +72,7 @@ def _warm(op: Op, items: Sequence[Any], limits: Limits) -> None:
             break
 
 
-def closed_loop(op: Op, items: Sequence[Any], limits: Limits, *, record: bool = True, warm: bool = True) -> Run:
+def closed_loop(op: Op[T], items: Sequence[T], limits: Limits, *, record: bool = True, warm: bool = True) -> Run:
     """One caller, back to back, cycling through ``items``. ``record=False`` times batches only
     (for throughput of sub-microsecond calls, where per-call timing would cost as much as the call)."""
     if warm:
@@ -101,11 +108,11 @@ def closed_loop(op: Op, items: Sequence[Any], limits: Limits, *, record: bool = 
     return Run(ops, (end - started) / 1e9, latencies)
 
 
-def closed_loop_threads(op: Op, items: Sequence[Any], limits: Limits, concurrency: int) -> Run:
+def closed_loop_threads(op: Op[T], items: Sequence[T], limits: Limits, concurrency: int) -> Run:
     """``concurrency`` threads calling ``op`` back to back from one shared start."""
     ready = threading.Barrier(concurrency + 1)
     go = threading.Event()
-    results: list[Run | BaseException] = [None] * concurrency  # type: ignore[list-item]
+    results: list[Run | BaseException | None] = [None] * concurrency
     share = Limits(limits.seconds, max(1, limits.max_ops // concurrency), limits.warmup_seconds, limits.warmup_ops)
 
     def worker(k: int) -> None:
@@ -137,7 +144,7 @@ def closed_loop_threads(op: Op, items: Sequence[Any], limits: Limits, concurrenc
     return _merge(results, (end - started) / 1e9, concurrency, "threads")
 
 
-def _merge(results: Sequence[Run | BaseException], seconds: float, concurrency: int, driver: str) -> Run:
+def _merge(results: Sequence[Run | BaseException | None], seconds: float, concurrency: int, driver: str) -> Run:
     errors = [r for r in results if isinstance(r, BaseException)]
     if errors:
         # The first worker to fail breaks the barrier for the others: raise its error.
@@ -153,18 +160,25 @@ def _merge(results: Sequence[Run | BaseException], seconds: float, concurrency: 
 
 # -- processes -------------------------------------------------------------------------------
 
-OpSpec = tuple[str, str, tuple[Any, ...]]
+OpSpec = tuple[str, str, tuple[object, ...]]
 """(module, function, args): in a worker process, ``module.function(*args)`` returns
 ``(op, items)``. Everything in it must pickle; the op is built inside the worker so that each
 process opens its own store (an LMDB environment must not cross a fork)."""
 
 
-def build_op(spec: OpSpec) -> tuple[Op, Sequence[Any]]:
+def build_op(spec: OpSpec) -> tuple[Op[Any], Sequence[Any]]:
+    """The (op, items) the spec names; what they take is known to the named function only."""
     module, function, args = spec
-    return getattr(importlib.import_module(module), function)(*args)  # type: ignore[no-any-return]
+    built: tuple[Op[Any], Sequence[Any]] = getattr(importlib.import_module(module), function)(*args)
+    return built
 
 
-def _process_worker(spec: OpSpec, limits: Limits, k: int, barrier: Any, conn: Any) -> None:
+_Report = tuple[Literal["ok"], int, float, bytes, int, int] | tuple[Literal["error"], str, str]
+"""A worker's message: ("ok", ops, seconds, latencies as bytes, start ns, end ns), or
+("error", "Type: message", traceback)."""
+
+
+def _process_worker(spec: OpSpec, limits: Limits, k: int, barrier: Barrier, conn: Connection[_Report, Any]) -> None:
     try:
         op, items = build_op(spec)
         rotated = list(items[k % len(items):]) + list(items[: k % len(items)])
@@ -183,18 +197,20 @@ def _process_worker(spec: OpSpec, limits: Limits, k: int, barrier: Any, conn: An
         conn.close()
 
 
-_CONTEXT: Any = None
+_CONTEXT: ForkServerContext | SpawnContext | None = None
 
 
-def _context() -> Any:
+def _context() -> ForkServerContext | SpawnContext:
     """A forkserver context: workers fork from a clean server process (no LMDB environment of
     ours in it), with the bench and relengine preloaded so that a worker starts in milliseconds."""
     global _CONTEXT
     if _CONTEXT is None:
-        methods = multiprocessing.get_all_start_methods()
-        _CONTEXT = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-        if "forkserver" in methods:
-            _CONTEXT.set_forkserver_preload(["bench.scenarios", "relengine", "lmdb"])
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            forkserver = multiprocessing.get_context("forkserver")
+            forkserver.set_forkserver_preload(["bench.scenarios", "relengine", "lmdb"])
+            _CONTEXT = forkserver
+        else:
+            _CONTEXT = multiprocessing.get_context("spawn")
     return _CONTEXT
 
 
@@ -205,7 +221,7 @@ def closed_loop_processes(spec: OpSpec, limits: Limits, concurrency: int, *, sta
     ctx = _context()
     barrier = ctx.Barrier(concurrency + 1)
     share = Limits(limits.seconds, max(1, limits.max_ops // concurrency), limits.warmup_seconds, limits.warmup_ops)
-    pipes = []
+    pipes: list[Connection[Any, _Report]] = []
     procs = []
     for k in range(concurrency):
         parent, child = ctx.Pipe(duplex=False)
@@ -251,7 +267,7 @@ def closed_loop_processes(spec: OpSpec, limits: Limits, concurrency: int, *, sta
 # -- open loop -------------------------------------------------------------------------------
 
 
-def open_loop(op: Op, items: Sequence[Any], limits: Limits, rate: float, workers: int = 8) -> Run:
+def open_loop(op: Op[T], items: Sequence[T], limits: Limits, rate: float, workers: int = 8) -> Run:
     """Requests at ``rate`` per second on a fixed schedule (request i due at start + i/rate),
     shared round-robin by ``workers`` threads. A worker sleeps until its next request is due,
     or sends at once if it is late; latency runs from the due time to the end of the call."""
@@ -261,7 +277,7 @@ def open_loop(op: Op, items: Sequence[Any], limits: Limits, rate: float, workers
     total = max(1, min(limits.max_ops, int(rate * limits.seconds)))
     interval = 1e9 / rate
     n = len(items)
-    results: list[Run | BaseException] = [None] * workers  # type: ignore[list-item]
+    results: list[Run | BaseException | None] = [None] * workers
     clock = time.perf_counter_ns
     start = clock() + 5_000_000  # every worker is sleeping on the schedule before the first send
 
@@ -299,7 +315,14 @@ def open_loop(op: Op, items: Sequence[Any], limits: Limits, rate: float, workers
 # -- asyncio ---------------------------------------------------------------------------------
 
 
-def closed_loop_asyncio(make_op: Callable[[], Any], items: Sequence[Any], limits: Limits, concurrency: int) -> Run:
+AsyncOp = Callable[[T], Awaitable[object]]
+MadeAsyncOp = AsyncOp[T] | tuple[AsyncOp[T], Callable[[], Awaitable[object]]]  # the op, or it and a close
+
+
+def closed_loop_asyncio(
+    make_op: Callable[[], MadeAsyncOp[T] | Coroutine[Any, Any, MadeAsyncOp[T]]], items: Sequence[T], limits: Limits,
+    concurrency: int,
+) -> Run:
     """``concurrency`` tasks on one event loop (a new one, in this thread), each awaiting
     ``op(item)`` back to back. ``make_op`` runs inside the loop (async clients bind to it) and
     returns the coroutine function ``op``, or ``(op, close)`` where ``close`` is awaited at the end."""

@@ -17,18 +17,106 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Final, Literal, NotRequired, Sequence, TextIO, TypedDict, Unpack
 
 from . import driver
-from .dataset import CACHE_DIR, Dataset, load
-from .hist import Latencies
+from .dataset import CACHE_DIR, Dataset, DatasetMeta, load
+from .hist import Latencies, LatencySummary
 from .world import scale_name, scale_of
+
+Metric = Literal["p50_ns", "ns_per_unit"]  # the costs a headline compares (lower is better)
+
+
+class Rep(TypedDict):
+    ops: int
+    seconds: float
+    ns_per_op: float
+    p50: NotRequired[int]  # runs that time each call
+
+
+class MeasurementExtra(TypedDict, total=False):
+    """What a scenario adds to a measurement."""
+
+    note: str
+    rate: float  # open loop: requests per second
+    relationships: int  # check_vs_size: the dataset size it ran at
+
+
+class Measurement(MeasurementExtra):
+    """One contender's runs (reps, or one concurrent run), as ``measure`` gives them."""
+
+    label: str
+    baseline: bool
+    driver: str
+    concurrency: int
+    per_op: int
+    ops: int
+    seconds: float
+    ns_per_op: float
+    ns_per_unit: float
+    units_per_second: float
+    reps: list[Rep]
+    late: NotRequired[int]  # open loop: requests sent after their intended time
+    latency_ns: NotRequired[LatencySummary]
+    p50_ns: NotRequired[float]  # the median of the reps' p50s
+
+
+class HeadlineExtra(TypedDict, total=False):
+    """What a scenario adds to its headline."""
+
+    at: str  # where a scenario with many configurations takes its headline
+    throughput: dict[str, Headline]  # grpc_check: the server against the echo at each concurrency
+    raw_get_ratio: float  # check_vs_size: the raw get's ratio over the same sizes
+
+
+class Headline(HeadlineExtra):
+    """A subject against its baseline on one metric."""
+
+    metric: Metric
+    subject: str
+    baseline: str
+    value: float
+    baseline_value: float
+    ratio: float | None
+    ratio_reps: list[float]
+    ratio_paired: float | None
+    diff_paired: float | None
+
+
+class Verified(TypedDict):
+    queries: int
+    answers: int
+    contenders: list[str]
+
+
+class ScenarioResult(TypedDict):
+    """One scenario at one scale (or, ``all_scales``, at all of them). ``status`` and
+    ``wall_seconds`` are set when it ends; ``verified`` once its answers are right; ``params``,
+    ``measurements`` and ``headline`` when it is ``ok``; ``reason`` when skipped or failed."""
+
+    name: str
+    tags: list[str]
+    mode: str
+    description: str
+    scale: str
+    relationships: int | list[int]
+    verified: NotRequired[Verified]
+    status: NotRequired[Literal["ok", "skipped", "failed"]]
+    params: NotRequired[dict[str, Any]]  # JSON figures of the scenario's own (queries, cache hit ratio...)
+    measurements: NotRequired[list[Measurement]]
+    headline: NotRequired[Headline]
+    reason: NotRequired[str]
+    traceback: NotRequired[str]
+    wall_seconds: NotRequired[float]
+
+
+Timed = tuple[list[Measurement], Headline]  # what a Workload's ``drive`` returns
 
 
 class VerificationError(AssertionError):
     """A contender answered a query differently from the expected answer; nothing was timed."""
 
-    def __init__(self, scenario: str, contender: str, mismatches: list[tuple[Any, Any, Any]], total: int) -> None:
+    def __init__(self, scenario: str, contender: str, mismatches: list[tuple[object, object, object]], total: int) -> None:
         self.scenario = scenario
         self.contender = contender
         self.mismatches = mismatches
@@ -44,6 +132,10 @@ class Skip(Exception):
 
 @dataclass
 class Query:
+    """A question and its expected answer, in whatever shape the scenario asks them (a tuple
+    of names, a user id, a batch; a bool, a set, a list): ``Any``, as each scenario reads back
+    its own figures from them (``sum``, ``len``)."""
+
     args: Any
     expected: Any
 
@@ -55,16 +147,17 @@ class Contender:
     its return to the form of the expected answers; ``check`` replaces ``call`` in verification
     when the call has side effects (a write: write, then read it back). ``per_op`` counts units
     of work per call (1,000 checks in a bulk check). ``items``: the timed arguments, when they
-    are not the prepared queries (writes need fresh ones)."""
+    are not the prepared queries (writes need fresh ones). Each contender takes arguments of
+    its own shape, which only its ``prepare`` and ``call`` agree on: their parameters are ``Any``."""
 
     label: str
-    call: Callable[[Any], Any]
+    call: Callable[[Any], object]
     baseline: bool = False
-    answer: Callable[[Any], Any] = field(default=lambda x: x)
-    check: Callable[[Any], Any] | None = None
-    prepare: Callable[[Any], Any] = field(default=lambda x: x)
+    answer: Callable[[Any], object] = field(default=lambda x: x)
+    check: Callable[[Any], object] | None = None
+    prepare: Callable[[Any], object] = field(default=lambda x: x)
     per_op: int = 1
-    items: Sequence[Any] | None = None
+    items: Sequence[object] | None = None
     limits: driver.Limits | None = None  # instead of the profile's (an import: one call per rep)
     queries: list[Query] | None = None  # its own queries, where it answers other questions
     note: str = ""
@@ -72,7 +165,7 @@ class Contender:
     def own(self, workload: Workload) -> list[Query]:
         return self.queries if self.queries is not None else workload.queries
 
-    def prepared(self, workload: Workload) -> list[Any]:
+    def prepared(self, workload: Workload) -> list[object]:
         return [self.prepare(q.args) for q in self.own(workload)]
 
 
@@ -84,8 +177,8 @@ class Workload:
     baseline: str = ""  # the label of the headline's baseline (default: the first baseline)
     params: dict[str, Any] = field(default_factory=dict)
     # A custom timing (concurrency, sizes): returns (measurements, headline).
-    drive: Callable[[Context, Workload], tuple[list[dict[str, Any]], dict[str, Any]]] | None = None
-    cleanups: list[Callable[[], Any]] = field(default_factory=list)
+    drive: Callable[[Context, Workload], Timed] | None = None
+    cleanups: list[Callable[[], object]] = field(default_factory=list)
 
 
 @dataclass
@@ -116,14 +209,14 @@ class Profile:
     pair_limits: driver.Limits
 
 
-QUICK = Profile(
+QUICK: Final = Profile(
     "quick", reps=3,
     limits=driver.Limits(seconds=0.2, max_ops=200_000, warmup_seconds=0.05, warmup_ops=2_000),
     concurrency_limits=driver.Limits(seconds=0.3, max_ops=300_000, warmup_seconds=0.05, warmup_ops=200),
     thread_levels=(1, 8, 64), process_levels=(1, 8), open_rate_fraction=0.25, write_ops=200,
     pairs=3, pair_limits=driver.Limits(seconds=0.3, max_ops=300_000, warmup_seconds=0.05, warmup_ops=200),
 )
-FULL = Profile(
+FULL: Final = Profile(
     "full", reps=5,
     limits=driver.Limits(seconds=1.0, max_ops=2_000_000, warmup_seconds=0.3, warmup_ops=20_000),
     concurrency_limits=driver.Limits(seconds=2.0, max_ops=2_000_000, warmup_seconds=0.3, warmup_ops=1_000),
@@ -135,7 +228,7 @@ FULL = Profile(
 class Progress:
     """One status line on stderr: rewritten in place on a terminal, a line per step otherwise."""
 
-    def __init__(self, stream: Any, enabled: bool = True) -> None:
+    def __init__(self, stream: TextIO, enabled: bool = True) -> None:
         self.stream = stream
         self.enabled = enabled
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
@@ -170,18 +263,18 @@ class Context:
     cache_dir: Path | None = None
     rate: float | None = None  # open-loop rate override
     _datasets: dict[int, Dataset] = field(default_factory=dict)
-    dataset_info: list[dict[str, Any]] = field(default_factory=list)
+    dataset_info: list[DatasetMeta] = field(default_factory=list)
 
     def dataset(self, relationships: int) -> Dataset:
         if relationships not in self._datasets:
             self.progress(f"dataset {scale_name(relationships)}: loading")
             ds = load(relationships, self.seed, cache_dir=self.cache_dir or CACHE_DIR, progress=self.progress)
             self._datasets[relationships] = ds
-            self.dataset_info.append(dict(ds.meta))
+            self.dataset_info.append(ds.meta.copy())
         return self._datasets[relationships]
 
 
-REGISTRY: dict[str, Scenario] = {}
+REGISTRY: Final[dict[str, Scenario]] = {}
 
 
 def scenario(
@@ -221,7 +314,7 @@ def plan(s: Scenario, profile: Profile, scale_patterns: Sequence[str] | None) ->
 # -- verification and timing ------------------------------------------------------------------
 
 
-def verify(name: str, workload: Workload) -> dict[str, Any]:
+def verify(name: str, workload: Workload) -> Verified:
     """Every contender answers every query; raises VerificationError on the first contender
     with a wrong answer."""
     for c in workload.contenders:
@@ -241,23 +334,21 @@ def verify(name: str, workload: Workload) -> dict[str, Any]:
     }
 
 
-def _answers(expected: Any) -> int:
+def _answers(expected: object) -> int:
     """How many answers one expected value holds: a bulk check's list counts each item."""
     return len(expected) if isinstance(expected, list) else 1
 
 
-def measure(runs: list[driver.Run], label: str, *, baseline: bool, per_op: int = 1, **extra: Any) -> dict[str, Any]:
+def measure(
+    runs: list[driver.Run], label: str, *, baseline: bool, per_op: int = 1, **extra: Unpack[MeasurementExtra]
+) -> Measurement:
     """One contender's runs (reps, or one concurrent run) as a result entry."""
     lat = Latencies()
     for r in runs:
         lat.add(r.latencies)
-    reps = [
-        {"ops": r.ops, "seconds": round(r.seconds, 6), "ns_per_op": round(r.ns_per_op, 1),
-         **({"p50": _p50(r)} if len(r.latencies) else {})}
-        for r in runs
-    ]
+    reps = [_rep(r) for r in runs]
     ns_per_op = statistics.median(r.ns_per_op for r in runs)
-    out: dict[str, Any] = {
+    out: Measurement = {
         "label": label,
         "baseline": baseline,
         "driver": runs[0].driver,
@@ -275,8 +366,14 @@ def measure(runs: list[driver.Run], label: str, *, baseline: bool, per_op: int =
     if lat.count:
         out["latency_ns"] = lat.summary()
         out["p50_ns"] = statistics.median(rep["p50"] for rep in reps if "p50" in rep)
-    out.update(extra)
-    return out
+    return {**out, **extra}
+
+
+def _rep(run: driver.Run) -> Rep:
+    rep: Rep = {"ops": run.ops, "seconds": round(run.seconds, 6), "ns_per_op": round(run.ns_per_op, 1)}
+    if len(run.latencies):
+        rep["p50"] = _p50(run)
+    return rep
 
 
 def _p50(run: driver.Run) -> int:
@@ -284,7 +381,7 @@ def _p50(run: driver.Run) -> int:
     return int(data[max(0, (len(data) + 1) // 2 - 1)])
 
 
-def paired(subject: dict[str, Any], base: dict[str, Any], metric: str) -> list[tuple[float, float]]:
+def paired(subject: Measurement, base: Measurement, metric: Metric) -> list[tuple[float, float]]:
     """The interleaved reps of ``subject`` and ``base`` side by side on ``metric`` (``p50_ns``,
     or a cost per unit), skipping reps without it."""
     out = []
@@ -296,7 +393,7 @@ def paired(subject: dict[str, Any], base: dict[str, Any], metric: str) -> list[t
     return out
 
 
-def headline(subject: dict[str, Any], base: dict[str, Any], metric: str, **extra: Any) -> dict[str, Any]:
+def headline(subject: Measurement, base: Measurement, metric: Metric, **extra: Unpack[HeadlineExtra]) -> Headline:
     """Subject vs baseline on ``metric`` (a cost: lower is better); ``ratio`` = subject /
     baseline, from the medians; ``ratio_reps`` pairs the interleaved reps one by one, and
     ``ratio_paired`` / ``diff_paired`` are the medians of those pairs' ratios / differences
@@ -318,11 +415,11 @@ def headline(subject: dict[str, Any], base: dict[str, Any], metric: str, **extra
     }
 
 
-def _metric(m: dict[str, Any], metric: str) -> float:
+def _metric(m: Measurement, metric: Metric) -> float:
     return float(m[metric])
 
 
-def time_default(ctx: Context, workload: Workload) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def time_default(ctx: Context, workload: Workload) -> Timed:
     record = workload.timing == "latency"
     runs: dict[str, list[driver.Run]] = {c.label: [] for c in workload.contenders}
     items = {c.label: c.items if c.items is not None else c.prepared(workload) for c in workload.contenders}
@@ -339,10 +436,10 @@ def time_default(ctx: Context, workload: Workload) -> tuple[list[dict[str, Any]]
     return measurements, headline(subject, base, "p50_ns" if record else "ns_per_unit")
 
 
-def run_scenario(ctx: Context, s: Scenario, scales: list[int]) -> dict[str, Any]:
+def run_scenario(ctx: Context, s: Scenario, scales: list[int]) -> ScenarioResult:
     """Set up, verify, time; a result entry whatever happens (status ok, skipped or failed)."""
     started = time.perf_counter()
-    result: dict[str, Any] = {
+    result: ScenarioResult = {
         "name": s.name,
         "tags": list(s.tags),
         "mode": s.mode,
@@ -358,13 +455,20 @@ def run_scenario(ctx: Context, s: Scenario, scales: list[int]) -> dict[str, Any]
         result["verified"] = verify(s.name, workload)
         drive = workload.drive or time_default
         measurements, head = drive(ctx, workload)
-        result.update(status="ok", params=workload.params, measurements=measurements, headline=head)
+        result["status"] = "ok"
+        result["params"] = workload.params
+        result["measurements"] = measurements
+        result["headline"] = head
     except Skip as exc:
-        result.update(status="skipped", reason=str(exc))
+        result["status"] = "skipped"
+        result["reason"] = str(exc)
     except VerificationError as exc:
-        result.update(status="failed", reason=f"verification: {exc}")
+        result["status"] = "failed"
+        result["reason"] = f"verification: {exc}"
     except Exception as exc:
-        result.update(status="failed", reason=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8))
+        result["status"] = "failed"
+        result["reason"] = f"{type(exc).__name__}: {exc}"
+        result["traceback"] = traceback.format_exc(limit=8)
     finally:
         if workload is not None:
             for cleanup in reversed(workload.cleanups):

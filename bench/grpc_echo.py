@@ -10,22 +10,26 @@ import subprocess
 import sys
 import time
 from concurrent import futures
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable, Final
 
-METHOD = "/bench.Echo/Echo"
-
-
-def _handler() -> Any:
+if TYPE_CHECKING:
     import grpc
 
-    def echo(request: bytes, context: Any) -> bytes:
+METHOD: Final = "/bench.Echo/Echo"
+
+
+def _handler() -> grpc.GenericRpcHandler:
+    import grpc
+
+    def echo(request: bytes, context: grpc.ServicerContext) -> bytes:
         return request
 
-    handler: Any = grpc.unary_unary_rpc_method_handler(echo)  # no (de)serializers: bytes in, bytes out
+    # No (de)serializers: bytes in, bytes out.
+    handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(echo)
     return grpc.method_handlers_generic_handler("bench.Echo", {"Echo": handler})
 
 
-def serve(port: int = 0, workers: int = 16) -> tuple[Any, int]:
+def serve(port: int = 0, workers: int = 16) -> tuple[grpc.Server, int]:
     import grpc
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
@@ -35,15 +39,14 @@ def serve(port: int = 0, workers: int = 16) -> tuple[Any, int]:
     return server, bound
 
 
-def deadline_call(stub: Any) -> Callable[[bytes], bytes]:
+def deadline_call(stub: grpc.UnaryUnaryMultiCallable[bytes, bytes]) -> Callable[[bytes], bytes]:
     """``stub`` called with the deadline ``relengine.client.Client`` sets on every call by
     default: a deadline costs the gRPC core a timer on both sides, so the echo carries one too
     (the same client stack for both sides)."""
     from relengine.client import DEFAULT_TIMEOUT
 
     def call(payload: bytes) -> bytes:
-        reply: bytes = stub(payload, timeout=DEFAULT_TIMEOUT)
-        return reply
+        return stub(payload, timeout=DEFAULT_TIMEOUT)
 
     return call
 

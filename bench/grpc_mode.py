@@ -19,9 +19,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Awaitable, Callable, Final, Sequence
 
-SERVE_TEMPLATE = "{python} -m relengine serve --data-dir {data_dir} --listen 127.0.0.1:{port} --workers {workers}"
+if TYPE_CHECKING:
+    from relengine import CheckResponse
+    from relengine.client import Client
+
+    from .scenarios import Refs
+
+    AsyncCheck = Callable[[Refs], Awaitable[CheckResponse]]
+    MadeCheck = AsyncCheck | tuple[AsyncCheck, Callable[[], Awaitable[None]]]  # see driver.closed_loop_asyncio
+
+SERVE_TEMPLATE: Final = "{python} -m relengine serve --data-dir {data_dir} --listen 127.0.0.1:{port} --workers {workers}"
 
 
 def unavailable() -> str | None:
@@ -104,13 +113,13 @@ class Server:
         self._log.close()
 
 
-def client(target: str) -> Any:
+def client(target: str) -> Client:
     from relengine.client import Client
 
     return Client(target)
 
 
-def check_op(target: str, queries: Sequence[tuple[str, str, str, str]]) -> tuple[Callable[[Any], Any], list[Any]]:
+def check_op(target: str, queries: Sequence[tuple[str, str, str, str]]) -> tuple[Callable[[Refs], CheckResponse], list[Refs]]:
     """(op, items) for a worker process: its own client, checks of ``queries``."""
     from relengine import ObjectRef, SubjectRef
 
@@ -119,7 +128,7 @@ def check_op(target: str, queries: Sequence[tuple[str, str, str, str]]) -> tuple
     return (lambda a: c.check(*a)), items
 
 
-def echo_op(target: str, payload: bytes) -> tuple[Callable[[Any], Any], list[Any]]:
+def echo_op(target: str, payload: bytes) -> tuple[Callable[[bytes], bytes], list[bytes]]:
     import grpc
 
     from .grpc_echo import METHOD, deadline_call
@@ -128,7 +137,9 @@ def echo_op(target: str, payload: bytes) -> tuple[Callable[[Any], Any], list[Any
     return deadline_call(channel.unary_unary(METHOD)), [payload]
 
 
-def async_check_factory(target: str, queries: Sequence[tuple[str, str, str, str]]) -> tuple[Callable[[], Any], list[Any]] | None:
+def async_check_factory(
+    target: str, queries: Sequence[tuple[str, str, str, str]]
+) -> tuple[Callable[[], MadeCheck], list[Refs]] | None:
     """(make_op, items) for the asyncio driver, if ``relengine.client`` has an AsyncClient."""
     try:
         from relengine.client import AsyncClient
@@ -138,10 +149,10 @@ def async_check_factory(target: str, queries: Sequence[tuple[str, str, str, str]
 
     items = [(ObjectRef("container", cid), perm, SubjectRef(st, sid)) for cid, perm, st, sid in queries]
 
-    def make_op() -> Any:
+    def make_op() -> MadeCheck:
         c = AsyncClient(target)
 
-        async def op(a: Any) -> Any:
+        async def op(a: Refs) -> CheckResponse:
             return await c.check(*a)
 
         close = getattr(c, "close", None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import Any, Final, Iterable
+from typing import Final, Iterable, NotRequired, Protocol, TypedDict
 
 try:
     from hdrh.histogram import HdrHistogram
@@ -22,12 +22,43 @@ HIGHEST_NS: Final = 600 * 1_000_000_000  # 10 minutes; longer values are clamped
 SIGNIFICANT: Final = 3
 
 
+class _Histogram(Protocol):
+    """What the bench uses of ``hdrh.histogram.HdrHistogram`` (the package ships no types)."""
+
+    def record_value(self, value: int, count: int = 1) -> bool: ...
+    def get_total_count(self) -> int: ...
+    def get_value_at_percentile(self, percentile: float) -> int: ...
+    def get_min_value(self) -> int: ...
+    def get_max_value(self) -> int: ...
+    def get_mean_value(self) -> float: ...
+    def encode(self) -> bytes: ...
+
+
+class LatencySummary(TypedDict):
+    """``Latencies.summary()``, in nanoseconds. An empty histogram has its count (0) and
+    backend only; any other has every figure, and ``hdr`` with the hdrhistogram backend."""
+
+    count: int
+    min: NotRequired[int]
+    mean: NotRequired[float]
+    max: NotRequired[int]
+    hdr: NotRequired[str]  # the histogram, encoded (HdrHistogram's base64 V2 format)
+    p50: NotRequired[int]
+    p90: NotRequired[int]
+    p99: NotRequired[int]
+    p999: NotRequired[int]
+    distribution: NotRequired[list[list[float]]]  # [percentile, ns] pairs, for plots
+    backend: NotRequired[str]  # set last: "hdrhistogram" or "exact"
+
+
 class Latencies:
     """Nanosecond latencies; ``add`` raw arrays, then ``summary()``."""
 
     def __init__(self, use_hdr: bool = True) -> None:
-        self._hdr = HdrHistogram(1, HIGHEST_NS, SIGNIFICANT) if use_hdr and HdrHistogram is not None else None
-        self._values = array("q")
+        self._hdr: _Histogram | None = (
+            HdrHistogram(1, HIGHEST_NS, SIGNIFICANT) if use_hdr and HdrHistogram is not None else None
+        )
+        self._values: array[int] = array("q")
 
     @property
     def backend(self) -> str:
@@ -50,7 +81,7 @@ class Latencies:
             return int(self._hdr.get_value_at_percentile(p))
         return _exact_percentile(sorted(self._values), p)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> LatencySummary:
         """count, min, mean, p50, p90, p99, p999, max (ns) and ``distribution``: [percentile,
         ns] pairs for plotting. Empty histograms give count 0 and no figures."""
         n = self.count
@@ -59,7 +90,7 @@ class Latencies:
         if self._hdr is not None:
             h = self._hdr
             at = h.get_value_at_percentile
-            out: dict[str, Any] = {
+            out: LatencySummary = {
                 "count": n,
                 "min": int(h.get_min_value()),
                 "mean": round(float(h.get_mean_value()), 1),
@@ -72,17 +103,13 @@ class Latencies:
             out = {"count": n, "min": data[0], "mean": round(sum(data) / n, 1), "max": data[-1]}
             values = {p: _exact_percentile(data, p) for p in set(PERCENTILES) | set(DISTRIBUTION)}
         values[0.0], values[100.0] = out["min"], out["max"]
-        out.update({_label(p): values[p] for p in PERCENTILES})
+        out["p50"], out["p90"], out["p99"], out["p999"] = (values[p] for p in PERCENTILES)
         out["distribution"] = [[p, values[p]] for p in DISTRIBUTION]
         out["backend"] = self.backend
         return out
 
 
-def _label(p: float) -> str:
-    return "p" + (f"{p:g}".replace(".", ""))
-
-
-def _exact_percentile(data: list[int] | array, p: float) -> int:
+def _exact_percentile(data: list[int] | array[int], p: float) -> int:
     """The smallest value with at least p% of the data at or below it (HdrHistogram's rule)."""
     if not data:
         return 0

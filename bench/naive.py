@@ -5,11 +5,11 @@ compiler and checker) and is the baseline that in-process checks are compared wi
 
 from __future__ import annotations
 
-from typing import Final, Mapping
+from typing import Final
 
 from .world import Subject, World
 
-Objects = Mapping[tuple[str, str], Mapping[str, list[Subject]]]
+Objects = dict[tuple[str, str], dict[str, list[Subject]]]  # plain dicts: a baseline may append to them
 
 # The permissions of schemas/google_tag_manager.zed, by hand: every one is a union of
 # ("rel", relation), ("perm", permission) and ("arrow", tupleset relation, target permission).
@@ -36,7 +36,7 @@ PERMISSIONS: Final[dict[str, dict[str, tuple[tuple[str, ...], ...]]]] = {
 _EMPTY: Final[dict[str, list[Subject]]] = {}
 
 
-class LazyObjects(dict[tuple[str, str], Mapping[str, list[Subject]]]):
+class LazyObjects(Objects):
     """A dict of objects filled from the world on first use, so that only what a set of
     queries reaches is ever built. ``dict(lazy)`` afterwards is a plain, complete-enough copy."""
 
@@ -44,12 +44,12 @@ class LazyObjects(dict[tuple[str, str], Mapping[str, list[Subject]]]):
         super().__init__()
         self.world = world
 
-    def __missing__(self, key: tuple[str, str]) -> Mapping[str, list[Subject]]:
+    def __missing__(self, key: tuple[str, str]) -> dict[str, list[Subject]]:
         value = self.world.relations_of(*key)
         self[key] = value
         return value
 
-    def get(self, key: tuple[str, str], default: object = None) -> Mapping[str, list[Subject]]:  # type: ignore[override]
+    def get(self, key: tuple[str, str], default: object = None) -> dict[str, list[Subject]]:
         return self[key]
 
 

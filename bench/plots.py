@@ -4,7 +4,14 @@ latency by percentile per scenario, throughput against concurrency, latency agai
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from .framework import Measurement, ScenarioResult
+    from .report import Results
 
 
 def available() -> bool:
@@ -15,31 +22,45 @@ def available() -> bool:
     return True
 
 
-def plot_all(results: dict[str, Any], out_dir: Path) -> list[str]:
+def plot_all(results: Results, out_dir: Path) -> list[str]:
     """Every plot the results have data for; returns the file names written."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    matplotlib.use("Agg")  # before pyplot is imported (by _figure)
     written: list[str] = []
     for s in results["scenarios"]:
         if s["status"] != "ok":
             continue
         series = [m for m in s["measurements"] if m.get("latency_ns", {}).get("count")]
         if series:
-            written.append(_latency(plt, s, series, out_dir))
+            written.append(_latency(s, series, out_dir))
     conc = [s for s in results["scenarios"] if s["status"] == "ok" and "concurrency" in s["tags"]]
     if conc:
-        written.append(_throughput(plt, conc, out_dir))
+        written.append(_throughput(conc, out_dir))
     size = [s for s in results["scenarios"] if s["status"] == "ok" and s["name"] == "check_vs_size"]
     if size:
-        written.append(_size(plt, size[-1], out_dir))
+        written.append(_size(size[-1], out_dir))
     return written
 
 
-def _latency(plt: Any, s: dict[str, Any], series: list[dict[str, Any]], out_dir: Path) -> str:
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+def _figure() -> tuple[Figure, Axes]:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))  # unpacked: Any, not a typed pair, without the bench extra
+    return fig, ax
+
+
+def _save(fig: Figure, out_dir: Path, name: str) -> str:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(out_dir / name, dpi=100)
+    plt.close(fig)
+    return name
+
+
+def _latency(s: ScenarioResult, series: list[Measurement], out_dir: Path) -> str:
+    fig, ax = _figure()
     for m in series:
         dist = m["latency_ns"]["distribution"]
         xs = [1 / (1 - p / 100) if p < 100 else 1e5 for p, _ in dist]
@@ -56,15 +77,11 @@ def _latency(plt: Any, s: dict[str, Any], series: list[dict[str, Any]], out_dir:
     ax.set_title(f"{s['name']} @ {s['scale']}: latency by percentile")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    name = f"latency_{s['name']}_{s['scale']}.png"
-    fig.tight_layout()
-    fig.savefig(out_dir / name, dpi=100)
-    plt.close(fig)
-    return name
+    return _save(fig, out_dir, f"latency_{s['name']}_{s['scale']}.png")
 
 
-def _throughput(plt: Any, scenarios: list[dict[str, Any]], out_dir: Path) -> str:
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+def _throughput(scenarios: list[ScenarioResult], out_dir: Path) -> str:
+    fig, ax = _figure()
     for s in scenarios:
         groups: dict[tuple[str, str], list[tuple[int, float]]] = {}
         for m in s["measurements"]:
@@ -85,15 +102,11 @@ def _throughput(plt: Any, scenarios: list[dict[str, Any]], out_dir: Path) -> str
     ax.set_title("throughput against concurrency")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
-    name = "throughput_concurrency.png"
-    fig.tight_layout()
-    fig.savefig(out_dir / name, dpi=100)
-    plt.close(fig)
-    return name
+    return _save(fig, out_dir, "throughput_concurrency.png")
 
 
-def _size(plt: Any, s: dict[str, Any], out_dir: Path) -> str:
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+def _size(s: ScenarioResult, out_dir: Path) -> str:
+    fig, ax = _figure()
     groups: dict[str, list[tuple[int, float, float]]] = {}
     for m in s["measurements"]:
         base = m["label"].split("@")[0]
@@ -111,8 +124,4 @@ def _size(plt: Any, s: dict[str, Any], out_dir: Path) -> str:
     ax.set_title("uncached check latency against dataset size")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    name = "latency_size.png"
-    fig.tight_layout()
-    fig.savefig(out_dir / name, dpi=100)
-    plt.close(fig)
-    return name
+    return _save(fig, out_dir, "latency_size.png")

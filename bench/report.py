@@ -16,14 +16,70 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable, Final, NotRequired, TypedDict
 
-RESULTS_FORMAT = 1
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+if TYPE_CHECKING:
+    from .dataset import DatasetMeta
+    from .framework import Measurement, ScenarioResult
+
+RESULTS_FORMAT: Final = 1
+RESULTS_DIR: Final = Path(__file__).resolve().parent / "results"
 
 
-def machine_info() -> dict[str, Any]:
-    info: dict[str, Any] = {
+class GitInfo(TypedDict):
+    commit: str
+    dirty: bool
+
+
+class Machine(TypedDict):
+    """Where a run ran: the machine, Python and the versions of what it measured."""
+
+    cpu_model: str
+    cores: int | None
+    python: str
+    python_implementation: str
+    platform: str
+    date: str
+    relengine: str | None
+    load_average: list[float] | None
+    lmdb: NotRequired[str | None]  # None: py-lmdb is not installed
+    liblmdb: NotRequired[str]
+    grpcio: NotRequired[str | None]
+    hdrhistogram: NotRequired[str | None]
+    matplotlib: NotRequired[str | None]
+    git: NotRequired[GitInfo | None]
+    load_average_end: NotRequired[list[float] | None]
+
+
+class Target(TypedDict):
+    """One of the issue's figures; ``measured`` and ``met`` are None where it was not measured
+    (the scenario did not run, or not at the scale the goal names)."""
+
+    name: str
+    goal: str
+    measured: float | None
+    met: bool | None
+    scale: str | None
+    note: str
+
+
+class Results(TypedDict):
+    """The results document (``results.json``), format ``RESULTS_FORMAT``."""
+
+    format: int
+    profile: str
+    argv: list[str]
+    machine: Machine
+    datasets: list[DatasetMeta]
+    scenarios: list[ScenarioResult]
+    targets: list[Target]
+    command: str
+    duration_seconds: NotRequired[float]
+    plots: NotRequired[list[str]]  # file names, beside results.json
+
+
+def machine_info() -> Machine:
+    info: Machine = {
         "cpu_model": _cpu_model(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
@@ -40,8 +96,9 @@ def machine_info() -> dict[str, Any]:
         info["liblmdb"] = ".".join(map(str, lmdb.version()))
     except ImportError:
         info["lmdb"] = None
-    for dist in ("grpcio", "hdrhistogram", "matplotlib"):
-        info[dist] = _version(dist)
+    info["grpcio"] = _version("grpcio")
+    info["hdrhistogram"] = _version("hdrhistogram")
+    info["matplotlib"] = _version("matplotlib")
     info["git"] = _git()
     return info
 
@@ -63,7 +120,7 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def _git() -> dict[str, Any] | None:
+def _git() -> GitInfo | None:
     root = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
@@ -79,26 +136,34 @@ def _git() -> dict[str, Any] | None:
 # -- targets ---------------------------------------------------------------------------------
 
 
-def _find(results: dict[str, Any], name: str) -> dict[str, Any] | None:
+def _find(results: Results, name: str) -> ScenarioResult | None:
     """The ok result of ``name`` at the largest scale it ran at."""
     runs = [s for s in results["scenarios"] if s["name"] == name and s["status"] == "ok"]
     return max(runs, key=lambda s: _size(s["relationships"])) if runs else None
 
 
-def _size(relationships: Any) -> int:
+def _size(relationships: int | list[int]) -> int:
     return max(relationships) if isinstance(relationships, list) else int(relationships)
 
 
-def _measurement(s: dict[str, Any], label: str, **where: Any) -> dict[str, Any]:
-    return next(m for m in s["measurements"] if m["label"] == label and all(m.get(k) == v for k, v in where.items()))
+def _measurement(s: ScenarioResult, label: str) -> Measurement:
+    return next(m for m in s["measurements"] if m["label"] == label)
 
 
-def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+def _known(figure: float | None) -> float:
+    """A headline figure that a target computes with: without it (no pairs to take it from)
+    the target cannot be judged, and the report fails, as it always did on such a figure."""
+    if figure is None:
+        raise TypeError("the headline lacks a figure that a target reads")
+    return figure
+
+
+def targets(results: Results) -> list[Target]:
     """The issue's figures, each: name, goal, measured, unit, scale, met (None: not measured at
     the scale the goal names, or the scenario did not run)."""
-    out: list[dict[str, Any]] = []
+    out: list[Target] = []
 
-    def add(name: str, goal: str, scenario: str, fn: Callable[[dict[str, Any]], tuple[float, bool | None, str]]) -> None:
+    def add(name: str, goal: str, scenario: str, fn: Callable[[ScenarioResult], tuple[float | None, bool | None, str]]) -> None:
         s = _find(results, scenario)
         if s is None:
             out.append({"name": name, "goal": goal, "measured": None, "met": None, "scale": None,
@@ -107,23 +172,23 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         value, ok, note = fn(s)
         out.append({"name": name, "goal": goal, "measured": value, "met": ok, "scale": s["scale"], "note": note})
 
-    def cached(s: dict[str, Any]) -> tuple[float, bool, str]:
+    def cached(s: ScenarioResult) -> tuple[float, bool, str]:
         v = _measurement(s, "engine")["units_per_second"]
         return round(v), v >= 500_000, "checks/s, one caller"
 
-    def cached_vs_naive(s: dict[str, Any]) -> tuple[float, bool, str]:
+    def cached_vs_naive(s: ScenarioResult) -> tuple[float, bool, str]:
         speedup = _measurement(s, "naive_dict")["ns_per_unit"] / _measurement(s, "engine")["ns_per_unit"]
         return round(speedup, 3), speedup >= 1.5, "x faster than the naive dict evaluator"
 
-    def uncached(s: dict[str, Any]) -> tuple[float, bool, str]:
+    def uncached(s: ScenarioResult) -> tuple[float, bool, str]:
         v = _measurement(s, "engine")["p50_ns"] / 1000
         return round(v, 2), v <= 12, "us p50"
 
-    def bulk(s: dict[str, Any]) -> tuple[float, bool, str]:
+    def bulk(s: ScenarioResult) -> tuple[float, bool, str]:
         v = _measurement(s, "engine")["units_per_second"]
         return round(v), v >= 150_000, "checks/s in bulk_check calls of 1,000"
 
-    def lookup(s: dict[str, Any]) -> tuple[float, bool | None, str]:
+    def lookup(s: ScenarioResult) -> tuple[float, bool | None, str]:
         v = _measurement(s, "engine")["p50_ns"] / 1e6
         n = s["params"]["results"]
         at_goal = s["relationships"] == 1_000_000
@@ -131,37 +196,37 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             f"ms p50 for {n:,} containers" + ("" if at_goal else " (the goal is at 1M; run --full or --scale 1m)")
         )
 
-    def size(s: dict[str, Any]) -> tuple[float, bool | None, str]:
+    def size(s: ScenarioResult) -> tuple[float | None, bool | None, str]:
         ratio = s["headline"]["ratio"]
         scales = s["params"]["scales"]
         at_goal = scales[0] == "10k" and scales[-1] == "10m"
-        return ratio, (ratio <= 1.5) if at_goal else None, (
+        return ratio, (_known(ratio) <= 1.5) if at_goal else None, (
             f"p50 {scales[-1]} / p50 {scales[0]}" + ("" if at_goal else " (the goal is 10m vs 10k; run --full)")
         )
 
-    def at_1m(s: dict[str, Any]) -> bool:
+    def at_1m(s: ScenarioResult) -> bool:
         return bool(s["relationships"] == 1_000_000)
 
-    def grpc_p50(s: dict[str, Any]) -> tuple[float, bool | None, str]:
+    def grpc_p50(s: ScenarioResult) -> tuple[float, bool | None, str]:
         h = s["headline"]
-        v = h["diff_paired"] / 1000
+        v = _known(h["diff_paired"]) / 1000
         return round(v, 1), (v <= 40) if at_1m(s) else None, (
             f"us above the echo (median of {len(h['ratio_reps'])} interleaved pairs' p50 differences; "
             f"p50 {fmt_ns(h['value'])} vs {fmt_ns(h['baseline_value'])})"
         )
 
-    def grpc_throughput(s: dict[str, Any]) -> tuple[float, bool | None, str]:
+    def grpc_throughput(s: ScenarioResult) -> tuple[float, bool | None, str]:
         h = s["headline"]["throughput"]["threads, c=8"]
-        v = 1 / h["ratio_paired"]
-        others = ", ".join(f"{k}: {1 / x['ratio_paired']:.2f}x" for k, x in s["headline"]["throughput"].items() if k != "threads, c=8")
+        v = 1 / _known(h["ratio_paired"])
+        others = ", ".join(f"{k}: {1 / _known(x['ratio_paired']):.2f}x" for k, x in s["headline"]["throughput"].items() if k != "threads, c=8")
         return round(v, 3), (v >= 0.9) if at_1m(s) else None, f"x the echo's calls/s at 8 client threads ({others})"
 
-    def grpc_bulk(s: dict[str, Any]) -> tuple[float, bool | None, str]:
+    def grpc_bulk(s: ScenarioResult) -> tuple[float, bool | None, str]:
         v = _measurement(s, "grpc_bulk")["units_per_second"]
         return round(v), (v >= 100_000) if at_1m(s) else None, "checks/s in BulkCheck RPCs of 1,000"
 
-    def grpc_workers(s: dict[str, Any]) -> tuple[float, bool | None, str]:
-        v = 1 / s["headline"]["ratio_paired"]
+    def grpc_workers(s: ScenarioResult) -> tuple[float, bool | None, str]:
+        v = 1 / _known(s["headline"]["ratio_paired"])
         return round(v, 3), v > 1, "x one worker's calls/s, 8 client processes"
 
     add("cached check throughput", ">= 500,000 checks/s", "cached_check", cached)
@@ -206,15 +271,15 @@ def _metric_name(metric: str) -> str:
     return {"p50_ns": "p50 per call", "ns_per_unit": "time per item"}.get(metric, metric)
 
 
-def markdown(results: dict[str, Any]) -> str:
+def markdown(results: Results) -> str:
     m = results["machine"]
-    git = m.get("git") or {}
+    git = m.get("git")
     lines = [
         f"# relengine bench: {results['profile']} run, {m['date']}",
         "",
         f"{m['cpu_model']}, {m['cores']} cores, load {', '.join(f'{x:.2f}' for x in m.get('load_average') or [])}; "
         f"Python {m['python']}; relengine {m['relengine']}; py-lmdb {m.get('lmdb')} (LMDB {m.get('liblmdb')}); "
-        f"commit {str(git.get('commit', '?'))[:10]}{' (dirty)' if git.get('dirty') else ''}; "
+        f"commit {git['commit'][:10] if git else '?'}{' (dirty)' if git and git['dirty'] else ''}; "
         f"{results['duration_seconds']:.0f} s.",
         "",
         "Ratio = engine / baseline on the metric, same run (lower is better; < 1 beats the baseline).",
@@ -251,7 +316,7 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _details(s: dict[str, Any]) -> str:
+def _details(s: ScenarioResult) -> str:
     rows = [
         f"### {s['name']} @ {s['scale']}",
         "",
@@ -278,7 +343,7 @@ def _details(s: dict[str, Any]) -> str:
 
 
 def write(
-    results: dict[str, Any], out_dir: Path, plot: Callable[[dict[str, Any], Path], list[str]] | None,
+    results: Results, out_dir: Path, plot: Callable[[Results, Path], list[str]] | None,
     *, link_latest: bool = True,
 ) -> Path:
     """results.json, results.md and plots into ``out_dir``; ``latest`` beside it points there
@@ -302,17 +367,17 @@ def write(
     return out_dir
 
 
-def load(path: str | Path) -> dict[str, Any]:
+def load(path: str | Path) -> Results:
     p = Path(path)
     if p.is_dir():
         p = p / "results.json"
-    data = json.loads(p.read_text())
+    data: Results = json.loads(p.read_text())
     if data.get("format") != RESULTS_FORMAT:
         raise ValueError(f"{p}: not a bench results file of format {RESULTS_FORMAT}")
-    return data  # type: ignore[no-any-return]
+    return data
 
 
-def new_results(profile: str, argv: list[str]) -> dict[str, Any]:
+def new_results(profile: str, argv: list[str]) -> Results:
     return {
         "format": RESULTS_FORMAT,
         "profile": profile,

@@ -10,11 +10,24 @@ import itertools
 import shutil
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, Final, Iterator, Literal, Sequence, TypeVar, Unpack, overload
 
-from relengine import Engine, EngineConfig, ObjectRef, Relationship, SubjectRef
-from relengine.model import Consistency
-from relengine.results import CheckRequest, Operation, RelationshipUpdate
+from relengine import (
+    BulkCheckResponse,
+    CheckRequest,
+    CheckResponse,
+    CheckResult,
+    Consistency,
+    Engine,
+    EngineConfig,
+    ObjectRef,
+    Operation,
+    Relationship,
+    RelationshipUpdate,
+    Revision,
+    SubjectRef,
+)
+from relengine.errors import RelEngineError
 
 from . import baselines, driver, grpc_mode
 from .dataset import (
@@ -29,8 +42,11 @@ from .dataset import (
 from .framework import (
     Contender,
     Context,
+    Measurement,
+    MeasurementExtra,
     Query,
     Skip,
+    Timed,
     Workload,
     headline,
     measure,
@@ -40,15 +56,23 @@ from .framework import (
 from .naive import LazyObjects, NaiveEvaluator
 from .world import BIG_ADMIN, Row, World, scale_name
 
+if TYPE_CHECKING:
+    from relengine.client import Client
+    from relengine.storage.lmdb import LmdbStore
+
 E = TypeVar("E")
+T = TypeVar("T")
+R = TypeVar("R")
+W = TypeVar("W")
 
 Q = tuple[str, str, str, str]  # (container id, permission, "user", user id)
+Refs = tuple[ObjectRef, str, SubjectRef]  # a check's arguments: Engine.check(*refs)
 
 
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def refs(q: Q) -> tuple[ObjectRef, str, SubjectRef]:
+def refs(q: Q) -> Refs:
     return ObjectRef("container", q[0]), q[1], SubjectRef(q[2], q[3])
 
 
@@ -77,7 +101,7 @@ def floor_contender(floor: baselines.LmdbFloor) -> Contender:
                      note="closures over py-lmdb in one read txn: read->edit->approve->publish->account->admin")
 
 
-def raw_get_contender(store: Any, world: World) -> Contender:
+def raw_get_contender(store: LmdbStore, world: World) -> Contender:
     def final_key(q: Q) -> bytes:
         account = f"a{world.account_of[int(q[0][1:])]}"
         return baselines.resource_key("account", account, "admin", q[2], q[3])
@@ -86,10 +110,12 @@ def raw_get_contender(store: Any, world: World) -> Contender:
                      note="read txn + get of account:A#admin@user:U, the check's final read")
 
 
-def open_engine(ctx: Context, ds: Dataset, workload: Workload, **config: Any) -> tuple[Any, Engine]:
+def open_engine(
+    ctx: Context, ds: Dataset, workload: Workload, config: EngineConfig = EngineConfig()
+) -> tuple[LmdbStore, Engine]:
     store = ds.open()
     workload.cleanups.append(store.close)
-    return store, Engine(store, EngineConfig(**config))
+    return store, Engine(store, config)
 
 
 def _one(scales: list[int]) -> int:
@@ -115,7 +141,7 @@ def cached_check(ctx: Context, scales: list[int]) -> Workload:
     w.contenders = [engine_contender(engine), naive_contender(naive)]
     w.timing = "throughput"
 
-    def drive(ctx: Context, wl: Workload) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    def drive(ctx: Context, wl: Workload) -> Timed:
         before = engine.statistics()
         timed = time_default(ctx, wl)
         after = engine.statistics()
@@ -128,7 +154,7 @@ def cached_check(ctx: Context, scales: list[int]) -> Workload:
     return w
 
 
-CAVEAT_SCHEMA = """
+CAVEAT_SCHEMA: Final = """
 definition user {}
 
 caveat within_hours(hour int, opens int, closes int) {
@@ -178,7 +204,7 @@ def caveated_check(ctx: Context, scales: list[int]) -> Workload:
     closed = {"hour": 20}
     assert not check(ObjectRef("container", "cav0"), "read", SubjectRef("user", "u0"), context=closed).allowed
 
-    def call(q: tuple[ObjectRef, SubjectRef, dict[str, int] | None]) -> Any:
+    def call(q: tuple[ObjectRef, SubjectRef, dict[str, int] | None]) -> CheckResponse:
         return check(q[0], "read", q[1], context=q[2])
 
     # Query i asks whether user u{i} may read container i; both contenders must say yes: the
@@ -206,7 +232,7 @@ def caveated_check(ctx: Context, scales: list[int]) -> Workload:
 def uncached_check(ctx: Context, scales: list[int]) -> Workload:
     ds = ctx.dataset(_one(scales))
     w = Workload([], [])
-    store, engine = open_engine(ctx, ds, w, cache_size=0)
+    store, engine = open_engine(ctx, ds, w, EngineConfig(cache_size=0))
     queries = ds.world.admin_path_queries(200)
     w.queries, naive = expected_checks(ds.world, queries)
     w.contenders = [
@@ -228,7 +254,7 @@ def uncached_check(ctx: Context, scales: list[int]) -> Workload:
 def deep_check(ctx: Context, scales: list[int]) -> Workload:
     ds = ctx.dataset(_one(scales))
     w = Workload([], [])
-    store, engine = open_engine(ctx, ds, w, cache_size=0)
+    store, engine = open_engine(ctx, ds, w, EngineConfig(cache_size=0))
     queries = ds.world.deep_queries()
     w.queries, naive = expected_checks(ds.world, queries)
     w.contenders = [engine_contender(engine), naive_contender(naive), floor_contender(baselines.LmdbFloor(store))]
@@ -236,18 +262,25 @@ def deep_check(ctx: Context, scales: list[int]) -> Workload:
     return w
 
 
+def bulk_requests(batch: Sequence[Q]) -> list[CheckRequest]:
+    return [CheckRequest(*refs(q)) for q in batch]
+
+
+def bulk_answers(response: BulkCheckResponse) -> list[bool | RelEngineError]:
+    """Each item's answer, or the error it raised."""
+    return [r.allowed if isinstance(r, CheckResult) else r for r in response.results]
+
+
 def _bulk_workload(ctx: Context, scales: list[int], items: list[Q]) -> Workload:
     ds = ctx.dataset(_one(scales))
     w = Workload([], [])
-    store, engine = open_engine(ctx, ds, w, cache_size=0)
+    store, engine = open_engine(ctx, ds, w, EngineConfig(cache_size=0))
     singles, naive = expected_checks(ds.world, items)
     batch = tuple(items)
     w.queries = [Query(batch, [q.expected for q in singles])]
     floor = baselines.LmdbFloor(store)
     w.contenders = [
-        Contender("engine", engine.bulk_check, per_op=len(batch),
-                  prepare=lambda b: [CheckRequest(*refs(q)) for q in b],
-                  answer=lambda r: [getattr(x, "allowed", x) for x in r.results]),
+        Contender("engine", engine.bulk_check, per_op=len(batch), prepare=bulk_requests, answer=bulk_answers),
         Contender("lmdb_floor", floor.bulk_check, baseline=True, per_op=len(batch),
                   note="the floor's closures over every item in one read txn"),
         Contender("naive_dict", lambda b: [naive.check("container", *q) for q in b], baseline=True,
@@ -375,19 +408,28 @@ def lookup_subjects(ctx: Context, scales: list[int]) -> Workload:
 # -- writes ----------------------------------------------------------------------------------
 
 
-class Fresh(Sequence[Any]):
+class Fresh(Sequence[T]):
     """An endless sequence whose every item is new (a relationship never written before):
     ``items[i]`` ignores ``i``. Writes must not repeat, or a TOUCH would commit nothing."""
 
-    def __init__(self, make: Callable[[int], Any]) -> None:
+    def __init__(self, make: Callable[[int], T]) -> None:
         self._make = make
         self._counter = itertools.count()
 
     def __len__(self) -> int:
         return 1 << 62
 
-    def __getitem__(self, index: Any) -> Any:
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[T]: ...
+    def __getitem__(self, index: int | slice) -> T | Sequence[T]:
+        if isinstance(index, slice):
+            raise TypeError("a Fresh sequence has no slices: every item is made when it is read")
         return self._make(next(self._counter))
+
+
+Mixed = tuple[Literal["r"], R] | tuple[Literal["w"], W]  # a read (its arguments) or a write (what it writes)
 
 
 def _writer_row(world: World, prefix: str, n: int) -> Row:
@@ -414,7 +456,7 @@ def _write_workload(ctx: Context, scales: list[int], batch: int) -> Workload:
     def rows(prefix: str, n: int) -> list[Row]:
         return [_writer_row(world, prefix, n * batch + k) for k in range(batch)]
 
-    def engine_write(rels: list[Relationship]) -> Any:
+    def engine_write(rels: list[Relationship]) -> Revision:
         return engine.write([RelationshipUpdate(Operation.TOUCH, r) for r in rels])
 
     def engine_verify(rels: list[Relationship]) -> bool:
@@ -482,7 +524,7 @@ def import_throughput(ctx: Context, scales: list[int]) -> Workload:
     expected, _ = expected_checks(world, sample)
     counter = itertools.count()
 
-    def engine_import(_: Any, verify: bool = False) -> bool:
+    def engine_import(_: object, verify: bool = False) -> bool:
         target = ctx.work_dir / f"import-{next(counter)}"
         store = open_store(target, n, sync=False)
         try:
@@ -497,7 +539,7 @@ def import_throughput(ctx: Context, scales: list[int]) -> Workload:
             store.close()
             shutil.rmtree(target, ignore_errors=True)
 
-    def raw(_: Any, verify: bool = False) -> bool:
+    def raw(_: object, verify: bool = False) -> bool:
         target = baselines.temp_dir(ctx.work_dir, "rawimport-")
         try:
             return baselines.raw_import(rows, target, map_size=max(1 << 30, n * 600)) == n
@@ -529,7 +571,7 @@ def check_vs_size(ctx: Context, scales: list[int]) -> Workload:
     w = Workload([], [])
     for n in scales:
         ds = ctx.dataset(n)
-        store, engine = open_engine(ctx, ds, w, cache_size=0)
+        store, engine = open_engine(ctx, ds, w, EngineConfig(cache_size=0))
         queries, _ = expected_checks(ds.world, ds.world.admin_path_queries(200))
         w.queries += queries
         name = scale_name(n)
@@ -537,7 +579,7 @@ def check_vs_size(ctx: Context, scales: list[int]) -> Workload:
             c.queries = queries
             w.contenders.append(c)
 
-    def drive(ctx: Context, wl: Workload) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    def drive(ctx: Context, wl: Workload) -> Timed:
         measurements, _ = time_default(ctx, wl)
         by = {m["label"]: m for m in measurements}
         small, large = scale_name(scales[0]), scale_name(scales[-1])
@@ -573,14 +615,14 @@ def mixed_read_write(ctx: Context, scales: list[int]) -> Workload:
     engine = Engine(store)
     queries = world.admin_path_queries(250, purpose=30) + world.random_queries(250, purpose=31)
     w.queries, naive = expected_checks(world, queries)
-    naive_objects: Any = naive.objects
+    naive_objects = naive.objects
     check = engine.check
     write = engine.touch
 
-    def engine_op(item: tuple[str, Any]) -> Any:
+    def engine_op(item: Mixed[Refs, Relationship]) -> CheckResponse | Revision:
         return check(*item[1]) if item[0] == "r" else write([item[1]])
 
-    def naive_op(item: tuple[str, Any]) -> Any:
+    def naive_op(item: Mixed[Q, Row]) -> bool | None:
         if item[0] == "r":
             q = item[1]
             return naive.check("container", q[0], q[1], q[2], q[3])
@@ -589,10 +631,10 @@ def mixed_read_write(ctx: Context, scales: list[int]) -> Workload:
         return None
 
     reads_engine = [refs(q.args) for q in w.queries]
-    reads_naive = [q.args for q in w.queries]
+    reads_naive: list[Q] = [q.args for q in w.queries]
 
-    def mixed(reads: list[Any], make_write: Callable[[int], Any]) -> Fresh:
-        def make(i: int) -> tuple[str, Any]:
+    def mixed(reads: list[R], make_write: Callable[[int], W]) -> Fresh[Mixed[R, W]]:
+        def make(i: int) -> Mixed[R, W]:
             if i % 100 == 99:
                 return ("w", make_write(i))
             return ("r", reads[i % len(reads)])
@@ -610,7 +652,7 @@ def mixed_read_write(ctx: Context, scales: list[int]) -> Workload:
         c.limits = driver.Limits(limits.seconds * 2, max(500, ctx.profile.write_ops * 100), limits.warmup_seconds, 200)
     before = engine.statistics()
 
-    def drive(ctx: Context, wl: Workload) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    def drive(ctx: Context, wl: Workload) -> Timed:
         measurements, head = time_default(ctx, wl)
         after = engine.statistics()
         hits, misses = after.cache_hits - before.cache_hits, after.cache_misses - before.cache_misses
@@ -623,7 +665,7 @@ def mixed_read_write(ctx: Context, scales: list[int]) -> Workload:
     return w
 
 
-def process_op(kind: str, path: str, relationships: int, queries: list[Q]) -> tuple[Callable[[Any], Any], list[Any]]:
+def process_op(kind: str, path: str, relationships: int, queries: list[Q]) -> tuple[driver.Op[Refs], list[Refs]] | tuple[driver.Op[Q], list[Q]]:
     """A worker process's (op, items): its own store on the dataset, uncached engine or floor."""
     store = open_store(Path(path), relationships)
     if kind == "engine":
@@ -643,16 +685,16 @@ def process_op(kind: str, path: str, relationships: int, queries: list[Q]) -> tu
 def concurrency(ctx: Context, scales: list[int]) -> Workload:
     ds = ctx.dataset(_one(scales))
     w = Workload([], [])
-    store, engine = open_engine(ctx, ds, w, cache_size=0)
+    store, engine = open_engine(ctx, ds, w, EngineConfig(cache_size=0))
     queries = ds.world.admin_path_queries(200)
     w.queries, _ = expected_checks(ds.world, queries)
     floor = baselines.LmdbFloor(store)
     w.contenders = [engine_contender(engine), floor_contender(floor)]
     profile = ctx.profile
 
-    def drive(ctx: Context, wl: Workload) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    def drive(ctx: Context, wl: Workload) -> Timed:
         limits = profile.concurrency_limits
-        out: list[dict[str, Any]] = []
+        out: list[Measurement] = []
         items = {c.label: c.prepared(wl) for c in wl.contenders}
 
         def attempt(c: Contender, what: str, run: Callable[[], driver.Run]) -> driver.Run | None:
@@ -667,7 +709,7 @@ def concurrency(ctx: Context, scales: list[int]) -> Workload:
                 wl.params.setdefault("failures", []).append(f"{c.label}, {what}: {message}")
                 return None
 
-        def once(c: Contender, what: str, run: Callable[[], driver.Run], **extra: Any) -> None:
+        def once(c: Contender, what: str, run: Callable[[], driver.Run], **extra: Unpack[MeasurementExtra]) -> None:
             result = attempt(c, what, run)
             if result is not None:
                 out.append(measure([result], c.label, baseline=c.baseline, **extra))
@@ -764,23 +806,17 @@ def grpc_bulk_check(ctx: Context, scales: list[int]) -> Workload:
     batch = tuple(items)
     w.queries = [Query(batch, [q.expected for q in singles])]
 
-    def prepare(b: Any) -> list[CheckRequest]:
-        return [CheckRequest(*refs(q)) for q in b]
-
-    def answers(r: Any) -> list[Any]:
-        return [getattr(x, "allowed", x) for x in r.results]
-
     w.contenders = [
-        Contender("grpc_bulk", client.bulk_check, per_op=len(batch), prepare=prepare, answer=answers,
+        Contender("grpc_bulk", client.bulk_check, per_op=len(batch), prepare=bulk_requests, answer=bulk_answers,
                   note="one BulkCheck RPC of 1,000 items"),
-        Contender("engine_bulk", engine.bulk_check, per_op=len(batch), prepare=prepare, answer=answers,
+        Contender("engine_bulk", engine.bulk_check, per_op=len(batch), prepare=bulk_requests, answer=bulk_answers,
                   baseline=True, note="Engine.bulk_check in-process, default cache"),
     ]
     w.params.update(items=len(batch))
     return w
 
 
-def _remote_check(client: Any) -> Callable[[Any], Any]:
+def _remote_check(client: Client) -> Callable[[Refs], CheckResponse]:
     check = client.check
     return lambda a: check(*a)
 
@@ -828,12 +864,12 @@ def _grpc_workload(ctx: Context, scales: list[int], workers: tuple[int, ...]) ->
     ))
     profile = ctx.profile
 
-    def drive(ctx: Context, wl: Workload) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    def drive(ctx: Context, wl: Workload) -> Timed:
         # Many short pairs, each contender in turn and the order reversed every other pair
         # (server, echo, echo, server...): this machine's speed drifts by more than the
         # difference being measured, within seconds, so each rep is compared with its neighbour.
         limits = profile.pair_limits
-        out: list[dict[str, Any]] = []
+        out: list[Measurement] = []
         levels = profile.thread_levels if len(workers) == 1 else (8,)
         prepared = {c.label: c.prepared(wl) for c in wl.contenders}
         for level in levels:
@@ -861,7 +897,7 @@ def _grpc_workload(ctx: Context, scales: list[int], workers: tuple[int, ...]) ->
                 run = driver.closed_loop_asyncio(async_ops[0], async_ops[1], profile.concurrency_limits, level)
                 out.append(measure([run], f"grpc@{workers[0]}w", baseline=False))
 
-        def pick(label: str, drv: str, conc: int) -> dict[str, Any]:
+        def pick(label: str, drv: str, conc: int) -> Measurement:
             return next(m for m in out if m["label"] == label and m["driver"] == drv and m["concurrency"] == conc)
 
         if len(workers) > 1:

@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable, Final
 
 from relengine.model import Relationship, RelationshipFilter, SubjectRef, parse_relationship
 from relengine.results import Operation, RelationshipUpdate
@@ -39,10 +39,10 @@ from relengine.storage import keys
 from relengine.storage.importer import import_relationships
 from relengine.storage.lmdb import LmdbStore
 
-ROLES = ("reader", "editor", "approver", "publisher")
-USERS_PER_ACCOUNT = 200
-CONTAINERS_PER_ACCOUNT = 50
-GRANTS_PER_CONTAINER = 18
+ROLES: Final = ("reader", "editor", "approver", "publisher")
+USERS_PER_ACCOUNT: Final = 200
+CONTAINERS_PER_ACCOUNT: Final = 50
+GRANTS_PER_CONTAINER: Final = 18
 
 
 def generate(path: Path, count: int, seed: int) -> list[str]:
@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run(work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    figures: dict[str, Any] = {"relationships": args.count}
+def run(work: Path, args: argparse.Namespace) -> dict[str, float]:
+    figures: dict[str, float] = {"relationships": args.count}
     data = work / "relationships.txt"
     started = time.perf_counter()
     sample = generate(data, args.count, args.seed)
@@ -133,7 +133,7 @@ def run(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     return figures
 
 
-def time_reads(store: LmdbStore, sample: list[str], args: argparse.Namespace) -> dict[str, Any]:
+def time_reads(store: LmdbStore, sample: list[str], args: argparse.Namespace) -> dict[str, float]:
     rng = random.Random(args.seed + 1)
     present = [parse_relationship(text) for text in sample]
     absent = [
@@ -202,7 +202,7 @@ def time_reads(store: LmdbStore, sample: list[str], args: argparse.Namespace) ->
     }
 
 
-def time_writes(store: LmdbStore, args: argparse.Namespace) -> dict[str, Any]:
+def time_writes(store: LmdbStore, args: argparse.Namespace) -> dict[str, float]:
     def write(updates: list[RelationshipUpdate]) -> float:
         t0 = time.perf_counter_ns()
         with store.transaction() as tx:

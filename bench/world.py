@@ -49,7 +49,7 @@ _ROLE_CUM: Final = (0.45, 0.75, 0.85, 1.0)
 DEEP_CHAINS: Final = 8
 BIG_ADMIN: Final = "x_bigadmin"
 _MASK: Final = (1 << 64) - 1
-_KIND = {"account": 1, "container": 2, "team": 3, "shape": 4, "query": 5}
+_KIND: Final = {"account": 1, "container": 2, "team": 3, "shape": 4, "query": 5}
 
 
 def scale_of(name: str) -> int:
@@ -194,7 +194,7 @@ class World:
             if k % 2 == 0:
                 self._add("account", self.deep_account(k), "admin", ("group", f"d{k}_0", "member"))
 
-    def _assign_accounts(self) -> array:
+    def _assign_accounts(self) -> array[int]:
         rng = _rng(self.seed, "shape", 0)
         owners = array("I", bytes(4 * self.shape.containers))
         draw = self.accounts_zipf.draw
@@ -202,7 +202,7 @@ class World:
             owners[i] = 0 if i % 10 == 0 else 1 + draw(rng)
         return owners
 
-    def _grant_counts(self, grants: int) -> array:
+    def _grant_counts(self, grants: int) -> array[int]:
         """Per-container grant counts: Pareto-skewed, at least 1 each, summing to ``grants``."""
         n = self.shape.containers
         rng = _rng(self.seed, "shape", 1)
