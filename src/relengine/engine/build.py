@@ -22,7 +22,7 @@ Every cache on the Check path, from the client inwards, and what keeps it right:
 ``PermissionsServicer._plain``
     The serialized reply of each plain answer (yes or no) at a revision: immutable for its key
     (permissionship, revision). Cleared past 16.
-``server.convert._VALID_TYPES`` / ``_VALID_RELATIONS`` (moving to ``wire/convert.py``)
+``wire.convert._VALID_TYPES`` / ``_VALID_RELATIONS``
     Type and relation names already seen to be well-formed: syntax only, never invalid later.
     Stops growing at 10,000.
 ``Engine._responses``

@@ -253,6 +253,7 @@ def _union_node(t: str, names: frozenset[str], relations: list[Relation], arrows
     arrows_on = tuple(arrows)
     rest_nodes = tuple(rest)
     head = objects.HEAD
+    kind_at = objects.KIND_OFFSET
     plain = objects.PLAIN
 
     def union(ctx: Walk, rid: str, subject: SubjectRef, depth: int) -> Result:
@@ -271,7 +272,7 @@ def _union_node(t: str, names: frozenset[str], relations: list[Relation], arrows
                         found = either(found, result)
             elif len(obj) > head:  # not empty
                 stype = subject.type
-                kind = obj[8]
+                kind = obj[kind_at]
                 start = head if kind == plain else objects.direct_start(obj)
                 if srel is None:
                     needle = ctx.needle if subject is ctx.subject else objects.needle(stype, subject.id)
@@ -349,6 +350,7 @@ def _arrow_on(schema: CompiledSchema, t: str, rewrite: TupleToUserset) -> ArrowO
     header = objects.header(tupleset)
     header_size = len(header)
     head = objects.HEAD
+    kind_at = objects.KIND_OFFSET
     plain = objects.PLAIN
 
     def arrow(ctx: Walk, rid: str, obj: bytes | None, subject: SubjectRef, depth: int) -> Result:
@@ -358,7 +360,7 @@ def _arrow_on(schema: CompiledSchema, t: str, rewrite: TupleToUserset) -> ArrowO
         elif len(obj) <= head:
             return NO
         else:
-            if obj[8] == plain:
+            if obj[kind_at] == plain:
                 begin = obj.find(header, head)
                 if begin < 0:
                     return NO
