@@ -43,6 +43,18 @@ def deadline_of(context: grpc.ServicerContext) -> float | None:
     return time.monotonic() + remaining
 
 
+def _page_options(request: Any, context: grpc.ServicerContext) -> dict[str, Any]:
+    """What a lookup request says of its revision, caveat context, page and deadline, as the
+    Engine's keyword arguments."""
+    return {
+        "consistency": c.consistency_from_proto(request),
+        "context": c.optional_context(request),
+        "limit": c.limit_from_proto(request.optional_limit),
+        "cursor": request.optional_cursor or None,
+        "deadline": deadline_of(context),
+    }
+
+
 def _send_revision(context: grpc.ServicerContext, token: str) -> None:
     context.send_initial_metadata(((REVISION_METADATA, token),))
 
@@ -218,11 +230,7 @@ class PermissionsServicer(permissions_pb2_grpc.PermissionsServiceServicer):
             c.check_type(request.resource_object_type, "resource_object_type"),
             c.check_relation(request.permission, "permission"),
             c.subject_from_proto(request.subject),
-            consistency=c.consistency_from_proto(request),
-            context=c.optional_context(request),
-            limit=c.limit_from_proto(request.optional_limit),
-            cursor=request.optional_cursor or None,
-            deadline=deadline_of(context),
+            **_page_options(request, context),
         )
         token = stream.revision.token()
         _send_revision(context, token)
@@ -247,11 +255,7 @@ class PermissionsServicer(permissions_pb2_grpc.PermissionsServiceServicer):
             c.check_relation(request.permission, "permission"),
             c.check_type(request.subject_object_type, "subject_object_type"),
             subject_relation=None if subject_relation is None else c.check_relation(subject_relation, "optional_subject_relation"),
-            consistency=c.consistency_from_proto(request),
-            context=c.optional_context(request),
-            limit=c.limit_from_proto(request.optional_limit),
-            cursor=request.optional_cursor or None,
-            deadline=deadline_of(context),
+            **_page_options(request, context),
         )
         token = stream.revision.token()
         _send_revision(context, token)

@@ -149,16 +149,7 @@ def resource_key(
     subject_relation: str,
 ) -> bytes:
     """The by-resource index key of a relationship."""
-    text = (
-        f"{resource_type}\x00{resource_id}\x00{relation}\x00"
-        f"{subject_type}\x00{subject_id}\x00{subject_relation}\x00"
-    )
-    if text.count(_NUL) == 6 and "\x01" not in text:
-        data = text.encode()
-        return data if len(data) <= PLAIN_KEY_LIMIT else _fit(data)
-    return encode(
-        (resource_type, resource_id, relation, subject_type, subject_id, subject_relation)
-    )
+    return _index_key(resource_type, resource_id, relation, subject_type, subject_id, subject_relation)
 
 
 def subject_key(
@@ -166,16 +157,17 @@ def subject_key(
     resource_id: str,
 ) -> bytes:
     """The by-subject index key of a relationship."""
-    text = (
-        f"{subject_type}\x00{subject_id}\x00{subject_relation}\x00"
-        f"{resource_type}\x00{relation}\x00{resource_id}\x00"
-    )
+    return _index_key(subject_type, subject_id, subject_relation, resource_type, relation, resource_id)
+
+
+def _index_key(a: str, b: str, c: str, d: str, e: str, f: str) -> bytes:
+    """Six strings as an index key: plain NUL-terminated text when no string holds a NUL or
+    \x01 and the key is short, else the general encoding."""
+    text = f"{a}\x00{b}\x00{c}\x00{d}\x00{e}\x00{f}\x00"
     if text.count(_NUL) == 6 and "\x01" not in text:
         data = text.encode()
         return data if len(data) <= PLAIN_KEY_LIMIT else _fit(data)
-    return encode(
-        (subject_type, subject_id, subject_relation, resource_type, relation, resource_id)
-    )
+    return encode((a, b, c, d, e, f))
 
 
 def fit_key(data: bytes) -> bytes:

@@ -97,26 +97,30 @@ new_check_request = plain_constructor(CheckRequest, ("resource", "permission", "
 def check_type(value: str, what: str) -> str:
     if value in _VALID_TYPES:
         return value
-    if not is_valid_type_name(value):
-        raise InvalidArgument(
-            f"{what}: invalid object type {value!r} (lowercase letters, digits and '_', 3 to 64 "
-            "characters, starting with a letter, optionally prefixed with 'prefix/')"
-        )
-    if len(_VALID_TYPES) < _MAX_REMEMBERED:
-        _VALID_TYPES.add(value)
-    return value
+    return _remember(
+        value, _VALID_TYPES, is_valid_type_name(value),
+        f"{what}: invalid object type {value!r} (lowercase letters, digits and '_', 3 to 64 "
+        "characters, starting with a letter, optionally prefixed with 'prefix/')",
+    )
 
 
 def check_relation(value: str, what: str) -> str:
     if value in _VALID_RELATIONS:
         return value
-    if not is_valid_relation_name(value):
-        raise InvalidArgument(
-            f"{what}: invalid relation or permission {value!r} (lowercase letters, digits and '_', "
-            "3 to 64 characters, starting with a letter)"
-        )
-    if len(_VALID_RELATIONS) < _MAX_REMEMBERED:
-        _VALID_RELATIONS.add(value)
+    return _remember(
+        value, _VALID_RELATIONS, is_valid_relation_name(value),
+        f"{what}: invalid relation or permission {value!r} (lowercase letters, digits and '_', "
+        "3 to 64 characters, starting with a letter)",
+    )
+
+
+def _remember(value: str, seen: set[str], valid: bool, message: str) -> str:
+    """``value`` once found ``valid`` (remembered in ``seen`` while there is room); else
+    InvalidArgument with ``message``."""
+    if not valid:
+        raise InvalidArgument(message)
+    if len(seen) < _MAX_REMEMBERED:
+        seen.add(value)
     return value
 
 
