@@ -37,62 +37,39 @@ REL = "doc:1#viewer@user:ann"
 
 # -- text forms -------------------------------------------------------------------------------
 
-# (text, what it parses to, its canonical text)
+ANN_VIEWS = Relationship(ObjectRef("doc", "1"), "viewer", SubjectRef("user", "ann"))
+
+
+def case(name: str, text: str, canonical: str, **changes: Any) -> Any:
+    """``text`` parses to ANN_VIEWS with ``changes`` and prints as ``canonical``."""
+    return pytest.param(text, dataclasses.replace(ANN_VIEWS, **changes), canonical, id=name)
+
+
 RELATIONSHIPS = [
-    pytest.param(REL, Relationship(ObjectRef("doc", "1"), "viewer", SubjectRef("user", "ann")), REL, id="plain"),
-    pytest.param(
-        "doc:1#viewer@group:eng#member",
-        Relationship(ObjectRef("doc", "1"), "viewer", SubjectRef("group", "eng", "member")),
-        "doc:1#viewer@group:eng#member", id="subject-set",
+    case("plain", REL, REL),
+    case("subject-set", "doc:1#viewer@group:eng#member", "doc:1#viewer@group:eng#member", subject=SubjectRef("group", "eng", "member")),
+    case("ellipsis-is-the-object-itself", "  doc:1#viewer@group:eng#...  ", "doc:1#viewer@group:eng", subject=SubjectRef("group", "eng")),
+    case("wildcard", "doc:1#viewer@user:*", "doc:1#viewer@user:*", subject=SubjectRef("user", "*")),
+    case(
+        "prefixed-type-and-id-punctuation", "org/team/doc:a|b=c+d-e_f/g#viewer@user:ann",
+        "org/team/doc:a|b=c+d-e_f/g#viewer@user:ann", resource=ObjectRef("org/team/doc", "a|b=c+d-e_f/g"),
     ),
-    pytest.param(
-        "  doc:1#viewer@group:eng#...  ",
-        Relationship(ObjectRef("doc", "1"), "viewer", SubjectRef("group", "eng")),
-        "doc:1#viewer@group:eng", id="ellipsis-is-the-object-itself",
+    case("caveat-without-context", REL + "[only_ip]", REL + "[only_ip]", caveat=CaveatRef("only_ip")),
+    case("empty-context-prints-as-none", REL + "[only_ip:{}]", REL + "[only_ip]", caveat=CaveatRef("only_ip")),
+    case(
+        "context-sorted-brackets-in-strings", REL + '[only_ip:{"b": 1, "a": ["]", "\\"]"]}]',
+        REL + '[only_ip:{"a":["]","\\"]"],"b":1}]', caveat=CaveatRef("only_ip", {"a": ["]", '"]'], "b": 1}),
     ),
-    pytest.param(
-        "doc:1#viewer@user:*", Relationship(ObjectRef("doc", "1"), "viewer", SubjectRef("user", "*")),
-        "doc:1#viewer@user:*", id="wildcard",
+    case(
+        "expiration-in-utc", REL + " [expiration:2026-01-01T01:00:00+01:00]", REL + "[expiration:2026-01-01T00:00:00Z]",
+        expiration=dt.datetime(2026, 1, 1, tzinfo=UTC),
     ),
-    pytest.param(
-        "org/team/doc:a|b=c+d-e_f/g#viewer@user:ann",
-        Relationship(ObjectRef("org/team/doc", "a|b=c+d-e_f/g"), "viewer", SubjectRef("user", "ann")),
-        "org/team/doc:a|b=c+d-e_f/g#viewer@user:ann", id="prefixed-type-and-id-punctuation",
+    case(
+        "caveat-then-expiration", REL + '[only_ip:{"n":1}][expiration:2026-12-31T00:00:00.1234567z]',
+        REL + '[only_ip:{"n":1}][expiration:2026-12-31T00:00:00.123456Z]',
+        caveat=CaveatRef("only_ip", {"n": 1}), expiration=dt.datetime(2026, 12, 31, 0, 0, 0, 123456, tzinfo=UTC),
     ),
-    pytest.param(
-        REL + "[only_ip]", Relationship(ObjectRef("doc", "1"), "viewer", SubjectRef("user", "ann"), CaveatRef("only_ip")),
-        REL + "[only_ip]", id="caveat-without-context",
-    ),
-    pytest.param(
-        REL + "[only_ip:{}]", Relationship(ObjectRef("doc", "1"), "viewer", SubjectRef("user", "ann"), CaveatRef("only_ip")),
-        REL + "[only_ip]", id="empty-context-prints-as-none",
-    ),
-    pytest.param(
-        REL + '[only_ip:{"b": 1, "a": ["]", "\\"]"]}]',
-        Relationship(
-            ObjectRef("doc", "1"), "viewer", SubjectRef("user", "ann"), CaveatRef("only_ip", {"a": ["]", '"]'], "b": 1})
-        ),
-        REL + '[only_ip:{"a":["]","\\"]"],"b":1}]', id="context-sorted-brackets-in-strings",
-    ),
-    pytest.param(
-        REL + " [expiration:2026-01-01T01:00:00+01:00]",
-        Relationship(
-            ObjectRef("doc", "1"), "viewer", SubjectRef("user", "ann"), expiration=dt.datetime(2026, 1, 1, tzinfo=UTC)
-        ),
-        REL + "[expiration:2026-01-01T00:00:00Z]", id="expiration-in-utc",
-    ),
-    pytest.param(
-        REL + '[only_ip:{"n":1}][expiration:2026-12-31T00:00:00.1234567z]',
-        Relationship(
-            ObjectRef("doc", "1"), "viewer", SubjectRef("user", "ann"), CaveatRef("only_ip", {"n": 1}),
-            dt.datetime(2026, 12, 31, 0, 0, 0, 123456, tzinfo=UTC),
-        ),
-        REL + '[only_ip:{"n":1}][expiration:2026-12-31T00:00:00.123456Z]', id="caveat-then-expiration",
-    ),
-    pytest.param(
-        REL + "[expiration]", Relationship(ObjectRef("doc", "1"), "viewer", SubjectRef("user", "ann"), CaveatRef("expiration")),
-        REL + "[expiration]", id="a-caveat-named-expiration",
-    ),
+    case("a-caveat-named-expiration", REL + "[expiration]", REL + "[expiration]", caveat=CaveatRef("expiration")),
 ]
 
 
@@ -233,21 +210,21 @@ def test_bad_timestamps(text: str, message: str) -> None:
 
 # -- filters ------------------------------------------------------------------------------------
 
-ANN_VIEWS_DOC_1 = parse_relationship("doc:15#viewer@user:ann")
+ANN_VIEWS_DOC_15 = parse_relationship("doc:15#viewer@user:ann")
 ENG_VIEWS_DOC_2 = parse_relationship("doc:2#viewer@group:eng#member")
 
 
 @pytest.mark.parametrize(
     ("filter", "matched"),
     [
-        pytest.param(RelationshipFilter("doc"), {ANN_VIEWS_DOC_1, ENG_VIEWS_DOC_2}, id="type"),
+        pytest.param(RelationshipFilter("doc"), {ANN_VIEWS_DOC_15, ENG_VIEWS_DOC_2}, id="type"),
         pytest.param(RelationshipFilter("folder"), set(), id="other-type"),
-        pytest.param(RelationshipFilter("doc", "15"), {ANN_VIEWS_DOC_1}, id="id"),
+        pytest.param(RelationshipFilter("doc", "15"), {ANN_VIEWS_DOC_15}, id="id"),
         pytest.param(RelationshipFilter("doc", "1"), set(), id="id-is-not-a-prefix"),
-        pytest.param(RelationshipFilter("doc", resource_id_prefix="1"), {ANN_VIEWS_DOC_1}, id="prefix"),
+        pytest.param(RelationshipFilter("doc", resource_id_prefix="1"), {ANN_VIEWS_DOC_15}, id="prefix"),
         pytest.param(RelationshipFilter("doc", relation="owner"), set(), id="relation"),
-        pytest.param(RelationshipFilter("doc", relation="viewer"), {ANN_VIEWS_DOC_1, ENG_VIEWS_DOC_2}, id="relation-all"),
-        pytest.param(RelationshipFilter("doc", subject=SubjectFilter("user")), {ANN_VIEWS_DOC_1}, id="subject-type"),
+        pytest.param(RelationshipFilter("doc", relation="viewer"), {ANN_VIEWS_DOC_15, ENG_VIEWS_DOC_2}, id="relation-all"),
+        pytest.param(RelationshipFilter("doc", subject=SubjectFilter("user")), {ANN_VIEWS_DOC_15}, id="subject-type"),
         pytest.param(RelationshipFilter("doc", subject=SubjectFilter("group", "eng")), {ENG_VIEWS_DOC_2}, id="subject-id"),
         pytest.param(RelationshipFilter("doc", subject=SubjectFilter("user", "bob")), set(), id="subject-other-id"),
         pytest.param(
@@ -257,12 +234,12 @@ ENG_VIEWS_DOC_2 = parse_relationship("doc:2#viewer@group:eng#member")
             RelationshipFilter("doc", subject=SubjectFilter("group", relation="")), set(), id="subject-object-itself"
         ),
         pytest.param(
-            RelationshipFilter("doc", subject=SubjectFilter("user", relation="")), {ANN_VIEWS_DOC_1}, id="subject-plain"
+            RelationshipFilter("doc", subject=SubjectFilter("user", relation="")), {ANN_VIEWS_DOC_15}, id="subject-plain"
         ),
     ],
 )
 def test_filters_match(filter: RelationshipFilter, matched: set[Relationship]) -> None:
-    assert {r for r in (ANN_VIEWS_DOC_1, ENG_VIEWS_DOC_2) if filter.matches(r)} == matched
+    assert {r for r in (ANN_VIEWS_DOC_15, ENG_VIEWS_DOC_2) if filter.matches(r)} == matched
 
 
 # -- revisions and consistency -------------------------------------------------------------------
