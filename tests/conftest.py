@@ -30,12 +30,12 @@ def _conformance_data(request: pytest.FixtureRequest) -> None:
 
 @pytest.fixture
 def engine_from() -> Callable[..., Engine]:
-    """``engine_from(schema, *relationships, **config)``: an Engine on a new memory store with
-    ``schema`` written and ``relationships`` (text form) touched; ``config`` goes to
-    ``EngineConfig``."""
+    """``engine_from(schema, *relationships, store=None, **config)``: an Engine on ``store`` (a
+    new memory store if None) with ``schema`` written and ``relationships`` (text form) touched;
+    ``config`` goes to ``EngineConfig``."""
 
-    def make(schema: str, *relationships: str, **config: Any) -> Engine:
-        engine = Engine(MemoryStore(), EngineConfig(**config))
+    def make(schema: str, *relationships: str, store: MemoryStore | None = None, **config: Any) -> Engine:
+        engine = Engine(MemoryStore() if store is None else store, EngineConfig(**config))
         engine.write_schema(schema)
         if relationships:
             engine.touch([parse_relationship(text) for text in relationships])

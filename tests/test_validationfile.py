@@ -1,5 +1,6 @@
-"""`relengine validate`: loading validation files with positions, running assertions and the
-validation block, and clear errors (never a traceback) for bad input."""
+"""Validation files (validationfile.py): loading them with positions, running assertions and
+the validation block, and clear errors (never a traceback) for bad input. The `relengine
+validate` command's summary and exit codes are tests/test_cli.py's."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import pathlib
 
 import pytest
 
-from relengine.cli import main
 from relengine.validationfile import load_validation_file, run_validation_file
 
 GOOD = """\
@@ -98,17 +98,3 @@ def test_relationship_lines_carry_their_file_line(tmp_path: pathlib.Path) -> Non
 def test_bad_files_give_positioned_errors(tmp_path: pathlib.Path, text: str, expected: str) -> None:
     report = run_validation_file(write(tmp_path, text))
     assert report.error is not None and expected in report.error, report.error
-
-
-def test_cli_summary_and_exit_codes(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
-    good = write(tmp_path, GOOD)
-    assert main(["validate", good]) == 0
-    assert capsys.readouterr().out.strip().splitlines()[-1] == "5 passed, 0 failed"
-    bad = write(tmp_path, GOOD.replace("document:2#view@user:bob", "document:2#view@user:eve"), "bad.yaml")
-    assert main(["validate", good, bad]) == 1
-    out = capsys.readouterr().out
-    assert f"{bad}:24: FAILED: document:2#view@user:eve" in out
-    assert out.strip().splitlines()[-1] == "9 passed, 1 failed"
-    broken = write(tmp_path, "schema: [", "broken.yaml")
-    assert main(["validate", broken]) == 1
-    assert "ERROR" in capsys.readouterr().out

@@ -10,19 +10,19 @@ assignment of true/false to the caveats is one request context. For each check:
 from __future__ import annotations
 
 import itertools
+from typing import Callable
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relengine.model import CaveatRef, ObjectRef, Relationship, SubjectRef
 from relengine.results import Permissionship
 from relengine.schema import compile_schema
 from relengine.service import Engine
-from relengine.storage.memory import MemoryStore
 
 from .reference import Reference
-from .test_check_property import expressions
+from .test_check_property import FIXTURE_OK, expressions
 
 CAVEATS = ["cav0", "cav1", "cav2"]
 USERS = ["u0", "u1"]
@@ -86,15 +86,12 @@ def caveated_worlds(draw: st.DrawFn) -> tuple[str, list[Relationship]]:
 
 
 @pytest.mark.slow
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=FIXTURE_OK)
 @given(caveated_worlds())
-def test_three_valued_answers_agree_with_enumeration(world: tuple[str, list[Relationship]]) -> None:
+def test_three_valued_answers_agree_with_enumeration(engine_from: Callable[..., Engine], world: tuple[str, list[Relationship]]) -> None:
     schema_text, rels = world
     schema = compile_schema(schema_text)
-    engine = Engine(MemoryStore())
-    engine.write_schema(schema_text)
-    if rels:
-        engine.touch(rels)
+    engine = engine_from(schema_text, *map(str, rels))
     used = sorted({r.caveat.name for r in rels if r.caveat is not None})
     subjects = [SubjectRef("user", u) for u in USERS + ["fresh"]] + [SubjectRef("group", g, "member") for g in GROUPS]
     references = {}

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Callable
 
 import pytest
 
-from relengine.config import EngineConfig
 from relengine.errors import (
     InvalidRelationship,
     MaxDepthExceeded,
@@ -52,12 +52,12 @@ definition container {
 }
 """
 
+SMALL = "definition user {}\ncaveat small(n int) { n < 3 }\ndefinition doc {\n relation viewer: user with small\n}"
+
 
 @pytest.fixture
-def engine() -> Engine:
-    e = Engine(MemoryStore())
-    e.write_schema(SCHEMA)
-    return e
+def engine(engine_from: Callable[..., Engine]) -> Engine:
+    return engine_from(SCHEMA)
 
 
 def write(engine: Engine, *texts: str) -> None:
@@ -131,30 +131,27 @@ def test_userset_is_member_of_itself(engine: Engine) -> None:
     assert not allowed(engine, "container:web#edit@container:web#read")
 
 
-def test_depth_limit_raises_clear_error() -> None:
-    e = Engine(MemoryStore(), EngineConfig(max_depth=5))
-    e.write_schema(SCHEMA)
+def test_depth_limit_raises_clear_error(engine_from: Callable[..., Engine]) -> None:
     chain = [f"group:g{i}#member@group:g{i + 1}#member" for i in range(10)]
-    write(e, *chain, "group:g10#member@user:deep")
+    e = engine_from(SCHEMA, *chain, "group:g10#member@user:deep", max_depth=5)
     with pytest.raises(MaxDepthExceeded, match="maximum depth of 5"):
         allowed(e, "group:g0#member@user:deep")
     assert allowed(e, "group:g8#member@user:deep")
 
 
-def test_expired_relationships_are_absent() -> None:
-    e = Engine(MemoryStore())
-    e.write_schema("use expiration\ndefinition user {}\ndefinition doc {\n relation viewer: user with expiration\n}")
-    write(e, "doc:a#viewer@user:old[expiration:2020-01-01T00:00:00Z]", "doc:a#viewer@user:new[expiration:2300-01-01T00:00:00Z]")
+def test_expired_relationships_are_absent(engine_from: Callable[..., Engine]) -> None:
+    e = engine_from(
+        "use expiration\ndefinition user {}\ndefinition doc {\n relation viewer: user with expiration\n}",
+        "doc:a#viewer@user:old[expiration:2020-01-01T00:00:00Z]", "doc:a#viewer@user:new[expiration:2300-01-01T00:00:00Z]",
+    )
     assert not allowed(e, "doc:a#viewer@user:old")
     assert allowed(e, "doc:a#viewer@user:new")
     later = dt.datetime(2301, 1, 1, tzinfo=dt.timezone.utc)
     assert not e.check(ObjectRef("doc", "a"), "viewer", SubjectRef("user", "new"), now=later).allowed
 
 
-def test_caveated_relationships_give_three_valued_answers() -> None:
-    e = Engine(MemoryStore())
-    e.write_schema("definition user {}\ncaveat small(n int) { n < 3 }\ndefinition doc {\n relation viewer: user with small\n}")
-    write(e, "doc:a#viewer@user:ann[small]", 'doc:a#viewer@user:bob[small:{"n": 7}]')
+def test_caveated_relationships_give_three_valued_answers(engine_from: Callable[..., Engine]) -> None:
+    e = engine_from(SMALL, "doc:a#viewer@user:ann[small]", 'doc:a#viewer@user:bob[small:{"n": 7}]')
     ann, bob = SubjectRef("user", "ann"), SubjectRef("user", "bob")
     conditional = e.check(ObjectRef("doc", "a"), "viewer", ann)
     assert conditional.permissionship is Permissionship.CONDITIONAL_PERMISSION
@@ -214,11 +211,10 @@ def test_answers_carry_revision(engine: Engine) -> None:
     assert again.allowed and again.revision == first.revision
 
 
-def test_caveat_context_is_checked_when_written() -> None:
+def test_caveat_context_is_checked_when_written(engine_from: Callable[..., Engine]) -> None:
     from relengine.errors import InvalidArgument
 
-    e = Engine(MemoryStore())
-    e.write_schema("definition user {}\ncaveat small(n int) { n < 3 }\ndefinition doc {\n relation viewer: user with small\n}")
+    e = engine_from(SMALL)
     with pytest.raises(InvalidArgument, match="n"):
         write(e, 'doc:a#viewer@user:ann[small:{"n": "lots"}]')
     with pytest.raises(InvalidArgument, match="other"):

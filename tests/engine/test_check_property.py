@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,9 +13,12 @@ from relengine.schema import compile_schema
 from relengine.service import Engine
 from relengine.storage import memory
 from relengine.storage.base import SMALL_OBJECT
-from relengine.storage.memory import MemoryStore
 
 from .reference import Reference
+
+# engine_from is a factory (each example makes its own engine), so a function-scoped fixture
+# under @given carries nothing over between examples.
+FIXTURE_OK = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 
 SUBJECT_TYPES = ["user", "user:*", "group#member"]
 DOC_RELATIONS = ["viewer", "editor", "banned"]
@@ -85,17 +88,14 @@ def worlds(draw: st.DrawFn) -> tuple[str, list[Relationship]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("small", [SMALL_OBJECT, 1], ids=["read-whole", "by-index"])
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=FIXTURE_OK)
 @given(world=worlds())
-def test_check_agrees_with_reference(small: int, world: tuple[str, list[Relationship]]) -> None:
+def test_check_agrees_with_reference(engine_from: Callable[..., Engine], small: int, world: tuple[str, list[Relationship]]) -> None:
     """Both ways of reading an object: its whole value (small objects), and point reads and
     typed scans (objects over the small-object limit, here forced down to one relationship)."""
     schema_text, rels = world
     schema = compile_schema(schema_text)
-    engine = Engine(MemoryStore())
-    engine.write_schema(schema_text)
-    if rels:
-        engine.touch(rels)
+    engine = engine_from(schema_text, *map(str, rels))
     saved, memory.SMALL_OBJECT = memory.SMALL_OBJECT, small  # type: ignore[misc]
     try:
         _check_all(engine, schema, schema_text, rels)
@@ -117,16 +117,13 @@ def _check_all(engine: Engine, schema: Any, schema_text: str, rels: list[Relatio
 
 
 @pytest.mark.slow
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, deadline=None, suppress_health_check=FIXTURE_OK)
 @given(worlds())
-def test_lookups_agree_with_check_and_reference(world: tuple[str, list[Relationship]]) -> None:
+def test_lookups_agree_with_check_and_reference(engine_from: Callable[..., Engine], world: tuple[str, list[Relationship]]) -> None:
     """check(r, p, s) holds exactly when r is in lookup_resources(p, s) and s in lookup_subjects(r, p)."""
     schema_text, rels = world
     schema = compile_schema(schema_text)
-    engine = Engine(MemoryStore())
-    engine.write_schema(schema_text)
-    if rels:
-        engine.touch(rels)
+    engine = engine_from(schema_text, *map(str, rels))
     subjects = [SubjectRef("user", u) for u in USERS + ["fresh"]] + [SubjectRef("group", g, "member") for g in GROUPS]
     reference = Reference(schema, rels, set(subjects))
     for name in schema.definitions["doc"].members:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import pytest
 
-from relengine import Engine, EngineConfig, ObjectRef
+from relengine import Engine, ObjectRef
 from relengine.engine.expand import expand, reachable_subjects
 from relengine.errors import DeadlineExceeded, MaxDepthExceeded
 from relengine.model import SubjectRef, parse_relationship
@@ -15,13 +16,19 @@ from relengine.storage.memory import MemoryStore
 from . import graphs
 
 
-def folders(levels: int, store: MemoryStore | None = None, max_depth: int = 50) -> Engine:
-    """folder:f0's parent is f1, ..., f{levels-1}'s is f{levels}, where ann is a viewer."""
-    engine = Engine(store or MemoryStore(), EngineConfig(max_depth=max_depth))
-    engine.write_schema(graphs.SCHEMA)
-    texts = [f"folder:f{i}#parent@folder:f{i + 1}" for i in range(levels)] + [f"folder:f{levels}#viewer@user:ann"]
-    engine.touch([parse_relationship(t) for t in texts])
-    return engine
+Folders = Callable[..., Engine]
+
+
+@pytest.fixture
+def folders(engine_from: Callable[..., Engine]) -> Folders:
+    """``folders(levels, store=None, max_depth=50)``: folder:f0's parent is f1, ...,
+    f{levels-1}'s is f{levels}, where ann is a viewer."""
+
+    def make(levels: int, store: MemoryStore | None = None, max_depth: int = 50) -> Engine:
+        texts = [f"folder:f{i}#parent@folder:f{i + 1}" for i in range(levels)] + [f"folder:f{levels}#viewer@user:ann"]
+        return engine_from(graphs.SCHEMA, *texts, store=store, max_depth=max_depth)
+
+    return make
 
 
 def leaves(node: object) -> list[SubjectRef]:
@@ -29,20 +36,20 @@ def leaves(node: object) -> list[SubjectRef]:
     return list(getattr(node, "subjects", ())) + [s for k in kids for s in leaves(k)]
 
 
-def test_expand_keeps_the_depth_budget() -> None:
+def test_expand_keeps_the_depth_budget(folders: Folders) -> None:
     tree, _ = folders(3, max_depth=5).expand(ObjectRef("folder", "f0"), "view")
     assert SubjectRef("user", "ann") in leaves(tree)
     with pytest.raises(MaxDepthExceeded):
         folders(8, max_depth=5).expand(ObjectRef("folder", "f0"), "view")
 
 
-def test_expand_with_a_deadline_it_meets_answers_as_without() -> None:
+def test_expand_with_a_deadline_it_meets_answers_as_without(folders: Folders) -> None:
     engine = folders(3)
     plain, revision = engine.expand(ObjectRef("folder", "f0"), "view")
     assert engine.expand(ObjectRef("folder", "f0"), "view", deadline=time.monotonic() + 60) == (plain, revision)
 
 
-def test_an_expand_already_late_reads_nothing() -> None:
+def test_an_expand_already_late_reads_nothing(folders: Folders) -> None:
     store = graphs.CountingStore()
     engine = folders(3, store)
     store.scans = 0
@@ -73,7 +80,7 @@ def test_reachable_subjects_stops_at_the_deadline() -> None:
     assert store.scans < graphs.FULL_WALK_SCANS
 
 
-def test_reachable_subjects_follows_usersets_within_the_budget() -> None:
+def test_reachable_subjects_follows_usersets_within_the_budget(folders: Folders) -> None:
     engine = folders(0)
     engine.touch([parse_relationship(t) for t in (
         "folder:f0#viewer@group:g0#member", "group:g0#member@group:g1#member", "group:g1#member@user:bob",

@@ -4,10 +4,11 @@ and the reverse graph kept with its schema."""
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import pytest
 
-from relengine import Engine, EngineConfig, ObjectRef, SubjectRef
+from relengine import Engine, ObjectRef, SubjectRef
 from relengine.errors import DeadlineExceeded, MaxDepthExceeded
 from relengine.model import parse_relationship
 from relengine.schema import compile_schema
@@ -32,17 +33,23 @@ definition doc {
 ANN = SubjectRef("user", "ann")
 
 
-def nested(depth: int, max_depth: int, store: MemoryStore | None = None) -> Engine:
-    """ann in group n0, n0 in n1, ..., n{depth-1} a viewer of doc:d (``depth`` hops from doc:d to n0)."""
-    engine = Engine(store or MemoryStore(), EngineConfig(max_depth=max_depth))
-    engine.write_schema(SCHEMA)
-    texts = ["group:n0#member@user:ann", f"doc:d#viewer@group:n{depth - 1}#member"]
-    texts += [f"group:n{i + 1}#member@group:n{i}#member" for i in range(depth - 1)]
-    engine.touch([parse_relationship(t) for t in texts])
-    return engine
+Nested = Callable[..., Engine]
 
 
-def test_lookup_resources_keeps_the_depth_budget_of_check() -> None:
+@pytest.fixture
+def nested(engine_from: Callable[..., Engine]) -> Nested:
+    """``nested(depth, max_depth, store=None)``: ann in group n0, n0 in n1, ..., n{depth-1} a
+    viewer of doc:d (``depth`` hops from doc:d to n0)."""
+
+    def make(depth: int, max_depth: int, store: MemoryStore | None = None) -> Engine:
+        texts = ["group:n0#member@user:ann", f"doc:d#viewer@group:n{depth - 1}#member"]
+        texts += [f"group:n{i + 1}#member@group:n{i}#member" for i in range(depth - 1)]
+        return engine_from(SCHEMA, *texts, store=store, max_depth=max_depth)
+
+    return make
+
+
+def test_lookup_resources_keeps_the_depth_budget_of_check(nested: Nested) -> None:
     within = nested(5, max_depth=5)
     assert within.check(ObjectRef("doc", "d"), "view", ANN).allowed
     assert [r.resource_id for r in within.lookup_resources("doc", "view", ANN)] == ["d"]
@@ -53,7 +60,7 @@ def test_lookup_resources_keeps_the_depth_budget_of_check() -> None:
         list(beyond.lookup_resources("doc", "view", ANN))
 
 
-def test_lookup_subjects_keeps_the_depth_budget() -> None:
+def test_lookup_subjects_keeps_the_depth_budget(nested: Nested) -> None:
     # Its walk spends a hop on the permission's reference to the relation, where check's plan
     # inlines it: the same budget runs out one level sooner.
     assert [r.subject.id for r in nested(4, max_depth=5).lookup_subjects(ObjectRef("doc", "d"), "view", "user")] == ["ann"]
@@ -61,13 +68,13 @@ def test_lookup_subjects_keeps_the_depth_budget() -> None:
         list(nested(7, max_depth=5).lookup_subjects(ObjectRef("doc", "d"), "view", "user"))
 
 
-def test_lookup_resources_through_cycles_ends_within_the_budget() -> None:
+def test_lookup_resources_through_cycles_ends_within_the_budget(nested: Nested) -> None:
     engine = nested(3, max_depth=5)
     engine.touch([parse_relationship("group:n0#member@group:n2#member")])  # a data cycle
     assert [r.resource_id for r in engine.lookup_resources("doc", "view", ANN)] == ["d"]
 
 
-def test_lookups_with_a_deadline_they_meet_answer_as_without() -> None:
+def test_lookups_with_a_deadline_they_meet_answer_as_without(nested: Nested) -> None:
     engine = nested(3, max_depth=5)
     later = time.monotonic() + 60
     assert [r.resource_id for r in engine.lookup_resources("doc", "view", ANN, deadline=later)] == ["d"]
@@ -75,7 +82,7 @@ def test_lookups_with_a_deadline_they_meet_answer_as_without() -> None:
     assert [r.subject.id for r in found] == ["ann"]
 
 
-def test_a_lookup_already_late_reads_nothing() -> None:
+def test_a_lookup_already_late_reads_nothing(nested: Nested) -> None:
     store = graphs.CountingStore()
     engine = nested(3, max_depth=5, store=store)
     store.scans = 0

@@ -1,4 +1,5 @@
-"""`relengine schema graph`: dot and mermaid renderings of a schema."""
+"""The schema graph (report/graph.py): dot and mermaid renderings of a schema; the `relengine
+schema graph` command is tests/test_cli.py's."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import pathlib
 
 import pytest
 
-from relengine.cli import main
 from relengine.report.graph import edges, render
 from relengine.schema import compile_schema
 
@@ -40,12 +40,3 @@ def test_golden(fmt: str) -> None:
     if os.environ.get("REGEN"):
         golden.write_text(text)
     assert text == golden.read_text()
-
-
-def test_cli(capsys: pytest.CaptureFixture[str], tmp_path: pathlib.Path) -> None:
-    assert main(["schema", "graph", str(ROOT / "schemas" / "dxtra.zed"), "--format", "dot"]) == 0
-    assert capsys.readouterr().out.startswith("digraph schema {")
-    bad = tmp_path / "bad.zed"
-    bad.write_text("definition doc {\n relation a: nothing\n}\n")
-    assert main(["schema", "graph", str(bad)]) == 1
-    assert "2:14" in capsys.readouterr().err

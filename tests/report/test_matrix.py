@@ -1,4 +1,5 @@
-"""`relengine matrix`: role x permission tables computed by the engine."""
+"""The matrix (report/matrix.py): role x permission tables computed by the engine; the
+`relengine matrix` command is tests/test_cli.py's."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import pathlib
 
 import pytest
 
-from relengine.cli import main
 from relengine.errors import InvalidArgument, UnknownDefinition
 from relengine.report.matrix import Matrix, compute_matrix, render
 
@@ -77,10 +77,3 @@ def test_formats() -> None:
 def test_unknown_type() -> None:
     with pytest.raises(UnknownDefinition):
         compute_matrix((SCHEMAS / "taggrs.zed").read_text(), "nothing")
-
-
-def test_cli(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["matrix", str(SCHEMAS / "taggrs.zed"), "--resource", "product", "--format", "markdown"]) == 0
-    out = capsys.readouterr().out
-    assert "| `organization->viewer` | · | · | · | ✓ |" in out
-    assert main(["matrix", str(SCHEMAS / "taggrs.zed"), "--resource", "nothing"]) == 2

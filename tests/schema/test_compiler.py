@@ -1,5 +1,9 @@
 """compile_schema: one table of invalid schemas (message and position), lint warnings, and what a
-valid schema compiles to."""
+valid schema compiles to.
+
+This is also schema/validate.py's test: its semantic checks run inside compile_schema, and the
+INVALID table below holds their cases (names that do not resolve, bad arrows, duplicates,
+cycles...) with the message and position each gives, so there is no test_validate.py."""
 
 from __future__ import annotations
 

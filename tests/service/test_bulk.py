@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import pytest
 
-from relengine import Engine, EngineConfig
+from relengine import Engine
 from relengine.errors import UnknownDefinition
-from relengine.model import SubjectRef, parse_relationship
+from relengine.model import SubjectRef
 from relengine.results import CheckResult, Permissionship
-from relengine.storage.memory import MemoryStore
 
 from .test_schemas import SCHEMA  # a doc whose viewers may need a caveat
 
@@ -16,11 +17,8 @@ ANN = SubjectRef("user", "ann")
 
 
 @pytest.fixture
-def engine() -> Engine:
-    e = Engine(MemoryStore(), EngineConfig(quantization_seconds=3600))
-    e.write_schema(SCHEMA)
-    e.touch([parse_relationship("doc:a#viewer@user:ann[on_network]"), parse_relationship("doc:b#viewer@user:ann")])
-    return e
+def engine(engine_from: Callable[..., Engine]) -> Engine:
+    return engine_from(SCHEMA, "doc:a#viewer@user:ann[on_network]", "doc:b#viewer@user:ann", quantization_seconds=3600)
 
 
 def test_each_question_has_its_own_context_or_the_requests(engine: Engine) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import pytest
 
 from relengine.config import EngineConfig
@@ -50,10 +52,8 @@ ANN = SubjectRef("user", "ann")
 
 
 @pytest.fixture
-def engine() -> Engine:
-    e = Engine(MemoryStore(), EngineConfig(quantization_seconds=3600))
-    e.write_schema(SCHEMA)
-    return e
+def engine(engine_from: Callable[..., Engine]) -> Engine:
+    return engine_from(SCHEMA, quantization_seconds=3600)
 
 
 def rels(*texts: str) -> list[RelationshipUpdate]:
@@ -108,22 +108,21 @@ def test_a_check_after_a_cache_miss_looks_no_further_and_fills_the_cache(engine:
     assert engine.check(ObjectRef("doc", "a"), "view", ANN, cache_missed=True) == response
 
 
-def test_a_check_at_a_chosen_time_is_not_cached() -> None:
+def test_a_check_at_a_chosen_time_is_not_cached(engine_from: Callable[..., Engine]) -> None:
     import datetime as dt
 
-    e = Engine(MemoryStore(), EngineConfig(quantization_seconds=3600))
-    e.write_schema("use expiration\ndefinition user {}\ndefinition doc {\n relation viewer: user with expiration\n}")
-    e.write(rels("doc:a#viewer@user:ann[expiration:2300-01-01T00:00:00Z]"))
+    e = engine_from(
+        "use expiration\ndefinition user {}\ndefinition doc {\n relation viewer: user with expiration\n}",
+        "doc:a#viewer@user:ann[expiration:2300-01-01T00:00:00Z]", quantization_seconds=3600,
+    )
     later = dt.datetime(2301, 1, 1, tzinfo=dt.timezone.utc)
     assert not e.check(ObjectRef("doc", "a"), "viewer", ANN, now=later).allowed
     assert e.statistics().cache_size == 0
     assert e.check(ObjectRef("doc", "a"), "viewer", ANN).allowed
 
 
-def test_cache_can_be_disabled() -> None:
-    e = Engine(MemoryStore(), EngineConfig(cache_size=0))
-    e.write_schema(SCHEMA)
-    e.write(rels("doc:a#viewer@user:ann"))
+def test_cache_can_be_disabled(engine_from: Callable[..., Engine]) -> None:
+    e = engine_from(SCHEMA, "doc:a#viewer@user:ann", cache_size=0)
     for _ in range(3):
         assert e.check(ObjectRef("doc", "a"), "view", ANN).allowed
     assert e.statistics().cache_size == 0
@@ -164,9 +163,8 @@ def test_check_questions_answers_from_the_cache_and_counts_each_lookup_once(engi
     assert engine.bulk_check([CheckRequest(ObjectRef("doc", "a"), "view", ANN)]).results == [first.results[0]]
 
 
-def test_bulk_check_limit() -> None:
-    e = Engine(MemoryStore(), EngineConfig(max_bulk_check_items=2))
-    e.write_schema(SCHEMA)
+def test_bulk_check_limit(engine_from: Callable[..., Engine]) -> None:
+    e = engine_from(SCHEMA, max_bulk_check_items=2)
     with pytest.raises(BatchTooLarge):
         e.bulk_check([CheckRequest(ObjectRef("doc", "a"), "view", ANN)] * 3)
 
@@ -262,17 +260,16 @@ def test_schema_change_that_would_orphan_relationships_is_refused(engine: Engine
     engine.write_schema(wider.replace("definition doc {", "definition doc {\n    relation owner: user"))
 
 
-def test_gc_deletes_expired_relationships_only() -> None:
+def test_gc_deletes_expired_relationships_only(engine_from: Callable[..., Engine]) -> None:
     import datetime as dt
 
-    e = Engine(MemoryStore())
-    e.write_schema("use expiration\ndefinition user {}\ndefinition doc {\n relation viewer: user | user with expiration\n relation owner: user\n}")
-    e.write(rels(
+    e = engine_from(
+        "use expiration\ndefinition user {}\ndefinition doc {\n relation viewer: user | user with expiration\n relation owner: user\n}",
         "doc:a#viewer@user:old[expiration:2020-01-01T00:00:00Z]",
         "doc:a#viewer@user:new[expiration:2300-01-01T00:00:00Z]",
         "doc:a#viewer@user:plain",
         "doc:a#owner@user:own",
-    ))
+    )
     assert e.gc() == 1
     left = sorted(str(r.relationship) for r in e.read(RelationshipFilter("doc")))
     assert left == ["doc:a#owner@user:own", "doc:a#viewer@user:new[expiration:2300-01-01T00:00:00Z]", "doc:a#viewer@user:plain"]

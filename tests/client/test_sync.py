@@ -1,4 +1,5 @@
-"""The blocking client: text helpers, retries on UNAVAILABLE only, deadlines, TLS."""
+"""The blocking client (client/_sync.py) against a real server: text helpers, retries on
+UNAVAILABLE only, TLS. What both clients share is tests/client/test_common.py's."""
 
 from __future__ import annotations
 
@@ -10,12 +11,10 @@ from typing import Any, Iterator
 import pytest
 
 from relengine import Engine, Revision, errors
-from relengine.client import Client, RetryPolicy, is_loopback
-from relengine.client._common import channel_credentials, check_reply
+from relengine.client import Client, RetryPolicy
 from relengine.model import RelationshipFilter
 from relengine.results import CheckResponse, CheckResult, Permissionship, ReadResult, Stream
 from relengine.server.app import ServerConfig
-from relengine.wire._proto.relengine.v1 import core_pb2, permissions_pb2
 
 from ..server.harness import SCHEMA, Running, Uncached
 
@@ -95,29 +94,6 @@ def test_text_helpers(loaded: Client) -> None:
         loaded.touch("not a relationship")
     with pytest.raises(errors.InvalidRelationship):
         loaded.check("doc", "view", "user:ann")  # no id
-
-
-def test_check_replies_are_read_once_and_conditional_ones_each_time() -> None:
-    yes = permissions_pb2.CheckResponse(revision_token=Revision(7).token(), permissionship=core_pb2.PERMISSIONSHIP_HAS_PERMISSION)
-    first = check_reply(yes.SerializeToString())
-    assert first == CheckResponse(CheckResult(Permissionship.HAS_PERMISSION), Revision(7)) and first.allowed
-    assert check_reply(yes.SerializeToString()) is first
-    maybe = permissions_pb2.CheckResponse(
-        revision_token=Revision(7).token(), permissionship=core_pb2.PERMISSIONSHIP_CONDITIONAL_PERMISSION,
-        missing_parameters=["ip"],
-    ).SerializeToString()
-    conditional = check_reply(maybe)
-    assert conditional.permissionship is Permissionship.CONDITIONAL_PERMISSION
-    assert conditional.result.missing_parameters == ("ip",)
-    assert check_reply(maybe) is not conditional and check_reply(maybe) == conditional
-
-
-def test_is_loopback() -> None:
-    assert is_loopback("127.0.0.1:50051") and is_loopback("localhost:1") and is_loopback("[::1]:5")
-    assert not is_loopback("10.1.2.3:50051") and not is_loopback("authz.example.com:443")
-    assert channel_credentials("127.0.0.1:1", None, None) is None
-    assert channel_credentials("authz.example.com:443", None, None) is not None
-    assert channel_credentials("authz.example.com:443", False, None) is None
 
 
 def _self_signed(tmp_path: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:

@@ -1,4 +1,5 @@
-"""The asyncio client: every RPC, streams and errors (asyncio.run; no plugin needed)."""
+"""The asyncio client (client/_async.py) against a real server: every RPC, streams and errors
+(asyncio.run; no plugin needed)."""
 
 from __future__ import annotations
 
@@ -119,7 +120,7 @@ def test_unavailable_stream_revision() -> None:
 def test_retries_unavailable_then_succeeds_and_gives_up_after_max_attempts() -> None:
     from relengine.client import RetryPolicy
 
-    from .test_client import Flaky
+    from .test_sync import Flaky
 
     engine = Flaky(2, errors.Unavailable("store closed for a moment"))
     running = Running(engine)
