@@ -1,16 +1,12 @@
-"""Metrics by RPC and status code, engine statistics, structured logs."""
+"""Metrics by RPC and status code, engine statistics."""
 
 from __future__ import annotations
-
-import io
-import logging
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from relengine import Engine, RelationshipFilter, errors
 from relengine.client import Client
-from relengine.server.logfmt import LogfmtFormatter, configure
 from relengine.server.metrics import ServerMetrics
 
 from .harness import Running
@@ -44,40 +40,3 @@ def test_refresh_copies_engine_statistics(engine: Engine, loaded: Client) -> Non
     assert registry.get_sample_value("relengine_cache_misses") == stats.cache_misses > 0
     assert registry.get_sample_value("relengine_cache_size") == stats.cache_size
     assert registry.get_sample_value("relengine_revision") == stats.head_revision.value > 0
-
-
-def test_logfmt_one_line_per_event() -> None:
-    logger = logging.getLogger("relengine.test_logfmt")
-    record = logger.makeRecord(
-        logger.name, logging.ERROR, __file__, 1, "internal error", (), None,
-        extra={"event": "internal_error", "method": "/a.B/C", "detail": "two words"},
-    )
-    try:
-        raise ValueError("boom\nsecond line")
-    except ValueError:
-        import sys
-
-        record.exc_info = sys.exc_info()
-    line = LogfmtFormatter({"worker": 1}).format(record)
-    assert "\n" not in line
-    assert line.startswith("ts=") and " level=error " in line and " event=internal_error " in line
-    assert ' detail="two words"' in line and " worker=1 " in line and "traceback=" in line
-
-
-def test_configure_keeps_foreign_handlers() -> None:
-    root = logging.getLogger()
-    before = list(root.handlers)
-    level = root.level
-    stream = io.StringIO()
-    try:
-        configure("INFO", stream)
-        configure("INFO", stream)  # again: replaces its own handler only
-        logging.getLogger("relengine.server").info("hello", extra={"event": "hello"})
-        ours = [h for h in root.handlers if h not in before]
-        assert len(ours) == 1
-    finally:
-        for h in root.handlers[:]:
-            if h not in before:
-                root.removeHandler(h)
-        root.setLevel(level)
-    assert "event=hello" in stream.getvalue()
