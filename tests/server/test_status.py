@@ -20,8 +20,9 @@ from relengine.model import ObjectRef, RelationshipFilter, Revision, SubjectRef
 from relengine.results import BulkCheckResponse, CheckResult, Permissionship, Stream
 from relengine.server.app import ServerConfig
 from relengine.server.logfmt import LogfmtFormatter
+from relengine.server.status import status_of
 from relengine.wire._proto.relengine.v1 import core_pb2, permissions_pb2, permissions_pb2_grpc
-from relengine.wire.status import GRPC_STATUS
+from relengine.wire.status import GRPC_STATUS, error_from_status_proto, error_status, grpc_code_number
 
 from ..wire.error_samples import error_classes, instance
 from .harness import SCHEMA, Running, Uncached, make_engine
@@ -61,6 +62,9 @@ class RaisingEngine(Uncached):
         return BulkCheckResponse(results, Revision(1))
 
 
+STORE_PATH = "/some/path/data.mdb"
+
+
 def _check_request() -> permissions_pb2.CheckRequest:
     return permissions_pb2.CheckRequest(
         resource=core_pb2.ObjectReference(object_type="doc", object_id="1"),
@@ -83,6 +87,19 @@ def _logged(caplog: pytest.LogCaptureFixture, incident: str) -> logging.LogRecor
     (record,) = [r for r in caplog.records if getattr(r, "incident", None) == incident]
     assert getattr(record, "event", None) == "internal_error" and record.exc_info is not None
     return record
+
+
+def test_status_of_logs_only_what_the_client_must_not_see(caplog: pytest.LogCaptureFixture) -> None:
+    known = errors.UnknownRelation("no such relation", definition="doc", relation="view")
+    with caplog.at_level(logging.ERROR, logger="relengine.server"):
+        assert status_of(known, "/m") == error_status(known)
+        assert caplog.records == []  # the client's own mistake: nothing to log
+        status = status_of(errors.StorageError(f"mdb_get failed: {STORE_PATH}"), "/relengine.v1.SchemaService/ReadSchema")
+    assert status.code == grpc_code_number(grpc.StatusCode.INTERNAL) and "data.mdb" not in str(status)
+    rebuilt = error_from_status_proto(status)
+    record = _logged(caplog, _internal_incident(rebuilt, "data.mdb"))
+    assert getattr(record, "method", None) == "/relengine.v1.SchemaService/ReadSchema"
+    assert STORE_PATH in str(record.exc_info[1])  # type: ignore[index]
 
 
 @pytest.mark.parametrize("cls", error_classes(), ids=lambda cls: cls.__name__)
@@ -113,8 +130,6 @@ def test_error_class_maps_to_its_status_and_back(cls: type[RelEngineError]) -> N
     finally:
         running.stop()
 
-
-STORE_PATH = "/some/path/data.mdb"
 
 
 @pytest.mark.parametrize("cls", error_classes(internal=True), ids=lambda cls: cls.__name__)
