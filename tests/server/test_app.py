@@ -22,7 +22,7 @@ from relengine import errors
 from relengine.cli import main
 from relengine.client import Client
 from relengine.model import Consistency
-from relengine.server.app import apply_schema
+from relengine.server.app import apply_schema, join_address, split_address
 
 from .harness import KEY, SCHEMA
 
@@ -187,3 +187,16 @@ def test_schema_is_written_only_when_it_changed(tmp_path: pathlib.Path) -> None:
     assert apply_schema(data, SCHEMA + "\ndefinition team {}\n", "schema.zed") is True
     with pytest.raises(errors.SchemaError):
         apply_schema(data, "definition {", "bad.zed")
+
+
+def test_listen_addresses_split_and_join_with_ipv6_in_brackets() -> None:
+    assert split_address("127.0.0.1:50051") == ("127.0.0.1", 50051)
+    assert split_address("[::1]:0") == ("::1", 0)
+    assert split_address(":50051") == ("0.0.0.0", 50051)  # no host: every interface
+    assert join_address("::1", 8080) == "[::1]:8080"
+    assert join_address("localhost", 8080) == "localhost:8080"
+    for address in ("[::1]:8080", "localhost:9"):
+        assert join_address(*split_address(address)) == address
+    for bad in ("localhost", "localhost:", "localhost:http", "[::1]"):
+        with pytest.raises(errors.InvalidArgument, match="not host:port"):
+            split_address(bad)

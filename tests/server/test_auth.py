@@ -1,4 +1,4 @@
-"""Preshared-key auth: no key, wrong key, right key; health needs none."""
+"""Preshared-key auth: no key, wrong key, right key; health needs none; the comparison itself."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from relengine import Engine
 from relengine.client import NO_RETRY, Client, Unauthenticated
 from relengine.model import RelationshipFilter
 from relengine.server.app import ServerConfig
+from relengine.server.auth import authorized
 
 from .harness import KEY, SCHEMA, Running
 
@@ -58,3 +59,22 @@ def test_health_needs_no_key(guarded: Running) -> None:
     with guarded.channel() as channel:
         response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
     assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+EXPECTED = f"Bearer {KEY}".encode()
+
+
+@pytest.mark.parametrize(
+    ("metadata", "allowed"),
+    [
+        ((("authorization", f"Bearer {KEY}"),), True),
+        ((("x-trace", "1"), ("authorization", f"Bearer {KEY}".encode())), True),  # a binary value
+        ((("authorization", "Bearer wrong"),), False),
+        ((("authorization", KEY),), False),  # the key without its scheme
+        ((("authorization", "Bearer wrong"), ("authorization", f"Bearer {KEY}")), False),  # the first one counts
+        ((), False),
+        (None, False),
+    ],
+)
+def test_authorized_compares_the_first_authorization_value(metadata: object, allowed: bool) -> None:
+    assert authorized(metadata, EXPECTED) is allowed

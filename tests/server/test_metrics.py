@@ -1,17 +1,16 @@
-"""Metrics by RPC and status code, engine statistics, structured logs."""
+"""Metrics by RPC and status code, engine statistics, the thread that refreshes them."""
 
 from __future__ import annotations
 
-import io
 import logging
+import threading
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from relengine import Engine, RelationshipFilter, errors
 from relengine.client import Client
-from relengine.server.logfmt import LogfmtFormatter, configure
-from relengine.server.metrics import ServerMetrics
+from relengine.server.metrics import Periodic, ServerMetrics
 
 from .harness import Running
 
@@ -46,38 +45,36 @@ def test_refresh_copies_engine_statistics(engine: Engine, loaded: Client) -> Non
     assert registry.get_sample_value("relengine_revision") == stats.head_revision.value > 0
 
 
-def test_logfmt_one_line_per_event() -> None:
-    logger = logging.getLogger("relengine.test_logfmt")
-    record = logger.makeRecord(
-        logger.name, logging.ERROR, __file__, 1, "internal error", (), None,
-        extra={"event": "internal_error", "method": "/a.B/C", "detail": "two words"},
-    )
-    try:
-        raise ValueError("boom\nsecond line")
-    except ValueError:
-        import sys
-
-        record.exc_info = sys.exc_info()
-    line = LogfmtFormatter({"worker": 1}).format(record)
-    assert "\n" not in line
-    assert line.startswith("ts=") and " level=error " in line and " event=internal_error " in line
-    assert ' detail="two words"' in line and " worker=1 " in line and "traceback=" in line
+def test_a_recorder_counts_and_times_by_service_method_and_code() -> None:
+    registry = CollectorRegistry()
+    record = ServerMetrics(registry).recorder("/relengine.v1.SchemaService/ReadSchema")
+    record("OK", 0.002)
+    record("OK", 0.2)
+    record("NOT_FOUND", 0.001)
+    labels = {"service": "relengine.v1.SchemaService", "method": "ReadSchema"}
+    assert _sample(registry, "relengine_rpc_requests_total", **labels, code="OK") == 2
+    assert _sample(registry, "relengine_rpc_requests_total", **labels, code="NOT_FOUND") == 1
+    assert _sample(registry, "relengine_rpc_duration_seconds_sum", **labels, code="OK") == pytest.approx(0.202)
+    assert _sample(registry, "relengine_rpc_duration_seconds_bucket", **labels, code="OK", le="0.0025") == 1
 
 
-def test_configure_keeps_foreign_handlers() -> None:
-    root = logging.getLogger()
-    before = list(root.handlers)
-    level = root.level
-    stream = io.StringIO()
-    try:
-        configure("INFO", stream)
-        configure("INFO", stream)  # again: replaces its own handler only
-        logging.getLogger("relengine.server").info("hello", extra={"event": "hello"})
-        ours = [h for h in root.handlers if h not in before]
-        assert len(ours) == 1
-    finally:
-        for h in root.handlers[:]:
-            if h not in before:
-                root.removeHandler(h)
-        root.setLevel(level)
-    assert "event=hello" in stream.getvalue()
+def test_a_periodic_action_that_fails_is_logged_and_runs_again(caplog: pytest.LogCaptureFixture) -> None:
+    runs: list[int] = []
+    again = threading.Event()
+
+    def action() -> None:
+        runs.append(len(runs))
+        if len(runs) == 1:
+            raise RuntimeError("first run fails")
+        again.set()
+
+    periodic = Periodic(action, 0.0, "test-periodic", "test_failed")
+    with caplog.at_level(logging.WARNING, logger="relengine.server"):
+        periodic.start()
+        try:
+            assert again.wait(10)
+        finally:
+            periodic.stop()
+    (record,) = [r for r in caplog.records if getattr(r, "event", None) == "test_failed"]
+    assert record.exc_info is not None and "first run fails" in str(record.exc_info[1])
+    assert len(runs) >= 2

@@ -100,3 +100,8 @@ def test_every_handler_is_guarded_mapped_and_counted(
     assert seen("Echo", "INTERNAL") == 1
     assert seen("Count", "OK") == 1
     assert seen("Count", "ALREADY_EXISTS") == 1
+
+
+def test_an_empty_preshared_key_is_refused() -> None:
+    with pytest.raises(ValueError, match="must not be empty"):
+        Pipeline(None, "")

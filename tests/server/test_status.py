@@ -15,32 +15,17 @@ from grpc_status import rpc_status
 
 from relengine import EngineConfig, errors
 from relengine.client import NO_RETRY, Client, RemoteError
-from relengine.errors import Code, RelEngineError, SchemaError, SchemaIssue
+from relengine.errors import Code, RelEngineError, SchemaError
 from relengine.model import ObjectRef, RelationshipFilter, Revision, SubjectRef
 from relengine.results import BulkCheckResponse, CheckResult, Permissionship, Stream
 from relengine.server.app import ServerConfig
 from relengine.server.logfmt import LogfmtFormatter
+from relengine.server.status import status_of
 from relengine.wire._proto.relengine.v1 import core_pb2, permissions_pb2, permissions_pb2_grpc
-from relengine.wire.status import CODE_OF, GRPC_STATUS, decode_fields, encode_fields
+from relengine.wire.status import GRPC_STATUS, error_from_status_proto, error_status, grpc_code_number
 
+from ..wire.error_samples import error_classes, instance
 from .harness import SCHEMA, Running, Uncached, make_engine
-
-
-def _error_classes(internal: bool = False) -> list[type[RelEngineError]]:
-    """The classes of the tree whose code is INTERNAL (``internal``), or all the others."""
-    return sorted(
-        (
-            v for v in vars(errors).values()
-            if isinstance(v, type) and issubclass(v, RelEngineError) and (v.code is Code.INTERNAL) == internal
-        ),
-        key=lambda cls: cls.__name__,
-    )
-
-
-def _instance(cls: type[RelEngineError]) -> RelEngineError:
-    if issubclass(cls, SchemaError):
-        return cls([SchemaIssue("unexpected `}`", 3, 7, "  }", "s.zed"), SchemaIssue("second", 4, 1)])
-    return cls(f"a {cls.__name__} happened", definition="doc", relation="view", line=3, column=7)
 
 
 class RaisingEngine(Uncached):
@@ -77,14 +62,7 @@ class RaisingEngine(Uncached):
         return BulkCheckResponse(results, Revision(1))
 
 
-def test_every_code_has_a_status() -> None:
-    assert set(GRPC_STATUS) == set(Code)
-    assert all(CODE_OF[GRPC_STATUS[code]] is code for code in Code)
-
-
-def test_field_encoding_round_trip() -> None:
-    exc = errors.UnknownRelation("x", definition="doc", relation="view", line=3)
-    assert decode_fields(encode_fields(exc)) == {"definition": "doc", "relation": "view", "line": 3}
+STORE_PATH = "/some/path/data.mdb"
 
 
 def _check_request() -> permissions_pb2.CheckRequest:
@@ -111,9 +89,22 @@ def _logged(caplog: pytest.LogCaptureFixture, incident: str) -> logging.LogRecor
     return record
 
 
-@pytest.mark.parametrize("cls", _error_classes(), ids=lambda cls: cls.__name__)
+def test_status_of_logs_only_what_the_client_must_not_see(caplog: pytest.LogCaptureFixture) -> None:
+    known = errors.UnknownRelation("no such relation", definition="doc", relation="view")
+    with caplog.at_level(logging.ERROR, logger="relengine.server"):
+        assert status_of(known, "/m") == error_status(known)
+        assert caplog.records == []  # the client's own mistake: nothing to log
+        status = status_of(errors.StorageError(f"mdb_get failed: {STORE_PATH}"), "/relengine.v1.SchemaService/ReadSchema")
+    assert status.code == grpc_code_number(grpc.StatusCode.INTERNAL) and "data.mdb" not in str(status)
+    rebuilt = error_from_status_proto(status)
+    record = _logged(caplog, _internal_incident(rebuilt, "data.mdb"))
+    assert getattr(record, "method", None) == "/relengine.v1.SchemaService/ReadSchema"
+    assert STORE_PATH in str(record.exc_info[1])  # type: ignore[index]
+
+
+@pytest.mark.parametrize("cls", error_classes(), ids=lambda cls: cls.__name__)
 def test_error_class_maps_to_its_status_and_back(cls: type[RelEngineError]) -> None:
-    error = _instance(cls)
+    error = instance(cls)
     running = Running(RaisingEngine(error))
     try:
         with running.channel() as channel:
@@ -140,10 +131,8 @@ def test_error_class_maps_to_its_status_and_back(cls: type[RelEngineError]) -> N
         running.stop()
 
 
-STORE_PATH = "/some/path/data.mdb"
 
-
-@pytest.mark.parametrize("cls", _error_classes(internal=True), ids=lambda cls: cls.__name__)
+@pytest.mark.parametrize("cls", error_classes(internal=True), ids=lambda cls: cls.__name__)
 def test_internal_error_class_reaches_the_client_without_its_text(
     cls: type[RelEngineError], caplog: pytest.LogCaptureFixture
 ) -> None:

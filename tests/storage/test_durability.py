@@ -38,8 +38,9 @@ def test_every_acknowledged_batch_survives_sigkill_and_none_is_half_applied(tmp_
     env = dict(os.environ, PYTHONPATH=SRC)
     for _ in range(ROUNDS):
         start = max(acked, default=-1) + 1
+        # -P keeps the script's folder off sys.path: its lmdb/ (tests) would hide the lmdb library.
         child = subprocess.Popen(
-            [sys.executable, str(HERE / "crash_writer.py"), str(path), str(start)],
+            [sys.executable, "-P", str(HERE / "crash_writer.py"), str(path), str(start)],
             env=env, stdout=subprocess.PIPE, text=True,
         )
         time.sleep(rng.uniform(0.05, 0.6))  # sometimes while opening, mostly mid-batch

@@ -7,7 +7,7 @@ import pathlib
 import sys
 from types import ModuleType
 
-from .harness import ROOT
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _gen_proto() -> ModuleType:

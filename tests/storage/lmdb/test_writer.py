@@ -1,0 +1,81 @@
+"""The LMDB write transaction (storage/lmdb/writer.py): the bulk path, the objects index kept at
+commit, commit stamps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from relengine.model import CaveatRef, Revision
+from relengine.storage import keys, objects
+from relengine.storage.base import SMALL_OBJECT
+from relengine.storage.lmdb import LmdbStore
+
+from ..conformance import delete, touch
+from .helpers import object_entries
+
+BIG = b"doc\x00big\x00"  # the objects index key of doc:big
+
+
+@pytest.mark.slow
+def test_bulk_touch_grows_the_map_and_retries(tmp_path: Path) -> None:
+    store = LmdbStore(tmp_path, map_size=256 * 1024, max_map_size=64 * 1024 * 1024, sync=False)
+    rows = [("doc", f"d{i}", "viewer", "user", f"someone_with_a_long_name_{i}", "") for i in range(20_000)]
+    revision, changed = store.bulk_touch(rows)
+    assert (revision, changed) == (Revision(1), 20_000)
+    assert store.statistics().relationships == 20_000
+    store.close()
+
+
+def test_a_second_bulk_call_in_one_transaction_logs_each_relationship_once(store: LmdbStore) -> None:
+    """The first call inserts fresh keys wholesale; the second rewrites one of them and adds
+    another one by one. The revision logs every relationship once, as it ends."""
+    with store.transaction() as tx:
+        tx.bulk_touch([("doc", "d1", "viewer", "user", "ann", ""), ("doc", "d2", "viewer", "user", "ann", "")])
+        tx.bulk_touch([
+            ("doc", "d1", "viewer", "user", "ann", "", CaveatRef("cav"), None),
+            ("doc", "d3", "viewer", "user", "ann", ""),
+        ])
+    changes = sorted((c.operation.value, str(c.relationship)) for c in store.watch(Revision(0), timeout=0))
+    assert changes == [
+        ("TOUCH", "doc:d1#viewer@user:ann[cav]"),
+        ("TOUCH", "doc:d2#viewer@user:ann"),
+        ("TOUCH", "doc:d3#viewer@user:ann"),
+    ]
+    assert store.statistics().dead_versions == 0
+
+
+def test_the_objects_index_follows_each_commit_and_a_large_object_stays_large_until_it_shrinks(
+    store: LmdbStore,
+) -> None:
+    names = [f"u{i:02}" for i in range(SMALL_OBJECT + 1)]
+    first = touch(store, *[f"doc:big#viewer@user:{n}" for n in names])
+    entry = object_entries(store)[BIG]
+    assert entry == keys.encode_revision(first.value) + bytes((objects.LARGE,))
+    grown = touch(store, "doc:big#owner@user:x")  # only the stamp moves
+    assert object_entries(store)[BIG] == keys.encode_revision(grown.value) + bytes((objects.LARGE,))
+    shrunk = delete(store, *[f"doc:big#viewer@user:{n}" for n in names[1:]])
+    entry = object_entries(store)[BIG]
+    assert entry[: keys.REVISION_SIZE] == keys.encode_revision(shrunk.value)
+    assert objects.decode(entry) == {"owner": [("user", "x", None, None)], "viewer": [("user", "u00", None, None)]}
+    untouched = object_entries(store)
+    touch(store, "doc:other#viewer@user:x")
+    assert {k: v for k, v in object_entries(store).items() if k != b"doc\x00other\x00"} == untouched
+
+
+def test_commit_stamps_never_go_back_when_the_clock_does(make_store: Callable[..., Any], clock: Any) -> None:
+    """The GC window counts from these stamps: a later revision stamped earlier would make
+    revisions collectable, or readable, out of order."""
+    store = make_store(clock=clock)
+    touch(store, "doc:d1#viewer@user:ann")
+    clock.advance(-3600)
+    touch(store, "doc:d2#viewer@user:ann")
+    env = store._environment
+    txn = env.begin_read()
+    try:
+        first, second = env.commit_micros(txn, 1), env.commit_micros(txn, 2)
+    finally:
+        txn.abort()
+    assert first is not None and second == first
