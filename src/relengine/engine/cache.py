@@ -23,8 +23,9 @@ def cache_key(
     """The key of one question's answer in a CheckCache: the revision, the request's caveat
     context (``context_key``: None when there is none) and the question's plain strings (not
     the SubjectRef: hashing and comparing strings stays in C). The one definition of the
-    layout. Two hot paths build the same tuples inline, each naming the bench that pays for
-    the call it saves (``CheckCache.answer``, ``CachingDispatcher.dispatch``); nothing outside
+    layout. Three hot paths build the same tuples inline, each naming the bench that pays for
+    the call it saves (``CheckCache.answer``, ``CheckCache.answers``,
+    ``CachingDispatcher.dispatch``); nothing outside
     this module builds a key."""
     if context_key is None:
         return (revision, rtype, rid, relation, subject_type, subject_id, subject_relation)
@@ -94,7 +95,9 @@ class CheckCache:
     ) -> list[Result | None]:
         """``answer`` of each (resource type, id, relation, subject type, id, relation) in one pass."""
         get = self._data.get
-        values = [get(cache_key(revision, None, *question)) for question in questions]
+        # ``cache_key(revision, None, *question)``, inlined: a call per item would cost about a
+        # sixteenth of a cached 1,000-item BulkCheck (bench: grpc_bulk_check).
+        values = [get((revision, *question)) for question in questions]
         self.hits += len(values) - values.count(None)
         return values
 
