@@ -16,11 +16,20 @@ from typing import Callable, Final, Iterable, Sequence
 
 import lmdb
 
-from ...errors import AlreadyExists, StoreFull
+from ...errors import AlreadyExists, DeadlineExceeded, StoreFull
 from ...model import RelationshipFilter, Revision
 from ...results import Operation, RelationshipUpdate
 from .. import keys
-from ..base import SMALL_OBJECT, BulkRow, batch_too_large, has_match, micros, to_delete
+from ..base import (
+    DEADLINE_STEPS,
+    SMALL_OBJECT,
+    BulkRow,
+    batch_too_large,
+    check_deadline,
+    has_match,
+    micros,
+    to_delete,
+)
 from ..keys import REVISION_SIZE, object_prefix
 from ..objects import KIND_OFFSET, LARGE
 from .env import LmdbEnv
@@ -42,6 +51,7 @@ class LmdbTransaction:
         head, horizon, last_hist = state
         self._env = env
         self._txn = txn
+        self._spoilt: DeadlineExceeded | None = None  # a delete_matching ran out of time
         self._head = head
         self._horizon = horizon
         self._last_hist = last_hist
@@ -107,16 +117,24 @@ class LmdbTransaction:
     def matches(self, filter: RelationshipFilter) -> bool:
         return has_match(self.reader(), filter)
 
-    def delete_matching(self, filter: RelationshipFilter, limit: int | None = None) -> tuple[int, bool]:
-        doomed, complete = to_delete(self.reader(), filter, limit)
-        saved = self._batch_limit
-        self._batch_limit = None
+    def delete_matching(
+        self, filter: RelationshipFilter, limit: int | None = None, *, deadline: float | None = None
+    ) -> tuple[int, bool]:
         try:
-            for rel in doomed:
-                self.apply(RelationshipUpdate(Operation.DELETE, rel))
-        finally:
-            self._batch_limit = saved
-            self._updates -= len(doomed)
+            doomed, complete = to_delete(self.reader(), filter, limit, deadline)
+            saved = self._batch_limit
+            self._batch_limit = None
+            try:
+                for done, rel in enumerate(doomed, 1):
+                    self.apply(RelationshipUpdate(Operation.DELETE, rel))
+                    if done % DEADLINE_STEPS == 0:
+                        check_deadline(deadline)
+            finally:
+                self._batch_limit = saved
+                self._updates -= len(doomed)
+        except DeadlineExceeded as exc:
+            self._spoilt = exc
+            raise
         return len(doomed), complete
 
     def bulk_touch(self, rows: Sequence[BulkRow]) -> None:
@@ -194,10 +212,14 @@ class LmdbTransaction:
     # -- commit --------------------------------------------------------------------------------
 
     def commit(self) -> tuple[Revision, int]:
-        """Write the net changes as one revision, or abort if there are none."""
+        """Write the net changes as one revision, or abort if there are none (or if a
+        delete_matching ran past its deadline: then raise its error)."""
         env = self._env
         txn = self._txn
         rb = self._rb
+        if self._spoilt is not None:
+            txn.abort()
+            raise self._spoilt
         try:
             entries: list[tuple[bytes, int, bytes]] = []
             moved = False
