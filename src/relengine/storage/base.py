@@ -30,9 +30,10 @@ Threads and processes
     directory: a commit in one is visible to the next ``snapshot()`` in the others.
 
 Errors
-    Only ``relengine.errors``: RevisionUnavailable, AlreadyExists, BatchTooLarge, StoreFull,
-    InvalidArgument, Unavailable (store closed), StorageError (an unexpected fault of the
-    storage library, kept as ``__cause__``).
+    Only ``relengine.errors``: RevisionUnavailable, AlreadyExists, BatchTooLarge, StoreFull
+    (the size limit or the disk reached: the message says which and what to do),
+    DeadlineExceeded (``delete_matching``), InvalidArgument, Unavailable (store closed),
+    StorageError (an unexpected fault of the storage library, kept as ``__cause__``).
 
 Policy
     What both stores decide alike lives here, below the Protocols: the defaults (batch limit,
@@ -218,7 +219,10 @@ class TupleStore(Protocol):
     def transaction(self) -> "TransactionContext":
         """``with store.transaction() as tx: ...``; after the block, ``ctx.revision`` is the
         committed revision (unchanged head if nothing changed). Raises StoreFull when the store
-        has no room (nothing of the transaction is kept), Unavailable when closed."""
+        has no room (nothing of the transaction is kept), Unavailable when closed. A store with
+        a size limit keeps room for deletes: when it is full, it refuses what adds data
+        (StoreFull, from ``apply``, ``bulk_touch`` or the commit of a new schema) and still
+        commits transactions that only delete, within a reserve (see ``lmdb.env``)."""
         ...
 
     def watch(self, after: Revision, *, timeout: float | None = None) -> Iterator[Change]:

@@ -46,11 +46,14 @@ class LmdbTransaction:
     ``state`` by ``LmdbTransactionContext``; the thread holds ``env.write_lock`` meanwhile."""
 
     def __init__(
-        self, env: LmdbEnv, txn: lmdb.Transaction[bytes], state: State, batch_limit: int | None
+        self, env: LmdbEnv, txn: lmdb.Transaction[bytes], state: State, batch_limit: int | None,
+        full: bool = False,
     ) -> None:
         head, horizon, last_hist = state
         self._env = env
         self._txn = txn
+        self._full = full  # refuse what adds data (see env.is_full)
+        self._added = False  # wrote more than deletes: StoreFull's advice depends on it
         self._spoilt: DeadlineExceeded | None = None  # a delete_matching ran out of time
         self._head = head
         self._horizon = horizon
@@ -106,13 +109,20 @@ class LmdbTransaction:
                     )
                 if current[REVISION_SIZE:] == payload:
                     return
+            self._adding()
             self._originals.setdefault(rkey, current)
             value = self._rb + payload
             txn.put(rkey, value, db=env.rel)
             txn.put(keys.subject_key(s.type, s.id, srel, r.type, rel.relation, r.id), value,
                     db=env.sub)
         except lmdb.Error as exc:
-            raise env.translate(exc) from exc
+            raise env.translate(exc, deleting=not self._added) from exc
+
+    def _adding(self) -> None:
+        """This transaction is about to add data: refused if the store is full."""
+        if self._full:
+            raise self._env.full(self._env.data_bytes(self._txn), deleting=False)
+        self._added = True
 
     def matches(self, filter: RelationshipFilter) -> bool:
         return has_match(self.reader(), filter)
@@ -147,6 +157,7 @@ class LmdbTransaction:
         """
         if not rows:
             return
+        self._adding()
         env = self._env
         txn = self._txn
         rb = self._rb
@@ -188,7 +199,7 @@ class LmdbTransaction:
                 child.abort()  # after commit, a no-op
             self._touch_each(rkeys, skeys, values)
         except lmdb.Error as exc:
-            raise env.translate(exc) from exc
+            raise env.translate(exc, deleting=False) from exc
 
     def _touch_each(self, rkeys: list[bytes], skeys: list[bytes], values: list[bytes] | None) -> None:
         env = self._env
@@ -261,6 +272,8 @@ class LmdbTransaction:
             if not ops and not schema_changed:
                 txn.abort()
                 return Revision(self._head), 0
+            if schema_changed:
+                self._adding()
             revision = self._revision
             if ops:
                 self._index_objects(rkeys, ops)
@@ -279,7 +292,7 @@ class LmdbTransaction:
             txn.commit()
         except lmdb.Error as exc:
             txn.abort()
-            raise env.translate(exc) from exc
+            raise env.translate(exc, deleting=not self._added) from exc
         except BaseException:
             txn.abort()
             raise
@@ -327,11 +340,16 @@ class LmdbTransactionContext:
         env.write_lock.acquire()
         try:
             txn, state = env.begin_write()
+            try:
+                full = env.is_full(txn)
+            except lmdb.Error as exc:
+                txn.abort()
+                raise env.translate(exc) from exc
         except BaseException:
             env.write_lock.release()
             raise
         self._head = state[0]
-        self._tx = LmdbTransaction(env, txn, state, self._batch_limit)
+        self._tx = LmdbTransaction(env, txn, state, self._batch_limit, full)
         return self._tx
 
     def __exit__(self, *exc: object) -> None:
@@ -354,14 +372,16 @@ class LmdbTransactionContext:
 def bulk_touch(
     env: LmdbEnv, rows: Sequence[BulkRow], on_commit: Callable[[], None]
 ) -> tuple[Revision, int]:
-    """See base.BulkLoader; on StoreFull, grows the map (if max_map_size allows) and retries."""
+    """See base.BulkLoader; on a full map, grows it (if max_map_size allows) and retries."""
     while True:
         ctx = LmdbTransactionContext(env, None, on_commit)
         try:
             with ctx as tx:
                 tx.bulk_touch(rows)
-        except StoreFull:
-            if not env.grow(force=True):  # doubles up to max_map_size, then says no
+        except StoreFull as exc:
+            # A map that filled may grow (doubling up to max_map_size, then grow says no); a
+            # store refusing to add data (full, or its disk) would only refuse again.
+            if not isinstance(exc.__cause__, lmdb.MapFullError) or not env.grow(force=True):
                 raise
             continue
         assert ctx.revision is not None
