@@ -612,7 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", required=True, metavar="DIR", help="the LMDB data directory (created if missing)")
     p.add_argument("--schema", metavar="FILE", help="write this schema first")
     p.add_argument("--format", choices=("text", "csv", "yaml"), help="override the format guessed from the suffix")
-    p.add_argument("--batch-size", type=int, default=50_000, help="relationships per transaction (default 50000)")
+    p.add_argument("--batch-size", type=int, default=10_000, help="relationships per transaction (default 10000; memory grows with it)")
     p.add_argument("--skip-errors", action="store_true", help="leave bad lines out (listed) instead of stopping")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_import)

@@ -262,7 +262,9 @@ class BulkLoader(TupleStore, Protocol):
         key); returns (revision, number of relationships that changed). Rows are trusted to be
         valid (the importer checked them). Raises StoreFull like a transaction (the LMDB store
         first grows its map and retries where ``max_map_size`` allows). The changes of one bulk
-        revision are reported by ``watch`` in no particular order."""
+        revision are reported by ``watch`` in no particular order. Holds no memory of the batch
+        once it returns (the LMDB store also releases the pages it mapped for it), so an import
+        of any size runs in memory bounded by its batch size."""
         ...
 
 

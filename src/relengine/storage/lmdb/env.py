@@ -42,11 +42,12 @@ Map growth and the size limit
     refuses what adds data; once the data fell a reserve below what it was then, the map goes
     back to the limit (or to the file, if deletes made it larger).
 
-    Remapping (growing, adopting) invalidates every open transaction of this process.
-    ``epoch`` moves before and after each remap, so a Reader that noted it before beginning
-    knows, on an error, that its transaction may be gone and reopens it (reads are defined by
-    revision, not by LMDB snapshot, so the reopened one answers the same); a begin that fails
-    while a remap is under way waits for it and retries.
+    Remapping (growing, adopting, and ``release_memory`` after each bulk commit, which drops
+    the pages a batch touched from this process's resident memory) invalidates every open
+    transaction of this process. ``epoch`` moves before and after each remap, so a Reader
+    that noted it before beginning knows, on an error, that its transaction may be gone and
+    reopens it (reads are defined by revision, not by LMDB snapshot, so the reopened one
+    answers the same); a begin that fails while a remap is under way waits for it and retries.
 
 Errors
     No ``lmdb.Error`` leaves the package: ``translate`` turns one into the relengine error a
@@ -354,6 +355,14 @@ class LmdbEnv:
             if self.read(self.data_bytes) < below:
                 self._resume_below = None
                 self._remap(limit)  # LMDB keeps the map at least as large as the file
+
+    def release_memory(self) -> None:
+        """Map the file anew at the same size: the pages this process touched leave its
+        resident memory (they stay in the OS page cache). The bulk path calls it after each
+        commit, so an import's memory does not grow with the store."""
+        with self.write_lock:
+            self.check_open()
+            self._remap(self.lmdb_env.info()["map_size"])
 
     def limit(self) -> int:
         """The size limit: ``max_map_size``, or the map's size if it has none."""

@@ -126,7 +126,9 @@ class LmdbStore:
         return LmdbTransactionContext(self._environment, self.batch_limit, self._on_commit)
 
     def bulk_touch(self, rows: Sequence[BulkRow]) -> tuple[Revision, int]:
-        """See base.BulkLoader; on StoreFull, grows the map (if max_map_size allows) and retries."""
+        """See base.BulkLoader; on a full map, grows it (if max_map_size allows) and retries.
+        After the commit, the pages the batch touched leave this process's resident memory
+        (``LmdbEnv.release_memory``), so an import's memory does not grow with the store."""
         return bulk_touch(self._environment, rows, self._on_commit)
 
     def watch(self, after: Revision, *, timeout: float | None = None) -> Iterator[Change]:

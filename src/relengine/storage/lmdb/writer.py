@@ -372,7 +372,8 @@ class LmdbTransactionContext:
 def bulk_touch(
     env: LmdbEnv, rows: Sequence[BulkRow], on_commit: Callable[[], None]
 ) -> tuple[Revision, int]:
-    """See base.BulkLoader; on a full map, grows it (if max_map_size allows) and retries."""
+    """See base.BulkLoader; on a full map, grows it (if max_map_size allows) and retries; then
+    releases the pages the batch touched (``LmdbEnv.release_memory``)."""
     while True:
         ctx = LmdbTransactionContext(env, None, on_commit)
         try:
@@ -384,6 +385,7 @@ def bulk_touch(
             if not isinstance(exc.__cause__, lmdb.MapFullError) or not env.grow(force=True):
                 raise
             continue
+        env.release_memory()
         assert ctx.revision is not None
         return ctx.revision, ctx.changed
 
