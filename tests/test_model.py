@@ -156,6 +156,8 @@ def test_references_compare_and_print() -> None:
         ObjectRef("al", "z"), ObjectRef("doc", "a"), ObjectRef("doc", "b"),
     ]
     assert SubjectRef("user", "*").is_wildcard and not SubjectRef("user", "ann").is_wildcard
+    subjects = [SubjectRef("group", "eng", "member"), SubjectRef("group", "eng"), SubjectRef("doc", "1", "x")]
+    assert sorted(subjects) == [SubjectRef("doc", "1", "x"), SubjectRef("group", "eng"), SubjectRef("group", "eng", "member")]
     assert str(SubjectRef("group", "eng", "member")) == "group:eng#member"
     plain = Relationship(ObjectRef("doc", "1"), "viewer", SubjectRef("group", "eng", "member"))
     caveated = dataclasses.replace(plain, caveat=CaveatRef("cav"))

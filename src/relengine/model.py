@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -62,11 +63,13 @@ class ObjectRef:
         return f"{self.type}:{self.id}"
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@functools.total_ordering
+@dataclass(frozen=True, slots=True)
 class SubjectRef:
     """A subject: an object, or a set of subjects (``group:eng#member``); id ``*`` is a wildcard.
 
-    ``relation`` is ``None`` for the object itself (SpiceDB's ``...``).
+    ``relation`` is ``None`` for the object itself (SpiceDB's ``...``). Subjects sort by type,
+    id and relation, the object itself before its subject sets (as the stores order them).
     """
 
     type: str
@@ -81,6 +84,11 @@ class SubjectRef:
         if self.relation is None:
             return f"{self.type}:{self.id}"
         return f"{self.type}:{self.id}#{self.relation}"
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, SubjectRef):
+            return NotImplemented
+        return (self.type, self.id, self.relation or "") < (other.type, other.id, other.relation or "")
 
 
 @dataclass(frozen=True, slots=True)
