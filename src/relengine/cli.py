@@ -33,7 +33,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .errors import Code, InvalidArgument, PreconditionFailed, RelEngineError, SchemaError
+from .errors import Code, InvalidArgument, PreconditionFailed, RelEngineError, SchemaError, quote
 
 if TYPE_CHECKING:
     from .client import Client
@@ -302,7 +302,7 @@ def parse_filter(text: str) -> RelationshipFilter:
     resource, _, relation = resource.partition("#")
     rtype, _, rid = resource.partition(":")
     if not rtype:
-        raise InvalidArgument(f"filter {text!r}: expected TYPE[:ID][#RELATION][@SUBJECT_TYPE[:ID][#RELATION]]")
+        raise InvalidArgument(f"filter {quote(text)}: expected TYPE[:ID][#RELATION][@SUBJECT_TYPE[:ID][#RELATION]]")
     prefix = rid[:-1] if rid.endswith("*") else None
     sfilter = None
     if subject:

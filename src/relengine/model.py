@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Final, Mapping, TypeVar
 
-from .errors import InvalidArgument, InvalidRelationship, RevisionUnavailable
+from .errors import QUOTE_LIMIT, InvalidArgument, InvalidRelationship, RevisionUnavailable, quote
 
 T = TypeVar("T")
 
@@ -165,9 +165,9 @@ def parse_timestamp(text: str) -> _dt.datetime:
     try:
         value = _dt.datetime.fromisoformat(raw)
     except ValueError as exc:
-        raise InvalidArgument(f"invalid RFC 3339 timestamp {text!r}") from exc
+        raise InvalidArgument(f"invalid RFC 3339 timestamp {quote(text)}") from exc
     if value.tzinfo is None:
-        raise InvalidArgument(f"timestamp {text!r} has no time zone")
+        raise InvalidArgument(f"timestamp {quote(text)} has no time zone")
     return value.astimezone(_dt.timezone.utc)
 
 
@@ -175,7 +175,7 @@ def parse_object(text: str) -> ObjectRef:
     """Parse ``type:id``; raises InvalidRelationship naming what is wrong."""
     otype, sep, oid = text.partition(":")
     if not sep:
-        raise InvalidRelationship(f"object {text!r} is not of the form type:id")
+        raise InvalidRelationship(f"object {quote(text)} is not of the form type:id")
     _check_type(otype, text)
     _check_id(oid, text, allow_wildcard=False)
     return ObjectRef(otype, oid)
@@ -186,7 +186,7 @@ def parse_subject(text: str) -> SubjectRef:
     head, _, srel = text.partition("#")
     stype, sep, sid = head.partition(":")
     if not sep:
-        raise InvalidRelationship(f"subject {text!r} is not of the form type:id[#relation]")
+        raise InvalidRelationship(f"subject {quote(text)} is not of the form type:id[#relation]")
     _check_type(stype, text)
     _check_id(sid, text, allow_wildcard=True)
     relation: str | None = None
@@ -194,7 +194,7 @@ def parse_subject(text: str) -> SubjectRef:
         _check_relation(srel, text)
         relation = srel
     if sid == WILDCARD and relation is not None:
-        raise InvalidRelationship(f"wildcard subject {text!r} cannot carry a relation")
+        raise InvalidRelationship(f"wildcard subject {quote(text)} cannot carry a relation")
     return SubjectRef(stype, sid, relation)
 
 
@@ -203,7 +203,7 @@ def parse_relationship(text: str) -> Relationship:
     m = _REL_RE.match(text)
     if m is None:
         raise InvalidRelationship(
-            f"relationship {text.strip()!r} is not of the form "
+            f"relationship {_whole(text)} is not of the form "
             "resource_type:id#relation@subject_type:id[#relation]"
         )
     rtype, rid, rel = m.group("rtype"), m.group("rid"), m.group("rel")
@@ -218,7 +218,7 @@ def parse_relationship(text: str) -> Relationship:
         _check_relation(srel, text)
         subject_relation = srel
     if sid == WILDCARD and subject_relation is not None:
-        raise InvalidRelationship(f"in {text.strip()!r}: a wildcard subject cannot carry a relation")
+        raise InvalidRelationship(f"in {_whole(text)}: a wildcard subject cannot carry a relation")
     caveat, expiration = _parse_suffix(m.group("rest"), text)
     return Relationship(
         ObjectRef(rtype, rid), rel, SubjectRef(stype, sid, subject_relation), caveat, expiration
@@ -231,36 +231,36 @@ def _parse_suffix(rest: str, text: str) -> tuple[CaveatRef | None, _dt.datetime 
     rest = rest.strip()
     while rest:
         if not rest.startswith("["):
-            raise InvalidRelationship(f"unexpected text {rest!r} after relationship in {text.strip()!r}")
+            raise InvalidRelationship(f"unexpected text {quote(rest)} after relationship in {_whole(text)}")
         body, end = _bracket_body(rest, text)
         rest = rest[end:].strip()
         name, sep, payload = body.partition(":")
         name = name.strip()
         if name == "expiration" and sep:
             if expiration is not None:
-                raise InvalidRelationship(f"two expirations in {text.strip()!r}")
+                raise InvalidRelationship(f"two expirations in {_whole(text)}")
             try:
                 expiration = parse_timestamp(payload)
             except InvalidArgument as exc:
-                raise InvalidRelationship(f"in {text.strip()!r}: {exc}") from None
+                raise InvalidRelationship(f"in {_whole(text)}: {exc}") from None
             continue
         if caveat is not None or expiration is not None:
             raise InvalidRelationship(
-                f"in {text.strip()!r}: the caveat must come first and only once"
+                f"in {_whole(text)}: the caveat must come first and only once"
             )
         if not is_valid_type_name(name):
-            raise InvalidRelationship(f"invalid caveat name {name!r} in {text.strip()!r}")
+            raise InvalidRelationship(f"invalid caveat name {quote(name)} in {_whole(text)}")
         context: dict[str, Any] | None = None
         if sep:
             try:
                 context = json.loads(payload)
             except json.JSONDecodeError as exc:
                 raise InvalidRelationship(
-                    f"caveat context in {text.strip()!r} is not valid JSON: {exc.msg}"
+                    f"caveat context in {_whole(text)} is not valid JSON: {exc.msg}"
                 ) from None
             if not isinstance(context, dict):
                 raise InvalidRelationship(
-                    f"caveat context in {text.strip()!r} must be a JSON object"
+                    f"caveat context in {_whole(text)} must be a JSON object"
                 )
         caveat = CaveatRef(name, context)
     return caveat, expiration
@@ -288,13 +288,18 @@ def _bracket_body(rest: str, text: str) -> tuple[str, int]:
             depth -= 1
             if depth == 0:
                 return rest[1:i], i + 1
-    raise InvalidRelationship(f"unclosed '[' in {text.strip()!r}")
+    raise InvalidRelationship(f"unclosed '[' in {_whole(text)}")
+
+
+def _whole(text: str) -> str:
+    """A relationship's text, quoted (shortened) as the context of a message about one part."""
+    return quote(text.strip(), 2 * QUOTE_LIMIT)
 
 
 def _check_type(name: str, text: str) -> None:
     if not is_valid_type_name(name):
         raise InvalidRelationship(
-            f"invalid object type {name!r} in {text.strip()!r}: a type name is lowercase letters, "
+            f"invalid object type {quote(name)} in {_whole(text)}: a type name is lowercase letters, "
             "digits and '_', 3 to 64 characters, starting with a letter, optionally prefixed "
             "with 'prefix/'"
         )
@@ -303,7 +308,7 @@ def _check_type(name: str, text: str) -> None:
 def _check_relation(name: str, text: str) -> None:
     if not is_valid_relation_name(name):
         raise InvalidRelationship(
-            f"invalid relation {name!r} in {text.strip()!r}: a relation name is lowercase "
+            f"invalid relation {quote(name)} in {_whole(text)}: a relation name is lowercase "
             "letters, digits and '_', 3 to 64 characters, starting with a letter"
         )
 
@@ -312,14 +317,14 @@ def _check_id(oid: str, text: str, *, allow_wildcard: bool) -> None:
     if oid == WILDCARD:
         if allow_wildcard:
             return
-        raise InvalidRelationship(f"a resource id cannot be the wildcard '*' in {text.strip()!r}")
+        raise InvalidRelationship(f"a resource id cannot be the wildcard '*' in {_whole(text)}")
     if len(oid) > MAX_ID_LENGTH:
         raise InvalidRelationship(
-            f"object id in {text.strip()!r} is {len(oid)} characters; at most {MAX_ID_LENGTH}"
+            f"object id in {_whole(text)} is too long: {len(oid)} characters, at most {MAX_ID_LENGTH}"
         )
     if not is_valid_object_id(oid):
         raise InvalidRelationship(
-            f"invalid object id {oid!r} in {text.strip()!r}: ids use letters, digits and / _ | - = +"
+            f"invalid object id {quote(oid)} in {_whole(text)}: ids use letters, digits and / _ | - = +"
         )
 
 
@@ -382,13 +387,13 @@ class Revision:
     @classmethod
     def from_token(cls, token: str) -> Revision:
         if not token.startswith("r"):
-            raise RevisionUnavailable(f"malformed revision token {token!r}")
+            raise RevisionUnavailable(f"malformed revision token {quote(token)}")
         try:
             value = int(token[1:], 16)
         except ValueError:
-            raise RevisionUnavailable(f"malformed revision token {token!r}") from None
+            raise RevisionUnavailable(f"malformed revision token {quote(token)}") from None
         if value < 0:
-            raise RevisionUnavailable(f"malformed revision token {token!r}")
+            raise RevisionUnavailable(f"malformed revision token {quote(token)}")
         return cls(value)
 
     def __str__(self) -> str:

@@ -15,7 +15,7 @@ from google.protobuf import json_format
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from ..errors import InvalidArgument, InvalidRelationship
+from ..errors import InvalidArgument, InvalidRelationship, quote
 from ..model import (
     MAX_ID_LENGTH,
     WILDCARD,
@@ -99,7 +99,7 @@ def check_type(value: str, what: str) -> str:
         return value
     return _remember(
         value, _VALID_TYPES, is_valid_type_name(value),
-        f"{what}: invalid object type {value!r} (lowercase letters, digits and '_', 3 to 64 "
+        f"{what}: invalid object type {quote(value)} (lowercase letters, digits and '_', 3 to 64 "
         "characters, starting with a letter, optionally prefixed with 'prefix/')",
     )
 
@@ -109,7 +109,7 @@ def check_relation(value: str, what: str) -> str:
         return value
     return _remember(
         value, _VALID_RELATIONS, is_valid_relation_name(value),
-        f"{what}: invalid relation or permission {value!r} (lowercase letters, digits and '_', "
+        f"{what}: invalid relation or permission {quote(value)} (lowercase letters, digits and '_', "
         "3 to 64 characters, starting with a letter)",
     )
 
@@ -129,7 +129,7 @@ def _id(value: str, what: str, *, wildcard: bool) -> str:
         return value
     if not is_valid_object_id(value):
         raise InvalidArgument(
-            f"{what}: invalid object id {value!r} (1 to 1024 letters, digits and / _ | - = +"
+            f"{what}: invalid object id {quote(value)} (1 to 1024 letters, digits and / _ | - = +"
             f"{'; or * for a wildcard subject' if wildcard else ''})"
         )
     return value
@@ -211,7 +211,7 @@ def relationship_from_proto(msg: core_pb2.Relationship, what: str = "relationshi
     if msg.HasField("optional_caveat"):
         name = msg.optional_caveat.caveat_name
         if not is_valid_type_name(name):
-            raise InvalidRelationship(f"{what}.optional_caveat: invalid caveat name {name!r}")
+            raise InvalidRelationship(f"{what}.optional_caveat: invalid caveat name {quote(name)}")
         context = optional_context(msg.optional_caveat)
         caveat = CaveatRef(name, context or None)
     expiration = timestamp_to_datetime(msg.optional_expires_at) if msg.HasField("optional_expires_at") else None
