@@ -251,10 +251,27 @@ def test_revision_tokens_round_trip(value: int, token: str) -> None:
     assert Revision.from_token(token) == Revision(value)
 
 
-@pytest.mark.parametrize("token", ["", "r", "ff", "R1", "rzz", "r-1", "r1.5"])
-def test_malformed_revision_tokens(token: str) -> None:
-    with pytest.raises(RevisionUnavailable, match="malformed revision token"):
+@pytest.mark.parametrize(
+    "token",
+    [
+        "", "r", "ff", "R1", "rzz", "r-1", "r1.5",
+        # int(..., 16) reads these, but no token is written so: only the canonical form is one
+        "r+1", "r 1", "r1 ", " r1", "r1_0", "r0x10", "r01", "r00", "rA", "r1\n", "r\uff11",
+        "r1" + "0" * 16,  # past 64 bits
+    ],
+)
+def test_malformed_revision_tokens_are_invalid_argument(token: str) -> None:
+    with pytest.raises(InvalidArgument, match="malformed revision token") as info:
         Revision.from_token(token)
+    assert not isinstance(info.value, RevisionUnavailable)  # that one is for revisions the store lacks
+    assert info.value.fields() == {"token": token}
+
+
+def test_a_long_malformed_token_is_quoted_shortened() -> None:
+    with pytest.raises(InvalidArgument) as info:
+        Revision.from_token("x" * 10_000)
+    assert "'" + "x" * 64 + "'... (10000 characters)" in str(info.value) and len(str(info.value)) < 300
+    assert info.value.fields() == {"token": "x" * 64 + "... (10000 characters)"}
 
 
 def test_revisions_are_ordered() -> None:
@@ -278,7 +295,7 @@ def test_consistency_constructors(consistency: Consistency, mode: str, revision:
 
 @pytest.mark.parametrize("make", [Consistency.at_least_as_fresh, Consistency.at_exact_snapshot])
 def test_consistency_refuses_a_malformed_token(make: Callable[[str], Consistency]) -> None:
-    with pytest.raises(RevisionUnavailable):
+    with pytest.raises(InvalidArgument, match="malformed revision token"):
         make("yesterday")
 
 

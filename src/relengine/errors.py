@@ -190,7 +190,8 @@ class AlreadyExists(RelEngineError):
 
 
 class RevisionUnavailable(RelEngineError):
-    """A revision token that is malformed, unknown, newer than the store, or too old (collected)."""
+    """A well-formed revision the store cannot serve: newer than its head, or older than the
+    revisions it keeps (collected). A malformed revision token is InvalidArgument instead."""
 
     code = Code.OUT_OF_RANGE
 

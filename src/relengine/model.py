@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Final, Mapping, TypeVar
 
-from .errors import QUOTE_LIMIT, InvalidArgument, InvalidRelationship, RevisionUnavailable, quote
+from .errors import QUOTE_LIMIT, InvalidArgument, InvalidRelationship, quote, shorten
 
 T = TypeVar("T")
 
@@ -372,6 +372,9 @@ class RelationshipFilter:
         return True
 
 
+_TOKEN: Final = re.compile(r"r(?:0|[1-9a-f][0-9a-f]{0,15})")  # a revision is 64 bits
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class Revision:
     """A committed state of the store; revisions increase by one per write.
@@ -386,15 +389,17 @@ class Revision:
 
     @classmethod
     def from_token(cls, token: str) -> Revision:
-        if not token.startswith("r"):
-            raise RevisionUnavailable(f"malformed revision token {quote(token)}")
-        try:
-            value = int(token[1:], 16)
-        except ValueError:
-            raise RevisionUnavailable(f"malformed revision token {quote(token)}") from None
-        if value < 0:
-            raise RevisionUnavailable(f"malformed revision token {quote(token)}")
-        return cls(value)
+        """The revision ``token()`` wrote as ``token``: ``r`` and the revision in lowercase
+        hexadecimal without leading zeros (``r0``, ``r1f``), nothing else. InvalidArgument (field
+        ``token``) for any other text; whether the store still has the revision is for the store
+        to say (RevisionUnavailable)."""
+        if _TOKEN.fullmatch(token) is None:
+            raise InvalidArgument(
+                f"malformed revision token {quote(token)}: a token is 'r' and a revision in lowercase "
+                "hexadecimal, as every answer carries it (such as 'r1f')",
+                token=shorten(token),
+            )
+        return cls(int(token[1:], 16))
 
     def __str__(self) -> str:
         return self.token()
@@ -408,6 +413,8 @@ class Consistency:
       maximise cache hits; the default.
     - ``at_least_as_fresh(token)``: that revision or newer (read-your-writes).
     - ``at_exact_snapshot(token)``: exactly that revision (RevisionUnavailable if collected).
+
+    A token that is not one (``Revision.from_token``) is InvalidArgument.
     - ``fully_consistent()``: the newest committed revision.
     """
 

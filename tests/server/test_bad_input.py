@@ -9,6 +9,7 @@ from typing import Any, Callable
 import grpc
 import pytest
 
+from relengine import Revision
 from relengine.errors import SchemaError
 from relengine.client import Client
 from relengine.wire._proto.relengine.v1 import (
@@ -18,6 +19,7 @@ from relengine.wire._proto.relengine.v1 import (
     relationships_pb2,
     relationships_pb2_grpc,
 )
+from relengine.wire.status import error_from_rpc_error
 
 from .harness import Running
 
@@ -42,6 +44,37 @@ def question(resource_id: str = "1", subject_id: str = "ann", **fields: Any) -> 
 
 def still_serving(loaded: Client) -> None:
     assert loaded.check("doc:2", "view", "user:ann").allowed
+
+
+# -- revision tokens -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", ["zz", "r+1", "r 1", "r1_0", "r0x10", "r01", "R1", "r" + "f" * 17])
+def test_a_malformed_revision_token_is_invalid_argument(running: Running, loaded: Client, token: str) -> None:
+    with running.channel() as channel:
+        permissions = permissions_pb2_grpc.PermissionsServiceStub(channel)
+        relationships = relationships_pb2_grpc.RelationshipsServiceStub(channel)
+        for call, where in [
+            (lambda: permissions.Check(question(consistency=core_pb2.Consistency(at_exact_snapshot=token)), timeout=10),
+             "consistency.at_exact_snapshot"),
+            (lambda: permissions.Check(question(consistency=core_pb2.Consistency(at_least_as_fresh=token)), timeout=10),
+             "consistency.at_least_as_fresh"),
+            (lambda: relationships.Watch(relationships_pb2.WatchRequest(optional_start_revision=token), timeout=10),
+             "optional_start_revision"),
+        ]:
+            error = failure(call)
+            assert error.code() is grpc.StatusCode.INVALID_ARGUMENT, (where, error.details())
+            assert error.details().startswith(f"{where}: malformed revision token")
+    still_serving(loaded)
+
+
+def test_a_well_formed_token_the_store_lacks_stays_out_of_range(running: Running, loaded: Client) -> None:
+    future = Revision(loaded.check("doc:2", "view", "user:ann").revision.value + 1000).token()
+    with running.channel() as channel:
+        permissions = permissions_pb2_grpc.PermissionsServiceStub(channel)
+        error = failure(lambda: permissions.Check(question(consistency=core_pb2.Consistency(at_exact_snapshot=future)), timeout=10))
+    assert error.code() is grpc.StatusCode.OUT_OF_RANGE
+    assert type(error_from_rpc_error(error)).__name__ == "RevisionUnavailable"
 
 
 # -- long input ----------------------------------------------------------------------------------

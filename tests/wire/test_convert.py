@@ -131,7 +131,7 @@ def test_invalid_requests_are_refused() -> None:
         c.update_from_proto(core_pb2.RelationshipUpdate())
     with pytest.raises(errors.InvalidArgument, match="not both"):
         c.filter_from_proto(core_pb2.RelationshipFilter(resource_type="doc", optional_resource_id="1", optional_resource_id_prefix="1"))
-    with pytest.raises(errors.RevisionUnavailable):
+    with pytest.raises(errors.InvalidArgument, match="consistency.at_exact_snapshot: malformed revision token 'zz'"):
         c.consistency_from_proto(permissions_pb2.CheckRequest(consistency=core_pb2.Consistency(at_exact_snapshot="zz")))
     with pytest.raises(errors.InvalidArgument, match="context"):
         c.dict_to_struct({"x": object()})

@@ -311,9 +311,13 @@ def precondition_from_proto(msg: core_pb2.Precondition, index: int = 0) -> Preco
 
 
 def revision_from_token(token: str, what: str = "revision") -> Revision:
+    """``Revision.from_token``, its InvalidArgument naming the field ``what``."""
     if not token:
         raise InvalidArgument(f"{what}: an empty revision token")
-    return Revision.from_token(token)
+    try:
+        return Revision.from_token(token)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{what}: {exc.message}", **exc.details) from None
 
 
 def consistency_to_proto(c: Consistency | None) -> core_pb2.Consistency | None:
