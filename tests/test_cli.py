@@ -307,6 +307,12 @@ def test_auth_and_unavailable_exit_codes(server: list[str], monkeypatch: pytest.
     assert code == EXIT_UNAVAILABLE and "UNAVAILABLE" in err
 
 
+def test_a_malformed_cursor_exits_2(server: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    for command in (["read", "doc"], ["lookup-resources", "doc", "view", "user:ann"]):
+        code, _, err = run(capsys, *command, "--cursor", "kQE", *server)  # valid msgpack, the wrong shape
+        assert code == EXIT_USAGE and "INVALID_ARGUMENT: malformed cursor 'kQE'" in err
+
+
 def test_parse_filter() -> None:
     assert parse_filter("doc") == RelationshipFilter("doc")
     assert parse_filter("doc:1#viewer") == RelationshipFilter("doc", "1", relation="viewer")

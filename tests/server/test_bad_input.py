@@ -9,9 +9,10 @@ from typing import Any, Callable
 import grpc
 import pytest
 
-from relengine import Revision
+from relengine import RelationshipFilter, Revision
 from relengine.errors import SchemaError
 from relengine.client import Client
+from relengine.results import decode_cursor, encode_cursor
 from relengine.wire._proto.relengine.v1 import (
     core_pb2,
     permissions_pb2,
@@ -75,6 +76,43 @@ def test_a_well_formed_token_the_store_lacks_stays_out_of_range(running: Running
         error = failure(lambda: permissions.Check(question(consistency=core_pb2.Consistency(at_exact_snapshot=future)), timeout=10))
     assert error.code() is grpc.StatusCode.OUT_OF_RANGE
     assert type(error_from_rpc_error(error)).__name__ == "RevisionUnavailable"
+
+
+# -- cursors -------------------------------------------------------------------------------------
+
+CURSORS = {"revision-only": "kQE", "not-msgpack": "abc", "a-number-for-the-id": "kgUH", "not-base64": "!!!"}
+
+
+@pytest.mark.parametrize("cursor", CURSORS.values(), ids=CURSORS.keys())
+def test_a_malformed_cursor_is_invalid_argument(running: Running, loaded: Client, cursor: str) -> None:
+    with running.channel() as channel:
+        permissions = permissions_pb2_grpc.PermissionsServiceStub(channel)
+        relationships = relationships_pb2_grpc.RelationshipsServiceStub(channel)
+        ann = core_pb2.SubjectReference(object=core_pb2.ObjectReference(object_type="user", object_id="ann"))
+        for call in [
+            lambda: relationships.Read(
+                relationships_pb2.ReadRequest(filter=core_pb2.RelationshipFilter(resource_type="doc"), optional_cursor=cursor), timeout=10),
+            lambda: permissions.LookupResources(permissions_pb2.LookupResourcesRequest(
+                resource_object_type="doc", permission="view", subject=ann, optional_cursor=cursor), timeout=10),
+            lambda: permissions.LookupSubjects(permissions_pb2.LookupSubjectsRequest(
+                resource=core_pb2.ObjectReference(object_type="doc", object_id="1"), permission="view",
+                subject_object_type="user", optional_cursor=cursor), timeout=10),
+        ]:
+            error = failure(call)
+            assert error.code() is grpc.StatusCode.INVALID_ARGUMENT, error.details()
+            assert error.details().startswith(f"malformed cursor {cursor!r}")
+    still_serving(loaded)
+
+
+def test_a_cursor_past_the_head_is_out_of_range(running: Running, loaded: Client) -> None:
+    (first, _) = loaded.read(RelationshipFilter("doc"), limit=2)
+    revision, parts = decode_cursor(first.cursor, str)
+    future = encode_cursor(Revision(revision.value + 1000), *parts)
+    with running.channel() as channel:
+        relationships = relationships_pb2_grpc.RelationshipsServiceStub(channel)
+        error = failure(lambda: relationships.Read(
+            relationships_pb2.ReadRequest(filter=core_pb2.RelationshipFilter(resource_type="doc"), optional_cursor=future), timeout=10))
+    assert error.code() is grpc.StatusCode.OUT_OF_RANGE
 
 
 # -- long input ----------------------------------------------------------------------------------
