@@ -313,6 +313,13 @@ def test_a_malformed_cursor_exits_2(server: list[str], capsys: pytest.CaptureFix
         assert code == EXIT_USAGE and "INVALID_ARGUMENT: malformed cursor 'kQE'" in err
 
 
+def test_nan_in_a_context_exits_2(server: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    for context in ('{"x": NaN}', '{"x": -Infinity}'):  # Python's json reads them; JSON has none
+        code, _, err = run(capsys, "check", "doc:1#view@user:ann", "--context", context, *server)
+        constant = context.split()[1].rstrip("}")
+        assert code == EXIT_USAGE and f"INVALID_ARGUMENT: --context is not valid JSON: {constant} is not a JSON number" in err
+
+
 def test_parse_filter() -> None:
     assert parse_filter("doc") == RelationshipFilter("doc")
     assert parse_filter("doc:1#viewer") == RelationshipFilter("doc", "1", relation="viewer")

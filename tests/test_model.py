@@ -100,6 +100,11 @@ BAD_RELATIONSHIPS = [
     pytest.param(REL + "[Only_ip]", "invalid caveat name 'Only_ip'", id="bad-caveat-name"),
     pytest.param(REL + "[only_ip:{x}]", "is not valid JSON: Expecting property name", id="context-not-json"),
     pytest.param(REL + "[only_ip:[1]]", "must be a JSON object", id="context-not-an-object"),
+    # Python's json reads these, JSON has none, and no caveat parameter takes them
+    pytest.param(REL + '[only_ip:{"x": NaN}]', "is not valid JSON: NaN is not a JSON number", id="context-nan"),
+    pytest.param(REL + '[only_ip:{"x": [Infinity]}]', "Infinity is not a JSON number", id="context-infinity"),
+    pytest.param(REL + '[only_ip:{"x": -Infinity}]', "-Infinity is not a JSON number", id="context-minus-infinity"),
+    pytest.param(REL + '[only_ip:{"x": ' + "1" * 5000 + "}]", "is not valid JSON: Exceeds the limit", id="context-huge-int"),
     pytest.param(REL + "[one_cav][two_cav]", "the caveat must come first and only once", id="two-caveats"),
     pytest.param(
         REL + "[expiration:2026-01-01T00:00:00Z][one_cav]", "the caveat must come first", id="caveat-after-expiration"

@@ -27,7 +27,6 @@ So a denied check (1) is never confused with a failure to answer (2 and up).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -282,15 +281,11 @@ def _consistency(args: argparse.Namespace) -> Consistency | None:
 
 
 def _context(args: argparse.Namespace) -> dict[str, Any] | None:
+    from .model import parse_context
+
     if not getattr(args, "context", None):
         return None
-    try:
-        value = json.loads(args.context)
-    except json.JSONDecodeError as exc:
-        raise InvalidArgument(f"--context is not valid JSON: {exc.msg}") from None
-    if not isinstance(value, dict):
-        raise InvalidArgument("--context must be a JSON object")
-    return value
+    return parse_context(args.context, "--context")
 
 
 def parse_filter(text: str) -> RelationshipFilter:

@@ -253,17 +253,28 @@ def _parse_suffix(rest: str, text: str) -> tuple[CaveatRef | None, _dt.datetime 
         context: dict[str, Any] | None = None
         if sep:
             try:
-                context = json.loads(payload)
-            except json.JSONDecodeError as exc:
-                raise InvalidRelationship(
-                    f"caveat context in {_whole(text)} is not valid JSON: {exc.msg}"
-                ) from None
-            if not isinstance(context, dict):
-                raise InvalidRelationship(
-                    f"caveat context in {_whole(text)} must be a JSON object"
-                )
+                context = parse_context(payload, f"caveat context in {_whole(text)}")
+            except InvalidArgument as exc:
+                raise InvalidRelationship(exc.message) from None
         caveat = CaveatRef(name, context)
     return caveat, expiration
+
+
+def parse_context(text: str, what: str = "caveat context") -> dict[str, Any]:
+    """A caveat context written as JSON: an object, in strict JSON (Python's json module also
+    reads ``NaN`` and ``Infinity``, which no caveat parameter takes). InvalidArgument naming
+    ``what`` for anything else."""
+    try:
+        value = json.loads(text, parse_constant=_not_json)
+    except ValueError as exc:  # JSONDecodeError, _not_json's, an integer of too many digits
+        raise InvalidArgument(f"{what} is not valid JSON: {getattr(exc, 'msg', exc)}") from None
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{what} must be a JSON object")
+    return value
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number (a caveat takes finite numbers only)")
 
 
 def _bracket_body(rest: str, text: str) -> tuple[str, int]:

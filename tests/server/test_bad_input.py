@@ -9,7 +9,7 @@ from typing import Any, Callable
 import grpc
 import pytest
 
-from relengine import RelationshipFilter, Revision
+from relengine import CaveatRef, Consistency, ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef, errors
 from relengine.errors import SchemaError
 from relengine.client import Client
 from relengine.results import decode_cursor, encode_cursor
@@ -76,6 +76,40 @@ def test_a_well_formed_token_the_store_lacks_stays_out_of_range(running: Running
         error = failure(lambda: permissions.Check(question(consistency=core_pb2.Consistency(at_exact_snapshot=future)), timeout=10))
     assert error.code() is grpc.StatusCode.OUT_OF_RANGE
     assert type(error_from_rpc_error(error)).__name__ == "RevisionUnavailable"
+
+
+# -- caveat context ------------------------------------------------------------------------------
+
+CAVEATED = """\
+caveat under_limit(amount double, limit double) { amount < limit }
+definition user {}
+definition doc {
+    relation viewer: user with under_limit
+    permission view = viewer
+}
+"""
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
+def test_nan_or_infinity_in_a_caveat_context_is_invalid_argument(client: Client, bad: float) -> None:
+    """Once json_format's ValueError: INTERNAL. Now the caveat parameter refuses it by name."""
+    client.write_schema(CAVEATED)
+    client.touch("doc:1#viewer@user:ann[under_limit]")
+    fresh = Consistency.fully_consistent()
+    context = {"amount": bad, "limit": 10}
+    calls: list[Callable[[], Any]] = [
+        lambda: client.check("doc:1", "view", "user:ann", context=context, consistency=fresh),
+        lambda: list(client.lookup_resources("doc", "view", "user:ann", context=context, consistency=fresh)),
+        lambda: list(client.lookup_subjects("doc:1", "view", "user", context=context, consistency=fresh)),
+        lambda: client.touch(Relationship(ObjectRef("doc", "2"), "viewer", SubjectRef("user", "ann"), CaveatRef("under_limit", context))),
+    ]
+    for call in calls:
+        with pytest.raises(errors.InvalidArgument, match="parameter `amount`.*not a finite number") as info:
+            call()
+        assert info.value.fields()["parameter"] == "amount"
+    (item,) = client.bulk_check(["doc:1#view@user:ann"], context=context, consistency=fresh).results
+    assert isinstance(item, errors.InvalidArgument) and item.fields()["parameter"] == "amount"
+    assert client.check("doc:1", "view", "user:ann", context={"amount": 1, "limit": 10}, consistency=fresh).allowed
 
 
 # -- cursors -------------------------------------------------------------------------------------

@@ -5,7 +5,10 @@ float. Each value is converted to its parameter's declared type the way SpiceDB 
 (``pkg/caveats/types/basic.go``): an ``int`` accepts an integral number or a numeric string,
 a ``timestamp`` an RFC 3339 string, a ``duration`` a Go duration string (``"1h30m"``), ``bytes``
 a base64 string, an ``ipaddress`` an IP address string. A value that does not fit raises
-``ConversionError``; the caller names the parameter.
+``ConversionError``; the caller names the parameter. Numbers are finite: NaN and the
+infinities, which JSON does not have but a Struct (and Python) can carry, fit no parameter
+type, ``any``, ``double`` and those inside lists and maps included; the CEL expressions would
+compare them without error and quietly answer no (or, under a negation, yes).
 
 The converted values are plain Python values: ``int``, ``float``, ``bool``, ``str``, ``bytes``,
 ``datetime.timedelta``, ``datetime.datetime`` (aware, in UTC), lists and dicts of them. An
@@ -20,6 +23,7 @@ import base64
 import binascii
 import datetime as _dt
 import ipaddress
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -129,6 +133,8 @@ def converter_for(ptype: ParameterType) -> Converter:
 
 def _shown(value: Any) -> str:
     """A value as a message repeats it: strings as they are, others as repr, shortened."""
+    if isinstance(value, int) and value.bit_length() > 1000:  # repr refuses past 4300 digits
+        return f"<an integer of {value.bit_length()} bits>"
     return shorten(value if isinstance(value, str) else repr(value))
 
 
@@ -137,7 +143,7 @@ def _describe(value: Any) -> str:
     text = repr(value) if not isinstance(value, str) else value
     if len(text) > 40:
         text = text[:37] + "..."
-    return f"{kind.get(type(value), type(value).__name__)} `{shorten(text)}`"
+    return f"{kind.get(type(value), type(value).__name__)} `{text}`"
 
 
 _NUMERIC_TEXT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
@@ -146,13 +152,25 @@ _NUMERIC_TEXT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 def _number(value: Any, want: str) -> float | int:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ConversionError(f"a {want} value is required, but found {_describe(value)}")
-    if isinstance(value, str):
+    number: float | int
+    if not isinstance(value, str):
+        number = value
+    else:
         if not _NUMERIC_TEXT.fullmatch(value):
             raise ConversionError(
                 f"a {want} value is required, but found invalid string value `{_shown(value)}`"
             )
-        return float(value) if want == "double" or not value.lstrip("+-").isdigit() else int(value)
-    return value
+        try:
+            number = float(value) if want == "double" or not value.lstrip("+-").isdigit() else int(value)
+        except ValueError:  # more digits than int() reads (sys.get_int_max_str_digits)
+            raise ConversionError(f"a {want} value is required, but `{_shown(value)}` is out of range") from None
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ConversionError(_not_finite(want, value))
+    return number
+
+
+def _not_finite(want: str, value: Any) -> str:
+    return f"a {want} value is required, but found `{_shown(value)}`, which is not a finite number"
 
 
 def _convert_int(value: Any) -> int:
@@ -319,7 +337,11 @@ def _convert_ipaddress(value: Any) -> str:
 
 
 def _convert_any(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, str, float)):
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConversionError(_not_finite("JSON", value))
         return value
     if isinstance(value, int):
         if not _INT64_MIN <= value <= _INT64_MAX:

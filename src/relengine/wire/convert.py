@@ -11,8 +11,7 @@ import datetime as _dt
 import re
 from typing import Any, Final, Iterable, Mapping, Sequence
 
-from google.protobuf import json_format
-from google.protobuf.struct_pb2 import Struct
+from google.protobuf.struct_pb2 import Struct, Value
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ..errors import InvalidArgument, InvalidRelationship, quote
@@ -55,19 +54,27 @@ layer knows nothing of the service."""
 
 
 def struct_to_dict(value: Struct) -> dict[str, Any]:
-    """A Struct as a dict; Struct numbers are doubles, so integral ones become ints again (as
-    JSON, which does not tell 2 from 2.0, would have them)."""
-    return {k: _ints(v) for k, v in json_format.MessageToDict(value).items()}
+    """A Struct as a dict of plain values. Struct numbers are doubles: integral ones become ints
+    again (as JSON, which does not tell 2 from 2.0, would have them); NaN and the infinities
+    stay floats, for the caveat parameter that gets them to refuse by name (InvalidArgument).
+    Not ``json_format.MessageToDict``: it raises a ValueError naming no field for those."""
+    return {key: _plain(item) for key, item in value.fields.items()}
 
 
-def _ints(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _ints(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_ints(v) for v in value]
-    return value
+def _plain(value: Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        number = value.number_value
+        return int(number) if number.is_integer() and abs(number) <= 2**53 else number
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return struct_to_dict(value.struct_value)
+    if kind == "list_value":
+        return [_plain(item) for item in value.list_value.values]
+    return None  # null_value, or no value at all (as json_format reads it)
 
 
 def dict_to_struct(value: Mapping[str, Any] | None) -> Struct | None:
