@@ -153,6 +153,12 @@ def test_schema_fmt_check(write: Write, capsys: pytest.CaptureFixture[str]) -> N
     assert messy.read_text(encoding="utf-8") == UNFORMATTED
 
 
+def test_the_shipped_schemas_are_formatted(capsys: pytest.CaptureFixture[str]) -> None:
+    files = sorted(str(path) for path in SCHEMAS.glob("*.zed"))
+    assert len(files) == 5
+    assert main(["schema", "fmt", "--check", *files]) == EXIT_OK, capsys.readouterr().err
+
+
 def test_schema_fmt_invalid_schema(write: Write, capsys: pytest.CaptureFixture[str]) -> None:
     path = write("bad.zed", BAD)
     assert main(["schema", "fmt", "--write", str(path)]) == EXIT_FAILED
