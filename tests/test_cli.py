@@ -207,6 +207,18 @@ def test_validate_summary_and_exit_codes(write: Write, capsys: pytest.CaptureFix
     assert "ERROR" in capsys.readouterr().out
 
 
+def test_import_skips_comments_and_with_skip_errors_bad_lines(tmp_path: pathlib.Path, write: Write, capsys: pytest.CaptureFixture[str]) -> None:
+    schema = write("schema.zed", GOOD)
+    lines = write("rels.txt", "# comment\n// comment\ndocument:1#viewer@user:ann\ndocument:2#viewer@usr:bob\ndocument:3#viewer@user:cat\n")
+    data = str(tmp_path / "data")
+    assert main(["import", "--data-dir", data, "--schema", str(schema), "-q", str(lines)]) == EXIT_USAGE
+    assert "INVALID_ARGUMENT: line 4: subject type `usr` not found" in capsys.readouterr().err
+    assert main(["import", "--data-dir", data, "-q", "--skip-errors", str(lines)]) == EXIT_OK  # was 1
+    out, err = capsys.readouterr()
+    assert "imported 2 relationships from 5 lines" in out and "1 bad lines" in out
+    assert err.startswith(f"{lines}:4: subject type `usr` not found") and len(err.splitlines()) == 1
+
+
 @pytest.mark.slow
 def test_console_entry_point(write: Write) -> None:
     good, bad = write("good.zed", GOOD), write("bad.zed", BAD)
