@@ -23,6 +23,7 @@ from relengine.cli import (
     EXIT_UNAUTHENTICATED,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
+    build_parser,
     main,
     parse_filter,
 )
@@ -336,6 +337,24 @@ def test_nan_in_a_context_exits_2(server: list[str], capsys: pytest.CaptureFixtu
         code, _, err = run(capsys, "check", "doc:1#view@user:ann", "--context", context, *server)
         constant = context.split()[1].rstrip("}")
         assert code == EXIT_USAGE and f"INVALID_ARGUMENT: --context is not valid JSON: {constant} is not a JSON number" in err
+
+
+def test_server_options_go_before_or_after_the_command(server: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """``relengine --endpoint X check ...`` was a usage error."""
+    schema_read = ["schema", "read", "--fully-consistent"]
+    code, _, err = run(capsys, *server, *schema_read)
+    assert code == EXIT_USAGE and "FAILED_PRECONDITION: no schema" in err  # the server answered
+    endpoint, timeout = server[1], server[3]
+    code, _, err = run(capsys, "--endpoint", "127.0.0.1:1", "--no-retry", *schema_read, "--endpoint", endpoint)
+    assert code == EXIT_USAGE and "FAILED_PRECONDITION" in err  # after the command wins
+    code, _, err = run(capsys, "--endpoint", endpoint, "--timeout", timeout, "--preshared-key", "wrong", *schema_read)
+    assert code == EXIT_UNAUTHENTICATED
+    code, _, err = run(capsys, "--no-retry", "--timeout", "2", *schema_read, "--endpoint", "127.0.0.1:1")
+    assert code == EXIT_UNAVAILABLE
+    args = build_parser().parse_args(["--preshared-key", "k", "serve", "--data-dir", "d"])
+    assert args.preshared_key == "k"  # what serve requires, before the command as after it
+    assert build_parser().parse_args(["serve", "--data-dir", "d"]).preshared_key is None
+    assert build_parser().parse_args(["check", "doc:1#view@user:ann"]).timeout == 30.0
 
 
 def test_parse_filter() -> None:
