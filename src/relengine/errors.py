@@ -30,6 +30,28 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Final
+
+
+QUOTE_LIMIT: Final = 64
+"""How many characters of a piece of input a message or an error field repeats."""
+
+
+def shorten(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """``text`` itself, or when it is longer than ``limit`` characters its first ``limit``
+    followed by ``... (N characters)``: what a message repeats of its input, so that a
+    megabyte of bad input makes a short error (and a status that fits in gRPC's metadata)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
+def quote(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """``text`` quoted as ``repr`` quotes it, shortened as ``shorten`` does
+    (``'aaaa'... (7000 characters)``)."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 class Code(enum.Enum):
@@ -168,7 +190,8 @@ class AlreadyExists(RelEngineError):
 
 
 class RevisionUnavailable(RelEngineError):
-    """A revision token that is malformed, unknown, newer than the store, or too old (collected)."""
+    """A well-formed revision the store cannot serve: newer than its head, or older than the
+    revisions it keeps (collected). A malformed revision token is InvalidArgument instead."""
 
     code = Code.OUT_OF_RANGE
 

@@ -17,8 +17,10 @@ from relengine.errors import (
     UnknownRelation,
 )
 from relengine.model import (
+    CaveatRef,
     Consistency,
     ObjectRef,
+    Relationship,
     RelationshipFilter,
     Revision,
     SubjectFilter,
@@ -80,7 +82,7 @@ def test_future_revisions_are_refused(engine: Engine) -> None:
     future = Revision(engine.head_revision().value + 10)
     with pytest.raises(RevisionUnavailable):
         engine.check(ObjectRef("doc", "a"), "view", ANN, consistency=Consistency.at_least_as_fresh(future))
-    with pytest.raises(RevisionUnavailable):
+    with pytest.raises(InvalidArgument, match="malformed revision token"):
         Revision.from_token("not-a-token")
 
 
@@ -194,6 +196,42 @@ def test_lookup_errors(engine: Engine) -> None:
         engine.lookup_resources("doc", "view", ANN, limit=-1)
     with pytest.raises(InvalidArgument):
         engine.lookup_resources("doc", "view", ANN, cursor="!!!")
+
+
+CAVEATED = """
+caveat under_limit(amount double, limit double) { amount < limit }
+caveat anything(value any) { value == 1 }
+definition user {}
+definition doc {
+    relation viewer: user with under_limit | user with anything
+    permission view = viewer
+}
+"""
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
+def test_nan_or_infinity_in_a_context_is_invalid_argument_naming_the_parameter(
+    engine_from: Callable[..., Engine], bad: float
+) -> None:
+    engine = engine_from(CAVEATED)
+    engine.write(rels("doc:a#viewer@user:ann[under_limit]", 'doc:b#viewer@user:ann[anything:{"value": 1}]'))
+    fresh = Consistency.fully_consistent()
+    context = {"amount": bad, "limit": 10.0}
+    calls: list[Callable[[], object]] = [
+        lambda: engine.check(ObjectRef("doc", "a"), "view", ANN, context=context, consistency=fresh),
+        lambda: engine.bulk_check([CheckRequest(ObjectRef("doc", "a"), "view", ANN)], context=context, consistency=fresh).results[0],
+        lambda: list(engine.lookup_resources("doc", "view", ANN, context=context, consistency=fresh)),
+        lambda: list(engine.lookup_subjects(ObjectRef("doc", "a"), "view", "user", context=context, consistency=fresh)),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidArgument, match="parameter `amount`.*not a finite number") as info:
+            outcome = call()
+            if isinstance(outcome, InvalidArgument):  # a bulk check's item
+                raise outcome
+        assert info.value.fields()["parameter"] == "amount"
+    with pytest.raises(InvalidArgument, match="parameter `value`.*not a finite number"):
+        engine.write([RelationshipUpdate(Operation.TOUCH, Relationship(ObjectRef("doc", "c"), "viewer", ANN, CaveatRef("anything", {"value": bad})))])
+    assert [r.relationship.resource.id for r in engine.read(RelationshipFilter("doc"))] == ["a", "b"]  # nothing written
 
 
 def test_write_preconditions_and_create(engine: Engine) -> None:

@@ -3,7 +3,7 @@
 Formats
     text  One relationship per line in the text form (``model.parse_relationship``), e.g.
           ``doc:1#viewer@user:ann`` or ``doc:1#viewer@user:bob[only_weekdays][expiration:...]``.
-          Blank lines and lines starting with ``//`` are skipped.
+          Blank lines and comment lines, starting with ``//`` or ``#``, are skipped.
     csv   Columns ``resource_type,resource_id,relation,subject_type,subject_id`` and optionally
           ``subject_relation`` (empty or ``...`` for the object itself), ``caveat_name``,
           ``caveat_context`` (a JSON object) and ``expiration`` (RFC 3339). A first row whose first
@@ -59,7 +59,8 @@ _PLAIN_FORM = (
 # Names are matched loosely here and checked exactly once per shape (see _Checker).
 _PLAIN_LINES = re.compile(rf"^{_PLAIN_FORM}$", re.MULTILINE)
 _PLAIN_LINE = re.compile(_PLAIN_FORM)
-_CONTENT_LINES = re.compile(r"^[ \t\r]*(?!//)\S", re.MULTILINE)
+_CONTENT_LINES = re.compile(r"^[ \t\r]*(?!//|#)\S", re.MULTILINE)
+_COMMENT: Final = ("//", "#")
 _CSV_FORBIDDEN = re.compile(r"[:#@\[\]\s]")
 _SHAPE = operator.itemgetter(0, 2, 3, 5)
 _HEADER: Final = "resource_type"
@@ -233,7 +234,7 @@ class _Checker:
         verdicts = self._verdicts
         for index, line in enumerate(chunk.block.split("\n")[: chunk.count]):
             text = line.strip()
-            if not text or text.startswith("//"):
+            if not text or text.startswith(_COMMENT):
                 continue
             match = _PLAIN_LINE.fullmatch(text)
             row: BulkRow
