@@ -1,5 +1,6 @@
 """LookupResources and LookupSubjects: the depth budget and the deadline they share with check,
-LookupSubjects' linear time in a group's size, and the reverse graph kept with its schema."""
+stopping once the caller has gone, LookupSubjects' linear time in a group's size, and the
+reverse graph kept with its schema."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 
 from relengine import Engine, ObjectRef, SubjectRef
 from relengine.engine import lookup
-from relengine.errors import DeadlineExceeded, MaxDepthExceeded
+from relengine.engine.dispatch import STEPS_PER_CLOCK
+from relengine.errors import Cancelled, DeadlineExceeded, MaxDepthExceeded
 from relengine.model import parse_relationship
 from relengine.schema import compile_schema
 from relengine.storage.memory import MemoryStore
@@ -112,6 +114,21 @@ def test_lookup_subjects_stops_at_the_deadline() -> None:
     with pytest.raises(DeadlineExceeded):
         list(engine.lookup_subjects(resource, permission, subject_type, deadline=time.monotonic() + 0.05))
     assert store.scans < graphs.FULL_WALK_SCANS
+
+
+def test_lookups_stop_once_their_caller_has_gone_even_without_a_deadline() -> None:
+    for build, call in [
+        (graphs.wide_schema, "lookup_resources"),
+        (graphs.dense_groups, "lookup_subjects"),
+    ]:
+        store = graphs.CountingStore()
+        engine = graphs.engine_on(store)
+        question = build(store)
+        store.scans = 0
+        with pytest.raises(Cancelled, match="the lookup was cancelled"):
+            list(getattr(engine, call)(*question, cancelled=lambda: store.scans >= 1000))
+        # Asked at most STEPS_PER_CLOCK steps (scans or rows) after it went.
+        assert 1000 <= store.scans <= 1000 + STEPS_PER_CLOCK, call
 
 
 GROUPED = """

@@ -14,7 +14,8 @@ where a wildcard is a set "everyone but these excluded ids".
 Both honour the checker's depth budget and deadline as a check does (``dispatch`` has the
 contract): LookupResources counts one hop per round of facts read through relationships
 (same-object references are free, as the check plan inlines them), LookupSubjects one per
-sub-question; both look at the clock every few hundred store reads.
+sub-question; both look at the clock, and ask whether the caller has gone (``cancelled``),
+every few hundred store reads and forward checks.
 
 LookupSubjects takes time linear in the relationships it reads: each node's subjects are
 gathered in mutable sets and frozen once (``_Gathered``), never rebuilt per relationship.
@@ -25,6 +26,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ..errors import MaxDepthExceeded, UnknownDefinition
 from ..model import WILDCARD, Relationship, SubjectRef
@@ -144,10 +146,11 @@ def reverse_graph(schema: CompiledSchema) -> ReverseGraph:
 
 
 def lookup_resources(
-    checker: LocalChecker, resource_type: str, permission: str, subject: SubjectRef
+    checker: LocalChecker, resource_type: str, permission: str, subject: SubjectRef,
+    cancelled: Callable[[], bool] | None = None,
 ) -> list[tuple[str, Result]]:
     """(id, answer) for every ``resource_type`` object on which ``subject`` has ``permission``
-    (HAS or Conditional), sorted by id.
+    (HAS or Conditional), sorted by id. ``cancelled``: see ``dispatch.Deadline``.
 
     Facts are (node, id) pairs known either exactly or only maybe: a fact is exact when every
     step that derived it was a plain relationship along an edge with only unions on the way.
@@ -159,7 +162,7 @@ def lookup_resources(
     graph = reverse_graph(schema)
     target: Node = (resource_type, permission)
     relevant = graph.reaching(target)
-    deadline = Deadline(checker.deadline, "lookup")
+    deadline = Deadline(checker.deadline, "lookup", cancelled)
     known: dict[Node, dict[str, bool]] = defaultdict(dict)
     delta: dict[Node, dict[str, bool]] = defaultdict(dict)  # new facts of the current round
 
@@ -229,6 +232,8 @@ def lookup_resources(
 
     out: list[tuple[str, Result]] = []
     for rid, exact in sorted(known.get(target, {}).items()):
+        if not exact:
+            deadline.step()
         result: Result = HAS if exact else checker.check(resource_type, rid, permission, subject)
         if result is not NO:
             out.append((rid, result))
@@ -323,12 +328,15 @@ class SubjectWalker:
     certainly have it and those that possibly do (through caveated relationships): a lower and
     an upper bound. Exclusion subtracts the other side's opposite bound."""
 
-    def __init__(self, checker: LocalChecker, subject_type: str, subject_relation: str | None) -> None:
+    def __init__(
+        self, checker: LocalChecker, subject_type: str, subject_relation: str | None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> None:
         self.schema = checker.schema
         self.reader = checker.reader
         self.now = checker.now
         self.max_depth = checker.max_depth
-        self.deadline = Deadline(checker.deadline, "lookup")
+        self.deadline = Deadline(checker.deadline, "lookup", cancelled)
         self.subject_type = subject_type
         self.subject_relation = subject_relation
         self.memo: dict[tuple[str, str, str], Bounds] = {}
@@ -460,20 +468,25 @@ class FoundSubjects:
 
 
 def lookup_subjects(
-    checker: LocalChecker, rtype: str, rid: str, permission: str, subject_type: str, subject_relation: str | None
+    checker: LocalChecker, rtype: str, rid: str, permission: str, subject_type: str, subject_relation: str | None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> FoundSubjects:
+    """The subjects ``subject_type[#subject_relation]`` with ``permission`` on ``rtype:rid``:
+    those certainly granted, and the others the walk found possibly granted, settled by a
+    forward check each. ``cancelled``: see ``dispatch.Deadline``."""
     checker.schema.require(rtype, permission)
     if subject_type not in checker.schema.definitions:
         raise UnknownDefinition(f"subject type `{subject_type}` not found", definition=subject_type)
     if subject_relation is not None:
         checker.schema.require(subject_type, subject_relation)
-    walker = SubjectWalker(checker, subject_type, subject_relation)
+    walker = SubjectWalker(checker, subject_type, subject_relation, cancelled)
     lower, upper = walker.member(rtype, rid, permission, checker.max_depth)
     results: list[tuple[str, Result]] = []
     for sid in sorted(upper.ids | lower.ids):
         if lower.has(sid) and sid in lower.ids:
             results.append((sid, HAS))
         elif upper.has(sid):
+            walker.deadline.step()
             answer = checker.check(rtype, rid, permission, SubjectRef(subject_type, sid, subject_relation))
             if answer is not NO:
                 results.append((sid, answer))
