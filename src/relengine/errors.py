@@ -15,6 +15,7 @@ RelEngineError                                        INTERNAL
   LimitExceeded                                       RESOURCE_EXHAUSTED
     MaxDepthExceeded, StoreFull, BatchTooLarge
   DeadlineExceeded                                    DEADLINE_EXCEEDED
+  Cancelled (the caller has gone)                     CANCELLED
   Unimplemented                                       UNIMPLEMENTED
   Unavailable (store closed or read-only)             UNAVAILABLE
   Unauthenticated (no or wrong preshared key)         UNAUTHENTICATED
@@ -64,6 +65,7 @@ class Code(enum.Enum):
     OUT_OF_RANGE = "OUT_OF_RANGE"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    CANCELLED = "CANCELLED"
     UNIMPLEMENTED = "UNIMPLEMENTED"
     UNAVAILABLE = "UNAVAILABLE"
     UNAUTHENTICATED = "UNAUTHENTICATED"
@@ -218,6 +220,13 @@ class DeadlineExceeded(RelEngineError):
     """The caller's deadline passed before the answer was computed."""
 
     code = Code.DEADLINE_EXCEEDED
+
+
+class Cancelled(RelEngineError):
+    """The caller went away (a gRPC client that cancelled its call or disconnected) before the
+    answer was computed, so the work stopped; unlike DeadlineExceeded, no deadline had passed."""
+
+    code = Code.CANCELLED
 
 
 class Unimplemented(RelEngineError):

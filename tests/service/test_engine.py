@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import pytest
@@ -10,6 +11,8 @@ from relengine.config import EngineConfig
 from relengine.errors import (
     AlreadyExists,
     BatchTooLarge,
+    Cancelled,
+    DeadlineExceeded,
     InvalidArgument,
     PreconditionFailed,
     RevisionUnavailable,
@@ -268,6 +271,24 @@ def test_read_and_delete(engine: Engine) -> None:
     result = engine.delete(RelationshipFilter("doc", relation="viewer"))
     assert result.deleted == 2 and result.complete
     assert [str(r.relationship) for r in engine.read(RelationshipFilter("doc"))] == ["doc:x#banned@user:u1"]
+
+
+def test_read_and_import_stop_at_the_deadline_or_once_the_caller_has_gone(engine: Engine) -> None:
+    engine.import_relationships(parse_relationship(f"doc:d{i}#viewer@user:u{i}") for i in range(1000))
+    everything = RelationshipFilter("doc")
+    assert len(list(engine.read(everything, cancelled=lambda: False, deadline=time.monotonic() + 60))) == 1000
+    with pytest.raises(DeadlineExceeded, match="the read ran past its deadline"):
+        list(engine.read(everything, deadline=time.monotonic() - 1))
+    with pytest.raises(Cancelled, match="the read was cancelled"):
+        list(engine.read(everything, cancelled=lambda: True))
+    head = engine.head_revision()
+    more = [parse_relationship(f"doc:e{i}#viewer@user:u{i}") for i in range(10)]
+    with pytest.raises(DeadlineExceeded, match="import"):
+        engine.import_relationships(more, deadline=time.monotonic() - 1)
+    with pytest.raises(Cancelled, match="import"):
+        engine.import_relationships(more, cancelled=lambda: True)
+    assert engine.head_revision() == head  # nothing committed
+    assert engine.import_relationships(more, cancelled=lambda: False)[0] == 10
 
 
 def test_watch_sees_writes_in_order(engine: Engine) -> None:

@@ -1,13 +1,16 @@
-"""Housekeeping: expired relationships deleted in batches, bulk imports validated against a schema."""
+"""Housekeeping: expired relationships deleted in batches, bulk imports validated against a
+schema and stopped between batches by their deadline or their caller's going."""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Iterator
 
 import pytest
 
-from relengine.errors import InvalidArgument, InvalidRelationship, UnknownRelation
-from relengine.model import RelationshipFilter, parse_relationship
+from relengine.engine.dispatch import Deadline
+from relengine.errors import Cancelled, InvalidArgument, InvalidRelationship, UnknownRelation
+from relengine.model import Relationship, RelationshipFilter, parse_relationship
 from relengine.schema import compile_schema
 from relengine.service import housekeeping
 from relengine.storage.memory import MemoryStore
@@ -63,6 +66,23 @@ def test_import_validates_each_relationship_and_keeps_earlier_batches() -> None:
     assert len(relationships(store)) == 2  # the first batch
     again, revision = housekeeping.import_relationships(store, schema, good, batch_size=2)
     assert again == 3 and revision == store.head_revision()
+
+
+@pytest.mark.parametrize(("goes_at", "kept"), [(9, 0), (14, 10), (19, 10)])
+def test_an_import_whose_caller_has_gone_commits_nothing_more(goes_at: int, kept: int) -> None:
+    """Batches of 10; the caller goes as relationship ``goes_at`` (0-based) is read. The batches
+    committed before stay; the batch being gathered, even one just filled, is not committed."""
+    store, schema = MemoryStore(), compile_schema(SCHEMA)
+    gone = [False]
+
+    def feed() -> Iterator[Relationship]:
+        for i in range(35):
+            gone[0] = gone[0] or i == goes_at
+            yield parse_relationship(f"doc:a#owner@user:u{i:02d}")
+
+    with pytest.raises(Cancelled, match="the import was cancelled"):
+        housekeeping.import_relationships(store, schema, feed(), batch_size=10, clock=Deadline(None, "import", lambda: gone[0]))
+    assert relationships(store) == [f"doc:a#owner@user:u{i:02d}" for i in range(kept)]
 
 
 def test_import_needs_a_bulk_path() -> None:

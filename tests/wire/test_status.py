@@ -106,9 +106,11 @@ def test_statuses_no_class_stands_for_are_remote_errors() -> None:
     missing = error_from_status(grpc.StatusCode.NOT_FOUND, "no such method", None)
     assert type(missing) is RemoteError
     assert (missing.code, missing.grpc_code, str(missing)) == (Code.NOT_FOUND, "NOT_FOUND", "no such method")
+    # grpc's own CANCELLED (the client's cancellation) carries no ErrorInfo: only a server's
+    # Cancelled error is rebuilt as one.
     cancelled = error_from_status(grpc.StatusCode.CANCELLED, "", None)
     assert type(cancelled) is RemoteError
-    assert (cancelled.code, cancelled.grpc_code, str(cancelled)) == (Code.INTERNAL, "CANCELLED", "CANCELLED")
+    assert (cancelled.code, cancelled.grpc_code, str(cancelled)) == (Code.CANCELLED, "CANCELLED", "CANCELLED")
 
 
 def test_error_info_of_another_domain_is_ignored() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any, Iterable
 
+from ..engine.dispatch import Deadline
 from ..errors import InvalidArgument
 from ..model import Relationship, RelationshipFilter, Revision
 from ..results import Operation, RelationshipUpdate
@@ -58,26 +59,37 @@ def collect_garbage(store: TupleStore) -> None:
 
 
 def import_relationships(
-    store: TupleStore, schema: CompiledSchema, relationships: Iterable[Relationship], batch_size: int
+    store: TupleStore, schema: CompiledSchema, relationships: Iterable[Relationship], batch_size: int,
+    clock: Deadline | None = None,
 ) -> tuple[int, Revision]:
     """TOUCH ``relationships`` in transactions of ``batch_size``, each validated against
     ``schema`` first; returns (count, last revision). InvalidArgument if the store has no bulk
-    path; the schema's errors for an invalid relationship (earlier batches stay written)."""
+    path; the schema's errors for an invalid relationship (earlier batches stay written).
+
+    ``clock`` (the request's deadline and cancellation) is stepped per relationship and looked
+    at once more right before each batch commits: DeadlineExceeded or Cancelled then ends the
+    import. The batches committed before stay (each is its own transaction; importing again
+    changes nothing), the batch being gathered is dropped, and nothing is committed after.
+    """
     if not hasattr(store, "bulk_touch"):
         raise InvalidArgument("this store has no bulk import path")
     loader: BulkLoader = store  # type: ignore[assignment]
     count = 0
     revision = store.head_revision()
     batch: list[tuple[Any, ...]] = []
+    clock = clock or Deadline(None, "import")
     for rel in relationships:
+        clock.step()
         check_relationship(schema, rel)
         s = rel.subject
         batch.append((rel.resource.type, rel.resource.id, rel.relation, s.type, s.id, s.relation or "", rel.caveat, rel.expiration))
         if len(batch) >= batch_size:
+            clock.look()
             revision, _ = loader.bulk_touch(batch)
             count += len(batch)
             batch = []
     if batch:
+        clock.look()
         revision, _ = loader.bulk_touch(batch)
         count += len(batch)
     return count, revision

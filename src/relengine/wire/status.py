@@ -39,6 +39,7 @@ GRPC_STATUS: Final[Mapping[Code, grpc.StatusCode]] = MappingProxyType(
         Code.OUT_OF_RANGE: grpc.StatusCode.OUT_OF_RANGE,
         Code.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
         Code.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
+        Code.CANCELLED: grpc.StatusCode.CANCELLED,
         Code.UNIMPLEMENTED: grpc.StatusCode.UNIMPLEMENTED,
         Code.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
         Code.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
