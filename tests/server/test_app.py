@@ -181,11 +181,11 @@ def _rss_mib(pid: int) -> float:
 
 @pytest.fixture
 def one_worker(tmp_path: pathlib.Path) -> Iterator[tuple[Process, str]]:
-    """``serve --workers 1 --grace 1`` with SCHEMA, and its address."""
+    """``serve --workers 1 --grace 1`` with SCHEMA (4 streams per connection), and its address."""
     schema = tmp_path / "schema.zed"
     schema.write_text(SCHEMA)
     process = Process(["serve", "--data-dir", str(tmp_path / "data"), "--schema", str(schema), "--listen", "127.0.0.1:0",
-                       "--workers", "1", "--threads", "8", "--grace", "1"])
+                       "--workers", "1", "--threads", "8", "--max-streams-per-connection", "4", "--grace", "1"])
     try:
         address = "127.0.0.1:" + process.wait_for(r"event=serving .*listen=127\.0\.0\.1:(\d+)").group(1)
         _wait_serving(address)
@@ -225,6 +225,17 @@ def test_invalid_schema_refuses_to_start(tmp_path: pathlib.Path, capsys: pytest.
     assert main(["serve", "--data-dir", str(tmp_path / "data"), "--schema", str(bad), "--workers", "1"]) == 2
     err = capsys.readouterr().err
     assert f"{bad}:3:" in err and "nobody" in err
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_stream_bounds_below_one_refuse_to_start(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], workers: str
+) -> None:
+    args = ["serve", "--data-dir", str(tmp_path / "data"), "--listen", "127.0.0.1:0", "--workers", workers]
+    assert main([*args, "--max-streams-per-method", "0"]) == 2
+    assert "--max-streams-per-method must be at least 1, got 0" in capsys.readouterr().err
+    assert main([*args, "--max-streams-per-connection", "-1"]) == 2
+    assert "--max-streams-per-connection must be at least 1, got -1" in capsys.readouterr().err
 
 
 def test_schema_is_written_only_when_it_changed(tmp_path: pathlib.Path) -> None:

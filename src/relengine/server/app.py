@@ -40,6 +40,7 @@ from ..service import Engine
 from .metrics import Periodic, ServerMetrics, refresher
 from .pipeline import Pipeline
 from .servicer import SERVICE_NAMES, add_servicers
+from .streams import StreamLimits, StreamSlots
 
 log = logging.getLogger("relengine.server")
 
@@ -54,7 +55,7 @@ MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 class ServerConfig:
     listen: str = DEFAULT_LISTEN  # host:port; port 0 picks a free one
     workers: int = 1
-    threads: int = 32  # per worker; each open Watch stream holds one
+    threads: int = 32  # per worker; each open stream but health's Watch holds one (see ``streams``)
     preshared_key: str | None = None
     tls_cert: str | None = None  # PEM files; both or neither
     tls_key: str | None = None
@@ -63,6 +64,11 @@ class ServerConfig:
     grace_seconds: float = 10.0
     reuse_port: bool = False
     gc_interval: float = 600.0  # seconds between housekeeping runs (expired relationships, old versions); 0: never
+    max_streams_per_method: int | None = None  # open streams of one method; None: threads // 2
+    max_streams_per_connection: int | None = None  # open streams of one connection; None: threads // 4
+
+    def stream_limits(self) -> StreamLimits:
+        return StreamLimits.for_threads(self.threads, self.max_streams_per_method, self.max_streams_per_connection)
 
 
 def join_address(host: str, port: int) -> str:
@@ -88,6 +94,7 @@ class Server:
         self.config = config
         self.metrics = metrics
         self.stopping = threading.Event()
+        self.streams = StreamSlots(config.stream_limits())
         self._executor = futures.ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="relengine-rpc")
         options = [
             ("grpc.so_reuseport", 1 if config.reuse_port else 0),
@@ -95,7 +102,7 @@ class Server:
             ("grpc.max_send_message_length", config.max_message_bytes),
         ]
         self._server = grpc.server(self._executor, options=options)
-        pipeline = Pipeline(metrics, config.preshared_key or None)
+        pipeline = Pipeline(metrics, config.preshared_key or None, self.streams)
         for add in add_servicers(engine, self.stopping):
             pipeline.register(self._server, add)
         self.health = health.HealthServicer(experimental_non_blocking=True)
@@ -182,6 +189,7 @@ def apply_schema(data_dir: str, text: str, source_name: str) -> bool:
 
 def serve(data_dir: str, config: ServerConfig, *, worker_index: int | None = None, ready_fd: int | None = None) -> int:
     """Run until SIGTERM/SIGINT; returns the process exit status."""
+    config.stream_limits()  # bounds out of range: refused before anything starts
     if config.workers > 1 and worker_index is None:
         return _supervise(data_dir, config)
     return _run_worker(data_dir, config, worker_index or 0, ready_fd)
@@ -264,6 +272,10 @@ def _worker_command(data_dir: str, config: ServerConfig, listen: str, index: int
         "--threads", str(config.threads), "--max-message-bytes", str(config.max_message_bytes),
         "--grace", str(config.grace_seconds), "--gc-interval", str(config.gc_interval), "--worker-index", str(index), "--ready-fd", str(ready_fd),
     ]
+    for option, value in (("--max-streams-per-method", config.max_streams_per_method),
+                          ("--max-streams-per-connection", config.max_streams_per_connection)):
+        if value is not None:
+            cmd += [option, str(value)]
     if config.tls_cert and config.tls_key:
         cmd += ["--tls-cert", config.tls_cert, "--tls-key", config.tls_key]
     return cmd

@@ -5,10 +5,11 @@ For every method of the relengine services, health and reflection, one wrapped b
 1. the preshared key, if the server has one (not for health: load balancers probe without it);
 2. the request parsed from its bytes (every method is registered with raw bytes, see
    ``_handlers``; a body that does not parse is an INVALID_ARGUMENT and one warning line);
-3. the servicer;
-4. any exception mapped to its status (``status.abort``: RelEngineErrors by the one table,
+3. a stream's slot taken (``streams.StreamSlots``: RESOURCE_EXHAUSTED past a bound);
+4. the servicer;
+5. any exception mapped to its status (``status.abort``: RelEngineErrors by the one table,
    INTERNAL ones and anything else with an incident id and a logged traceback);
-5. the RPC counted and timed by final status code (``ServerMetrics``) and logged at DEBUG.
+6. the RPC counted and timed by final status code (``ServerMetrics``) and logged at DEBUG.
 
 grpc's server interceptors would do the same per call, building new handler objects for every
 RPC, which costs more than answering a cached Check; here the wrapping happens once per method.
@@ -29,15 +30,19 @@ from ._handlers import Behavior, Handler, Shape, status_code, wrap_handler
 from .auth import HEALTH_PREFIX, authorized
 from .metrics import ServerMetrics
 from .status import abort
+from .streams import StreamSlots
 
 log = logging.getLogger("relengine.server")
 
 
 class Pipeline:
-    def __init__(self, metrics: ServerMetrics | None = None, preshared_key: str | None = None) -> None:
+    def __init__(
+        self, metrics: ServerMetrics | None = None, preshared_key: str | None = None, streams: StreamSlots | None = None
+    ) -> None:
         if preshared_key is not None and not preshared_key:
             raise ValueError("the preshared key must not be empty")
         self._metrics = metrics
+        self._streams = streams
         self._expected = None if preshared_key is None else bearer(preshared_key).encode()
 
     # -- registration --------------------------------------------------------------------------
@@ -71,7 +76,8 @@ class Pipeline:
     def _unary(self, method: str, behavior: Behavior, shape: Shape, authenticate: bool, observe: _Observe) -> Behavior:
         expected = self._expected
         receive = _receiver(shape)
-        if receive is None:  # Check: bytes in and out, nothing more per call
+        slots = self._slots(shape)
+        if receive is None and slots is None:  # Check: bytes in and out, nothing more per call
 
             def run(request: Any, context: grpc.ServicerContext) -> Any:
                 start = time.perf_counter()
@@ -91,14 +97,19 @@ class Pipeline:
         def run_received(request: Any, context: grpc.ServicerContext) -> Any:
             start = time.perf_counter()
             code = "OK"
+            release = None
             try:
                 if authenticate:
                     _authenticate(context, expected)
+                if slots is not None:
+                    release = _open(slots, method, context, shape.holds_thread)
                 return behavior(request if receive is None else receive(request), context)
             except Exception as exc:
                 code = _fail(context, exc, method)
                 raise
             finally:
+                if release is not None:
+                    release()
                 observe(code, start)
 
         return run_received
@@ -106,13 +117,17 @@ class Pipeline:
     def _streaming(self, method: str, behavior: Behavior, shape: Shape, authenticate: bool, observe: _Observe) -> Behavior:
         expected = self._expected
         receive = _receiver(shape)
+        slots = self._slots(shape)
 
         def run_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             start = time.perf_counter()
             code = "OK"
+            release = None
             try:
                 if authenticate:
                     _authenticate(context, expected)
+                if slots is not None:
+                    release = _open(slots, method, context, shape.holds_thread)
                 yield from behavior(request if receive is None else receive(request), context)
             except GeneratorExit:
                 code = "CANCELLED"
@@ -121,6 +136,8 @@ class Pipeline:
                 code = _fail(context, exc, method)
                 raise
             finally:
+                if release is not None:
+                    release()
                 observe(code, start)
 
         return run_stream
@@ -130,12 +147,15 @@ class Pipeline:
         at once, its thread goes back to the pool, the stream stays open until the call ends."""
         expected = self._expected
         receive = _receiver(shape)
+        slots = self._slots(shape)
 
         def run_non_blocking(request: Any, context: grpc.ServicerContext, send: Callable[[Any], None]) -> None:
             start = time.perf_counter()
             try:
                 if authenticate:
                     _authenticate(context, expected)
+                if slots is not None:
+                    _open(slots, method, context, shape.holds_thread)
                 behavior(request if receive is None else receive(request), context, send)
             except Exception as exc:
                 observe(_fail(context, exc, method), start)
@@ -143,6 +163,10 @@ class Pipeline:
             context.add_callback(lambda: observe(_code_name(context), start))
 
         return run_non_blocking
+
+    def _slots(self, shape: Shape) -> StreamSlots | None:
+        """The bounds a call of this shape counts against (None: a unary call, unbounded)."""
+        return self._streams if shape.request_streaming or shape.response_streaming else None
 
     def _observer(self, method: str) -> _Observe:
         metrics = self._metrics
@@ -185,6 +209,19 @@ def _receiver(shape: Shape) -> Callable[[Any], Any] | None:
             yield parse_message(parse, data, f"message {index} of the request stream")
 
     return messages
+
+
+def _open(slots: StreamSlots, method: str, context: grpc.ServicerContext, holds_thread: bool) -> Callable[[], None]:
+    """Take a stream slot for this call (or raise LimitExceeded); returns what gives it back,
+    which grpc also calls when the call ends, if the stream did not before."""
+    slot = slots.acquire(method, context.peer(), holds_thread)
+
+    def release() -> None:
+        slots.release(slot)
+
+    if not context.add_callback(release):
+        release()  # the call is over already
+    return release
 
 
 def _code_name(context: grpc.ServicerContext) -> str:
