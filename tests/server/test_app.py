@@ -18,11 +18,12 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from relengine import errors
+from relengine import Engine, errors
 from relengine.cli import main
 from relengine.client import Client
 from relengine.model import Consistency
-from relengine.server.app import apply_schema, join_address, split_address
+from relengine.server.app import Server, ServerConfig, apply_schema, join_address, split_address
+from relengine.wire._proto.relengine.v1 import core_pb2, permissions_pb2, permissions_pb2_grpc
 
 from .harness import KEY, SCHEMA
 
@@ -195,6 +196,40 @@ def one_worker(tmp_path: pathlib.Path) -> Iterator[tuple[Process, str]]:
 
 
 @pytest.mark.slow
+def test_sigterm_ends_the_server_within_the_grace_whatever_streams_are_open_or_broken(
+    one_worker: tuple[Process, str],
+) -> None:
+    """Undecodable Import messages once kept grpc's stop from ever finishing (grpcio 1.85);
+    open streams of every kind must not keep it either."""
+    process, address = one_worker
+    release = threading.Event()
+
+    def held_open() -> Iterator[bytes]:
+        release.wait(60)
+        return
+        yield
+
+    with grpc.insecure_channel(address) as channel:
+        import_ = channel.stream_unary("/relengine.v1.RelationshipsService/Import")
+        for _ in range(10):
+            with pytest.raises(grpc.RpcError) as info:
+                import_(iter([b"\xff\xff\xff", b"\xff\xff"]), timeout=10)
+            assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        # Streams left open: an Import whose client never ends it, a Watch, a health Watch.
+        pending = import_.future(held_open(), timeout=60)
+        watch = channel.unary_stream("/relengine.v1.RelationshipsService/Watch")(b"", timeout=60)
+        watch.initial_metadata()
+        health = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=60)
+        assert next(health).status == health_pb2.HealthCheckResponse.SERVING
+        try:
+            assert process.stop(timeout=1 + 5) == 0  # the grace, and a few seconds
+        finally:
+            release.set()
+            pending.cancel()
+    assert re.search(r"event=stopped .*worker=0", "\n".join(process.lines))
+
+
+@pytest.mark.slow
 def test_undecodable_bodies_leak_nothing_and_log_one_line(one_worker: tuple[Process, str]) -> None:
     """grpc's deserialization failure path kept ~19 KiB per call (grpcio 1.85) and logged a
     traceback each time; parsed in our code, a bad body costs nothing that stays."""
@@ -217,6 +252,44 @@ def test_undecodable_bodies_leak_nothing_and_log_one_line(one_worker: tuple[Proc
     undecodable = [line for line in process.lines if "event=undecodable_request" in line]
     assert len(undecodable) == 1  # the same line again within 10 s is only counted
     assert not any("Traceback" in line for line in process.lines)
+
+
+class _StuckExpand:
+    """An Engine whose Expand never returns until ``release`` is set (as a handler that ignores
+    its deadline would)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._engine, name)
+
+    def expand(self, *args: object, **kwargs: object) -> object:
+        self.entered.set()
+        self.release.wait(60)
+        raise errors.Unavailable("released")
+
+
+def test_stop_gives_up_waiting_past_the_grace_and_margin(engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    stuck = _StuckExpand(engine)
+    server = Server(stuck, ServerConfig(listen="127.0.0.1:0", threads=4, gc_interval=0))  # type: ignore[arg-type]
+    server.start()
+    channel = grpc.insecure_channel(server.address)
+    try:
+        request = permissions_pb2.ExpandRequest(
+            resource=core_pb2.ObjectReference(object_type="doc", object_id="1"), permission="view"
+        )
+        call = permissions_pb2_grpc.PermissionsServiceStub(channel).Expand.future(request, timeout=60)
+        assert stuck.entered.wait(10)
+        assert server.stop(grace=0, margin=0.1) is False
+        assert any(getattr(r, "event", None) == "stop_timeout" for r in caplog.records)
+    finally:
+        stuck.release.set()
+        channel.close()
+    with pytest.raises(grpc.RpcError):
+        call.result(10)
 
 
 def test_invalid_schema_refuses_to_start(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,7 +11,9 @@ them (see ``metrics``). If a worker dies, the parent stops the others and exits 
 is left to the supervisor above (systemd, Kubernetes).
 
 A worker drains on SIGTERM: health goes NOT_SERVING, open Watch streams end, new RPCs are
-refused while running ones get ``grace`` seconds, then the Engine (and LMDB) is closed.
+refused while running ones get ``grace`` seconds, then the Engine (and LMDB) is closed. If
+the stop is not over ``STOP_MARGIN_SECONDS`` after the grace period (a handler that does not
+return), the worker logs ``stop_timeout`` and exits 1 at once, leaving the store as it is.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ log = logging.getLogger("relengine.server")
 DEFAULT_LISTEN: Final = "127.0.0.1:50051"
 DEFAULT_MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024
 READY_TIMEOUT_SECONDS: Final = 60.0
+STOP_MARGIN_SECONDS: Final = 5.0  # how long past the grace period a stop may take
 KEY_ENV: Final = "RELENGINE_PRESHARED_KEY"
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -151,11 +154,27 @@ class Server:
         for name in SERVICE_NAMES:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
-    def stop(self, grace: float | None = None) -> None:
-        """Refuse new RPCs, end Watch streams, give running RPCs ``grace`` seconds, wait for them."""
+    def stop(self, grace: float | None = None, margin: float = STOP_MARGIN_SECONDS) -> bool:
+        """Refuse new RPCs, end Watch streams, give running RPCs ``grace`` seconds, then wait
+        for them at most ``margin`` seconds more. Returns whether everything stopped in that
+        time; if not, RPC threads are left behind (``serve`` then exits without waiting)."""
+        grace = self.config.grace_seconds if grace is None else grace
+        # The steps can block beyond any bound: health's NOT_SERVING waits until each Watch
+        # stream took it, grpc's stop until every call is accounted for (grpcio 1.85 could
+        # miss some, see ``_handlers``), the pool until every handler returned. Hence a
+        # thread of their own, and a deadline.
+        steps = threading.Thread(target=self._stop_steps, args=(grace,), name="relengine-stop", daemon=True)
+        steps.start()
+        steps.join(grace + margin)
+        if steps.is_alive():
+            log.error("not stopped in time", extra={"event": "stop_timeout", "grace": grace, "margin": margin})
+            return False
+        return True
+
+    def _stop_steps(self, grace: float) -> None:
         self.health.enter_graceful_shutdown()
         self.stopping.set()
-        self._server.stop(self.config.grace_seconds if grace is None else grace).wait()
+        self._server.stop(grace).wait()
         self._executor.shutdown(wait=True)
         if self._refresher is not None:
             self._refresher.stop()
@@ -238,7 +257,12 @@ def _run_worker(data_dir: str, config: ServerConfig, index: int, ready_fd: int |
             _wait_while_parent_lives(stop)
         else:
             stop.wait()
-        server.stop()
+        if not server.stop():
+            # Threads are left behind, maybe in the store: leave the store as it is (LMDB
+            # needs no close to be consistent) and end the process, which waiting for those
+            # threads at exit would keep alive.
+            logging.shutdown()
+            os._exit(1)
         log.info("stopped", extra={"event": "stopped", "worker": index})
     finally:
         engine.close()
