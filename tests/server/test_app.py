@@ -7,6 +7,7 @@ import pathlib
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -173,6 +174,12 @@ def test_single_worker_serves_and_stops(tmp_path: pathlib.Path) -> None:
         assert process.stop() == 0
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _rss_mib(pid: int) -> float:
     with open(f"/proc/{pid}/status") as status:
         found = re.search(r"^VmRSS:\s+(\d+) kB", status.read(), re.M)
@@ -252,6 +259,25 @@ def test_undecodable_bodies_leak_nothing_and_log_one_line(one_worker: tuple[Proc
     undecodable = [line for line in process.lines if "event=undecodable_request" in line]
     assert len(undecodable) == 1  # the same line again within 10 s is only counted
     assert not any("Traceback" in line for line in process.lines)
+
+
+@pytest.mark.slow
+def test_a_second_server_on_a_port_in_use_refuses_to_start(tmp_path: pathlib.Path) -> None:
+    """Workers bind with SO_REUSEPORT; another server doing the same must not quietly share
+    the port (and the traffic) with the first."""
+    listen = f"127.0.0.1:{_free_port()}"
+    first = Process(["serve", "--data-dir", str(tmp_path / "one"), "--listen", listen, "--workers", "2", "--threads", "4"])
+    try:
+        first.wait_for(r"event=ready ")
+        second = Process(["serve", "--data-dir", str(tmp_path / "two"), "--listen", listen, "--workers", "2", "--threads", "4"])
+        try:
+            assert second.proc.wait(START_TIMEOUT) == 2
+        finally:
+            second.stop()
+        assert any(f"cannot listen on {listen}: another server already listens there" in line for line in second.lines)
+        _wait_serving(listen)  # the first one serves on
+    finally:
+        assert first.stop() == 0
 
 
 class _StuckExpand:

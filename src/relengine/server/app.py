@@ -5,10 +5,12 @@
 processes (``python -m relengine serve --workers 1`` with hidden ``--worker-index`` and
 ``--ready-fd``), each binding the same address with SO_REUSEPORT (the kernel spreads
 connections over them) and opening its own Engine on the shared LMDB directory. The parent
-never opens LMDB or gRPC while workers run (it writes ``--schema`` first and closes the store
-before starting any), forwards SIGTERM/SIGINT to the workers, and serves the metrics of all of
-them (see ``metrics``). If a worker dies, the parent stops the others and exits 1: restarting
-is left to the supervisor above (systemd, Kubernetes).
+first makes sure that nothing listens on the address yet (SO_REUSEPORT would let the workers
+of a second server share it with the first), never opens LMDB or gRPC while workers run (it
+writes ``--schema`` first and closes the store before starting any), forwards SIGTERM/SIGINT
+to the workers, and serves the metrics of all of them (see ``metrics``). If a worker dies,
+the parent stops the others and exits 1: restarting is left to the supervisor above (systemd,
+Kubernetes).
 
 A worker drains on SIGTERM: health goes NOT_SERVING, open Watch streams end, new RPCs are
 refused while running ones get ``grace`` seconds, then the Engine (and LMDB) is closed. If
@@ -18,6 +20,7 @@ return), the worker logs ``stop_timeout`` and exits 1 at once, leaving the store
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import os
@@ -289,6 +292,26 @@ def _placeholder(host: str) -> socket.socket:
     return sock
 
 
+def _refuse_if_listening(host: str, port: int, listen: str) -> None:
+    """InvalidArgument if a socket already listens on the address. The workers bind it with
+    SO_REUSEPORT, which the kernel also grants to another server of the same user that does:
+    both would start, and share the connections. A plain bind (with SO_REUSEADDR, as grpc's
+    own, so that connections left in TIME_WAIT do not count) fails when something listens."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise InvalidArgument(f"cannot listen on {listen}: {exc.strerror}") from exc
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise InvalidArgument(f"cannot listen on {listen}: another server already listens there") from exc
+                raise InvalidArgument(f"cannot listen on {listen}: {exc.strerror}") from exc
+
+
 def _worker_command(data_dir: str, config: ServerConfig, listen: str, index: int, ready_fd: int) -> list[str]:
     cmd = [
         sys.executable, "-m", "relengine", "--log-level", logging.getLevelName(logging.getLogger().level),
@@ -309,6 +332,8 @@ def _supervise(data_dir: str, config: ServerConfig) -> int:
     stop = threading.Event()
     _install_stop_handlers(stop)
     host, port = split_address(config.listen)
+    if port != 0:
+        _refuse_if_listening(host, port, config.listen)
     holder = _placeholder(host) if port == 0 else None
     if holder is not None:
         port = holder.getsockname()[1]
