@@ -142,6 +142,18 @@ def test_health_watch_streams_hold_no_thread(engine: Engine) -> None:
         server.stop()
 
 
+def test_health_watch_streams_are_counted_when_they_end(running: Running) -> None:
+    with _connection(running) as channel:
+        call = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=10)
+        assert next(call).status == health_pb2.HealthCheckResponse.SERVING
+        assert running.server.streams.statistics() == StreamStatistics(open=1, holding_threads=0, refused=0)
+        call.cancel()
+    _until(lambda: running.server.streams.statistics().open == 0)
+    assert running.metrics is not None and running.metrics.registry is not None
+    labels = {"service": "grpc.health.v1.Health", "method": "Watch", "code": "CANCELLED"}
+    _until(lambda: running.metrics.registry.get_sample_value("relengine_rpc_requests_total", labels) == 1)
+
+
 def test_streams_of_one_connection_past_its_bound_are_refused(small: Running) -> None:
     with ExitStack() as stack:
         channel = stack.enter_context(small.channel())

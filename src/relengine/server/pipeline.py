@@ -160,7 +160,10 @@ class Pipeline:
             except Exception as exc:
                 observe(_fail(context, exc, method), start)
                 raise
-            context.add_callback(lambda: observe(_code_name(context), start))
+            # Counted when the call ends: health's Watch only ever ends by the client (or the
+            # server's stop) cancelling it.
+            if not context.add_callback(lambda: observe(_code_name(context, "CANCELLED"), start)):
+                observe(_code_name(context, "CANCELLED"), start)  # the call is over already
 
         return run_non_blocking
 
@@ -224,9 +227,9 @@ def _open(slots: StreamSlots, method: str, context: grpc.ServicerContext, holds_
     return release
 
 
-def _code_name(context: grpc.ServicerContext) -> str:
+def _code_name(context: grpc.ServicerContext, unset: str) -> str:
     code = status_code(context)
-    return "OK" if code is None else str(code.name)
+    return unset if code is None else str(code.name)
 
 
 def _fail(context: grpc.ServicerContext, exc: Exception, method: str) -> str:
