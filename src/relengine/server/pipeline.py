@@ -215,14 +215,17 @@ def _receiver(shape: Shape) -> Callable[[Any], Any] | None:
 
 
 def _open(slots: StreamSlots, method: str, context: grpc.ServicerContext, holds_thread: bool) -> Callable[[], None]:
-    """Take a stream slot for this call (or raise LimitExceeded); returns what gives it back,
-    which grpc also calls when the call ends, if the stream did not before."""
+    """Take a stream slot for this call (or raise LimitExceeded); returns what gives it back.
+
+    A stream holding a thread gives it back when its behaviour is left (a cancelled call's
+    thread can go on until the behaviour's next yield: the slot is held as long), one sending
+    through a callback when grpc says the call is over."""
     slot = slots.acquire(method, context.peer(), holds_thread)
 
     def release() -> None:
         slots.release(slot)
 
-    if not context.add_callback(release):
+    if not holds_thread and not context.add_callback(release):
         release()  # the call is over already
     return release
 

@@ -100,8 +100,7 @@ class StreamSlots:
         return Slot(method, peer, holds_thread)
 
     def release(self, slot: Slot) -> None:
-        """Give ``slot`` back; again is a no-op (a stream's end and grpc's end-of-call callback
-        both release, whichever comes first)."""
+        """Give ``slot`` back; again is a no-op."""
         with self._lock:
             if slot.released:
                 return
