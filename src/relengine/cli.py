@@ -243,6 +243,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert, tls_key=args.tls_key, metrics_listen=args.metrics_listen,
         max_message_bytes=args.max_message_bytes, grace_seconds=args.grace, gc_interval=args.gc_interval,
         reuse_port=workers > 1 or args.worker_index is not None,
+        max_streams_per_method=args.max_streams_per_method, max_streams_per_connection=args.max_streams_per_connection,
     )
     return serve(args.data_dir, config, worker_index=args.worker_index, ready_fd=args.ready_fd)
 
@@ -513,6 +514,10 @@ def _add_server_commands(sub: Any, ssub: Any) -> None:
     p.add_argument("--listen", default="127.0.0.1:50051", metavar="HOST:PORT", help="default 127.0.0.1:50051")
     p.add_argument("--workers", type=int, metavar="N", help="worker processes sharing the port (default: the number of cores)")
     p.add_argument("--threads", type=int, default=32, metavar="N", help="RPC threads per worker (default 32)")
+    p.add_argument("--max-streams-per-method", type=int, metavar="N",
+                   help="open streams of one method, per worker (default: half the threads)")
+    p.add_argument("--max-streams-per-connection", type=int, metavar="N",
+                   help="open streams of one client connection (default: a quarter of the threads)")
     p.add_argument("--preshared-key", metavar="KEY", default=argparse.SUPPRESS,  # also before `serve`
                    help="require `authorization: Bearer KEY` (default $RELENGINE_PRESHARED_KEY)")
     p.add_argument("--tls-cert", metavar="PEM", help="serve TLS with this certificate chain")

@@ -12,9 +12,8 @@ import time
 from typing import Any, Callable, Final, Iterable, Iterator, NoReturn
 
 import grpc
-from google.protobuf.message import DecodeError
 
-from ..errors import Cancelled, DeadlineExceeded, InvalidArgument, RelEngineError
+from ..errors import Cancelled, DeadlineExceeded, RelEngineError
 from ..model import Consistency, Relationship
 from ..results import CheckResponse, CheckResult
 from ..service import Engine
@@ -27,6 +26,7 @@ from ..wire._proto.relengine.v1 import (
     schema_pb2,
     schema_pb2_grpc,
 )
+from ..wire.decode import parse_message
 from ..wire.metadata import REVISION_METADATA
 from .status import status_of
 
@@ -152,10 +152,7 @@ class PermissionsServicer(permissions_pb2_grpc.PermissionsServiceServicer):
             if reply is not None:
                 self._count_hit()
                 return reply
-        try:
-            request = permissions_pb2.CheckRequest.FromString(data)
-        except DecodeError as exc:
-            raise InvalidArgument("the request is not a valid relengine.v1.CheckRequest message") from exc
+        request = parse_message(permissions_pb2.CheckRequest.FromString, data)
         response, cached = self._check(request, context)
         reply = self._reply(response)
         if cached:
