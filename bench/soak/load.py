@@ -69,6 +69,7 @@ class Part(TypedDict):
     unsent: int  # requests given up on: the schedule had fallen too far behind
     wrong: int  # Checks answered, but not with the expected answer
     errors: dict[str, int]  # failed calls by gRPC code
+    completed: dict[int, int]  # calls (of this window's) that ended, by the window they ended in
 
 
 class Capacity(TypedDict):
@@ -89,7 +90,7 @@ class WriteCheck(TypedDict):
 
 def new_part(window: int) -> Part:
     return {"window": window, "checks": array("q"), "writes": array("q"), "late": 0, "unsent": 0, "wrong": 0,
-            "errors": {}}
+            "errors": {}, "completed": {}}
 
 
 def merge(into: Part, part: Part) -> None:
@@ -100,6 +101,8 @@ def merge(into: Part, part: Part) -> None:
     into["wrong"] += part["wrong"]
     for code, n in part["errors"].items():
         into["errors"][code] = into["errors"].get(code, 0) + n
+    for window, n in part["completed"].items():
+        into["completed"][window] = into["completed"].get(window, 0) + n
 
 
 def code_of(exc: BaseException) -> str:
@@ -260,6 +263,8 @@ class _Sender:
             except Exception as exc:  # counted, never fatal: the schedule goes on
                 code = code_of(exc)
                 part["errors"][code] = part["errors"].get(code, 0) + 1
+            ended = (clock() - s.start_ns) // s.window_ns
+            part["completed"][ended] = part["completed"].get(ended, 0) + 1
         self._flush(part)
         for rest in range(window + 1, s.windows):
             self._flush(new_part(rest))

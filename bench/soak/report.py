@@ -37,7 +37,8 @@ class Window(TypedDict):
     warmup: bool
     checks: int
     writes: int
-    rate: float  # requests due in the window that were sent, per second
+    offered: float  # requests due in the window that were sent, per second
+    throughput: float  # calls that ended in the window (answered or failed), per second
     p50_ns: int | None  # Checks, from their due times
     p90_ns: int | None
     p99_ns: int | None
@@ -113,7 +114,8 @@ def summarise(index: int, parts: Sequence[Part], window_s: float, warmup: bool) 
         "warmup": warmup,
         "checks": len(total["checks"]),
         "writes": len(total["writes"]),
-        "rate": round((len(total["checks"]) + len(total["writes"]) + errors) / window_s, 1),
+        "offered": round((len(total["checks"]) + len(total["writes"]) + errors) / window_s, 1),
+        "throughput": 0.0,  # known once every later window's calls have ended: see ``attach``
         "p50_ns": checks.get("p50"),
         "p90_ns": checks.get("p90"),
         "p99_ns": checks.get("p99"),
@@ -140,11 +142,14 @@ def _percentiles(values: Iterable[int]) -> dict[str, int]:
 
 
 def attach(windows: list[Window], start_ns: int, window_ns: int, events: Iterable[Event],
-           rss: Iterable[tuple[int, int | None]]) -> dict[str, dict[str, int]]:
-    """Add the abuse outcomes (by the window their call started in) and the RSS samples to the
-    windows; returns the whole run's abuse outcomes by "group: what"."""
+           rss: Iterable[tuple[int, int | None]], completed: dict[int, int]) -> dict[str, dict[str, int]]:
+    """Add the throughput (``completed``: calls that ended, by window), the abuse outcomes (by
+    the window their call started in) and the RSS samples to the windows; returns the whole
+    run's abuse outcomes by "group: what"."""
     last = len(windows) - 1
     totals: dict[str, dict[str, int]] = {}
+    for w in windows:
+        w["throughput"] = round(completed.get(w["index"], 0) * 1e9 / window_ns, 1)
 
     def at(t: int) -> Window | None:
         w = (t - start_ns) // window_ns
@@ -271,11 +276,12 @@ def markdown(r: SoakResults) -> str:
     lines += [
         "## Windows",
         "",
+        "Offered: requests due in the window, per second; done: calls that ended in it, per second. "
         "Check latency from the intended send time; load errors by gRPC code; abuse: the abusive "
         "clients' outcomes (held: an idle stream still open when it was cancelled).",
         "",
-        "| window | rate | checks | p50 | p90 | p99 | max | writes p99 | late | load errors | abuse | RSS |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| window | offered | done | checks | p50 | p90 | p99 | max | writes p99 | late | load errors | abuse | RSS |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for w in r["windows"]:
         errors = ", ".join(f"{c} {n}" for c, n in w["load_errors"].items())
@@ -284,7 +290,8 @@ def markdown(r: SoakResults) -> str:
         failures += [f"{w['unsent']} not sent"] if w["unsent"] else []
         abuse = "; ".join(f"{g} " + ", ".join(f"{o} {n}" for o, n in sorted(c.items())) for g, c in sorted(w["abuse"].items()))
         lines.append(
-            f"| {w['index'] + 1}{' (warm-up)' if w['warmup'] else ''} | {fmt_rate(w['rate'])} | {w['checks']:,} "
+            f"| {w['index'] + 1}{' (warm-up)' if w['warmup'] else ''} | {fmt_rate(w['offered'])} | {fmt_rate(w['throughput'])} "
+            f"| {w['checks']:,} "
             f"| {fmt_ns(w['p50_ns'])} | {fmt_ns(w['p90_ns'])} | {fmt_ns(w['p99_ns'])} | {fmt_ns(w['max_ns'])} "
             f"| {fmt_ns(w['write_p99_ns'])} | {w['late']:,} | {', '.join(failures) or '0'} | {abuse or '-'} "
             f"| {_mb(w['rss_bytes'])} |"

@@ -345,6 +345,7 @@ class _Soak:
         parts: dict[int, list[Part]] = {}
         windows: dict[int, report.Window] = {}
         done: dict[int, WriteCheck] = {}
+        completed: dict[int, int] = {}
         while len(done) < o.clients:
             # A window reports once its last request is answered; the last one may be given up on.
             due = (start + (min(len(windows) + 1, o.windows)) * window_ns - time.monotonic_ns()) / 1e9
@@ -352,6 +353,8 @@ class _Soak:
                 if msg[0] == "window":
                     part: Part = msg[2]
                     w = part["window"]
+                    for ended, n in part["completed"].items():
+                        completed[ended] = completed.get(ended, 0) + n
                     parts.setdefault(w, []).append(part)
                     if len(parts[w]) == o.clients:
                         windows[w] = report.summarise(w, parts.pop(w), o.window_s, w < o.warmup)
@@ -362,7 +365,8 @@ class _Soak:
         self._sampling.set()
         ordered = [windows[w] for w in sorted(windows)]
         self.results["windows"] = ordered
-        self.results["abuse"] = report.attach(ordered, start, window_ns, list(self.abuse.events), list(self._samples))
+        self.results["abuse"] = report.attach(ordered, start, window_ns, list(self.abuse.events), list(self._samples),
+                                               completed)
         self.results["abuse_rounds"] = self.abuse.rounds
         return [done[i] for i in sorted(done)]
 
@@ -371,7 +375,7 @@ class _Soak:
         failures = sum(w["load_errors"].values()) + w["wrong"] + w["unsent"]
         self.progress(
             f"window {w['index'] + 1}/{self.o.windows}{' (warm-up)' if w['warmup'] else ''}: "
-            f"{bench_report.fmt_rate(w['rate'])}, p50 {bench_report.fmt_ns(w['p50_ns'])}, "
+            f"{bench_report.fmt_rate(w['offered'])} offered, p50 {bench_report.fmt_ns(w['p50_ns'])}, "
             f"p99 {bench_report.fmt_ns(w['p99_ns'])}, RSS {'-' if rss is None else f'{rss / 2**20:.1f} MiB'}, "
             f"load failures {failures}"
         )

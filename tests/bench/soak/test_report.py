@@ -10,7 +10,7 @@ from typing import Any
 
 from bench import report as bench_report
 from bench.soak import report
-from bench.soak.load import new_part
+from bench.soak.load import merge, new_part
 
 MS = 1_000_000
 MIB = 2**20
@@ -18,7 +18,7 @@ MIB = 2**20
 
 def window(index: int, p99_ms: float, rss_mib: float | None, warmup: bool = False, **extra: Any) -> report.Window:
     w: report.Window = {
-        "index": index, "start_s": index * 60.0, "warmup": warmup, "checks": 1000, "writes": 10, "rate": 16.8,
+        "index": index, "start_s": index * 60.0, "warmup": warmup, "checks": 1000, "writes": 10, "offered": 16.8, "throughput": 16.8,
         "p50_ns": MS, "p90_ns": 2 * MS, "p99_ns": int(p99_ms * MS), "max_ns": int(2 * p99_ms * MS),
         "write_p50_ns": MS, "write_p99_ns": 3 * MS, "late": 0, "unsent": 0, "wrong": 0, "load_errors": {},
         "abuse": {}, "rss_bytes": None if rss_mib is None else int(rss_mib * MIB), "rss_samples": 60,
@@ -109,8 +109,11 @@ def test_a_window_merges_every_process_part() -> None:
     w = report.summarise(3, [a, b], 2.0, warmup=False)
     assert (w["checks"], w["writes"], w["p50_ns"], w["p99_ns"], w["max_ns"]) == (200, 2, 100, 198, 200)
     assert w["load_errors"] == {"DEADLINE_EXCEEDED": 1, "UNAVAILABLE": 3}
-    assert (w["late"], w["wrong"], w["unsent"], w["rate"]) == (5, 2, 3, 103.0)  # (200 + 2 + 4) / 2 s
+    assert (w["late"], w["wrong"], w["unsent"], w["offered"]) == (5, 2, 3, 103.0)  # (200 + 2 + 4) / 2 s
     assert w["start_s"] == 6.0 and w["write_p99_ns"] == 7
+    a["completed"], b["completed"] = {3: 100}, {3: 90, 4: 12}
+    merge(a, b)
+    assert a["completed"] == {3: 190, 4: 12} and a["errors"] == {"UNAVAILABLE": 3, "DEADLINE_EXCEEDED": 1}
     empty = report.summarise(0, [new_part(0)], 1.0, warmup=True)
     assert empty["checks"] == 0 and empty["p99_ns"] is None
 
@@ -121,11 +124,12 @@ def test_outcomes_and_rss_samples_land_in_their_windows() -> None:
     events = [(1_050, "raw_body", "Check", "INTERNAL"), (1_150, "raw_body", "Check", "INVALID_ARGUMENT"),
               (1_160, "idle_stream", "Watch, unread", "held"), (1_400, "raw_body", "Check", "INTERNAL")]
     rss = [(1_010, 100), (1_090, 120), (1_110, None), (1_250, 90), (900, 500)]
-    totals = report.attach(windows, start, width, events, rss)
+    totals = report.attach(windows, start, width, events, rss, completed={0: 30, 2: 45, 3: 7})
     assert totals == {"idle_stream: Watch, unread": {"held": 1}, "raw_body: Check": {"INTERNAL": 2, "INVALID_ARGUMENT": 1}}
     assert windows[0]["abuse"] == {"raw_body": {"INTERNAL": 1}}
     assert windows[1]["abuse"] == {"raw_body": {"INVALID_ARGUMENT": 1}, "idle_stream": {"held": 1}}
     assert [(w["rss_bytes"], w["rss_samples"]) for w in windows] == [(120, 2), (None, 0), (90, 1)]
+    assert [w["throughput"] for w in windows] == [3e8, 0.0, 4.5e8]  # calls per second of 100 ns windows
 
 
 def test_files_are_written_and_compare_refuses_them(tmp_path: Path) -> None:
@@ -141,7 +145,7 @@ def test_files_are_written_and_compare_refuses_them(tmp_path: Path) -> None:
     out = report.write(results, tmp_path / "run", plot=False)
     assert json.loads((out / "soak.json").read_text())["verdict"]["passed"] is True
     md = (out / "soak.md").read_text()
-    assert md.startswith("# relengine soak: PASS") and "| 4 | 16.8/s | 1,000 |" in md
+    assert md.startswith("# relengine soak: PASS") and "| 4 | 16.8/s | 16.8/s | 1,000 |" in md
     assert "| raw_body: Check | INVALID_ARGUMENT 4 |" in md
     try:
         bench_report.load(out / "soak.json")
