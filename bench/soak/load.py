@@ -5,7 +5,9 @@ open-loop schedule, reporting each window of it to the parent as the window clos
 Request ``j`` of the whole schedule is due at ``start + j / rate``; process ``p`` of ``P`` sends
 the requests with ``j % P == p``, shared round-robin by its sender threads. Latency runs from
 the due time, so a stall is charged to every request due during it (``driver.open_loop``'s
-rule). Every ``write_every``-th request of a process is a write; the writes cycle over a ring
+rule). Every ``write_every``-th request of a process is a write, in the capacity run too (so
+capacity is that of the load's own mix: each write moves the revision the caches are keyed
+by, which costs the Checks after it); the writes cycle over a ring
 of ``RING`` relationships that only the soak writes (``container:cK#reader@user:x_soakP_K``,
 touched on one pass over the ring and deleted on the next), so the store stays the same size
 however long the soak runs and the expected answers of the Checks never change.
@@ -36,7 +38,8 @@ Question = tuple[str, str, str, str]  # (container id, permission, "user", user 
 @dataclass(frozen=True)
 class Load:
     """What every load process is given: the server, the Checks with their expected answers,
-    its threads (closed loop) and senders (open loop), and the deadline of each call."""
+    its threads (closed loop) and senders (open loop), the deadline of each call, and how
+    often it writes (in both loops: capacity is measured on the load's own mix)."""
 
     target: str
     queries: list[Question]
@@ -44,6 +47,7 @@ class Load:
     threads: int
     senders: int
     timeout: float
+    write_every: int  # every Nth request of a process is a write; 0: none
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,6 @@ class Schedule:
     windows: int
     rate: float  # requests per second, all processes together
     processes: int
-    write_every: int  # every Nth request of a process is a write; 0: none
     give_up_ns: int  # requests not sent by the end of the last window plus this are not sent
 
 
@@ -134,16 +137,14 @@ def main(load: Load, index: int, conn: Connection[Any, Any]) -> None:
     ``("capacity", seconds)`` -> ``("capacity", index, Capacity)``; ``("load", Schedule)`` ->
     a ``("window", index, Part)`` per window, then ``("done", index, WriteCheck)``; a fault
     of its own -> ``("error", index, text)``."""
-    from relengine import ObjectRef, SubjectRef
     from relengine.client import NO_RETRY, Client
 
     try:
         # No retries: every failure is counted where it happens. One channel for all threads.
-        client = Client(load.target, timeout=load.timeout, retry=NO_RETRY)
+        calls = _Calls(Client(load.target, timeout=load.timeout, retry=NO_RETRY), load, index)
     except BaseException as exc:
         conn.send(("error", index, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"))
         return
-    refs = [(ObjectRef("container", c), p, SubjectRef(t, s)) for c, p, t, s in load.queries]
     try:
         while True:
             try:
@@ -151,31 +152,78 @@ def main(load: Load, index: int, conn: Connection[Any, Any]) -> None:
             except EOFError:
                 return
             if command[0] == "capacity":
-                conn.send(("capacity", index, _capacity(client, refs, load, float(command[1]))))
+                conn.send(("capacity", index, _capacity(calls, load.threads, float(command[1]))))
             elif command[0] == "load":
-                sender = _Sender(client, refs, load, command[1], index, conn)
-                sender.run()
-                conn.send(("done", index, sender.check_writes()))
+                _Sender(calls, command[1], conn).run()
+                conn.send(("done", index, calls.check_writes()))
             else:
                 return
     except BaseException as exc:
         conn.send(("error", index, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"))
     finally:
-        client.close()
+        calls.client.close()
         conn.close()
 
 
-Refs = tuple["ObjectRef", str, "SubjectRef"]
+class _Calls:
+    """One process's calls: request ``i`` of its sequence is a write if ``load.write_every``
+    says so, else Check ``i`` (modulo the queries) compared with its expected answer."""
+
+    def __init__(self, client: Client, load: Load, index: int) -> None:
+        from relengine import ObjectRef, SubjectRef
+
+        self.client = client
+        self.load = load
+        self.index = index
+        self.refs = [(ObjectRef("container", c), p, SubjectRef(t, s)) for c, p, t, s in load.queries]
+        self._lock = threading.Lock()
+        self._writes = 0
+        self._last_write: dict[int, bool] = {}  # ring slot -> touched by the last write that succeeded
+
+    def is_write(self, i: int) -> bool:
+        every = self.load.write_every
+        return every > 0 and i % every == every - 1
+
+    def check(self, i: int) -> bool:
+        """Check ``i``; whether it got the expected answer."""
+        q = i % len(self.refs)
+        return self.client.check(*self.refs[q]).allowed == self.load.expected[q]
+
+    def write(self) -> None:
+        """The next write of the ring: the n-th write goes to slot n % RING, a touch on even
+        passes over the ring and a delete on odd ones (writes of one slot are RING writes apart,
+        so they never overlap)."""
+        with self._lock:
+            number = self._writes
+            self._writes += 1
+        slot, touch = number % RING, (number // RING) % 2 == 0
+        text = ring_relationship(self.index, slot)
+        if touch:
+            self.client.touch(text)
+        else:
+            self.client.delete_relationships(text)
+        self._last_write[slot] = touch
+
+    def check_writes(self) -> WriteCheck:
+        from relengine import Consistency
+
+        wrong = []
+        for slot, touched in sorted(self._last_write.items()):
+            text = ring_relationship(self.index, slot)
+            resource, _, subject = text.partition("#reader@")
+            allowed = self.client.check(resource, "read", subject, consistency=Consistency.fully_consistent()).allowed
+            if allowed != touched:
+                wrong.append(f"{text}: {'missing' if touched else 'still there'} after its last write")
+        return {"writes": self._writes, "checked": len(self._last_write), "wrong": wrong}
 
 
-def _capacity(client: Client, refs: list[Refs], load: Load, seconds: float) -> Capacity:
-    """``load.threads`` threads calling Check back to back for ``seconds`` from one start."""
+def _capacity(calls: _Calls, threads: int, seconds: float) -> Capacity:
+    """``threads`` threads sending the load's mix back to back for ``seconds`` from one start."""
     go = threading.Event()
-    counts = [0] * load.threads
-    wrong = [0] * load.threads
+    counts = [0] * threads
+    wrong = [0] * threads
     errors: Counter[str] = Counter()
     lock = threading.Lock()
-    n = len(refs)
 
     def caller(k: int) -> None:
         deadline = time.monotonic() + seconds
@@ -183,20 +231,22 @@ def _capacity(client: Client, refs: list[Refs], load: Load, seconds: float) -> C
         i = k
         while time.monotonic() < deadline:
             try:
-                if client.check(*refs[i % n]).allowed != load.expected[i % n]:
+                if calls.is_write(i):
+                    calls.write()
+                elif not calls.check(i):
                     wrong[k] += 1
             except Exception as exc:  # counted, never fatal: the caller goes on
                 with lock:
                     errors[code_of(exc)] += 1
             counts[k] += 1
-            i += load.threads
+            i += threads
 
-    threads = [threading.Thread(target=caller, args=(k,), daemon=True) for k in range(load.threads)]
-    for t in threads:
+    workers = [threading.Thread(target=caller, args=(k,), daemon=True) for k in range(threads)]
+    for t in workers:
         t.start()
     started = time.monotonic()
     go.set()
-    for t in threads:
+    for t in workers:
         t.join()
     return {"ops": sum(counts), "seconds": round(time.monotonic() - started, 6), "wrong": sum(wrong),
             "errors": dict(errors)}
@@ -206,37 +256,33 @@ def _capacity(client: Client, refs: list[Refs], load: Load, seconds: float) -> C
 class _Sender:
     """One process's part of the open-loop schedule."""
 
-    client: Client
-    refs: list[Refs]
-    load: Load
+    calls: _Calls
     schedule: Schedule
-    index: int
     conn: Connection[Any, Any]
     _parts: dict[int, Part] = field(default_factory=dict)
     _flushed: Counter[int] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _last_write: dict[int, tuple[int, bool]] = field(default_factory=dict)  # slot -> (write number, touched)
-    _writes: int = 0
 
     def run(self) -> None:
         s = self.schedule
         total = int(s.rate * s.windows * s.window_ns / 1e9)
-        mine = max(0, (total - self.index + s.processes - 1) // s.processes)
-        threads = [threading.Thread(target=self._send, args=(k, mine), daemon=True) for k in range(self.load.senders)]
+        mine = max(0, (total - self.calls.index + s.processes - 1) // s.processes)
+        senders = self.calls.load.senders
+        threads = [threading.Thread(target=self._send, args=(k, mine), daemon=True) for k in range(senders)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
 
     def _send(self, k: int, mine: int) -> None:
-        s, load = self.schedule, self.load
+        s, calls = self.schedule, self.calls
         clock = time.monotonic_ns
         interval = 1e9 / s.rate
         give_up = s.start_ns + s.windows * s.window_ns + s.give_up_ns
-        n = len(self.refs)
+        senders = calls.load.senders
         window, part = 0, new_part(0)
-        for i in range(k, mine, load.senders):
-            due = s.start_ns + int((i * s.processes + self.index) * interval)
+        for i in range(k, mine, senders):
+            due = s.start_ns + int((i * s.processes + calls.index) * interval)
             w = min((due - s.start_ns) // s.window_ns, s.windows - 1)
             while window < w:
                 self._flush(part)
@@ -251,14 +297,13 @@ class _Sender:
             elif now - due > LATE_NS:
                 part["late"] += 1
             try:
-                if s.write_every and i % s.write_every == s.write_every - 1:
-                    self._write(i // s.write_every)
+                if calls.is_write(i):
+                    calls.write()
                     part["writes"].append(clock() - due)
                 else:
-                    q = (i * s.processes + self.index) % n
-                    allowed = self.client.check(*self.refs[q]).allowed
+                    right = calls.check(i * s.processes + calls.index)
                     part["checks"].append(clock() - due)
-                    if allowed != load.expected[q]:
+                    if not right:
                         part["wrong"] += 1
             except Exception as exc:  # counted, never fatal: the schedule goes on
                 code = code_of(exc)
@@ -268,19 +313,6 @@ class _Sender:
         self._flush(part)
         for rest in range(window + 1, s.windows):
             self._flush(new_part(rest))
-
-    def _write(self, number: int) -> None:
-        slot = number % RING
-        touch = (number // RING) % 2 == 0
-        text = ring_relationship(self.index, slot)
-        if touch:
-            self.client.touch(text)
-        else:
-            self.client.delete_relationships(text)
-        with self._lock:
-            self._writes += 1
-            if self._last_write.get(slot, (-1, False))[0] < number:
-                self._last_write[slot] = (number, touch)
 
     def _flush(self, part: Part) -> None:
         """A sender is done with a window: the window goes to the parent once every sender is."""
@@ -292,17 +324,5 @@ class _Sender:
             else:
                 merge(merged, part)
             self._flushed[w] += 1
-            if self._flushed[w] == self.load.senders:
-                self.conn.send(("window", self.index, self._parts.pop(w)))
-
-    def check_writes(self) -> WriteCheck:
-        from relengine import Consistency
-
-        wrong = []
-        for slot, (_, touched) in sorted(self._last_write.items()):
-            text = ring_relationship(self.index, slot)
-            resource, _, subject = text.partition("#reader@")
-            allowed = self.client.check(resource, "read", subject, consistency=Consistency.fully_consistent()).allowed
-            if allowed != touched:
-                wrong.append(f"{text}: {'missing' if touched else 'still there'} after its last write")
-        return {"writes": self._writes, "checked": len(self._last_write), "wrong": wrong}
+            if self._flushed[w] == self.calls.load.senders:
+                self.conn.send(("window", self.calls.index, self._parts.pop(w)))

@@ -87,7 +87,7 @@ class SoakResults(TypedDict):
     windows: list[Window]
     abuse: dict[str, dict[str, int]]  # "group: what" -> outcome -> count, the whole run
     abuse_rounds: NotRequired[int]
-    writes: NotRequired[dict[str, Any]]  # sent, checked, wrong (the ring read back after the load)
+    writes: NotRequired[dict[str, Any]]  # sent (the capacity run's too), checked, wrong (the ring read back after the load)
     after: NotRequired[dict[str, Any]]  # answers checked again, health, after the load
     server: NotRequired[dict[str, Any]]  # workers, how it stopped, its log's tail on a failure
     verdict: NotRequired[Verdict]
@@ -265,7 +265,7 @@ def markdown(r: SoakResults) -> str:
     ]
     if "capacity_per_second" in r:
         lines += [f"Capacity (closed loop, {p['clients']} processes x {p['threads']} threads): "
-                  f"{fmt_rate(r['capacity_per_second'])} Checks; open loop at {fmt_rate(r.get('rate'))}.", ""]
+                  f"{fmt_rate(r['capacity_per_second'])} requests of the load's mix; open loop at {fmt_rate(r.get('rate'))}.", ""]
     if "error" in r:
         lines += ["**Error:** " + r["error"].splitlines()[0], ""]
     if verdict:

@@ -244,7 +244,8 @@ class _Soak:
                 outcome = look_up(client, lookup, o.lookup_deadline_s)
                 if outcome != "OK":
                     raise AssertionError(f"{lookup.what}: {outcome} before the soak")
-            plan = Load(server.target, queries, expected, o.threads, o.senders, o.timeout_s)
+            plan = Load(server.target, queries, expected, o.threads, o.senders, o.timeout_s,
+                        round(1 / o.write_fraction) if o.write_fraction else 0)
             self._start_load(plan)
             rate = o.load * self._capacity()
             self.results["rate"] = round(rate, 1)
@@ -324,7 +325,7 @@ class _Soak:
             raise RuntimeError(f"the capacity run failed: errors {errors}, {wrong} wrong answers")
         if ops == 0:
             raise RuntimeError("the capacity run answered no Check")
-        self.progress(f"capacity {bench_report.fmt_rate(per_second)} Checks; load at {o.load:.0%} of it")
+        self.progress(f"capacity {bench_report.fmt_rate(per_second)} (Checks, {o.write_fraction:.0%} writes); load at {o.load:.0%} of it")
         return per_second
 
     def _load(self, rate: float, lookups: list[Lookup]) -> list[WriteCheck]:
@@ -333,8 +334,7 @@ class _Soak:
         window_ns = int(o.window_s * 1e9)
         start = time.monotonic_ns() + int(START_LEAD_S * 1e9)
         give_up = max(window_ns, 10 * 10**9)
-        schedule = Schedule(start, window_ns, o.windows, rate, o.clients,
-                            round(1 / o.write_fraction) if o.write_fraction else 0, give_up)
+        schedule = Schedule(start, window_ns, o.windows, rate, o.clients, give_up)
         for conn in self._conns:
             conn.send(("load", schedule))
         self.abuse = Abuse(self.server.target, o.abuse_every_s, min(0.8 * o.abuse_every_s, 20.0), o.lookup_deadline_s,
