@@ -38,14 +38,14 @@ Question = tuple[str, str, str, str]  # (container id, permission, "user", user 
 @dataclass(frozen=True)
 class Load:
     """What every load process is given: the server, the Checks with their expected answers,
-    its threads (closed loop) and senders (open loop), the deadline of each call, and how
-    often it writes (in both loops: capacity is measured on the load's own mix)."""
+    its threads (the same number in both loops: the open loop never drives the server to more
+    calls in flight than capacity was measured at), the deadline of each call, and how often
+    it writes (in both loops: capacity is measured on the load's own mix)."""
 
     target: str
     queries: list[Question]
     expected: list[bool]
     threads: int
-    senders: int
     timeout: float
     write_every: int  # every Nth request of a process is a write; 0: none
 
@@ -267,8 +267,7 @@ class _Sender:
         s = self.schedule
         total = int(s.rate * s.windows * s.window_ns / 1e9)
         mine = max(0, (total - self.calls.index + s.processes - 1) // s.processes)
-        senders = self.calls.load.senders
-        threads = [threading.Thread(target=self._send, args=(k, mine), daemon=True) for k in range(senders)]
+        threads = [threading.Thread(target=self._send, args=(k, mine), daemon=True) for k in range(self.calls.load.threads)]
         for t in threads:
             t.start()
         for t in threads:
@@ -279,7 +278,7 @@ class _Sender:
         clock = time.monotonic_ns
         interval = 1e9 / s.rate
         give_up = s.start_ns + s.windows * s.window_ns + s.give_up_ns
-        senders = calls.load.senders
+        senders = calls.load.threads
         window, part = 0, new_part(0)
         for i in range(k, mine, senders):
             due = s.start_ns + int((i * s.processes + calls.index) * interval)
@@ -324,5 +323,5 @@ class _Sender:
             else:
                 merge(merged, part)
             self._flushed[w] += 1
-            if self._flushed[w] == self.calls.load.senders:
+            if self._flushed[w] == self.calls.load.threads:
                 self.conn.send(("window", self.calls.index, self._parts.pop(w)))

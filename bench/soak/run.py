@@ -64,17 +64,12 @@ class Options:
     def windows(self) -> int:
         return max(1, round(self.minutes * 60 / self.window_s))
 
-    @property
-    def senders(self) -> int:
-        """Open-loop senders per process: twice the closed loop's threads, room to catch up."""
-        return 2 * self.threads
-
     def params(self) -> dict[str, Any]:
         return {
             "scale": scale_name(self.scale), "relationships": self.scale, "seed": self.seed, "minutes": self.minutes,
             "window_s": self.window_s, "windows": self.windows, "warmup_windows": self.warmup,
             "server_workers": self.server_workers, "clients": self.clients, "threads": self.threads,
-            "senders": self.senders, "capacity_s": self.capacity_s, "load": self.load,
+            "capacity_s": self.capacity_s, "load": self.load,
             "write_fraction": self.write_fraction, "abuse_every_s": self.abuse_every_s,
             "lookup_deadline_s": self.lookup_deadline_s, "timeout_s": self.timeout_s, "stop_wait_s": self.stop_wait_s,
             "p99_drift_limit": report.P99_DRIFT, "rss_growth_limit": report.RSS_GROWTH,
@@ -101,7 +96,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=d.server_workers, help=f"relengine serve --workers (default {d.server_workers})")
     p.add_argument("--clients", type=int, default=d.clients, help=f"client processes (default {d.clients})")
     p.add_argument("--threads", type=int, default=d.threads,
-                   help=f"closed-loop threads per client process (default {d.threads}); the open loop sends from twice as many")
+                   help=f"threads per client process, in the capacity run and the load (default {d.threads})")
     p.add_argument("--window", type=float, default=d.window_s, metavar="SECONDS",
                    help=f"the reporting window (default {d.window_s:g}: a minute)")
     p.add_argument("--warmup", type=int, default=d.warmup, metavar="WINDOWS", help=f"windows of warm-up (default {d.warmup})")
@@ -244,7 +239,7 @@ class _Soak:
                 outcome = look_up(client, lookup, o.lookup_deadline_s)
                 if outcome != "OK":
                     raise AssertionError(f"{lookup.what}: {outcome} before the soak")
-            plan = Load(server.target, queries, expected, o.threads, o.senders, o.timeout_s,
+            plan = Load(server.target, queries, expected, o.threads, o.timeout_s,
                         round(1 / o.write_fraction) if o.write_fraction else 0)
             self._start_load(plan)
             rate = o.load * self._capacity()
