@@ -1,9 +1,12 @@
 """The soak's figures: windows summarised from the load processes' parts, the verdict, and the
 results written as JSON (``soak.json``), Markdown (``soak.md``) and a plot (``soak.png``).
 
-The verdict compares the last window with the first window after warm-up: the p99 of the
-Checks may grow by less than ``P99_DRIFT`` and the server's RSS (the largest sample of the
-window) by less than ``RSS_GROWTH``; a p99 or an RSS that falls passes. The load's own
+The verdict looks at the windows after warm-up. The p99 of the Checks may grow by less than
+``P99_DRIFT`` from the start to the end of the run: the median of the window p99s in the last
+third against the median in the first third (one window each when there are fewer than six),
+so that one noisy minute on a shared machine neither passes nor fails a run by itself. The
+server's RSS (the largest sample of a window) may grow by less than ``RSS_GROWTH`` from the
+first window to the last: memory that leaks only grows. A p99 or an RSS that falls passes. The load's own
 failures (errors, wrong answers, requests given up on) must be none in every window, warm-up
 included; the abusive clients' outcomes are reported, not judged.
 """
@@ -66,7 +69,8 @@ class Verdict(TypedDict):
     warmup_windows: int
     reference_window: int | None  # the first window after warm-up
     last_window: int | None
-    p99_drift: float | None  # last / reference - 1
+    p99_windows: int  # how many windows each end of the p99 comparison pools (a third of them)
+    p99_drift: float | None  # median p99 of the last third / of the first third - 1
     rss_growth: float | None
     criteria: list[Criterion]
     reasons: list[str]  # the criteria that failed, in words
@@ -174,13 +178,16 @@ def attach(windows: list[Window], start_ns: int, window_ns: int, events: Iterabl
 
 
 def judge(windows: Sequence[Window], warmup: int, checks: Sequence[tuple[str, bool, str]] = ()) -> Verdict:
-    """Pass or fail: p99 drift and RSS growth (last window against the first after the
-    ``warmup`` windows), the load's failures over every window, and ``checks`` from the run
-    (name, ok, what was measured)."""
+    """Pass or fail: p99 drift (the last third of the windows after the ``warmup`` ones against
+    the first third, by median) and RSS growth (the last window against the first after
+    warm-up), the load's failures over every window, and ``checks`` from the run (name, ok,
+    what was measured)."""
     criteria: list[Criterion] = []
     after = [w for w in windows if w["index"] >= warmup]
     ref, last = (after[0], after[-1]) if len(after) >= 2 else (None, None)
-    drift = _growth(ref["p99_ns"] if ref else None, last["p99_ns"] if last else None)
+    pool = max(1, len(after) // 3)
+    early, late = _median_p99(after[:pool]), _median_p99(after[-pool:])
+    drift = _growth(early, late) if ref else None
     growth = _growth(ref["rss_bytes"] if ref else None, last["rss_bytes"] if last else None)
     if ref is None or last is None:
         need = f"{warmup} warm-up window(s) and at least 2 after them; the run had {len(windows)}"
@@ -188,9 +195,14 @@ def judge(windows: Sequence[Window], warmup: int, checks: Sequence[tuple[str, bo
         criteria.append({"name": "RSS growth", "ok": False, "measured": "-", "limit": need})
     else:
         span = f"window {last['index'] + 1} vs {ref['index'] + 1}"
+        if pool == 1:
+            p99_span = span
+        else:
+            p99_span = (f"median of windows {after[-pool]['index'] + 1}-{last['index'] + 1} "
+                        f"vs {ref['index'] + 1}-{after[pool - 1]['index'] + 1}")
         criteria.append({
             "name": "p99 drift", "ok": drift is not None and drift < P99_DRIFT,
-            "measured": _change(drift, f"{fmt_ns(last['p99_ns'])} vs {fmt_ns(ref['p99_ns'])}, {span}"),
+            "measured": _change(drift, f"{fmt_ns(late)} vs {fmt_ns(early)}, {p99_span}"),
             "limit": f"< +{P99_DRIFT:.0%}",
         })
         criteria.append({
@@ -219,11 +231,21 @@ def judge(windows: Sequence[Window], warmup: int, checks: Sequence[tuple[str, bo
         "warmup_windows": warmup,
         "reference_window": ref["index"] if ref else None,
         "last_window": last["index"] if last else None,
+        "p99_windows": pool,
         "p99_drift": None if drift is None else round(drift, 4),
         "rss_growth": None if growth is None else round(growth, 4),
         "criteria": criteria,
         "reasons": reasons,
     }
+
+
+def _median_p99(windows: Sequence[Window]) -> int | None:
+    """The median of the windows' Check p99s (None if a window has none: no Check answered)."""
+    values = sorted(w["p99_ns"] for w in windows if w["p99_ns"] is not None)
+    if not values or len(values) < len(windows):
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) // 2
 
 
 def _growth(first: int | None, last: int | None) -> float | None:

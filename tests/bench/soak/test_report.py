@@ -57,6 +57,20 @@ def test_the_last_window_is_compared_with_the_first_after_warm_up() -> None:
     assert verdict["passed"] and verdict["reference_window"] == 2
 
 
+def test_p99_drift_pools_a_third_of_the_windows_at_each_end() -> None:
+    # Ten minutes, one of warm-up: one noisy last minute is not a drift...
+    noisy_end = [20, 5, 5.2, 4.8, 5.1, 5, 5.3, 4.9, 5.1, 9.0]
+    verdict = report.judge(series(noisy_end, [100] * 10), warmup=1)
+    assert verdict["passed"], verdict["reasons"]
+    assert verdict["p99_windows"] == 3 and verdict["p99_drift"] == round(5.1 / 5.0 - 1, 4)
+    # ...nor does one noisy first minute hide one.
+    rising = [20, 2, 5, 5.1, 5.4, 5.6, 5.9, 6.1, 6.3, 6.2]
+    verdict = report.judge(series(rising, [100] * 10), warmup=1)
+    assert failed(verdict) == {"p99 drift"}
+    assert verdict["p99_drift"] == round(6.2 / 5.0 - 1, 4)
+    assert "6.20 ms vs 5.00 ms, median of windows 8-10 vs 2-4" in verdict["reasons"][0]
+
+
 def test_rss_growth_over_the_limit_fails() -> None:
     verdict = report.judge(series([5] * 4, [100, 200, 205, 211]), warmup=1)
     assert failed(verdict) == {"RSS growth"}
