@@ -23,6 +23,7 @@ from relengine.cli import (
     EXIT_UNAUTHENTICATED,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
+    build_parser,
     main,
     parse_filter,
 )
@@ -153,6 +154,12 @@ def test_schema_fmt_check(write: Write, capsys: pytest.CaptureFixture[str]) -> N
     assert messy.read_text(encoding="utf-8") == UNFORMATTED
 
 
+def test_the_shipped_schemas_are_formatted(capsys: pytest.CaptureFixture[str]) -> None:
+    files = sorted(str(path) for path in SCHEMAS.glob("*.zed"))
+    assert len(files) == 5
+    assert main(["schema", "fmt", "--check", *files]) == EXIT_OK, capsys.readouterr().err
+
+
 def test_schema_fmt_invalid_schema(write: Write, capsys: pytest.CaptureFixture[str]) -> None:
     path = write("bad.zed", BAD)
     assert main(["schema", "fmt", "--write", str(path)]) == EXIT_FAILED
@@ -199,6 +206,18 @@ def test_validate_summary_and_exit_codes(write: Write, capsys: pytest.CaptureFix
     broken = str(write("broken.yaml", "schema: ["))
     assert main(["validate", broken]) == 1
     assert "ERROR" in capsys.readouterr().out
+
+
+def test_import_skips_comments_and_with_skip_errors_bad_lines(tmp_path: pathlib.Path, write: Write, capsys: pytest.CaptureFixture[str]) -> None:
+    schema = write("schema.zed", GOOD)
+    lines = write("rels.txt", "# comment\n// comment\ndocument:1#viewer@user:ann\ndocument:2#viewer@usr:bob\ndocument:3#viewer@user:cat\n")
+    data = str(tmp_path / "data")
+    assert main(["import", "--data-dir", data, "--schema", str(schema), "-q", str(lines)]) == EXIT_USAGE
+    assert "INVALID_ARGUMENT: line 4: subject type `usr` not found" in capsys.readouterr().err
+    assert main(["import", "--data-dir", data, "-q", "--skip-errors", str(lines)]) == EXIT_OK  # was 1
+    out, err = capsys.readouterr()
+    assert "imported 2 relationships from 5 lines" in out and "1 bad lines" in out
+    assert err.startswith(f"{lines}:4: subject type `usr` not found") and len(err.splitlines()) == 1
 
 
 @pytest.mark.slow
@@ -305,6 +324,37 @@ def test_auth_and_unavailable_exit_codes(server: list[str], monkeypatch: pytest.
     assert code == EXIT_UNAUTHENTICATED
     code, _, err = run(capsys, "check", "doc:1#view@user:ann", "--endpoint", "127.0.0.1:1", "--no-retry", "--timeout", "2")
     assert code == EXIT_UNAVAILABLE and "UNAVAILABLE" in err
+
+
+def test_a_malformed_cursor_exits_2(server: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    for command in (["read", "doc"], ["lookup-resources", "doc", "view", "user:ann"]):
+        code, _, err = run(capsys, *command, "--cursor", "kQE", *server)  # valid msgpack, the wrong shape
+        assert code == EXIT_USAGE and "INVALID_ARGUMENT: malformed cursor 'kQE'" in err
+
+
+def test_nan_in_a_context_exits_2(server: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    for context in ('{"x": NaN}', '{"x": -Infinity}'):  # Python's json reads them; JSON has none
+        code, _, err = run(capsys, "check", "doc:1#view@user:ann", "--context", context, *server)
+        constant = context.split()[1].rstrip("}")
+        assert code == EXIT_USAGE and f"INVALID_ARGUMENT: --context is not valid JSON: {constant} is not a JSON number" in err
+
+
+def test_server_options_go_before_or_after_the_command(server: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """``relengine --endpoint X check ...`` was a usage error."""
+    schema_read = ["schema", "read", "--fully-consistent"]
+    code, _, err = run(capsys, *server, *schema_read)
+    assert code == EXIT_USAGE and "FAILED_PRECONDITION: no schema" in err  # the server answered
+    endpoint, timeout = server[1], server[3]
+    code, _, err = run(capsys, "--endpoint", "127.0.0.1:1", "--no-retry", *schema_read, "--endpoint", endpoint)
+    assert code == EXIT_USAGE and "FAILED_PRECONDITION" in err  # after the command wins
+    code, _, err = run(capsys, "--endpoint", endpoint, "--timeout", timeout, "--preshared-key", "wrong", *schema_read)
+    assert code == EXIT_UNAUTHENTICATED
+    code, _, err = run(capsys, "--no-retry", "--timeout", "2", *schema_read, "--endpoint", "127.0.0.1:1")
+    assert code == EXIT_UNAVAILABLE
+    args = build_parser().parse_args(["--preshared-key", "k", "serve", "--data-dir", "d"])
+    assert args.preshared_key == "k"  # what serve requires, before the command as after it
+    assert build_parser().parse_args(["serve", "--data-dir", "d"]).preshared_key is None
+    assert build_parser().parse_args(["check", "doc:1#view@user:ann"]).timeout == 30.0
 
 
 def test_parse_filter() -> None:

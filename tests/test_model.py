@@ -92,7 +92,7 @@ BAD_RELATIONSHIPS = [
     pytest.param("doc:1#viewer@user:ann#x", "invalid relation 'x'", id="short-subject-relation"),
     pytest.param("doc:a b#viewer@user:ann", "is not of the form", id="space-in-id"),
     pytest.param("doc:a!#viewer@user:ann", "invalid object id 'a!'", id="bad-id-character"),
-    pytest.param(f"doc:{'x' * 1025}#viewer@user:ann", "is 1025 characters; at most 1024", id="long-id"),
+    pytest.param(f"doc:{'x' * 1025}#viewer@user:ann", "is too long: 1025 characters, at most 1024", id="long-id"),
     pytest.param("doc:*#viewer@user:ann", "a resource id cannot be the wildcard", id="wildcard-resource"),
     pytest.param("doc:1#viewer@user:*#member", "a wildcard subject cannot carry a relation", id="wildcard-subject-set"),
     pytest.param(REL + " junk", "unexpected text 'junk'", id="trailing-text"),
@@ -100,6 +100,11 @@ BAD_RELATIONSHIPS = [
     pytest.param(REL + "[Only_ip]", "invalid caveat name 'Only_ip'", id="bad-caveat-name"),
     pytest.param(REL + "[only_ip:{x}]", "is not valid JSON: Expecting property name", id="context-not-json"),
     pytest.param(REL + "[only_ip:[1]]", "must be a JSON object", id="context-not-an-object"),
+    # Python's json reads these, JSON has none, and no caveat parameter takes them
+    pytest.param(REL + '[only_ip:{"x": NaN}]', "is not valid JSON: NaN is not a JSON number", id="context-nan"),
+    pytest.param(REL + '[only_ip:{"x": [Infinity]}]', "Infinity is not a JSON number", id="context-infinity"),
+    pytest.param(REL + '[only_ip:{"x": -Infinity}]', "-Infinity is not a JSON number", id="context-minus-infinity"),
+    pytest.param(REL + '[only_ip:{"x": ' + "1" * 5000 + "}]", "is not valid JSON: Exceeds the limit", id="context-huge-int"),
     pytest.param(REL + "[one_cav][two_cav]", "the caveat must come first and only once", id="two-caveats"),
     pytest.param(
         REL + "[expiration:2026-01-01T00:00:00Z][one_cav]", "the caveat must come first", id="caveat-after-expiration"
@@ -156,6 +161,8 @@ def test_references_compare_and_print() -> None:
         ObjectRef("al", "z"), ObjectRef("doc", "a"), ObjectRef("doc", "b"),
     ]
     assert SubjectRef("user", "*").is_wildcard and not SubjectRef("user", "ann").is_wildcard
+    subjects = [SubjectRef("group", "eng", "member"), SubjectRef("group", "eng"), SubjectRef("doc", "1", "x")]
+    assert sorted(subjects) == [SubjectRef("doc", "1", "x"), SubjectRef("group", "eng"), SubjectRef("group", "eng", "member")]
     assert str(SubjectRef("group", "eng", "member")) == "group:eng#member"
     plain = Relationship(ObjectRef("doc", "1"), "viewer", SubjectRef("group", "eng", "member"))
     caveated = dataclasses.replace(plain, caveat=CaveatRef("cav"))
@@ -251,10 +258,27 @@ def test_revision_tokens_round_trip(value: int, token: str) -> None:
     assert Revision.from_token(token) == Revision(value)
 
 
-@pytest.mark.parametrize("token", ["", "r", "ff", "R1", "rzz", "r-1", "r1.5"])
-def test_malformed_revision_tokens(token: str) -> None:
-    with pytest.raises(RevisionUnavailable, match="malformed revision token"):
+@pytest.mark.parametrize(
+    "token",
+    [
+        "", "r", "ff", "R1", "rzz", "r-1", "r1.5",
+        # int(..., 16) reads these, but no token is written so: only the canonical form is one
+        "r+1", "r 1", "r1 ", " r1", "r1_0", "r0x10", "r01", "r00", "rA", "r1\n", "r\uff11",
+        "r1" + "0" * 16,  # past 64 bits
+    ],
+)
+def test_malformed_revision_tokens_are_invalid_argument(token: str) -> None:
+    with pytest.raises(InvalidArgument, match="malformed revision token") as info:
         Revision.from_token(token)
+    assert not isinstance(info.value, RevisionUnavailable)  # that one is for revisions the store lacks
+    assert info.value.fields() == {"token": token}
+
+
+def test_a_long_malformed_token_is_quoted_shortened() -> None:
+    with pytest.raises(InvalidArgument) as info:
+        Revision.from_token("x" * 10_000)
+    assert "'" + "x" * 64 + "'... (10000 characters)" in str(info.value) and len(str(info.value)) < 300
+    assert info.value.fields() == {"token": "x" * 64 + "... (10000 characters)"}
 
 
 def test_revisions_are_ordered() -> None:
@@ -278,7 +302,7 @@ def test_consistency_constructors(consistency: Consistency, mode: str, revision:
 
 @pytest.mark.parametrize("make", [Consistency.at_least_as_fresh, Consistency.at_exact_snapshot])
 def test_consistency_refuses_a_malformed_token(make: Callable[[str], Consistency]) -> None:
-    with pytest.raises(RevisionUnavailable):
+    with pytest.raises(InvalidArgument, match="malformed revision token"):
         make("yesterday")
 
 

@@ -58,7 +58,7 @@ URL_SAFE = set(string.ascii_letters + string.digits + "-_")
 @pytest.mark.parametrize("revision", [Revision(0), Revision(7), Revision(2**40)])
 def test_cursors_round_trip(revision: Revision, parts: tuple[Any, ...]) -> None:
     cursor = encode_cursor(revision, *parts)
-    assert decode_cursor(cursor) == (revision, list(parts))
+    assert decode_cursor(cursor, *(type(part) for part in parts)) == (revision, list(parts))
     assert set(cursor) <= URL_SAFE  # no padding, nothing to escape in a URL
 
 
@@ -72,18 +72,40 @@ def _cursor(raw: bytes) -> str:
         pytest.param("", id="empty"),
         pytest.param("!!!", id="not-base64"),
         pytest.param("a", id="bad-base64-length"),
+        pytest.param("kQHé", id="not-ascii"),
         pytest.param(_cursor(msgpack.packb(5)), id="not-a-list"),
         pytest.param(_cursor(msgpack.packb([])), id="empty-list"),
-        pytest.param(_cursor(msgpack.packb(["r5"])), id="revision-not-a-number"),
+        pytest.param(_cursor(msgpack.packb(["r5", "d7"])), id="revision-not-a-number"),
         pytest.param(_cursor(msgpack.packb({"revision": 5})), id="a-map"),
-        pytest.param(_cursor(msgpack.packb([5]) + b"\x01"), id="trailing-bytes"),
-        pytest.param(_cursor(msgpack.packb([5])[:-1]), id="truncated"),
+        pytest.param(_cursor(msgpack.packb({(1,): 5})), id="an-unhashable-key"),
+        pytest.param(_cursor(msgpack.packb([5, "d7"]) + b"\x01"), id="trailing-bytes"),
+        pytest.param(_cursor(msgpack.packb([5, "d7"])[:-1]), id="truncated"),
+        pytest.param(_cursor(b"\x92\x05\xa2\xff\xfe"), id="not-utf-8"),
+        # valid msgpack, the wrong shape: once an IndexError (INTERNAL) in a read
+        pytest.param("kQE", id="revision-only"),
+        pytest.param(_cursor(msgpack.packb([5, 7])), id="a-number-for-the-id"),
+        pytest.param(_cursor(msgpack.packb([5, "d7", "x"])), id="one-part-too-many"),
+        pytest.param(_cursor(msgpack.packb([-1, "d7"])), id="negative-revision"),
+        pytest.param(_cursor(msgpack.packb([True, "d7"])), id="a-bool-for-the-revision"),
+        pytest.param(_cursor(msgpack.packb([5.0, "d7"])), id="a-float-for-the-revision"),
+        pytest.param(_cursor(msgpack.packb([5, b"d7"], use_bin_type=True)), id="bytes-for-the-id"),
+        # the right values, spelled otherwise than encode_cursor spells them
+        pytest.param(_cursor(b"\x92\xce\x00\x00\x00\x05\xa2d7"), id="a-wide-integer"),
+        pytest.param(_cursor(msgpack.packb([5, "d7"])) + "=", id="padding"),
+        pytest.param(_cursor(msgpack.packb([5, "d7"]))[:2] + "!" + _cursor(msgpack.packb([5, "d7"]))[2:], id="a-stray-character"),
+        pytest.param(_cursor(msgpack.packb([5, "x>>"])).replace("-", "+"), id="standard-base64"),
     ],
 )
 def test_anything_else_is_a_malformed_cursor(cursor: str) -> None:
     with pytest.raises(InvalidArgument, match="malformed cursor") as caught:
-        decode_cursor(cursor)
-    assert caught.value.__cause__ is not None
+        decode_cursor(cursor, str)
+    assert caught.value.fields() == {"cursor": cursor}
+
+
+def test_a_long_malformed_cursor_is_quoted_shortened() -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        decode_cursor("k" * 100_000, str)
+    assert "... (100000 characters)" in str(caught.value) and len(str(caught.value)) < 300
 
 
 def test_a_stream_knows_its_revision_up_front_and_yields_lazily() -> None:

@@ -5,7 +5,8 @@ server. Commands that talk to a server (``--endpoint``, default 127.0.0.1:50051;
 ``--preshared-key`` or ``RELENGINE_PRESHARED_KEY``; plaintext by default for loopback
 endpoints, TLS otherwise, ``--insecure`` / ``--tls`` / ``--ca-cert`` to choose): ``check``,
 ``write``, ``read``, ``delete``, ``expand``, ``lookup-resources``, ``lookup-subjects``,
-``watch``, ``schema read|write``. Errors go to stderr as ``error: CODE: message``.
+``watch``, ``schema read|write``; those options go before the command or after it. Errors go
+to stderr as ``error: CODE: message``.
 
 Exit codes:
 
@@ -27,14 +28,13 @@ So a denied check (1) is never confused with a failure to answer (2 and up).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import re
 import sys
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .errors import Code, InvalidArgument, PreconditionFailed, RelEngineError, SchemaError
+from .errors import Code, InvalidArgument, PreconditionFailed, RelEngineError, SchemaError, quote
 
 if TYPE_CHECKING:
     from .client import Client
@@ -225,7 +225,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             f"{result.elapsed:.2f} s ({result.rate:,.0f}/s), {result.error_count} bad lines; "
             f"revision {result.revision.token()}"
         )
-        return EXIT_FAILED if result.error_count else EXIT_OK
+        return EXIT_OK  # with --skip-errors, skipped lines are listed and counted, not a failure
     finally:
         engine.close()
 
@@ -278,7 +278,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         listen=args.listen, workers=workers, threads=args.threads, preshared_key=key,
         tls_cert=args.tls_cert, tls_key=args.tls_key, metrics_listen=args.metrics_listen,
         max_message_bytes=args.max_message_bytes, grace_seconds=args.grace, gc_interval=args.gc_interval,
-        reuse_port=workers > 1 or args.worker_index is not None, max_store_size=args.max_store_size,
+        reuse_port=workers > 1 or args.worker_index is not None,
+        max_streams_per_method=args.max_streams_per_method, max_streams_per_connection=args.max_streams_per_connection,
+        max_store_size=args.max_store_size,
     )
     return serve(args.data_dir, config, worker_index=args.worker_index, ready_fd=args.ready_fd)
 
@@ -318,15 +320,11 @@ def _consistency(args: argparse.Namespace) -> Consistency | None:
 
 
 def _context(args: argparse.Namespace) -> dict[str, Any] | None:
+    from .model import parse_context
+
     if not getattr(args, "context", None):
         return None
-    try:
-        value = json.loads(args.context)
-    except json.JSONDecodeError as exc:
-        raise InvalidArgument(f"--context is not valid JSON: {exc.msg}") from None
-    if not isinstance(value, dict):
-        raise InvalidArgument("--context must be a JSON object")
-    return value
+    return parse_context(args.context, "--context")
 
 
 def parse_filter(text: str) -> RelationshipFilter:
@@ -338,7 +336,7 @@ def parse_filter(text: str) -> RelationshipFilter:
     resource, _, relation = resource.partition("#")
     rtype, _, rid = resource.partition(":")
     if not rtype:
-        raise InvalidArgument(f"filter {text!r}: expected TYPE[:ID][#RELATION][@SUBJECT_TYPE[:ID][#RELATION]]")
+        raise InvalidArgument(f"filter {quote(text)}: expected TYPE[:ID][#RELATION][@SUBJECT_TYPE[:ID][#RELATION]]")
     prefix = rid[:-1] if rid.endswith("*") else None
     sfilter = None
     if subject:
@@ -507,19 +505,30 @@ def cmd_schema_write(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _server_options(g: Any, *, defaults: bool) -> None:
+    """The options of every command talking to a server, which go before the command
+    (``relengine --endpoint X check ...``) or after it. Only the top-level parser has their
+    defaults (``defaults``): a command's own would overwrite what was given before it."""
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    g.add_argument("--endpoint", default=default(os.environ.get(ENDPOINT_ENV, "127.0.0.1:50051")),
+                   help="host:port of the server (default 127.0.0.1:50051, or $RELENGINE_ENDPOINT)")
+    g.add_argument("--preshared-key", metavar="KEY", default=default(None),
+                   help="the server's preshared key (default $RELENGINE_PRESHARED_KEY)")
+    g.add_argument("--insecure", action="store_true", default=default(False), help="plaintext even for a non-loopback endpoint")
+    g.add_argument("--tls", action="store_true", default=default(False), help="TLS even for a loopback endpoint")
+    g.add_argument("--ca-cert", metavar="PEM", default=default(None), help="trust this CA (implies --tls)")
+    g.add_argument("--server-name", metavar="NAME", default=default(None), help="the name the server's certificate has, if not the host")
+    g.add_argument("--timeout", type=float, default=default(30.0), metavar="SECONDS", help="deadline of the call (default 30)")
+    g.add_argument("--no-retry", action="store_true", default=default(False), help="do not retry when the server is unavailable")
+
+
 def _remote(p: argparse.ArgumentParser, *, consistency: bool = False, context: bool = False, page: bool = False,
             preconditions: bool = False) -> None:
     """The options every command talking to a server takes, and the optional groups."""
-    g = p.add_argument_group("server")
-    g.add_argument("--endpoint", default=os.environ.get(ENDPOINT_ENV, "127.0.0.1:50051"),
-                   help="host:port of the server (default 127.0.0.1:50051, or $RELENGINE_ENDPOINT)")
-    g.add_argument("--preshared-key", metavar="KEY", help="the server's preshared key (default $RELENGINE_PRESHARED_KEY)")
-    g.add_argument("--insecure", action="store_true", help="plaintext even for a non-loopback endpoint")
-    g.add_argument("--tls", action="store_true", help="TLS even for a loopback endpoint")
-    g.add_argument("--ca-cert", metavar="PEM", help="trust this CA (implies --tls)")
-    g.add_argument("--server-name", metavar="NAME", help="the name the server's certificate has, if not the host")
-    g.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="deadline of the call (default 30)")
-    g.add_argument("--no-retry", action="store_true", help="do not retry when the server is unavailable")
+    _server_options(p.add_argument_group("server"), defaults=False)
     if consistency:
         c = p.add_mutually_exclusive_group()
         c.add_argument("--fully-consistent", action="store_true", help="answer at the newest revision")
@@ -542,7 +551,12 @@ def _add_server_commands(sub: Any, ssub: Any) -> None:
     p.add_argument("--listen", default="127.0.0.1:50051", metavar="HOST:PORT", help="default 127.0.0.1:50051")
     p.add_argument("--workers", type=int, metavar="N", help="worker processes sharing the port (default: the number of cores)")
     p.add_argument("--threads", type=int, default=32, metavar="N", help="RPC threads per worker (default 32)")
-    p.add_argument("--preshared-key", metavar="KEY", help="require `authorization: Bearer KEY` (default $RELENGINE_PRESHARED_KEY)")
+    p.add_argument("--max-streams-per-method", type=int, metavar="N",
+                   help="open streams of one method, per worker (default: half the threads)")
+    p.add_argument("--max-streams-per-connection", type=int, metavar="N",
+                   help="open streams of one client connection (default: a quarter of the threads)")
+    p.add_argument("--preshared-key", metavar="KEY", default=argparse.SUPPRESS,  # also before `serve`
+                   help="require `authorization: Bearer KEY` (default $RELENGINE_PRESHARED_KEY)")
     p.add_argument("--tls-cert", metavar="PEM", help="serve TLS with this certificate chain")
     p.add_argument("--tls-key", metavar="PEM", help="and this private key")
     p.add_argument("--metrics-listen", metavar="HOST:PORT", help="serve Prometheus metrics at http://HOST:PORT/metrics")
@@ -619,6 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="relengine", description="A relationship-based (Zanzibar-style) authorization engine."
     )
     parser.add_argument("--log-level", default=None, help="logging level (default WARNING; INFO for serve)")
+    _server_options(parser.add_argument_group("server (for the commands that talk to one; also after the command)"), defaults=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 

@@ -15,6 +15,7 @@ RelEngineError                                        INTERNAL
   LimitExceeded                                       RESOURCE_EXHAUSTED
     MaxDepthExceeded, StoreFull, BatchTooLarge
   DeadlineExceeded                                    DEADLINE_EXCEEDED
+  Cancelled (the caller has gone)                     CANCELLED
   Unimplemented                                       UNIMPLEMENTED
   Unavailable (store closed or read-only)             UNAVAILABLE
   Unauthenticated (no or wrong preshared key)         UNAUTHENTICATED
@@ -30,6 +31,28 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Final
+
+
+QUOTE_LIMIT: Final = 64
+"""How many characters of a piece of input a message or an error field repeats."""
+
+
+def shorten(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """``text`` itself, or when it is longer than ``limit`` characters its first ``limit``
+    followed by ``... (N characters)``: what a message repeats of its input, so that a
+    megabyte of bad input makes a short error (and a status that fits in gRPC's metadata)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
+def quote(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """``text`` quoted as ``repr`` quotes it, shortened as ``shorten`` does
+    (``'aaaa'... (7000 characters)``)."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 class Code(enum.Enum):
@@ -42,6 +65,7 @@ class Code(enum.Enum):
     OUT_OF_RANGE = "OUT_OF_RANGE"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    CANCELLED = "CANCELLED"
     UNIMPLEMENTED = "UNIMPLEMENTED"
     UNAVAILABLE = "UNAVAILABLE"
     UNAUTHENTICATED = "UNAUTHENTICATED"
@@ -168,7 +192,8 @@ class AlreadyExists(RelEngineError):
 
 
 class RevisionUnavailable(RelEngineError):
-    """A revision token that is malformed, unknown, newer than the store, or too old (collected)."""
+    """A well-formed revision the store cannot serve: newer than its head, or older than the
+    revisions it keeps (collected). A malformed revision token is InvalidArgument instead."""
 
     code = Code.OUT_OF_RANGE
 
@@ -196,6 +221,13 @@ class DeadlineExceeded(RelEngineError):
     """The caller's deadline passed before the answer was computed."""
 
     code = Code.DEADLINE_EXCEEDED
+
+
+class Cancelled(RelEngineError):
+    """The caller went away (a gRPC client that cancelled its call or disconnected) before the
+    answer was computed, so the work stopped; unlike DeadlineExceeded, no deadline had passed."""
+
+    code = Code.CANCELLED
 
 
 class Unimplemented(RelEngineError):

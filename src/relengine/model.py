@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 import json
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Final, Mapping, TypeVar
 
-from .errors import InvalidArgument, InvalidRelationship, RevisionUnavailable
+from .errors import QUOTE_LIMIT, InvalidArgument, InvalidRelationship, quote, shorten
 
 T = TypeVar("T")
 
@@ -62,11 +63,13 @@ class ObjectRef:
         return f"{self.type}:{self.id}"
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@functools.total_ordering
+@dataclass(frozen=True, slots=True)
 class SubjectRef:
     """A subject: an object, or a set of subjects (``group:eng#member``); id ``*`` is a wildcard.
 
-    ``relation`` is ``None`` for the object itself (SpiceDB's ``...``).
+    ``relation`` is ``None`` for the object itself (SpiceDB's ``...``). Subjects sort by type,
+    id and relation, the object itself before its subject sets (as the stores order them).
     """
 
     type: str
@@ -81,6 +84,11 @@ class SubjectRef:
         if self.relation is None:
             return f"{self.type}:{self.id}"
         return f"{self.type}:{self.id}#{self.relation}"
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, SubjectRef):
+            return NotImplemented
+        return (self.type, self.id, self.relation or "") < (other.type, other.id, other.relation or "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,9 +173,9 @@ def parse_timestamp(text: str) -> _dt.datetime:
     try:
         value = _dt.datetime.fromisoformat(raw)
     except ValueError as exc:
-        raise InvalidArgument(f"invalid RFC 3339 timestamp {text!r}") from exc
+        raise InvalidArgument(f"invalid RFC 3339 timestamp {quote(text)}") from exc
     if value.tzinfo is None:
-        raise InvalidArgument(f"timestamp {text!r} has no time zone")
+        raise InvalidArgument(f"timestamp {quote(text)} has no time zone")
     return value.astimezone(_dt.timezone.utc)
 
 
@@ -175,7 +183,7 @@ def parse_object(text: str) -> ObjectRef:
     """Parse ``type:id``; raises InvalidRelationship naming what is wrong."""
     otype, sep, oid = text.partition(":")
     if not sep:
-        raise InvalidRelationship(f"object {text!r} is not of the form type:id")
+        raise InvalidRelationship(f"object {quote(text)} is not of the form type:id")
     _check_type(otype, text)
     _check_id(oid, text, allow_wildcard=False)
     return ObjectRef(otype, oid)
@@ -186,7 +194,7 @@ def parse_subject(text: str) -> SubjectRef:
     head, _, srel = text.partition("#")
     stype, sep, sid = head.partition(":")
     if not sep:
-        raise InvalidRelationship(f"subject {text!r} is not of the form type:id[#relation]")
+        raise InvalidRelationship(f"subject {quote(text)} is not of the form type:id[#relation]")
     _check_type(stype, text)
     _check_id(sid, text, allow_wildcard=True)
     relation: str | None = None
@@ -194,7 +202,7 @@ def parse_subject(text: str) -> SubjectRef:
         _check_relation(srel, text)
         relation = srel
     if sid == WILDCARD and relation is not None:
-        raise InvalidRelationship(f"wildcard subject {text!r} cannot carry a relation")
+        raise InvalidRelationship(f"wildcard subject {quote(text)} cannot carry a relation")
     return SubjectRef(stype, sid, relation)
 
 
@@ -203,7 +211,7 @@ def parse_relationship(text: str) -> Relationship:
     m = _REL_RE.match(text)
     if m is None:
         raise InvalidRelationship(
-            f"relationship {text.strip()!r} is not of the form "
+            f"relationship {_whole(text)} is not of the form "
             "resource_type:id#relation@subject_type:id[#relation]"
         )
     rtype, rid, rel = m.group("rtype"), m.group("rid"), m.group("rel")
@@ -218,7 +226,7 @@ def parse_relationship(text: str) -> Relationship:
         _check_relation(srel, text)
         subject_relation = srel
     if sid == WILDCARD and subject_relation is not None:
-        raise InvalidRelationship(f"in {text.strip()!r}: a wildcard subject cannot carry a relation")
+        raise InvalidRelationship(f"in {_whole(text)}: a wildcard subject cannot carry a relation")
     caveat, expiration = _parse_suffix(m.group("rest"), text)
     return Relationship(
         ObjectRef(rtype, rid), rel, SubjectRef(stype, sid, subject_relation), caveat, expiration
@@ -231,39 +239,50 @@ def _parse_suffix(rest: str, text: str) -> tuple[CaveatRef | None, _dt.datetime 
     rest = rest.strip()
     while rest:
         if not rest.startswith("["):
-            raise InvalidRelationship(f"unexpected text {rest!r} after relationship in {text.strip()!r}")
+            raise InvalidRelationship(f"unexpected text {quote(rest)} after relationship in {_whole(text)}")
         body, end = _bracket_body(rest, text)
         rest = rest[end:].strip()
         name, sep, payload = body.partition(":")
         name = name.strip()
         if name == "expiration" and sep:
             if expiration is not None:
-                raise InvalidRelationship(f"two expirations in {text.strip()!r}")
+                raise InvalidRelationship(f"two expirations in {_whole(text)}")
             try:
                 expiration = parse_timestamp(payload)
             except InvalidArgument as exc:
-                raise InvalidRelationship(f"in {text.strip()!r}: {exc}") from None
+                raise InvalidRelationship(f"in {_whole(text)}: {exc}") from None
             continue
         if caveat is not None or expiration is not None:
             raise InvalidRelationship(
-                f"in {text.strip()!r}: the caveat must come first and only once"
+                f"in {_whole(text)}: the caveat must come first and only once"
             )
         if not is_valid_type_name(name):
-            raise InvalidRelationship(f"invalid caveat name {name!r} in {text.strip()!r}")
+            raise InvalidRelationship(f"invalid caveat name {quote(name)} in {_whole(text)}")
         context: dict[str, Any] | None = None
         if sep:
             try:
-                context = json.loads(payload)
-            except json.JSONDecodeError as exc:
-                raise InvalidRelationship(
-                    f"caveat context in {text.strip()!r} is not valid JSON: {exc.msg}"
-                ) from None
-            if not isinstance(context, dict):
-                raise InvalidRelationship(
-                    f"caveat context in {text.strip()!r} must be a JSON object"
-                )
+                context = parse_context(payload, f"caveat context in {_whole(text)}")
+            except InvalidArgument as exc:
+                raise InvalidRelationship(exc.message) from None
         caveat = CaveatRef(name, context)
     return caveat, expiration
+
+
+def parse_context(text: str, what: str = "caveat context") -> dict[str, Any]:
+    """A caveat context written as JSON: an object, in strict JSON (Python's json module also
+    reads ``NaN`` and ``Infinity``, which no caveat parameter takes). InvalidArgument naming
+    ``what`` for anything else."""
+    try:
+        value = json.loads(text, parse_constant=_not_json)
+    except ValueError as exc:  # JSONDecodeError, _not_json's, an integer of too many digits
+        raise InvalidArgument(f"{what} is not valid JSON: {getattr(exc, 'msg', exc)}") from None
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{what} must be a JSON object")
+    return value
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number (a caveat takes finite numbers only)")
 
 
 def _bracket_body(rest: str, text: str) -> tuple[str, int]:
@@ -288,13 +307,18 @@ def _bracket_body(rest: str, text: str) -> tuple[str, int]:
             depth -= 1
             if depth == 0:
                 return rest[1:i], i + 1
-    raise InvalidRelationship(f"unclosed '[' in {text.strip()!r}")
+    raise InvalidRelationship(f"unclosed '[' in {_whole(text)}")
+
+
+def _whole(text: str) -> str:
+    """A relationship's text, quoted (shortened) as the context of a message about one part."""
+    return quote(text.strip(), 2 * QUOTE_LIMIT)
 
 
 def _check_type(name: str, text: str) -> None:
     if not is_valid_type_name(name):
         raise InvalidRelationship(
-            f"invalid object type {name!r} in {text.strip()!r}: a type name is lowercase letters, "
+            f"invalid object type {quote(name)} in {_whole(text)}: a type name is lowercase letters, "
             "digits and '_', 3 to 64 characters, starting with a letter, optionally prefixed "
             "with 'prefix/'"
         )
@@ -303,7 +327,7 @@ def _check_type(name: str, text: str) -> None:
 def _check_relation(name: str, text: str) -> None:
     if not is_valid_relation_name(name):
         raise InvalidRelationship(
-            f"invalid relation {name!r} in {text.strip()!r}: a relation name is lowercase "
+            f"invalid relation {quote(name)} in {_whole(text)}: a relation name is lowercase "
             "letters, digits and '_', 3 to 64 characters, starting with a letter"
         )
 
@@ -312,14 +336,14 @@ def _check_id(oid: str, text: str, *, allow_wildcard: bool) -> None:
     if oid == WILDCARD:
         if allow_wildcard:
             return
-        raise InvalidRelationship(f"a resource id cannot be the wildcard '*' in {text.strip()!r}")
+        raise InvalidRelationship(f"a resource id cannot be the wildcard '*' in {_whole(text)}")
     if len(oid) > MAX_ID_LENGTH:
         raise InvalidRelationship(
-            f"object id in {text.strip()!r} is {len(oid)} characters; at most {MAX_ID_LENGTH}"
+            f"object id in {_whole(text)} is too long: {len(oid)} characters, at most {MAX_ID_LENGTH}"
         )
     if not is_valid_object_id(oid):
         raise InvalidRelationship(
-            f"invalid object id {oid!r} in {text.strip()!r}: ids use letters, digits and / _ | - = +"
+            f"invalid object id {quote(oid)} in {_whole(text)}: ids use letters, digits and / _ | - = +"
         )
 
 
@@ -367,6 +391,9 @@ class RelationshipFilter:
         return True
 
 
+_TOKEN: Final = re.compile(r"r(?:0|[1-9a-f][0-9a-f]{0,15})")  # a revision is 64 bits
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class Revision:
     """A committed state of the store; revisions increase by one per write.
@@ -381,15 +408,17 @@ class Revision:
 
     @classmethod
     def from_token(cls, token: str) -> Revision:
-        if not token.startswith("r"):
-            raise RevisionUnavailable(f"malformed revision token {token!r}")
-        try:
-            value = int(token[1:], 16)
-        except ValueError:
-            raise RevisionUnavailable(f"malformed revision token {token!r}") from None
-        if value < 0:
-            raise RevisionUnavailable(f"malformed revision token {token!r}")
-        return cls(value)
+        """The revision ``token()`` wrote as ``token``: ``r`` and the revision in lowercase
+        hexadecimal without leading zeros (``r0``, ``r1f``), nothing else. InvalidArgument (field
+        ``token``) for any other text; whether the store still has the revision is for the store
+        to say (RevisionUnavailable)."""
+        if _TOKEN.fullmatch(token) is None:
+            raise InvalidArgument(
+                f"malformed revision token {quote(token)}: a token is 'r' and a revision in lowercase "
+                "hexadecimal, as every answer carries it (such as 'r1f')",
+                token=shorten(token),
+            )
+        return cls(int(token[1:], 16))
 
     def __str__(self) -> str:
         return self.token()
@@ -403,6 +432,8 @@ class Consistency:
       maximise cache hits; the default.
     - ``at_least_as_fresh(token)``: that revision or newer (read-your-writes).
     - ``at_exact_snapshot(token)``: exactly that revision (RevisionUnavailable if collected).
+
+    A token that is not one (``Revision.from_token``) is InvalidArgument.
     - ``fully_consistent()``: the newest committed revision.
     """
 

@@ -15,7 +15,7 @@ from typing import Any, Generic, Iterator, Mapping, TypeVar
 
 import msgpack
 
-from .errors import InvalidArgument, RelEngineError
+from .errors import InvalidArgument, RelEngineError, quote, shorten
 from .model import ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef
 
 T = TypeVar("T")
@@ -178,14 +178,33 @@ def encode_cursor(revision: Revision, *parts: Any) -> str:
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[Revision, list[Any]]:
-    """``encode_cursor``'s revision and parts; InvalidArgument for anything else."""
+def decode_cursor(cursor: str, *kinds: type) -> tuple[Revision, list[Any]]:
+    """``encode_cursor``'s revision and parts, one part of each type of ``kinds``; InvalidArgument
+    (field ``cursor``) for anything ``encode_cursor`` did not write so, whatever else it decodes
+    to. Whether the store still has the revision is for the store to say."""
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value = msgpack.unpackb(raw, raw=False)
-        return Revision(int(value[0])), list(value[1:])
-    except Exception as exc:  # any malformed input is the caller's mistake
-        raise InvalidArgument(f"malformed cursor {cursor!r}") from exc
+        value = msgpack.unpackb(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)), raw=False)
+    except (ValueError, TypeError) as exc:  # not base64, not msgpack, not UTF-8, unhashable keys
+        raise malformed_cursor(cursor) from exc
+    if (
+        not isinstance(value, list)
+        or len(value) != 1 + len(kinds)
+        or type(value[0]) is not int
+        or not 0 <= value[0] < 2**64
+        or any(type(part) is not kind for part, kind in zip(value[1:], kinds))
+    ):
+        raise malformed_cursor(cursor)
+    revision, parts = Revision(value[0]), value[1:]
+    if encode_cursor(revision, *parts) != cursor:  # the same values spelled otherwise: not ours
+        raise malformed_cursor(cursor)
+    return revision, parts
+
+
+def malformed_cursor(cursor: str) -> InvalidArgument:
+    """The error for a cursor that is not one this API handed out."""
+    return InvalidArgument(
+        f"malformed cursor {quote(cursor)}: pass back a cursor exactly as a page gave it", cursor=shorten(cursor)
+    )
 
 
 # -- expand ---------------------------------------------------------------------------------------
@@ -246,4 +265,5 @@ __all__ = [
     "SubjectResult",
     "decode_cursor",
     "encode_cursor",
+    "malformed_cursor",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 
@@ -180,6 +181,55 @@ def test_conversion_errors(type_text: str, value: object, message: str) -> None:
     with pytest.raises(ConversionError) as info:
         convert(type_text, value)
     assert message in str(info.value)
+
+
+NOT_FINITE = [float("nan"), float("inf"), float("-inf")]
+
+
+@pytest.mark.parametrize("value", NOT_FINITE, ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize(
+    ("type_text", "wrap"),
+    [
+        ("double", lambda v: v),
+        ("int", lambda v: v),
+        ("uint", lambda v: v),
+        ("any", lambda v: v),
+        ("list<double>", lambda v: [1.0, v]),
+        ("map<double>", lambda v: {"a": v}),
+        ("map<any>", lambda v: {"a": [{"b": v}]}),
+        ("list<any>", lambda v: [v]),
+    ],
+)
+def test_no_parameter_takes_nan_or_infinity(type_text: str, wrap: Any, value: float) -> None:
+    """JSON has neither; CEL would compare them without complaint (NaN > 1, NaN <= 1 both false)."""
+    with pytest.raises(ConversionError, match="not a finite number"):
+        convert(type_text, wrap(value))
+
+
+@pytest.mark.parametrize(
+    ("type_text", "value", "message"),
+    [
+        ("double", "1e999", "`1e999`, which is not a finite number"),
+        ("double", "-1e999", "not a finite number"),
+        ("int", "1" * 5000, "out of range"),  # more digits than int() reads: was a ValueError
+        ("int", 10**5000, "outside the 64-bit range"),
+        ("any", 10**5000, "<an integer of 16610 bits>"),
+        ("ipaddress", "x" * 5000, "ip address string `" + "x" * 64 + "... (5000 characters)`"),
+        ("int", "x" * 5000, "invalid string value `" + "x" * 64 + "... (5000 characters)`"),
+    ],
+    ids=["1e999", "-1e999", "5000-digit-string", "5000-digit-int", "5000-digit-any", "long-address", "long-bad-int"],
+)
+def test_numbers_out_of_range_and_long_values(type_text: str, value: object, message: str) -> None:
+    with pytest.raises(ConversionError) as info:
+        convert(type_text, value)
+    assert message in str(info.value) and len(str(info.value)) < 300
+
+
+def test_nan_in_a_context_is_invalid_argument_naming_the_parameter() -> None:
+    compiled = compile_caveat(*caveat("limit > 1.0", limit="double"))
+    with pytest.raises(InvalidArgument, match="`limit`.*not a finite number") as info:
+        compiled.evaluate({"limit": float("nan")})
+    assert info.value.fields() == {"caveat": "c", "parameter": "limit", "expected": "double"}
 
 
 def test_wrong_type_raises_invalid_argument_naming_parameter_and_type() -> None:

@@ -31,7 +31,7 @@ from relengine.client._common import (
     updates_of,
     watch_request,
 )
-from relengine.errors import InvalidArgument, InvalidRelationship, RevisionUnavailable
+from relengine.errors import InvalidArgument, InvalidRelationship
 from relengine.model import Consistency, ObjectRef, RelationshipFilter, SubjectRef, parse_relationship
 from relengine.results import CheckResponse, CheckResult, Operation, Permissionship, RelationshipUpdate
 from relengine.wire._proto.relengine.v1 import core_pb2, permissions_pb2
@@ -132,7 +132,7 @@ def test_arguments_are_text_or_model_values(coerce: Callable[[Any], Any], text: 
         (as_object, "doc", InvalidRelationship),
         (as_subject, "user:*#member", InvalidRelationship),
         (as_relationship, "doc:1#viewer", InvalidRelationship),
-        (as_revision, "yesterday", RevisionUnavailable),
+        (as_revision, "yesterday", InvalidArgument),
     ],
 )
 def test_malformed_text_arguments(coerce: Callable[[Any], Any], text: str, error: type[Exception]) -> None:
@@ -208,7 +208,7 @@ def test_check_replies_are_read_once_and_conditional_ones_each_time() -> None:
 
 def test_revision_tokens_are_read_once() -> None:
     assert revision_of("r2a") is revision_of("r2a") == Revision(42)
-    with pytest.raises(RevisionUnavailable):
+    with pytest.raises(InvalidArgument):
         revision_of("2a")
 
 

@@ -1,4 +1,5 @@
-"""Expand and reachable_subjects: the depth budget and the deadline kept inside the walk."""
+"""Expand and reachable_subjects: the depth budget and the deadline kept inside the walk, and
+the walk stopping once the caller has gone."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 
 from relengine import Engine, ObjectRef
 from relengine.engine.expand import expand, reachable_subjects
-from relengine.errors import DeadlineExceeded, MaxDepthExceeded
+from relengine.engine.dispatch import STEPS_PER_CLOCK
+from relengine.errors import Cancelled, DeadlineExceeded, MaxDepthExceeded
 from relengine.model import SubjectRef, parse_relationship
 from relengine.storage.memory import MemoryStore
 
@@ -66,6 +68,16 @@ def test_expand_stops_at_the_deadline() -> None:
     with pytest.raises(DeadlineExceeded):
         engine.expand(resource, permission, deadline=time.monotonic() + 0.05)
     assert store.scans < graphs.FULL_WALK_SCANS  # it stopped early, not after the walk
+
+
+def test_expand_stops_once_its_caller_has_gone_even_without_a_deadline() -> None:
+    store = graphs.CountingStore()
+    engine = graphs.engine_on(store)
+    resource, permission = graphs.diamond_folders(store)
+    store.scans = 0
+    with pytest.raises(Cancelled, match="the expand was cancelled"):
+        engine.expand(resource, permission, cancelled=lambda: store.scans >= 1000)
+    assert 1000 <= store.scans <= 1000 + STEPS_PER_CLOCK
 
 
 def test_reachable_subjects_stops_at_the_deadline() -> None:

@@ -1,5 +1,6 @@
 """LookupResources and LookupSubjects: the depth budget and the deadline they share with check,
-and the reverse graph kept with its schema."""
+stopping once the caller has gone, LookupSubjects' linear time in a group's size, and the
+reverse graph kept with its schema."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Callable
 import pytest
 
 from relengine import Engine, ObjectRef, SubjectRef
-from relengine.errors import DeadlineExceeded, MaxDepthExceeded
+from relengine.engine import lookup
+from relengine.engine.dispatch import STEPS_PER_CLOCK
+from relengine.errors import Cancelled, DeadlineExceeded, MaxDepthExceeded
 from relengine.model import parse_relationship
 from relengine.schema import compile_schema
 from relengine.storage.memory import MemoryStore
@@ -111,6 +114,72 @@ def test_lookup_subjects_stops_at_the_deadline() -> None:
     with pytest.raises(DeadlineExceeded):
         list(engine.lookup_subjects(resource, permission, subject_type, deadline=time.monotonic() + 0.05))
     assert store.scans < graphs.FULL_WALK_SCANS
+
+
+def test_lookups_stop_once_their_caller_has_gone_even_without_a_deadline() -> None:
+    for build, call in [
+        (graphs.wide_schema, "lookup_resources"),
+        (graphs.dense_groups, "lookup_subjects"),
+    ]:
+        store = graphs.CountingStore()
+        engine = graphs.engine_on(store)
+        question = build(store)
+        store.scans = 0
+        with pytest.raises(Cancelled, match="the lookup was cancelled"):
+            list(getattr(engine, call)(*question, cancelled=lambda: store.scans >= 1000))
+        # Asked at most STEPS_PER_CLOCK steps (scans or rows) after it went.
+        assert 1000 <= store.scans <= 1000 + STEPS_PER_CLOCK, call
+
+
+GROUPED = """
+definition user {}
+
+definition group {
+    relation member: user | user:* | group#member
+}
+
+definition doc {
+    relation viewer: user | user:* | group#member
+    relation banned: user
+    permission view = viewer - banned
+}
+"""
+
+
+def _group_of(members: int) -> Engine:
+    """doc:d's viewers: group:g's members (``members`` users, some in a subgroup), less one
+    banned user; user:* in a third group, the subgroup's viewers excluded."""
+    engine = Engine(MemoryStore())
+    engine.write_schema(GROUPED)
+    texts = ["doc:d#viewer@group:g#member", "group:g#member@group:sub#member", "doc:d#banned@user:u0"]
+    texts += [f"group:{'sub' if i % 10 == 0 else 'g'}#member@user:u{i}" for i in range(members)]
+    texts += ["doc:e#viewer@group:all#member", "group:all#member@user:*", "doc:e#banned@user:u1"]
+    engine.import_relationships(parse_relationship(t) for t in texts)
+    return engine
+
+
+def test_lookup_subjects_gathers_a_groups_members_in_linear_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each node's subject sets are built once: the ids put into SubjectSets over the walk
+    grow with the number of members, not with its square (each relationship copying the
+    members gathered so far was 0.6 s for 8,000 members and minutes for 100,000)."""
+    built = [0]
+
+    class Counted(lookup.SubjectSet):
+        __slots__ = ()
+
+        def __init__(self, ids: frozenset[str] = frozenset(), wildcard: bool = False, excluded: frozenset[str] = frozenset()) -> None:
+            built[0] += len(ids) + len(excluded)
+            super().__init__(ids, wildcard, excluded)
+
+    monkeypatch.setattr(lookup, "SubjectSet", Counted)
+    for members in (500, 4000):
+        engine = _group_of(members)
+        built[0] = 0
+        found = list(engine.lookup_subjects(ObjectRef("doc", "d"), "view", "user"))
+        assert [r.subject.id for r in found] == sorted(f"u{i}" for i in range(1, members))
+        assert 0 < built[0] <= 10 * members, (members, built[0])
+        (everyone,) = engine.lookup_subjects(ObjectRef("doc", "e"), "view", "user")
+        assert everyone.subject == SubjectRef("user", "*") and [s.id for s in everyone.excluded] == ["u1"]
 
 
 def test_the_reverse_graph_is_kept_with_its_schema() -> None:

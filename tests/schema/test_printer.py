@@ -285,3 +285,37 @@ def test_block_comments_are_reindented_with_their_member() -> None:
     assert print_schema(compile_schema(text)) == (
         "definition user {\n    /**\n     * indented\n     */\n    relation self_ref: user\n}\n"
     )
+
+
+def test_blank_lines_between_and_after_comments_are_kept_as_one() -> None:
+    """A file's header comment stays apart from the first definition's doc comment: the shipped
+    schemas all start so, and ``schema fmt --check`` failed on every one of them."""
+    text = (
+        "/**\n * header\n */\n\n/** user is a person */\ndefinition user {}\n\n"
+        "// about caveats\n\n\n\ncaveat cav(n int) {\n    n > 1\n}\n\n"
+        "definition doc {\n    // first\n\n    // second\n    relation viewer: user\n    // trailing\n\n    // comments\n\n}\n\n"
+        "// the end\n\n// really\n"
+    )
+    expected = text.replace("\n\n\n\n", "\n\n").replace("// comments\n\n}", "// comments\n}")
+    compiled = compile_schema(text)
+    assert compiled.definitions["user"].doc == ("/**\n * header\n */", "", "/** user is a person */")
+    assert compiled.caveats["cav"].doc == ("// about caveats", "")
+    assert compiled.definitions["doc"].members["viewer"].doc == ("// first", "", "// second")
+    assert print_schema(compiled) == expected
+    assert print_schema(compile_schema(expected)) == expected
+
+
+def test_comments_without_blank_lines_stay_together() -> None:
+    text = "// one\n// two\ndefinition user {}\n"
+    assert compile_schema(text).definitions["user"].doc == ("// one", "// two")
+    assert print_schema(compile_schema(text)) == text
+
+
+def test_comments_before_use_lines_are_kept_with_their_flag() -> None:
+    """They were dropped: ``schema fmt`` lost a file's header comment when it began with `use`."""
+    text = "// header\n\n// expiring grants\nuse expiration\n\n// people\ndefinition user {}\n"
+    assert print_schema(compile_schema(text)) == text
+    unsorted = "use self\n// expiring grants\nuse expiration\n\ndefinition user {}\n"
+    printed = print_schema(compile_schema(unsorted))
+    assert printed == "// expiring grants\nuse expiration\nuse self\n\ndefinition user {}\n"
+    assert print_schema(compile_schema(printed)) == printed

@@ -119,6 +119,16 @@ REFUSED = [
         InvalidRelationship, "does not allow expiring subjects (`with expiration`); allowed: user, user with on_network",
         {"definition": "doc", "relation": "both"},
     ),
+    refused(
+        "expiration-required", "doc:1#temp@user:ann", InvalidRelationship,
+        "has no expiration, but relation `doc#temp` allows `user` only `with expiration`",
+        {"definition": "doc", "relation": "temp"},
+    ),
+    refused(
+        "expiration-required-with-the-caveat", "doc:1#temp@user:ann[on_network]", InvalidRelationship,
+        "has no expiration, but relation `doc#temp` allows `user` only `with expiration`",
+        {"definition": "doc", "relation": "temp"},
+    ),
 ]
 
 

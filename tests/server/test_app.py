@@ -7,6 +7,7 @@ import pathlib
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,11 +19,12 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from relengine import errors
+from relengine import Engine, errors
 from relengine.cli import main
 from relengine.client import Client
 from relengine.model import Consistency
-from relengine.server.app import apply_schema, join_address, split_address
+from relengine.server.app import Server, ServerConfig, apply_schema, join_address, split_address
+from relengine.wire._proto.relengine.v1 import core_pb2, permissions_pb2, permissions_pb2_grpc
 
 from .harness import KEY, SCHEMA
 
@@ -172,12 +174,167 @@ def test_single_worker_serves_and_stops(tmp_path: pathlib.Path) -> None:
         assert process.stop() == 0
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        found = re.search(r"^VmRSS:\s+(\d+) kB", status.read(), re.M)
+    assert found is not None
+    return int(found.group(1)) / 1024
+
+
+@pytest.fixture
+def one_worker(tmp_path: pathlib.Path) -> Iterator[tuple[Process, str]]:
+    """``serve --workers 1 --grace 1`` with SCHEMA (4 streams per connection), and its address."""
+    schema = tmp_path / "schema.zed"
+    schema.write_text(SCHEMA)
+    process = Process(["serve", "--data-dir", str(tmp_path / "data"), "--schema", str(schema), "--listen", "127.0.0.1:0",
+                       "--workers", "1", "--threads", "8", "--max-streams-per-connection", "4", "--grace", "1"])
+    try:
+        address = "127.0.0.1:" + process.wait_for(r"event=serving .*listen=127\.0\.0\.1:(\d+)").group(1)
+        _wait_serving(address)
+        yield process, address
+    finally:
+        process.stop()
+
+
+@pytest.mark.slow
+def test_sigterm_ends_the_server_within_the_grace_whatever_streams_are_open_or_broken(
+    one_worker: tuple[Process, str],
+) -> None:
+    """Undecodable Import messages once kept grpc's stop from ever finishing (grpcio 1.85);
+    open streams of every kind must not keep it either."""
+    process, address = one_worker
+    release = threading.Event()
+
+    def held_open() -> Iterator[bytes]:
+        release.wait(60)
+        return
+        yield
+
+    with grpc.insecure_channel(address) as channel:
+        import_ = channel.stream_unary("/relengine.v1.RelationshipsService/Import")
+        for _ in range(10):
+            with pytest.raises(grpc.RpcError) as info:
+                import_(iter([b"\xff\xff\xff", b"\xff\xff"]), timeout=10)
+            assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        # Streams left open: an Import whose client never ends it, a Watch, a health Watch.
+        pending = import_.future(held_open(), timeout=60)
+        watch = channel.unary_stream("/relengine.v1.RelationshipsService/Watch")(b"", timeout=60)
+        watch.initial_metadata()
+        health = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=60)
+        assert next(health).status == health_pb2.HealthCheckResponse.SERVING
+        try:
+            assert process.stop(timeout=1 + 5) == 0  # the grace, and a few seconds
+        finally:
+            release.set()
+            pending.cancel()
+    assert re.search(r"event=stopped .*worker=0", "\n".join(process.lines))
+
+
+@pytest.mark.slow
+def test_undecodable_bodies_leak_nothing_and_log_one_line(one_worker: tuple[Process, str]) -> None:
+    """grpc's deserialization failure path kept ~19 KiB per call (grpcio 1.85) and logged a
+    traceback each time; parsed in our code, a bad body costs nothing that stays."""
+    process, address = one_worker
+    with grpc.insecure_channel(address) as channel:
+        expand = channel.unary_unary("/relengine.v1.PermissionsService/Expand")
+
+        def bad_bodies(count: int) -> None:
+            for _ in range(count):
+                with pytest.raises(grpc.RpcError) as info:
+                    expand(b"\xff\xff\xff", timeout=10)
+                assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+        bad_bodies(500)  # warm up: buffers, caches, the allocator's arenas
+        before = _rss_mib(process.proc.pid)
+        bad_bodies(3000)  # ~56 MiB kept with grpc's deserialization
+        grown = _rss_mib(process.proc.pid) - before
+    assert grown < 20, f"RSS grew by {grown:.1f} MiB over 3000 undecodable requests"
+    assert process.stop() == 0
+    undecodable = [line for line in process.lines if "event=undecodable_request" in line]
+    assert len(undecodable) == 1  # the same line again within 10 s is only counted
+    assert not any("Traceback" in line for line in process.lines)
+
+
+@pytest.mark.slow
+def test_a_second_server_on_a_port_in_use_refuses_to_start(tmp_path: pathlib.Path) -> None:
+    """Workers bind with SO_REUSEPORT; another server doing the same must not quietly share
+    the port (and the traffic) with the first."""
+    listen = f"127.0.0.1:{_free_port()}"
+    first = Process(["serve", "--data-dir", str(tmp_path / "one"), "--listen", listen, "--workers", "2", "--threads", "4"])
+    try:
+        first.wait_for(r"event=ready ")
+        second = Process(["serve", "--data-dir", str(tmp_path / "two"), "--listen", listen, "--workers", "2", "--threads", "4"])
+        try:
+            assert second.proc.wait(START_TIMEOUT) == 2
+        finally:
+            second.stop()
+        assert any(f"cannot listen on {listen}: another server already listens there" in line for line in second.lines)
+        _wait_serving(listen)  # the first one serves on
+    finally:
+        assert first.stop() == 0
+
+
+class _StuckExpand:
+    """An Engine whose Expand never returns until ``release`` is set (as a handler that ignores
+    its deadline would)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._engine, name)
+
+    def expand(self, *args: object, **kwargs: object) -> object:
+        self.entered.set()
+        self.release.wait(60)
+        raise errors.Unavailable("released")
+
+
+def test_stop_gives_up_waiting_past_the_grace_and_margin(engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    stuck = _StuckExpand(engine)
+    server = Server(stuck, ServerConfig(listen="127.0.0.1:0", threads=4, gc_interval=0))  # type: ignore[arg-type]
+    server.start()
+    channel = grpc.insecure_channel(server.address)
+    try:
+        request = permissions_pb2.ExpandRequest(
+            resource=core_pb2.ObjectReference(object_type="doc", object_id="1"), permission="view"
+        )
+        call = permissions_pb2_grpc.PermissionsServiceStub(channel).Expand.future(request, timeout=60)
+        assert stuck.entered.wait(10)
+        assert server.stop(grace=0, margin=0.1) is False
+        assert any(getattr(r, "event", None) == "stop_timeout" for r in caplog.records)
+    finally:
+        stuck.release.set()
+        channel.close()
+    with pytest.raises(grpc.RpcError):
+        call.result(10)
+
+
 def test_invalid_schema_refuses_to_start(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.zed"
     bad.write_text("definition user {}\ndefinition doc {\n  relation viewer: nobody\n}\n")
     assert main(["serve", "--data-dir", str(tmp_path / "data"), "--schema", str(bad), "--workers", "1"]) == 2
     err = capsys.readouterr().err
     assert f"{bad}:3:" in err and "nobody" in err
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_stream_bounds_below_one_refuse_to_start(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], workers: str
+) -> None:
+    args = ["serve", "--data-dir", str(tmp_path / "data"), "--listen", "127.0.0.1:0", "--workers", workers]
+    assert main([*args, "--max-streams-per-method", "0"]) == 2
+    assert "--max-streams-per-method must be at least 1, got 0" in capsys.readouterr().err
+    assert main([*args, "--max-streams-per-connection", "-1"]) == 2
+    assert "--max-streams-per-connection must be at least 1, got -1" in capsys.readouterr().err
 
 
 def test_schema_is_written_only_when_it_changed(tmp_path: pathlib.Path) -> None:

@@ -1,5 +1,5 @@
 """Structured logs (server/logfmt.py): one logfmt line per event, values quoted only when needed,
-and ``configure`` installing its handler beside the host's."""
+identical lines in a burst collapsed, and ``configure`` installing its handler beside the host's."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from relengine.server.logfmt import LogfmtFormatter, configure
+from relengine.server.logfmt import LogfmtFormatter, RepeatFilter, configure
 
 CREATED = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 
@@ -104,3 +104,48 @@ def test_configure_sets_the_level_and_stamps_every_line(root_logger: logging.Log
     assert " event=loud " in line and line.endswith(f" pid={os.getpid()} worker=3")
     configure("no-such-level", stream)
     assert root_logger.level == logging.INFO
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_identical_lines_within_the_window_collapse_into_one_with_a_count() -> None:
+    clock = _Clock()
+    repeats = RepeatFilter(window=10.0, clock=clock)
+    bad = lambda: _record("undecodable request", logging.WARNING, event="undecodable_request", method="/a.B/C")  # noqa: E731
+    assert repeats.filter(bad())
+    for _ in range(999):
+        clock.now += 0.001
+        assert not repeats.filter(bad())
+    # Anything else still goes through: another method, another level, another message.
+    assert repeats.filter(_record("undecodable request", logging.WARNING, event="undecodable_request", method="/a.B/D"))
+    assert repeats.filter(_record("undecodable request", logging.ERROR, event="undecodable_request", method="/a.B/C"))
+    assert repeats.filter(_record("serving"))
+    clock.now = 110.0  # the window is over: the next one is written, with the count left out
+    record = bad()
+    assert repeats.filter(record)
+    assert " repeated=999" in LogfmtFormatter().format(record)
+    clock.now += 10.0
+    record = bad()
+    assert repeats.filter(record) and not hasattr(record, "repeated")  # none left out since
+
+
+def test_the_kinds_of_line_remembered_are_bounded() -> None:
+    repeats = RepeatFilter(window=10.0, clock=_Clock())
+    for i in range(5000):
+        assert repeats.filter(_record("incident", logging.ERROR, incident=i))
+    assert len(repeats._seen) <= 1024
+
+
+def test_configure_collapses_repeated_lines(root_logger: logging.Logger) -> None:
+    stream = io.StringIO()
+    configure("INFO", stream)
+    log = logging.getLogger("relengine.server")
+    for _ in range(100):
+        log.warning("undecodable request", extra={"event": "undecodable_request", "method": "/a.B/C"})
+    assert len(stream.getvalue().splitlines()) == 1

@@ -1,13 +1,16 @@
-"""Bulk checks: each question answered at one revision, with its own caveat context or error."""
+"""Bulk checks: each question answered at one revision, with its own caveat context or error;
+the whole call stopped by its deadline or its caller's going."""
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import pytest
 
 from relengine import Engine
-from relengine.errors import UnknownDefinition
+from relengine.engine.dispatch import STEPS_PER_CLOCK
+from relengine.errors import Cancelled, DeadlineExceeded, UnknownDefinition
 from relengine.model import SubjectRef
 from relengine.results import CheckResult, Permissionship
 
@@ -48,3 +51,20 @@ def test_questions_with_a_context_are_not_answered_from_the_plain_cache(engine: 
     allowed = [CheckResult(Permissionship.HAS_PERMISSION)]
     assert engine.check_questions([("doc", "a", "view", ANN, None)], context={"ip": "10.0.0.1"}).results == allowed
     assert engine.check_questions([("doc", "a", "view", ANN, {"ip": "10.0.0.1"})]).results == allowed
+
+
+def test_a_bulk_check_past_its_deadline_or_whose_caller_has_gone_stops_as_a_whole(engine: Engine) -> None:
+    questions = [("doc", "b", "view", SubjectRef("user", f"u{i}"), None) for i in range(2 * STEPS_PER_CLOCK)]
+    with pytest.raises(DeadlineExceeded, match="bulk check"):  # not an answer of DeadlineExceeded items
+        engine.check_questions(questions, deadline=time.monotonic() - 1)
+    asked: list[bool] = []
+
+    def gone() -> bool:
+        asked.append(True)
+        return len(asked) > 1  # there at the first question, gone by the next look
+
+    with pytest.raises(Cancelled, match="bulk check"):
+        engine.check_questions(questions, cancelled=gone)
+    assert len(asked) == 2  # asked at the first question and STEPS_PER_CLOCK questions later
+    answered = engine.check_questions(questions, cancelled=lambda: False, deadline=time.monotonic() + 60).results
+    assert answered == [CheckResult(Permissionship.NO_PERMISSION)] * len(questions)

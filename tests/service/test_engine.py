@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import pytest
@@ -10,6 +11,8 @@ from relengine.config import EngineConfig
 from relengine.errors import (
     AlreadyExists,
     BatchTooLarge,
+    Cancelled,
+    DeadlineExceeded,
     InvalidArgument,
     PreconditionFailed,
     RevisionUnavailable,
@@ -17,8 +20,10 @@ from relengine.errors import (
     UnknownRelation,
 )
 from relengine.model import (
+    CaveatRef,
     Consistency,
     ObjectRef,
+    Relationship,
     RelationshipFilter,
     Revision,
     SubjectFilter,
@@ -80,7 +85,7 @@ def test_future_revisions_are_refused(engine: Engine) -> None:
     future = Revision(engine.head_revision().value + 10)
     with pytest.raises(RevisionUnavailable):
         engine.check(ObjectRef("doc", "a"), "view", ANN, consistency=Consistency.at_least_as_fresh(future))
-    with pytest.raises(RevisionUnavailable):
+    with pytest.raises(InvalidArgument, match="malformed revision token"):
         Revision.from_token("not-a-token")
 
 
@@ -196,6 +201,42 @@ def test_lookup_errors(engine: Engine) -> None:
         engine.lookup_resources("doc", "view", ANN, cursor="!!!")
 
 
+CAVEATED = """
+caveat under_limit(amount double, limit double) { amount < limit }
+caveat anything(value any) { value == 1 }
+definition user {}
+definition doc {
+    relation viewer: user with under_limit | user with anything
+    permission view = viewer
+}
+"""
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
+def test_nan_or_infinity_in_a_context_is_invalid_argument_naming_the_parameter(
+    engine_from: Callable[..., Engine], bad: float
+) -> None:
+    engine = engine_from(CAVEATED)
+    engine.write(rels("doc:a#viewer@user:ann[under_limit]", 'doc:b#viewer@user:ann[anything:{"value": 1}]'))
+    fresh = Consistency.fully_consistent()
+    context = {"amount": bad, "limit": 10.0}
+    calls: list[Callable[[], object]] = [
+        lambda: engine.check(ObjectRef("doc", "a"), "view", ANN, context=context, consistency=fresh),
+        lambda: engine.bulk_check([CheckRequest(ObjectRef("doc", "a"), "view", ANN)], context=context, consistency=fresh).results[0],
+        lambda: list(engine.lookup_resources("doc", "view", ANN, context=context, consistency=fresh)),
+        lambda: list(engine.lookup_subjects(ObjectRef("doc", "a"), "view", "user", context=context, consistency=fresh)),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidArgument, match="parameter `amount`.*not a finite number") as info:
+            outcome = call()
+            if isinstance(outcome, InvalidArgument):  # a bulk check's item
+                raise outcome
+        assert info.value.fields()["parameter"] == "amount"
+    with pytest.raises(InvalidArgument, match="parameter `value`.*not a finite number"):
+        engine.write([RelationshipUpdate(Operation.TOUCH, Relationship(ObjectRef("doc", "c"), "viewer", ANN, CaveatRef("anything", {"value": bad})))])
+    assert [r.relationship.resource.id for r in engine.read(RelationshipFilter("doc"))] == ["a", "b"]  # nothing written
+
+
 def test_write_preconditions_and_create(engine: Engine) -> None:
     engine.write(rels("doc:a#viewer@user:ann"))
     must_not = Precondition(PreconditionKind.MUST_NOT_MATCH, RelationshipFilter("doc", "a", relation="viewer"))
@@ -232,6 +273,24 @@ def test_read_and_delete(engine: Engine) -> None:
     assert [str(r.relationship) for r in engine.read(RelationshipFilter("doc"))] == ["doc:x#banned@user:u1"]
 
 
+def test_read_and_import_stop_at_the_deadline_or_once_the_caller_has_gone(engine: Engine) -> None:
+    engine.import_relationships(parse_relationship(f"doc:d{i}#viewer@user:u{i}") for i in range(1000))
+    everything = RelationshipFilter("doc")
+    assert len(list(engine.read(everything, cancelled=lambda: False, deadline=time.monotonic() + 60))) == 1000
+    with pytest.raises(DeadlineExceeded, match="the read ran past its deadline"):
+        list(engine.read(everything, deadline=time.monotonic() - 1))
+    with pytest.raises(Cancelled, match="the read was cancelled"):
+        list(engine.read(everything, cancelled=lambda: True))
+    head = engine.head_revision()
+    more = [parse_relationship(f"doc:e{i}#viewer@user:u{i}") for i in range(10)]
+    with pytest.raises(DeadlineExceeded, match="import"):
+        engine.import_relationships(more, deadline=time.monotonic() - 1)
+    with pytest.raises(Cancelled, match="import"):
+        engine.import_relationships(more, cancelled=lambda: True)
+    assert engine.head_revision() == head  # nothing committed
+    assert engine.import_relationships(more, cancelled=lambda: False)[0] == 10
+
+
 def test_watch_sees_writes_in_order(engine: Engine) -> None:
     start = engine.head_revision()
     engine.write(rels("doc:a#viewer@user:ann"))
@@ -258,6 +317,15 @@ def test_schema_change_that_would_orphan_relationships_is_refused(engine: Engine
     engine.write_schema(without_banned)  # allowed once nothing depends on it
     wider = without_banned.replace("relation viewer: user | user:* | group#member", "relation viewer: user | user:* | group#member | group")
     engine.write_schema(wider.replace("definition doc {", "definition doc {\n    relation owner: user"))
+
+
+def test_gc_before_any_schema_has_nothing_to_do(tmp_path: Path) -> None:
+    """The server's housekeeping can run before a schema is written: it failed (gc_failed)."""
+    e = Engine.open(tmp_path / "data")
+    try:
+        assert e.gc() == 0 and e.delete_expired() == 0
+    finally:
+        e.close()
 
 
 def test_gc_deletes_expired_relationships_only(engine_from: Callable[..., Engine]) -> None:

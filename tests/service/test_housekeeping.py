@@ -1,13 +1,16 @@
-"""Housekeeping: expired relationships deleted in batches, bulk imports validated against a schema."""
+"""Housekeeping: expired relationships deleted in batches, bulk imports validated against a
+schema and stopped between batches by their deadline or their caller's going."""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Iterator
 
 import pytest
 
-from relengine.errors import InvalidArgument, InvalidRelationship, UnknownRelation
-from relengine.model import RelationshipFilter, parse_relationship
+from relengine.engine.dispatch import Deadline
+from relengine.errors import Cancelled, InvalidArgument, InvalidRelationship, UnknownRelation
+from relengine.model import Relationship, RelationshipFilter, parse_relationship
 from relengine.schema import compile_schema
 from relengine.service import housekeeping
 from relengine.storage.memory import MemoryStore
@@ -65,6 +68,23 @@ def test_import_validates_each_relationship_and_keeps_earlier_batches() -> None:
     assert again == 3 and revision == store.head_revision()
 
 
+@pytest.mark.parametrize(("goes_at", "kept"), [(9, 0), (14, 10), (19, 10)])
+def test_an_import_whose_caller_has_gone_commits_nothing_more(goes_at: int, kept: int) -> None:
+    """Batches of 10; the caller goes as relationship ``goes_at`` (0-based) is read. The batches
+    committed before stay; the batch being gathered, even one just filled, is not committed."""
+    store, schema = MemoryStore(), compile_schema(SCHEMA)
+    gone = [False]
+
+    def feed() -> Iterator[Relationship]:
+        for i in range(35):
+            gone[0] = gone[0] or i == goes_at
+            yield parse_relationship(f"doc:a#owner@user:u{i:02d}")
+
+    with pytest.raises(Cancelled, match="the import was cancelled"):
+        housekeeping.import_relationships(store, schema, feed(), batch_size=10, clock=Deadline(None, "import", lambda: gone[0]))
+    assert relationships(store) == [f"doc:a#owner@user:u{i:02d}" for i in range(kept)]
+
+
 def test_import_needs_a_bulk_path() -> None:
     with pytest.raises(InvalidArgument, match="bulk"):
         housekeeping.import_relationships(object(), compile_schema(SCHEMA), [], batch_size=10)  # type: ignore[arg-type]
@@ -76,3 +96,36 @@ def test_import_file_validates_against_the_schema() -> None:
     assert result.relationships == 2 and relationships(store) == ["doc:a#owner@user:ann", "doc:b#owner@user:bob"]
     with pytest.raises(InvalidRelationship):
         housekeeping.import_file(store, schema, ["doc:c#owner@doc:x"], "text")
+
+
+def test_import_file_checks_every_caveat_context_not_one_per_shape() -> None:
+    """A context's values can be wrong where its shape (relation, subject type, caveat) is not:
+    the second line was stored unchecked once the first had passed."""
+    schema = compile_schema(
+        "caveat small(n int) {\n    n < 10\n}\ndefinition user {}\n"
+        "definition doc {\n    relation viewer: user with small\n}\n"
+    )
+    store = MemoryStore()
+    lines = [
+        'doc:a#viewer@user:ann[small:{"n": 1}]',
+        'doc:b#viewer@user:bob[small:{"n": "many"}]',
+        'doc:c#viewer@user:cid[small:{"m": 2}]',
+        "doc:d#viewer@user:dan[small]",
+    ]
+    result = housekeeping.import_file(store, schema, lines, "text", on_error="skip")
+    assert [e.line for e in result.errors] == [2, 3]
+    assert "n" in result.errors[0].message and "m" in result.errors[1].message
+    assert relationships(store) == ['doc:a#viewer@user:ann[small:{"n":1}]', "doc:d#viewer@user:dan[small]"]
+
+
+def test_import_relationships_checks_caveat_contexts_as_a_write_does() -> None:
+    """The bulk path (Import over gRPC) stored a context its caveat cannot take."""
+    schema = compile_schema(
+        "caveat small(n int) {\n    n < 10\n}\ndefinition user {}\n"
+        "definition doc {\n    relation viewer: user with small\n}\n"
+    )
+    store = MemoryStore()
+    bad = parse_relationship('doc:b#viewer@user:bob[small:{"n": "many"}]')
+    with pytest.raises(InvalidArgument, match="`n`"):
+        housekeeping.import_relationships(store, schema, [bad], batch_size=10)
+    assert relationships(store) == []

@@ -6,7 +6,7 @@ import pytest
 
 from relengine.engine.dispatch import HAS, NO, Conditional
 from relengine.engine.lookup import FoundSubjects
-from relengine.errors import InvalidArgument
+from relengine.errors import InvalidArgument, RevisionUnavailable
 from relengine.model import Consistency, Revision, SubjectRef
 from relengine.results import Permissionship, decode_cursor, encode_cursor
 from relengine.service import pages
@@ -53,12 +53,42 @@ def test_a_read_without_a_cursor_is_fully_consistent_unless_asked_otherwise() ->
     assert str(after) == "doc:a#viewer@user:ann" and len(snapshot.chosen) == 1
 
 
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        pytest.param("kQE", id="revision-only"),  # [1]: what `relengine read --cursor kQE` sent
+        pytest.param(encode_cursor(Revision(0), 5), id="a-number-for-the-id"),
+        pytest.param(encode_cursor(Revision(0), "a", "b"), id="two-parts"),
+        pytest.param(encode_cursor(Revision(0), ["a"]), id="a-list-for-the-id"),
+    ],
+)
+def test_a_cursor_of_the_wrong_shape_is_malformed(cursor: str) -> None:
+    snapshot = Snapshots()
+    for resume in (pages.resume, pages.resume_read):
+        with pytest.raises(InvalidArgument, match="malformed cursor"):
+            resume(cursor, None, snapshot, snapshot.store)
+
+
+def test_a_lookup_cursor_is_no_read_cursor() -> None:
+    snapshot = Snapshots()
+    with pytest.raises(InvalidArgument, match="malformed cursor") as info:
+        pages.resume_read(encode_cursor(Revision(0), "d7"), None, snapshot, snapshot.store)
+    assert "cursor" in info.value.fields()
+
+
+def test_a_cursor_the_store_has_no_revision_for_is_revision_unavailable() -> None:
+    snapshot = Snapshots()
+    for resume, part in ((pages.resume, "d7"), (pages.resume_read, "doc:a#viewer@user:ann")):
+        with pytest.raises(RevisionUnavailable):
+            resume(encode_cursor(Revision(5), part), None, snapshot, snapshot.store)
+
+
 def test_a_resources_page_resumes_after_its_cursor() -> None:
     found = [("a", HAS), ("b", Conditional(frozenset({"ip"}))), ("c", HAS)]
     page = list(pages.resources(found, None, 2, Revision(4)))
     assert [(r.resource_id, r.permissionship) for r in page] == [("a", Permissionship.HAS_PERMISSION), ("b", Permissionship.CONDITIONAL_PERMISSION)]
     assert page[1].missing_parameters == ("ip",)
-    assert decode_cursor(page[1].cursor) == (Revision(4), ["b"])
+    assert decode_cursor(page[1].cursor, str) == (Revision(4), ["b"])
     assert [r.resource_id for r in pages.resources(found, "b", None, Revision(4))] == ["c"]
 
 

@@ -48,6 +48,19 @@ def test_text_lines_with_comments_caveats_and_expirations(store: Any) -> None:
     assert everything(store) == TEXT_RELATIONSHIPS
 
 
+@pytest.mark.parametrize(
+    "lines",
+    [
+        ["# a comment", "doc:d1#viewer@user:ann", "  # indented", "doc:d2#viewer@user:bob"],  # all plain: one regex
+        ["#", "doc:d1#viewer@user:ann", "doc:d2#viewer@user:bob[expiration:2300-01-01T00:00:00Z]", "# last"],
+    ],
+    ids=["plain", "per-line"],
+)
+def test_hash_lines_are_comments_as_slash_lines_are(store: Any, lines: list[str]) -> None:
+    result = import_relationships(store, lines, on_error="skip")
+    assert (result.relationships, result.error_count) == (2, 0)
+
+
 def test_an_open_stream_and_a_path_read_the_same(store: Any, tmp_path: Path) -> None:
     path = tmp_path / "rels.txt"
     path.write_text(TEXT.replace("\n", "\r\n"), newline="")

@@ -131,7 +131,24 @@ def test_invalid_requests_are_refused() -> None:
         c.update_from_proto(core_pb2.RelationshipUpdate())
     with pytest.raises(errors.InvalidArgument, match="not both"):
         c.filter_from_proto(core_pb2.RelationshipFilter(resource_type="doc", optional_resource_id="1", optional_resource_id_prefix="1"))
-    with pytest.raises(errors.RevisionUnavailable):
+    with pytest.raises(errors.InvalidArgument, match="consistency.at_exact_snapshot: malformed revision token 'zz'"):
         c.consistency_from_proto(permissions_pb2.CheckRequest(consistency=core_pb2.Consistency(at_exact_snapshot="zz")))
     with pytest.raises(errors.InvalidArgument, match="context"):
         c.dict_to_struct({"x": object()})
+
+
+def test_a_struct_becomes_plain_values_with_ints_where_integral() -> None:
+    struct = c.dict_to_struct({"n": 2, "x": 2.5, "big": 2.0**60, "s": "a", "b": True, "none": None, "list": [1, {"k": [3.0]}]})
+    assert struct is not None
+    assert c.struct_to_dict(struct) == {"n": 2, "x": 2.5, "big": 2.0**60, "s": "a", "b": True, "none": None, "list": [1, {"k": [3]}]}
+    assert type(c.struct_to_dict(struct)["big"]) is float  # past 2**53 a double is no exact int
+
+
+def test_nan_and_infinity_in_a_struct_stay_floats_for_the_caveat_to_refuse() -> None:
+    """json_format.MessageToDict raised a bare ValueError for them: an INTERNAL on the server."""
+    struct = c.dict_to_struct({"x": float("nan"), "deep": {"y": [float("inf")]}, "z": float("-inf")})
+    assert struct is not None
+    plain = c.struct_to_dict(struct)
+    assert plain["x"] != plain["x"] and plain["deep"] == {"y": [float("inf")]} and plain["z"] == float("-inf")
+    message = permissions_pb2.CheckRequest(context=struct)
+    assert c.optional_context(message) is not None and c.optional_context(permissions_pb2.CheckRequest()) is None

@@ -16,6 +16,8 @@ from relengine.wire.status import (
     CODE_OF,
     ERROR_DOMAIN,
     GRPC_STATUS,
+    MAX_MESSAGE_BYTES,
+    MAX_STATUS_BYTES,
     decode_fields,
     encode_fields,
     error_from_status,
@@ -104,9 +106,11 @@ def test_statuses_no_class_stands_for_are_remote_errors() -> None:
     missing = error_from_status(grpc.StatusCode.NOT_FOUND, "no such method", None)
     assert type(missing) is RemoteError
     assert (missing.code, missing.grpc_code, str(missing)) == (Code.NOT_FOUND, "NOT_FOUND", "no such method")
+    # grpc's own CANCELLED (the client's cancellation) carries no ErrorInfo: only a server's
+    # Cancelled error is rebuilt as one.
     cancelled = error_from_status(grpc.StatusCode.CANCELLED, "", None)
     assert type(cancelled) is RemoteError
-    assert (cancelled.code, cancelled.grpc_code, str(cancelled)) == (Code.INTERNAL, "CANCELLED", "CANCELLED")
+    assert (cancelled.code, cancelled.grpc_code, str(cancelled)) == (Code.CANCELLED, "CANCELLED", "CANCELLED")
 
 
 def test_error_info_of_another_domain_is_ignored() -> None:
@@ -133,3 +137,34 @@ def test_a_schema_error_without_readable_issues_keeps_its_line_and_column() -> N
     rebuilt = error_from_status_proto(status)
     assert type(rebuilt) is errors.SchemaSyntaxError
     assert [(i.message, i.line, i.column) for i in rebuilt.issues] == [(status.message, 3, 7)]
+
+
+def test_a_long_message_is_cut_to_fit_the_trailers() -> None:
+    status = error_status(errors.InvalidArgument("bad: " + "é" * 5000))
+    assert len(status.message.encode()) <= MAX_MESSAGE_BYTES and status.message.endswith("... (5005 characters)")
+    assert status.ByteSize() <= MAX_STATUS_BYTES
+    assert type(error_from_status_proto(status)) is errors.InvalidArgument
+
+
+def test_long_fields_are_shortened_and_many_issues_cut_to_the_first_that_fit() -> None:
+    long_field = errors.UnknownRelation("no such relation", definition="doc", relation="v" * 10_000)
+    status = error_status(long_field)
+    assert status.ByteSize() <= MAX_STATUS_BYTES
+    assert error_from_status_proto(status).fields() == {"definition": "doc", "relation": "v" * 64 + "... (10000 characters)"}
+
+    issues = [SchemaIssue(f"problem {i}", i + 1, 1, "x" * 500) for i in range(100)]
+    status = error_status(errors.SchemaValidationError(issues))
+    assert status.ByteSize() <= MAX_STATUS_BYTES
+    rebuilt = error_from_status_proto(status)
+    assert type(rebuilt) is errors.SchemaValidationError
+    assert 1 < len(rebuilt.issues) < 100 and rebuilt.issues == issues[: len(rebuilt.issues)]
+
+    (huge,) = error_from_status_proto(error_status(errors.SchemaSyntaxError([SchemaIssue("bad", 1, 9000, "y" * 20_000)]))).issues
+    assert (huge.message, huge.line, huge.column) == ("bad", 1, 9000) and huge.source_line.endswith("... (20000 characters)")
+    everything = errors.UnknownRelation("x", **{f"field{i}": "z" * 60 for i in range(200)})
+    assert error_status(everything).ByteSize() <= MAX_STATUS_BYTES
+
+
+def test_a_small_status_is_left_whole() -> None:
+    issues = [SchemaIssue(f"problem {i}", i + 1, 1, "x" * 50) for i in range(5)]
+    assert error_from_status_proto(error_status(errors.SchemaValidationError(issues))).issues == issues  # type: ignore[attr-defined]

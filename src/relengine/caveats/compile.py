@@ -27,7 +27,7 @@ from typing import Any, Final
 
 from cel_expr_python import cel as _cel
 
-from ..errors import InvalidArgument, SchemaIssue, SchemaValidationError
+from ..errors import InvalidArgument, SchemaIssue, SchemaValidationError, shorten
 from .params import (
     ConversionError,
     Converter,
@@ -284,9 +284,9 @@ class CompiledCaveat:
         if not allow_unknown and len(values) != len(context):
             unknown = sorted(k for k in context if k not in self.parameters)
             raise InvalidArgument(
-                f"unknown parameter `{unknown[0]}` for caveat `{self.name}`",
+                f"unknown parameter `{shorten(unknown[0])}` for caveat `{self.name}`",
                 caveat=self.name,
-                parameter=unknown[0],
+                parameter=shorten(unknown[0]),
             )
         return values
 

@@ -5,7 +5,10 @@ float. Each value is converted to its parameter's declared type the way SpiceDB 
 (``pkg/caveats/types/basic.go``): an ``int`` accepts an integral number or a numeric string,
 a ``timestamp`` an RFC 3339 string, a ``duration`` a Go duration string (``"1h30m"``), ``bytes``
 a base64 string, an ``ipaddress`` an IP address string. A value that does not fit raises
-``ConversionError``; the caller names the parameter.
+``ConversionError``; the caller names the parameter. Numbers are finite: NaN and the
+infinities, which JSON does not have but a Struct (and Python) can carry, fit no parameter
+type, ``any``, ``double`` and those inside lists and maps included; the CEL expressions would
+compare them without error and quietly answer no (or, under a negation, yes).
 
 The converted values are plain Python values: ``int``, ``float``, ``bool``, ``str``, ``bytes``,
 ``datetime.timedelta``, ``datetime.datetime`` (aware, in UTC), lists and dicts of them. An
@@ -20,10 +23,13 @@ import base64
 import binascii
 import datetime as _dt
 import ipaddress
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
+
+from ..errors import shorten
 
 BASIC_TYPES: Final = frozenset(
     {
@@ -73,18 +79,18 @@ def parse_type(text: str) -> ParameterType:
     while pos < len(stripped):
         match = _TOKEN.match(stripped, pos)
         if match is None:
-            raise ValueError(f"malformed parameter type `{text}`")
+            raise ValueError(f"malformed parameter type `{shorten(text)}`")
         tokens.append(match.group(1))
         pos = match.end()
     result, rest = _parse_tokens(text, tokens)
     if rest:
-        raise ValueError(f"malformed parameter type `{text}`")
+        raise ValueError(f"malformed parameter type `{shorten(text)}`")
     return result
 
 
 def _parse_tokens(text: str, tokens: list[str]) -> tuple[ParameterType, list[str]]:
     if not tokens or not tokens[0][0].isalpha():
-        raise ValueError(f"malformed parameter type `{text}`")
+        raise ValueError(f"malformed parameter type `{shorten(text)}`")
     name, rest = tokens[0], tokens[1:]
     args: list[ParameterType] = []
     if rest and rest[0] == "<":
@@ -98,7 +104,7 @@ def _parse_tokens(text: str, tokens: list[str]) -> tuple[ParameterType, list[str
             if rest and rest[0] == ">":
                 rest = rest[1:]
                 break
-            raise ValueError(f"malformed parameter type `{text}`")
+            raise ValueError(f"malformed parameter type `{shorten(text)}`")
     arity = GENERIC_TYPES.get(name)
     if arity is None and name not in BASIC_TYPES:
         known = ", ".join(sorted(BASIC_TYPES | {"list<T>", "map<T>"}))
@@ -125,6 +131,13 @@ def converter_for(ptype: ParameterType) -> Converter:
     return _BASIC[ptype.name]
 
 
+def _shown(value: Any) -> str:
+    """A value as a message repeats it: strings as they are, others as repr, shortened."""
+    if isinstance(value, int) and value.bit_length() > 1000:  # repr refuses past 4300 digits
+        return f"<an integer of {value.bit_length()} bits>"
+    return shorten(value if isinstance(value, str) else repr(value))
+
+
 def _describe(value: Any) -> str:
     kind = {bool: "bool", int: "number", float: "number", str: "string", list: "list", dict: "map"}
     text = repr(value) if not isinstance(value, str) else value
@@ -139,13 +152,25 @@ _NUMERIC_TEXT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 def _number(value: Any, want: str) -> float | int:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ConversionError(f"a {want} value is required, but found {_describe(value)}")
-    if isinstance(value, str):
+    number: float | int
+    if not isinstance(value, str):
+        number = value
+    else:
         if not _NUMERIC_TEXT.fullmatch(value):
             raise ConversionError(
-                f"a {want} value is required, but found invalid string value `{value}`"
+                f"a {want} value is required, but found invalid string value `{_shown(value)}`"
             )
-        return float(value) if want == "double" or not value.lstrip("+-").isdigit() else int(value)
-    return value
+        try:
+            number = float(value) if want == "double" or not value.lstrip("+-").isdigit() else int(value)
+        except ValueError:  # more digits than int() reads (sys.get_int_max_str_digits)
+            raise ConversionError(f"a {want} value is required, but `{_shown(value)}` is out of range") from None
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ConversionError(_not_finite(want, value))
+    return number
+
+
+def _not_finite(want: str, value: Any) -> str:
+    return f"a {want} value is required, but found `{_shown(value)}`, which is not a finite number"
 
 
 def _convert_int(value: Any) -> int:
@@ -153,23 +178,23 @@ def _convert_int(value: Any) -> int:
         return value
     number = _number(value, "int")
     if isinstance(number, float) and not number.is_integer():
-        raise ConversionError(f"a int value is required, but found numeric value `{value}`")
+        raise ConversionError(f"a int value is required, but found numeric value `{_shown(value)}`")
     result = int(number)
     if not _INT64_MIN <= result <= _INT64_MAX:
-        raise ConversionError(f"a int value is required, but `{value}` is outside the 64-bit range")
+        raise ConversionError(f"a int value is required, but `{_shown(value)}` is outside the 64-bit range")
     return result
 
 
 def _convert_uint(value: Any) -> int:
     number = _number(value, "uint")
     if isinstance(number, float) and not number.is_integer():
-        raise ConversionError(f"a uint value is required, but found numeric value `{value}`")
+        raise ConversionError(f"a uint value is required, but found numeric value `{_shown(value)}`")
     result = int(number)
     if result < 0:
-        raise ConversionError(f"a uint value is required, but found negative value `{value}`")
+        raise ConversionError(f"a uint value is required, but found negative value `{_shown(value)}`")
     if result > _INT64_MAX:
         raise ConversionError(
-            f"a uint value is required, but `{value}` is outside the 63-bit range"
+            f"a uint value is required, but `{_shown(value)}` is outside the 63-bit range"
         )
     return result
 
@@ -179,7 +204,7 @@ def _convert_double(value: Any) -> float:
         return float(_number(value, "double"))
     except OverflowError:
         raise ConversionError(
-            f"a double value is required, but `{value}` is out of range"
+            f"a double value is required, but `{_shown(value)}` is out of range"
         ) from None
 
 
@@ -228,18 +253,18 @@ def parse_duration(text: str) -> _dt.timedelta:
     if body == "0":
         return _dt.timedelta(0)
     if not body:
-        raise ValueError(f"invalid duration `{text}`")
+        raise ValueError(f"invalid duration `{shorten(text)}`")
     total_ns, pos = 0, 0
     while pos < len(body):
         match = _DURATION_PART.match(body, pos)
         if match is None or (not match.group(1) and not match.group(2)):
-            raise ValueError(f"invalid duration `{text}`")
+            raise ValueError(f"invalid duration `{shorten(text)}`")
         whole, frac, unit = match.group(1) or "0", match.group(2) or "", match.group(3)
         scale = _DURATION_UNIT_NS[unit]
         total_ns += int(whole) * scale + (int(frac) * scale // 10 ** len(frac) if frac else 0)
         pos = match.end()
     if total_ns > _INT64_MAX:
-        raise ValueError(f"invalid duration `{text}`: out of range")
+        raise ValueError(f"invalid duration `{shorten(text)}`: out of range")
     return _dt.timedelta(microseconds=sign * (total_ns // 1000))
 
 
@@ -251,7 +276,7 @@ def _convert_duration(value: Any) -> _dt.timedelta:
     try:
         return parse_duration(value)
     except ValueError as exc:
-        raise ConversionError(f"could not parse duration string `{value}`: {exc}") from None
+        raise ConversionError(f"could not parse duration string `{_shown(value)}`: {exc}") from None
 
 
 _RFC3339 = re.compile(
@@ -296,7 +321,7 @@ def _convert_timestamp(value: Any) -> _dt.datetime:
         return _remember(_TIMESTAMPS, value, parse_timestamp(value))
     except (ValueError, OverflowError) as exc:
         raise ConversionError(
-            f"could not parse RFC 3339 formatted timestamp string `{value}`: {exc}"
+            f"could not parse RFC 3339 formatted timestamp string `{_shown(value)}`: {exc}"
         ) from None
 
 
@@ -308,15 +333,19 @@ def _convert_ipaddress(value: Any) -> str:
     try:
         return str(_address(value))
     except ValueError:
-        raise ConversionError(f"could not parse ip address string `{value}`") from None
+        raise ConversionError(f"could not parse ip address string `{_shown(value)}`") from None
 
 
 def _convert_any(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, str, float)):
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConversionError(_not_finite("JSON", value))
         return value
     if isinstance(value, int):
         if not _INT64_MIN <= value <= _INT64_MAX:
-            raise ConversionError(f"the number `{value}` is outside the 64-bit range")
+            raise ConversionError(f"the number `{_shown(value)}` is outside the 64-bit range")
         return value
     if isinstance(value, (list, tuple)):
         return [_convert_any(v) for v in value]
@@ -349,7 +378,7 @@ def _convert_map(value: Any, item: Converter) -> dict[str, Any]:
         try:
             out[key] = item(element)
         except ConversionError as exc:
-            raise ConversionError(f"found an invalid value for key `{key}`: {exc}") from None
+            raise ConversionError(f"found an invalid value for key `{shorten(key)}`: {exc}") from None
     return out
 
 
@@ -380,11 +409,11 @@ def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     found = _NETWORKS.get(text)
     if found is None:
         if "/" not in text:
-            raise ValueError(f"invalid CIDR string: `{text}`")
+            raise ValueError(f"invalid CIDR string: `{shorten(text)}`")
         try:
             found = _remember(_NETWORKS, text, ipaddress.ip_network(text, strict=False))
         except ValueError:
-            raise ValueError(f"invalid CIDR string: `{text}`") from None
+            raise ValueError(f"invalid CIDR string: `{shorten(text)}`") from None
     return found
 
 

@@ -6,13 +6,15 @@ referenced relation's tree, arrows into a union over the arrow's targets.
 
 Both walks here honour the request's depth budget (``max_depth``, one hop per computed userset,
 arrow target or expanded userset) and its deadline (a ``time.monotonic()`` instant; the clock
-is looked at every few hundred steps), as a check does.
+is looked at every few hundred steps), as a check does, and stop when the caller has gone
+(``cancelled``, asked as often; see ``dispatch.Deadline``).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass
+from typing import Callable
 
 from ..errors import MaxDepthExceeded
 from ..model import ObjectRef, SubjectRef
@@ -42,9 +44,11 @@ def expand(
     max_depth: int = 50,
     now: _dt.datetime | None = None,
     deadline: float | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> ExpandNode:
     schema.require(resource.type, relation)
-    return _Expander(schema, reader, max_depth, now, Deadline(deadline, "expand")).member(resource, relation, max_depth)
+    clock = Deadline(deadline, "expand", cancelled)
+    return _Expander(schema, reader, max_depth, now, clock).member(resource, relation, max_depth)
 
 
 class _Expander:

@@ -14,7 +14,11 @@ where a wildcard is a set "everyone but these excluded ids".
 Both honour the checker's depth budget and deadline as a check does (``dispatch`` has the
 contract): LookupResources counts one hop per round of facts read through relationships
 (same-object references are free, as the check plan inlines them), LookupSubjects one per
-sub-question; both look at the clock every few hundred store reads.
+sub-question; both look at the clock, and ask whether the caller has gone (``cancelled``),
+every few hundred store reads and forward checks.
+
+LookupSubjects takes time linear in the relationships it reads: each node's subjects are
+gathered in mutable sets and frozen once (``_Gathered``), never rebuilt per relationship.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ..errors import MaxDepthExceeded, UnknownDefinition
 from ..model import WILDCARD, Relationship, SubjectRef
@@ -141,10 +146,11 @@ def reverse_graph(schema: CompiledSchema) -> ReverseGraph:
 
 
 def lookup_resources(
-    checker: LocalChecker, resource_type: str, permission: str, subject: SubjectRef
+    checker: LocalChecker, resource_type: str, permission: str, subject: SubjectRef,
+    cancelled: Callable[[], bool] | None = None,
 ) -> list[tuple[str, Result]]:
     """(id, answer) for every ``resource_type`` object on which ``subject`` has ``permission``
-    (HAS or Conditional), sorted by id.
+    (HAS or Conditional), sorted by id. ``cancelled``: see ``dispatch.Deadline``.
 
     Facts are (node, id) pairs known either exactly or only maybe: a fact is exact when every
     step that derived it was a plain relationship along an edge with only unions on the way.
@@ -156,7 +162,7 @@ def lookup_resources(
     graph = reverse_graph(schema)
     target: Node = (resource_type, permission)
     relevant = graph.reaching(target)
-    deadline = Deadline(checker.deadline, "lookup")
+    deadline = Deadline(checker.deadline, "lookup", cancelled)
     known: dict[Node, dict[str, bool]] = defaultdict(dict)
     delta: dict[Node, dict[str, bool]] = defaultdict(dict)  # new facts of the current round
 
@@ -226,6 +232,8 @@ def lookup_resources(
 
     out: list[tuple[str, Result]] = []
     for rid, exact in sorted(known.get(target, {}).items()):
+        if not exact:
+            deadline.step()
         result: Result = HAS if exact else checker.check(resource_type, rid, permission, subject)
         if result is not NO:
             out.append((rid, result))
@@ -272,6 +280,43 @@ class SubjectSet:
 
 
 EMPTY = SubjectSet()
+EVERYONE = SubjectSet(wildcard=True)
+
+
+class _Gathered:
+    """A union of SubjectSets built in place: adding sets (or single ids) one after another and
+    freezing once gives exactly what the chain ``a.union(b).union(c)...`` gives, in time linear
+    in what was added. The chain copies everything gathered so far at each step, which over the
+    members of one group is quadratic (1k members 0.02 s, 8k 0.6 s, 100k minutes)."""
+
+    __slots__ = ("ids", "wildcard", "excluded")
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        self.wildcard = False
+        self.excluded: set[str] = set()
+
+    def add_id(self, sid: str) -> None:
+        """``union(SubjectSet(frozenset([sid])))``."""
+        self.ids.add(sid)
+        if self.wildcard:
+            self.excluded.discard(sid)
+
+    def add(self, other: SubjectSet) -> None:
+        """``union(other)``, case by case as ``SubjectSet.union``, each costing the size of
+        ``other`` (or less), never the size of what was gathered."""
+        if other.wildcard:
+            if self.wildcard:
+                self.excluded &= other.excluded
+            else:
+                self.wildcard = True
+                self.excluded = {i for i in other.excluded if i not in self.ids}
+        elif self.wildcard:
+            self.excluded -= other.ids
+        self.ids |= other.ids
+
+    def freeze(self) -> SubjectSet:
+        return SubjectSet(frozenset(self.ids), self.wildcard, frozenset(self.excluded))
 
 
 Bounds = tuple[SubjectSet, SubjectSet]  # (certainly has it, possibly has it)
@@ -283,12 +328,15 @@ class SubjectWalker:
     certainly have it and those that possibly do (through caveated relationships): a lower and
     an upper bound. Exclusion subtracts the other side's opposite bound."""
 
-    def __init__(self, checker: LocalChecker, subject_type: str, subject_relation: str | None) -> None:
+    def __init__(
+        self, checker: LocalChecker, subject_type: str, subject_relation: str | None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> None:
         self.schema = checker.schema
         self.reader = checker.reader
         self.now = checker.now
         self.max_depth = checker.max_depth
-        self.deadline = Deadline(checker.deadline, "lookup")
+        self.deadline = Deadline(checker.deadline, "lookup", cancelled)
         self.subject_type = subject_type
         self.subject_relation = subject_relation
         self.memo: dict[tuple[str, str, str], Bounds] = {}
@@ -323,33 +371,38 @@ class SubjectWalker:
         return lower, upper
 
     def _relation(self, t: str, oid: str, name: str, depth: int) -> Bounds:
-        lower, upper = EMPTY, EMPTY
+        lower, upper = _Gathered(), _Gathered()
         for rel in self.deadline.rows(self.reader.subjects(t, oid, name)):
             if not _live(rel, self.now):
                 continue
             certain = rel.caveat is None
             s = rel.subject
             if s.type == self.subject_type and s.relation == self.subject_relation:
-                found = SubjectSet(wildcard=True) if s.id == WILDCARD else SubjectSet(frozenset([s.id]))
-                upper = upper.union(found)
-                if certain:
-                    lower = lower.union(found)
+                if s.id == WILDCARD:
+                    upper.add(EVERYONE)
+                    if certain:
+                        lower.add(EVERYONE)
+                else:
+                    upper.add_id(s.id)
+                    if certain:
+                        lower.add_id(s.id)
             if s.relation is not None:
                 sub_lower, sub_upper = self.member(s.type, s.id, s.relation, depth - 1)
-                upper = upper.union(sub_upper)
+                upper.add(sub_upper)
                 if certain:
-                    lower = lower.union(sub_lower)
-        return lower, upper
+                    lower.add(sub_lower)
+        return lower.freeze(), upper.freeze()
 
     def _rewrite(self, t: str, oid: str, node: Rewrite, depth: int) -> Bounds:
         if isinstance(node, ComputedUserset):
             return self.member(t, oid, node.relation, depth - 1)
         if isinstance(node, Union):
-            lower, upper = EMPTY, EMPTY
+            lows, ups = _Gathered(), _Gathered()
             for child in node.children:
                 cl, cu = self._rewrite(t, oid, child, depth)
-                lower, upper = lower.union(cl), upper.union(cu)
-            return lower, upper
+                lows.add(cl)
+                ups.add(cu)
+            return lows.freeze(), ups.freeze()
         if isinstance(node, Intersection):
             lower, upper = self._rewrite(t, oid, node.children[0], depth)
             for child in node.children[1:]:
@@ -361,30 +414,22 @@ class SubjectWalker:
             sl, su = self._rewrite(t, oid, node.subtract, depth)
             return bl.subtract(su), bu.subtract(sl)
         if isinstance(node, TupleToUserset):
-            parts: list[Bounds] = []
             seen: dict[tuple[str, str], bool] = {}
             for rel in self.deadline.rows(self.reader.subjects(t, oid, node.tupleset)):
                 if not _live(rel, self.now):
                     continue
                 target = (rel.subject.type, rel.subject.id)
                 seen[target] = seen.get(target, False) or rel.caveat is None
+            if node.mode == "all":
+                return self._all(node.computed, seen, depth)
+            lows, ups = _Gathered(), _Gathered()
             for (ttype, tid), certain in seen.items():
-                if self.schema.member(ttype, node.computed) is None:
-                    parts.append(NOTHING)
-                    continue
-                tl, tu = self.member(ttype, tid, node.computed, depth - 1)
-                parts.append((tl if certain else EMPTY, tu))
-            if not parts:
-                return NOTHING
-            lower, upper = parts[0]
-            for pl, pu in parts[1:]:
-                if node.mode == "all":
-                    lower, upper = lower.intersect(pl), upper.intersect(pu)
-                else:
-                    lower, upper = lower.union(pl), upper.union(pu)
-            if node.mode == "all" and any(not certain for certain in seen.values()):
-                lower = EMPTY  # a caveated target may or may not count among "all"
-            return lower, upper
+                if self.schema.member(ttype, node.computed) is not None:
+                    tl, tu = self.member(ttype, tid, node.computed, depth - 1)
+                    ups.add(tu)
+                    if certain:
+                        lows.add(tl)
+            return lows.freeze(), ups.freeze()
         if isinstance(node, This):
             if t == self.subject_type and self.subject_relation is None:
                 itself = SubjectSet(frozenset([oid]))
@@ -392,6 +437,25 @@ class SubjectWalker:
             return NOTHING
         assert isinstance(node, Nil)
         return NOTHING
+
+    def _all(self, computed: str, targets: dict[tuple[str, str], bool], depth: int) -> Bounds:
+        """``tupleset.all(computed)`` over ``targets`` (each: whether its relationship is
+        certain): the subjects every target grants."""
+        parts: list[Bounds] = []
+        for (ttype, tid), certain in targets.items():
+            if self.schema.member(ttype, computed) is None:
+                parts.append(NOTHING)
+                continue
+            tl, tu = self.member(ttype, tid, computed, depth - 1)
+            parts.append((tl if certain else EMPTY, tu))
+        if not parts:
+            return NOTHING
+        lower, upper = parts[0]
+        for pl, pu in parts[1:]:
+            lower, upper = lower.intersect(pl), upper.intersect(pu)
+        if not all(targets.values()):
+            lower = EMPTY  # a caveated target may or may not count among "all"
+        return lower, upper
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,20 +468,25 @@ class FoundSubjects:
 
 
 def lookup_subjects(
-    checker: LocalChecker, rtype: str, rid: str, permission: str, subject_type: str, subject_relation: str | None
+    checker: LocalChecker, rtype: str, rid: str, permission: str, subject_type: str, subject_relation: str | None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> FoundSubjects:
+    """The subjects ``subject_type[#subject_relation]`` with ``permission`` on ``rtype:rid``:
+    those certainly granted, and the others the walk found possibly granted, settled by a
+    forward check each. ``cancelled``: see ``dispatch.Deadline``."""
     checker.schema.require(rtype, permission)
     if subject_type not in checker.schema.definitions:
         raise UnknownDefinition(f"subject type `{subject_type}` not found", definition=subject_type)
     if subject_relation is not None:
         checker.schema.require(subject_type, subject_relation)
-    walker = SubjectWalker(checker, subject_type, subject_relation)
+    walker = SubjectWalker(checker, subject_type, subject_relation, cancelled)
     lower, upper = walker.member(rtype, rid, permission, checker.max_depth)
     results: list[tuple[str, Result]] = []
     for sid in sorted(upper.ids | lower.ids):
         if lower.has(sid) and sid in lower.ids:
             results.append((sid, HAS))
         elif upper.has(sid):
+            walker.deadline.step()
             answer = checker.check(rtype, rid, permission, SubjectRef(subject_type, sid, subject_relation))
             if answer is not NO:
                 results.append((sid, answer))

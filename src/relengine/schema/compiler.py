@@ -59,16 +59,17 @@ def _build(source: Source, tree: ast.File, warnings: tuple) -> CompiledSchema:  
                     members[member.name] = Relation(
                         member.name,
                         tuple(_allowed(ref) for ref in member.types),
-                        _doc(member.comments),
+                        _doc(member.comments, source.text, member.start),
                         mline,
                         mcol,
                     )
                 else:
                     members[member.name] = Permission(
-                        member.name, _rewrite(member.expr), _doc(member.comments), mline, mcol
+                        member.name, _rewrite(member.expr), _doc(member.comments, source.text, member.start), mline, mcol
                     )
             definitions[item.name] = Definition(
-                item.name, members, _doc(item.comments), _doc(item.trailing_comments), line, column
+                item.name, members, _doc(item.comments, source.text, item.start),
+                _doc(item.trailing_comments, source.text, item.end, after_last=False), line, column,
             )
             order.append(f"definition:{item.name}")
         else:
@@ -76,7 +77,7 @@ def _build(source: Source, tree: ast.File, warnings: tuple) -> CompiledSchema:  
                 item.name,
                 tuple(CaveatParameter(p.name, _type_text(p.type)) for p in item.params),
                 _caveat_expression(item.expression),
-                _doc(item.comments),
+                _doc(item.comments, source.text, item.start),
                 line,
                 column,
             )
@@ -85,8 +86,9 @@ def _build(source: Source, tree: ast.File, warnings: tuple) -> CompiledSchema:  
         definitions=definitions,
         caveats=caveats,
         use_flags=frozenset(u.name for u in tree.uses),
+        use_docs=tuple((u.name, _doc(u.comments, source.text, u.start)) for u in tree.uses if u.comments),
         order=tuple(order),
-        trailing_comments=_doc(tree.trailing_comments),
+        trailing_comments=_doc(tree.trailing_comments, source.text, len(source.text), after_last=False),
         warnings=warnings,
         source_text=source.text,
     )
@@ -99,8 +101,21 @@ def _caveat_expression(text: str) -> str:
     return first + newline + textwrap.dedent(rest)
 
 
-def _doc(comments: list[str]) -> tuple[str, ...]:
-    return tuple(_normalise_comment(c) for c in comments)
+def _doc(comments: list[str], text: str, before: int, *, after_last: bool = True) -> tuple[str, ...]:
+    """The comments that end before offset ``before`` of ``text``, normalised, with an empty
+    string wherever the source has blank lines between two of them (or, with ``after_last``,
+    between the last and what they belong to): a file's header comment then stays apart from
+    the first definition's own in ``schema fmt``. Only whitespace lies between the comments,
+    so each is the nearest occurrence of its text before the next."""
+    out: list[str] = []
+    end = before
+    for position, comment in enumerate(reversed(comments)):
+        start = text.rfind(comment, 0, end)
+        if (position or after_last) and text.count("\n", start + len(comment), end) >= 2:
+            out.append("")
+        out.append(_normalise_comment(comment))
+        end = start
+    return tuple(reversed(out))
 
 
 def _normalise_comment(comment: str) -> str:

@@ -1,7 +1,8 @@
 """Compiled schema -> canonical schema text (``relengine schema fmt``).
 
 Definitions and caveats keep their source order, members theirs; comments kept on the schema
-are printed before what they belong to. One blank line between members, tabs never.
+are printed before what they belong to, with a blank line where the source had blank lines
+between them or after them. One blank line between members, tabs never.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ _LEVEL = {Exclusion: 1, Intersection: 2, Union: 3}
 def print_schema(schema: CompiledSchema) -> str:
     blocks: list[str] = []
     if schema.use_flags:
-        blocks.append("\n".join(f"use {flag}" for flag in sorted(schema.use_flags)))
+        docs: dict[str, tuple[str, ...]] = {}
+        for flag, doc in schema.use_docs:  # a flag used twice: the comments of both
+            docs[flag] = docs.get(flag, ()) + doc
+        blocks.append("\n".join(_comments(docs.get(flag, ()), "") + f"use {flag}" for flag in sorted(schema.use_flags)))
     for entry in schema.order:
         kind, _, name = entry.partition(":")
         if kind == "definition":
@@ -46,11 +50,12 @@ def print_schema(schema: CompiledSchema) -> str:
 
 
 def _comments(doc: tuple[str, ...], indent: str) -> str:
+    """The comments, one a line; an empty one is a blank line (blank lines in the source)."""
     if not doc:
         return ""
     lines: list[str] = []
     for comment in doc:
-        lines.extend(indent + line if line else "" for line in comment.splitlines())
+        lines.extend(indent + line if line else "" for line in comment.splitlines() or [""])
     return "\n".join(lines) + "\n"
 
 

@@ -11,8 +11,9 @@ def check_relationship(schema: CompiledSchema, rel: Relationship) -> Relation:
     """Raise if ``rel`` may not be written under ``schema``; return its Relation.
 
     Unknown resource type: UnknownDefinition; unknown relation: UnknownRelation; a permission
-    as relation, a subject type (or caveat, or expiration) the relation does not allow:
-    InvalidRelationship naming the allowed types.
+    as relation, a subject type (or caveat, or expiration) the relation does not allow, or a
+    relationship without an expiration where the relation allows its subject type only `with
+    expiration`: InvalidRelationship naming the allowed types.
     """
     definition = schema.definitions.get(rel.resource.type)
     if definition is None:
@@ -58,10 +59,19 @@ def check_relationship(schema: CompiledSchema, rel: Relationship) -> Relation:
             definition=definition.name,
             relation=member.name,
         )
-    if rel.expiration is not None and not any(a.caveat == caveat and a.expiration for a in candidates):
+    expiring = rel.expiration is not None
+    if not any(a.caveat == caveat and a.expiration == expiring for a in candidates):
+        # As SpiceDB: the expiration trait is part of the allowed type, so `user with
+        # expiration` takes only expiring relationships and `user` only lasting ones.
+        if expiring:
+            problem = "has an expiration, but relation"
+            need = "does not allow expiring subjects (`with expiration`)"
+        else:
+            problem = "has no expiration, but relation"
+            need = f"allows `{_subject_kind(rel)}` only `with expiration`"
         raise InvalidRelationship(
-            f"relationship {rel} has an expiration, but relation `{definition.name}#{member.name}` "
-            f"does not allow expiring subjects (`with expiration`); allowed: {allowed_text}",
+            f"relationship {rel} {problem} `{definition.name}#{member.name}` {need}; "
+            f"allowed: {allowed_text}",
             definition=definition.name,
             relation=member.name,
         )

@@ -5,17 +5,22 @@
 processes (``python -m relengine serve --workers 1`` with hidden ``--worker-index`` and
 ``--ready-fd``), each binding the same address with SO_REUSEPORT (the kernel spreads
 connections over them) and opening its own Engine on the shared LMDB directory. The parent
-never opens LMDB or gRPC while workers run (it writes ``--schema`` first and closes the store
-before starting any), forwards SIGTERM/SIGINT to the workers, and serves the metrics of all of
-them (see ``metrics``). If a worker dies, the parent stops the others and exits 1: restarting
-is left to the supervisor above (systemd, Kubernetes).
+first makes sure that nothing listens on the address yet (SO_REUSEPORT would let the workers
+of a second server share it with the first), never opens LMDB or gRPC while workers run (it
+writes ``--schema`` first and closes the store before starting any), forwards SIGTERM/SIGINT
+to the workers, and serves the metrics of all of them (see ``metrics``). If a worker dies,
+the parent stops the others and exits 1: restarting is left to the supervisor above (systemd,
+Kubernetes).
 
 A worker drains on SIGTERM: health goes NOT_SERVING, open Watch streams end, new RPCs are
-refused while running ones get ``grace`` seconds, then the Engine (and LMDB) is closed.
+refused while running ones get ``grace`` seconds, then the Engine (and LMDB) is closed. If
+the stop is not over ``STOP_MARGIN_SECONDS`` after the grace period (a handler that does not
+return), the worker logs ``stop_timeout`` and exits 1 at once, leaving the store as it is.
 """
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import os
@@ -41,12 +46,14 @@ from ..service import Engine
 from .metrics import Periodic, ServerMetrics, refresher
 from .pipeline import Pipeline
 from .servicer import SERVICE_NAMES, add_servicers
+from .streams import StreamLimits, StreamSlots
 
 log = logging.getLogger("relengine.server")
 
 DEFAULT_LISTEN: Final = "127.0.0.1:50051"
 DEFAULT_MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024
 READY_TIMEOUT_SECONDS: Final = 60.0
+STOP_MARGIN_SECONDS: Final = 5.0  # how long past the grace period a stop may take
 KEY_ENV: Final = "RELENGINE_PRESHARED_KEY"
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -55,7 +62,7 @@ MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 class ServerConfig:
     listen: str = DEFAULT_LISTEN  # host:port; port 0 picks a free one
     workers: int = 1
-    threads: int = 32  # per worker; each open Watch stream holds one
+    threads: int = 32  # per worker; each open stream but health's Watch holds one (see ``streams``)
     preshared_key: str | None = None
     tls_cert: str | None = None  # PEM files; both or neither
     tls_key: str | None = None
@@ -64,7 +71,12 @@ class ServerConfig:
     grace_seconds: float = 10.0
     reuse_port: bool = False
     gc_interval: float = 600.0  # seconds between housekeeping runs (expired relationships, old versions); 0: never
+    max_streams_per_method: int | None = None  # open streams of one method; None: threads // 2
+    max_streams_per_connection: int | None = None  # open streams of one connection; None: threads // 4
     max_store_size: int = DEFAULT_MAX_STORE_SIZE  # the store grows up to this many bytes (max_map_size)
+
+    def stream_limits(self) -> StreamLimits:
+        return StreamLimits.for_threads(self.threads, self.max_streams_per_method, self.max_streams_per_connection)
 
 
 def join_address(host: str, port: int) -> str:
@@ -90,6 +102,7 @@ class Server:
         self.config = config
         self.metrics = metrics
         self.stopping = threading.Event()
+        self.streams = StreamSlots(config.stream_limits())
         self._executor = futures.ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="relengine-rpc")
         options = [
             ("grpc.so_reuseport", 1 if config.reuse_port else 0),
@@ -97,7 +110,7 @@ class Server:
             ("grpc.max_send_message_length", config.max_message_bytes),
         ]
         self._server = grpc.server(self._executor, options=options)
-        pipeline = Pipeline(metrics, config.preshared_key or None)
+        pipeline = Pipeline(metrics, config.preshared_key or None, self.streams)
         for add in add_servicers(engine, self.stopping):
             pipeline.register(self._server, add)
         self.health = health.HealthServicer(experimental_non_blocking=True)
@@ -146,11 +159,27 @@ class Server:
         for name in SERVICE_NAMES:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
-    def stop(self, grace: float | None = None) -> None:
-        """Refuse new RPCs, end Watch streams, give running RPCs ``grace`` seconds, wait for them."""
+    def stop(self, grace: float | None = None, margin: float = STOP_MARGIN_SECONDS) -> bool:
+        """Refuse new RPCs, end Watch streams, give running RPCs ``grace`` seconds, then wait
+        for them at most ``margin`` seconds more. Returns whether everything stopped in that
+        time; if not, RPC threads are left behind (``serve`` then exits without waiting)."""
+        grace = self.config.grace_seconds if grace is None else grace
+        # The steps can block beyond any bound: health's NOT_SERVING waits until each Watch
+        # stream took it, grpc's stop until every call is accounted for (grpcio 1.85 could
+        # miss some, see ``_handlers``), the pool until every handler returned. Hence a
+        # thread of their own, and a deadline.
+        steps = threading.Thread(target=self._stop_steps, args=(grace,), name="relengine-stop", daemon=True)
+        steps.start()
+        steps.join(grace + margin)
+        if steps.is_alive():
+            log.error("not stopped in time", extra={"event": "stop_timeout", "grace": grace, "margin": margin})
+            return False
+        return True
+
+    def _stop_steps(self, grace: float) -> None:
         self.health.enter_graceful_shutdown()
         self.stopping.set()
-        self._server.stop(self.config.grace_seconds if grace is None else grace).wait()
+        self._server.stop(grace).wait()
         self._executor.shutdown(wait=True)
         if self._refresher is not None:
             self._refresher.stop()
@@ -186,6 +215,7 @@ def apply_schema(
 
 def serve(data_dir: str, config: ServerConfig, *, worker_index: int | None = None, ready_fd: int | None = None) -> int:
     """Run until SIGTERM/SIGINT; returns the process exit status."""
+    config.stream_limits()  # bounds out of range: refused before anything starts
     if config.workers > 1 and worker_index is None:
         return _supervise(data_dir, config)
     return _run_worker(data_dir, config, worker_index or 0, ready_fd)
@@ -235,7 +265,12 @@ def _run_worker(data_dir: str, config: ServerConfig, index: int, ready_fd: int |
             _wait_while_parent_lives(stop)
         else:
             stop.wait()
-        server.stop()
+        if not server.stop():
+            # Threads are left behind, maybe in the store: leave the store as it is (LMDB
+            # needs no close to be consistent) and end the process, which waiting for those
+            # threads at exit would keep alive.
+            logging.shutdown()
+            os._exit(1)
         log.info("stopped", extra={"event": "stopped", "worker": index})
     finally:
         engine.close()
@@ -262,6 +297,26 @@ def _placeholder(host: str) -> socket.socket:
     return sock
 
 
+def _refuse_if_listening(host: str, port: int, listen: str) -> None:
+    """InvalidArgument if a socket already listens on the address. The workers bind it with
+    SO_REUSEPORT, which the kernel also grants to another server of the same user that does:
+    both would start, and share the connections. A plain bind (with SO_REUSEADDR, as grpc's
+    own, so that connections left in TIME_WAIT do not count) fails when something listens."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise InvalidArgument(f"cannot listen on {listen}: {exc.strerror}") from exc
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise InvalidArgument(f"cannot listen on {listen}: another server already listens there") from exc
+                raise InvalidArgument(f"cannot listen on {listen}: {exc.strerror}") from exc
+
+
 def _worker_command(data_dir: str, config: ServerConfig, listen: str, index: int, ready_fd: int) -> list[str]:
     cmd = [
         sys.executable, "-m", "relengine", "--log-level", logging.getLevelName(logging.getLogger().level),
@@ -270,6 +325,10 @@ def _worker_command(data_dir: str, config: ServerConfig, listen: str, index: int
         "--grace", str(config.grace_seconds), "--gc-interval", str(config.gc_interval), "--worker-index", str(index), "--ready-fd", str(ready_fd),
         "--max-store-size", str(config.max_store_size),
     ]
+    for option, value in (("--max-streams-per-method", config.max_streams_per_method),
+                          ("--max-streams-per-connection", config.max_streams_per_connection)):
+        if value is not None:
+            cmd += [option, str(value)]
     if config.tls_cert and config.tls_key:
         cmd += ["--tls-cert", config.tls_cert, "--tls-key", config.tls_key]
     return cmd
@@ -279,6 +338,8 @@ def _supervise(data_dir: str, config: ServerConfig) -> int:
     stop = threading.Event()
     _install_stop_handlers(stop)
     host, port = split_address(config.listen)
+    if port != 0:
+        _refuse_if_listening(host, port, config.listen)
     holder = _placeholder(host) if port == 0 else None
     if holder is not None:
         port = holder.getsockname()[1]

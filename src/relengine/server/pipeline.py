@@ -3,10 +3,13 @@
 For every method of the relengine services, health and reflection, one wrapped behaviour:
 
 1. the preshared key, if the server has one (not for health: load balancers probe without it);
-2. the servicer;
-3. any exception mapped to its status (``status.abort``: RelEngineErrors by the one table,
+2. the request parsed from its bytes (every method is registered with raw bytes, see
+   ``_handlers``; a body that does not parse is an INVALID_ARGUMENT and one warning line);
+3. a stream's slot taken (``streams.StreamSlots``: RESOURCE_EXHAUSTED past a bound);
+4. the servicer;
+5. any exception mapped to its status (``status.abort``: RelEngineErrors by the one table,
    INTERNAL ones and anything else with an incident id and a logged traceback);
-4. the RPC counted and timed by final status code (``ServerMetrics``) and logged at DEBUG.
+6. the RPC counted and timed by final status code (``ServerMetrics``) and logged at DEBUG.
 
 grpc's server interceptors would do the same per call, building new handler objects for every
 RPC, which costs more than answering a cached Check; here the wrapping happens once per method.
@@ -21,20 +24,25 @@ from typing import Any, Callable, Iterable, Iterator
 import grpc
 
 from ..errors import Unauthenticated
+from ..wire.decode import is_undecodable, parse_message
 from ..wire.metadata import AUTHORIZATION_METADATA, bearer
-from ._handlers import Behavior, Handler, status_code, wrap_handler
+from ._handlers import Behavior, Handler, Shape, status_code, wrap_handler
 from .auth import HEALTH_PREFIX, authorized
 from .metrics import ServerMetrics
 from .status import abort
+from .streams import StreamSlots
 
 log = logging.getLogger("relengine.server")
 
 
 class Pipeline:
-    def __init__(self, metrics: ServerMetrics | None = None, preshared_key: str | None = None) -> None:
+    def __init__(
+        self, metrics: ServerMetrics | None = None, preshared_key: str | None = None, streams: StreamSlots | None = None
+    ) -> None:
         if preshared_key is not None and not preshared_key:
             raise ValueError("the preshared key must not be empty")
         self._metrics = metrics
+        self._streams = streams
         self._expected = None if preshared_key is None else bearer(preshared_key).encode()
 
     # -- registration --------------------------------------------------------------------------
@@ -55,42 +63,72 @@ class Pipeline:
         authenticate = self._expected is not None and not method.startswith(HEALTH_PREFIX)
         observe = self._observer(method)
 
-        def wrap(behavior: Behavior, streaming: bool) -> Behavior:
-            return self._streaming(method, behavior, authenticate, observe) if streaming else self._unary(
-                method, behavior, authenticate, observe
-            )
+        def wrap(behavior: Behavior, shape: Shape) -> Behavior:
+            if shape.non_blocking:
+                return self._non_blocking(method, behavior, shape, authenticate, observe)
+            if shape.response_streaming:
+                return self._streaming(method, behavior, shape, authenticate, observe)
+            return self._unary(method, behavior, shape, authenticate, observe)
 
         return wrap_handler(handler, wrap)
 
     # -- behaviours ----------------------------------------------------------------------------
-    def _unary(self, method: str, behavior: Behavior, authenticate: bool, observe: _Observe) -> Behavior:
+    def _unary(self, method: str, behavior: Behavior, shape: Shape, authenticate: bool, observe: _Observe) -> Behavior:
         expected = self._expected
+        receive = _receiver(shape)
+        slots = self._slots(shape)
+        if receive is None and slots is None:  # Check: bytes in and out, nothing more per call
 
-        def run(request: Any, context: grpc.ServicerContext) -> Any:
+            def run(request: Any, context: grpc.ServicerContext) -> Any:
+                start = time.perf_counter()
+                code = "OK"
+                try:
+                    if authenticate:
+                        _authenticate(context, expected)
+                    return behavior(request, context)
+                except Exception as exc:
+                    code = _fail(context, exc, method)
+                    raise
+                finally:
+                    observe(code, start)
+
+            return run
+
+        def run_received(request: Any, context: grpc.ServicerContext) -> Any:
             start = time.perf_counter()
             code = "OK"
+            release = None
             try:
                 if authenticate:
                     _authenticate(context, expected)
-                return behavior(request, context)
+                if slots is not None:
+                    release = _open(slots, method, context, shape.holds_thread)
+                return behavior(request if receive is None else receive(request), context)
             except Exception as exc:
                 code = _fail(context, exc, method)
                 raise
             finally:
+                if release is not None:
+                    release()
                 observe(code, start)
 
-        return run
+        return run_received
 
-    def _streaming(self, method: str, behavior: Behavior, authenticate: bool, observe: _Observe) -> Behavior:
+    def _streaming(self, method: str, behavior: Behavior, shape: Shape, authenticate: bool, observe: _Observe) -> Behavior:
         expected = self._expected
+        receive = _receiver(shape)
+        slots = self._slots(shape)
 
         def run_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             start = time.perf_counter()
             code = "OK"
+            release = None
             try:
                 if authenticate:
                     _authenticate(context, expected)
-                yield from behavior(request, context)
+                if slots is not None:
+                    release = _open(slots, method, context, shape.holds_thread)
+                yield from behavior(request if receive is None else receive(request), context)
             except GeneratorExit:
                 code = "CANCELLED"
                 raise
@@ -98,9 +136,40 @@ class Pipeline:
                 code = _fail(context, exc, method)
                 raise
             finally:
+                if release is not None:
+                    release()
                 observe(code, start)
 
         return run_stream
+
+    def _non_blocking(self, method: str, behavior: Behavior, shape: Shape, authenticate: bool, observe: _Observe) -> Behavior:
+        """A response stream sent through grpc's callback (health's Watch): the behaviour returns
+        at once, its thread goes back to the pool, the stream stays open until the call ends."""
+        expected = self._expected
+        receive = _receiver(shape)
+        slots = self._slots(shape)
+
+        def run_non_blocking(request: Any, context: grpc.ServicerContext, send: Callable[[Any], None]) -> None:
+            start = time.perf_counter()
+            try:
+                if authenticate:
+                    _authenticate(context, expected)
+                if slots is not None:
+                    _open(slots, method, context, shape.holds_thread)
+                behavior(request if receive is None else receive(request), context, send)
+            except Exception as exc:
+                observe(_fail(context, exc, method), start)
+                raise
+            # Counted when the call ends: health's Watch only ever ends by the client (or the
+            # server's stop) cancelling it.
+            if not context.add_callback(lambda: observe(_code_name(context, "CANCELLED"), start)):
+                observe(_code_name(context, "CANCELLED"), start)  # the call is over already
+
+        return run_non_blocking
+
+    def _slots(self, shape: Shape) -> StreamSlots | None:
+        """The bounds a call of this shape counts against (None: a unary call, unbounded)."""
+        return self._streams if shape.request_streaming or shape.response_streaming else None
 
     def _observer(self, method: str) -> _Observe:
         metrics = self._metrics
@@ -129,10 +198,49 @@ def _authenticate(context: grpc.ServicerContext, expected: bytes | None) -> None
         )
 
 
+def _receiver(shape: Shape) -> Callable[[Any], Any] | None:
+    """What turns the raw request (bytes, or an iterator of bytes) into what the behaviour
+    takes; None if it takes the bytes as they come."""
+    parse = shape.parse
+    if parse is None:
+        return None
+    if not shape.request_streaming:
+        return lambda data: parse_message(parse, data)
+
+    def messages(raw: Iterable[bytes]) -> Iterator[Any]:
+        for index, data in enumerate(raw):
+            yield parse_message(parse, data, f"message {index} of the request stream")
+
+    return messages
+
+
+def _open(slots: StreamSlots, method: str, context: grpc.ServicerContext, holds_thread: bool) -> Callable[[], None]:
+    """Take a stream slot for this call (or raise LimitExceeded); returns what gives it back.
+
+    A stream holding a thread gives it back when its behaviour is left (a cancelled call's
+    thread can go on until the behaviour's next yield: the slot is held as long), one sending
+    through a callback when grpc says the call is over."""
+    slot = slots.acquire(method, context.peer(), holds_thread)
+
+    def release() -> None:
+        slots.release(slot)
+
+    if not holds_thread and not context.add_callback(release):
+        release()  # the call is over already
+    return release
+
+
+def _code_name(context: grpc.ServicerContext, unset: str) -> str:
+    code = status_code(context)
+    return unset if code is None else str(code.name)
+
+
 def _fail(context: grpc.ServicerContext, exc: Exception, method: str) -> str:
     """Give the RPC the status for ``exc`` unless it has one (``context.abort`` raises after
     setting it); returns the status code's name. Raises what ``abort`` raises."""
     code = status_code(context)
+    if is_undecodable(exc):  # one short line: the client's bug, or noise, not ours
+        log.warning("undecodable request", extra={"event": "undecodable_request", "method": method})
     if code is None:
         try:
             abort(context, exc, method)

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Final, Iterable, Iterator
+from typing import Any, Callable, Final, Iterable, Iterator, NoReturn
 
 import grpc
-from google.protobuf.message import DecodeError
 
-from ..errors import InvalidArgument, RelEngineError
+from ..errors import Cancelled, DeadlineExceeded, RelEngineError
 from ..model import Consistency, Relationship
 from ..results import CheckResponse, CheckResult
 from ..service import Engine
@@ -27,11 +26,13 @@ from ..wire._proto.relengine.v1 import (
     schema_pb2,
     schema_pb2_grpc,
 )
+from ..wire.decode import parse_message
 from ..wire.metadata import REVISION_METADATA
 from .status import status_of
 
 WATCH_POLL_SECONDS: Final = 0.1  # how often an idle Watch looks whether its client or the server left
 _NO_DEADLINE: Final = 1e8  # grpc reports "no deadline" as a huge time remaining
+_NEAR_DEADLINE: Final = 0.01  # seconds: a call that ended this close to its deadline timed out
 _BULK_CHECK: Final = "/{}/BulkCheck".format(permissions_pb2.DESCRIPTOR.services_by_name["PermissionsService"].full_name)
 
 
@@ -43,20 +44,57 @@ def deadline_of(context: grpc.ServicerContext) -> float | None:
     return time.monotonic() + remaining
 
 
+def cancelled_of(context: grpc.ServicerContext) -> Callable[[], bool]:
+    """Whether the client has gone (cancelled the call or disconnected) while its deadline, if
+    any, is still ahead: the Engine's long loops ask it every few hundred steps. A call past its
+    deadline is inactive too; that one is left to the Engine's clock, so it ends
+    DEADLINE_EXCEEDED, not CANCELLED."""
+    is_active, time_remaining = context.is_active, context.time_remaining
+
+    def cancelled() -> bool:
+        if is_active():
+            return False
+        remaining = time_remaining()
+        return remaining is None or remaining > _NEAR_DEADLINE
+
+    return cancelled
+
+
+def _stop_options(context: grpc.ServicerContext) -> dict[str, Any]:
+    """The call's deadline and cancellation, as the Engine's keyword arguments."""
+    return {"deadline": deadline_of(context), "cancelled": cancelled_of(context)}
+
+
+def _raise_gone(context: grpc.ServicerContext, exc: grpc.RpcError) -> NoReturn:
+    """Re-raise ``exc``, from grpc's side of a call, as Cancelled (or DeadlineExceeded) if the
+    client has gone. grpcio raises a bare RpcError (no code, no message) from
+    ``send_initial_metadata`` and from a request stream once the client has cancelled,
+    disconnected or run out of time; left alone it would end as INTERNAL, with an error logged."""
+    if context.is_active():
+        raise exc
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= _NEAR_DEADLINE:
+        raise DeadlineExceeded("the call ran past its deadline") from exc
+    raise Cancelled("the call was cancelled: the client has gone") from exc
+
+
 def _page_options(request: Any, context: grpc.ServicerContext) -> dict[str, Any]:
-    """What a lookup request says of its revision, caveat context, page and deadline, as the
-    Engine's keyword arguments."""
+    """What a lookup request says of its revision, caveat context, page, deadline and
+    cancellation, as the Engine's keyword arguments."""
     return {
         "consistency": c.consistency_from_proto(request),
         "context": c.optional_context(request),
         "limit": c.limit_from_proto(request.optional_limit),
         "cursor": request.optional_cursor or None,
-        "deadline": deadline_of(context),
+        **_stop_options(context),
     }
 
 
 def _send_revision(context: grpc.ServicerContext, token: str) -> None:
-    context.send_initial_metadata(((REVISION_METADATA, token),))
+    try:
+        context.send_initial_metadata(((REVISION_METADATA, token),))
+    except grpc.RpcError as exc:
+        _raise_gone(context, exc)
 
 
 class Replies:
@@ -114,10 +152,7 @@ class PermissionsServicer(permissions_pb2_grpc.PermissionsServiceServicer):
             if reply is not None:
                 self._count_hit()
                 return reply
-        try:
-            request = permissions_pb2.CheckRequest.FromString(data)
-        except DecodeError as exc:
-            raise InvalidArgument("the request is not a valid relengine.v1.CheckRequest message") from exc
+        request = parse_message(permissions_pb2.CheckRequest.FromString, data)
         response, cached = self._check(request, context)
         reply = self._reply(response)
         if cached:
@@ -186,7 +221,7 @@ class PermissionsServicer(permissions_pb2_grpc.PermissionsServiceServicer):
                 rest = self.engine.check_questions(
                     c.questions_from_items(items, misses),
                     consistency=Consistency.at_exact_snapshot(revision),
-                    deadline=deadline_of(context),
+                    **_stop_options(context),
                 )
                 for i, found in zip(misses, rest.results, strict=True):
                     results[i] = found
@@ -195,7 +230,7 @@ class PermissionsServicer(permissions_pb2_grpc.PermissionsServiceServicer):
                 c.questions_from_items(items),
                 consistency=c.consistency_from_proto(request),
                 context=c.optional_context(request),
-                deadline=deadline_of(context),
+                **_stop_options(context),
             )
             revision, results = response.revision, list(response.results)
         out = permissions_pb2.BulkCheckResponse(revision_token=revision.token())
@@ -218,7 +253,7 @@ class PermissionsServicer(permissions_pb2_grpc.PermissionsServiceServicer):
         resource = c.object_from_proto(request.resource)
         permission = c.check_relation(request.permission, "permission")
         tree, revision = self.engine.expand(
-            resource, permission, consistency=c.consistency_from_proto(request), deadline=deadline_of(context)
+            resource, permission, consistency=c.consistency_from_proto(request), **_stop_options(context)
         )
         return permissions_pb2.ExpandResponse(revision_token=revision.token(), tree=c.expand_to_proto(tree))
 
@@ -289,6 +324,7 @@ class RelationshipsServicer(relationships_pb2_grpc.RelationshipsServiceServicer)
             consistency=c.consistency_from_proto(request),
             limit=c.limit_from_proto(request.optional_limit),
             cursor=request.optional_cursor or None,
+            **_stop_options(context),
         )
         token = stream.revision.token()
         _send_revision(context, token)
@@ -302,6 +338,7 @@ class RelationshipsServicer(relationships_pb2_grpc.RelationshipsServiceServicer)
             c.filter_from_proto(request.filter),
             limit=c.limit_from_proto(request.optional_limit),
             preconditions=[c.precondition_from_proto(p, i) for i, p in enumerate(request.preconditions)],
+            deadline=deadline_of(context),
         )
         progress = relationships_pb2.DeleteResponse.PROGRESS_COMPLETE if result.complete else relationships_pb2.DeleteResponse.PROGRESS_PARTIAL
         return relationships_pb2.DeleteResponse(
@@ -328,12 +365,19 @@ class RelationshipsServicer(relationships_pb2_grpc.RelationshipsServiceServicer)
     ) -> relationships_pb2.ImportResponse:
         def relationships() -> Iterator[Relationship]:
             index = 0
-            for request in request_iterator:
+            requests = iter(request_iterator)
+            while True:
+                try:
+                    request = next(requests, None)
+                except grpc.RpcError as exc:
+                    _raise_gone(context, exc)
+                if request is None:
+                    return
                 for msg in request.relationships:
                     yield c.relationship_from_proto(msg, f"relationships[{index}]")
                     index += 1
 
-        count, revision = self.engine.import_relationships(relationships())
+        count, revision = self.engine.import_relationships(relationships(), **_stop_options(context))
         return relationships_pb2.ImportResponse(revision_token=revision.token(), num_loaded=count)
 
 

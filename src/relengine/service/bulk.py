@@ -6,8 +6,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..engine.cache import context_key
 from ..engine.check import LocalChecker
-from ..engine.dispatch import Result, to_check_result
-from ..errors import RelEngineError
+from ..engine.dispatch import Deadline, Result, to_check_result
+from ..errors import Cancelled, DeadlineExceeded, RelEngineError
 from ..model import SubjectRef
 from ..results import CheckResult
 
@@ -21,6 +21,7 @@ def answer(
     context: Mapping[str, Any] | None,
     revision: int,
     cached: Callable[[int, str, str, str, str, str, str | None], Result | None] | None,
+    clock: Deadline | None = None,
 ) -> list[CheckResult | RelEngineError]:
     """Each question's answer, or the RelEngineError it raised, in order.
 
@@ -29,13 +30,20 @@ def answer(
     Questions without a context of their own use ``context``'s and, given ``cached`` (the
     cache's ``CheckCache.answer``; the request has no context), are looked up in the cache
     first, as ``Engine.check`` does.
+
+    ``clock`` (the request's deadline and cancellation) is stepped once per question: past the
+    deadline, or once the caller has gone, the whole call raises DeadlineExceeded or Cancelled
+    (an answer to nobody is not worth finishing), rather than each item carrying the error.
     """
     checkers: dict[str | None, LocalChecker] = {}
     results: list[CheckResult | RelEngineError] = []
     append = results.append
     of = to_check_result
     default = checkers[context_key(context)] = checker_for(context)
+    step = clock.step if clock is not None and clock.watching else None
     for rtype, rid, permission, subject, item_context in questions:
+        if step is not None:
+            step()
         try:
             if item_context is None:
                 if cached is not None:
@@ -50,6 +58,8 @@ def answer(
                 if checker is None:
                     checker = checkers[key] = checker_for(item_context)
             append(of(checker.check(rtype, rid, permission, subject)))
+        except (DeadlineExceeded, Cancelled):
+            raise  # the request's, not the item's
         except RelEngineError as exc:
             append(exc)
     return results

@@ -8,7 +8,7 @@ housekeeping to ``housekeeping``. The gRPC server calls exactly this API. No gRP
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from ..config import EngineConfig
 from ..engine import lookup
@@ -47,11 +47,20 @@ from .schemas import Schemas, check_update
 __all__ = ["Engine", "Question"]
 
 
+Cancel = Callable[[], bool]
+"""Whether the caller has gone (the server asks the gRPC call); see ``engine.dispatch.Deadline``."""
+
+
 class Engine:
     """Answers permission questions and writes relationships, at named revisions.
 
     Thread-safe: each call takes its own snapshot of the store; nothing holds a read
     transaction across calls. Every answer carries the revision it was computed at.
+
+    Deadlines and cancellation: ``deadline`` is a ``time.monotonic()`` instant past which a call
+    raises DeadlineExceeded; ``cancelled``, where a call takes it, is asked (with the clock,
+    every few hundred steps of its loops) whether the caller has gone, and the call then raises
+    Cancelled. Lookups, expand, read, import and bulk check take both.
     """
 
     def __init__(self, store: TupleStore, config: EngineConfig | None = None) -> None:
@@ -143,10 +152,15 @@ class Engine:
 
         Only relations that allow ``with expiration`` can hold them, so only those are read.
         Expired relationships already behave as absent; this reclaims their space and keeps
-        reads short. Each batch is one write (one revision).
+        reads short. Each batch is one write (one revision). A store without a schema holds
+        none (the server's housekeeping runs before one is written).
         """
         moment = now or _dt.datetime.now(_dt.timezone.utc)
-        removed, wrote = housekeeping.delete_expired(self.store, self._schemas.head(self.store), moment, batch)
+        try:
+            schema = self._schemas.head(self.store)
+        except SchemaNotFound:
+            return 0
+        removed, wrote = housekeeping.delete_expired(self.store, schema, moment, batch)
         if wrote:
             self._revisions.forget()
         return removed
@@ -158,14 +172,24 @@ class Engine:
         housekeeping.collect_garbage(self.store)
         return removed
 
-    def import_relationships(self, relationships: Iterable[Relationship], *, batch_size: int = 50_000) -> tuple[int, Revision]:
+    def import_relationships(
+        self, relationships: Iterable[Relationship], *, batch_size: int = 50_000, deadline: float | None = None,
+        cancelled: Cancel | None = None,
+    ) -> tuple[int, Revision]:
         """TOUCH many relationships in large transactions, past the per-write limit; each is
         validated against the head schema first. Returns (count, last revision). Restartable:
-        importing the same relationships again changes nothing."""
+        importing the same relationships again changes nothing.
+
+        Each batch is its own transaction. Past ``deadline``, or once ``cancelled()``, the
+        import raises DeadlineExceeded or Cancelled: the batches committed before stay, the one
+        being gathered is dropped, and nothing is committed after.
+        """
         schema = self._schemas.head(self.store)
-        imported = housekeeping.import_relationships(self.store, schema, relationships, batch_size)
-        self._revisions.forget()
-        return imported
+        clock = Deadline(deadline, "import", cancelled)
+        try:
+            return housekeeping.import_relationships(self.store, schema, relationships, batch_size, clock)
+        finally:
+            self._revisions.forget()
 
     def import_file(self, source: Any, fmt: str | None = None, **options: Any) -> Any:
         """Import a file (text lines, CSV or YAML; see ``storage.importer``), validating every
@@ -176,26 +200,31 @@ class Engine:
 
     def delete(
         self, filter: RelationshipFilter, *, limit: int | None = None,
-        preconditions: Sequence[Precondition] = (),
+        preconditions: Sequence[Precondition] = (), deadline: float | None = None,
     ) -> DeleteResult:
-        """Delete every live relationship matching ``filter`` (at most ``limit``), atomically."""
+        """Delete every live relationship matching ``filter`` (at most ``limit``), atomically.
+
+        ``deadline`` is for the store's scan, which does not take one yet (the TODO below).
+        """
         ctx = self.store.transaction()
         with ctx as tx:
             check_preconditions(tx, preconditions)
+            # TODO(deadline): once Transaction.delete_matching takes ``deadline``, pass it here.
             count, complete = tx.delete_matching(filter, limit)
         return DeleteResult(self._revisions.committed(ctx.revision), count, complete)
 
     def read(
         self, filter: RelationshipFilter, *, consistency: Consistency | None = None, limit: int | None = None,
-        cursor: str | None = None, deadline: float | None = None,
+        cursor: str | None = None, deadline: float | None = None, cancelled: Cancel | None = None,
     ) -> Stream[ReadResult]:
         """Live relationships matching ``filter``, in key order, with a cursor per result.
 
         A cursor pins the revision it was issued at, so pages are consistent with each other.
+        The stream raises DeadlineExceeded past ``deadline`` and Cancelled once ``cancelled()``.
         """
         after, reader = pages.resume_read(cursor, consistency, self._snapshot, self.store)
         revision = reader.revision
-        clock = Deadline(deadline, "request")
+        clock = Deadline(deadline, "read", cancelled)
 
         def items() -> Iterator[ReadResult]:
             try:
@@ -318,26 +347,29 @@ class Engine:
 
     def bulk_check(
         self, items: Sequence[CheckRequest], *, consistency: Consistency | None = None,
-        context: Mapping[str, Any] | None = None, deadline: float | None = None,
+        context: Mapping[str, Any] | None = None, deadline: float | None = None, cancelled: Cancel | None = None,
     ) -> BulkCheckResponse:
-        """Many checks at one revision; each item gets its result or its own error."""
+        """Many checks at one revision; each item gets its result or its own error. Past
+        ``deadline``, or once ``cancelled()``, the whole call raises DeadlineExceeded or Cancelled."""
         return self.check_questions(
             [(i.resource.type, i.resource.id, i.permission, i.subject, i.context) for i in items],
-            consistency=consistency, context=context, deadline=deadline,
+            consistency=consistency, context=context, deadline=deadline, cancelled=cancelled,
         )
 
     def check_questions(
         self, questions: Sequence[Question], *, consistency: Consistency | None = None,
-        context: Mapping[str, Any] | None = None, deadline: float | None = None,
+        context: Mapping[str, Any] | None = None, deadline: float | None = None, cancelled: Cancel | None = None,
     ) -> BulkCheckResponse:
         """``bulk_check`` of (resource type, resource id, permission, subject, caveat context or
         None) tuples: what the server hands over, without building a CheckRequest per item."""
         self._check_batch(len(questions))
         reader = self._snapshot(consistency)
         cached = self.cache.answer if self._caching is not None and not context else None
+        clock = Deadline(deadline, "bulk check", cancelled)
         try:
             results = bulk.answer(
-                questions, lambda ctx: self._checker(reader, deadline, ctx), context, reader.revision.value, cached
+                questions, lambda ctx: self._checker(reader, deadline, ctx), context, reader.revision.value, cached,
+                clock,
             )
         finally:
             reader.close()
@@ -347,6 +379,7 @@ class Engine:
         self, resource_type: str, permission: str, subject: SubjectRef, *,
         consistency: Consistency | None = None, context: Mapping[str, Any] | None = None,
         limit: int | None = None, cursor: str | None = None, deadline: float | None = None,
+        cancelled: Cancel | None = None,
     ) -> Stream[ResourceResult]:
         """Every ``resource_type`` object on which ``subject`` has ``permission``, by id.
 
@@ -357,7 +390,7 @@ class Engine:
         try:
             limit = pages.check_limit(limit, self.config.max_lookup_limit)
             checker = self._checker(reader, deadline, context)
-            found = lookup.lookup_resources(checker, resource_type, permission, subject)
+            found = lookup.lookup_resources(checker, resource_type, permission, subject, cancelled)
         finally:
             reader.close()
         return Stream(reader.revision, pages.resources(found, after, limit, reader.revision))
@@ -366,6 +399,7 @@ class Engine:
         self, resource: ObjectRef, permission: str, subject_type: str, *, subject_relation: str | None = None,
         consistency: Consistency | None = None, context: Mapping[str, Any] | None = None,
         limit: int | None = None, cursor: str | None = None, deadline: float | None = None,
+        cancelled: Cancel | None = None,
     ) -> Stream[SubjectResult]:
         """Every subject of ``subject_type`` (``#subject_relation``) with ``permission`` on ``resource``.
 
@@ -376,7 +410,9 @@ class Engine:
         try:
             limit = pages.check_limit(limit, self.config.max_lookup_limit)
             checker = self._checker(reader, deadline, context)
-            found = lookup.lookup_subjects(checker, resource.type, resource.id, permission, subject_type, subject_relation)
+            found = lookup.lookup_subjects(
+                checker, resource.type, resource.id, permission, subject_type, subject_relation, cancelled
+            )
         finally:
             reader.close()
         entries = pages.subjects(found, subject_type, subject_relation, after, limit, reader.revision)
@@ -384,18 +420,22 @@ class Engine:
 
     def expand(
         self, resource: ObjectRef, permission: str, *, consistency: Consistency | None = None,
-        at: Revision | None = None, deadline: float | None = None,
+        at: Revision | None = None, deadline: float | None = None, cancelled: Cancel | None = None,
     ) -> tuple[ExpandNode, Revision]:
         """The userset tree of ``permission`` (or a relation) on ``resource``, and its revision.
 
-        The walk keeps the depth budget (MaxDepthExceeded) and ``deadline`` (DeadlineExceeded).
+        The walk keeps the depth budget (MaxDepthExceeded) and ``deadline`` (DeadlineExceeded),
+        and stops once ``cancelled()`` (Cancelled).
         """
         if at is not None:
             consistency = Consistency.at_exact_snapshot(at)
         reader = self._snapshot(consistency)
         try:
             schema = self._schema_at(reader)
-            tree = expand(schema, reader, resource, permission, max_depth=self.config.max_depth, deadline=deadline)
+            tree = expand(
+                schema, reader, resource, permission, max_depth=self.config.max_depth, deadline=deadline,
+                cancelled=cancelled,
+            )
         finally:
             reader.close()
         return tree, reader.revision

@@ -6,12 +6,13 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any, Iterable
 
+from ..engine.dispatch import Deadline
 from ..errors import InvalidArgument
 from ..model import Relationship, RelationshipFilter, Revision
 from ..results import Operation, RelationshipUpdate
 from ..schema.types import CompiledSchema, Relation
-from ..schema.typesystem import check_relationship
 from ..storage.base import BulkLoader, TupleStore
+from .schemas import check_update
 
 
 def delete_expired(store: TupleStore, schema: CompiledSchema, now: _dt.datetime, batch: int) -> tuple[int, bool]:
@@ -58,26 +59,37 @@ def collect_garbage(store: TupleStore) -> None:
 
 
 def import_relationships(
-    store: TupleStore, schema: CompiledSchema, relationships: Iterable[Relationship], batch_size: int
+    store: TupleStore, schema: CompiledSchema, relationships: Iterable[Relationship], batch_size: int,
+    clock: Deadline | None = None,
 ) -> tuple[int, Revision]:
     """TOUCH ``relationships`` in transactions of ``batch_size``, each validated against
     ``schema`` first; returns (count, last revision). InvalidArgument if the store has no bulk
-    path; the schema's errors for an invalid relationship (earlier batches stay written)."""
+    path; the schema's errors for an invalid relationship (earlier batches stay written).
+
+    ``clock`` (the request's deadline and cancellation) is stepped per relationship and looked
+    at once more right before each batch commits: DeadlineExceeded or Cancelled then ends the
+    import. The batches committed before stay (each is its own transaction; importing again
+    changes nothing), the batch being gathered is dropped, and nothing is committed after.
+    """
     if not hasattr(store, "bulk_touch"):
         raise InvalidArgument("this store has no bulk import path")
     loader: BulkLoader = store  # type: ignore[assignment]
     count = 0
     revision = store.head_revision()
     batch: list[tuple[Any, ...]] = []
+    clock = clock or Deadline(None, "import")
     for rel in relationships:
-        check_relationship(schema, rel)
+        clock.step()
+        check_update(schema, rel)
         s = rel.subject
         batch.append((rel.resource.type, rel.resource.id, rel.relation, s.type, s.id, s.relation or "", rel.caveat, rel.expiration))
         if len(batch) >= batch_size:
+            clock.look()
             revision, _ = loader.bulk_touch(batch)
             count += len(batch)
             batch = []
     if batch:
+        clock.look()
         revision, _ = loader.bulk_touch(batch)
         count += len(batch)
     return count, revision
@@ -85,10 +97,11 @@ def import_relationships(
 
 def import_file(store: TupleStore, schema: CompiledSchema, source: Any, fmt: str | None, **options: Any) -> Any:
     """Import a file (text lines, CSV or YAML; see ``storage.importer``), validating every
-    relationship against ``schema``. Returns the importer's ImportResult."""
+    relationship against ``schema`` (caveat contexts included, as a write does). Returns the
+    importer's ImportResult."""
     from ..storage.importer import import_relationships as load
 
     def validate(rel: Relationship) -> None:
-        check_relationship(schema, rel)
+        check_update(schema, rel)
 
     return load(store, source, fmt, validate=validate, **options)  # type: ignore[arg-type]

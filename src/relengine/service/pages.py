@@ -1,7 +1,12 @@
 """Pages of lookups and reads: where a cursor resumes, the page size, and each result's cursor.
 
 A cursor pins the revision its page was computed at, so the pages of one listing are
-consistent with each other; it carries the id the page stopped after.
+consistent with each other; it carries the id (for reads, the relationship) the page stopped
+after. A cursor that is not one a page gave out, or that a read gave to a lookup or the other
+way round, is InvalidArgument; one whose revision the store no longer keeps (older than the
+garbage-collection window) or does not have (newer than its head: from another store) is
+RevisionUnavailable, as for a revision token. A cursor from another store whose revision this
+store has cannot be told from its own.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from ..engine.dispatch import NO, Result, to_check_result
 from ..engine.lookup import FoundSubjects
 from ..errors import InvalidArgument
 from ..model import Consistency, Relationship, Revision, SubjectRef, parse_relationship
-from ..results import ResourceResult, SubjectResult, decode_cursor, encode_cursor
+from ..results import ResourceResult, SubjectResult, decode_cursor, encode_cursor, malformed_cursor
 from ..storage.base import Reader, TupleStore
 
 T = TypeVar("T")
@@ -26,10 +31,8 @@ def resume(
     the cursor's, else the one ``consistency`` picks. InvalidArgument for a malformed cursor."""
     if cursor is None:
         return None, snapshot(consistency)
-    revision, parts = decode_cursor(cursor)
-    if not parts or not isinstance(parts[0], str):
-        raise InvalidArgument(f"malformed cursor {cursor!r}")
-    return parts[0], store.snapshot(revision)
+    revision, (after,) = decode_cursor(cursor, str)
+    return after, store.snapshot(revision)
 
 
 def resume_read(
@@ -40,8 +43,12 @@ def resume_read(
     after; without a cursor the read is fully consistent unless ``consistency`` says otherwise."""
     if cursor is None:
         return None, snapshot(consistency or Consistency.fully_consistent())
-    revision, parts = decode_cursor(cursor)
-    return parse_relationship(str(parts[0])), store.snapshot(revision)
+    revision, (text,) = decode_cursor(cursor, str)
+    try:
+        after = parse_relationship(text)
+    except InvalidArgument:
+        raise malformed_cursor(cursor) from None
+    return after, store.snapshot(revision)
 
 
 def check_limit(limit: int | None, maximum: int) -> int | None:

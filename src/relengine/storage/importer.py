@@ -3,7 +3,7 @@
 Formats
     text  One relationship per line in the text form (``model.parse_relationship``), e.g.
           ``doc:1#viewer@user:ann`` or ``doc:1#viewer@user:bob[only_weekdays][expiration:...]``.
-          Blank lines and lines starting with ``//`` are skipped.
+          Blank lines and comment lines, starting with ``//`` or ``#``, are skipped.
     csv   Columns ``resource_type,resource_id,relation,subject_type,subject_id`` and optionally
           ``subject_relation`` (empty or ``...`` for the object itself), ``caveat_name``,
           ``caveat_context`` (a JSON object) and ``expiration`` (RFC 3339). A first row whose first
@@ -26,7 +26,8 @@ Validation: ``validate`` (a schema check raising InvalidRelationship, UnknownDef
 UnknownRelation: any InvalidArgument or FailedPrecondition rejects the line) is called once per
 distinct *shape* (resource type, relation, subject type, subject relation, wildcard or not,
 caveat name, with or without expiration) with the first relationship of that shape; its verdict
-applies to every relationship of the shape. Bad lines are reported with their line numbers:
+applies to every relationship of the shape; a relationship with a caveat context is also
+validated on its own (the context's values are not part of the shape). Bad lines are reported with their line numbers:
 ``on_error="abort"`` raises InvalidRelationship at the first batch holding one (earlier batches
 stay written), ``"skip"`` leaves them out and lists them in the result.
 
@@ -64,7 +65,8 @@ _PLAIN_FORM = (
 # Names are matched loosely here and checked exactly once per shape (see _Checker).
 _PLAIN_LINES = re.compile(rf"^{_PLAIN_FORM}$", re.MULTILINE)
 _PLAIN_LINE = re.compile(_PLAIN_FORM)
-_CONTENT_LINES = re.compile(r"^[ \t\r]*(?!//)\S", re.MULTILINE)
+_CONTENT_LINES = re.compile(r"^[ \t\r]*(?!//|#)\S", re.MULTILINE)
+_COMMENT: Final = ("//", "#")
 _CSV_FORBIDDEN = re.compile(r"[:#@\[\]\s]")
 _SHAPE = operator.itemgetter(0, 2, 3, 5)
 _HEADER: Final = "resource_type"
@@ -238,7 +240,7 @@ class _Checker:
         verdicts = self._verdicts
         for index, line in enumerate(chunk.block.split("\n")[: chunk.count]):
             text = line.strip()
-            if not text or text.startswith("//"):
+            if not text or text.startswith(_COMMENT):
                 continue
             match = _PLAIN_LINE.fullmatch(text)
             row: BulkRow
@@ -256,6 +258,12 @@ class _Checker:
                 shape = _shape(rel)
                 if shape not in verdicts:
                     verdicts[shape] = self._check(rel)
+                elif rel.caveat is not None and rel.caveat.context and verdicts[shape] is None:
+                    # A context is checked on every line: its values, not its shape, can be wrong.
+                    context_error = self._check(rel)
+                    if context_error is not None:
+                        errors.append(LineError(chunk.number(index), text, context_error))
+                        continue
                 s = rel.subject
                 row = (
                     rel.resource.type, rel.resource.id, rel.relation, s.type, s.id,

@@ -11,11 +11,10 @@ import datetime as _dt
 import re
 from typing import Any, Final, Iterable, Mapping, Sequence
 
-from google.protobuf import json_format
-from google.protobuf.struct_pb2 import Struct
+from google.protobuf.struct_pb2 import Struct, Value
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from ..errors import InvalidArgument, InvalidRelationship
+from ..errors import InvalidArgument, InvalidRelationship, quote
 from ..model import (
     MAX_ID_LENGTH,
     WILDCARD,
@@ -55,19 +54,27 @@ layer knows nothing of the service."""
 
 
 def struct_to_dict(value: Struct) -> dict[str, Any]:
-    """A Struct as a dict; Struct numbers are doubles, so integral ones become ints again (as
-    JSON, which does not tell 2 from 2.0, would have them)."""
-    return {k: _ints(v) for k, v in json_format.MessageToDict(value).items()}
+    """A Struct as a dict of plain values. Struct numbers are doubles: integral ones become ints
+    again (as JSON, which does not tell 2 from 2.0, would have them); NaN and the infinities
+    stay floats, for the caveat parameter that gets them to refuse by name (InvalidArgument).
+    Not ``json_format.MessageToDict``: it raises a ValueError naming no field for those."""
+    return {key: _plain(item) for key, item in value.fields.items()}
 
 
-def _ints(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _ints(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_ints(v) for v in value]
-    return value
+def _plain(value: Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        number = value.number_value
+        return int(number) if number.is_integer() and abs(number) <= 2**53 else number
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return struct_to_dict(value.struct_value)
+    if kind == "list_value":
+        return [_plain(item) for item in value.list_value.values]
+    return None  # null_value, or no value at all (as json_format reads it)
 
 
 def dict_to_struct(value: Mapping[str, Any] | None) -> Struct | None:
@@ -99,7 +106,7 @@ def check_type(value: str, what: str) -> str:
         return value
     return _remember(
         value, _VALID_TYPES, is_valid_type_name(value),
-        f"{what}: invalid object type {value!r} (lowercase letters, digits and '_', 3 to 64 "
+        f"{what}: invalid object type {quote(value)} (lowercase letters, digits and '_', 3 to 64 "
         "characters, starting with a letter, optionally prefixed with 'prefix/')",
     )
 
@@ -109,7 +116,7 @@ def check_relation(value: str, what: str) -> str:
         return value
     return _remember(
         value, _VALID_RELATIONS, is_valid_relation_name(value),
-        f"{what}: invalid relation or permission {value!r} (lowercase letters, digits and '_', "
+        f"{what}: invalid relation or permission {quote(value)} (lowercase letters, digits and '_', "
         "3 to 64 characters, starting with a letter)",
     )
 
@@ -129,7 +136,7 @@ def _id(value: str, what: str, *, wildcard: bool) -> str:
         return value
     if not is_valid_object_id(value):
         raise InvalidArgument(
-            f"{what}: invalid object id {value!r} (1 to 1024 letters, digits and / _ | - = +"
+            f"{what}: invalid object id {quote(value)} (1 to 1024 letters, digits and / _ | - = +"
             f"{'; or * for a wildcard subject' if wildcard else ''})"
         )
     return value
@@ -211,7 +218,7 @@ def relationship_from_proto(msg: core_pb2.Relationship, what: str = "relationshi
     if msg.HasField("optional_caveat"):
         name = msg.optional_caveat.caveat_name
         if not is_valid_type_name(name):
-            raise InvalidRelationship(f"{what}.optional_caveat: invalid caveat name {name!r}")
+            raise InvalidRelationship(f"{what}.optional_caveat: invalid caveat name {quote(name)}")
         context = optional_context(msg.optional_caveat)
         caveat = CaveatRef(name, context or None)
     expiration = timestamp_to_datetime(msg.optional_expires_at) if msg.HasField("optional_expires_at") else None
@@ -311,9 +318,13 @@ def precondition_from_proto(msg: core_pb2.Precondition, index: int = 0) -> Preco
 
 
 def revision_from_token(token: str, what: str = "revision") -> Revision:
+    """``Revision.from_token``, its InvalidArgument naming the field ``what``."""
     if not token:
         raise InvalidArgument(f"{what}: an empty revision token")
-    return Revision.from_token(token)
+    try:
+        return Revision.from_token(token)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{what}: {exc.message}", **exc.details) from None
 
 
 def consistency_to_proto(c: Consistency | None) -> core_pb2.Consistency | None:

@@ -6,6 +6,11 @@ A RelEngineError becomes the status of its ``code`` with its message, and a
 packed into ``google.rpc.Status`` (``grpc-status-details-bin``), so that clients rebuild the
 same exception class. INTERNAL answers carry only an incident id (``internal_status``): what
 went wrong is for the server's log, not the client. Nothing here serves or calls.
+
+A status fits in gRPC's metadata whatever the error repeats of its input (``error_status``):
+the message is cut to ``MAX_MESSAGE_BYTES``, and what ErrorInfo holds to ``MAX_STATUS_BYTES``
+(schema errors keep their first issues), so a client always gets the status the error
+stands for.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 from types import MappingProxyType
-from typing import Any, Final, Mapping
+from typing import Any, Final, Iterator, Mapping
 
 import grpc
 from google.protobuf import any_pb2
@@ -21,7 +26,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2  # type: ignore[i
 from grpc_status import rpc_status
 
 from .. import errors
-from ..errors import Code, RelEngineError, RemoteError, SchemaError, SchemaIssue
+from ..errors import QUOTE_LIMIT, Code, RelEngineError, RemoteError, SchemaError, SchemaIssue, shorten
 
 ERROR_DOMAIN: Final = "relengine"
 
@@ -34,6 +39,7 @@ GRPC_STATUS: Final[Mapping[Code, grpc.StatusCode]] = MappingProxyType(
         Code.OUT_OF_RANGE: grpc.StatusCode.OUT_OF_RANGE,
         Code.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
         Code.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
+        Code.CANCELLED: grpc.StatusCode.CANCELLED,
         Code.UNIMPLEMENTED: grpc.StatusCode.UNIMPLEMENTED,
         Code.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
         Code.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
@@ -45,6 +51,17 @@ GRPC_STATUS: Final[Mapping[Code, grpc.StatusCode]] = MappingProxyType(
 CODE_OF: Final[Mapping[grpc.StatusCode, Code]] = MappingProxyType({v: k for k, v in GRPC_STATUS.items()})
 
 _INT: Final = re.compile(r"-?\d{1,18}")
+
+# A gRPC client refuses trailing metadata past its ``grpc.max_metadata_size`` (8 KiB by default;
+# up to a hard limit of 16 KiB it refuses at random) with RESOURCE_EXHAUSTED in place of the
+# status the server sent (grpcio's behaviour, not ours to change). A status travels in the
+# trailers twice: the message in ``grpc-message``, percent-encoded (up to 3 bytes per byte
+# outside printable ASCII), and the whole Status in ``grpc-status-details-bin``, base64 (4/3).
+# These bounds keep both under 7.2 KiB together.
+MAX_MESSAGE_BYTES: Final = 1024
+"""The most UTF-8 bytes of a status message; a longer one is cut (``... (N characters)``)."""
+MAX_STATUS_BYTES: Final = 3072
+"""The most bytes of a serialized google.rpc.Status with its ErrorInfo."""
 
 # -- errors -> statuses (the server) -------------------------------------------------------------
 
@@ -79,11 +96,39 @@ def _status(code: int, message: str, info: error_details_pb2.ErrorInfo) -> statu
 
 
 def error_status(exc: RelEngineError) -> status_pb2.Status:
-    """The google.rpc.Status for ``exc``: its code, message and ErrorInfo. Only for errors whose
-    code is not INTERNAL: an INTERNAL one's text may name what the client must not see (a
-    file path), so it gets ``internal_status`` instead."""
-    info = error_details_pb2.ErrorInfo(reason=type(exc).__name__, domain=ERROR_DOMAIN, metadata=encode_fields(exc))
-    return _status(grpc_code_number(GRPC_STATUS[exc.code]), str(exc), info)
+    """The google.rpc.Status for ``exc``: its code, message and ErrorInfo, within the bounds
+    above (the fields shortened, then a schema error's issues cut to the first that fit, as a
+    last resort no fields at all). Only for errors whose code is not INTERNAL: an INTERNAL
+    one's text may name what the client must not see (a file path), so it gets
+    ``internal_status`` instead."""
+    code, message = grpc_code_number(GRPC_STATUS[exc.code]), _fit_message(str(exc))
+    for metadata in _smaller_fields(encode_fields(exc)):
+        info = error_details_pb2.ErrorInfo(reason=type(exc).__name__, domain=ERROR_DOMAIN, metadata=metadata)
+        status = _status(code, message, info)
+        if status.ByteSize() <= MAX_STATUS_BYTES:
+            break
+    return status
+
+
+def _fit_message(message: str) -> str:
+    if len(message.encode()) <= MAX_MESSAGE_BYTES:
+        return message
+    head = message.encode()[: MAX_MESSAGE_BYTES - 32].decode(errors="ignore")
+    return f"{head}... ({len(message)} characters)"
+
+
+def _smaller_fields(metadata: dict[str, str]) -> Iterator[dict[str, str]]:
+    """``metadata`` as it is, then smaller and smaller versions of it, the last one empty."""
+    yield metadata
+    short = {key: shorten(value) for key, value in metadata.items() if key != "issues"}
+    issues: list[dict[str, Any]] = json.loads(metadata.get("issues", "[]"))
+    for count in range(len(issues), 0, -1):
+        yield {**short, "issues": json.dumps(issues[:count])}
+    for issue in issues[:1]:
+        clipped = {key: shorten(value, 4 * QUOTE_LIMIT) if isinstance(value, str) else value for key, value in issue.items()}
+        yield {**short, "issues": json.dumps([clipped])}
+    yield short
+    yield {}
 
 
 def internal_status(incident: str) -> status_pb2.Status:
