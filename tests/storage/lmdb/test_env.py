@@ -68,6 +68,7 @@ def test_a_full_store_refuses_what_adds_data_says_what_to_do_and_keeps_reading(t
         assert touch(bigger, f"doc:d{failed}_0#viewer@user:x") == Revision(head.value + 1)
 
 
+@pytest.mark.slow
 def test_deletes_work_on_a_full_store_and_writes_resume_once_collected(
     tmp_path: Path, clock: Any
 ) -> None:
