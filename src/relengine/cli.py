@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -71,6 +72,41 @@ def exit_code_of(exc: RelEngineError) -> int:
     return _EXIT_BY_CODE.get(exc.code, EXIT_INTERNAL)
 
 log = logging.getLogger("relengine.cli")
+
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*")
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
+    "g": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40,
+    "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+}
+MIN_STORE_SIZE = 1 << 20
+
+
+def parse_size(text: str) -> int:
+    """A byte count written ``64GiB``, ``512MiB``, ``100GB`` or ``1073741824`` (K, M, G, T
+    alone are binary, like KiB...), for ``--max-store-size``; at least 1 MiB."""
+    match = _SIZE.fullmatch(text.lower())
+    if match is None or match.group(2) not in _SIZE_UNITS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size: write bytes, or a number and a unit (KiB, MiB, GiB, TiB, "
+            "or KB, MB, GB, TB), e.g. 64GiB"
+        )
+    size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+    if size < MIN_STORE_SIZE:
+        raise argparse.ArgumentTypeError(f"{text!r} is too small: the store needs at least 1MiB")
+    return size
+
+
+def _store_size_option(p: argparse.ArgumentParser) -> None:
+    from .config import DEFAULT_MAX_STORE_SIZE
+
+    p.add_argument(
+        "--max-store-size", type=parse_size, default=DEFAULT_MAX_STORE_SIZE, metavar="SIZE",
+        help="let the store grow up to SIZE, e.g. 64GiB (the default: room for about 100M "
+             "relationships); past it, writes that add data are refused and deletes still work",
+    )
 
 
 def _read(path: str) -> str:
@@ -161,7 +197,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from .service import Engine
 
-    engine = Engine.open(args.data_dir)
+    engine = Engine.open(args.data_dir, max_map_size=args.max_store_size)
     try:
         if args.schema:
             engine.write_schema(_read(args.schema), args.schema)
@@ -233,7 +269,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     logfmt.configure(args.log_level or "INFO", **({"worker": args.worker_index} if args.worker_index is not None else {}))
     if schema_text is not None:
-        apply_schema(args.data_dir, schema_text, args.schema)
+        apply_schema(args.data_dir, schema_text, args.schema, max_store_size=args.max_store_size)
     key = args.preshared_key or os.environ.get(KEY_ENV) or None
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if workers < 1:
@@ -244,6 +280,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_message_bytes=args.max_message_bytes, grace_seconds=args.grace, gc_interval=args.gc_interval,
         reuse_port=workers > 1 or args.worker_index is not None,
         max_streams_per_method=args.max_streams_per_method, max_streams_per_connection=args.max_streams_per_connection,
+        max_store_size=args.max_store_size,
     )
     return serve(args.data_dir, config, worker_index=args.worker_index, ready_fd=args.ready_fd)
 
@@ -527,6 +564,7 @@ def _add_server_commands(sub: Any, ssub: Any) -> None:
     p.add_argument("--grace", type=float, default=10.0, metavar="SECONDS", help="drain time on SIGTERM (default 10)")
     p.add_argument("--gc-interval", type=float, default=600.0, metavar="SECONDS",
                    help="delete expired relationships and old versions this often (default 600; 0: never)")
+    _store_size_option(p)
     p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_serve)
@@ -624,9 +662,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import", help="bulk-load relationships (text lines, CSV or YAML) into a data directory")
     p.add_argument("file", metavar="FILE", help="relationships file (format from the suffix: .csv, .yaml, else text)")
     p.add_argument("--data-dir", required=True, metavar="DIR", help="the LMDB data directory (created if missing)")
+    _store_size_option(p)
     p.add_argument("--schema", metavar="FILE", help="write this schema first")
     p.add_argument("--format", choices=("text", "csv", "yaml"), help="override the format guessed from the suffix")
-    p.add_argument("--batch-size", type=int, default=50_000, help="relationships per transaction (default 50000)")
+    p.add_argument("--batch-size", type=int, default=10_000, help="relationships per transaction (default 10000; memory grows with it)")
     p.add_argument("--skip-errors", action="store_true", help="leave bad lines out (listed) instead of stopping")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_import)

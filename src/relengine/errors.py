@@ -209,7 +209,8 @@ class MaxDepthExceeded(LimitExceeded):
 
 
 class StoreFull(LimitExceeded):
-    """The LMDB map is full; raise ``map_size`` (or enable map growth) and retry."""
+    """The store reached its size limit, or its disk is full: the message says which and what
+    to do (raise the limit or delete; free disk space)."""
 
 
 class BatchTooLarge(LimitExceeded):

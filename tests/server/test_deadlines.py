@@ -12,10 +12,12 @@ from typing import Any, Callable, Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from relengine import errors
+from relengine import Engine, errors
 from relengine.client import NO_RETRY, Client
+from relengine.model import RelationshipFilter
 from relengine.server.app import ServerConfig
 from relengine.server.metrics import ServerMetrics
+from relengine.storage.memory import MemoryStore
 
 from ..engine import graphs
 from .harness import Running
@@ -67,3 +69,32 @@ def test_the_server_stops_at_the_clients_deadline(server: Running, method: str, 
         "relengine_rpc_requests_total", {"service": SERVICE, "method": method, "code": "DEADLINE_EXCEEDED"}
     )
     assert ended == 1
+
+
+MEMBERS = 50_000  # a Delete of them all takes tenths of a second, many times the deadline
+
+
+@pytest.mark.slow
+def test_a_delete_past_the_clients_deadline_ends_there_and_deletes_nothing() -> None:
+    store = MemoryStore()
+    engine = Engine(store)
+    engine.write_schema("definition user {}\n\ndefinition group {\n    relation member: user\n}\n")
+    store.bulk_touch([("group", f"g{i}", "member", "user", f"u{i}", "") for i in range(MEMBERS)])
+    head = engine.head_revision()
+    running = Running(engine, ServerConfig(listen="127.0.0.1:0", threads=1), ServerMetrics(CollectorRegistry()))
+    try:
+        with running.client(retry=NO_RETRY) as client:
+            with pytest.raises(errors.DeadlineExceeded):
+                client.delete(RelationshipFilter("group"), timeout=DEADLINE)
+            client.read_schema(timeout=1.0)  # the one RPC thread is free again: the Delete ended
+        assert running.metrics is not None and running.metrics.registry is not None
+        ended = running.metrics.registry.get_sample_value(
+            "relengine_rpc_requests_total",
+            {"service": "relengine.v1.RelationshipsService", "method": "Delete", "code": "DEADLINE_EXCEEDED"},
+        )
+        assert ended == 1
+        assert engine.head_revision() == head
+        assert store.statistics().relationships == MEMBERS
+    finally:
+        running.stop()
+        engine.close()

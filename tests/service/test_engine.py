@@ -291,6 +291,17 @@ def test_read_and_import_stop_at_the_deadline_or_once_the_caller_has_gone(engine
     assert engine.import_relationships(more, cancelled=lambda: False)[0] == 10
 
 
+def test_a_delete_past_its_deadline_deletes_nothing(engine: Engine) -> None:
+    engine.import_relationships(parse_relationship(f"doc:d{i}#viewer@user:u{i}") for i in range(600))
+    head = engine.head_revision()
+    everything = RelationshipFilter("doc")
+    with pytest.raises(DeadlineExceeded, match="the delete ran past its deadline; nothing was deleted"):
+        engine.delete(everything, deadline=time.monotonic() - 1)
+    assert engine.head_revision() == head
+    assert len(list(engine.read(everything))) == 600
+    assert engine.delete(everything, limit=500, deadline=time.monotonic() + 60).deleted == 500
+
+
 def test_watch_sees_writes_in_order(engine: Engine) -> None:
     start = engine.head_revision()
     engine.write(rels("doc:a#viewer@user:ann"))

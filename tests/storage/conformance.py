@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from typing import Any, Iterable
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from relengine.errors import (
     AlreadyExists,
     BatchTooLarge,
+    DeadlineExceeded,
     InvalidArgument,
     PreconditionFailed,
     RevisionUnavailable,
@@ -474,6 +476,29 @@ def test_delete_matching_does_not_count_against_the_batch_limit(make_store: Any)
     with store.transaction() as tx:
         assert tx.delete_matching(RelationshipFilter("doc")) == (9, True)
         tx.apply(update(Operation.TOUCH, "doc:x#viewer@user:ann"))
+
+
+def test_delete_matching_past_its_deadline_deletes_nothing(store: Any) -> None:
+    for start in range(0, 600, 200):  # more than DEADLINE_STEPS: the clock is read on the way too
+        touch(store, *(f"doc:d{i}#viewer@user:ann" for i in range(start, start + 200)))
+    head = store.head_revision()
+    everything = RelationshipFilter("doc")
+    with pytest.raises(DeadlineExceeded, match="past its deadline; nothing was deleted"):
+        with store.transaction() as tx:
+            tx.delete_matching(everything, deadline=time.monotonic() - 1)
+    # Swallowing the error inside the block does not commit a part of the delete either.
+    with pytest.raises(DeadlineExceeded):
+        with store.transaction() as tx:
+            tx.apply(update(Operation.TOUCH, "doc:new#viewer@user:ann"))
+            try:
+                tx.delete_matching(everything, limit=500, deadline=time.monotonic() - 1)
+            except DeadlineExceeded:
+                pass
+    assert store.head_revision() == head
+    assert len(list(store.snapshot().read(everything))) == 600
+    with store.transaction() as tx:
+        assert tx.delete_matching(everything, deadline=time.monotonic() + 60) == (600, True)
+    assert list(store.snapshot().read(everything)) == []
 
 
 # -- read with filters and pagination --------------------------------------------------------

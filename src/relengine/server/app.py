@@ -40,6 +40,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from ..config import DEFAULT_MAX_STORE_SIZE
 from ..errors import InvalidArgument, SchemaNotFound
 from ..service import Engine
 from .metrics import Periodic, ServerMetrics, refresher
@@ -72,6 +73,7 @@ class ServerConfig:
     gc_interval: float = 600.0  # seconds between housekeeping runs (expired relationships, old versions); 0: never
     max_streams_per_method: int | None = None  # open streams of one method; None: threads // 2
     max_streams_per_connection: int | None = None  # open streams of one connection; None: threads // 4
+    max_store_size: int = DEFAULT_MAX_STORE_SIZE  # the store grows up to this many bytes (max_map_size)
 
     def stream_limits(self) -> StreamLimits:
         return StreamLimits.for_threads(self.threads, self.max_streams_per_method, self.max_streams_per_connection)
@@ -188,13 +190,15 @@ class Server:
 # -- relengine serve ----------------------------------------------------------------------------
 
 
-def apply_schema(data_dir: str, text: str, source_name: str) -> bool:
+def apply_schema(
+    data_dir: str, text: str, source_name: str, *, max_store_size: int = DEFAULT_MAX_STORE_SIZE
+) -> bool:
     """Write ``text`` as the schema of the store in ``data_dir`` unless it is already the stored
     one; returns whether it wrote. Raises SchemaError (with positions) if it does not compile."""
     from ..schema.compiler import compile_schema
 
     compile_schema(text, source_name)
-    engine = Engine.open(data_dir)
+    engine = Engine.open(data_dir, max_map_size=max_store_size)
     try:
         try:
             current, _ = engine.read_schema()
@@ -242,7 +246,8 @@ def _run_worker(data_dir: str, config: ServerConfig, index: int, ready_fd: int |
         host, port = split_address(config.metrics_listen)
         metrics_server, _ = start_http_server(port, host, registry=registry)
         log.info("metrics", extra={"event": "metrics_listening", "listen": join_address(host, metrics_server.server_port)})
-    engine = Engine.open(data_dir)  # after the fork/spawn: an LMDB environment never crosses one
+    # After the fork/spawn: an LMDB environment never crosses one.
+    engine = Engine.open(data_dir, max_map_size=config.max_store_size)
     try:
         server = Server(engine, config, metrics)
         server.start()
@@ -318,6 +323,7 @@ def _worker_command(data_dir: str, config: ServerConfig, listen: str, index: int
         "serve", "--data-dir", data_dir, "--listen", listen, "--workers", "1",
         "--threads", str(config.threads), "--max-message-bytes", str(config.max_message_bytes),
         "--grace", str(config.grace_seconds), "--gc-interval", str(config.gc_interval), "--worker-index", str(index), "--ready-fd", str(ready_fd),
+        "--max-store-size", str(config.max_store_size),
     ]
     for option, value in (("--max-streams-per-method", config.max_streams_per_method),
                           ("--max-streams-per-connection", config.max_streams_per_connection)):

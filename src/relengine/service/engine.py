@@ -204,13 +204,14 @@ class Engine:
     ) -> DeleteResult:
         """Delete every live relationship matching ``filter`` (at most ``limit``), atomically.
 
-        ``deadline`` is for the store's scan, which does not take one yet (the TODO below).
+        Past ``deadline`` (a ``time.monotonic()`` instant), during the store's scan or just
+        before the commit, raises DeadlineExceeded and deletes nothing.
         """
         ctx = self.store.transaction()
         with ctx as tx:
             check_preconditions(tx, preconditions)
-            # TODO(deadline): once Transaction.delete_matching takes ``deadline``, pass it here.
-            count, complete = tx.delete_matching(filter, limit)
+            count, complete = tx.delete_matching(filter, limit, deadline=deadline)
+            Deadline(deadline, "delete").look()  # the commit is the point of no return
         return DeleteResult(self._revisions.committed(ctx.revision), count, complete)
 
     def read(

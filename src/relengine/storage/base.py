@@ -30,9 +30,10 @@ Threads and processes
     directory: a commit in one is visible to the next ``snapshot()`` in the others.
 
 Errors
-    Only ``relengine.errors``: RevisionUnavailable, AlreadyExists, BatchTooLarge, StoreFull,
-    InvalidArgument, Unavailable (store closed), StorageError (an unexpected fault of the
-    storage library, kept as ``__cause__``).
+    Only ``relengine.errors``: RevisionUnavailable, AlreadyExists, BatchTooLarge, StoreFull
+    (the size limit or the disk reached: the message says which and what to do),
+    DeadlineExceeded (``delete_matching``), InvalidArgument, Unavailable (store closed),
+    StorageError (an unexpected fault of the storage library, kept as ``__cause__``).
 
 Policy
     What both stores decide alike lives here, below the Protocols: the defaults (batch limit,
@@ -43,16 +44,18 @@ Policy
 from __future__ import annotations
 
 import datetime as _dt
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Final, Iterable, Iterator, Protocol, Sequence
 
-from ..errors import BatchTooLarge, PreconditionFailed, RevisionUnavailable
+from ..errors import BatchTooLarge, DeadlineExceeded, PreconditionFailed, RevisionUnavailable
 from ..model import CaveatRef, Relationship, RelationshipFilter, Revision, SubjectRef
 from ..results import Change, Operation, Precondition, PreconditionKind, RelationshipUpdate
 
 DEFAULT_BATCH_LIMIT: Final = 1000  # updates per transaction (Transaction.apply)
 DEFAULT_GC_WINDOW: Final = _dt.timedelta(hours=24)  # how long superseded revisions stay readable
 DEFAULT_GC_INTERVAL: Final = 60.0  # seconds between automatic collections after commits
+DEADLINE_STEPS: Final = 256  # relationships read or deleted between looks at the clock
 
 # Objects with at most this many live relationships are "small": ``Reader.object_rows`` hands
 # all of them over at once (most objects: a container has a handful of roles).
@@ -186,10 +189,18 @@ class Transaction(Protocol):
         """Whether any live relationship (own writes included) matches ``filter``."""
         ...
 
-    def delete_matching(self, filter: RelationshipFilter, limit: int | None = None) -> tuple[int, bool]:
+    def delete_matching(
+        self, filter: RelationshipFilter, limit: int | None = None, *, deadline: float | None = None
+    ) -> tuple[int, bool]:
         """Delete live relationships matching ``filter`` in key order, at most ``limit`` (None:
         all); returns (count deleted, whether all matching were deleted). Not counted against
-        the batch limit."""
+        the batch limit.
+
+        ``deadline``: a ``time.monotonic()`` instant (None: none). The clock is read before the
+        first relationship and then every ``DEADLINE_STEPS`` relationships read or deleted;
+        once it is past, raises DeadlineExceeded and the transaction is spoilt: it aborts when
+        its ``with`` block ends, raising that error again if the block swallowed it, so
+        nothing of it is committed (nothing deleted)."""
         ...
 
 
@@ -208,7 +219,10 @@ class TupleStore(Protocol):
     def transaction(self) -> "TransactionContext":
         """``with store.transaction() as tx: ...``; after the block, ``ctx.revision`` is the
         committed revision (unchanged head if nothing changed). Raises StoreFull when the store
-        has no room (nothing of the transaction is kept), Unavailable when closed."""
+        has no room (nothing of the transaction is kept), Unavailable when closed. A store with
+        a size limit keeps room for deletes: when it is full, it refuses what adds data
+        (StoreFull, from ``apply``, ``bulk_touch`` or the commit of a new schema) and still
+        commits transactions that only delete, within a reserve (see ``lmdb.env``)."""
         ...
 
     def watch(self, after: Revision, *, timeout: float | None = None) -> Iterator[Change]:
@@ -248,7 +262,9 @@ class BulkLoader(TupleStore, Protocol):
         key); returns (revision, number of relationships that changed). Rows are trusted to be
         valid (the importer checked them). Raises StoreFull like a transaction (the LMDB store
         first grows its map and retries where ``max_map_size`` allows). The changes of one bulk
-        revision are reported by ``watch`` in no particular order."""
+        revision are reported by ``watch`` in no particular order. Holds no memory of the batch
+        once it returns (the LMDB store also releases the pages it mapped for it), so an import
+        of any size runs in memory bounded by its batch size."""
         ...
 
 
@@ -329,10 +345,28 @@ def has_match(reader: Reader, filter: RelationshipFilter) -> bool:
     return any(True for _ in reader.read(filter, limit=1))
 
 
-def to_delete(reader: Reader, filter: RelationshipFilter, limit: int | None) -> tuple[list[Relationship], bool]:
+def check_deadline(deadline: float | None) -> None:
+    """Raise DeadlineExceeded if the ``time.monotonic()`` instant ``deadline`` has passed."""
+    if deadline is not None and time.monotonic() > deadline:
+        raise DeadlineExceeded("the delete ran past its deadline; nothing was deleted")
+
+
+def to_delete(
+    reader: Reader, filter: RelationshipFilter, limit: int | None, deadline: float | None = None
+) -> tuple[list[Relationship], bool]:
     """What Transaction.delete_matching deletes: the first ``limit`` (None: all) relationships
-    matching ``filter`` in key order, and whether that is all of them."""
-    found = list(reader.read(filter, limit=None if limit is None else limit + 1))
+    matching ``filter`` in key order, and whether that is all of them. Looks at ``deadline``
+    before the first and then every DEADLINE_STEPS relationships (see delete_matching)."""
+    check_deadline(deadline)
+    rows = reader.read(filter, limit=None if limit is None else limit + 1)
+    if deadline is None:
+        found = list(rows)
+    else:
+        found = []
+        for rel in rows:
+            found.append(rel)
+            if len(found) % DEADLINE_STEPS == 0:
+                check_deadline(deadline)
     if limit is None or len(found) <= limit:
         return found, True
     return found[:limit], False
@@ -351,6 +385,7 @@ def check_preconditions(tx: Transaction, preconditions: Iterable[Precondition]) 
 
 
 __all__ = [
+    "DEADLINE_STEPS",
     "DEFAULT_BATCH_LIMIT",
     "DEFAULT_GC_INTERVAL",
     "DEFAULT_GC_WINDOW",
@@ -363,6 +398,7 @@ __all__ = [
     "TransactionContext",
     "TupleStore",
     "batch_too_large",
+    "check_deadline",
     "check_preconditions",
     "check_readable",
     "check_watchable",

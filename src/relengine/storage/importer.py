@@ -13,8 +13,14 @@ Formats
           (schema, assertions) are ignored.
 
 Every relationship is written with TOUCH semantics, so an interrupted import can simply be run
-again. Transactions hold ``batch_size`` input lines (default 50,000), past the store's per-write
+again. Transactions hold ``batch_size`` input lines (default 10,000), past the store's per-write
 batch limit, through ``BulkLoader.bulk_touch``.
+
+Memory: the input is read a batch at a time (YAML as a stream of parser events; a YAML block
+string is one value the parser holds whole), and the store keeps nothing of a batch once it is
+committed, so an import's memory depends on the batch size, not on the size of the input or of
+the store (10,000 lines: about 200 MB, reached as the store grows past a few million
+relationships; more lines, more memory).
 
 Validation: ``validate`` (a schema check raising InvalidRelationship, UnknownDefinition,
 UnknownRelation: any InvalidArgument or FailedPrecondition rejects the line) is called once per
@@ -33,7 +39,6 @@ batch at a time; other lines take the per-line path through ``parse_relationship
 from __future__ import annotations
 
 import csv
-import io
 import itertools
 import operator
 import os
@@ -50,7 +55,7 @@ from ..model import Relationship, Revision, parse_relationship
 from .base import BulkLoader, BulkRow
 
 Format = Literal["text", "csv", "yaml"]
-DEFAULT_BATCH_SIZE: Final = 50_000
+DEFAULT_BATCH_SIZE: Final = 10_000  # lines per transaction; memory grows with it
 
 _ID = r"[a-zA-Z0-9/_|\-=+]{1,1024}"
 _PLAIN_FORM = (
@@ -389,40 +394,102 @@ def _csv_text(fields: Sequence[str]) -> str:
 
 
 def _yaml_chunks(stream: Iterable[str], batch_size: int) -> Iterator[_Chunk]:
-    text = stream.read() if isinstance(stream, io.TextIOBase) else "".join(stream)
+    """The relationships of a YAML document, read as a stream of parser events so that a long
+    list is never held whole (a block string is one scalar: the parser holds that one)."""
+    source: str | IO[str] = stream if hasattr(stream, "read") else "".join(stream)  # type: ignore[assignment]
+    part: list[tuple[int, str]] = []
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        for item in _yaml_relationships(yaml.parse(source, Loader=yaml.SafeLoader)):
+            part.append(item)
+            if len(part) >= batch_size:
+                yield _yaml_chunk(part)
+                part = []
     except yaml.YAMLError as exc:
         raise InvalidRelationship(f"the YAML does not parse: {exc}") from None
-    items: list[tuple[int, str]] = []
-    if isinstance(root, yaml.MappingNode):
-        node = next(
-            (v for k, v in root.value if isinstance(k, yaml.ScalarNode) and k.value == "relationships"),
-            None,
-        )
+    if part:
+        yield _yaml_chunk(part)
+
+
+def _yaml_chunk(part: list[tuple[int, str]]) -> _Chunk:
+    return _Chunk("\n".join(t for _, t in part), 0, len(part), [n for n, _ in part])
+
+
+def _yaml_relationships(events: Iterator[yaml.Event]) -> Iterator[tuple[int, str]]:
+    """(line, text) of each relationship: the document is a list of strings, a string of lines,
+    or a mapping whose ``relationships`` is either (other keys are skipped)."""
+    anchors: dict[str, yaml.ScalarEvent] = {}  # scalars an alias may name
+    for event in events:
+        if isinstance(event, yaml.DocumentStartEvent):
+            break
     else:
-        node = root
-    if node is None or (isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"):
         return
-    if isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            if not isinstance(item, yaml.ScalarNode):
-                raise InvalidRelationship(
-                    f"line {item.start_mark.line + 1}: a relationship must be a string",
-                    line=item.start_mark.line + 1,
-                )
-            items.append((item.start_mark.line + 1, item.value.replace("\n", " ")))
-    elif isinstance(node, yaml.ScalarNode):
-        # Block scalars (| and >) start on the line after their indicator.
-        start = node.start_mark.line + (2 if node.style in ("|", ">") else 1)
-        items.extend((start + i, line) for i, line in enumerate(node.value.split("\n")))
-    else:
+    root = next(events)
+    if isinstance(root, yaml.MappingStartEvent):
+        while True:
+            key = next(events)
+            if isinstance(key, yaml.MappingEndEvent):
+                break
+            if isinstance(key, yaml.ScalarEvent) and key.value == "relationships":
+                yield from _yaml_node(next(events), events, anchors)
+            else:
+                _skip_yaml_node(key, events)
+                _skip_yaml_node(next(events), events)
+    elif not isinstance(root, yaml.DocumentEndEvent):
+        yield from _yaml_node(root, events, anchors)
+    for event in events:
+        if isinstance(event, yaml.DocumentStartEvent):
+            raise InvalidRelationship("the YAML holds more than one document; import one at a time")
+
+
+def _yaml_node(
+    node: yaml.Event, events: Iterator[yaml.Event], anchors: dict[str, yaml.ScalarEvent]
+) -> Iterator[tuple[int, str]]:
+    if isinstance(node, yaml.ScalarEvent):
+        if not _is_null(node):
+            # Block scalars (| and >) start on the line after their indicator.
+            start = _line(node) + (1 if node.style in ("|", ">") else 0)
+            yield from ((start + i, line) for i, line in enumerate(node.value.split("\n")))
+        return
+    if not isinstance(node, yaml.SequenceStartEvent):
         raise InvalidRelationship(
             "the YAML must be a list of relationships or have a 'relationships' key"
         )
-    for i in range(0, len(items), batch_size):
-        part = items[i : i + batch_size]
-        yield _Chunk("\n".join(t for _, t in part), 0, len(part), [n for n, _ in part])
+    for item in events:
+        if isinstance(item, yaml.SequenceEndEvent):
+            return
+        if isinstance(item, yaml.AliasEvent) and item.anchor in anchors:
+            item = anchors[item.anchor]
+        if not isinstance(item, yaml.ScalarEvent):
+            line = _line(item)
+            raise InvalidRelationship(f"line {line}: a relationship must be a string", line=line)
+        if item.anchor is not None:
+            anchors[item.anchor] = item
+        yield _line(item), item.value.replace("\n", " ")
+
+
+def _skip_yaml_node(node: yaml.Event, events: Iterator[yaml.Event]) -> None:
+    depth = 1 if isinstance(node, (yaml.MappingStartEvent, yaml.SequenceStartEvent)) else 0
+    while depth:
+        event = next(events)
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
+_RESOLVER: Final = yaml.resolver.Resolver()
+
+
+def _line(event: yaml.Event) -> int:
+    """The 1-based line an event starts on."""
+    mark = event.start_mark
+    return 0 if mark is None else mark.line + 1
+
+
+def _is_null(scalar: yaml.ScalarEvent) -> bool:
+    resolve = _RESOLVER.resolve
+    tag = scalar.tag or resolve(yaml.ScalarNode, scalar.value, scalar.implicit)  # type: ignore[no-untyped-call]
+    return bool(tag == "tag:yaml.org,2002:null")
 
 
 __all__ = [

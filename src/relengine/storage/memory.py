@@ -13,11 +13,12 @@ import threading
 import time
 from typing import Callable, Iterator, Sequence
 
-from ..errors import AlreadyExists, Unavailable
+from ..errors import AlreadyExists, DeadlineExceeded, Unavailable
 from ..model import CaveatRef, ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef
 from ..results import Change, Operation, RelationshipUpdate
 from . import keys, objects
 from .base import (
+    DEADLINE_STEPS,
     DEFAULT_BATCH_LIMIT,
     DEFAULT_GC_INTERVAL,
     DEFAULT_GC_WINDOW,
@@ -27,6 +28,7 @@ from .base import (
     Row,
     StoreStatistics,
     batch_too_large,
+    check_deadline,
     check_readable,
     check_watchable,
     gc_cutoff,
@@ -375,6 +377,7 @@ class _MemoryTransaction:
         self._updates = 0
         self.overlay: dict[Key, Relationship | None] = {}
         self.pending_schema: str | None = None
+        self.spoilt: DeadlineExceeded | None = None  # a delete_matching ran out of time
 
     def reader(self) -> MemoryReader:
         schema: object = _UNSET if self.pending_schema is None else self.pending_schema
@@ -402,10 +405,18 @@ class _MemoryTransaction:
     def matches(self, filter: RelationshipFilter) -> bool:
         return has_match(self.reader(), filter)
 
-    def delete_matching(self, filter: RelationshipFilter, limit: int | None = None) -> tuple[int, bool]:
-        doomed, complete = to_delete(self.reader(), filter, limit)
-        for rel in doomed:
-            self.overlay[rel.key] = None
+    def delete_matching(
+        self, filter: RelationshipFilter, limit: int | None = None, *, deadline: float | None = None
+    ) -> tuple[int, bool]:
+        try:
+            doomed, complete = to_delete(self.reader(), filter, limit, deadline)
+            for done, rel in enumerate(doomed, 1):
+                self.overlay[rel.key] = None
+                if done % DEADLINE_STEPS == 0:
+                    check_deadline(deadline)
+        except DeadlineExceeded as exc:
+            self.spoilt = exc
+            raise
         return len(doomed), complete
 
 
@@ -433,6 +444,8 @@ class _MemoryTransactionContext:
         try:
             if exc[0] is None:
                 assert self._tx is not None
+                if self._tx.spoilt is not None:
+                    raise self._tx.spoilt
                 with self._store._lock:
                     self._store._check_open()
                     self.revision, self.changed = self._store._commit(self._tx)

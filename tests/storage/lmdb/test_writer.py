@@ -3,12 +3,13 @@ commit, commit stamps."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
-from relengine.model import CaveatRef, Revision
+from relengine.model import CaveatRef, RelationshipFilter, Revision, SubjectRef
 from relengine.storage import keys, objects
 from relengine.storage.base import SMALL_OBJECT
 from relengine.storage.lmdb import LmdbStore
@@ -17,6 +18,7 @@ from ..conformance import delete, touch
 from .helpers import object_entries
 
 BIG = b"doc\x00big\x00"  # the objects index key of doc:big
+BATCHES = 40
 
 
 @pytest.mark.slow
@@ -26,6 +28,47 @@ def test_bulk_touch_grows_the_map_and_retries(tmp_path: Path) -> None:
     revision, changed = store.bulk_touch(rows)
     assert (revision, changed) == (Revision(1), 20_000)
     assert store.statistics().relationships == 20_000
+    store.close()
+
+
+@pytest.mark.slow
+def test_each_bulk_commit_releases_its_pages_while_readers_of_other_threads_carry_on(tmp_path: Path) -> None:
+    store = LmdbStore(tmp_path, sync=False)
+    touch(store, "doc:kept#viewer@user:ann")
+    epoch = store._environment.epoch
+    errors: list[BaseException] = []
+    reads = [0] * 4
+    importing = threading.Event()
+    importing.set()
+
+    def read(index: int) -> None:
+        # Each bulk commit remaps the file under these readers; they must never notice.
+        while importing.is_set():
+            try:
+                with store.snapshot() as reader:
+                    assert reader.relationship("doc", "kept", "viewer", SubjectRef("user", "ann")) is not None
+                    assert len(list(reader.read(RelationshipFilter("doc"), limit=20))) == 20
+                    assert reader.object_rows("doc", "kept") is not None
+                reads[index] += 1
+            except BaseException as exc:  # noqa: BLE001  (reported by the main thread)
+                errors.append(exc)
+                return
+
+    touch(store, *(f"doc:d{i}#viewer@user:ann" for i in range(20)))
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(len(reads))]
+    for thread in threads:
+        thread.start()
+    try:
+        for batch in range(BATCHES):
+            store.bulk_touch([("doc", f"b{batch}_{i}", "viewer", "user", f"u{i}", "") for i in range(300)])
+    finally:
+        importing.clear()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    assert min(reads) > 0
+    assert store._environment.epoch == epoch + 2 * BATCHES  # one remap per bulk commit
+    assert store.statistics().relationships == 21 + BATCHES * 300
     store.close()
 
 

@@ -25,7 +25,7 @@ from .. import keys, objects
 from ..base import GcResult, check_watchable, gc_cutoff, is_gc_due, too_old
 from ..keys import REVISION_SIZE, object_prefix
 from .env import LmdbEnv
-from .format import State, write_state
+from .format import State, read_state, write_state
 from .items import relationship_of
 
 _ENCODE_REV: Final = keys.encode_revision
@@ -51,11 +51,7 @@ class ChangeLog:
     def watch(self, after: Revision, *, timeout: float | None = None) -> Iterator[Change]:
         """See TupleStore.watch."""
         env = self._env
-        txn = env.begin_read()
-        try:
-            head, horizon, _ = env.read_state(txn)
-        finally:
-            txn.abort()
+        head, horizon, _ = env.read(lambda txn: read_state(txn, env.meta))
         check_watchable(after.value, head, horizon, env.gc_window)
         return self._watch(after.value, timeout)
 
@@ -80,9 +76,9 @@ class ChangeLog:
     def _read_changes(self, after: int, limit: int = _WATCH_BATCH) -> tuple[list[Change], int]:
         """The changes of up to ``limit`` revisions after ``after``, and the last revision read."""
         env = self._env
-        txn = env.begin_read()
-        try:
-            _, horizon, _ = env.read_state(txn)
+
+        def entries(txn: lmdb.Transaction[bytes]) -> list[tuple[bytes, bytes]]:
+            _, horizon, _ = read_state(txn, env.meta)
             if horizon > after:
                 raise too_old(after, env.gc_window)
             cur = txn.cursor(env.log)
@@ -92,10 +88,9 @@ class ChangeLog:
                     raw.append(item)
                     if len(raw) >= limit:
                         break
-        except lmdb.Error as exc:
-            raise env.translate(exc) from exc
-        finally:
-            txn.abort()
+            return raw
+
+        raw = env.read(entries)
         changes: list[Change] = []
         for key, value in raw:
             after = keys.decode_revision(key)
@@ -140,7 +135,10 @@ class ChangeLog:
             txn, state = env.begin_write()
             try:
                 done, horizon = collect_batch(env, txn, state, cutoff, _GC_BATCH, totals)
-                env.commit(txn)
+                env.commit(txn, deleting=True)
+            except lmdb.Error as exc:
+                txn.abort()
+                raise env.translate(exc, deleting=True) from exc
             except BaseException:
                 txn.abort()
                 raise

@@ -8,8 +8,9 @@ only then is history consulted (``created <= R < deleted``). Even that is skippe
 was superseded after R (``state`` keeps the last revision that moved a version to history),
 which is the usual case for readers slightly behind head in a create-mostly workload.
 
-Readers open one read transaction and are meant to live for one request. When map growth
-invalidates it (see ``env``), a Reader transparently reopens it: reads are defined by
+Readers open one read transaction and are meant to live for one request. When a remap (map
+growth, or an import releasing memory; see ``env``) invalidates it, a Reader transparently
+reopens it: reads are defined by
 revision, not by LMDB snapshot, so a reopened Reader answers the same.
 
 Every method here runs per check: what it needs is bound once in ``__init__`` (and ``_bind``),
@@ -407,14 +408,15 @@ class LmdbReader:
                 yield key, value
 
     def _recover(self, exc: lmdb.Error) -> None:
-        """After an LMDB error: reopen the transaction if the store adopted a new map size since
-        it was opened (the revision is still answered exactly), else raise the translated error."""
+        """After an LMDB error: reopen the transaction if the store remapped its file since it
+        was opened (the revision is still answered exactly), else raise the translated error."""
         env = self._env
         if self._closed:
             raise Unavailable("the Reader is closed; take a new one") from exc
         env.check_open()
-        if not self._owned or env.epoch == self._epoch:
+        if not self._owned or not env.remapped_since(self._epoch):
             raise env.translate(exc) from exc
+        epoch = env.epoch
         txn = env.begin_read()
         try:
             head, horizon, last_hist = env.read_state(txn)
@@ -423,7 +425,7 @@ class LmdbReader:
         except BaseException:
             txn.abort()
             raise
-        self._bind(txn, head, last_hist, env.epoch)
+        self._bind(txn, head, last_hist, epoch)
 
 
 __all__ = ["LmdbReader"]

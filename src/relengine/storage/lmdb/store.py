@@ -23,8 +23,8 @@ from ..base import (
     check_readable,
 )
 from .changelog import ChangeLog
-from .env import DEFAULT_MAP_SIZE, DEFAULT_MAX_READERS, LmdbEnv
-from .format import STATE, STATE_KEY
+from .env import DEFAULT_MAP_SIZE, DEFAULT_MAX_MAP_SIZE, DEFAULT_MAX_READERS, LmdbEnv
+from .format import STATE, STATE_KEY, read_state
 from .reader import LmdbReader
 from .writer import LmdbTransactionContext, bulk_touch
 
@@ -32,9 +32,12 @@ from .writer import LmdbTransactionContext, bulk_touch
 class LmdbStore:
     """A TupleStore in an LMDB environment at ``path`` (a directory, created if absent).
 
-    ``map_size``: bytes reserved for the data (the file grows as needed up to it). When it
-    fills, writes raise StoreFull and reads keep working; with ``max_map_size`` set, the store
-    grows the map itself (doubling, up to that bound) before it fills. ``sync=False`` trades
+    ``map_size``: the map the store starts with (the file grows as needed up to it); the store
+    grows it itself (doubling) up to ``max_map_size``, its size limit (default 64 GiB, room for
+    100M relationships; None: the map keeps ``map_size``, which is then the limit). Near the
+    limit, writes that add data raise StoreFull while deletes (DELETE updates, deletes by
+    filter, garbage collection) go on in a reserve kept for them, and reads keep working;
+    StoreFull also says when the disk is what is full (see ``env``). ``sync=False`` trades
     durability of the last commits on power loss for speed (the store stays consistent).
     ``max_readers``: concurrent read transactions across all processes (one per live Reader).
     ``gc_window``: how long superseded revisions stay readable; ``gc_interval``: seconds
@@ -51,7 +54,7 @@ class LmdbStore:
         path: str | os.PathLike[str],
         *,
         map_size: int = DEFAULT_MAP_SIZE,
-        max_map_size: int | None = None,
+        max_map_size: int | None = DEFAULT_MAX_MAP_SIZE,
         max_readers: int = DEFAULT_MAX_READERS,
         sync: bool = True,
         batch_limit: int = DEFAULT_BATCH_LIMIT,
@@ -88,20 +91,17 @@ class LmdbStore:
 
     def head_revision(self) -> Revision:
         env = self._environment
-        txn = env.begin_read()
-        try:
-            return Revision(env.read_state(txn)[0])
-        finally:
-            txn.abort()
+        return Revision(env.read(lambda txn: read_state(txn, env.meta)[0]))
 
     def snapshot(self, revision: Revision | None = None) -> LmdbReader:
         # The first step of every check, so it asks LMDB directly, in this frame (format.read_state
         # inlined), and takes the careful way (LmdbEnv.begin_read) only if that fails.
         env = self._environment
+        epoch = env.epoch  # before beginning: see env, "remapping"
         try:
             txn = env.lmdb_env.begin() if not env.closed else env.begin_read()
         except lmdb.Error:
-            txn = env.begin_read()  # map resized, readers full, closed
+            txn = env.begin_read()  # map resized, readers full, closed, a remap under way
         try:
             state = txn.get(STATE_KEY, None, env.meta)
             assert state is not None, "a relengine store always has its state"
@@ -111,10 +111,12 @@ class LmdbStore:
                 check_readable(
                     wanted, head, horizon, env.gc_window, env.clock, partial(env.commit_micros, txn)
                 )
-            return LmdbReader(env, txn, wanted, head, last_hist, env.epoch, owned=True)
+            return LmdbReader(env, txn, wanted, head, last_hist, epoch, owned=True)
         except lmdb.Error as exc:
             txn.abort()
             env.check_open()
+            if env.remapped_since(epoch):  # the remap of another thread took the transaction
+                return self.snapshot(revision)
             raise env.translate(exc) from exc
         except BaseException:
             txn.abort()
@@ -124,7 +126,9 @@ class LmdbStore:
         return LmdbTransactionContext(self._environment, self.batch_limit, self._on_commit)
 
     def bulk_touch(self, rows: Sequence[BulkRow]) -> tuple[Revision, int]:
-        """See base.BulkLoader; on StoreFull, grows the map (if max_map_size allows) and retries."""
+        """See base.BulkLoader; on a full map, grows it (if max_map_size allows) and retries.
+        After the commit, the pages the batch touched leave this process's resident memory
+        (``LmdbEnv.release_memory``), so an import's memory does not grow with the store."""
         return bulk_touch(self._environment, rows, self._on_commit)
 
     def watch(self, after: Revision, *, timeout: float | None = None) -> Iterator[Change]:

@@ -16,11 +16,20 @@ from typing import Callable, Final, Iterable, Sequence
 
 import lmdb
 
-from ...errors import AlreadyExists, StoreFull
+from ...errors import AlreadyExists, DeadlineExceeded, StoreFull
 from ...model import RelationshipFilter, Revision
 from ...results import Operation, RelationshipUpdate
 from .. import keys
-from ..base import SMALL_OBJECT, BulkRow, batch_too_large, has_match, micros, to_delete
+from ..base import (
+    DEADLINE_STEPS,
+    SMALL_OBJECT,
+    BulkRow,
+    batch_too_large,
+    check_deadline,
+    has_match,
+    micros,
+    to_delete,
+)
 from ..keys import REVISION_SIZE, object_prefix
 from ..objects import KIND_OFFSET, LARGE
 from .env import LmdbEnv
@@ -37,11 +46,15 @@ class LmdbTransaction:
     ``state`` by ``LmdbTransactionContext``; the thread holds ``env.write_lock`` meanwhile."""
 
     def __init__(
-        self, env: LmdbEnv, txn: lmdb.Transaction[bytes], state: State, batch_limit: int | None
+        self, env: LmdbEnv, txn: lmdb.Transaction[bytes], state: State, batch_limit: int | None,
+        full: bool = False,
     ) -> None:
         head, horizon, last_hist = state
         self._env = env
         self._txn = txn
+        self._full = full  # refuse what adds data (see env.is_full)
+        self._added = False  # wrote more than deletes: StoreFull's advice depends on it
+        self._spoilt: DeadlineExceeded | None = None  # a delete_matching ran out of time
         self._head = head
         self._horizon = horizon
         self._last_hist = last_hist
@@ -96,27 +109,42 @@ class LmdbTransaction:
                     )
                 if current[REVISION_SIZE:] == payload:
                     return
+            self._adding()
             self._originals.setdefault(rkey, current)
             value = self._rb + payload
             txn.put(rkey, value, db=env.rel)
             txn.put(keys.subject_key(s.type, s.id, srel, r.type, rel.relation, r.id), value,
                     db=env.sub)
         except lmdb.Error as exc:
-            raise env.translate(exc) from exc
+            raise env.translate(exc, deleting=not self._added) from exc
+
+    def _adding(self) -> None:
+        """This transaction is about to add data: refused if the store is full."""
+        if self._full:
+            raise self._env.full(self._env.data_bytes(self._txn), deleting=False)
+        self._added = True
 
     def matches(self, filter: RelationshipFilter) -> bool:
         return has_match(self.reader(), filter)
 
-    def delete_matching(self, filter: RelationshipFilter, limit: int | None = None) -> tuple[int, bool]:
-        doomed, complete = to_delete(self.reader(), filter, limit)
-        saved = self._batch_limit
-        self._batch_limit = None
+    def delete_matching(
+        self, filter: RelationshipFilter, limit: int | None = None, *, deadline: float | None = None
+    ) -> tuple[int, bool]:
         try:
-            for rel in doomed:
-                self.apply(RelationshipUpdate(Operation.DELETE, rel))
-        finally:
-            self._batch_limit = saved
-            self._updates -= len(doomed)
+            doomed, complete = to_delete(self.reader(), filter, limit, deadline)
+            saved = self._batch_limit
+            self._batch_limit = None
+            try:
+                for done, rel in enumerate(doomed, 1):
+                    self.apply(RelationshipUpdate(Operation.DELETE, rel))
+                    if done % DEADLINE_STEPS == 0:
+                        check_deadline(deadline)
+            finally:
+                self._batch_limit = saved
+                self._updates -= len(doomed)
+        except DeadlineExceeded as exc:
+            self._spoilt = exc
+            raise
         return len(doomed), complete
 
     def bulk_touch(self, rows: Sequence[BulkRow]) -> None:
@@ -129,6 +157,7 @@ class LmdbTransaction:
         """
         if not rows:
             return
+        self._adding()
         env = self._env
         txn = self._txn
         rb = self._rb
@@ -170,7 +199,7 @@ class LmdbTransaction:
                 child.abort()  # after commit, a no-op
             self._touch_each(rkeys, skeys, values)
         except lmdb.Error as exc:
-            raise env.translate(exc) from exc
+            raise env.translate(exc, deleting=False) from exc
 
     def _touch_each(self, rkeys: list[bytes], skeys: list[bytes], values: list[bytes] | None) -> None:
         env = self._env
@@ -194,10 +223,14 @@ class LmdbTransaction:
     # -- commit --------------------------------------------------------------------------------
 
     def commit(self) -> tuple[Revision, int]:
-        """Write the net changes as one revision, or abort if there are none."""
+        """Write the net changes as one revision, or abort if there are none (or if a
+        delete_matching ran past its deadline: then raise its error)."""
         env = self._env
         txn = self._txn
         rb = self._rb
+        if self._spoilt is not None:
+            txn.abort()
+            raise self._spoilt
         try:
             entries: list[tuple[bytes, int, bytes]] = []
             moved = False
@@ -239,6 +272,8 @@ class LmdbTransaction:
             if not ops and not schema_changed:
                 txn.abort()
                 return Revision(self._head), 0
+            if schema_changed:
+                self._adding()
             revision = self._revision
             if ops:
                 self._index_objects(rkeys, ops)
@@ -257,7 +292,7 @@ class LmdbTransaction:
             txn.commit()
         except lmdb.Error as exc:
             txn.abort()
-            raise env.translate(exc) from exc
+            raise env.translate(exc, deleting=not self._added) from exc
         except BaseException:
             txn.abort()
             raise
@@ -305,11 +340,16 @@ class LmdbTransactionContext:
         env.write_lock.acquire()
         try:
             txn, state = env.begin_write()
+            try:
+                full = env.is_full(txn)
+            except lmdb.Error as exc:
+                txn.abort()
+                raise env.translate(exc) from exc
         except BaseException:
             env.write_lock.release()
             raise
         self._head = state[0]
-        self._tx = LmdbTransaction(env, txn, state, self._batch_limit)
+        self._tx = LmdbTransaction(env, txn, state, self._batch_limit, full)
         return self._tx
 
     def __exit__(self, *exc: object) -> None:
@@ -332,16 +372,20 @@ class LmdbTransactionContext:
 def bulk_touch(
     env: LmdbEnv, rows: Sequence[BulkRow], on_commit: Callable[[], None]
 ) -> tuple[Revision, int]:
-    """See base.BulkLoader; on StoreFull, grows the map (if max_map_size allows) and retries."""
+    """See base.BulkLoader; on a full map, grows it (if max_map_size allows) and retries; then
+    releases the pages the batch touched (``LmdbEnv.release_memory``)."""
     while True:
         ctx = LmdbTransactionContext(env, None, on_commit)
         try:
             with ctx as tx:
                 tx.bulk_touch(rows)
-        except StoreFull:
-            if not env.grow(force=True):  # doubles up to max_map_size, then says no
+        except StoreFull as exc:
+            # A map that filled may grow (doubling up to max_map_size, then grow says no); a
+            # store refusing to add data (full, or its disk) would only refuse again.
+            if not isinstance(exc.__cause__, lmdb.MapFullError) or not env.grow(force=True):
                 raise
             continue
+        env.release_memory()
         assert ctx.revision is not None
         return ctx.revision, ctx.changed
 
