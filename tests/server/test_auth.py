@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Iterator
 
 import grpc
@@ -53,6 +54,40 @@ def test_raw_status_is_unauthenticated(guarded: Running) -> None:
         with pytest.raises(grpc.RpcError) as info:
             list(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
     assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_calls_without_the_key_that_never_send_their_message_hold_no_thread(engine: Engine) -> None:
+    """grpcio's sync server waits for a unary call's message in one of the server's threads:
+    eight calls (twice the threads) sending headers and no message, without the key, left a
+    keyed client unanswered until they ended. They are refused before they take a thread."""
+    from prometheus_client import CollectorRegistry
+
+    from relengine.server.metrics import ServerMetrics
+
+    registry = CollectorRegistry()
+    server = Running(engine, ServerConfig(listen="127.0.0.1:0", threads=4, preshared_key=KEY), ServerMetrics(registry))
+    release = threading.Event()
+
+    def never() -> Iterator[bytes]:
+        release.wait(30)
+        yield from ()
+
+    try:
+        with server.channel() as channel:
+            send = channel.stream_unary("/relengine.v1.PermissionsService/Check")
+            calls = [send.future(never(), timeout=30) for _ in range(8)]
+            with Client(server.address, preshared_key=KEY, retry=NO_RETRY, timeout=5) as client:
+                assert client.write_schema(SCHEMA) == client.read_schema()[1]
+            for call in calls:
+                assert call.exception(timeout=5).code() is grpc.StatusCode.UNAUTHENTICATED  # type: ignore[union-attr]
+            release.set()
+        counted = registry.get_sample_value(
+            "relengine_rpc_requests_total", {"service": "relengine.v1.PermissionsService", "method": "Check", "code": "UNAUTHENTICATED"}
+        )
+        assert counted == 8
+    finally:
+        release.set()
+        server.stop()
 
 
 def test_health_needs_no_key(guarded: Running) -> None:

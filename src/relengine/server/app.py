@@ -109,8 +109,9 @@ class Server:
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
         ]
-        self._server = grpc.server(self._executor, options=options)
         pipeline = Pipeline(metrics, config.preshared_key or None, self.streams)
+        gate = pipeline.gate()
+        self._server = grpc.server(self._executor, options=options, interceptors=[gate] if gate else None)
         for add in add_servicers(engine, self.stopping):
             pipeline.register(self._server, add)
         self.health = health.HealthServicer(experimental_non_blocking=True)

@@ -13,6 +13,8 @@ For every method of the relengine services, health and reflection, one wrapped b
 
 grpc's server interceptors would do the same per call, building new handler objects for every
 RPC, which costs more than answering a cached Check; here the wrapping happens once per method.
+The one interceptor, ``Pipeline.gate``, builds nothing: it refuses a call without the key
+before grpc gives the call a thread (see there), and passes every other call on unchanged.
 """
 
 from __future__ import annotations
@@ -44,6 +46,20 @@ class Pipeline:
         self._metrics = metrics
         self._streams = streams
         self._expected = None if preshared_key is None else bearer(preshared_key).encode()
+        self._refusals: dict[str, Handler] = {}  # method -> what answers a call without the key
+
+    def gate(self) -> grpc.ServerInterceptor | None:
+        """The key checked in grpc's polling thread, before a call is given one of the server's
+        threads (None when the server has no key); pass it to ``grpc.server(interceptors=)``.
+
+        grpcio's sync server gives a unary call its thread first and then waits in it for the
+        request message: a client that sends headers and never a message held a thread per
+        call, so a few such calls without the key left keyed clients unanswered. A call that
+        fails the check here gets a handler that answers UNAUTHENTICATED without reading the
+        request. The behaviours check the key again (a pipeline used without its gate)."""
+        if self._expected is None:
+            return None
+        return _Gate(self._expected, self._refusals, self._refusal("", None))
 
     # -- registration --------------------------------------------------------------------------
     def register(self, server: grpc.Server, add: Callable[[Any], object]) -> None:
@@ -53,6 +69,11 @@ class Pipeline:
         add(registrar)
         for service, handlers in registrar.services:
             wrapped = {name: self.wrap(f"/{service}/{name}", h) for name, h in handlers.items()}
+            if self._expected is not None:
+                for name in handlers:
+                    method = f"/{service}/{name}"
+                    if not method.startswith(HEALTH_PREFIX):
+                        self._refusals[method] = self._refusal(method, self._observer(method))
             server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, wrapped),))
             server.add_registered_method_handlers(service, wrapped)
         for generic in registrar.generic:  # only code that knows no registered handlers
@@ -167,6 +188,27 @@ class Pipeline:
 
         return run_non_blocking
 
+    def _refusal(self, method: str, observe: _Observe | None) -> Handler:
+        """A handler answering UNAUTHENTICATED at once: it takes the request as a stream, which
+        grpc reads only when asked (never here), whatever the method's own shape."""
+        expected = self._expected
+
+        def refuse(requests: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            start = time.perf_counter()
+            code = "UNAUTHENTICATED"
+            try:
+                _authenticate(context, expected)  # raises: the gate found no key or a wrong one
+                raise Unauthenticated("wrong preshared key")  # pragma: no cover - a key changed?
+            except Exception as exc:
+                code = _fail(context, exc, method or "(a method of a generic handler)")
+                raise
+            finally:
+                if observe is not None:
+                    observe(code, start)
+            yield  # pragma: no cover - a generator, so grpc treats it as a streaming response
+
+        return grpc.stream_stream_rpc_method_handler(refuse)
+
     def _slots(self, shape: Shape) -> StreamSlots | None:
         """The bounds a call of this shape counts against (None: a unary call, unbounded)."""
         return self._streams if shape.request_streaming or shape.response_streaming else None
@@ -250,6 +292,26 @@ def _fail(context: grpc.ServicerContext, exc: Exception, method: str) -> str:
                 return "UNKNOWN"
             return str(code.name)
     return str(code.name)
+
+
+class _Gate(grpc.ServerInterceptor):
+    """See ``Pipeline.gate``."""
+
+    def __init__(self, expected: bytes, refusals: dict[str, Handler], fallback: Handler) -> None:
+        self._expected = expected
+        self._refusals = refusals
+        self._fallback = fallback
+
+    def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], Handler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        method = handler_call_details.method
+        if authorized(handler_call_details.invocation_metadata, self._expected) or method.startswith(HEALTH_PREFIX):
+            return continuation(handler_call_details)
+        if continuation(handler_call_details) is None:
+            return None  # no such method: UNIMPLEMENTED, as with the key
+        return self._refusals.get(method, self._fallback)
 
 
 class _Registrar:
