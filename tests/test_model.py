@@ -105,6 +105,7 @@ BAD_RELATIONSHIPS = [
     pytest.param(REL + '[only_ip:{"x": [Infinity]}]', "Infinity is not a JSON number", id="context-infinity"),
     pytest.param(REL + '[only_ip:{"x": -Infinity}]', "-Infinity is not a JSON number", id="context-minus-infinity"),
     pytest.param(REL + '[only_ip:{"x": ' + "1" * 5000 + "}]", "is not valid JSON: Exceeds the limit", id="context-huge-int"),
+    pytest.param(REL + '[only_ip:{"x": ' + "[" * 5000 + "]" * 5000 + "}]", "is not valid JSON: nested too deeply", id="context-deep"),
     pytest.param(REL + "[one_cav][two_cav]", "the caveat must come first and only once", id="two-caveats"),
     pytest.param(
         REL + "[expiration:2026-01-01T00:00:00Z][one_cav]", "the caveat must come first", id="caveat-after-expiration"

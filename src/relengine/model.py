@@ -276,6 +276,8 @@ def parse_context(text: str, what: str = "caveat context") -> dict[str, Any]:
         value = json.loads(text, parse_constant=_not_json)
     except ValueError as exc:  # JSONDecodeError, _not_json's, an integer of too many digits
         raise InvalidArgument(f"{what} is not valid JSON: {getattr(exc, 'msg', exc)}") from None
+    except RecursionError:  # json's own limit on nesting: Python's stack
+        raise InvalidArgument(f"{what} is not valid JSON: nested too deeply") from None
     if not isinstance(value, dict):
         raise InvalidArgument(f"{what} must be a JSON object")
     return value

@@ -216,3 +216,22 @@ def test_an_expiration_outside_the_timestamp_range_is_invalid_argument(running: 
             assert error.code() is grpc.StatusCode.INVALID_ARGUMENT, error.details()
             assert error.details().startswith(f"{where}: timestamp out of range"), error.details()
     still_serving(loaded)
+
+
+READ_CURSOR_TEXTS = {
+    "deep-context": 'doc:1#viewer@user:ann[only_ip:{"a":' + "[" * 5000 + "]" * 5000 + "}]",
+}
+
+
+@pytest.mark.parametrize("text", READ_CURSOR_TEXTS.values(), ids=READ_CURSOR_TEXTS.keys())
+def test_a_read_cursor_naming_an_unreadable_relationship_is_invalid_argument(running: Running, loaded: Client, text: str) -> None:
+    """A read cursor carries a relationship's text; one whose caveat context nests past the
+    JSON parser's stack (a RecursionError) was INTERNAL."""
+    cursor = encode_cursor(Revision(1), text)
+    with running.channel() as channel:
+        relationships = relationships_pb2_grpc.RelationshipsServiceStub(channel)
+        error = failure(lambda: relationships.Read(
+            relationships_pb2.ReadRequest(filter=core_pb2.RelationshipFilter(resource_type="doc"), optional_cursor=cursor), timeout=10))
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    assert error.details().startswith("malformed cursor")
+    still_serving(loaded)
