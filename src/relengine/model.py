@@ -176,7 +176,10 @@ def parse_timestamp(text: str) -> _dt.datetime:
         raise InvalidArgument(f"invalid RFC 3339 timestamp {quote(text)}") from exc
     if value.tzinfo is None:
         raise InvalidArgument(f"timestamp {quote(text)} has no time zone")
-    return value.astimezone(_dt.timezone.utc)
+    try:
+        return value.astimezone(_dt.timezone.utc)
+    except OverflowError:  # in UTC before year 1 or after 9999
+        raise InvalidArgument(f"timestamp {quote(text)} is out of range: in UTC, years 1 to 9999") from None
 
 
 def parse_object(text: str) -> ObjectRef:

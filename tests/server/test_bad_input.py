@@ -220,13 +220,15 @@ def test_an_expiration_outside_the_timestamp_range_is_invalid_argument(running: 
 
 READ_CURSOR_TEXTS = {
     "deep-context": 'doc:1#viewer@user:ann[only_ip:{"a":' + "[" * 5000 + "]" * 5000 + "}]",
+    "expiration-past-year-9999": "doc:1#viewer@user:ann[expiration:9999-12-31T23:59:59-01:00]",
 }
 
 
 @pytest.mark.parametrize("text", READ_CURSOR_TEXTS.values(), ids=READ_CURSOR_TEXTS.keys())
 def test_a_read_cursor_naming_an_unreadable_relationship_is_invalid_argument(running: Running, loaded: Client, text: str) -> None:
     """A read cursor carries a relationship's text; one whose caveat context nests past the
-    JSON parser's stack (a RecursionError) was INTERNAL."""
+    JSON parser's stack (a RecursionError), or whose expiration is past year 9999 in UTC (an
+    OverflowError), was INTERNAL."""
     cursor = encode_cursor(Revision(1), text)
     with running.channel() as channel:
         relationships = relationships_pb2_grpc.RelationshipsServiceStub(channel)
