@@ -138,8 +138,8 @@ class Checker:
         expr: ast.Expr,
     ) -> None:
         if isinstance(expr, ast.BinOp):
-            self.check_expr(definition, members, permission, expr.left)
-            self.check_expr(definition, members, permission, expr.right)
+            for operand in ast.operands(expr):
+                self.check_expr(definition, members, permission, operand)
         elif isinstance(expr, ast.Identifier):
             if expr.name not in members:
                 hint = ""
@@ -301,8 +301,8 @@ def _computed_refs(expr: ast.Expr, out: set[str]) -> None:
     if isinstance(expr, ast.Identifier):
         out.add(expr.name)
     elif isinstance(expr, ast.BinOp):
-        _computed_refs(expr.left, out)
-        _computed_refs(expr.right, out)
+        for operand in ast.operands(expr):
+            _computed_refs(operand, out)
 
 
 def _strongly_connected(graph: dict[str, set[str]]) -> list[set[str]]:
