@@ -348,6 +348,16 @@ def test_an_expression_at_the_nesting_bound_compiles_and_prints(expression: str)
     assert compile_schema(print_schema(schema)) == schema
 
 
+def test_a_chain_of_thousands_of_permissions_compiles() -> None:
+    """Each permission names the next: the cycle check walks the chain without recursing per permission."""
+    chain = "".join(f"    permission perm{i} = perm{i + 1}\n" for i in range(3000))
+    schema = compile_schema(USER + "definition doc {\n    relation viewer: user\n" + chain + "    permission perm3000 = viewer\n}\n")
+    assert len(schema.definitions["doc"].members) == 3002
+    looped = chain + "    permission perm3000 = perm2999\n"
+    with pytest.raises(SchemaValidationError, match="permissions `perm2999`, `perm3000` only reach each other in a cycle"):
+        compile_schema(USER + "definition doc {\n    relation viewer: user\n" + looped + "}\n")
+
+
 def test_nested_arrow_message_gives_the_workaround() -> None:
     schema = (
         USER + "definition org {\n    relation admin: user\n}\n"
