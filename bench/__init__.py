@@ -11,6 +11,7 @@
   rate, latency from the intended send time); ``hist``: HdrHistogram summaries.
 - ``baselines``: raw py-lmdb floors, a gRPC echo (``grpc_echo``); ``grpc_mode``: the server.
 - ``report``, ``plots``, ``compare``: results JSON, Markdown, PNGs; diffs of two runs.
+- ``soak``: a server under load for a long time with abusive clients, judged on drift.
 """
 
 from typing import Final

@@ -1,5 +1,5 @@
 """The command line: ``python -m bench [run] [--quick | --full] [filters]``, ``python -m bench
-compare OLD NEW``, ``python -m bench list``.
+compare OLD NEW``, ``python -m bench list``, ``python -m bench soak`` (see ``bench.soak``).
 
 Quick (the default) runs every scenario at 10k/100k with short reps, in under two minutes on a
 2-core machine once the datasets are cached (the first run builds them, a few seconds). Full
@@ -27,6 +27,7 @@ examples:
   python -m bench --scenario grpc                  only the gRPC scenarios (by tag)
   python -m bench compare bench/results/A bench/results/latest
   python -m bench list                             scenarios, tags and default scales
+  python -m bench soak --minutes 10                a server under load for 10 minutes (see soak --help)
 """
 
 
@@ -65,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return compare.main(args_list[1:])
     if args_list[:1] == ["list"]:
         return list_scenarios()
+    if args_list[:1] == ["soak"]:
+        from . import soak
+
+        return soak.main(args_list[1:])
     if args_list[:1] == ["run"]:
         args_list = args_list[1:]
     return run(run_parser().parse_args(args_list), args_list)

@@ -200,7 +200,7 @@ def _process_worker(spec: OpSpec, limits: Limits, k: int, barrier: Barrier, conn
 _CONTEXT: ForkServerContext | SpawnContext | None = None
 
 
-def _context() -> ForkServerContext | SpawnContext:
+def process_context() -> ForkServerContext | SpawnContext:
     """A forkserver context: workers fork from a clean server process (no LMDB environment of
     ours in it), with the bench and relengine preloaded so that a worker starts in milliseconds."""
     global _CONTEXT
@@ -218,7 +218,7 @@ def closed_loop_processes(spec: OpSpec, limits: Limits, concurrency: int, *, sta
     """``concurrency`` processes, each building its op from ``spec`` and calling it back to
     back from one shared start (a barrier); throughput counts from the first worker's start to
     the last one's end, as the workers saw them (not the time to collect their results)."""
-    ctx = _context()
+    ctx = process_context()
     barrier = ctx.Barrier(concurrency + 1)
     share = Limits(limits.seconds, max(1, limits.max_ops // concurrency), limits.warmup_seconds, limits.warmup_ops)
     pipes: list[Connection[Any, _Report]] = []

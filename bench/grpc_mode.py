@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Awaitable, Callable, Final, Sequence
 
@@ -62,6 +63,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Stopped:
+    """How a server stopped: ``seconds`` from SIGTERM to its exit, its exit code, and whether
+    it had to be killed (it had not exited ``wait`` seconds after SIGTERM)."""
+
+    seconds: float
+    exit_code: int
+    killed: bool
+
+
 class Server:
     """``relengine serve`` on a copy-free, read-only use of a dataset's store; stopped on close."""
 
@@ -98,18 +109,27 @@ class Server:
                 channel.close()
         raise RuntimeError(f"relengine serve not ready on {self.target} after {timeout:.0f} s: {self.log_tail()}")
 
-    def log_tail(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")[-800:]
+    def log_tail(self, chars: int = 800) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")[-chars:]
 
-    def close(self) -> None:
+    def stop(self, wait: float = 10.0) -> Stopped:
+        """SIGTERM (the server drains), then SIGKILL if it is still running ``wait`` s later."""
+        started = time.monotonic()
+        killed = False
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=wait)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                killed = True
+        return Stopped(round(time.monotonic() - started, 3), self.proc.returncode, killed)
+
+    def close(self) -> None:
+        self.stop()
         self._log.close()
 
 

@@ -309,3 +309,13 @@ def test_comments_without_blank_lines_stay_together() -> None:
     text = "// one\n// two\ndefinition user {}\n"
     assert compile_schema(text).definitions["user"].doc == ("// one", "// two")
     assert print_schema(compile_schema(text)) == text
+
+
+def test_comments_before_use_lines_are_kept_with_their_flag() -> None:
+    """They were dropped: ``schema fmt`` lost a file's header comment when it began with `use`."""
+    text = "// header\n\n// expiring grants\nuse expiration\n\n// people\ndefinition user {}\n"
+    assert print_schema(compile_schema(text)) == text
+    unsorted = "use self\n// expiring grants\nuse expiration\n\ndefinition user {}\n"
+    printed = print_schema(compile_schema(unsorted))
+    assert printed == "// expiring grants\nuse expiration\nuse self\n\ndefinition user {}\n"
+    assert print_schema(compile_schema(printed)) == printed

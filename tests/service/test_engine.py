@@ -319,6 +319,15 @@ def test_schema_change_that_would_orphan_relationships_is_refused(engine: Engine
     engine.write_schema(wider.replace("definition doc {", "definition doc {\n    relation owner: user"))
 
 
+def test_gc_before_any_schema_has_nothing_to_do(tmp_path: Path) -> None:
+    """The server's housekeeping can run before a schema is written: it failed (gc_failed)."""
+    e = Engine.open(tmp_path / "data")
+    try:
+        assert e.gc() == 0 and e.delete_expired() == 0
+    finally:
+        e.close()
+
+
 def test_gc_deletes_expired_relationships_only(engine_from: Callable[..., Engine]) -> None:
     import datetime as dt
 

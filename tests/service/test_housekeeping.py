@@ -96,3 +96,36 @@ def test_import_file_validates_against_the_schema() -> None:
     assert result.relationships == 2 and relationships(store) == ["doc:a#owner@user:ann", "doc:b#owner@user:bob"]
     with pytest.raises(InvalidRelationship):
         housekeeping.import_file(store, schema, ["doc:c#owner@doc:x"], "text")
+
+
+def test_import_file_checks_every_caveat_context_not_one_per_shape() -> None:
+    """A context's values can be wrong where its shape (relation, subject type, caveat) is not:
+    the second line was stored unchecked once the first had passed."""
+    schema = compile_schema(
+        "caveat small(n int) {\n    n < 10\n}\ndefinition user {}\n"
+        "definition doc {\n    relation viewer: user with small\n}\n"
+    )
+    store = MemoryStore()
+    lines = [
+        'doc:a#viewer@user:ann[small:{"n": 1}]',
+        'doc:b#viewer@user:bob[small:{"n": "many"}]',
+        'doc:c#viewer@user:cid[small:{"m": 2}]',
+        "doc:d#viewer@user:dan[small]",
+    ]
+    result = housekeeping.import_file(store, schema, lines, "text", on_error="skip")
+    assert [e.line for e in result.errors] == [2, 3]
+    assert "n" in result.errors[0].message and "m" in result.errors[1].message
+    assert relationships(store) == ['doc:a#viewer@user:ann[small:{"n":1}]', "doc:d#viewer@user:dan[small]"]
+
+
+def test_import_relationships_checks_caveat_contexts_as_a_write_does() -> None:
+    """The bulk path (Import over gRPC) stored a context its caveat cannot take."""
+    schema = compile_schema(
+        "caveat small(n int) {\n    n < 10\n}\ndefinition user {}\n"
+        "definition doc {\n    relation viewer: user with small\n}\n"
+    )
+    store = MemoryStore()
+    bad = parse_relationship('doc:b#viewer@user:bob[small:{"n": "many"}]')
+    with pytest.raises(InvalidArgument, match="`n`"):
+        housekeeping.import_relationships(store, schema, [bad], batch_size=10)
+    assert relationships(store) == []

@@ -254,6 +254,7 @@ class AsyncClient:
     async def import_relationships(
         self, relationships: Iterable[m.RelationshipLike], *, batch: int = m.IMPORT_BATCH, timeout: float | None = None
     ) -> tuple[int, Revision]:
+        """As ``Client.import_relationships``."""
         retry = isinstance(relationships, Sequence)
         requests = m.RequestStream(relationships, batch)
         try:

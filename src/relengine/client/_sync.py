@@ -285,8 +285,11 @@ class Client:
     def import_relationships(
         self, relationships: Iterable[m.RelationshipLike], *, batch: int = m.IMPORT_BATCH, timeout: float | None = None
     ) -> tuple[int, Revision]:
-        """Stream relationships to the server, which TOUCHes them all in one transaction.
-        Retried on UNAVAILABLE only when ``relationships`` is a sequence (it can be sent again)."""
+        """Stream relationships to the server, which TOUCHes them in transactions of up to
+        50,000 (past the per-write limit); returns (count, the last revision). Restartable:
+        importing the same relationships again changes nothing. A failure part-way keeps the
+        transactions committed before it. Retried on UNAVAILABLE only when ``relationships``
+        is a sequence (it can be sent again)."""
         retry = isinstance(relationships, Sequence)
         requests = m.RequestStream(relationships, batch)
         try:

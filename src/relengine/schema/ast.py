@@ -15,6 +15,7 @@ class Node:
 @dataclass(slots=True)
 class UseFlag(Node):
     name: str
+    comments: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)

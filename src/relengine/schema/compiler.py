@@ -86,6 +86,7 @@ def _build(source: Source, tree: ast.File, warnings: tuple) -> CompiledSchema:  
         definitions=definitions,
         caveats=caveats,
         use_flags=frozenset(u.name for u in tree.uses),
+        use_docs=tuple((u.name, _doc(u.comments, source.text, u.start)) for u in tree.uses if u.comments),
         order=tuple(order),
         trailing_comments=_doc(tree.trailing_comments, source.text, len(source.text), after_last=False),
         warnings=warnings,

@@ -125,7 +125,8 @@ class _Parser:
         return ast.File(0, len(self.source.text), uses, items, self.tok.comments)
 
     def parse_use(self) -> ast.UseFlag:
-        start = self.advance().start
+        head = self.advance()
+        start = head.start
         if self.tok.kind not in (Kind.IDENT, Kind.KEYWORD):
             raise self.error(f"expected a flag name after `use`, found {self.tok.describe()}")
         flag = self.advance()
@@ -143,7 +144,7 @@ class _Parser:
         if not (self.is_word("definition") or self.is_word("caveat") or self.is_word("use")):
             # SpiceDB lets the next top-level statement follow on the same line (folded YAML).
             self.end_statement()
-        return ast.UseFlag(start, flag.end, flag.value)
+        return ast.UseFlag(start, flag.end, flag.value, head.comments)
 
     # -- definitions -----------------------------------------------------------------
     def parse_definition(self) -> ast.Definition:

@@ -30,7 +30,10 @@ _LEVEL = {Exclusion: 1, Intersection: 2, Union: 3}
 def print_schema(schema: CompiledSchema) -> str:
     blocks: list[str] = []
     if schema.use_flags:
-        blocks.append("\n".join(f"use {flag}" for flag in sorted(schema.use_flags)))
+        docs: dict[str, tuple[str, ...]] = {}
+        for flag, doc in schema.use_docs:  # a flag used twice: the comments of both
+            docs[flag] = docs.get(flag, ()) + doc
+        blocks.append("\n".join(_comments(docs.get(flag, ()), "") + f"use {flag}" for flag in sorted(schema.use_flags)))
     for entry in schema.order:
         kind, _, name = entry.partition(":")
         if kind == "definition":

@@ -162,6 +162,7 @@ class CompiledSchema:
     definitions: Mapping[str, Definition]
     caveats: Mapping[str, Caveat]
     use_flags: frozenset[str] = frozenset()
+    use_docs: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (flag, comments before its `use`)
     order: tuple[str, ...] = ()  # "definition:NAME" / "caveat:NAME"
     trailing_comments: tuple[str, ...] = ()
     warnings: tuple[SchemaIssue, ...] = field(default=(), compare=False)

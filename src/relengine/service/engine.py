@@ -152,10 +152,15 @@ class Engine:
 
         Only relations that allow ``with expiration`` can hold them, so only those are read.
         Expired relationships already behave as absent; this reclaims their space and keeps
-        reads short. Each batch is one write (one revision).
+        reads short. Each batch is one write (one revision). A store without a schema holds
+        none (the server's housekeeping runs before one is written).
         """
         moment = now or _dt.datetime.now(_dt.timezone.utc)
-        removed, wrote = housekeeping.delete_expired(self.store, self._schemas.head(self.store), moment, batch)
+        try:
+            schema = self._schemas.head(self.store)
+        except SchemaNotFound:
+            return 0
+        removed, wrote = housekeeping.delete_expired(self.store, schema, moment, batch)
         if wrote:
             self._revisions.forget()
         return removed

@@ -11,8 +11,8 @@ from ..errors import InvalidArgument
 from ..model import Relationship, RelationshipFilter, Revision
 from ..results import Operation, RelationshipUpdate
 from ..schema.types import CompiledSchema, Relation
-from ..schema.typesystem import check_relationship
 from ..storage.base import BulkLoader, TupleStore
+from .schemas import check_update
 
 
 def delete_expired(store: TupleStore, schema: CompiledSchema, now: _dt.datetime, batch: int) -> tuple[int, bool]:
@@ -80,7 +80,7 @@ def import_relationships(
     clock = clock or Deadline(None, "import")
     for rel in relationships:
         clock.step()
-        check_relationship(schema, rel)
+        check_update(schema, rel)
         s = rel.subject
         batch.append((rel.resource.type, rel.resource.id, rel.relation, s.type, s.id, s.relation or "", rel.caveat, rel.expiration))
         if len(batch) >= batch_size:
@@ -97,10 +97,11 @@ def import_relationships(
 
 def import_file(store: TupleStore, schema: CompiledSchema, source: Any, fmt: str | None, **options: Any) -> Any:
     """Import a file (text lines, CSV or YAML; see ``storage.importer``), validating every
-    relationship against ``schema``. Returns the importer's ImportResult."""
+    relationship against ``schema`` (caveat contexts included, as a write does). Returns the
+    importer's ImportResult."""
     from ..storage.importer import import_relationships as load
 
     def validate(rel: Relationship) -> None:
-        check_relationship(schema, rel)
+        check_update(schema, rel)
 
     return load(store, source, fmt, validate=validate, **options)  # type: ignore[arg-type]

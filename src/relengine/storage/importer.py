@@ -20,7 +20,8 @@ Validation: ``validate`` (a schema check raising InvalidRelationship, UnknownDef
 UnknownRelation: any InvalidArgument or FailedPrecondition rejects the line) is called once per
 distinct *shape* (resource type, relation, subject type, subject relation, wildcard or not,
 caveat name, with or without expiration) with the first relationship of that shape; its verdict
-applies to every relationship of the shape. Bad lines are reported with their line numbers:
+applies to every relationship of the shape; a relationship with a caveat context is also
+validated on its own (the context's values are not part of the shape). Bad lines are reported with their line numbers:
 ``on_error="abort"`` raises InvalidRelationship at the first batch holding one (earlier batches
 stay written), ``"skip"`` leaves them out and lists them in the result.
 
@@ -252,6 +253,12 @@ class _Checker:
                 shape = _shape(rel)
                 if shape not in verdicts:
                     verdicts[shape] = self._check(rel)
+                elif rel.caveat is not None and rel.caveat.context and verdicts[shape] is None:
+                    # A context is checked on every line: its values, not its shape, can be wrong.
+                    context_error = self._check(rel)
+                    if context_error is not None:
+                        errors.append(LineError(chunk.number(index), text, context_error))
+                        continue
                 s = rel.subject
                 row = (
                     rel.resource.type, rel.resource.id, rel.relation, s.type, s.id,
