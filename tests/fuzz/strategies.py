@@ -26,7 +26,7 @@ from relengine.results import encode_cursor
 from relengine.wire import convert
 from relengine.wire._proto.relengine.v1 import core_pb2, permissions_pb2, relationships_pb2, schema_pb2
 
-from .world import CAVEATS, IDS, MEMBERS, PARAMETERS, RELATIONS, RELATIONSHIPS, RELATIONSHIPS_TEXT, SCHEMA, TYPES
+from .world import CAVEATS, IDS, MEMBERS, PARAMETERS, RELATIONS, RELATIONSHIPS, RELATIONSHIPS_TEXT, SCHEMA, TYPES, schema_sources
 
 Draw = Callable[[st.SearchStrategy[Any]], Any]
 
@@ -184,6 +184,23 @@ def required(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return mostly(strategy, st.none())
 
 
+def _extend(repeated: Any, messages: list[Any]) -> None:
+    """``repeated.extend(messages)`` by copies: extend parses each message again, which fails
+    on the Structs nested past protobuf's limit (those are for the server to refuse)."""
+    for message in messages:
+        repeated.add().CopyFrom(message)
+
+
+def _set(msg: Any, field: str, value: Any) -> None:
+    """Set a message field (or leave it unset for None)."""
+    if value is None:
+        return
+    if isinstance(value, Message):
+        getattr(msg, field).CopyFrom(value)
+    else:
+        setattr(msg, field, value)
+
+
 _WORLD_OBJECTS = sorted({r.resource for r in RELATIONSHIPS} | {ObjectRef(r.subject.type, r.subject.id) for r in RELATIONSHIPS})
 _WORLD_SUBJECTS = sorted({r.subject for r in RELATIONSHIPS} | {SubjectRef(o.type, o.id) for o in _WORLD_OBJECTS})
 
@@ -254,19 +271,12 @@ def relationships() -> st.SearchStrategy[core_pb2.Relationship]:
 @st.composite
 def _any_relationship(draw: Draw) -> core_pb2.Relationship:
     msg = core_pb2.Relationship(relation=draw(relation_names))
-    resource, subject = draw(required(object_refs())), draw(required(subject_refs()))
-    if resource is not None:
-        msg.resource.CopyFrom(resource)
-    if subject is not None:
-        msg.subject.CopyFrom(subject)
+    _set(msg, "resource", draw(required(object_refs())))
+    _set(msg, "subject", draw(required(subject_refs())))
     if draw(st.booleans()):
         msg.optional_caveat.caveat_name = draw(caveat_names)
-        context = draw(maybe(any_structs))
-        if context is not None:
-            msg.optional_caveat.context.CopyFrom(context)
-    expires = draw(maybe(timestamps))
-    if expires is not None:
-        msg.optional_expires_at.CopyFrom(expires)
+        _set(msg.optional_caveat, "context", draw(maybe(any_structs)))
+    _set(msg, "optional_expires_at", draw(maybe(timestamps)))
     return msg
 
 
@@ -277,12 +287,8 @@ limits = mostly(st.integers(0, 3), st.sampled_from([100_000, 100_001, 2**31, 2**
 @st.composite
 def subject_filters(draw: Draw) -> core_pb2.SubjectFilter:
     msg = core_pb2.SubjectFilter(subject_type=draw(type_names))
-    sid = draw(maybe(object_ids))
-    if sid is not None:
-        msg.optional_subject_id = sid
-    relation = draw(maybe(st.one_of(st.just(""), st.just("..."), relation_names)))
-    if relation is not None:
-        msg.optional_relation = relation
+    _set(msg, "optional_subject_id", draw(maybe(object_ids)))
+    _set(msg, "optional_relation", draw(maybe(st.one_of(st.just(""), st.just("..."), relation_names))))
     return msg
 
 
@@ -294,48 +300,23 @@ def filters(draw: Draw) -> core_pb2.RelationshipFilter:
         ("optional_resource_id_prefix", st.one_of(st.just(""), object_ids)),
         ("optional_relation", relation_names),
     ]:
-        value = draw(maybe(strategy))
-        if value is not None:
-            setattr(msg, field, value)
-    subject = draw(maybe(subject_filters()))
-    if subject is not None:
-        msg.optional_subject_filter.CopyFrom(subject)
+        _set(msg, field, draw(maybe(strategy)))
+    _set(msg, "optional_subject_filter", draw(maybe(subject_filters())))
     return msg
 
 
 @st.composite
 def preconditions(draw: Draw) -> core_pb2.Precondition:
     msg = core_pb2.Precondition(operation=draw(enum_values))
-    found = draw(required(filters()))
-    if found is not None:
-        msg.filter.CopyFrom(found)
+    _set(msg, "filter", draw(required(filters())))
     return msg
 
 
 @st.composite
 def updates(draw: Draw) -> core_pb2.RelationshipUpdate:
     msg = core_pb2.RelationshipUpdate(operation=draw(enum_values))
-    relationship = draw(required(relationships()))
-    if relationship is not None:
-        msg.relationship.CopyFrom(relationship)
+    _set(msg, "relationship", draw(required(relationships())))
     return msg
-
-
-def _extend(repeated: Any, messages: list[Any]) -> None:
-    """``repeated.extend(messages)`` by copies: extend parses each message again, which fails
-    on the Structs nested past protobuf's limit (those are for the server to refuse)."""
-    for message in messages:
-        repeated.add().CopyFrom(message)
-
-
-def _set(msg: Any, field: str, value: Any) -> None:
-    """Set a message field (or leave it unset for None)."""
-    if value is None:
-        return
-    if isinstance(value, Message):
-        getattr(msg, field).CopyFrom(value)
-    else:
-        setattr(msg, field, value)
 
 
 def permission_of(draw: Draw, resource_type: str) -> str:
@@ -543,6 +524,28 @@ def deep_schemas(draw: Draw) -> str:
     else:
         expression = "folder" + "->view" * depth
     return SCHEMA.replace("permission both = viewer & owner", f"permission both = {expression}")
+
+
+# -- every method's requests ----------------------------------------------------------------------
+
+SCHEMA_SOURCES = schema_sources()
+REQUESTS: dict[str, st.SearchStrategy[Any]] = {
+    "Check": check_requests(),
+    "BulkCheck": bulk_check_requests(),
+    "Expand": expand_requests(),
+    "LookupResources": lookup_resources_requests(),
+    "LookupSubjects": lookup_subjects_requests(),
+    "Write": write_requests(),
+    "Read": read_requests(),
+    "Delete": delete_requests(),
+    "Watch": watch_requests,
+    "Import": import_requests(),  # a list: the request stream
+    "WriteSchema": st.builds(
+        schema_pb2.WriteSchemaRequest, schema=st.one_of(mutated(SCHEMA_SOURCES, SCHEMA_WORDS), deep_schemas(), texts()),
+    ),
+    "ReadSchema": read_schema_requests(),
+}
+"""Well-formed requests of every relengine.v1 method, by name."""
 
 
 # -- raw bodies ----------------------------------------------------------------------------------
