@@ -82,7 +82,9 @@ tokens = mostly(
 
 
 def _cursor_parts() -> st.SearchStrategy[list[Any]]:
-    scalar = st.one_of(st.sampled_from(IDS), st.sampled_from(RELATIONSHIPS_TEXT), texts(), st.integers(), st.none(), st.binary(max_size=8))
+    """What a cursor could hold after its revision; integers as msgpack takes them (64 bits)."""
+    numbers = st.integers(-(2**63), 2**64 - 1)
+    scalar = st.one_of(st.sampled_from(IDS), st.sampled_from(RELATIONSHIPS_TEXT), texts(), numbers, st.none(), st.binary(max_size=8))
     return st.lists(st.one_of(scalar, st.lists(scalar, max_size=3)), max_size=3)
 
 
