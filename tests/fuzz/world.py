@@ -2,7 +2,7 @@
 being answered, and the budget (hypothesis profiles).
 
 The budget: ``fuzz`` (the default) keeps the whole folder well under 30 s; ``RELENGINE_FUZZ=long``
-picks ``fuzz-long`` for a release (about half an hour; see README, "run the tests"), and
+picks ``fuzz-long`` for a release (about 40 minutes; see README, "run the tests"), and
 ``RELENGINE_FUZZ=N`` runs N examples per test. Failing examples are kept in hypothesis's
 database (``.hypothesis/``) and tried first on the next run.
 """
