@@ -105,6 +105,7 @@ BAD_RELATIONSHIPS = [
     pytest.param(REL + '[only_ip:{"x": [Infinity]}]', "Infinity is not a JSON number", id="context-infinity"),
     pytest.param(REL + '[only_ip:{"x": -Infinity}]', "-Infinity is not a JSON number", id="context-minus-infinity"),
     pytest.param(REL + '[only_ip:{"x": ' + "1" * 5000 + "}]", "is not valid JSON: Exceeds the limit", id="context-huge-int"),
+    pytest.param(REL + '[only_ip:{"x": ' + "[" * 5000 + "]" * 5000 + "}]", "is not valid JSON: nested too deeply", id="context-deep"),
     pytest.param(REL + "[one_cav][two_cav]", "the caveat must come first and only once", id="two-caveats"),
     pytest.param(
         REL + "[expiration:2026-01-01T00:00:00Z][one_cav]", "the caveat must come first", id="caveat-after-expiration"
@@ -209,7 +210,16 @@ def test_timestamps_are_read_into_utc_and_printed_in_z(text: str, expected: dt.d
     assert format_timestamp(value).endswith("Z")
 
 
-@pytest.mark.parametrize(("text", "message"), [("2026-12-31", "no time zone"), ("soon", "invalid RFC 3339")])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("2026-12-31", "no time zone"),
+        ("soon", "invalid RFC 3339"),
+        # in UTC, past the years a datetime holds (an OverflowError, found by tests/fuzz)
+        ("9999-12-31T23:59:59-01:00", "out of range"),
+        ("0001-01-01T00:00:00+01:00", "out of range"),
+    ],
+)
 def test_bad_timestamps(text: str, message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
         parse_timestamp(text)

@@ -176,7 +176,10 @@ def parse_timestamp(text: str) -> _dt.datetime:
         raise InvalidArgument(f"invalid RFC 3339 timestamp {quote(text)}") from exc
     if value.tzinfo is None:
         raise InvalidArgument(f"timestamp {quote(text)} has no time zone")
-    return value.astimezone(_dt.timezone.utc)
+    try:
+        return value.astimezone(_dt.timezone.utc)
+    except OverflowError:  # in UTC before year 1 or after 9999
+        raise InvalidArgument(f"timestamp {quote(text)} is out of range: in UTC, years 1 to 9999") from None
 
 
 def parse_object(text: str) -> ObjectRef:
@@ -276,6 +279,8 @@ def parse_context(text: str, what: str = "caveat context") -> dict[str, Any]:
         value = json.loads(text, parse_constant=_not_json)
     except ValueError as exc:  # JSONDecodeError, _not_json's, an integer of too many digits
         raise InvalidArgument(f"{what} is not valid JSON: {getattr(exc, 'msg', exc)}") from None
+    except RecursionError:  # json's own limit on nesting: Python's stack
+        raise InvalidArgument(f"{what} is not valid JSON: nested too deeply") from None
     if not isinstance(value, dict):
         raise InvalidArgument(f"{what} must be a JSON object")
     return value

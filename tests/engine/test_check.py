@@ -139,6 +139,20 @@ def test_depth_limit_raises_clear_error(engine_from: Callable[..., Engine]) -> N
     assert allowed(e, "group:g8#member@user:deep")
 
 
+@pytest.mark.slow
+def test_a_chain_of_a_thousand_permissions_is_checked(engine_from: Callable[..., Engine]) -> None:
+    """Each permission names the next: the plan inlines a few at a time (not one recursion per
+    permission) and the rest are sub-questions within the depth budget."""
+    chain = "".join(f"    permission perm{i} = perm{i + 1}\n" for i in range(1200))
+    e = engine_from(
+        "definition user {}\ndefinition doc {\n    relation viewer: user\n" + chain + "    permission perm1200 = viewer\n}\n",
+        "doc:1#viewer@user:ann",
+    )
+    assert allowed(e, "doc:1#perm0@user:ann")
+    assert not allowed(e, "doc:1#perm0@user:bob")
+    assert allowed(e, "doc:1#viewer@user:ann")
+
+
 def test_expired_relationships_are_absent(engine_from: Callable[..., Engine]) -> None:
     e = engine_from(
         "use expiration\ndefinition user {}\ndefinition doc {\n relation viewer: user with expiration\n}",

@@ -12,7 +12,7 @@ import pathlib
 import pytest
 
 from relengine.errors import SchemaError, SchemaSyntaxError, SchemaValidationError
-from relengine.schema import compile_schema
+from relengine.schema import compile_schema, print_schema
 from relengine.schema.types import (
     AllowedType,
     CaveatParameter,
@@ -297,6 +297,22 @@ INVALID = [
         "use partial\ndefinition user {}\n",
         "`use partial` is not supported by relengine yet", (1, 5),
     ),
+    # -- nesting past the parser's bound (each was a RecursionError; found by tests/fuzz) ----
+    case(
+        "parentheses-nested-too-deep",
+        USER + "definition doc {\n    relation viewer: user\n    permission view = " + "(" * 101 + "viewer" + ")" * 101 + "\n}\n",
+        "the expression nests more than 100 levels deep", (4, 123),
+    ),
+    case(
+        "exclusion-chain-too-deep",  # each `-` is a level: (a - b) - c
+        USER + "definition doc {\n    relation viewer: user\n    permission view = " + " - ".join(["viewer"] * 102) + "\n}\n",
+        "the expression nests more than 100 levels deep", (4, 23),
+    ),
+    case(
+        "parameter-type-nested-too-deep",
+        "caveat deep(value " + "list<" * 1000 + "int" + ">" * 1000 + ") {\n  true\n}\n",
+        "the parameter type nests more than 100 levels deep", (1, 523),
+    ),
 ]
 
 
@@ -313,6 +329,33 @@ def test_invalid_schema(schema: str, message: str, position: tuple[int, int]) ->
 
 def test_enough_invalid_cases() -> None:
     assert len(INVALID) >= 35
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "(" * 100 + "viewer" + ")" * 100,
+        " - ".join(["viewer"] * 101),
+        # A run of one operator is one level however long (SpiceDB takes long unions too).
+        " + ".join(["viewer"] * 5000),
+        " & ".join(["viewer"] * 5000),
+        " - ".join([" & ".join(["viewer"] * 1000)] * 3),
+    ],
+    ids=["parentheses", "exclusions", "union", "intersection", "mixed"],
+)
+def test_an_expression_at_the_nesting_bound_compiles_and_prints(expression: str) -> None:
+    schema = compile_schema(USER + f"definition doc {{\n    relation viewer: user\n    permission view = {expression}\n}}\n")
+    assert compile_schema(print_schema(schema)) == schema
+
+
+def test_a_chain_of_thousands_of_permissions_compiles() -> None:
+    """Each permission names the next: the cycle check walks the chain without recursing per permission."""
+    chain = "".join(f"    permission perm{i} = perm{i + 1}\n" for i in range(3000))
+    schema = compile_schema(USER + "definition doc {\n    relation viewer: user\n" + chain + "    permission perm3000 = viewer\n}\n")
+    assert len(schema.definitions["doc"].members) == 3002
+    looped = chain + "    permission perm3000 = perm2999\n"
+    with pytest.raises(SchemaValidationError, match="permissions `perm2999`, `perm3000` only reach each other in a cycle"):
+        compile_schema(USER + "definition doc {\n    relation viewer: user\n" + looped + "}\n")
 
 
 def test_nested_arrow_message_gives_the_workaround() -> None:

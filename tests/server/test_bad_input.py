@@ -190,3 +190,50 @@ def test_a_schema_with_long_lines_and_many_errors_is_invalid_argument(running: R
             loaded.write_schema(text)
         assert 1 <= len(info.value.issues) < 12 and info.value.issues[0].line == 1
     still_serving(loaded)
+
+
+# -- out-of-range and deeply nested values (found by tests/fuzz) -------------------------------
+
+
+def test_an_expiration_outside_the_timestamp_range_is_invalid_argument(running: Running, loaded: Client) -> None:
+    """Once protobuf's ValueError from Timestamp.ToDatetime: INTERNAL for Write and Import."""
+    relationship = core_pb2.Relationship(
+        resource=core_pb2.ObjectReference(object_type="doc", object_id="1"), relation="viewer",
+        subject=core_pb2.SubjectReference(object=core_pb2.ObjectReference(object_type="user", object_id="ann")),
+    )
+    relationship.optional_expires_at.seconds = 253_402_300_800  # 10000-01-01: one past the last second
+    write = relationships_pb2.WriteRequest(
+        updates=[core_pb2.RelationshipUpdate(operation=core_pb2.RelationshipUpdate.OPERATION_TOUCH, relationship=relationship)]
+    )
+    with running.channel() as channel:
+        relationships = relationships_pb2_grpc.RelationshipsServiceStub(channel)
+        for call, where in [
+            (lambda: relationships.Write(write, timeout=10), "updates[0].relationship.optional_expires_at"),
+            (lambda: relationships.Import(iter([relationships_pb2.ImportRequest(relationships=[relationship])]), timeout=10),
+             "relationships[0].optional_expires_at"),
+        ]:
+            error = failure(call)
+            assert error.code() is grpc.StatusCode.INVALID_ARGUMENT, error.details()
+            assert error.details().startswith(f"{where}: timestamp out of range"), error.details()
+    still_serving(loaded)
+
+
+READ_CURSOR_TEXTS = {
+    "deep-context": 'doc:1#viewer@user:ann[only_ip:{"a":' + "[" * 5000 + "]" * 5000 + "}]",
+    "expiration-past-year-9999": "doc:1#viewer@user:ann[expiration:9999-12-31T23:59:59-01:00]",
+}
+
+
+@pytest.mark.parametrize("text", READ_CURSOR_TEXTS.values(), ids=READ_CURSOR_TEXTS.keys())
+def test_a_read_cursor_naming_an_unreadable_relationship_is_invalid_argument(running: Running, loaded: Client, text: str) -> None:
+    """A read cursor carries a relationship's text; one whose caveat context nests past the
+    JSON parser's stack (a RecursionError), or whose expiration is past year 9999 in UTC (an
+    OverflowError), was INTERNAL."""
+    cursor = encode_cursor(Revision(1), text)
+    with running.channel() as channel:
+        relationships = relationships_pb2_grpc.RelationshipsServiceStub(channel)
+        error = failure(lambda: relationships.Read(
+            relationships_pb2.ReadRequest(filter=core_pb2.RelationshipFilter(resource_type="doc"), optional_cursor=cursor), timeout=10))
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    assert error.details().startswith("malformed cursor")
+    still_serving(loaded)

@@ -126,6 +126,22 @@ def test_invalid_relationships_are_refused(message: core_pb2.Relationship, match
         c.relationship_from_proto(message)
 
 
+@pytest.mark.parametrize(
+    "seconds, nanos", [(253_402_300_800, 0), (-62_135_596_801, 0), (2**62, 0), (0, -1), (0, 10**9)],
+    ids=["after-9999", "before-year-1", "huge", "negative-nanos", "too-many-nanos"],
+)
+def test_an_expiration_outside_the_timestamp_range_is_refused(seconds: int, nanos: int) -> None:
+    """Found by tests/fuzz: protobuf's ValueError passed through (INTERNAL over gRPC)."""
+    message = core_pb2.Relationship(
+        resource=core_pb2.ObjectReference(object_type="doc", object_id="1"), relation="viewer",
+        subject=core_pb2.SubjectReference(object=core_pb2.ObjectReference(object_type="user", object_id="a")),
+    )
+    message.optional_expires_at.seconds = seconds
+    message.optional_expires_at.nanos = nanos
+    with pytest.raises(errors.InvalidRelationship, match=r"^updates\[2\]\.relationship\.optional_expires_at: timestamp out of range"):
+        c.relationship_from_proto(message, "updates[2].relationship")
+
+
 def test_invalid_requests_are_refused() -> None:
     with pytest.raises(errors.InvalidArgument, match="operation"):
         c.update_from_proto(core_pb2.RelationshipUpdate())

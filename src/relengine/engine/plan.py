@@ -9,7 +9,7 @@ groups, folders in folders): only those need the cycle guard.
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Final, Mapping, Protocol
 
 from ..errors import Unimplemented
 from ..model import WILDCARD, CaveatRef, SubjectRef
@@ -139,6 +139,12 @@ def _member_node(schema: CompiledSchema, t: str, name: str) -> Node:
     return _rewrite_node(schema, t, member.rewrite, (name,))
 
 
+# Members inlined one within another in one node: building a node recurses once or more per
+# member inlined, and a schema may chain a thousand permissions (a = b, b = c, ...). Past it, a
+# member becomes a sub-question, which counts against the depth budget.
+_INLINE_DEPTH: Final = 32
+
+
 class _Flat:
     """A union of a member's same-object parts, read off one object: the relations it reaches
     through ``+`` and references to other members of the object (inlined: ``read = reader +
@@ -160,6 +166,8 @@ class _Flat:
             name = rewrite.relation
             member = self.schema.definitions[self.t].members[name]
             if name in stack:  # a same-object loop (a = b, b = a): left to the dispatcher's guard
+                self.rest.append(_computed_node(self.t, name))
+            elif len(stack) >= _INLINE_DEPTH:  # a long chain (a = b, b = c, ...): a sub-question
                 self.rest.append(_computed_node(self.t, name))
             elif isinstance(member, Relation):
                 if all(r.name != name for r in self.relations):

@@ -1,4 +1,5 @@
-"""Schema syntax tree: node dataclasses with code-point positions (start, end exclusive)."""
+"""Schema syntax tree: node dataclasses with code-point positions (start, end exclusive), and
+the one walk the passes share (``operands``)."""
 
 from __future__ import annotations
 
@@ -63,6 +64,20 @@ class Arrow(Node):
 
 
 Expr = Identifier | Nil | SelfRef | BinOp | Arrow
+
+
+def operands(expr: BinOp) -> list[Expr]:
+    """The operands of the chain of ``expr.op`` that ``expr`` ends, left to right: ``a + b + c``,
+    parsed as ``(a + b) + c``, gives ``[a, b, c]``. Found in a loop, not by recursion: a chain
+    may be thousands long (see the parser)."""
+    out: list[Expr] = []
+    node: Expr = expr
+    while isinstance(node, BinOp) and node.op == expr.op:
+        out.append(node.right)
+        node = node.left
+    out.append(node)
+    out.reverse()
+    return out
 
 
 @dataclass(slots=True)

@@ -155,12 +155,15 @@ def _rewrite(expr: ast.Expr) -> Rewrite:
             expr.left.name, expr.right, expr.function or "any", expr.function is not None
         )
     assert isinstance(expr, ast.BinOp)
-    left, right = _rewrite(expr.left), _rewrite(expr.right)
+    rewrites = [_rewrite(operand) for operand in ast.operands(expr)]
     if expr.op == "-":
-        return Exclusion(left, right)
+        out = rewrites[0]
+        for subtract in rewrites[1:]:
+            out = Exclusion(out, subtract)
+        return out
     cls = Union if expr.op == "+" else Intersection
     children: list[Rewrite] = []
-    for side in (left, right):
-        # a + b + c is one union of three; a parenthesised (b + c) on the right is the same set.
-        children.extend(side.children if isinstance(side, cls) else (side,))
+    for rewrite in rewrites:
+        # a + b + c is one union of three; a parenthesised (b + c) is the same set.
+        children.extend(rewrite.children if isinstance(rewrite, cls) else (rewrite,))
     return cls(tuple(children))

@@ -3,9 +3,16 @@
 Expression precedence follows SpiceDB: ``+`` binds tightest, then ``&``, then ``-``, all
 left-associative; arrows (``->``, ``.any()``, ``.all()``) bind tighter than any operator.
 A newline ends a statement unless the line ends in an operator.
+
+Expressions and parameter types nest at most ``MAX_NESTING`` levels (each pair of parentheses,
+arrow, ``-``, run of ``+`` or of ``&``, and ``<...>`` is one): the parser, the passes after it
+and the engine recurse once or more per level, and Python's stack is finite (past it, a
+RecursionError, not a clear error). A run of one operator is one level however long.
 """
 
 from __future__ import annotations
+
+from typing import Callable, Final
 
 from ..errors import SchemaSyntaxError
 from . import ast
@@ -14,6 +21,15 @@ from .source import Source
 
 USE_FLAGS = ("expiration", "import", "partial", "self", "typechecking")
 SUPPORTED_USE_FLAGS = frozenset({"expiration", "self", "typechecking"})
+MAX_NESTING: Final = 100
+_EXPRESSION: Final = "the expression"
+_TYPE: Final = "the parameter type"
+_NESTING_HINTS: Final = {
+    _EXPRESSION: (
+        " (each pair of parentheses, arrow, `-`, and run of `+` or of `&` is one): split it into several permissions"
+    ),
+    _TYPE: " (each `<...>` is one)",
+}
 
 
 def parse(text: str, name: str = "") -> ast.File:
@@ -31,6 +47,8 @@ class _Parser:
         self.lexer = Lexer(source)
         self.tok: Token = self.lexer.next()
         self.prev: Token = self.tok
+        self.depth = 0  # how deep the expression just parsed nests
+        self.open = 0  # parentheses (or type arguments) open where the parser is
 
     # -- token helpers ---------------------------------------------------------------
     def advance(self) -> Token:
@@ -223,30 +241,33 @@ class _Parser:
     # '(' included) to the last token consumed (a closing ')' included), as SpiceDB's do; a
     # parenthesised operand keeps the span of what is inside the parentheses.
     def parse_expr(self) -> ast.Expr:
-        first = self.tok.start
-        left = self.parse_intersection()
-        while self._continues(Kind.MINUS):
-            self.advance()
-            right = self.parse_intersection()
-            left = ast.BinOp(first, self.prev.end, "-", left, right)
-        return left
+        return self._chain(Kind.MINUS, "-", self.parse_intersection)
 
     def parse_intersection(self) -> ast.Expr:
-        first = self.tok.start
-        left = self.parse_union()
-        while self._continues(Kind.AMP):
-            self.advance()
-            right = self.parse_union()
-            left = ast.BinOp(first, self.prev.end, "&", left, right)
-        return left
+        return self._chain(Kind.AMP, "&", self.parse_union)
 
     def parse_union(self) -> ast.Expr:
+        return self._chain(Kind.PLUS, "+", self.parse_arrow)
+
+    def _chain(self, kind: Kind, op: str, operand: Callable[[], ast.Expr]) -> ast.Expr:
+        """A left-associative chain of ``op`` over what ``operand`` parses.
+
+        A chain of ``+`` (or of ``&``) nests one level deeper than its deepest operand, however
+        long: it compiles to one union (intersection) of all of them, and the passes walk it in a
+        loop (``ast.operands``), so that a union of thousands of relations is fine. Each ``-``
+        nests one level more, as an exclusion has two sides: ``a - b - c`` is ``(a - b) - c``.
+        """
         first = self.tok.start
-        left = self.parse_arrow()
-        while self._continues(Kind.PLUS):
+        left = operand()
+        deepest = self.depth  # of the operands so far
+        while self._continues(kind):
             self.advance()
-            right = self.parse_arrow()
-            left = ast.BinOp(first, self.prev.end, "+", left, right)
+            right = operand()
+            left = ast.BinOp(first, self.prev.end, op, left, right)
+            deepest = max(deepest, self.depth)
+            self._nested(deepest + 1, first)
+            if op == "-":
+                deepest = self.depth  # the exclusion so far is the next one's left operand
         return left
 
     def parse_arrow(self) -> ast.Expr:
@@ -271,14 +292,19 @@ class _Parser:
                 expr = ast.Arrow(first, close.end, expr, target.value, target.start, func.value)
             else:
                 return expr
+            self._nested(self.depth + 1, first)
 
     def parse_primary(self) -> ast.Expr:
         tok = self.tok
         if tok.kind is Kind.LPAREN:
+            self._open(tok.start)
             self.advance()
             inner = self.parse_expr()
             self.expect(Kind.RPAREN, "')' to close '('")
+            self.open -= 1
+            self._nested(self.depth + 1, tok.start)
             return inner
+        self.depth = 0
         if tok.kind is Kind.KEYWORD and tok.value == "nil":
             self.advance()
             return ast.Nil(tok.start, tok.end)
@@ -289,6 +315,17 @@ class _Parser:
             self.advance()
             return ast.Identifier(tok.start, tok.end, tok.value)
         raise self.error(f"expected a relation, permission, `nil` or '(', found {tok.describe()}")
+
+    def _open(self, offset: int, what: str = _EXPRESSION) -> None:
+        """One more parenthesis (or type argument list) open at ``offset``: the parser recurses."""
+        self.open += 1
+        self._nested(self.open, offset, what)
+
+    def _nested(self, depth: int, offset: int, what: str = _EXPRESSION) -> None:
+        """Note that what was just parsed, starting at ``offset``, nests ``depth`` levels."""
+        if depth > MAX_NESTING:
+            raise self.error(f"{what} nests more than {MAX_NESTING} levels deep{_NESTING_HINTS[what]}", offset)
+        self.depth = depth
 
     # -- caveats ---------------------------------------------------------------------
     def parse_caveat(self) -> ast.CaveatDef:
@@ -324,10 +361,12 @@ class _Parser:
         name = self.advance()
         node = ast.TypeExpr(name.start, name.end, name.value)
         if self.at(Kind.LANGLE):
+            self._open(self.tok.start, _TYPE)
             self.advance()
             node.args.append(self.parse_type_expr())
             while self.at(Kind.COMMA):
                 self.advance()
                 node.args.append(self.parse_type_expr())
             node.end = self.expect(Kind.RANGLE, f"'>' to close `{name.value}<`").end
+            self.open -= 1
         return node

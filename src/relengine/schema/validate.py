@@ -7,6 +7,7 @@ becomes a SchemaIssue with line and column; errors stop compilation, warnings do
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterator
 
 from ..errors import SchemaIssue
 from ..model import is_valid_relation_name, is_valid_type_name
@@ -138,8 +139,8 @@ class Checker:
         expr: ast.Expr,
     ) -> None:
         if isinstance(expr, ast.BinOp):
-            self.check_expr(definition, members, permission, expr.left)
-            self.check_expr(definition, members, permission, expr.right)
+            for operand in ast.operands(expr):
+                self.check_expr(definition, members, permission, operand)
         elif isinstance(expr, ast.Identifier):
             if expr.name not in members:
                 hint = ""
@@ -301,42 +302,49 @@ def _computed_refs(expr: ast.Expr, out: set[str]) -> None:
     if isinstance(expr, ast.Identifier):
         out.add(expr.name)
     elif isinstance(expr, ast.BinOp):
-        _computed_refs(expr.left, out)
-        _computed_refs(expr.right, out)
+        for operand in ast.operands(expr):
+            _computed_refs(operand, out)
 
 
 def _strongly_connected(graph: dict[str, set[str]]) -> list[set[str]]:
-    """Tarjan's algorithm (iterative enough for schema sizes)."""
+    """Tarjan's algorithm, with a stack of its own: a chain of thousands of permissions, each
+    naming the next, is a valid schema, and a recursion per permission would exhaust Python's."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
     on_stack: set[str] = set()
     result: list[set[str]] = []
-    counter = 0
 
-    def visit(node: str) -> None:
-        nonlocal counter
-        index[node] = low[node] = counter
-        counter += 1
+    def enter(node: str) -> tuple[str, Iterator[str]]:
+        index[node] = low[node] = len(index)
         stack.append(node)
         on_stack.add(node)
-        for succ in graph.get(node, ()):
-            if succ not in index:
-                visit(succ)
-                low[node] = min(low[node], low[succ])
-            elif succ in on_stack:
-                low[node] = min(low[node], index[succ])
-        if low[node] == index[node]:
-            component: set[str] = set()
-            while True:
-                item = stack.pop()
-                on_stack.discard(item)
-                component.add(item)
-                if item == node:
-                    break
-            result.append(component)
+        return node, iter(graph.get(node, ()))
 
-    for node in graph:
-        if node not in index:
-            visit(node)
+    for root in graph:
+        if root in index:
+            continue
+        path = [enter(root)]  # the nodes being visited, each with its successors left
+        while path:
+            node, successors = path[-1]
+            for succ in successors:
+                if succ not in index:
+                    path.append(enter(succ))
+                    break
+                if succ in on_stack:
+                    low[node] = min(low[node], index[succ])
+            else:
+                path.pop()
+                if path:
+                    parent = path[-1][0]
+                    low[parent] = min(low[parent], low[node])
+                if low[node] == index[node]:
+                    component: set[str] = set()
+                    while True:
+                        item = stack.pop()
+                        on_stack.discard(item)
+                        component.add(item)
+                        if item == node:
+                            break
+                    result.append(component)
     return result

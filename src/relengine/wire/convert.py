@@ -176,8 +176,14 @@ def require(message: Any, field: str, what: str) -> None:
         raise InvalidArgument(f"{what} is required")
 
 
-def timestamp_to_datetime(ts: Timestamp) -> _dt.datetime:
-    value: _dt.datetime = ts.ToDatetime(tzinfo=_dt.timezone.utc)
+def timestamp_to_datetime(ts: Timestamp, what: str = "timestamp") -> _dt.datetime:
+    """``ts`` as an aware UTC datetime; InvalidArgument naming ``what`` for one outside what a
+    Timestamp may hold (years 1 to 9999, nanos below a second), where protobuf raises a
+    ValueError."""
+    try:
+        value: _dt.datetime = ts.ToDatetime(tzinfo=_dt.timezone.utc)
+    except ValueError as exc:
+        raise InvalidArgument(f"{what}: timestamp out of range ({exc})") from None
     return value
 
 
@@ -221,7 +227,12 @@ def relationship_from_proto(msg: core_pb2.Relationship, what: str = "relationshi
             raise InvalidRelationship(f"{what}.optional_caveat: invalid caveat name {quote(name)}")
         context = optional_context(msg.optional_caveat)
         caveat = CaveatRef(name, context or None)
-    expiration = timestamp_to_datetime(msg.optional_expires_at) if msg.HasField("optional_expires_at") else None
+    expiration = None
+    if msg.HasField("optional_expires_at"):
+        try:
+            expiration = timestamp_to_datetime(msg.optional_expires_at, f"{what}.optional_expires_at")
+        except InvalidArgument as exc:
+            raise InvalidRelationship(exc.message) from None
     return Relationship(resource, relation, subject, caveat, expiration)
 
 
