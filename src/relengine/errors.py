@@ -205,7 +205,20 @@ class LimitExceeded(RelEngineError):
 
 
 class MaxDepthExceeded(LimitExceeded):
-    """A check recursed past the depth limit (``max_depth``, default 50)."""
+    """A check recursed past the depth limit (``max_depth``, default 50), or past Python's
+    stack (``stack``)."""
+
+    @classmethod
+    def stack(cls, what: str) -> "MaxDepthExceeded":
+        """What a walk that ran out of Python's stack raises instead of RecursionError (no
+        RelEngineError: it went out as INTERNAL). The evaluator recurses per arrow hop and per
+        operator it passes through, so a long exclusion chain over a deep hierarchy can exhaust
+        the stack before the depth budget is spent."""
+        return cls(
+            f"the {what} nests too deeply to evaluate: the schema's expressions and the "
+            "relationships' hierarchy together are too deep (fewer exclusions in one permission, "
+            "or a shallower hierarchy)"
+        )
 
 
 class StoreFull(LimitExceeded):

@@ -14,6 +14,7 @@ from relengine.errors import (
     Cancelled,
     DeadlineExceeded,
     InvalidArgument,
+    MaxDepthExceeded,
     PreconditionFailed,
     RevisionUnavailable,
     SchemaError,
@@ -354,3 +355,30 @@ def test_gc_deletes_expired_relationships_only(engine_from: Callable[..., Engine
     assert left == ["doc:a#owner@user:own", "doc:a#viewer@user:new[expiration:2300-01-01T00:00:00Z]", "doc:a#viewer@user:plain"]
     assert e.delete_expired(now=dt.datetime(2301, 1, 1, tzinfo=dt.timezone.utc)) == 1
     assert e.gc() == 0
+
+
+def test_a_walk_deeper_than_the_stack_is_max_depth_exceeded_not_a_recursion_error(
+    engine_from: Callable[..., Engine],
+) -> None:
+    """Twenty exclusions over a 45-folder chain stay inside the depth budget (50) but not
+    inside Python's stack: Check, BulkCheck, LookupSubjects and Expand raised RecursionError
+    (INTERNAL over gRPC)."""
+    bans = " - ".join(["ban"] * 20)
+    schema = (
+        "definition user {}\n"
+        "definition folder {\n    relation parent: folder\n    relation viewer: user\n    relation ban: user\n"
+        f"    permission view = viewer + parent->view - {bans}\n}}\n"
+    )
+    chain = [f"folder:f{i + 1}#parent@folder:f{i}" for i in range(45)]
+    e = engine_from(schema, "folder:f0#viewer@user:ann", *chain)
+    leaf, ann = ObjectRef("folder", "f45"), SubjectRef("user", "ann")
+    for call in (
+        lambda: e.check(leaf, "view", ann),
+        lambda: list(e.lookup_subjects(leaf, "view", "user")),
+        lambda: e.expand(leaf, "view"),
+    ):
+        with pytest.raises(MaxDepthExceeded, match="nests too deeply"):
+            call()
+    item = e.bulk_check([CheckRequest(leaf, "view", ann), CheckRequest(ObjectRef("folder", "f1"), "view", ann)]).results
+    assert isinstance(item[0], MaxDepthExceeded) and item[1].permissionship is Permissionship.HAS_PERMISSION
+    assert len(list(e.lookup_resources("folder", "view", ann))) == 46  # this walk fits

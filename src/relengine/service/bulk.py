@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ..engine.cache import context_key
 from ..engine.check import LocalChecker
 from ..engine.dispatch import Deadline, Result, to_check_result
-from ..errors import Cancelled, DeadlineExceeded, RelEngineError
+from ..errors import Cancelled, DeadlineExceeded, MaxDepthExceeded, RelEngineError
 from ..model import SubjectRef
 from ..results import CheckResult
 
@@ -62,4 +62,6 @@ def answer(
             raise  # the request's, not the item's
         except RelEngineError as exc:
             append(exc)
+        except RecursionError:
+            append(MaxDepthExceeded.stack("check"))
     return results

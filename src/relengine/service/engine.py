@@ -17,7 +17,7 @@ from ..engine.cache import CheckCache
 from ..engine.check import LocalChecker
 from ..engine.dispatch import Conditional, Deadline, Result, to_check_result
 from ..engine.expand import expand
-from ..errors import BatchTooLarge, SchemaNotFound
+from ..errors import BatchTooLarge, MaxDepthExceeded, SchemaNotFound
 from ..model import Consistency, ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef
 from ..results import (
     BulkCheckResponse,
@@ -285,6 +285,8 @@ class Engine:
         reader = self._snapshot(consistency)
         try:
             result = self._checker(reader, deadline, context, now).check(resource.type, resource.id, permission, subject)
+        except RecursionError:
+            raise MaxDepthExceeded.stack("check") from None
         finally:
             reader.close()  # never hold a read transaction past the call
         return self._response(result, reader.revision)
@@ -372,6 +374,8 @@ class Engine:
                 questions, lambda ctx: self._checker(reader, deadline, ctx), context, reader.revision.value, cached,
                 clock,
             )
+        except RecursionError:
+            raise MaxDepthExceeded.stack("bulk check") from None
         finally:
             reader.close()
         return BulkCheckResponse(results, reader.revision)
@@ -392,6 +396,8 @@ class Engine:
             limit = pages.check_limit(limit, self.config.max_lookup_limit)
             checker = self._checker(reader, deadline, context)
             found = lookup.lookup_resources(checker, resource_type, permission, subject, cancelled)
+        except RecursionError:
+            raise MaxDepthExceeded.stack("lookup") from None
         finally:
             reader.close()
         return Stream(reader.revision, pages.resources(found, after, limit, reader.revision))
@@ -414,6 +420,8 @@ class Engine:
             found = lookup.lookup_subjects(
                 checker, resource.type, resource.id, permission, subject_type, subject_relation, cancelled
             )
+        except RecursionError:
+            raise MaxDepthExceeded.stack("lookup") from None
         finally:
             reader.close()
         entries = pages.subjects(found, subject_type, subject_relation, after, limit, reader.revision)
@@ -437,6 +445,8 @@ class Engine:
                 schema, reader, resource, permission, max_depth=self.config.max_depth, deadline=deadline,
                 cancelled=cancelled,
             )
+        except RecursionError:
+            raise MaxDepthExceeded.stack("expand") from None
         finally:
             reader.close()
         return tree, reader.revision
