@@ -1,5 +1,8 @@
-"""A process tree's resident memory from /proc: VmRSS summed over a process and its descendants
-(``relengine serve`` with workers is a parent and a process per worker)."""
+"""A process tree's resident memory from /proc, summed over a process and its descendants
+(``relengine serve`` with workers is a parent and a process per worker): VmRSS, and RssAnon,
+the part that is the processes' own memory. The rest of VmRSS is mostly the pages of the
+store's file that LMDB has mapped, which grows as a load touches more of the data, up to the
+file's size, and which the kernel can drop: a leak shows in RssAnon."""
 
 from __future__ import annotations
 
@@ -32,7 +35,14 @@ def tree(pid: int, proc: Path = PROC) -> list[int]:
 
 def rss_bytes(pid: int, proc: Path = PROC) -> int | None:
     """The summed VmRSS of ``pid``'s tree, or None if ``pid`` has none (gone, or a zombie)."""
-    total = 0
+    found = memory(pid, proc)
+    return None if found is None else found[0]
+
+
+def memory(pid: int, proc: Path = PROC) -> tuple[int, int] | None:
+    """The summed (VmRSS, RssAnon) of ``pid``'s tree in bytes, or None if ``pid`` has no
+    VmRSS (gone, or a zombie)."""
+    rss = anon = 0
     root: int | None = None
     for p in tree(pid, proc):
         try:
@@ -42,8 +52,9 @@ def rss_bytes(pid: int, proc: Path = PROC) -> int | None:
         for line in lines:
             if line.startswith("VmRSS:"):
                 kib = int(line.split()[1])
-                total += kib * 1024
+                rss += kib * 1024
                 if p == pid:
                     root = kib
-                break
-    return total if root is not None else None
+            elif line.startswith("RssAnon:"):
+                anon += int(line.split()[1]) * 1024
+    return (rss, anon) if root is not None else None

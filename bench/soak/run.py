@@ -23,7 +23,7 @@ from ..world import BIG_ADMIN, scale_name, scale_of
 from . import report
 from .abuse import Abuse, Lookup, look_up
 from .load import Load, Part, Schedule, WriteCheck
-from .rss import rss_bytes
+from .rss import memory
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -216,7 +216,7 @@ class _Soak:
     _conns: list[Connection[Any, Any]] = field(default_factory=list)
     _sampling: threading.Event = field(default_factory=threading.Event)
     _sampler: threading.Thread | None = None
-    _samples: list[tuple[int, int | None]] = field(default_factory=list)
+    _samples: list[tuple[int, tuple[int, int] | None]] = field(default_factory=list)
 
     def run(self) -> list[tuple[str, bool, str]]:
         """Set up, verify, measure capacity, run the load; returns the run's own checks."""
@@ -366,12 +366,13 @@ class _Soak:
         return [done[i] for i in sorted(done)]
 
     def _window_done(self, w: report.Window) -> None:
-        rss = self._samples[-1][1] if self._samples else None
+        sample = self._samples[-1][1] if self._samples else None
+        rss = None if sample is None else sample[1]
         failures = sum(w["load_errors"].values()) + w["wrong"] + w["unsent"]
         self.progress(
             f"window {w['index'] + 1}/{self.o.windows}{' (warm-up)' if w['warmup'] else ''}: "
             f"{bench_report.fmt_rate(w['offered'])} offered, p50 {bench_report.fmt_ns(w['p50_ns'])}, "
-            f"p99 {bench_report.fmt_ns(w['p99_ns'])}, RSS {'-' if rss is None else f'{rss / 2**20:.1f} MiB'}, "
+            f"p99 {bench_report.fmt_ns(w['p99_ns'])}, anonymous RSS {'-' if rss is None else f'{rss / 2**20:.1f} MiB'}, "
             f"load failures {failures}"
         )
 
@@ -381,7 +382,7 @@ class _Soak:
 
         def sample() -> None:
             while True:
-                self._samples.append((time.monotonic_ns(), rss_bytes(pid)))
+                self._samples.append((time.monotonic_ns(), memory(pid)))
                 if self._sampling.wait(every):
                     return
 

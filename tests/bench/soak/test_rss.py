@@ -33,11 +33,12 @@ def test_a_tree_holds_the_process_and_its_children() -> None:
 def test_a_command_name_with_parentheses_and_spaces_is_read(tmp_path: Path) -> None:
     (tmp_path / "7").mkdir()
     (tmp_path / "7" / "stat").write_text("7 (a) b) (c) S 1 7 7 0")
-    (tmp_path / "7" / "status").write_text("Name:\tx\nVmRSS:\t  2048 kB\n")
+    (tmp_path / "7" / "status").write_text("Name:\tx\nVmRSS:\t  2048 kB\nRssAnon:\t  512 kB\n")
     (tmp_path / "9").mkdir()
     (tmp_path / "9" / "stat").write_text("9 (worker) S 7 7 7 0")
-    (tmp_path / "9" / "status").write_text("Name:\tworker\nVmRSS:\t  1024 kB\n")
+    (tmp_path / "9" / "status").write_text("Name:\tworker\nVmRSS:\t  1024 kB\nRssAnon:\t  256 kB\n")
     (tmp_path / "self").mkdir()
     assert sorted(rss.tree(7, tmp_path)) == [7, 9]
     assert rss.rss_bytes(7, tmp_path) == 3 * 1024 * 1024
     assert rss.rss_bytes(9, tmp_path) == 1024 * 1024
+    assert rss.memory(7, tmp_path) == (3 * 1024 * 1024, 768 * 1024)
