@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import platform
 import queue
 import re
 import signal
@@ -357,3 +358,14 @@ def test_listen_addresses_split_and_join_with_ipv6_in_brackets() -> None:
     for bad in ("localhost", "localhost:", "localhost:http", "[::1]"):
         with pytest.raises(errors.InvalidArgument, match="not host:port"):
             split_address(bad)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt's arena limit is glibc's")
+def test_the_server_limits_mallocs_arenas_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """glibc's per-thread arenas made a busy server's own memory grow in steps for minutes."""
+    from relengine.server.app import limit_malloc_arenas
+
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    assert limit_malloc_arenas() is True
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas() is False

@@ -231,7 +231,35 @@ def _install_stop_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handle)
 
 
+MALLOC_ARENAS: Final = 2
+_M_ARENA_MAX: Final = -8  # glibc's mallopt parameter
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Let glibc's malloc use at most ``arenas`` arenas in this process, unless
+    ``MALLOC_ARENA_MAX`` says otherwise; returns whether the limit was set.
+
+    glibc gives threads arenas of their own (up to eight per core); grpc's threads allocate in
+    many of them and each keeps its fragments, so a busy server's own memory (RssAnon) rose in
+    steps that looked like a leak: 72 -> 106 MiB over 200 s of Checks with 1% writes on the 1M
+    dataset, flat at 68-79 MiB with two arenas (the engine alone stays flat either way). Python
+    holds the GIL around most allocations, so fewer arenas cost it little. Not glibc (musl,
+    macOS): nothing to do."""
+    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_ARENA_MAX, arenas))
+
+
 def _run_worker(data_dir: str, config: ServerConfig, index: int, ready_fd: int | None) -> int:
+    limit_malloc_arenas()  # before the server's threads start
     stop = threading.Event()
     _install_stop_handlers(stop)
     multiprocess = ready_fd is not None and bool(os.environ.get(MULTIPROC_ENV))
