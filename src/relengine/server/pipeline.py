@@ -47,6 +47,7 @@ class Pipeline:
         self._streams = streams
         self._expected = None if preshared_key is None else bearer(preshared_key).encode()
         self._refusals: dict[str, Handler] = {}  # method -> what answers a call without the key
+        self._gated = False  # the key is checked by the gate, not by each behaviour
 
     def gate(self) -> grpc.ServerInterceptor | None:
         """The key checked in grpc's polling thread, before a call is given one of the server's
@@ -56,9 +57,12 @@ class Pipeline:
         request message: a client that sends headers and never a message held a thread per
         call, so a few such calls without the key left keyed clients unanswered. A call that
         fails the check here gets a handler that answers UNAUTHENTICATED without reading the
-        request. The behaviours check the key again (a pipeline used without its gate)."""
+        request. Take it before registering: the behaviours registered after it leave the key
+        to the gate (those of a pipeline without one check it themselves), so the server must
+        install it."""
         if self._expected is None:
             return None
+        self._gated = True
         return _Gate(self._expected, self._refusals, self._refusal("", None))
 
     # -- registration --------------------------------------------------------------------------
@@ -81,7 +85,7 @@ class Pipeline:
 
     def wrap(self, method: str, handler: Handler) -> Handler:
         """``handler`` with its behaviour passed through the pipeline."""
-        authenticate = self._expected is not None and not method.startswith(HEALTH_PREFIX)
+        authenticate = self._expected is not None and not self._gated and not method.startswith(HEALTH_PREFIX)
         observe = self._observer(method)
 
         def wrap(behavior: Behavior, shape: Shape) -> Behavior:
