@@ -373,9 +373,7 @@ class Engine:
             results = bulk.answer(
                 questions, lambda ctx: self._checker(reader, deadline, ctx), context, reader.revision.value, cached,
                 clock,
-            )
-        except RecursionError:
-            raise MaxDepthExceeded.stack("bulk check") from None
+            )  # an item that runs out of Python's stack gets MaxDepthExceeded there
         finally:
             reader.close()
         return BulkCheckResponse(results, reader.revision)
