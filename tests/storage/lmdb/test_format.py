@@ -177,3 +177,28 @@ def test_the_upgrade_leaves_a_store_another_process_already_upgraded_alone(tmp_p
         env.close()
     with LmdbStore(tmp_path, sync=False) as store:
         assert object_entries(store) == before
+
+
+def test_processes_creating_the_same_new_directory_at_once_all_succeed(tmp_path: Path) -> None:
+    """Two workers of ``serve --workers 2`` open a new data directory together: the second to
+    reach ``mkdir`` failed with "File exists" and the server did not start."""
+    import threading
+
+    for attempt in range(20):
+        path = tmp_path / f"new{attempt}" / "data"
+        start = threading.Barrier(8)
+        failures: list[BaseException] = []
+
+        def create() -> None:
+            start.wait()
+            try:
+                layout.check_directory(path, create=True)
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+                failures.append(exc)
+
+        threads = [threading.Thread(target=create) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert failures == [] and path.is_dir()

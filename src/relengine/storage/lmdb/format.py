@@ -70,7 +70,7 @@ def check_directory(path: Path, create: bool) -> None:
     if not path.exists():
         if not create:
             raise InvalidArgument(f"no relengine store at {path}")
-        path.mkdir(parents=True)
+        path.mkdir(parents=True, exist_ok=True)  # another process opening it may have just made it
     elif not (path / "data.mdb").exists() and any(p.name != "lock.mdb" for p in path.iterdir()):
         raise InvalidArgument(
             f"{path} is not a relengine store: it holds other files and no data.mdb; "
