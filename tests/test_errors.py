@@ -21,6 +21,7 @@ TREE = [
     (E.SchemaValidationError, E.SchemaError, Code.INVALID_ARGUMENT),
     (E.InvalidRelationship, E.InvalidArgument, Code.INVALID_ARGUMENT),
     (E.ValidationFileError, E.InvalidArgument, Code.INVALID_ARGUMENT),
+    (E.TooManyToDelete, E.InvalidArgument, Code.INVALID_ARGUMENT),
     (E.FailedPrecondition, E.RelEngineError, Code.FAILED_PRECONDITION),
     (E.UnknownDefinition, E.FailedPrecondition, Code.FAILED_PRECONDITION),
     (E.UnknownRelation, E.FailedPrecondition, Code.FAILED_PRECONDITION),

@@ -7,7 +7,8 @@ by median) and RSS have not grown.
 1. A copy of a cached dataset (``bench.dataset``) is served by ``relengine serve`` on 127.0.0.1.
 2. Every Check of the load (account-admin walks and Zipf users, 1,000) and the huge lookups
    are answered once and compared with the generator's answers; nothing runs until they match.
-3. Capacity: the client processes the load will use send its mix back to back (``load``).
+3. Capacity: the client processes the load will use send its mix back to back (``load``),
+   with the abusive clients running beside them as they will during the load.
 4. The load: an open loop at ``--load`` (0.8) of that rate, latency from each request's
    intended send time, every answer compared with the expected one, 1% writes through the
    client; the abusive clients (``abuse``) run a round every ``--abuse-every`` seconds; the

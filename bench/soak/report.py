@@ -89,6 +89,7 @@ class SoakResults(TypedDict):
     dataset: NotRequired[DatasetMeta]
     capacity: NotRequired[Capacity]
     capacity_per_second: NotRequired[float]
+    capacity_abuse_rounds: NotRequired[int]  # rounds of the abusive clients during the capacity run
     rate: NotRequired[float]  # the open loop's requests per second
     windows: list[Window]
     abuse: dict[str, dict[str, int]]  # "group: what" -> outcome -> count, the whole run
@@ -294,7 +295,8 @@ def markdown(r: SoakResults) -> str:
     ]
     if "capacity_per_second" in r:
         lines += [f"Capacity (closed loop, {p['clients']} processes x {p['threads']} threads): "
-                  f"{fmt_rate(r['capacity_per_second'])} requests of the load's mix; open loop at {fmt_rate(r.get('rate'))}.", ""]
+                  f"{fmt_rate(r['capacity_per_second'])} requests of the load's mix, abusive clients running "
+                  f"({r.get('capacity_abuse_rounds', 0)} round(s)); open loop at {fmt_rate(r.get('rate'))}.", ""]
     if "error" in r:
         lines += ["**Error:** " + r["error"].splitlines()[0], ""]
     if verdict:

@@ -270,12 +270,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logfmt.configure(args.log_level or "INFO", **({"worker": args.worker_index} if args.worker_index is not None else {}))
     if schema_text is not None:
         apply_schema(args.data_dir, schema_text, args.schema, max_store_size=args.max_store_size)
-    key = args.preshared_key or os.environ.get(KEY_ENV) or None
+    keys = _server_keys(getattr(args, "preshared_key", None))
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if workers < 1:
         raise InvalidArgument(f"--workers must be at least 1, got {workers}")
     config = ServerConfig(
-        listen=args.listen, workers=workers, threads=args.threads, preshared_key=key,
+        listen=args.listen, workers=workers, threads=args.threads, preshared_key=keys,
         tls_cert=args.tls_cert, tls_key=args.tls_key, metrics_listen=args.metrics_listen,
         max_message_bytes=args.max_message_bytes, grace_seconds=args.grace, gc_interval=args.gc_interval,
         reuse_port=workers > 1 or args.worker_index is not None,
@@ -283,6 +283,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_store_size=args.max_store_size,
     )
     return serve(args.data_dir, config, worker_index=args.worker_index, ready_fd=args.ready_fd)
+
+
+def _server_keys(given: str | list[str] | None) -> tuple[str, ...] | None:
+    """The keys ``serve`` accepts: every ``--preshared-key`` (repeat it to accept several while
+    clients move from an old key to a new one), else ``$RELENGINE_PRESHARED_KEY`` (several
+    separated by commas); None: no key, every call allowed."""
+    if isinstance(given, str):
+        given = [given]
+    keys = list(given) if given else [k for k in os.environ.get(KEY_ENV, "").split(",")]
+    keys = [k.strip() for k in keys]
+    if given and any(not k or "," in k for k in keys):
+        raise InvalidArgument("a --preshared-key must not be empty or hold a comma")
+    keys = [k for k in keys if k]
+    return tuple(keys) or None
 
 
 # -- commands talking to a server -------------------------------------------------------------------
@@ -555,8 +569,9 @@ def _add_server_commands(sub: Any, ssub: Any) -> None:
                    help="open streams of one method, per worker (default: half the threads)")
     p.add_argument("--max-streams-per-connection", type=int, metavar="N",
                    help="open streams of one client connection (default: a quarter of the threads)")
-    p.add_argument("--preshared-key", metavar="KEY", default=argparse.SUPPRESS,  # also before `serve`
-                   help="require `authorization: Bearer KEY` (default $RELENGINE_PRESHARED_KEY)")
+    p.add_argument("--preshared-key", metavar="KEY", default=argparse.SUPPRESS, action="append",  # also before `serve`
+                   help="require `authorization: Bearer KEY`; repeat to accept several (key rotation); "
+                        "default $RELENGINE_PRESHARED_KEY, several separated by commas")
     p.add_argument("--tls-cert", metavar="PEM", help="serve TLS with this certificate chain")
     p.add_argument("--tls-key", metavar="PEM", help="and this private key")
     p.add_argument("--metrics-listen", metavar="HOST:PORT", help="serve Prometheus metrics at http://HOST:PORT/metrics")

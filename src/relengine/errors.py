@@ -8,6 +8,7 @@ RelEngineError                                        INTERNAL
       SchemaValidationError                           (it parses but means nothing valid)
     InvalidRelationship                               (malformed text, or not allowed by the schema)
     ValidationFileError                               (a validation file that cannot be read)
+    TooManyToDelete                                   (a delete past its limit, not allowed to be partial)
   FailedPrecondition                                  FAILED_PRECONDITION
     UnknownDefinition, UnknownRelation, SchemaNotFound, PreconditionFailed
   AlreadyExists                                       ALREADY_EXISTS
@@ -161,6 +162,12 @@ class InvalidRelationship(InvalidArgument):
 
 class ValidationFileError(InvalidArgument):
     """A validation file (YAML with schema, relationships, assertions) that cannot be read."""
+
+
+class TooManyToDelete(InvalidArgument):
+    """A delete whose ``limit`` would leave matching relationships behind when the caller did
+    not allow a partial delete: nothing was deleted. Raise the limit, or allow partial
+    deletes and repeat the call until it reports that it is complete."""
 
 
 class FailedPrecondition(RelEngineError):

@@ -71,7 +71,7 @@ REFUSED = [
     ),
     refused(
         "a-permission", "doc:1#view@user:ann", InvalidRelationship,
-        "`doc#view` is a permission, computed from relations", {"definition": "doc", "relation": "view"},
+        "`doc#view` is a permission, computed from relations", {"definition": "doc", "relation": "view", "kind": "permission"},
     ),
     refused(
         "unknown-subject-type", "doc:1#viewer@team:a", UnknownDefinition,
@@ -81,53 +81,53 @@ REFUSED = [
         "subject-type-not-allowed", "doc:1#viewer@doc:2", InvalidRelationship,
         "subjects of type `doc` are not allowed on relation `doc#viewer` (in relationship doc:1#viewer@doc:2); "
         "allowed: user, user:*, group#member, group#everyone",
-        {"definition": "doc", "relation": "viewer"},
+        {"definition": "doc", "relation": "viewer", "subject_type": "doc", "kind": "subject_type"},
     ),
     refused(
         "subject-relation-not-allowed", "doc:1#viewer@group:eng", InvalidRelationship,
-        "subjects of type `group` are not allowed", {"definition": "doc", "relation": "viewer"},
+        "subjects of type `group` are not allowed", {"definition": "doc", "relation": "viewer", "subject_type": "group", "kind": "subject_type"},
     ),
     refused(
         "other-subject-relation", "doc:1#viewer@user:ann#member", InvalidRelationship,
-        "subjects of type `user#member` are not allowed", {"definition": "doc", "relation": "viewer"},
+        "subjects of type `user#member` are not allowed", {"definition": "doc", "relation": "viewer", "subject_type": "user#member", "kind": "subject_type"},
     ),
     refused(
         "wildcard-not-allowed", "group:eng#member@user:*", InvalidRelationship,
-        "subjects of type `user:*` are not allowed on relation `group#member`", {"definition": "group", "relation": "member"},
+        "subjects of type `user:*` are not allowed on relation `group#member`", {"definition": "group", "relation": "member", "subject_type": "user:*", "kind": "subject_type"},
     ),
     refused(
         "caveat-missing", "doc:1#guest@user:ann", InvalidRelationship,
         "has no caveat, which relation `doc#guest` does not allow for `user`; allowed: user with on_network, "
         "user:* with on_network",
-        {"definition": "doc", "relation": "guest"},
+        {"definition": "doc", "relation": "guest", "subject_type": "user", "kind": "caveat"},
     ),
     refused(
         "caveat-not-allowed", "doc:1#viewer@user:ann[on_network]", InvalidRelationship,
         "has caveat `on_network`, which relation `doc#viewer` does not allow for `user`",
-        {"definition": "doc", "relation": "viewer"},
+        {"definition": "doc", "relation": "viewer", "subject_type": "user", "kind": "caveat"},
     ),
     refused(
         "caveat-on-the-wrong-wildcard", "doc:1#guest@user:*[other]", InvalidRelationship,
-        "has caveat `other`, which relation `doc#guest` does not allow for `user:*`", {"definition": "doc", "relation": "guest"},
+        "has caveat `other`, which relation `doc#guest` does not allow for `user:*`", {"definition": "doc", "relation": "guest", "subject_type": "user:*", "kind": "caveat"},
     ),
     refused(
         "expiration-not-allowed", "doc:1#viewer@user:ann[expiration:2030-01-01T00:00:00Z]", InvalidRelationship,
-        "has an expiration, but relation `doc#viewer` does not allow expiring subjects", {"definition": "doc", "relation": "viewer"},
+        "has an expiration, but relation `doc#viewer` does not allow expiring subjects", {"definition": "doc", "relation": "viewer", "subject_type": "user", "kind": "expiration"},
     ),
     refused(
         "expiration-not-with-this-caveat", "doc:1#both@user:ann[on_network][expiration:2030-01-01T00:00:00Z]",
         InvalidRelationship, "does not allow expiring subjects (`with expiration`); allowed: user, user with on_network",
-        {"definition": "doc", "relation": "both"},
+        {"definition": "doc", "relation": "both", "subject_type": "user", "kind": "expiration"},
     ),
     refused(
         "expiration-required", "doc:1#temp@user:ann", InvalidRelationship,
         "has no expiration, but relation `doc#temp` allows `user` only `with expiration`",
-        {"definition": "doc", "relation": "temp"},
+        {"definition": "doc", "relation": "temp", "subject_type": "user", "kind": "expiration"},
     ),
     refused(
         "expiration-required-with-the-caveat", "doc:1#temp@user:ann[on_network]", InvalidRelationship,
         "has no expiration, but relation `doc#temp` allows `user` only `with expiration`",
-        {"definition": "doc", "relation": "temp"},
+        {"definition": "doc", "relation": "temp", "subject_type": "user", "kind": "expiration"},
     ),
 ]
 

@@ -83,6 +83,13 @@ def test_an_empty_store_is_at_revision_zero(store: Any) -> None:
     assert reader.relationship("doc", "d1", "viewer", SubjectRef("user", "ann")) is None
 
 
+def test_a_store_has_one_unique_id_for_its_life(store: Any) -> None:
+    unique = store.unique_id()
+    assert isinstance(unique, str) and len(unique) >= 16
+    touch(store, "doc:1#viewer@user:ann")
+    assert store.unique_id() == unique
+
+
 def test_each_write_gets_the_next_revision_and_old_readers_keep_their_view(store: Any) -> None:
     r1 = touch(store, "doc:d1#viewer@user:ann")
     r2 = touch(store, "doc:d1#viewer@user:bob")

@@ -35,6 +35,7 @@ def check_relationship(schema: CompiledSchema, rel: Relationship) -> Relation:
             "computed from relations; write to one of its relations instead",
             definition=definition.name,
             relation=rel.relation,
+            kind="permission",
         )
     subject = rel.subject
     if subject.type not in schema.definitions:
@@ -49,6 +50,8 @@ def check_relationship(schema: CompiledSchema, rel: Relationship) -> Relation:
             f"`{definition.name}#{member.name}` (in relationship {rel}); allowed: {allowed_text}",
             definition=definition.name,
             relation=member.name,
+            subject_type=_subject_kind(rel),
+            kind="subject_type",
         )
     caveat = rel.caveat.name if rel.caveat is not None else None
     if not any(a.caveat == caveat for a in candidates):
@@ -58,6 +61,8 @@ def check_relationship(schema: CompiledSchema, rel: Relationship) -> Relation:
             f"does not allow for `{_subject_kind(rel)}`; allowed: {allowed_text}",
             definition=definition.name,
             relation=member.name,
+            subject_type=_subject_kind(rel),
+            kind="caveat",
         )
     expiring = rel.expiration is not None
     if not any(a.caveat == caveat and a.expiration == expiring for a in candidates):
@@ -74,6 +79,8 @@ def check_relationship(schema: CompiledSchema, rel: Relationship) -> Relation:
             f"allowed: {allowed_text}",
             definition=definition.name,
             relation=member.name,
+            subject_type=_subject_kind(rel),
+            kind="expiration",
         )
     return member
 

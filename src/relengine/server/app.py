@@ -45,6 +45,7 @@ from ..errors import InvalidArgument, SchemaNotFound
 from ..service import Engine
 from .metrics import Periodic, ServerMetrics, refresher
 from .pipeline import Pipeline
+from . import spicedb
 from .servicer import SERVICE_NAMES, add_servicers
 from .streams import StreamLimits, StreamSlots
 
@@ -63,7 +64,7 @@ class ServerConfig:
     listen: str = DEFAULT_LISTEN  # host:port; port 0 picks a free one
     workers: int = 1
     threads: int = 32  # per worker; each open stream but health's Watch holds one (see ``streams``)
-    preshared_key: str | None = None
+    preshared_key: str | tuple[str, ...] | None = None  # several: any of them is accepted (key rotation)
     tls_cert: str | None = None  # PEM files; both or neither
     tls_key: str | None = None
     metrics_listen: str | None = None  # host:port for /metrics (None: no metrics endpoint)
@@ -74,6 +75,7 @@ class ServerConfig:
     max_streams_per_method: int | None = None  # open streams of one method; None: threads // 2
     max_streams_per_connection: int | None = None  # open streams of one connection; None: threads // 4
     max_store_size: int = DEFAULT_MAX_STORE_SIZE  # the store grows up to this many bytes (max_map_size)
+    spicedb: spicedb.SpiceDBOptions = spicedb.SpiceDBOptions()  # SpiceDB's API: its server-flag choices
 
     def stream_limits(self) -> StreamLimits:
         return StreamLimits.for_threads(self.threads, self.max_streams_per_method, self.max_streams_per_connection)
@@ -114,9 +116,11 @@ class Server:
         self._server = grpc.server(self._executor, options=options, interceptors=[gate] if gate else None)
         for add in add_servicers(engine, self.stopping):
             pipeline.register(self._server, add)
+        for add in spicedb.add_servicers(engine, config.spicedb):
+            pipeline.register(self._server, add, statuses=spicedb.STATUSES)
         self.health = health.HealthServicer(experimental_non_blocking=True)
         pipeline.register(self._server, lambda server: health_pb2_grpc.add_HealthServicer_to_server(self.health, server))
-        names = (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
+        names = (*SERVICE_NAMES, *spicedb.SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
         pipeline.register(self._server, lambda server: reflection.enable_server_reflection(names, server))
         self.port = self._bind()
         self._refresher = refresher(metrics, engine) if metrics is not None else None
@@ -157,7 +161,7 @@ class Server:
         if self._housekeeper is not None:
             self._housekeeper.start()
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)
-        for name in SERVICE_NAMES:
+        for name in (*SERVICE_NAMES, *spicedb.SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     def stop(self, grace: float | None = None, margin: float = STOP_MARGIN_SECONDS) -> bool:
@@ -372,8 +376,11 @@ def _supervise(data_dir: str, config: ServerConfig) -> int:
         port = holder.getsockname()[1]
     listen = join_address(host, port)
     env = dict(os.environ)
-    if config.preshared_key:
-        env[KEY_ENV] = config.preshared_key  # not on the command line, where `ps` shows it
+    if config.preshared_key:  # not on the command line, where `ps` shows it
+        keys = (config.preshared_key,) if isinstance(config.preshared_key, str) else config.preshared_key
+        if any("," in key for key in keys):
+            raise InvalidArgument("a preshared key must not hold a comma")
+        env[KEY_ENV] = ",".join(keys)
     metrics_dir: tempfile.TemporaryDirectory[str] | None = None
     metrics_server: Any = None
     if config.metrics_listen:

@@ -10,10 +10,13 @@ from ..wire.metadata import AUTHORIZATION_METADATA
 HEALTH_PREFIX: Final = "/grpc.health.v1.Health/"
 
 
-def authorized(metadata: Any, expected: bytes) -> bool:
-    """Whether call ``metadata`` carries ``authorization: <expected>`` (compared in constant time)."""
+def authorized(metadata: Any, expected: bytes | tuple[bytes, ...]) -> bool:
+    """Whether call ``metadata`` carries ``authorization: <one of expected>`` (compared in
+    constant time, with every expected value: which key matched takes no different time)."""
+    accepted = (expected,) if isinstance(expected, bytes) else expected
     for name, value in metadata or ():
         if name == AUTHORIZATION_METADATA:
             given = value.encode() if isinstance(value, str) else bytes(value)
-            return hmac.compare_digest(given, expected)
+            matches = [hmac.compare_digest(given, each) for each in accepted]
+            return any(matches)
     return False

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import grpc
 
@@ -31,7 +31,7 @@ from ..wire.metadata import AUTHORIZATION_METADATA, bearer
 from ._handlers import Behavior, Handler, Shape, status_code, wrap_handler
 from .auth import HEALTH_PREFIX, authorized
 from .metrics import ServerMetrics
-from .status import abort
+from .status import abort, status_of
 from .streams import StreamSlots
 
 log = logging.getLogger("relengine.server")
@@ -39,13 +39,16 @@ log = logging.getLogger("relengine.server")
 
 class Pipeline:
     def __init__(
-        self, metrics: ServerMetrics | None = None, preshared_key: str | None = None, streams: StreamSlots | None = None
+        self, metrics: ServerMetrics | None = None, preshared_key: str | Sequence[str] | None = None,
+        streams: StreamSlots | None = None,
     ) -> None:
-        if preshared_key is not None and not preshared_key:
-            raise ValueError("the preshared key must not be empty")
+        keys = (preshared_key,) if isinstance(preshared_key, str) else tuple(preshared_key or ())
+        if preshared_key is not None and (not keys or not all(keys)):
+            raise ValueError("a preshared key must not be empty")
         self._metrics = metrics
         self._streams = streams
-        self._expected = None if preshared_key is None else bearer(preshared_key).encode()
+        # Several keys are accepted at once, so that a key can be rotated without downtime.
+        self._expected = tuple(bearer(key).encode() for key in keys) or None
         self._refusals: dict[str, Handler] = {}  # method -> what answers a call without the key
         self._gated = False  # the key is checked by the gate, not by each behaviour
 
@@ -63,42 +66,47 @@ class Pipeline:
         if self._expected is None:
             return None
         self._gated = True
-        return _Gate(self._expected, self._refusals, self._refusal("", None))
+        return _Gate(self._expected, self._refusals, self._refusal("", None, status_of))
 
     # -- registration --------------------------------------------------------------------------
-    def register(self, server: grpc.Server, add: Callable[[Any], object]) -> None:
+    def register(self, server: grpc.Server, add: Callable[[Any], object], statuses: Statuses = status_of) -> None:
         """Call ``add(registrar)`` (a generated ``add_*Servicer_to_server`` bound to its servicer,
-        or ``reflection.enable_server_reflection``) and register what it adds, wrapped."""
+        or ``reflection.enable_server_reflection``) and register what it adds, wrapped.
+        ``statuses`` gives the status a failed call of these services ends with (the SpiceDB
+        API speaks its own error details)."""
         registrar = _Registrar()
         add(registrar)
         for service, handlers in registrar.services:
-            wrapped = {name: self.wrap(f"/{service}/{name}", h) for name, h in handlers.items()}
+            wrapped = {name: self.wrap(f"/{service}/{name}", h, statuses) for name, h in handlers.items()}
             if self._expected is not None:
                 for name in handlers:
                     method = f"/{service}/{name}"
                     if not method.startswith(HEALTH_PREFIX):
-                        self._refusals[method] = self._refusal(method, self._observer(method))
+                        self._refusals[method] = self._refusal(method, self._observer(method), statuses)
             server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, wrapped),))
             server.add_registered_method_handlers(service, wrapped)
         for generic in registrar.generic:  # only code that knows no registered handlers
-            server.add_generic_rpc_handlers((_WrappedGeneric(self, generic),))
+            server.add_generic_rpc_handlers((_WrappedGeneric(self, generic, statuses),))
 
-    def wrap(self, method: str, handler: Handler) -> Handler:
+    def wrap(self, method: str, handler: Handler, statuses: Statuses = status_of) -> Handler:
         """``handler`` with its behaviour passed through the pipeline."""
         authenticate = self._expected is not None and not self._gated and not method.startswith(HEALTH_PREFIX)
         observe = self._observer(method)
+        fail = _failer(method, statuses)
 
         def wrap(behavior: Behavior, shape: Shape) -> Behavior:
             if shape.non_blocking:
-                return self._non_blocking(method, behavior, shape, authenticate, observe)
+                return self._non_blocking(method, behavior, shape, authenticate, observe, fail)
             if shape.response_streaming:
-                return self._streaming(method, behavior, shape, authenticate, observe)
-            return self._unary(method, behavior, shape, authenticate, observe)
+                return self._streaming(method, behavior, shape, authenticate, observe, fail)
+            return self._unary(method, behavior, shape, authenticate, observe, fail)
 
         return wrap_handler(handler, wrap)
 
     # -- behaviours ----------------------------------------------------------------------------
-    def _unary(self, method: str, behavior: Behavior, shape: Shape, authenticate: bool, observe: _Observe) -> Behavior:
+    def _unary(
+        self, method: str, behavior: Behavior, shape: Shape, authenticate: bool, observe: _Observe, fail: _Fail
+    ) -> Behavior:
         expected = self._expected
         receive = _receiver(shape)
         slots = self._slots(shape)
@@ -112,7 +120,7 @@ class Pipeline:
                         _authenticate(context, expected)
                     return behavior(request, context)
                 except Exception as exc:
-                    code = _fail(context, exc, method)
+                    code = fail(context, exc)
                     raise
                 finally:
                     observe(code, start)
@@ -130,7 +138,7 @@ class Pipeline:
                     release = _open(slots, method, context, shape.holds_thread)
                 return behavior(request if receive is None else receive(request), context)
             except Exception as exc:
-                code = _fail(context, exc, method)
+                code = fail(context, exc)
                 raise
             finally:
                 if release is not None:
@@ -139,7 +147,9 @@ class Pipeline:
 
         return run_received
 
-    def _streaming(self, method: str, behavior: Behavior, shape: Shape, authenticate: bool, observe: _Observe) -> Behavior:
+    def _streaming(
+        self, method: str, behavior: Behavior, shape: Shape, authenticate: bool, observe: _Observe, fail: _Fail
+    ) -> Behavior:
         expected = self._expected
         receive = _receiver(shape)
         slots = self._slots(shape)
@@ -158,7 +168,7 @@ class Pipeline:
                 code = "CANCELLED"
                 raise
             except Exception as exc:
-                code = _fail(context, exc, method)
+                code = fail(context, exc)
                 raise
             finally:
                 if release is not None:
@@ -167,7 +177,9 @@ class Pipeline:
 
         return run_stream
 
-    def _non_blocking(self, method: str, behavior: Behavior, shape: Shape, authenticate: bool, observe: _Observe) -> Behavior:
+    def _non_blocking(
+        self, method: str, behavior: Behavior, shape: Shape, authenticate: bool, observe: _Observe, fail: _Fail
+    ) -> Behavior:
         """A response stream sent through grpc's callback (health's Watch): the behaviour returns
         at once, its thread goes back to the pool, the stream stays open until the call ends."""
         expected = self._expected
@@ -183,7 +195,7 @@ class Pipeline:
                     _open(slots, method, context, shape.holds_thread)
                 behavior(request if receive is None else receive(request), context, send)
             except Exception as exc:
-                observe(_fail(context, exc, method), start)
+                observe(fail(context, exc), start)
                 raise
             # Counted when the call ends: health's Watch only ever ends by the client (or the
             # server's stop) cancelling it.
@@ -192,10 +204,11 @@ class Pipeline:
 
         return run_non_blocking
 
-    def _refusal(self, method: str, observe: _Observe | None) -> Handler:
+    def _refusal(self, method: str, observe: _Observe | None, statuses: Statuses) -> Handler:
         """A handler answering UNAUTHENTICATED at once: it takes the request as a stream, which
         grpc reads only when asked (never here), whatever the method's own shape."""
         expected = self._expected
+        fail = _failer(method or "(a method of a generic handler)", statuses)
 
         def refuse(requests: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             start = time.perf_counter()
@@ -204,7 +217,7 @@ class Pipeline:
                 _authenticate(context, expected)  # raises: the gate found no key or a wrong one
                 raise Unauthenticated("wrong preshared key")  # pragma: no cover - a key changed?
             except Exception as exc:
-                code = _fail(context, exc, method or "(a method of a generic handler)")
+                code = fail(context, exc)
                 raise
             finally:
                 if observe is not None:
@@ -232,9 +245,12 @@ class Pipeline:
 
 
 _Observe = Callable[[str, float], None]
+_Fail = Callable[[grpc.ServicerContext, Exception], str]
+Statuses = Callable[[BaseException, str], Any]
+"""What a failed call of a service ends with: (exception, method) -> google.rpc.Status."""
 
 
-def _authenticate(context: grpc.ServicerContext, expected: bytes | None) -> None:
+def _authenticate(context: grpc.ServicerContext, expected: tuple[bytes, ...] | None) -> None:
     assert expected is not None
     metadata = context.invocation_metadata()
     if not authorized(metadata, expected):
@@ -281,7 +297,14 @@ def _code_name(context: grpc.ServicerContext, unset: str) -> str:
     return unset if code is None else str(code.name)
 
 
-def _fail(context: grpc.ServicerContext, exc: Exception, method: str) -> str:
+def _failer(method: str, statuses: Statuses) -> _Fail:
+    def fail(context: grpc.ServicerContext, exc: Exception) -> str:
+        return _fail(context, exc, method, statuses)
+
+    return fail
+
+
+def _fail(context: grpc.ServicerContext, exc: Exception, method: str, statuses: Statuses = status_of) -> str:
     """Give the RPC the status for ``exc`` unless it has one (``context.abort`` raises after
     setting it); returns the status code's name. Raises what ``abort`` raises."""
     code = status_code(context)
@@ -289,7 +312,7 @@ def _fail(context: grpc.ServicerContext, exc: Exception, method: str) -> str:
         log.warning("undecodable request", extra={"event": "undecodable_request", "method": method})
     if code is None:
         try:
-            abort(context, exc, method)
+            abort(context, exc, method, statuses)
         except Exception:
             code = status_code(context)
             if code is None:  # pragma: no cover - abort always sets one
@@ -301,7 +324,7 @@ def _fail(context: grpc.ServicerContext, exc: Exception, method: str) -> str:
 class _Gate(grpc.ServerInterceptor):
     """See ``Pipeline.gate``."""
 
-    def __init__(self, expected: bytes, refusals: dict[str, Handler], fallback: Handler) -> None:
+    def __init__(self, expected: tuple[bytes, ...], refusals: dict[str, Handler], fallback: Handler) -> None:
         self._expected = expected
         self._refusals = refusals
         self._fallback = fallback
@@ -342,15 +365,16 @@ class _WrappedGeneric(grpc.GenericRpcHandler):
     """A generic handler whose handlers go through the pipeline (wrapped per call: only for
     handlers that come without registered ones)."""
 
-    def __init__(self, pipeline: Pipeline, inner: grpc.GenericRpcHandler) -> None:
+    def __init__(self, pipeline: Pipeline, inner: grpc.GenericRpcHandler, statuses: Statuses) -> None:
         self._pipeline = pipeline
         self._inner = inner
+        self._statuses = statuses
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
         handler = self._inner.service(handler_call_details)
         if handler is None:
             return None
-        return self._pipeline.wrap(str(handler_call_details.method), handler)
+        return self._pipeline.wrap(str(handler_call_details.method), handler, self._statuses)
 
 
 __all__ = ["Pipeline"]

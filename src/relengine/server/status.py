@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import NoReturn
+from typing import Callable, NoReturn
 
 import grpc
 from google.rpc import status_pb2  # type: ignore[import-untyped]
@@ -33,7 +33,10 @@ def status_of(exc: BaseException, method: str = "") -> status_pb2.Status:
     return internal_status(incident)
 
 
-def abort(context: grpc.ServicerContext, exc: BaseException, method: str = "") -> NoReturn:
-    """End the RPC with the status for ``exc`` (raises, as ``context.abort`` does)."""
-    context.abort_with_status(rpc_status.to_status(status_of(exc, method)))
+def abort(
+    context: grpc.ServicerContext, exc: BaseException, method: str = "",
+    statuses: Callable[[BaseException, str], status_pb2.Status] = status_of,
+) -> NoReturn:
+    """End the RPC with the status ``statuses`` gives ``exc`` (raises, as ``context.abort`` does)."""
+    context.abort_with_status(rpc_status.to_status(statuses(exc, method)))
     raise AssertionError("abort_with_status returned")  # pragma: no cover

@@ -17,7 +17,7 @@ from ..engine.cache import CheckCache
 from ..engine.check import LocalChecker
 from ..engine.dispatch import Conditional, Deadline, Result, to_check_result
 from ..engine.expand import expand
-from ..errors import BatchTooLarge, MaxDepthExceeded, SchemaNotFound
+from ..errors import BatchTooLarge, MaxDepthExceeded, SchemaNotFound, TooManyToDelete
 from ..model import Consistency, ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef
 from ..results import (
     BulkCheckResponse,
@@ -200,10 +200,12 @@ class Engine:
 
     def delete(
         self, filter: RelationshipFilter, *, limit: int | None = None,
-        preconditions: Sequence[Precondition] = (), deadline: float | None = None,
+        preconditions: Sequence[Precondition] = (), deadline: float | None = None, partial: bool = True,
     ) -> DeleteResult:
         """Delete every live relationship matching ``filter`` (at most ``limit``), atomically.
 
+        With ``partial=False`` a ``limit`` that leaves matches behind deletes nothing and
+        raises TooManyToDelete (SpiceDB's delete without ``optional_allow_partial_deletions``).
         Past ``deadline`` (a ``time.monotonic()`` instant), during the store's scan or just
         before the commit, raises DeadlineExceeded and deletes nothing.
         """
@@ -211,6 +213,11 @@ class Engine:
         with ctx as tx:
             check_preconditions(tx, preconditions)
             count, complete = tx.delete_matching(filter, limit, deadline=deadline)
+            if not complete and not partial:
+                raise TooManyToDelete(
+                    f"found more than {limit} relationships to be deleted and partial deletion was not requested",
+                    limit=limit,
+                )
             Deadline(deadline, "delete").look()  # the commit is the point of no return
         return DeleteResult(self._revisions.committed(ctx.revision), count, complete)
 

@@ -211,6 +211,11 @@ class TupleStore(Protocol):
         """The newest committed revision (0 for an empty store)."""
         ...
 
+    def unique_id(self) -> str:
+        """An id made with the store and kept for its life (uuid4 hex): revision tokens carry
+        it, so that a token minted by another store is told apart from one of this store."""
+        ...
+
     def snapshot(self, revision: Revision | None = None) -> Reader:
         """A Reader at ``revision`` (default: head). Raises RevisionUnavailable for a revision
         newer than head or older than the garbage-collection window."""

@@ -11,6 +11,7 @@ import bisect
 import datetime as _dt
 import threading
 import time
+import uuid
 from typing import Callable, Iterator, Sequence
 
 from ..errors import AlreadyExists, DeadlineExceeded, Unavailable
@@ -93,8 +94,12 @@ class MemoryStore:
         self._horizon = 0
         self._last_gc = clock()
         self._closed = False
+        self._unique_id = uuid.uuid4().hex
 
     # -- TupleStore --------------------------------------------------------------------------
+
+    def unique_id(self) -> str:
+        return self._unique_id
 
     def head_revision(self) -> Revision:
         self._check_open()

@@ -65,10 +65,11 @@ def test_a_new_store_records_its_format_its_state_and_when_revision_0_was_made(
 ) -> None:
     env = lmdb.open(str(tmp_path), max_dbs=len(layout.DB_NAMES))
     try:
-        dbs, since = layout.open_databases(env, tmp_path, clock)
-        assert since == 0
+        dbs, since, unique = layout.open_databases(env, tmp_path, clock)
+        assert since == 0 and len(unique) == 32
         meta, revs = dbs[0], dbs[layout.DB_NAMES.index(b"revs")]
         with env.begin() as txn:
+            assert txn.get(layout.ID_KEY, db=meta) == unique.encode()
             assert txn.get(layout.FORMAT_KEY, db=meta) == str(FORMAT_VERSION).encode()
             assert layout.read_state(txn, meta) == (0, 0, 0)
             assert keys.decode_revision(txn.get(keys.encode_revision(0), db=revs)) == micros(clock())
@@ -202,3 +203,22 @@ def test_processes_creating_the_same_new_directory_at_once_all_succeed(tmp_path:
         for t in threads:
             t.join()
         assert failures == [] and path.is_dir()
+
+
+def test_a_store_keeps_its_id_and_one_made_before_ids_gets_one_on_open(tmp_path: Path) -> None:
+    store = LmdbStore(tmp_path)
+    first = store.unique_id()
+    store.close()
+    store = LmdbStore(tmp_path)
+    assert store.unique_id() == first
+    store.close()
+    env = lmdb.open(str(tmp_path), max_dbs=len(layout.DB_NAMES))
+    with env.begin(write=True) as txn:  # as a store written before ids existed
+        txn.delete(layout.ID_KEY, db=env.open_db(b"meta", txn=txn, create=False))
+    env.close()
+    store = LmdbStore(tmp_path)
+    renamed = store.unique_id()
+    store.close()
+    assert len(renamed) == 32 and renamed != first
+    assert LmdbStore(tmp_path).unique_id() == renamed
+    assert LmdbStore(tmp_path / "other").unique_id() != renamed

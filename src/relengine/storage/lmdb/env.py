@@ -149,7 +149,7 @@ class LmdbEnv:
 
     __slots__ = (
         "path", "max_map_size", "gc_window", "clock", "write_lock", "epoch", "closed", "lmdb_env",
-        "meta", "rel", "sub", "relh", "subh", "log", "revs", "schema", "objects", "objects_since",
+        "meta", "rel", "sub", "relh", "subh", "log", "revs", "schema", "objects", "objects_since", "unique_id",
         "_psize", "_remapping", "_met_limit", "_resume_below",
     )
 
@@ -187,7 +187,7 @@ class LmdbEnv:
             raise StorageError(f"cannot open the LMDB store at {path}: {exc}") from exc
         try:
             env.reader_check()
-            dbs, self.objects_since = open_databases(env, path, clock)
+            dbs, self.objects_since, self.unique_id = open_databases(env, path, clock)
         except BaseException:
             env.close()
             raise

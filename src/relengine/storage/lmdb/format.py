@@ -3,7 +3,8 @@
 Layout (byte formats in ``keys``): named databases in one LMDB environment.
 
     meta      ``format`` -> format version; ``state`` -> head, gc horizon, last history revision;
-              ``objects_since`` -> the revision from which ``objects`` is complete
+              ``objects_since`` -> the revision from which ``objects`` is complete;
+              ``id`` -> the store's unique id (uuid4 hex), which tokens carry
     rel, sub  the *current* versions, by resource and by subject: key -> created rev + payload
     objects   (resource type, id) -> every current relationship of that object in one value,
               stamped with the revision that last changed it (layout in ``objects``)
@@ -19,6 +20,7 @@ pass over the by-resource index, complete from the head of that moment on).
 from __future__ import annotations
 
 import struct
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Final
 
@@ -35,6 +37,7 @@ DB_NAMES: Final = (
     b"meta", b"rel", b"sub", b"rel_hist", b"sub_hist", b"log", b"revs", b"schema", b"objects",
 )
 FORMAT_KEY: Final = b"format"
+ID_KEY: Final = b"id"  # the store's unique id (uuid4 hex), made with it: tokens name the store they came from
 STATE_KEY: Final = b"state"
 OBJECTS_SINCE_KEY: Final = b"objects_since"
 STATE: Final = struct.Struct(">QQQ")  # head, gc horizon, last revision that moved a version to history
@@ -80,10 +83,11 @@ def check_directory(path: Path, create: bool) -> None:
 
 def open_databases(
     env: lmdb.Environment, path: Path, clock: Callable[[], float]
-) -> tuple[list[Any], int]:
-    """The handles of the named databases (in ``DB_NAMES`` order) and the revision from which
-    the objects index is complete; creates them in a new environment (revision 0 stamped by
-    ``clock``), upgrades a format 1 store.
+) -> tuple[list[Any], int, str]:
+    """The handles of the named databases (in ``DB_NAMES`` order), the revision from which
+    the objects index is complete and the store's unique id; creates them in a new environment
+    (revision 0 stamped by ``clock``), upgrades a format 1 store, gives an id to a store made
+    before stores had one.
 
     Raises InvalidArgument if the LMDB data is not a relengine store, FailedPrecondition if a
     newer relengine wrote it; LMDB errors pass through (the caller translates them).
@@ -98,6 +102,7 @@ def open_databases(
                 txn.put(FORMAT_KEY, str(FORMAT_VERSION).encode(), db=meta)
                 txn.put(STATE_KEY, STATE.pack(0, 0, 0), db=meta)
                 txn.put(OBJECTS_SINCE_KEY, _ENCODE_REV(0), db=meta)
+                txn.put(ID_KEY, uuid.uuid4().hex.encode(), db=meta)
                 txn.put(_ENCODE_REV(0), _ENCODE_REV(micros(clock())), db=dbs[DB_NAMES.index(b"revs")])
     else:
         if b"meta" not in names:
@@ -119,8 +124,15 @@ def open_databases(
         dbs = [env.open_db(name, create=False) for name in DB_NAMES]
     with env.begin() as txn:
         since = txn.get(OBJECTS_SINCE_KEY, None, dbs[0])
+        unique = txn.get(ID_KEY, None, dbs[0])
     assert since is not None, "a format 2 store records where its objects index starts"
-    return dbs, keys.decode_revision(since)
+    if unique is None:
+        with env.begin(write=True) as txn:  # one writer at a time: the first process names it
+            unique = txn.get(ID_KEY, None, dbs[0])
+            if unique is None:
+                unique = uuid.uuid4().hex.encode()
+                txn.put(ID_KEY, unique, db=dbs[0])
+    return dbs, keys.decode_revision(since), unique.decode()
 
 
 def _check_format(path: Path, raw: bytes | None) -> int:
@@ -166,6 +178,6 @@ def _add_objects_index(env: lmdb.Environment) -> None:
 
 
 __all__ = [
-    "DB_NAMES", "FORMAT_KEY", "FORMAT_VERSION", "OBJECTS_SINCE_KEY", "STATE", "STATE_KEY", "State",
+    "DB_NAMES", "FORMAT_KEY", "FORMAT_VERSION", "ID_KEY", "OBJECTS_SINCE_KEY", "STATE", "STATE_KEY", "State",
     "check_directory", "open_databases", "read_state", "write_state",
 ]

@@ -79,6 +79,9 @@ class LmdbStore:
     def path(self) -> Path:
         return self._environment.path
 
+    def unique_id(self) -> str:
+        return self._environment.unique_id
+
     @property
     def gc_window(self) -> _dt.timedelta:
         return self._environment.gc_window
