@@ -225,6 +225,20 @@ def targets(results: Results) -> list[Target]:
         v = _measurement(s, "grpc_bulk")["units_per_second"]
         return round(v), (v >= 100_000) if at_1m(s) else None, "checks/s in BulkCheck RPCs of 1,000"
 
+    def spicedb_p50(s: ScenarioResult) -> tuple[float, bool | None, str]:
+        h = s["headline"]
+        v = _known(h["ratio_paired"])
+        client = h["throughput"]["client, threads, c=1"]
+        return round(v, 3), v <= 1.10, (
+            f"x relengine.v1 Check's p50 (stub; median of {len(h['ratio_reps'])} interleaved pairs; "
+            f"p50 {fmt_ns(h['value'])} vs {fmt_ns(h['baseline_value'])}; through authzed's SyncClient "
+            f"{_known(client['ratio_paired']):.2f}x)"
+        )
+
+    def spicedb_bulk(s: ScenarioResult) -> tuple[float, bool | None, str]:
+        v = _measurement(s, "spicedb_bulk")["units_per_second"]
+        return round(v), (v >= 100_000) if at_1m(s) else None, "checks/s in CheckBulkPermissions RPCs of 1,000"
+
     def grpc_workers(s: ScenarioResult) -> tuple[float, bool | None, str]:
         v = 1 / _known(s["headline"]["ratio_paired"])
         return round(v, 3), v > 1, "x one worker's calls/s, 8 client processes"
@@ -239,6 +253,8 @@ def targets(results: Results) -> list[Target]:
     add("gRPC Check throughput vs the echo", ">= 0.9x", "grpc_check", grpc_throughput)
     add("gRPC BulkCheck of 1,000", ">= 100,000 checks/s", "grpc_bulk_check", grpc_bulk)
     add("--workers 2 vs 1", "> 1x", "grpc_workers", grpc_workers)
+    add("SpiceDB API CheckPermission p50 vs relengine.v1 Check", "<= 1.10x", "spicedb_check", spicedb_p50)
+    add("SpiceDB API CheckBulkPermissions of 1,000", ">= 100,000 checks/s", "spicedb_bulk_check", spicedb_bulk)
     return out
 
 

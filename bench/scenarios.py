@@ -29,7 +29,7 @@ from relengine import (
 )
 from relengine.errors import RelEngineError
 
-from . import baselines, driver, grpc_mode
+from . import baselines, driver, grpc_mode, spicedb_api
 from .dataset import (
     Dataset,
     copy_store,
@@ -811,6 +811,98 @@ def grpc_bulk_check(ctx: Context, scales: list[int]) -> Workload:
                   note="one BulkCheck RPC of 1,000 items"),
         Contender("engine_bulk", engine.bulk_check, per_op=len(batch), prepare=bulk_requests, answer=bulk_answers,
                   baseline=True, note="Engine.bulk_check in-process, default cache"),
+    ]
+    w.params.update(items=len(batch))
+    return w
+
+
+@scenario(
+    "spicedb_check", ["check", "cached", "grpc", "spicedb"],
+    "CheckPermission of SpiceDB's API through the official authzed client (SyncClient with "
+    "bearer-token credentials, and its stub on a plain channel) vs relengine.v1 Check through "
+    "relengine's Client, on the same `relengine serve` (1 worker), same questions, warm cache; "
+    "interleaved pairs at 1 and 8 threads",
+    quick=["100k"], full=["1m"], mode="grpc",
+)
+def spicedb_check(ctx: Context, scales: list[int]) -> Workload:
+    _grpc_ready()
+    spicedb_api.ready()
+    ds = ctx.dataset(_one(scales))
+    w = Workload([], [])
+    server = grpc_mode.Server(ds.path, 1, log_dir=ctx.work_dir)
+    w.cleanups.append(server.close)
+    client = grpc_mode.client(server.target)
+    w.cleanups.append(client.close)
+    official = spicedb_api.client(server.target)
+    stub, close_stub = spicedb_api.stub(server.target)
+    w.cleanups.append(close_stub)
+    queries = ds.world.admin_path_queries(100) + ds.world.random_queries(100)
+    w.queries, _ = expected_checks(ds.world, queries)
+    w.contenders = [
+        Contender("spicedb_stub", spicedb_api.check_call(stub), prepare=spicedb_api.check_request,
+                  answer=spicedb_api.allowed, note="authzed's generated stub, plain channel: CheckPermission"),
+        Contender("spicedb_client", spicedb_api.check_call(official), prepare=spicedb_api.check_request,
+                  answer=spicedb_api.allowed, note="authzed SyncClient with bearer-token credentials"),
+        Contender("relengine_check", _remote_check(client), prepare=refs, answer=lambda r: r.allowed, baseline=True,
+                  note="relengine.client.Client.check: relengine.v1 Check on the same server"),
+    ]
+    levels = (1, 8)
+
+    def drive(ctx: Context, wl: Workload) -> Timed:
+        limits = ctx.profile.pair_limits
+        out: list[Measurement] = []
+        prepared = {c.label: c.prepared(wl) for c in wl.contenders}
+        for level in levels:
+            runs: dict[str, list[driver.Run]] = {c.label: [] for c in wl.contenders}
+            for rep, c in _alternating(ctx.profile.pairs, wl.contenders):
+                ctx.progress(f"{c.label}: {level} threads (pair {rep + 1}/{ctx.profile.pairs})")
+                runs[c.label].append(driver.closed_loop_threads(c.call, prepared[c.label], limits, level))
+            for c in wl.contenders:
+                out.append(measure(runs[c.label], c.label, baseline=c.baseline))
+
+        def pick(label: str, conc: int) -> Measurement:
+            return next(m for m in out if m["label"] == label and m["concurrency"] == conc)
+
+        head = headline(pick("spicedb_stub", 1), pick("relengine_check", 1), "p50_ns", at="threads, c=1",
+                        throughput={
+                            "stub, threads, c=8": headline(pick("spicedb_stub", 8), pick("relengine_check", 8), "ns_per_unit"),
+                            "client, threads, c=1": headline(pick("spicedb_client", 1), pick("relengine_check", 1), "p50_ns"),
+                            "client, threads, c=8": headline(pick("spicedb_client", 8), pick("relengine_check", 8), "ns_per_unit"),
+                        })
+        return out, head
+
+    w.drive = drive
+    w.params.update(threads=list(levels))
+    return w
+
+
+@scenario(
+    "spicedb_bulk_check", ["check", "bulk", "cached", "grpc", "spicedb"],
+    "CheckBulkPermissions of 1,000 items (half account-admin paths, half Zipf users) through the "
+    "official authzed stub against `relengine serve` (1 worker), warm cache, vs relengine.v1 "
+    "BulkCheck of the same items through relengine's Client",
+    quick=["100k"], full=["1m"], mode="grpc",
+)
+def spicedb_bulk_check(ctx: Context, scales: list[int]) -> Workload:
+    _grpc_ready()
+    spicedb_api.ready()
+    ds = ctx.dataset(_one(scales))
+    w = Workload([], [])
+    server = grpc_mode.Server(ds.path, 1, log_dir=ctx.work_dir)
+    w.cleanups.append(server.close)
+    client = grpc_mode.client(server.target)
+    w.cleanups.append(client.close)
+    stub, close_stub = spicedb_api.stub(server.target)
+    w.cleanups.append(close_stub)
+    items = ds.world.admin_path_queries(500, purpose=12) + ds.world.random_queries(500, purpose=13)
+    singles, _ = expected_checks(ds.world, items)
+    batch = tuple(items)
+    w.queries = [Query(batch, [q.expected for q in singles])]
+    w.contenders = [
+        Contender("spicedb_bulk", spicedb_api.bulk_call(stub), per_op=len(batch), prepare=spicedb_api.bulk_request,
+                  answer=spicedb_api.bulk_answers, note="one CheckBulkPermissions RPC of 1,000 items"),
+        Contender("relengine_bulk", client.bulk_check, per_op=len(batch), prepare=bulk_requests, answer=bulk_answers,
+                  baseline=True, note="one relengine.v1 BulkCheck RPC of the same 1,000 items"),
     ]
     w.params.update(items=len(batch))
     return w
