@@ -27,7 +27,7 @@ def ready() -> None:
 def client(target: str) -> Any:
     """authzed-py's SyncClient, as its documentation sets it up for a plaintext loopback server."""
     from authzed.api.v1 import SyncClient
-    from grpcutil import insecure_bearer_token_credentials
+    from grpcutil import insecure_bearer_token_credentials  # type: ignore[import-untyped]
 
     return SyncClient(target, insecure_bearer_token_credentials(BENCH_KEY))
 
