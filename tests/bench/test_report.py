@@ -90,6 +90,26 @@ def test_grpc_targets_read_the_paired_figures() -> None:
     assert next(t for t in report.targets(results) if t["name"] == p50["name"])["met"] is False
 
 
+def test_spicedb_targets_read_the_stub_pairs_and_the_bulk_rate() -> None:
+    def ran(name: str, headline: dict[str, Any], measurements: list[dict[str, Any]] = ()) -> dict[str, Any]:  # type: ignore[assignment]
+        return {"name": name, "status": "ok", "scale": "1m", "relationships": 1_000_000, "headline": headline,
+                "measurements": list(measurements)}
+
+    results = report.new_results("full", ["--full"])
+    results["scenarios"] += [
+        ran("spicedb_check", {"value": 110_000, "baseline_value": 100_000, "ratio_paired": 1.08, "ratio_reps": [1.08, 1.07],
+                              "throughput": {"client, threads, c=1": {"ratio_paired": 1.3}}}),
+        ran("spicedb_bulk_check", {}, [{"label": "spicedb_bulk", "units_per_second": 90_000.0}]),
+    ]
+    by_name = {t["name"]: t for t in report.targets(results)}
+    p50 = by_name["SpiceDB API CheckPermission p50 vs relengine.v1 Check"]
+    assert (p50["measured"], p50["met"]) == (1.08, True) and "SyncClient 1.30x" in p50["note"]
+    bulk = by_name["SpiceDB API CheckBulkPermissions of 1,000"]
+    assert (bulk["measured"], bulk["met"]) == (90_000, False)
+    results["scenarios"][0]["headline"]["ratio_paired"] = 1.2
+    assert next(t for t in report.targets(results) if t["name"] == p50["name"])["met"] is False
+
+
 @pytest.mark.slow
 def test_plots_are_written(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
