@@ -258,6 +258,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .schema import compile_schema
     from .server import logfmt
     from .server.app import ServerConfig, apply_schema, serve
+    from .server.spicedb import SpiceDBOptions
+    from .wire.spicedb.tokens import MismatchedTokens
 
     schema_text = None
     if args.schema and args.worker_index is None:
@@ -281,6 +283,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         reuse_port=workers > 1 or args.worker_index is not None,
         max_streams_per_method=args.max_streams_per_method, max_streams_per_connection=args.max_streams_per_connection,
         max_store_size=args.max_store_size,
+        spicedb=SpiceDBOptions(mismatched_tokens=MismatchedTokens(args.mismatched_zedtoken)),
     )
     return serve(args.data_dir, config, worker_index=args.worker_index, ready_fd=args.ready_fd)
 
@@ -579,6 +582,9 @@ def _add_server_commands(sub: Any, ssub: Any) -> None:
     p.add_argument("--grace", type=float, default=10.0, metavar="SECONDS", help="drain time on SIGTERM (default 10)")
     p.add_argument("--gc-interval", type=float, default=600.0, metavar="SECONDS",
                    help="delete expired relationships and old versions this often (default 600; 0: never)")
+    p.add_argument("--mismatched-zedtoken", choices=["full", "min-latency", "error"], default="full",
+                   help="SpiceDB API: what at_least_as_fresh of a ZedToken minted by another store means: the "
+                        "newest revision (full, the default, as SpiceDB), a recent one (min-latency), or an error")
     _store_size_option(p)
     p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)

@@ -355,6 +355,7 @@ def _worker_command(data_dir: str, config: ServerConfig, listen: str, index: int
         "--threads", str(config.threads), "--max-message-bytes", str(config.max_message_bytes),
         "--grace", str(config.grace_seconds), "--gc-interval", str(config.gc_interval), "--worker-index", str(index), "--ready-fd", str(ready_fd),
         "--max-store-size", str(config.max_store_size),
+        "--mismatched-zedtoken", config.spicedb.mismatched_tokens.value,
     ]
     for option, value in (("--max-streams-per-method", config.max_streams_per_method),
                           ("--max-streams-per-connection", config.max_streams_per_connection)):
