@@ -118,7 +118,8 @@ def test_select_and_plan() -> None:
     assert {s.name for s in framework.select(["uncached_c*", "deep_check"])} == {"uncached_check", "deep_check"}
     assert "bulk_check" in {s.name for s in framework.select(["uncached"])}  # a tag
     by_tag = {s.name for s in framework.select(["grpc"])}
-    assert by_tag == {"grpc_check", "grpc_bulk_check", "grpc_workers"}
+    assert by_tag == {"grpc_check", "grpc_bulk_check", "grpc_workers", "spicedb_check", "spicedb_bulk_check"}
+    assert {s.name for s in framework.select(["spicedb"])} == {"spicedb_check", "spicedb_bulk_check"}
     assert {s.name for s in framework.select(None, ["grpc"])} == by_tag
     size = framework.REGISTRY["check_vs_size"]
     assert framework.plan(size, framework.QUICK, None) == [[10_000, 100_000]]
