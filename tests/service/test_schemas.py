@@ -69,7 +69,10 @@ def test_a_schema_that_would_orphan_relationships_is_refused_and_nothing_is_writ
     without = SCHEMA.replace("    relation banned: user\n", "").replace("viewer - banned", "viewer")
     with pytest.raises(FailedPrecondition, match="orphan") as info:
         schemas.write(store, without)
-    assert info.value.fields() == {"definition": "doc", "relation": "banned"}
+    assert info.value.fields() == {
+        "definition": "doc", "relation": "banned", "kind": "orphan", "operation": "delete_relation",
+        "relationship": "doc:a#banned@user:bob",
+    }
     assert store.head_revision() == head
     widened = SCHEMA.replace("relation banned: user", "relation banned: user | doc")
     assert schemas.write(store, widened) > head  # nothing that was allowed is refused

@@ -9,7 +9,7 @@ from ..engine.plan import plan_for
 from ..errors import FailedPrecondition, RelEngineError, SchemaNotFound
 from ..model import Relationship, RelationshipFilter, Revision
 from ..schema.compiler import compile_schema
-from ..schema.types import CompiledSchema, Relation
+from ..schema.types import AllowedType, CompiledSchema, Relation
 from ..schema.typesystem import check_relationship
 from ..storage.base import Reader, Transaction, TupleStore
 
@@ -118,4 +118,21 @@ def refuse_orphans(old: CompiledSchema, new: CompiledSchema, tx: Transaction) ->
                         "first (relengine delete) or keep what they need in the schema",
                         definition=type_name,
                         relation=name,
+                        **_orphan_fields(new, type_name, now, rel),
                     ) from None
+
+
+def _orphan_fields(new: CompiledSchema, type_name: str, now: object, rel: Relationship) -> dict[str, str]:
+    """What the change that orphans ``rel`` is, in SpiceDB's terms (its WriteSchema error
+    names the ``operation``, the relationship and the subject type no longer allowed)."""
+    fields = {"kind": "orphan", "relationship": str(rel)}
+    if new.definition(type_name) is None:
+        return {**fields, "operation": "delete_object_definition"}
+    if not isinstance(now, Relation):
+        return {**fields, "operation": "delete_relation"}
+    subject = rel.subject
+    allowed = AllowedType(
+        subject.type, None if subject.is_wildcard else subject.relation, subject.is_wildcard,
+        rel.caveat.name if rel.caveat is not None else None, rel.expiration is not None,
+    )
+    return {**fields, "operation": "remove_allowed_type", "allowed_type": str(allowed)}

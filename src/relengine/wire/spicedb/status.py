@@ -12,6 +12,7 @@ message with an incident id, as everywhere.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 import grpc
@@ -37,7 +38,20 @@ def reason_of(exc: e.RelEngineError) -> Reason | None:
     if isinstance(exc, e.SchemaSyntaxError):
         return INVALID, "ERROR_REASON_SCHEMA_PARSE_ERROR", _position(exc)
     if isinstance(exc, e.SchemaValidationError):
-        return INVALID, "ERROR_REASON_SCHEMA_TYPE_ERROR", _position(exc)
+        return PRECONDITION, "ERROR_REASON_SCHEMA_TYPE_ERROR", {k: v for k, v in s.items() if k in _TYPE_ERROR_KEYS}
+    if kind in ("orphan", "caveat_change"):  # a schema write SpiceDB refuses for what is (or may be) stored
+        found = {k: v for k, v in s.items() if k in _SCHEMA_CHANGE_KEYS}
+        if kind == "orphan":
+            found["resource_type"] = s.get("definition", "")
+            if found.get("operation") == "delete_object_definition":
+                found.pop("relation", None)
+        return INVALID, "ERROR_REASON_SCHEMA_TYPE_ERROR", found
+    if kind == "filter":
+        return INVALID, "ERROR_REASON_INVALID_FILTER", {"filter": s.get("filter", "")}
+    if kind == "not_a_permission":
+        return INVALID, "ERROR_REASON_UNKNOWN_RELATION_OR_PERMISSION", {"relationName": s.get("relation", "")}
+    if isinstance(exc, e.UnknownDefinition) and kind == "schema_type":  # the schema reflection's lookups
+        return PRECONDITION, "ERROR_REASON_SCHEMA_TYPE_ERROR", {"definition_name": s.get("definition", "")}
     if isinstance(exc, e.UnknownDefinition):
         return PRECONDITION, "ERROR_REASON_UNKNOWN_DEFINITION", {"definition_name": s.get("definition", "")}
     if isinstance(exc, e.UnknownRelation):
@@ -77,12 +91,25 @@ def reason_of(exc: e.RelEngineError) -> Reason | None:
     return None
 
 
+_TYPE_ERROR_KEYS: Final = frozenset({
+    "definition_name", "relation_or_permission_name", "relation_name", "permission_name", "used_permission_name",
+    "permission_names", "caveat_name", "parameter_name",
+})
+_SCHEMA_CHANGE_KEYS: Final = frozenset({
+    "relation", "allowed_type", "operation", "relationship", "caveat_name", "parameter_name",
+})
+_TOKEN: Final = re.compile(r"[A-Za-z0-9_/]+|\S")
+
+
 def _position(exc: e.SchemaError) -> dict[str, str]:
+    """SpiceDB's parse error metadata: 0-based positions, and the text of the token there."""
     first = exc.issues[0]
+    line, column = max(first.line - 1, 0), max(first.column - 1, 0)
+    token = _TOKEN.match(first.source_line, column) if column < len(first.source_line) else None
     return {
-        "start_line_number": str(first.line), "start_column_position": str(first.column),
-        "end_line_number": str(first.line), "end_column_position": str(first.column),
-        "source_code": first.source_line[:256],
+        "start_line_number": str(line), "start_column_position": str(column),
+        "end_line_number": str(line), "end_column_position": str(column),
+        "source_code": token.group(0)[:256] if token is not None else "",
     }
 
 

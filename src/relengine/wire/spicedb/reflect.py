@@ -1,0 +1,423 @@
+"""SpiceDB's schema reflection messages from a compiled schema: ReflectSchema's definitions and
+caveats (with its filters), DiffSchema's diffs, and the relation graphs behind
+ComputablePermissions and DependentRelations.
+
+Shapes and orders are SpiceDB's: definitions and caveats by name (its datastores list them so),
+relations and permissions in declaration order, caveat parameters by name; a comment is the
+comment text with each line trimmed, several joined by a newline; a terminal subject type has
+``is_terminal_subject`` present and false. Diffs come as SpiceDB lists them: definitions added,
+removed, caveats added, removed, then each changed definition (by name), then each changed
+caveat (by name); names within one kind of change are sorted (SpiceDB's order there is a Go
+map's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from authzed.api.v1 import schema_service_pb2 as ss
+
+from ...errors import InvalidArgument
+from ...schema.types import (
+    AllowedType,
+    Caveat,
+    CompiledSchema,
+    ComputedUserset,
+    Definition,
+    Exclusion,
+    Intersection,
+    Nil,
+    Permission,
+    Relation,
+    Rewrite,
+    This,
+    TupleToUserset,
+    Union,
+)
+
+ELLIPSIS = "..."
+
+EMPTY = CompiledSchema(definitions={}, caveats={})
+"""The schema of a store that has none yet: what Reflect and Diff see there."""
+
+
+# -- comments and single items --------------------------------------------------------
+
+
+def comment(doc: Sequence[str]) -> str:
+    """The comments kept on a schema item as SpiceDB reports them: each line trimmed, the
+    comments joined by newlines (relengine's blank-line markers dropped)."""
+    return "\n".join("\n".join(line.strip() for line in c.splitlines()) for c in doc if c)
+
+
+def type_reference(allowed: AllowedType) -> ss.ReflectionTypeReference:
+    ref = ss.ReflectionTypeReference(subject_definition_name=allowed.type, optional_caveat_name=allowed.caveat or "")
+    if allowed.wildcard:
+        ref.is_public_wildcard = True
+    elif allowed.relation is not None and allowed.relation != ELLIPSIS:
+        ref.optional_relation_name = allowed.relation
+    else:
+        ref.is_terminal_subject = False  # present and false, as SpiceDB sends it
+    return ref
+
+
+def relation(member: Relation, parent: str) -> ss.ReflectionRelation:
+    return ss.ReflectionRelation(
+        name=member.name, comment=comment(member.doc), parent_definition_name=parent,
+        subject_types=[type_reference(a) for a in member.allowed],
+    )
+
+
+def permission(member: Permission, parent: str) -> ss.ReflectionPermission:
+    return ss.ReflectionPermission(name=member.name, comment=comment(member.doc), parent_definition_name=parent)
+
+
+def caveat_parameters(item: Caveat) -> list[ss.ReflectionCaveatParameter]:
+    return [
+        ss.ReflectionCaveatParameter(name=p.name, type=p.type, parent_caveat_name=item.name)
+        for p in sorted(item.parameters, key=lambda p: p.name)
+    ]
+
+
+def caveat(item: Caveat) -> ss.ReflectionCaveat:
+    return ss.ReflectionCaveat(
+        name=item.name, comment=comment(item.doc), parameters=caveat_parameters(item), expression=item.expression
+    )
+
+
+# -- filters ----------------------------------------------------------------------------
+
+
+class InvalidFilter(InvalidArgument):
+    """A ReflectSchema filter SpiceDB refuses (INVALID_ARGUMENT / ERROR_REASON_INVALID_FILTER)."""
+
+    def __init__(self, reason: str, filter_text: str) -> None:
+        super().__init__(f"the relationship filter provided is not valid: {reason}", kind="filter", filter=filter_text)
+
+
+def filter_text(f: ss.ReflectionSchemaFilter) -> str:
+    """The filter as Go's prototext prints it (SpiceDB's ``filter`` metadata)."""
+    return " ".join(f'{field.name}:"{value}"' for field, value in f.ListFields())
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """ReflectSchema's ``optional_filters``: each a set of name prefixes; OR'ed together, and
+    a kind of item no filter speaks of is kept."""
+
+    items: tuple[ss.ReflectionSchemaFilter, ...] = ()
+
+    @classmethod
+    def of(cls, filters: Iterable[ss.ReflectionSchemaFilter]) -> Filters:
+        items = tuple(filters)
+        for f in items:
+            d, c = f.optional_definition_name_filter, f.optional_caveat_name_filter
+            r, p = f.optional_relation_name_filter, f.optional_permission_name_filter
+            if d and c:
+                raise InvalidFilter("cannot filter by both definition and caveat name", filter_text(f))
+            if r and not d:
+                raise InvalidFilter("relation name match requires definition name match", filter_text(f))
+            if r and p:
+                raise InvalidFilter("cannot filter by both relation and permission name", filter_text(f))
+            if p and not d:
+                raise InvalidFilter("permission name match requires definition name match", filter_text(f))
+        return cls(items)
+
+    def wants_definitions(self) -> bool:
+        return not self.items or any(f.optional_definition_name_filter for f in self.items)
+
+    def wants_caveats(self) -> bool:
+        return not self.items or any(f.optional_caveat_name_filter for f in self.items)
+
+    def definition(self, name: str) -> bool:
+        prefixes = [f.optional_definition_name_filter for f in self.items if f.optional_definition_name_filter]
+        return not prefixes or any(name.startswith(p) for p in prefixes)
+
+    def caveat(self, name: str) -> bool:
+        prefixes = [f.optional_caveat_name_filter for f in self.items if f.optional_caveat_name_filter]
+        return not prefixes or any(name.startswith(p) for p in prefixes)
+
+    def relation(self, definition: str, name: str) -> bool:
+        pairs = [(f.optional_definition_name_filter, f.optional_relation_name_filter) for f in self.items
+                 if f.optional_relation_name_filter]
+        return not pairs or any(name.startswith(r) and definition.startswith(d) for d, r in pairs)
+
+    def permission(self, definition: str, name: str) -> bool:
+        pairs = [(f.optional_definition_name_filter, f.optional_permission_name_filter) for f in self.items
+                 if f.optional_permission_name_filter]
+        return not pairs or any(name.startswith(p) and definition.startswith(d) for d, p in pairs)
+
+
+def definition(item: Definition, filters: Filters | None = None) -> ss.ReflectionDefinition | None:
+    """The definition with its relations and permissions (those the filters keep), or None
+    when the filters drop the definition."""
+    keep = filters or Filters()
+    if not keep.definition(item.name):
+        return None
+    out = ss.ReflectionDefinition(name=item.name, comment=comment(item.doc))
+    for member in item.members.values():
+        if isinstance(member, Permission):
+            if keep.permission(item.name, member.name):
+                out.permissions.append(permission(member, item.name))
+        elif keep.relation(item.name, member.name):
+            out.relations.append(relation(member, item.name))
+    return out
+
+
+def reflect(
+    schema: CompiledSchema, filters: Filters | None = None
+) -> tuple[list[ss.ReflectionDefinition], list[ss.ReflectionCaveat]]:
+    """ReflectSchema's definitions and caveats of ``schema``."""
+    keep = filters or Filters()
+    definitions: list[ss.ReflectionDefinition] = []
+    if keep.wants_definitions():
+        for name in sorted(schema.definitions):
+            found = definition(schema.definitions[name], keep)
+            if found is not None:
+                definitions.append(found)
+    caveats: list[ss.ReflectionCaveat] = []
+    if keep.wants_caveats():
+        caveats = [caveat(schema.caveats[name]) for name in sorted(schema.caveats) if keep.caveat(name)]
+    return definitions, caveats
+
+
+# -- diff -------------------------------------------------------------------------------
+
+
+def diff(existing: CompiledSchema, comparison: CompiledSchema) -> list[ss.ReflectionSchemaDiff]:
+    """DiffSchema's diffs from ``existing`` to ``comparison``."""
+    D = ss.ReflectionSchemaDiff
+    old_defs, new_defs = existing.definitions, comparison.definitions
+    old_cavs, new_cavs = existing.caveats, comparison.caveats
+    out: list[ss.ReflectionSchemaDiff] = []
+    for name in sorted(set(new_defs) - set(old_defs)):
+        out.append(D(definition_added=definition(new_defs[name])))
+    for name in sorted(set(old_defs) - set(new_defs)):
+        out.append(D(definition_removed=definition(old_defs[name])))
+    for name in sorted(set(new_cavs) - set(old_cavs)):
+        out.append(D(caveat_added=caveat(new_cavs[name])))
+    for name in sorted(set(old_cavs) - set(new_cavs)):
+        out.append(D(caveat_removed=caveat(old_cavs[name])))
+    for name in sorted(set(old_defs) & set(new_defs)):
+        out.extend(_definition_diff(old_defs[name], new_defs[name]))
+    for name in sorted(set(old_cavs) & set(new_cavs)):
+        out.extend(_caveat_diff(old_cavs[name], new_cavs[name]))
+    return out
+
+
+def _split(item: Definition) -> tuple[dict[str, Relation], dict[str, Permission]]:
+    relations = {n: m for n, m in item.members.items() if isinstance(m, Relation)}
+    permissions = {n: m for n, m in item.members.items() if isinstance(m, Permission)}
+    return relations, permissions
+
+
+def _definition_diff(old: Definition, new: Definition) -> list[ss.ReflectionSchemaDiff]:
+    D = ss.ReflectionSchemaDiff
+    name = new.name
+    out: list[ss.ReflectionSchemaDiff] = []
+    if comment(old.doc) != comment(new.doc):
+        out.append(D(definition_doc_comment_changed=definition(new)))
+    old_rels, old_perms = _split(old)
+    new_rels, new_perms = _split(new)
+    for r in sorted(set(old_rels) - set(new_rels)):
+        out.append(D(relation_removed=relation(old_rels[r], name)))
+    for r in sorted(set(new_rels) - set(old_rels)):
+        out.append(D(relation_added=relation(new_rels[r], name)))
+    for p in sorted(set(old_perms) - set(new_perms)):
+        out.append(D(permission_removed=permission(old_perms[p], name)))
+    for p in sorted(set(new_perms) - set(old_perms)):
+        out.append(D(permission_added=permission(new_perms[p], name)))
+    for p in sorted(set(old_perms) & set(new_perms)):
+        before, after = old_perms[p], new_perms[p]
+        if before.rewrite != after.rewrite:
+            out.append(D(permission_expr_changed=permission(after, name)))
+        if comment(before.doc) != comment(after.doc):
+            out.append(D(permission_doc_comment_changed=permission(after, name)))
+    for r in sorted(set(old_rels) & set(new_rels)):
+        before_rel, after_rel = old_rels[r], new_rels[r]
+        if comment(before_rel.doc) != comment(after_rel.doc):
+            out.append(D(relation_doc_comment_changed=relation(after_rel, name)))
+        old_types = {str(a): a for a in before_rel.allowed}
+        new_types = {str(a): a for a in after_rel.allowed}
+        for t in sorted(set(old_types) - set(new_types)):
+            out.append(D(relation_subject_type_removed=ss.ReflectionRelationSubjectTypeChange(
+                relation=relation(after_rel, name), changed_subject_type=type_reference(old_types[t]))))
+        for t in sorted(set(new_types) - set(old_types)):
+            out.append(D(relation_subject_type_added=ss.ReflectionRelationSubjectTypeChange(
+                relation=relation(after_rel, name), changed_subject_type=type_reference(new_types[t]))))
+    return out
+
+
+def _caveat_diff(old: Caveat, new: Caveat) -> list[ss.ReflectionSchemaDiff]:
+    D = ss.ReflectionSchemaDiff
+    out: list[ss.ReflectionSchemaDiff] = []
+    if comment(old.doc) != comment(new.doc):
+        out.append(D(caveat_doc_comment_changed=caveat(new)))
+    old_params = {p.name: p.type for p in old.parameters}
+    new_params = {p.name: p.type for p in new.parameters}
+
+    def param(name: str, type_: str) -> ss.ReflectionCaveatParameter:
+        return ss.ReflectionCaveatParameter(name=name, type=type_, parent_caveat_name=new.name)
+
+    for p in sorted(set(old_params) - set(new_params)):
+        out.append(D(caveat_parameter_removed=param(p, old_params[p])))
+    for p in sorted(set(new_params) - set(old_params)):
+        out.append(D(caveat_parameter_added=param(p, new_params[p])))
+    for p in sorted(set(old_params) & set(new_params)):
+        if old_params[p] != new_params[p]:
+            out.append(D(caveat_parameter_type_changed=ss.ReflectionCaveatParameterTypeChange(
+                parameter=param(p, new_params[p]), previous_type=old_params[p])))
+    if old.expression != new.expression:
+        out.append(D(caveat_expr_changed=caveat(new)))
+    return out
+
+
+# -- relation graphs --------------------------------------------------------------------
+
+RelRef = tuple[str, str]  # (definition, relation or permission); relation "..." is the object itself
+
+
+def _operands(rewrite: Rewrite) -> list[Rewrite]:
+    if isinstance(rewrite, (Union, Intersection)):
+        return list(rewrite.children)
+    if isinstance(rewrite, Exclusion):
+        return [rewrite.base, rewrite.subtract]
+    return [rewrite]
+
+
+def _leaves(rewrite: Rewrite) -> list[ComputedUserset | TupleToUserset | This | Nil]:
+    """The leaves of a rewrite tree, left to right (walked with a stack: trees may be deep)."""
+    out: list[ComputedUserset | TupleToUserset | This | Nil] = []
+    stack = [rewrite]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (Union, Intersection, Exclusion)):
+            stack.extend(reversed(_operands(node)))
+        else:
+            out.append(node)
+    return out
+
+
+def _arrow_targets(schema: CompiledSchema, owner: Definition, arrow: TupleToUserset) -> list[RelRef]:
+    """``(T, computed)`` for each subject type T of the arrow's relation that has ``computed``."""
+    tupleset = owner.members.get(arrow.tupleset)
+    if not isinstance(tupleset, Relation):
+        return []
+    out: list[RelRef] = []
+    for allowed in tupleset.allowed:
+        target = schema.definitions.get(allowed.type)
+        if target is not None and arrow.computed in target.members and (allowed.type, arrow.computed) not in out:
+            out.append((allowed.type, arrow.computed))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Entries:
+    """Where subjects enter each relation or permission: by subject relation
+    (``(type, relation)``, ``...`` for the object itself) and, for wildcards, by subject type."""
+
+    by_relation: dict[RelRef, set[RelRef]]
+    by_type: dict[str, set[RelRef]]
+
+
+def _entries(schema: CompiledSchema) -> _Entries:
+    key = ("spicedb.reflect", "entries")
+    cached = schema.derived.get(key)
+    if isinstance(cached, _Entries):
+        return cached
+    by_relation: dict[RelRef, set[RelRef]] = {}
+    by_type: dict[str, set[RelRef]] = {}
+    for def_name, item in schema.definitions.items():
+        for member in item.members.values():
+            target = (def_name, member.name)
+            if isinstance(member, Relation):
+                for allowed in member.allowed:
+                    if allowed.wildcard:
+                        by_type.setdefault(allowed.type, set()).add(target)
+                    else:
+                        by_relation.setdefault((allowed.type, allowed.relation or ELLIPSIS), set()).add(target)
+                continue
+            for leaf in _leaves(member.rewrite):
+                if isinstance(leaf, ComputedUserset):
+                    by_relation.setdefault((def_name, leaf.relation), set()).add(target)
+                elif isinstance(leaf, This):
+                    by_relation.setdefault((def_name, ELLIPSIS), set()).add(target)
+                elif isinstance(leaf, TupleToUserset):
+                    for entry in _arrow_targets(schema, item, leaf):
+                        by_relation.setdefault(entry, set()).add(target)
+    found = _Entries(by_relation, by_type)
+    schema.derived[key] = found
+    return found
+
+
+def reachable_from_subject(schema: CompiledSchema, start: RelRef) -> set[RelRef]:
+    """Every relation and permission a subject ``start`` (``(type, relation)``; relation
+    ``...`` for the object itself) can reach, transitively: the relations that allow it, the
+    permissions computed from those, through arrows, and so on (SpiceDB's
+    ``RelationsEncounteredForSubject``). A wildcard type lets in any subject of its type."""
+    entries = _entries(schema)
+    found: set[RelRef] = set()
+    frontier = [start]
+    while frontier:
+        subject = frontier.pop()
+        for target in entries.by_relation.get(subject, set()) | entries.by_type.get(subject[0], set()):
+            if target not in found:
+                found.add(target)
+                frontier.append(target)
+    return found
+
+
+def dependencies_of(schema: CompiledSchema, start: RelRef) -> set[RelRef]:
+    """Every relation and permission ``start`` is computed from, transitively (SpiceDB's
+    ``RelationsEncounteredForResource``): its operands, the relations its arrows walk and what
+    they reach on the other side, and the subject sets (``group#member``) its relations allow."""
+    found: set[RelRef] = {start}  # what is reported
+    walked: set[RelRef] = {start}  # what is walked (an arrow's own relation is reported only)
+    frontier = [start]
+    while frontier:
+        def_name, name = frontier.pop()
+        item = schema.definitions.get(def_name)
+        member = None if item is None else item.members.get(name)
+        if item is None or member is None:
+            continue
+        nexts: list[RelRef] = []
+        if isinstance(member, Relation):
+            nexts = [(a.type, a.relation) for a in member.allowed
+                     if not a.wildcard and a.relation is not None and a.relation != ELLIPSIS]
+        else:
+            for leaf in _leaves(member.rewrite):
+                if isinstance(leaf, ComputedUserset):
+                    nexts.append((def_name, leaf.relation))
+                elif isinstance(leaf, TupleToUserset):
+                    targets = _arrow_targets(schema, item, leaf)
+                    if targets:  # the arrow's relation counts, but what it allows is not walked
+                        found.add((def_name, leaf.tupleset))
+                    nexts.extend(targets)
+        for ref in nexts:
+            found.add(ref)
+            if ref not in walked:
+                walked.add(ref)
+                frontier.append(ref)
+    return found
+
+
+def relation_references(
+    schema: CompiledSchema, refs: Iterable[RelRef], exclude: RelRef, prefix: str = ""
+) -> list[ss.ReflectionRelationReference]:
+    """``refs`` as ReflectionRelationReferences sorted by definition and relation, without
+    ``exclude`` and those whose definition does not start with ``prefix``."""
+    out: list[ss.ReflectionRelationReference] = []
+    for def_name, name in sorted(refs):
+        if (def_name, name) == exclude or not def_name.startswith(prefix):
+            continue
+        member = schema.member(def_name, name)
+        out.append(ss.ReflectionRelationReference(
+            definition_name=def_name, relation_name=name, is_permission=isinstance(member, Permission)))
+    return out
+
+
+__all__ = [
+    "EMPTY", "Filters", "InvalidFilter", "caveat", "comment", "definition", "dependencies_of", "diff",
+    "filter_text", "reachable_from_subject", "reflect", "relation_references", "type_reference",
+]
