@@ -463,8 +463,10 @@ class Engine:
     def expand(
         self, resource: ObjectRef, permission: str, *, consistency: Consistency | None = None,
         at: Revision | None = None, deadline: float | None = None, cancelled: Cancel | None = None,
+        spicedb: bool = False,
     ) -> tuple[ExpandNode, Revision]:
-        """The userset tree of ``permission`` (or a relation) on ``resource``, and its revision.
+        """The userset tree of ``permission`` (or a relation) on ``resource``, and its revision
+        (``spicedb``: in the shape SpiceDB's API gives it, see ``engine.expand.expand``).
 
         The walk keeps the depth budget (MaxDepthExceeded) and ``deadline`` (DeadlineExceeded),
         and stops once ``cancelled()`` (Cancelled).
@@ -476,7 +478,7 @@ class Engine:
             schema = self._schema_at(reader)
             tree = expand(
                 schema, reader, resource, permission, max_depth=self.config.max_depth, deadline=deadline,
-                cancelled=cancelled,
+                cancelled=cancelled, spicedb=spicedb,
             )
         except RecursionError:
             raise MaxDepthExceeded.stack("expand") from None

@@ -294,6 +294,19 @@ def test_expand_is_the_shallow_tree(loaded: SyncClient) -> None:
     # subject sets are not recursed: group:eng#member appears as itself
     assert [(s.object.object_id, s.optional_relation) for s in viewer.leaf.subjects] == [("eng", "member")]
     assert banned.expanded_relation == "banned" and list(banned.leaf.subjects) == []
+    shape = loaded.ExpandPermissionTree(ps.ExpandPermissionTreeRequest(
+        consistency=full(), resource=obj("doc", "5"), permission="view")).tree_root
+    union = shape.intermediate.children[0]
+    _, edit, arrow = union.intermediate.children
+    # a permission with one operand is a union of one child, under its own name
+    assert (edit.expanded_relation, edit.intermediate.operation) == ("edit", core.AlgebraicSubjectSet.OPERATION_UNION)
+    assert [c.expanded_relation for c in edit.intermediate.children] == ["owner"]
+    # an arrow is a union named as the enclosing permission, of its targets' whole trees
+    assert (arrow.expanded_object.object_id, arrow.expanded_relation) == ("5", "view")
+    (folder,) = arrow.intermediate.children
+    assert (folder.expanded_object.object_id, folder.expanded_relation) == ("f", "view")
+    (viewer,) = folder.intermediate.children
+    assert [s.object.object_id for s in viewer.leaf.subjects] == ["eve"]
     relation = loaded.ExpandPermissionTree(ps.ExpandPermissionTreeRequest(
         consistency=full(), resource=obj("doc", "3"), permission="viewer"))
     assert [s.object.object_id for s in relation.tree_root.leaf.subjects] == ["*"]

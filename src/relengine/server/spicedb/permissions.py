@@ -161,7 +161,8 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
         resource = sc.object_from(request.resource)
         with _schema_of(resource.type):
             tree, revision = self.engine.expand(
-                resource, request.permission, consistency=self.consistency(request), **self.stop(context),
+                resource, request.permission, consistency=self.consistency(request), spicedb=True,
+                **self.stop(context),
             )
         return ps.ExpandPermissionTreeResponse(expanded_at=self.token(revision), tree_root=_tree(tree))
 
