@@ -216,8 +216,7 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
             sc.object_from(request.resource), request.permission, request.subject_object_type,
             subject_relation=None if relation == sc.ELLIPSIS else relation,
             consistency=self.consistency(request), context=sc.context_from(request),
-            cursor=request.optional_cursor.token if request.HasField("optional_cursor") else None,
-            **self.stop(context),
+            **self.stop(context),  # no cursor: SpiceDB neither pages LookupSubjects nor reads one
         )
         token = self.token(stream.revision)
         for result in stream:
