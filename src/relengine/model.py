@@ -146,6 +146,12 @@ class Relationship:
             s.relation or "",
         )
 
+    def identity(self) -> dict[str, str]:
+        """The fields of ``key`` by name (``subject_relation`` ``""``: the object itself): what
+        an error about this relationship carries."""
+        return dict(zip(("resource_type", "resource_id", "relation", "subject_type", "subject_id",
+                         "subject_relation"), self.key))
+
     def __str__(self) -> str:
         text = f"{self.resource}#{self.relation}@{self.subject}"
         if self.caveat is not None:
@@ -394,6 +400,22 @@ class RelationshipFilter:
         if self.subject is not None and not self.subject.matches(rel.subject):
             return False
         return True
+
+    def fields(self) -> dict[str, str]:
+        """The fields this filter sets, by name (``subject_relation`` ``""``: the object
+        itself): what an error about the filter carries."""
+        out = {"resource_type": self.resource_type}
+        for key, value in (("resource_id", self.resource_id), ("resource_id_prefix", self.resource_id_prefix),
+                           ("relation", self.relation)):
+            if value is not None:
+                out[key] = value
+        if self.subject is not None:
+            out["subject_type"] = self.subject.type
+            if self.subject.id is not None:
+                out["subject_id"] = self.subject.id
+            if self.subject.relation is not None:
+                out["subject_relation"] = self.subject.relation
+        return out
 
 
 _TOKEN: Final = re.compile(r"r(?:0|[1-9a-f][0-9a-f]{0,15})")  # a revision is 64 bits

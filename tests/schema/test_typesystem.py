@@ -104,20 +104,20 @@ REFUSED = [
     refused(
         "caveat-not-allowed", "doc:1#viewer@user:ann[on_network]", InvalidRelationship,
         "has caveat `on_network`, which relation `doc#viewer` does not allow for `user`",
-        {"definition": "doc", "relation": "viewer", "subject_type": "user", "kind": "caveat"},
+        {"definition": "doc", "relation": "viewer", "subject_type": "user", "traits": "on_network", "kind": "caveat"},
     ),
     refused(
         "caveat-on-the-wrong-wildcard", "doc:1#guest@user:*[other]", InvalidRelationship,
-        "has caveat `other`, which relation `doc#guest` does not allow for `user:*`", {"definition": "doc", "relation": "guest", "subject_type": "user:*", "kind": "caveat"},
+        "has caveat `other`, which relation `doc#guest` does not allow for `user:*`", {"definition": "doc", "relation": "guest", "subject_type": "user:*", "traits": "other", "kind": "caveat"},
     ),
     refused(
         "expiration-not-allowed", "doc:1#viewer@user:ann[expiration:2030-01-01T00:00:00Z]", InvalidRelationship,
-        "has an expiration, but relation `doc#viewer` does not allow expiring subjects", {"definition": "doc", "relation": "viewer", "subject_type": "user", "kind": "expiration"},
+        "has an expiration, but relation `doc#viewer` does not allow expiring subjects", {"definition": "doc", "relation": "viewer", "subject_type": "user", "traits": "expiration", "kind": "expiration"},
     ),
     refused(
         "expiration-not-with-this-caveat", "doc:1#both@user:ann[on_network][expiration:2030-01-01T00:00:00Z]",
         InvalidRelationship, "does not allow expiring subjects (`with expiration`); allowed: user, user with on_network",
-        {"definition": "doc", "relation": "both", "subject_type": "user", "kind": "expiration"},
+        {"definition": "doc", "relation": "both", "subject_type": "user", "traits": "on_network and expiration", "kind": "expiration"},
     ),
     refused(
         "expiration-required", "doc:1#temp@user:ann", InvalidRelationship,
@@ -127,7 +127,7 @@ REFUSED = [
     refused(
         "expiration-required-with-the-caveat", "doc:1#temp@user:ann[on_network]", InvalidRelationship,
         "has no expiration, but relation `doc#temp` allows `user` only `with expiration`",
-        {"definition": "doc", "relation": "temp", "subject_type": "user", "kind": "expiration"},
+        {"definition": "doc", "relation": "temp", "subject_type": "user", "traits": "on_network", "kind": "expiration"},
     ),
 ]
 

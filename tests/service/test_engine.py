@@ -18,6 +18,7 @@ from relengine.errors import (
     PreconditionFailed,
     RevisionUnavailable,
     SchemaError,
+    UnknownDefinition,
     UnknownRelation,
 )
 from relengine.model import (
@@ -272,6 +273,32 @@ def test_read_and_delete(engine: Engine) -> None:
     result = engine.delete(RelationshipFilter("doc", relation="viewer"))
     assert result.deleted == 2 and result.complete
     assert [str(r.relationship) for r in engine.read(RelationshipFilter("doc"))] == ["doc:x#banned@user:u1"]
+
+
+def test_read_can_leave_expired_relationships_out_before_the_limit_counts(
+    engine_from: Callable[..., Engine],
+) -> None:
+    engine = engine_from("use expiration\ndefinition user {}\ndefinition doc {\n relation temp: user with expiration\n}\n")
+    past, future = "2000-01-01T00:00:00Z", "2999-01-01T00:00:00Z"
+    engine.touch([parse_relationship(f"doc:a{i}#temp@user:u[expiration:{past}]") for i in range(3)]
+                 + [parse_relationship(f"doc:b{i}#temp@user:u[expiration:{future}]") for i in range(3)])
+    everything = RelationshipFilter("doc")
+    assert len(list(engine.read(everything, limit=2))) == 2  # the expired ones, by default
+    page = list(engine.read(everything, limit=2, expired=False))  # expired ones do not fill the page
+    assert [r.relationship.resource.id for r in page] == ["b0", "b1"]
+    rest = list(engine.read(everything, limit=2, cursor=page[-1].cursor, expired=False))
+    assert [r.relationship.resource.id for r in rest] == ["b2"]
+
+
+def test_check_filter_names_what_the_schema_lacks(engine: Engine) -> None:
+    engine.check_filter(RelationshipFilter("doc", relation="view", subject=SubjectFilter("group", relation="member")))
+    engine.check_filter(RelationshipFilter("doc", subject=SubjectFilter("user", relation="")))
+    with pytest.raises(UnknownDefinition, match="`nope`"):
+        engine.check_filter(RelationshipFilter("nope"))
+    with pytest.raises(UnknownRelation, match="`owner`"):
+        engine.check_filter(RelationshipFilter("doc", relation="owner"))
+    with pytest.raises(UnknownRelation, match="`admin`"):
+        engine.check_filter(RelationshipFilter("doc", subject=SubjectFilter("group", relation="admin")))
 
 
 def test_read_and_import_stop_at_the_deadline_or_once_the_caller_has_gone(engine: Engine) -> None:

@@ -45,10 +45,15 @@ def expand(
     now: _dt.datetime | None = None,
     deadline: float | None = None,
     cancelled: Callable[[], bool] | None = None,
+    spicedb: bool = False,
 ) -> ExpandNode:
+    """The tree of ``resource#relation``. With ``spicedb``, in the shape of SpiceDB's
+    ExpandPermissionTree: every permission is an operator node of its own (one with a single
+    operand a union of one child), and an arrow is a union (``.all()``: an intersection) named
+    as the permission it appears in, whose children are its targets' whole trees."""
     schema.require(resource.type, relation)
     clock = Deadline(deadline, "expand", cancelled)
-    return _Expander(schema, reader, max_depth, now, clock).member(resource, relation, max_depth)
+    return _Expander(schema, reader, max_depth, now, clock, spicedb).member(resource, relation, max_depth)
 
 
 class _Expander:
@@ -56,8 +61,10 @@ class _Expander:
     deadline. ``now`` decides which expiring relationships are live."""
 
     def __init__(
-        self, schema: CompiledSchema, reader: Reader, max_depth: int, now: _dt.datetime | None, deadline: Deadline
+        self, schema: CompiledSchema, reader: Reader, max_depth: int, now: _dt.datetime | None, deadline: Deadline,
+        spicedb: bool = False,
     ) -> None:
+        self.spicedb = spicedb
         self.schema = schema
         self.reader = reader
         self.max_depth = max_depth
@@ -80,7 +87,10 @@ class _Expander:
                 if rel.expiration is None or rel.expiration > self.now
             )
             return ExpandNode("leaf", resource, relation, subjects=subjects)
-        return self.rewrite(resource, relation, member.rewrite, depth)
+        tree = self.rewrite(resource, relation, member.rewrite, depth)
+        if self.spicedb and not isinstance(member.rewrite, Union | Intersection | Exclusion):
+            return ExpandNode("union", resource, relation, (tree,))
+        return tree
 
     def rewrite(self, resource: ObjectRef, relation: str, node: Rewrite, depth: int) -> ExpandNode:
         if isinstance(node, ComputedUserset):
@@ -105,6 +115,8 @@ class _Expander:
                     kids.append(self.member(target, node.computed, depth - 1))
             kind = "intersection" if node.mode == "all" and kids else "union"
             label = f"{node.tupleset}->{node.computed}" if node.mode == "any" else f"{node.tupleset}.all({node.computed})"
+            if self.spicedb:
+                label = relation
             return ExpandNode(kind, resource, label, tuple(kids))
         if isinstance(node, This):
             return ExpandNode("leaf", resource, relation, subjects=(SubjectRef(resource.type, resource.id),))

@@ -51,6 +51,7 @@ def check_relationship(schema: CompiledSchema, rel: Relationship) -> Relation:
             definition=definition.name,
             relation=member.name,
             subject_type=_subject_kind(rel),
+            traits=_traits(rel),
             kind="subject_type",
         )
     caveat = rel.caveat.name if rel.caveat is not None else None
@@ -62,6 +63,7 @@ def check_relationship(schema: CompiledSchema, rel: Relationship) -> Relation:
             definition=definition.name,
             relation=member.name,
             subject_type=_subject_kind(rel),
+            traits=_traits(rel),
             kind="caveat",
         )
     expiring = rel.expiration is not None
@@ -80,6 +82,7 @@ def check_relationship(schema: CompiledSchema, rel: Relationship) -> Relation:
             definition=definition.name,
             relation=member.name,
             subject_type=_subject_kind(rel),
+            traits=_traits(rel),
             kind="expiration",
         )
     return member
@@ -92,6 +95,13 @@ def _matches_subject(allowed: AllowedType, rel: Relationship) -> bool:
     if subject.is_wildcard:
         return allowed.wildcard
     return not allowed.wildcard and allowed.relation == subject.relation
+
+
+def _traits(rel: Relationship) -> str | None:
+    """The relationship's caveat and expiration as a schema names them after ``with``
+    (``on_network and expiration``), or None."""
+    traits = ([rel.caveat.name] if rel.caveat is not None else []) + (["expiration"] if rel.expiration else [])
+    return " and ".join(traits) or None
 
 
 def _subject_kind(rel: Relationship) -> str:

@@ -255,6 +255,9 @@ def _authenticate(context: grpc.ServicerContext, expected: tuple[bytes, ...] | N
     metadata = context.invocation_metadata()
     if not authorized(metadata, expected):
         has_header = any(name == AUTHORIZATION_METADATA for name, _ in metadata or ())
+        # A wrong key is UNAUTHENTICATED on every service, SpiceDB's API included, as issue 15
+        # asks; SpiceDB itself answers a wrong one PERMISSION_DENIED ("invalid preshared key:
+        # invalid token") and only a missing or malformed header UNAUTHENTICATED.
         raise Unauthenticated(
             "wrong preshared key" if has_header else "missing `authorization: Bearer <preshared key>` metadata"
         )

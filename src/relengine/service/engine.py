@@ -216,27 +216,55 @@ class Engine:
             if not complete and not partial:
                 raise TooManyToDelete(
                     f"found more than {limit} relationships to be deleted and partial deletion was not requested",
-                    limit=limit,
+                    limit=limit, **filter.fields(),
                 )
             Deadline(deadline, "delete").look()  # the commit is the point of no return
         return DeleteResult(self._revisions.committed(ctx.revision), count, complete)
 
+    def check_filter(self, filter: RelationshipFilter) -> None:
+        """Raise UnknownDefinition / UnknownRelation if ``filter`` names a type, or a relation
+        or permission of its type, that the head schema lacks (a subject relation ``""`` is the
+        object itself); SchemaNotFound without a schema."""
+        schema = self._schemas.head(self.store)
+        schema.require(filter.resource_type, filter.relation)
+        subject = filter.subject
+        if subject is not None:
+            schema.require(subject.type, subject.relation or None)
+
     def read(
         self, filter: RelationshipFilter, *, consistency: Consistency | None = None, limit: int | None = None,
         cursor: str | None = None, deadline: float | None = None, cancelled: Cancel | None = None,
+        expired: bool = True,
     ) -> Stream[ReadResult]:
         """Live relationships matching ``filter``, in key order, with a cursor per result.
 
         A cursor pins the revision it was issued at, so pages are consistent with each other.
-        The stream raises DeadlineExceeded past ``deadline`` and Cancelled once ``cancelled()``.
+        With ``expired=False`` relationships whose expiration has passed are left out (before
+        ``limit`` counts, so a page is short only at the end). The stream raises
+        DeadlineExceeded past ``deadline`` and Cancelled once ``cancelled()``.
         """
         after, reader = pages.resume_read(cursor, consistency, self._snapshot, self.store)
         revision = reader.revision
         clock = Deadline(deadline, "read", cancelled)
 
+        def rows() -> Iterator[Relationship]:
+            if expired:
+                yield from clock.rows(reader.read(filter, after=after, limit=limit))
+                return
+            now = _dt.datetime.now(_dt.timezone.utc)
+            left = limit
+            for rel in clock.rows(reader.read(filter, after=after)):
+                if rel.expiration is not None and rel.expiration <= now:
+                    continue
+                if left is not None:
+                    if left <= 0:
+                        return
+                    left -= 1
+                yield rel
+
         def items() -> Iterator[ReadResult]:
             try:
-                for rel in clock.rows(reader.read(filter, after=after, limit=limit)):
+                for rel in rows():
                     yield ReadResult(rel, encode_cursor(revision, str(rel)))
             finally:
                 reader.close()
@@ -435,8 +463,10 @@ class Engine:
     def expand(
         self, resource: ObjectRef, permission: str, *, consistency: Consistency | None = None,
         at: Revision | None = None, deadline: float | None = None, cancelled: Cancel | None = None,
+        spicedb: bool = False,
     ) -> tuple[ExpandNode, Revision]:
-        """The userset tree of ``permission`` (or a relation) on ``resource``, and its revision.
+        """The userset tree of ``permission`` (or a relation) on ``resource``, and its revision
+        (``spicedb``: in the shape SpiceDB's API gives it, see ``engine.expand.expand``).
 
         The walk keeps the depth budget (MaxDepthExceeded) and ``deadline`` (DeadlineExceeded),
         and stops once ``cancelled()`` (Cancelled).
@@ -448,7 +478,7 @@ class Engine:
             schema = self._schema_at(reader)
             tree = expand(
                 schema, reader, resource, permission, max_depth=self.config.max_depth, deadline=deadline,
-                cancelled=cancelled,
+                cancelled=cancelled, spicedb=spicedb,
             )
         except RecursionError:
             raise MaxDepthExceeded.stack("expand") from None

@@ -385,7 +385,7 @@ def check_preconditions(tx: Transaction, preconditions: Iterable[Precondition]) 
             verb = "matched nothing" if pre.kind is PreconditionKind.MUST_MATCH else "matched"
             raise PreconditionFailed(
                 f"precondition {pre.kind.value} failed: filter {pre.filter} {verb}",
-                kind=pre.kind.value,
+                kind=pre.kind.value, **pre.filter.fields(),
             )
 
 

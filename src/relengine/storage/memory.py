@@ -404,7 +404,7 @@ class _MemoryTransaction:
             self.overlay[key] = None
             return
         if update.operation is Operation.CREATE and self.reader()._get(key) is not None:
-            raise AlreadyExists(f"relationship {rel} already exists", relationship=str(rel))
+            raise AlreadyExists(f"relationship {rel} already exists", relationship=str(rel), **rel.identity())
         self.overlay[key] = rel
 
     def matches(self, filter: RelationshipFilter) -> bool:

@@ -9,14 +9,15 @@ serialized reply of every cached answer per revision, as relengine's own Check d
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, Final, Iterable, Iterator
 
 import grpc
 from authzed.api.v1 import core_pb2 as core
 from authzed.api.v1 import permission_service_pb2 as ps
 from authzed.api.v1 import permission_service_pb2_grpc as ps_grpc
 
-from ...errors import BatchTooLarge, InvalidArgument, RelEngineError, Unimplemented
+from ...errors import BatchTooLarge, InvalidArgument, RelEngineError, SchemaNotFound, Unimplemented, UnknownDefinition
 from ...model import Relationship
 from ...results import CheckResponse, CheckResult, ExpandNode
 from ...service import Engine
@@ -26,6 +27,7 @@ from ..servicer import Replies, _raise_gone
 from .common import Base, SpiceDBOptions, spicedb_status
 
 CHECK_BULK = "/authzed.api.v1.PermissionsService/CheckBulkPermissions"
+WILDCARD: Final = "*"
 
 _OPERATION = {
     "union": core.AlgebraicSubjectSet.OPERATION_UNION,
@@ -67,6 +69,9 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
         plain = (
             not request.HasField("consistency") and not request.HasField("context") and not request.with_tracing
         )
+        if request.subject.object.object_id == WILDCARD:
+            self.valid(request)
+            raise _wildcard("check on wildcard subject", "subject.object_id")
         if plain:
             res, sub = request.resource, request.subject
             obj = sub.object
@@ -79,11 +84,13 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
         self.valid(request)
         if request.with_tracing:
             raise Unimplemented("with_tracing is not served yet: debug traces are not available on this server")
-        response = self.engine.check(
-            sc.object_from(request.resource), request.permission, sc.subject_from(request.subject),
-            consistency=self.consistency(request), context=sc.context_from(request),
-            deadline=self.stop(context)["deadline"], cache_missed=plain,
-        )
+        resource = sc.object_from(request.resource)
+        with _schema_of(resource.type):
+            response = self.engine.check(
+                resource, request.permission, sc.subject_from(request.subject),
+                consistency=self.consistency(request), context=sc.context_from(request),
+                deadline=self.stop(context)["deadline"], cache_missed=plain,
+            )
         return response, False
 
     def _reply(self, response: CheckResponse) -> bytes:
@@ -112,14 +119,16 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
         items = request.items
         limit = self.options.max_bulk_check_items
         if len(items) > limit:
-            raise BatchTooLarge(f"the number of checks {len(items)} exceeds the maximum of {limit}", limit=limit,
-                                kind="checks")
+            raise BatchTooLarge(f"check count of {len(items)} is greater than maximum allowed of {limit}",
+                                limit=limit, count=len(items), kind="checks")
         consistency = self.consistency(request)
         questions: list[Any] = []
         errors: dict[int, RelEngineError] = {}
         for index, item in enumerate(items):
             try:
                 self.valid(item)
+                if item.subject.object.object_id == WILDCARD:
+                    raise _wildcard("check on wildcard subject", "subject.object_id")
                 resource = sc.object_from(item.resource)
                 questions.append((resource.type, resource.id, item.permission, sc.subject_from(item.subject),
                                   sc.context_from(item)))
@@ -127,7 +136,8 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
                 errors[index] = exc
                 questions.append(None)
         asked = [q for q in questions if q is not None]
-        response = self.engine.check_questions(asked, consistency=consistency, **self.stop(context))
+        with _schema_of(asked[0][0] if asked else ""):
+            response = self.engine.check_questions(asked, consistency=consistency, **self.stop(context))
         answers = iter(response.results)
         out = ps.CheckBulkPermissionsResponse(checked_at=self.token(response.revision))
         for index, (item, question) in enumerate(zip(items, questions, strict=True)):
@@ -148,10 +158,12 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
         self, request: ps.ExpandPermissionTreeRequest, context: grpc.ServicerContext
     ) -> ps.ExpandPermissionTreeResponse:
         self.valid(request)
-        tree, revision = self.engine.expand(
-            sc.object_from(request.resource), request.permission, consistency=self.consistency(request),
-            **self.stop(context),
-        )
+        resource = sc.object_from(request.resource)
+        with _schema_of(resource.type):
+            tree, revision = self.engine.expand(
+                resource, request.permission, consistency=self.consistency(request), spicedb=True,
+                **self.stop(context),
+            )
         return ps.ExpandPermissionTreeResponse(expanded_at=self.token(revision), tree_root=_tree(tree))
 
     # -- lookups -------------------------------------------------------------------------------
@@ -159,7 +171,15 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
         self, request: ps.LookupResourcesRequest, context: grpc.ServicerContext
     ) -> Iterator[ps.LookupResourcesResponse]:
         self.valid(request)
+        if request.subject.object.object_id == WILDCARD:
+            raise _wildcard("lookup resources on wildcard", "subject_id")
         limit = _limit(request.optional_limit, self.options.max_lookup_limit)
+        with _schema_of(request.resource_object_type):
+            yield from self._lookup_resources(request, context, limit)
+
+    def _lookup_resources(
+        self, request: ps.LookupResourcesRequest, context: grpc.ServicerContext, limit: int | None
+    ) -> Iterator[ps.LookupResourcesResponse]:
         stream = self.engine.lookup_resources(
             request.resource_object_type, request.permission, sc.subject_from(request.subject),
             consistency=self.consistency(request), context=sc.context_from(request), limit=limit,
@@ -184,14 +204,19 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
         self.valid(request)
         if request.optional_concrete_limit:
             raise Unimplemented("optional_concrete_limit is not yet supported by LookupSubjects")
+        with _schema_of(request.resource.object_type):
+            yield from self._lookup_subjects(request, context)
+
+    def _lookup_subjects(
+        self, request: ps.LookupSubjectsRequest, context: grpc.ServicerContext
+    ) -> Iterator[ps.LookupSubjectsResponse]:
         relation = request.optional_subject_relation or None
         wildcards = request.wildcard_option != ps.LookupSubjectsRequest.WILDCARD_OPTION_EXCLUDE_WILDCARDS
         stream = self.engine.lookup_subjects(
             sc.object_from(request.resource), request.permission, request.subject_object_type,
             subject_relation=None if relation == sc.ELLIPSIS else relation,
             consistency=self.consistency(request), context=sc.context_from(request),
-            cursor=request.optional_cursor.token if request.HasField("optional_cursor") else None,
-            **self.stop(context),
+            **self.stop(context),  # no cursor: SpiceDB neither pages LookupSubjects nor reads one
         )
         token = self.token(stream.revision)
         for result in stream:
@@ -211,7 +236,7 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
                 looked_up_at=token, subject=subject, excluded_subjects=excluded,
                 subject_object_id=result.subject.id, excluded_subject_ids=[s.id for s in result.excluded],
                 permissionship=permissionship,  # type: ignore[arg-type]
-                partial_caveat_info=info, after_result_cursor=core.Cursor(token=result.cursor),
+                partial_caveat_info=info,  # no after_result_cursor: SpiceDB does not page LookupSubjects
             )
 
     # -- relationships -------------------------------------------------------------------------
@@ -220,10 +245,13 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
     ) -> Iterator[ps.ReadRelationshipsResponse]:
         self.valid(request)
         limit = _limit(request.optional_limit, self.options.max_read_limit)
+        filter = sc.filter_from(request.relationship_filter)
+        with _schema_of(filter.resource_type):
+            self.engine.check_filter(filter)
         stream = self.engine.read(
-            sc.filter_from(request.relationship_filter), consistency=self.consistency(request), limit=limit,
+            filter, consistency=self.consistency(request), limit=limit,
             cursor=request.optional_cursor.token if request.HasField("optional_cursor") else None,
-            **self.stop(context),
+            expired=False, **self.stop(context),
         )
         token = self.token(stream.revision)
         for result in stream:
@@ -236,11 +264,16 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
         self, request: ps.WriteRelationshipsRequest, context: grpc.ServicerContext
     ) -> ps.WriteRelationshipsResponse:
         self.valid(request)
+        limit = self.engine.config.max_updates_per_write
+        if len(request.updates) > limit:
+            raise BatchTooLarge(f"too many updates ({len(request.updates)}) for WriteRelationships call (maximum: "
+                                f"{limit})", limit=limit, count=len(request.updates), kind="updates")
         self._check_preconditions(len(request.optional_preconditions))
         updates = [sc.update_from(u, i) for i, u in enumerate(request.updates)]
         _refuse_duplicates(updates)
         preconditions = [sc.precondition_from(p, i) for i, p in enumerate(request.optional_preconditions)]
-        revision = self.engine.write(updates, preconditions)
+        with _schema_of(updates[0].relationship.resource.type if updates else ""):
+            revision = self.engine.write(updates, preconditions)
         return ps.WriteRelationshipsResponse(written_at=self.token(revision))
 
     def DeleteRelationships(
@@ -249,14 +282,19 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
         self.valid(request)
         self._check_preconditions(len(request.optional_preconditions))
         limit = _limit(request.optional_limit, self.options.max_delete_limit)
-        result = self.engine.delete(
-            sc.filter_from(request.relationship_filter), limit=limit,
-            preconditions=[sc.precondition_from(p, i) for i, p in enumerate(request.optional_preconditions)],
-            deadline=self.stop(context)["deadline"], partial=request.optional_allow_partial_deletions,
-        )
+        filter = sc.filter_from(request.relationship_filter)
+        preconditions = [sc.precondition_from(p, i) for i, p in enumerate(request.optional_preconditions)]
+        with _schema_of(filter.resource_type):
+            self.engine.check_filter(filter)
+            result = self.engine.delete(
+                filter, limit=limit, preconditions=preconditions,
+                deadline=self.stop(context)["deadline"], partial=request.optional_allow_partial_deletions,
+            )
+        # As SpiceDB: PARTIAL whenever the limit was reached, even when nothing is left.
         progress = (
-            ps.DeleteRelationshipsResponse.DELETION_PROGRESS_COMPLETE if result.complete
-            else ps.DeleteRelationshipsResponse.DELETION_PROGRESS_PARTIAL
+            ps.DeleteRelationshipsResponse.DELETION_PROGRESS_PARTIAL
+            if limit is not None and result.deleted >= limit
+            else ps.DeleteRelationshipsResponse.DELETION_PROGRESS_COMPLETE
         )
         return ps.DeleteRelationshipsResponse(
             deleted_at=self.token(result.revision), deletion_progress=progress,
@@ -267,7 +305,7 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
         limit = self.options.max_preconditions
         if count > limit:
             raise BatchTooLarge(f"precondition count of {count} is greater than maximum allowed of {limit}",
-                                limit=limit, kind="preconditions")
+                                limit=limit, count=count, kind="preconditions")
 
     # -- bulk import and export ----------------------------------------------------------------
     def ImportBulkRelationships(
@@ -304,7 +342,8 @@ def _limit(value: int, maximum: int) -> int | None:
     bounds each call), past the maximum is refused."""
     if value > maximum:
         raise InvalidArgument(
-            f"provided limit {value} is greater than maximum allowed of {maximum}", limit=maximum, kind="limit"
+            f"provided limit {value} is greater than maximum allowed of {maximum}", limit=maximum, provided=value,
+            kind="limit",
         )
     return value or None
 
@@ -313,15 +352,28 @@ def _refuse_duplicates(updates: list[Any]) -> None:
     seen: set[tuple[Any, ...]] = set()
     for update in updates:
         rel = update.relationship
-        key = (rel.resource, rel.relation, rel.subject)
+        key = rel.key  # the operation, caveat and expiration do not count, as in SpiceDB
         if key in seen:
             raise InvalidArgument(
-                f"found more than one update with relationship `{rel.resource}#{rel.relation}@{rel.subject}` "
-                "in this request; a relationship can only be specified in an update once per overall "
-                "WriteRelationships request",
-                relationship=f"{rel.resource}#{rel.relation}@{rel.subject}", kind="duplicate",
+                f"found more than one update with relationship `{rel}` in this request; a relationship can "
+                "only be specified in an update once per overall WriteRelationships request",
+                relationship=str(rel), definition=rel.resource.type, kind="duplicate",
             )
         seen.add(key)
+
+
+def _wildcard(what: str, field: str) -> InvalidArgument:
+    return InvalidArgument(f"invalid argument: cannot perform {what}", field=field, kind="wildcard")
+
+
+@contextmanager
+def _schema_of(resource_type: str) -> Iterator[None]:
+    """Before any schema was written, SpiceDB answers a call about ``resource_type`` as that
+    definition's absence (UNKNOWN_DEFINITION naming it)."""
+    try:
+        yield
+    except SchemaNotFound:
+        raise UnknownDefinition(f"object definition `{resource_type}` not found", definition=resource_type) from None
 
 
 def _tree(node: ExpandNode) -> core.PermissionRelationshipTree:

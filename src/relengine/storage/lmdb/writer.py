@@ -105,7 +105,7 @@ class LmdbTransaction:
             if current is not None:
                 if update.operation is Operation.CREATE:
                     raise AlreadyExists(
-                        f"relationship {rel} already exists", relationship=str(rel)
+                        f"relationship {rel} already exists", relationship=str(rel), **rel.identity()
                     )
                 if current[REVISION_SIZE:] == payload:
                     return

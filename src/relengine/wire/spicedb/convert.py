@@ -14,6 +14,7 @@ from typing import Any, Final, Mapping
 
 from authzed.api.v1 import core_pb2 as core
 from authzed.api.v1 import permission_service_pb2 as ps
+from google.protobuf import text_format
 from google.protobuf.struct_pb2 import Struct
 
 from ...errors import InvalidArgument
@@ -44,16 +45,18 @@ def update_from(msg: Any, index: int = 0) -> RelationshipUpdate:
 
 
 def filter_from(msg: ps.RelationshipFilter, what: str = "relationship_filter") -> RelationshipFilter:
-    """A RelationshipFilter; SpiceDB lets ``resource_type`` be empty when another field is set
-    (relengine's filters need a type: such a filter is refused, naming the field)."""
+    """A RelationshipFilter. As SpiceDB: one with no field set, or with both a resource id and
+    an id prefix, is INVALID_FILTER. SpiceDB lets ``resource_type`` be empty when another field
+    is set; relengine's filters need a type, so such a filter is refused (INVALID_FILTER too)."""
+    if not msg.ListFields():
+        raise invalid_filter(msg, "at least one field must be set")
+    if msg.optional_resource_id and msg.optional_resource_id_prefix:
+        raise invalid_filter(msg, "resource_id and resource_id_prefix cannot be set at the same time")
     if not msg.resource_type:
-        raise InvalidArgument(f"{what}.resource_type: a filter must name a resource type on this server",
-                              field=f"{what}.resource_type")
+        raise invalid_filter(msg, f"{what}.resource_type must be set on this server")
     resource_type = c.check_type(msg.resource_type, f"{what}.resource_type")
     resource_id = msg.optional_resource_id or None
     prefix = msg.optional_resource_id_prefix or None
-    if resource_id is not None and prefix is not None:
-        raise InvalidArgument(f"{what}: give optional_resource_id or optional_resource_id_prefix, not both")
     relation = msg.optional_relation or None
     if relation is not None:
         c.check_relation(relation, f"{what}.optional_relation")
@@ -61,6 +64,12 @@ def filter_from(msg: ps.RelationshipFilter, what: str = "relationship_filter") -
     if msg.HasField("optional_subject_filter"):
         subject = subject_filter_from(msg.optional_subject_filter, f"{what}.optional_subject_filter")
     return RelationshipFilter(resource_type, resource_id, prefix, relation, subject)
+
+
+def invalid_filter(msg: Any, problem: str) -> InvalidArgument:
+    """SpiceDB's INVALID_FILTER: the problem, and the filter in protobuf text (``filter``)."""
+    return InvalidArgument(f"the relationship filter provided is not valid: {problem}",
+                           filter=text_format.MessageToString(msg, as_one_line=True), kind="filter")
 
 
 def subject_filter_from(sf: ps.SubjectFilter, what: str) -> SubjectFilter:

@@ -30,7 +30,8 @@ Reason = tuple[grpc.StatusCode, str, dict[str, str]]
 
 
 def reason_of(exc: e.RelEngineError) -> Reason | None:
-    """(code, ErrorReason name, metadata) for ``exc``, or None where SpiceDB has no reason."""
+    """(code, ErrorReason name, metadata) for ``exc``, or None where SpiceDB has no reason
+    (the status then has no ErrorInfo, as SpiceDB's plain errors have none)."""
     f = exc.details
     s = {k: str(v) for k, v in f.items()}
     kind = f.get("kind")
@@ -52,6 +53,12 @@ def reason_of(exc: e.RelEngineError) -> Reason | None:
         return INVALID, "ERROR_REASON_UNKNOWN_RELATION_OR_PERMISSION", {"relationName": s.get("relation", "")}
     if isinstance(exc, e.UnknownDefinition) and kind == "schema_type":  # the schema reflection's lookups
         return PRECONDITION, "ERROR_REASON_SCHEMA_TYPE_ERROR", {"definition_name": s.get("definition", "")}
+    if isinstance(exc, e.SchemaNotFound):
+        if exc.code is not e.Code.FAILED_PRECONDITION:
+            return None  # ReadSchema's NOT_FOUND: plain, as SpiceDB's
+        # SpiceDB answers a call that needs a definition before any schema as that
+        # definition's absence.
+        return PRECONDITION, "ERROR_REASON_UNKNOWN_DEFINITION", {"definition_name": s.get("definition", "")}
     if isinstance(exc, e.UnknownDefinition):
         return PRECONDITION, "ERROR_REASON_UNKNOWN_DEFINITION", {"definition_name": s.get("definition", "")}
     if isinstance(exc, e.UnknownRelation):
@@ -63,29 +70,45 @@ def reason_of(exc: e.RelEngineError) -> Reason | None:
     if isinstance(exc, e.InvalidRelationship) and kind in ("subject_type", "caveat", "expiration"):
         return INVALID, "ERROR_REASON_INVALID_SUBJECT_TYPE", {
             "definition_name": s.get("definition", ""), "relation_name": s.get("relation", ""),
-            "subject_type": s.get("subject_type", "")}
+            "subject_type": s.get("subject_type", "") + (f" with {s['traits']}" if s.get("traits") else "")}
     if isinstance(exc, e.PreconditionFailed):
-        return PRECONDITION, "ERROR_REASON_WRITE_OR_DELETE_PRECONDITION_FAILURE", {
-            "precondition_operation": s.get("kind", "").upper()}
+        return PRECONDITION, "ERROR_REASON_WRITE_OR_DELETE_PRECONDITION_FAILURE", _precondition(s)
     if isinstance(exc, e.AlreadyExists):
+        if "resource_type" not in s:
+            return grpc.StatusCode.ALREADY_EXISTS, "ERROR_REASON_ATTEMPT_TO_RECREATE_RELATIONSHIP", {}
         return grpc.StatusCode.ALREADY_EXISTS, "ERROR_REASON_ATTEMPT_TO_RECREATE_RELATIONSHIP", {
-            "relationship": s.get("relationship", "")}
+            "relationship": _relationship_text(s), "resource_type": s["resource_type"],
+            "resource_object_id": s.get("resource_id", ""), "resource_relation": s.get("relation", ""),
+            "subject_type": s.get("subject_type", ""), "subject_object_id": s.get("subject_id", ""),
+            "subject_relation": s.get("subject_relation") or "..."}
     if isinstance(exc, e.TooManyToDelete):
-        return INVALID, "ERROR_REASON_TOO_MANY_RELATIONSHIPS_FOR_TRANSACTIONAL_DELETE", {"limit": s.get("limit", "")}
+        metadata = {"limit": s.get("limit", ""), "filter_resource_type": s.get("resource_type", "")}
+        for key in ("resource_id", "relation", "subject_type", "subject_id", "subject_relation"):
+            if key in s:
+                metadata[f"filter_{key}"] = s[key]
+        return INVALID, "ERROR_REASON_TOO_MANY_RELATIONSHIPS_FOR_TRANSACTIONAL_DELETE", metadata
     if isinstance(exc, e.BatchTooLarge):
-        limit = s.get("limit", "")
+        limit, count = s.get("limit", ""), s.get("count", "")
         if kind == "checks":
-            return INVALID, "ERROR_REASON_TOO_MANY_CHECKS_IN_REQUEST", {"maximum_checks_allowed": limit}
+            # SpiceDB gives no reason (TOO_MANY_CHECKS_IN_REQUEST exists but is unused).
+            return INVALID, "ERROR_REASON_UNSPECIFIED", {"check_count": count, "maximum_checks_allowed": limit}
         if kind == "preconditions":
-            return INVALID, "ERROR_REASON_TOO_MANY_PRECONDITIONS_IN_REQUEST", {"maximum_preconditions_allowed": limit}
-        return INVALID, "ERROR_REASON_TOO_MANY_UPDATES_IN_REQUEST", {"maximum_updates_allowed": limit}
+            # ``maximum_updates_allowed``: SpiceDB's key for this limit too.
+            return INVALID, "ERROR_REASON_TOO_MANY_PRECONDITIONS_IN_REQUEST", {
+                "precondition_count": count, "maximum_updates_allowed": limit}
+        return INVALID, "ERROR_REASON_TOO_MANY_UPDATES_IN_REQUEST", {
+            "update_count": count, "maximum_updates_allowed": limit}
     if isinstance(exc, e.MaxDepthExceeded):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED, "ERROR_REASON_MAXIMUM_DEPTH_EXCEEDED", {
-            k: v for k, v in s.items() if k != "kind"}
+        # SpiceDB since v1.49 (FAILED_PRECONDITION, no metadata; RESOURCE_EXHAUSTED before).
+        return PRECONDITION, "ERROR_REASON_MAXIMUM_DEPTH_EXCEEDED", {}
     if isinstance(exc, e.InvalidArgument) and kind == "limit":
-        return INVALID, "ERROR_REASON_EXCEEDS_MAXIMUM_ALLOWABLE_LIMIT", {"maximum_limit_allowed": s.get("limit", "")}
+        return INVALID, "ERROR_REASON_EXCEEDS_MAXIMUM_ALLOWABLE_LIMIT", {
+            "limit_provided": s.get("provided", ""), "maximum_limit_allowed": s.get("limit", "")}
     if isinstance(exc, e.InvalidArgument) and kind == "duplicate":
-        return INVALID, "ERROR_REASON_UPDATES_ON_SAME_RELATIONSHIP", {"relationship": s.get("relationship", "")}
+        return INVALID, "ERROR_REASON_UPDATES_ON_SAME_RELATIONSHIP", {
+            "definition_name": s.get("definition", ""), "relationship": s.get("relationship", "")}
+    if isinstance(exc, e.InvalidArgument) and kind == "wildcard":
+        return INVALID, "ERROR_REASON_WILDCARD_NOT_ALLOWED", {"field": s.get("field", "")}
     if isinstance(exc, e.InvalidArgument) and "cursor" in f:
         return INVALID, "ERROR_REASON_INVALID_CURSOR", {}
     return None
@@ -99,6 +122,47 @@ _SCHEMA_CHANGE_KEYS: Final = frozenset({
     "relation", "allowed_type", "operation", "relationship", "caveat_name", "parameter_name",
 })
 _TOKEN: Final = re.compile(r"[A-Za-z0-9_/]+|\S")
+
+
+def message_of(exc: e.RelEngineError) -> str:
+    """The status message: SpiceDB's text where clients are known to match on it (its
+    prefix), else relengine's own message."""
+    s = {k: str(v) for k, v in exc.details.items()}
+    if isinstance(exc, e.MaxDepthExceeded):
+        return (f"max depth exceeded: this usually indicates a recursive or too deep data dependency. "
+                f"See https://spicedb.dev/d/debug-max-depth ({exc})")
+    if isinstance(exc, e.AlreadyExists) and "resource_type" in s:
+        return (f"could not CREATE relationship `{_relationship_text(s)}`, as it already existed. If this is "
+                "persistent, please switch to TOUCH operations or specify a precondition")
+    if isinstance(exc, e.PreconditionFailed):
+        return f"unable to satisfy write precondition `{exc}`"
+    if isinstance(exc, e.TooManyToDelete):
+        return (f"found more than {s.get('limit', '')} relationships to be deleted and partial deletion was "
+                "not requested")
+    if isinstance(exc, e.BatchTooLarge) and exc.details.get("kind") == "updates":
+        return (f"too many updates ({s.get('count', '')}) for WriteRelationships call (maximum: "
+                f"{s.get('limit', '')}); consider using ImportBulkRelationships API instead")
+    return str(exc)
+
+
+def _relationship_text(s: dict[str, str]) -> str:
+    """``type:id#relation@type:id[#relation]`` (no caveat or expiration) from an error's
+    ``identity`` fields."""
+    subject = f"{s.get('subject_type', '')}:{s.get('subject_id', '')}"
+    if s.get("subject_relation"):
+        subject += f"#{s['subject_relation']}"
+    return f"{s.get('resource_type', '')}:{s.get('resource_id', '')}#{s.get('relation', '')}@{subject}"
+
+
+def _precondition(s: dict[str, str]) -> dict[str, str]:
+    """SpiceDB's precondition metadata: the operation's enum name, then each filter field
+    that is set (the subject type whenever there is a subject filter)."""
+    out = {"precondition_operation": f"OPERATION_{s.get('kind', '').upper()}"}
+    for key in ("resource_type", "resource_id", "resource_id_prefix", "relation", "subject_type", "subject_id",
+                "subject_relation"):
+        if key in s:
+            out[f"precondition_{key}"] = s[key]
+    return out
 
 
 def _position(exc: e.SchemaError) -> dict[str, str]:
@@ -116,7 +180,7 @@ def _position(exc: e.SchemaError) -> dict[str, str]:
 def error_status(exc: e.RelEngineError) -> status_pb2.Status:
     """The google.rpc.Status the SpiceDB API answers ``exc`` with, for an error whose code is
     not INTERNAL (those get ``wire.status.internal_status``, as everywhere)."""
-    message = fit_message(str(exc))
+    message = fit_message(message_of(exc))
     found = reason_of(exc)
     if found is None:
         return status_pb2.Status(code=grpc_code_number(GRPC_STATUS[exc.code]), message=message)
@@ -131,4 +195,4 @@ def error_status(exc: e.RelEngineError) -> status_pb2.Status:
     return status
 
 
-__all__ = ["DOMAIN", "error_status", "reason_of"]
+__all__ = ["DOMAIN", "error_status", "message_of", "reason_of"]
