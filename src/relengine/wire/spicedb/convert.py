@@ -43,13 +43,19 @@ def update_from(msg: Any, index: int = 0) -> RelationshipUpdate:
     return c.update_from_proto(msg, index)
 
 
-def filter_from(msg: ps.RelationshipFilter, what: str = "relationship_filter") -> RelationshipFilter:
-    """A RelationshipFilter; SpiceDB lets ``resource_type`` be empty when another field is set
-    (relengine's filters need a type: such a filter is refused, naming the field)."""
-    if not msg.resource_type:
+def filter_from(
+    msg: ps.RelationshipFilter, what: str = "relationship_filter", *, any_type: bool = False
+) -> RelationshipFilter:
+    """A RelationshipFilter; SpiceDB lets ``resource_type`` be empty when another field is set.
+    Where the caller reads every type (``any_type``: export, watch, counters) that is a
+    ``resource_type`` of ``""``; elsewhere such a filter is refused, naming the field."""
+    if not msg.resource_type and any_type:
+        resource_type = ""
+    elif not msg.resource_type:
         raise InvalidArgument(f"{what}.resource_type: a filter must name a resource type on this server",
                               field=f"{what}.resource_type")
-    resource_type = c.check_type(msg.resource_type, f"{what}.resource_type")
+    else:
+        resource_type = c.check_type(msg.resource_type, f"{what}.resource_type")
     resource_id = msg.optional_resource_id or None
     prefix = msg.optional_resource_id_prefix or None
     if resource_id is not None and prefix is not None:

@@ -72,6 +72,14 @@ def reason_of(exc: e.RelEngineError) -> Reason | None:
         return INVALID, "ERROR_REASON_EXCEEDS_MAXIMUM_ALLOWABLE_LIMIT", {"maximum_limit_allowed": s.get("limit", "")}
     if isinstance(exc, e.InvalidArgument) and kind == "duplicate":
         return INVALID, "ERROR_REASON_UPDATES_ON_SAME_RELATIONSHIP", {"relationship": s.get("relationship", "")}
+    if isinstance(exc, e.InvalidArgument) and kind == "filter":
+        return INVALID, "ERROR_REASON_INVALID_FILTER", {"filter": s.get("filter", "")}
+    if isinstance(exc, e.InvalidArgument) and kind == "unspecified":
+        return INVALID, "ERROR_REASON_UNSPECIFIED", {}
+    if isinstance(exc, e.FailedPrecondition) and kind == "counter_registered":
+        return PRECONDITION, "ERROR_REASON_COUNTER_ALREADY_REGISTERED", {k: v for k, v in s.items() if k != "kind"}
+    if isinstance(exc, e.FailedPrecondition) and kind == "counter_not_registered":
+        return PRECONDITION, "ERROR_REASON_COUNTER_NOT_REGISTERED", {"counter_name": s.get("counter_name", "")}
     if isinstance(exc, e.InvalidArgument) and "cursor" in f:
         return INVALID, "ERROR_REASON_INVALID_CURSOR", {}
     return None
