@@ -39,12 +39,14 @@ definition doc {
 
 
 class Serving:
-    """A started server on ``engine`` and an authzed client of it."""
+    """A started server on ``engine`` and an authzed client of it; ``server``: ServerConfig
+    fields, ``options``: SpiceDBOptions fields."""
 
-    def __init__(self, engine: Engine, **options: Any) -> None:
+    def __init__(self, engine: Engine, server: dict[str, Any] | None = None, **options: Any) -> None:
         options.setdefault("watch_heartbeat", HEARTBEAT)
         self.config = ServerConfig(
-            listen="127.0.0.1:0", threads=16, preshared_key=KEY, spicedb=SpiceDBOptions(**options)
+            **{"listen": "127.0.0.1:0", "threads": 16, "preshared_key": KEY, "spicedb": SpiceDBOptions(**options),
+               **(server or {})}
         )
         self.engine = engine
         self.server = Server(engine, self.config)

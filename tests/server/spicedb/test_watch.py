@@ -303,3 +303,47 @@ def test_the_stream_ends_when_the_server_stops(serving: Serving, client: Any) ->
     assert time.monotonic() - began < 3  # the Watch did not hold the stop for its grace
     assert ended.wait(5)
     assert outcome in ([], [grpc.StatusCode.OK])
+
+
+def test_watches_count_against_the_stream_bounds_and_end_when_the_client_goes(tmp_path: Any) -> None:
+    engine = Engine.open(str(tmp_path / "data"))
+    s = Serving(engine, server={"max_streams_per_method": 1})
+    try:
+        start = s.client.WriteSchema(ss.WriteSchemaRequest(schema=SCHEMA)).written_at
+        request = ws.WatchRequest(optional_start_cursor=start, optional_update_kinds=[ws.WATCH_KIND_INCLUDE_CHECKPOINTS])
+        first = Watching(s.client, request)
+        assert first.next().is_checkpoint  # open and streaming
+        with pytest.raises(grpc.RpcError) as caught:
+            next(s.client.Watch(request, timeout=10))
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        first.close()
+        deadline = time.monotonic() + 5
+        while True:  # the handler ends within a poll interval of the client going
+            try:
+                again = Watching(s.client, request)
+                assert again.next().is_checkpoint
+                again.close()
+                break
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert time.monotonic() < deadline, "the cancelled Watch still holds its stream"
+                time.sleep(0.05)
+    finally:
+        s.stop()
+        engine.close()
+
+
+def test_health_and_reflection_list_the_watch_and_experimental_services(serving: Serving) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    with grpc.insecure_channel(serving.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for name in ("authzed.api.v1.WatchService", "authzed.api.v1.ExperimentalService"):
+            status = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=10).status
+            assert status == health_pb2.HealthCheckResponse.SERVING
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        answers = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
+                                                  timeout=10, metadata=[("authorization", f"Bearer {KEY}")])
+        names = {s.name for a in answers for s in a.list_services_response.service}
+    assert {"authzed.api.v1.WatchService", "authzed.api.v1.ExperimentalService"} <= names
