@@ -840,3 +840,66 @@ def test_readers_and_a_writer_in_threads(store: Any) -> None:
     for t in threads:
         t.join()
     assert errors == []
+
+
+# -- relationship counters --------------------------------------------------------------------
+
+
+def set_counters(store: Any, counters: dict[str, bytes]) -> Revision:
+    ctx = store.transaction()
+    with ctx as tx:
+        tx.set_counters(counters)
+    revision: Revision | None = ctx.revision
+    assert revision is not None
+    return revision
+
+
+def test_counters_are_versioned_with_revisions(store: Any) -> None:
+    assert store.snapshot().counters() == {}
+    r1 = touch(store, "doc:d1#viewer@user:ann")
+    r2 = set_counters(store, {"docs": b"filter-1"})
+    assert r2.value == r1.value + 1  # a counter change alone is a revision
+    r3 = set_counters(store, {"docs": b"filter-1", "users": b"\x00\xff"})
+    assert set_counters(store, {"docs": b"filter-1", "users": b"\x00\xff"}) == r3  # no change
+    r4 = touch(store, "doc:d2#viewer@user:bob")
+    r5 = set_counters(store, {"users": b"\x00\xff"})
+    assert store.snapshot(r1).counters() == {}
+    assert store.snapshot(r2).counters() == {"docs": b"filter-1"}
+    assert store.snapshot(r3).counters() == {"docs": b"filter-1", "users": b"\x00\xff"}
+    assert store.snapshot(r4).counters() == {"docs": b"filter-1", "users": b"\x00\xff"}
+    assert store.snapshot(r5).counters() == {"users": b"\x00\xff"}
+    assert store.snapshot().counters() == {"users": b"\x00\xff"}
+    with store.transaction() as tx:
+        assert tx.counters() == {"users": b"\x00\xff"}
+        tx.set_counters({})
+        assert tx.counters() == {}
+    assert store.snapshot().counters() == {}
+    assert store.snapshot(r5).counters() == {"users": b"\x00\xff"}
+    # Watch reports no change for a revision that only changed counters.
+    assert [c.revision for c in store.watch(r1, timeout=0)] == [r4]
+
+
+def test_a_counter_change_is_aborted_with_its_transaction(store: Any) -> None:
+    with pytest.raises(RuntimeError):
+        with store.transaction() as tx:
+            tx.set_counters({"docs": b"x"})
+            raise RuntimeError("abort")
+    assert store.snapshot().counters() == {}
+    assert store.head_revision() == Revision(0)
+
+
+def test_gc_keeps_the_counters_every_readable_revision_sees(make_store: Any, clock: Any) -> None:
+    store = make_store(clock=clock, gc_window=dt.timedelta(hours=1), gc_interval=None)
+    set_counters(store, {"a": b"1"})
+    set_counters(store, {"a": b"1", "b": b"2"})
+    r3 = touch(store, "doc:d1#viewer@user:ann")
+    clock.advance(2 * 3600)
+    r4 = set_counters(store, {"b": b"2"})
+    assert store.gc().horizon == r3
+    assert store.snapshot(r3).counters() == {"a": b"1", "b": b"2"}
+    assert store.snapshot(r4).counters() == {"b": b"2"}
+    clock.advance(2 * 3600)
+    touch(store, "doc:d2#viewer@user:ann")
+    clock.advance(2 * 3600)
+    store.gc()
+    assert store.snapshot().counters() == {"b": b"2"}

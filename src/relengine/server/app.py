@@ -116,7 +116,7 @@ class Server:
         self._server = grpc.server(self._executor, options=options, interceptors=[gate] if gate else None)
         for add in add_servicers(engine, self.stopping):
             pipeline.register(self._server, add)
-        for add in spicedb.add_servicers(engine, config.spicedb):
+        for add in spicedb.add_servicers(engine, config.spicedb, self.stopping):
             pipeline.register(self._server, add, statuses=spicedb.STATUSES)
         self.health = health.HealthServicer(experimental_non_blocking=True)
         pipeline.register(self._server, lambda server: health_pb2_grpc.add_HealthServicer_to_server(self.health, server))

@@ -38,8 +38,8 @@ from ..results import (
     encode_cursor,
 )
 from ..schema.types import CompiledSchema
-from ..storage.base import Reader, TupleStore, check_preconditions
-from . import bulk, housekeeping, pages
+from ..storage.base import DEFAULT_BATCH_LIMIT, Reader, TupleStore, check_preconditions
+from . import bulk, counters, housekeeping, pages, transfer
 from .bulk import Question
 from .revisions import Revisions
 from .schemas import Schemas, check_update
@@ -191,6 +191,65 @@ class Engine:
         finally:
             self._revisions.forget()
 
+    def create_relationships(
+        self, relationships: Iterable[Relationship], *, limit: int | None = None, deadline: float | None = None,
+        cancelled: Cancel | None = None,
+    ) -> tuple[int, Revision]:
+        """CREATE ``relationships`` in one transaction, all or nothing (SpiceDB's bulk import):
+        one that exists or comes twice raises AlreadyExists and nothing is written; each is
+        validated against the schema. At most ``limit`` (default: the store's batch limit);
+        BatchTooLarge past it. Returns (count, revision). See ``transfer.create_all``."""
+        if limit is None:
+            limit = int(getattr(self.store, "batch_limit", DEFAULT_BATCH_LIMIT))
+        clock = Deadline(deadline, "import", cancelled)
+        count, revision = transfer.create_all(self.store, self._schemas, relationships, limit, clock)
+        return count, self._revisions.committed(revision)
+
+    def export(
+        self, filter: RelationshipFilter, *, consistency: Consistency | None = None, cursor: str | None = None,
+        deadline: float | None = None, cancelled: Cancel | None = None,
+    ) -> Stream[ReadResult]:
+        """Every live relationship matching ``filter`` (a ``resource_type`` of ``""``: every
+        type), type by type in name order, then in key order, each with a cursor. A cursor
+        resumes after its relationship at its revision, so the pages of one export are
+        consistent with each other. Raises DeadlineExceeded / Cancelled as ``read``."""
+        if cursor is None:
+            after, reader = None, self._snapshot(consistency or Consistency.fully_consistent())
+        else:
+            revision, after = transfer.resume_export(cursor)
+            reader = self.store.snapshot(revision)
+        try:
+            schema = self._schema_at(reader)
+        except BaseException:
+            reader.close()
+            raise
+        clock = Deadline(deadline, "export", cancelled)
+        return Stream(reader.revision, transfer.export(reader, schema, filter, after, clock))
+
+    def check_filter(self, filter: RelationshipFilter, reader: Reader | None = None) -> None:
+        """Raise unless the schema (of ``reader``, default head) knows what ``filter`` names;
+        see ``transfer.check_filter``."""
+        try:
+            schema = self._schemas.head(self.store) if reader is None else self._schema_at(reader)
+        except SchemaNotFound:
+            schema = self._schemas.compile("")  # no schema yet: no definition is known
+        transfer.check_filter(schema, filter)
+
+    # -- relationship counters ---------------------------------------------------------
+    def register_counter(self, name: str, filter: RelationshipFilter) -> Revision:
+        """Register counter ``name`` for ``filter`` (shared by every Engine on the store);
+        FailedPrecondition if the name is taken. See ``counters``."""
+        return self._revisions.committed(counters.register(self.store, self._schemas, name, filter))
+
+    def unregister_counter(self, name: str) -> Revision:
+        return self._revisions.committed(counters.unregister(self.store, name))
+
+    def count_relationships(
+        self, name: str, *, deadline: float | None = None, cancelled: Cancel | None = None
+    ) -> tuple[int, Revision]:
+        """How many relationships match counter ``name`` at head, and that revision."""
+        return counters.read(self.store, self._schemas, name, Deadline(deadline, "count", cancelled))
+
     def import_file(self, source: Any, fmt: str | None = None, **options: Any) -> Any:
         """Import a file (text lines, CSV or YAML; see ``storage.importer``), validating every
         relationship against the head schema. Returns the importer's ImportResult."""
@@ -220,16 +279,6 @@ class Engine:
                 )
             Deadline(deadline, "delete").look()  # the commit is the point of no return
         return DeleteResult(self._revisions.committed(ctx.revision), count, complete)
-
-    def check_filter(self, filter: RelationshipFilter) -> None:
-        """Raise UnknownDefinition / UnknownRelation if ``filter`` names a type, or a relation
-        or permission of its type, that the head schema lacks (a subject relation ``""`` is the
-        object itself); SchemaNotFound without a schema."""
-        schema = self._schemas.head(self.store)
-        schema.require(filter.resource_type, filter.relation)
-        subject = filter.subject
-        if subject is not None:
-            schema.require(subject.type, subject.relation or None)
 
     def read(
         self, filter: RelationshipFilter, *, consistency: Consistency | None = None, limit: int | None = None,

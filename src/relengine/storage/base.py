@@ -46,7 +46,7 @@ from __future__ import annotations
 import datetime as _dt
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Final, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Final, Iterable, Iterator, Mapping, Protocol, Sequence
 
 from ..errors import BatchTooLarge, DeadlineExceeded, PreconditionFailed, RevisionUnavailable
 from ..model import CaveatRef, Relationship, RelationshipFilter, Revision, SubjectRef
@@ -118,6 +118,11 @@ class Reader(Protocol):
         """The schema text live at this revision, or None if none was ever written."""
         ...
 
+    def counters(self) -> dict[str, bytes]:
+        """The relationship counters registered at this revision: name -> what the engine
+        stored for it (opaque to the store)."""
+        ...
+
     def subjects(self, resource_type: str, resource_id: str, relation: str) -> Iterator[Relationship]:
         """Every live relationship ``resource_type:resource_id#relation@*``, ordered by subject
         (type, id, relation with ``""`` first). One range scan of the by-resource index."""
@@ -176,6 +181,16 @@ class Transaction(Protocol):
 
     def set_schema(self, text: str) -> None:
         """Replace the schema text; setting the same text again is no change."""
+        ...
+
+    def counters(self) -> dict[str, bytes]:
+        """The relationship counters as this transaction sees them (see Reader.counters)."""
+        ...
+
+    def set_counters(self, counters: Mapping[str, bytes]) -> None:
+        """Replace the relationship counters; versioned like the schema text (a change is a
+        revision of its own, even with no relationship changed; the same counters again is no
+        change). Watch reports nothing for it."""
         ...
 
     def apply(self, update: RelationshipUpdate) -> None:

@@ -12,7 +12,7 @@ import datetime as _dt
 import threading
 import time
 import uuid
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 from ..errors import AlreadyExists, DeadlineExceeded, Unavailable
 from ..model import CaveatRef, ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef
@@ -204,17 +204,23 @@ class MemoryStore:
             if schema_changed:
                 assert tx.pending_schema is not None
                 changes.append(Change(Revision(revision), Operation.TOUCH, None, True))
+            counters_changed = (
+                tx.pending_counters is not None and tx.pending_counters != state.counters_at(self._head)
+            )
             writes: list[tuple[Key, Relationship | None, Relationship | None]] = []
             for key in sorted(tx.overlay):
                 new = tx.overlay[key]
                 old = visible(state.versions.get(key), self._head)
                 if old != new:
                     writes.append((key, old, new))
-            if not changes and not writes:
+            if not changes and not writes and not counters_changed:
                 return Revision(self._head), 0
             if schema_changed:
                 assert tx.pending_schema is not None
                 state.schemas.append((revision, tx.pending_schema))
+            if counters_changed:
+                assert tx.pending_counters is not None
+                state.counters.append((revision, dict(tx.pending_counters)))
             for key, old, new in writes:
                 state.record(revision, key, old, new)
                 if new is not None:
@@ -285,6 +291,9 @@ class MemoryReader:
         if self._schema is not _UNSET:
             return self._schema  # type: ignore[return-value]
         return self._state.schema_at(self._revision)
+
+    def counters(self) -> dict[str, bytes]:
+        return self._state.counters_at(self._revision)
 
     def relationship(
         self, resource_type: str, resource_id: str, relation: str, subject: SubjectRef
@@ -382,6 +391,7 @@ class _MemoryTransaction:
         self._updates = 0
         self.overlay: dict[Key, Relationship | None] = {}
         self.pending_schema: str | None = None
+        self.pending_counters: dict[str, bytes] | None = None
         self.spoilt: DeadlineExceeded | None = None  # a delete_matching ran out of time
 
     def reader(self) -> MemoryReader:
@@ -393,6 +403,14 @@ class _MemoryTransaction:
 
     def set_schema(self, text: str) -> None:
         self.pending_schema = text
+
+    def counters(self) -> dict[str, bytes]:
+        if self.pending_counters is not None:
+            return dict(self.pending_counters)
+        return self._state.counters_at(self._head)
+
+    def set_counters(self, counters: Mapping[str, bytes]) -> None:
+        self.pending_counters = dict(counters)
 
     def apply(self, update: RelationshipUpdate) -> None:
         self._updates += 1

@@ -27,13 +27,15 @@ class Version:
 @dataclass(slots=True)
 class State:
     """The versions by key, indexes of the keys by resource, by subject and by resource type
-    (keys stay indexed while they have versions), and the schema texts by revision."""
+    (keys stay indexed while they have versions), and the schema texts and the relationship
+    counters by revision."""
 
     versions: dict[Key, list[Version]] = field(default_factory=dict)
     by_resource: dict[tuple[str, str, str], set[Key]] = field(default_factory=dict)
     by_subject: dict[tuple[str, str, str], set[Key]] = field(default_factory=dict)
     by_type: dict[str, set[Key]] = field(default_factory=dict)
     schemas: list[tuple[int, str]] = field(default_factory=list)
+    counters: list[tuple[int, dict[str, bytes]]] = field(default_factory=list)
 
     def add_key(self, key: Key) -> None:
         self.by_resource.setdefault(key[:3], set()).add(key)
@@ -48,6 +50,15 @@ class State:
                 break
             text = value
         return text
+
+    def counters_at(self, revision: int) -> dict[str, bytes]:
+        """The relationship counters registered at ``revision``."""
+        found: dict[str, bytes] = {}
+        for rev, value in self.counters:
+            if rev > revision:
+                break
+            found = value
+        return dict(found)
 
     def record(self, revision: int, key: Key, old: Relationship | None, new: Relationship | None) -> None:
         """At ``revision`` (the next one), ``key`` changes from ``old`` (live at head) to ``new``
@@ -78,6 +89,11 @@ class State:
             if rev <= horizon:
                 first_schema = i
         new.schemas = self.schemas[first_schema:]
+        first_counters = 0
+        for i, (rev, _) in enumerate(self.counters):
+            if rev <= horizon:
+                first_counters = i
+        new.counters = self.counters[first_counters:]
         return new, removed
 
 

@@ -35,12 +35,17 @@ class SpiceDBOptions:
     """How the SpiceDB API behaves where SpiceDB has a server flag for it."""
 
     mismatched_tokens: tokens.MismatchedTokens = tokens.MismatchedTokens.FULL
-    max_read_limit: int = 1000  # ReadRelationships / ExportBulkRelationships page
+    max_read_limit: int = 1000  # ReadRelationships page
     max_lookup_limit: int = 1000  # LookupResources page
     max_delete_limit: int = 1000  # DeleteRelationships optional_limit
     max_preconditions: int = 1000  # per WriteRelationships / DeleteRelationships
     max_bulk_check_items: int = 10_000
-    export_batch: int = 1000  # relationships per ExportBulkRelationships message
+    # ExportBulkRelationships: relationships per message, the default and the most
+    # ``optional_limit`` may ask (--max-bulk-export-relationships-limit); the deprecated
+    # BulkExportRelationships allows more (SpiceDB's experimental server options).
+    max_export_limit: int = 10_000
+    max_experimental_export_limit: int = 100_000
+    watch_heartbeat: float = 1.0  # seconds between Watch checkpoints (--watch-api-heartbeat)
 
 
 class Base:

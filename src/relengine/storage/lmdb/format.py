@@ -4,7 +4,9 @@ Layout (byte formats in ``keys``): named databases in one LMDB environment.
 
     meta      ``format`` -> format version; ``state`` -> head, gc horizon, last history revision;
               ``objects_since`` -> the revision from which ``objects`` is complete;
-              ``id`` -> the store's unique id (uuid4 hex), which tokens carry
+              ``id`` -> the store's unique id (uuid4 hex), which tokens carry;
+              ``counters`` + revision -> the relationship counters registered from that
+              revision on (msgpack map: name -> the engine's bytes), written when they change
     rel, sub  the *current* versions, by resource and by subject: key -> created rev + payload
     objects   (resource type, id) -> every current relationship of that object in one value,
               stamped with the revision that last changed it (layout in ``objects``)
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Final
 
 import lmdb
+import msgpack
 
 from ...errors import FailedPrecondition, InvalidArgument
 from .. import keys
@@ -40,6 +43,7 @@ FORMAT_KEY: Final = b"format"
 ID_KEY: Final = b"id"  # the store's unique id (uuid4 hex), made with it: tokens name the store they came from
 STATE_KEY: Final = b"state"
 OBJECTS_SINCE_KEY: Final = b"objects_since"
+COUNTERS_PREFIX: Final = b"counters"  # + encoded revision: the counters from that revision on
 STATE: Final = struct.Struct(">QQQ")  # head, gc horizon, last revision that moved a version to history
 
 State = tuple[int, int, int]
@@ -55,6 +59,26 @@ def read_state(txn: lmdb.Transaction[bytes], meta: Any) -> State:
     assert raw is not None, "a relengine store always has its state"
     head, horizon, last_hist = STATE.unpack(raw)
     return head, horizon, last_hist
+
+
+def counters_key(revision: int) -> bytes:
+    return COUNTERS_PREFIX + _ENCODE_REV(revision)
+
+
+def read_counters(txn: lmdb.Transaction[bytes], meta: Any, revision: int) -> dict[str, bytes]:
+    """The relationship counters registered at ``revision``: the newest ``counters`` record
+    at or before it (none: no counters)."""
+    cur = txn.cursor(meta)
+    found = cur.prev() if cur.set_range(counters_key(revision + 1)) else cur.last()
+    if not found or not cur.key().startswith(COUNTERS_PREFIX):
+        return {}
+    value: dict[str, bytes] = msgpack.unpackb(cur.value(), raw=False)
+    return value
+
+
+def encode_counters(counters: dict[str, bytes]) -> bytes:
+    packed: bytes = msgpack.packb(counters, use_bin_type=True)
+    return packed
 
 
 def write_state(txn: lmdb.Transaction[bytes], meta: Any, state: State) -> None:
@@ -178,6 +202,7 @@ def _add_objects_index(env: lmdb.Environment) -> None:
 
 
 __all__ = [
-    "DB_NAMES", "FORMAT_KEY", "FORMAT_VERSION", "ID_KEY", "OBJECTS_SINCE_KEY", "STATE", "STATE_KEY", "State",
-    "check_directory", "open_databases", "read_state", "write_state",
+    "COUNTERS_PREFIX", "DB_NAMES", "FORMAT_KEY", "FORMAT_VERSION", "ID_KEY", "OBJECTS_SINCE_KEY", "STATE", "STATE_KEY", "State",
+    "check_directory", "counters_key", "encode_counters", "open_databases", "read_counters", "read_state",
+    "write_state",
 ]

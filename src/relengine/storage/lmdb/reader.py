@@ -33,6 +33,7 @@ from ..base import SMALL_OBJECT, Row, too_old
 from ..keys import PLAIN_KEY_LIMIT, PLAIN_OBJECT_LIMIT, REVISION_SIZE
 from ..objects import KIND_OFFSET
 from .env import LmdbEnv
+from .format import read_counters
 from .items import build, object_value, resource_strings, scan
 
 _object, _subject, _relationship = new_object, new_subject, new_relationship
@@ -141,6 +142,13 @@ class LmdbReader:
         except lmdb.Error as exc:
             self._recover(exc)
             return self.schema_text()
+
+    def counters(self) -> dict[str, bytes]:
+        try:
+            return read_counters(self._txn, self._env.meta, self._revision)
+        except lmdb.Error as exc:
+            self._recover(exc)
+            return self.counters()
 
     def relationship(
         self, resource_type: str, resource_id: str, relation: str, subject: SubjectRef

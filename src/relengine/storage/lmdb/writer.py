@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import operator
-from typing import Callable, Final, Iterable, Sequence
+from typing import Callable, Final, Iterable, Mapping, Sequence
 
 import lmdb
 
@@ -33,7 +33,7 @@ from ..base import (
 from ..keys import REVISION_SIZE, object_prefix
 from ..objects import KIND_OFFSET, LARGE
 from .env import LmdbEnv
-from .format import State, write_state
+from .format import State, counters_key, encode_counters, read_counters, write_state
 from .items import object_value, scan
 from .reader import LmdbReader
 
@@ -66,6 +66,7 @@ class LmdbTransaction:
         self._fresh_keys: list[bytes] = []  # created by bulk_touch's fast path, not in originals
         self._fresh_values: list[bytes] = []
         self._pending_schema: str | None = None
+        self._pending_counters: dict[str, bytes] | None = None
 
     def reader(self) -> LmdbReader:
         env = self._env
@@ -78,6 +79,17 @@ class LmdbTransaction:
 
     def set_schema(self, text: str) -> None:
         self._pending_schema = text
+
+    def counters(self) -> dict[str, bytes]:
+        if self._pending_counters is not None:
+            return dict(self._pending_counters)
+        try:
+            return read_counters(self._txn, self._env.meta, self._head)
+        except lmdb.Error as exc:
+            raise self._env.translate(exc) from exc
+
+    def set_counters(self, counters: Mapping[str, bytes]) -> None:
+        self._pending_counters = dict(counters)
 
     def apply(self, update: RelationshipUpdate) -> None:
         self._updates += 1
@@ -269,10 +281,12 @@ class LmdbTransaction:
                 versions += fresh_values
             pending = self._pending_schema
             schema_changed = pending is not None and pending != self.reader().schema_text()
-            if not ops and not schema_changed:
+            counters = self._pending_counters
+            counters_changed = counters is not None and counters != read_counters(txn, env.meta, self._head)
+            if not ops and not schema_changed and not counters_changed:
                 txn.abort()
                 return Revision(self._head), 0
-            if schema_changed:
+            if schema_changed or counters_changed:
                 self._adding()
             revision = self._revision
             if ops:
@@ -280,6 +294,9 @@ class LmdbTransaction:
             if schema_changed:
                 assert pending is not None
                 txn.put(rb, pending.encode(), db=env.schema)
+            if counters_changed:
+                assert counters is not None
+                txn.put(counters_key(revision), encode_counters(counters), db=env.meta)
             txn.put(rb, keys.encode_changes(schema_changed, ops, rkeys, versions), db=env.log,
                     append=True)
             previous = txn.get(_ENCODE_REV(self._head), None, env.revs)

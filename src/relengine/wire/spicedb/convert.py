@@ -44,17 +44,24 @@ def update_from(msg: Any, index: int = 0) -> RelationshipUpdate:
     return c.update_from_proto(msg, index)
 
 
-def filter_from(msg: ps.RelationshipFilter, what: str = "relationship_filter") -> RelationshipFilter:
+def filter_from(
+    msg: ps.RelationshipFilter, what: str = "relationship_filter", *, any_type: bool = False
+) -> RelationshipFilter:
     """A RelationshipFilter. As SpiceDB: one with no field set, or with both a resource id and
     an id prefix, is INVALID_FILTER. SpiceDB lets ``resource_type`` be empty when another field
-    is set; relengine's filters need a type, so such a filter is refused (INVALID_FILTER too)."""
+    is set: where the caller reads every type (``any_type``: export, watch, counters) that is a
+    ``resource_type`` of ``""``; elsewhere relengine's filters need a type, so such a filter is
+    refused (INVALID_FILTER too)."""
     if not msg.ListFields():
         raise invalid_filter(msg, "at least one field must be set")
     if msg.optional_resource_id and msg.optional_resource_id_prefix:
         raise invalid_filter(msg, "resource_id and resource_id_prefix cannot be set at the same time")
-    if not msg.resource_type:
+    if not msg.resource_type and any_type:
+        resource_type = ""
+    elif not msg.resource_type:
         raise invalid_filter(msg, f"{what}.resource_type must be set on this server")
-    resource_type = c.check_type(msg.resource_type, f"{what}.resource_type")
+    else:
+        resource_type = c.check_type(msg.resource_type, f"{what}.resource_type")
     resource_id = msg.optional_resource_id or None
     prefix = msg.optional_resource_id_prefix or None
     relation = msg.optional_relation or None

@@ -109,6 +109,12 @@ def reason_of(exc: e.RelEngineError) -> Reason | None:
             "definition_name": s.get("definition", ""), "relationship": s.get("relationship", "")}
     if isinstance(exc, e.InvalidArgument) and kind == "wildcard":
         return INVALID, "ERROR_REASON_WILDCARD_NOT_ALLOWED", {"field": s.get("field", "")}
+    if isinstance(exc, e.InvalidArgument) and kind == "unspecified":
+        return INVALID, "ERROR_REASON_UNSPECIFIED", {}
+    if isinstance(exc, e.FailedPrecondition) and kind == "counter_registered":
+        return PRECONDITION, "ERROR_REASON_COUNTER_ALREADY_REGISTERED", {k: v for k, v in s.items() if k != "kind"}
+    if isinstance(exc, e.FailedPrecondition) and kind == "counter_not_registered":
+        return PRECONDITION, "ERROR_REASON_COUNTER_NOT_REGISTERED", {"counter_name": s.get("counter_name", "")}
     if isinstance(exc, e.InvalidArgument) and "cursor" in f:
         return INVALID, "ERROR_REASON_INVALID_CURSOR", {}
     return None
