@@ -169,7 +169,12 @@ def test_bulk_import_and_export_answer_as_their_successors(client: Any) -> None:
     assert error_info(caught.value)[1] == "ERROR_REASON_EXCEEDS_MAXIMUM_ALLOWABLE_LIMIT"
 
 
-def test_the_experimental_schema_methods_are_not_served_here(client: Any) -> None:
-    with pytest.raises(grpc.RpcError) as caught:
-        client.ExperimentalReflectSchema(es.ExperimentalReflectSchemaRequest())
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+def test_the_experimental_schema_methods_answer_as_the_schema_service(client: Any) -> None:
+    reflected = client.ExperimentalReflectSchema(es.ExperimentalReflectSchemaRequest())
+    assert {d.name for d in reflected.definitions} >= {"doc", "user"}
+    assert reflected.read_at.token
+    computable = client.ExperimentalComputablePermissions(
+        es.ExperimentalComputablePermissionsRequest(definition_name="doc", relation_name="viewer"))
+    assert computable.read_at.token
+    diffed = client.ExperimentalDiffSchema(es.ExperimentalDiffSchemaRequest(comparison_schema="definition user {}"))
+    assert diffed.diffs

@@ -24,8 +24,9 @@ from authzed.api.v1 import permission_service_pb2 as ps
 from ...errors import InvalidArgument
 from ...service import Engine
 from ...wire.spicedb import convert as sc
-from .common import Base, SpiceDBOptions
+from .common import SpiceDBOptions
 from .permissions import PermissionsServicer
+from .schema import SchemaReflection
 
 M = TypeVar("M")
 
@@ -33,9 +34,11 @@ SERVED: Final = frozenset({
     "BulkImportRelationships", "BulkExportRelationships", "BulkCheckPermission",
     "ExperimentalRegisterRelationshipCounter", "ExperimentalCountRelationships",
     "ExperimentalUnregisterRelationshipCounter",
+    "ExperimentalReflectSchema", "ExperimentalComputablePermissions", "ExperimentalDependentRelations",
+    "ExperimentalDiffSchema",
 })
-"""The methods registered. ExperimentalReflectSchema, ExperimentalComputablePermissions,
-ExperimentalDependentRelations and ExperimentalDiffSchema come with ``SchemaReflection``."""
+"""The methods registered: every method of the service (the four schema ones come with
+``SchemaReflection``)."""
 
 
 def _as(kind: type[M], message: Any) -> M:
@@ -50,9 +53,7 @@ def _name(name: str) -> str:
     return name
 
 
-# TODO(issue 15): inherit SchemaReflection (schema.py) here for the four Experimental schema
-# methods, and add their names to SERVED.
-class ExperimentalServicer(Base, es_grpc.ExperimentalServiceServicer):
+class ExperimentalServicer(SchemaReflection, es_grpc.ExperimentalServiceServicer):
     def __init__(
         self, engine: Engine, options: SpiceDBOptions | None = None, permissions: PermissionsServicer | None = None
     ) -> None:

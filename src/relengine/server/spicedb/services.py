@@ -44,9 +44,7 @@ def add_servicers(
     permissions = PermissionsServicer(engine, options)
     schema = SchemaServicer(engine, options)
     watch = WatchServicer(engine, options, stopping)
-    # TODO(issue 15): the ignore goes when ExperimentalServicer inherits SchemaReflection,
-    # which defines the four schema methods the authzed stubs declare abstract.
-    experimental = ExperimentalServicer(engine, options, permissions)  # type: ignore[abstract]
+    experimental = ExperimentalServicer(engine, options, permissions)
     check: Any = grpc.unary_unary_rpc_method_handler(permissions.check_bytes)
     return [
         lambda server: permission_service_pb2_grpc.add_PermissionsServiceServicer_to_server(
