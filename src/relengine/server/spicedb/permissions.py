@@ -5,23 +5,31 @@ are left to the pipeline, which gives them SpiceDB's codes and reasons
 (``wire.spicedb.status``). CheckPermission is registered with bytes in and out and keeps the
 serialized reply of every cached answer per revision, as relengine's own Check does
 (``servicer.Replies``), so a repeated question costs one dict lookup.
+
+``with_tracing`` (CheckPermission, CheckBulkPermissions) is answered by ``Engine.explain``,
+which walks past the cache, and its trace goes out as SpiceDB's ``debug_trace``
+(``wire.spicedb.trace``); a traced check that fails adds the trace walked so far to its
+ErrorInfo as ``debug_trace_proto_text`` when it fits. Untraced requests never take that branch.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from dataclasses import replace
+from typing import Any, Final, Iterable, Iterator
 
 import grpc
 from authzed.api.v1 import core_pb2 as core
 from authzed.api.v1 import permission_service_pb2 as ps
 from authzed.api.v1 import permission_service_pb2_grpc as ps_grpc
 
-from ...errors import BatchTooLarge, InvalidArgument, RelEngineError, Unimplemented
-from ...model import Relationship
-from ...results import CheckResponse, CheckResult, ExpandNode
+from ...engine.trace import partial_trace
+from ...errors import BatchTooLarge, Cancelled, DeadlineExceeded, InvalidArgument, RelEngineError, Unimplemented
+from ...model import Consistency, ObjectRef, Relationship
+from ...results import CheckResponse, CheckResult, CheckTrace, ExpandNode
 from ...service import Engine
 from ...wire.decode import parse_message
 from ...wire.spicedb import convert as sc
+from ...wire.spicedb import trace as st
 from ..servicer import Replies, _raise_gone
 from .common import Base, SpiceDBOptions, spicedb_status
 
@@ -46,6 +54,8 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
         self, request: ps.CheckPermissionRequest, context: grpc.ServicerContext
     ) -> ps.CheckPermissionResponse:
         """CheckPermission on a parsed request (the server registers ``check_bytes`` instead)."""
+        if request.with_tracing:
+            return self._traced(request, context)
         return ps.CheckPermissionResponse.FromString(self._reply(self._check(request, context)[0]))
 
     def check_bytes(self, data: bytes, context: grpc.ServicerContext) -> bytes:
@@ -57,6 +67,8 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
                 self._count_hit()
                 return reply
         request = parse_message(ps.CheckPermissionRequest.FromString, data)
+        if request.with_tracing:  # never in the replies: their requests are untraced
+            return self._traced(request, context).SerializeToString()
         response, cached = self._check(request, context)
         reply = self._reply(response)
         if cached:
@@ -64,9 +76,7 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
         return reply
 
     def _check(self, request: ps.CheckPermissionRequest, context: grpc.ServicerContext) -> tuple[CheckResponse, bool]:
-        plain = (
-            not request.HasField("consistency") and not request.HasField("context") and not request.with_tracing
-        )
+        plain = not request.HasField("consistency") and not request.HasField("context")
         if plain:
             res, sub = request.resource, request.subject
             obj = sub.object
@@ -77,14 +87,33 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
             if response is not None:
                 return response, True
         self.valid(request)
-        if request.with_tracing:
-            raise Unimplemented("with_tracing is not served yet: debug traces are not available on this server")
         response = self.engine.check(
             sc.object_from(request.resource), request.permission, sc.subject_from(request.subject),
             consistency=self.consistency(request), context=sc.context_from(request),
             deadline=self.stop(context)["deadline"], cache_missed=plain,
         )
         return response, False
+
+    def _traced(self, request: ps.CheckPermissionRequest, context: grpc.ServicerContext) -> ps.CheckPermissionResponse:
+        """CheckPermission ``with_tracing``: the answer with its ``debug_trace``, from a walk
+        that bypasses the cache (``Engine.explain``)."""
+        self.valid(request)
+        try:
+            explanation = self.engine.explain(
+                sc.object_from(request.resource), request.permission, sc.subject_from(request.subject),
+                consistency=self.consistency(request), context=sc.context_from(request),
+                deadline=self.stop(context)["deadline"],
+            )
+        except RelEngineError as exc:
+            _with_trace(exc)
+            raise
+        result = explanation.result
+        return ps.CheckPermissionResponse(
+            checked_at=self.token(explanation.revision),
+            permissionship=sc.PERMISSIONSHIP[result.permissionship],  # type: ignore[arg-type]
+            partial_caveat_info=sc.partial_caveat_info(result.missing_parameters),
+            debug_trace=st.debug_information(explanation),
+        )
 
     def _reply(self, response: CheckResponse) -> bytes:
         result = response.result
@@ -126,6 +155,8 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
             except RelEngineError as exc:
                 errors[index] = exc
                 questions.append(None)
+        if request.with_tracing:
+            return self._traced_bulk(request, questions, errors, consistency, context)
         asked = [q for q in questions if q is not None]
         response = self.engine.check_questions(asked, consistency=consistency, **self.stop(context))
         answers = iter(response.results)
@@ -141,6 +172,45 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
                 info = sc.partial_caveat_info(result.missing_parameters)
                 if info is not None:
                     pair.item.partial_caveat_info.CopyFrom(info)
+        return out
+
+    def _traced_bulk(
+        self, request: ps.CheckBulkPermissionsRequest, questions: list[Any], errors: dict[int, RelEngineError],
+        consistency: Consistency | None, context: grpc.ServicerContext,
+    ) -> ps.CheckBulkPermissionsResponse:
+        """CheckBulkPermissions ``with_tracing``: every item answered by a traced check at one
+        revision, each with its ``debug_trace`` (or its error, with the trace walked so far)."""
+        stop = self.stop(context)
+        reader = self.engine.snapshot(consistency)  # the one revision every item is answered at
+        revision = reader.revision
+        reader.close()
+        out = ps.CheckBulkPermissionsResponse(checked_at=self.token(revision))
+        for index, (item, question) in enumerate(zip(request.items, questions, strict=True)):
+            pair = out.pairs.add()
+            pair.request.CopyFrom(item)
+            if question is None:
+                pair.error.CopyFrom(spicedb_status(errors[index], CHECK_BULK))
+                continue
+            if stop["cancelled"] is not None and stop["cancelled"]():
+                raise Cancelled("the bulk check was cancelled: the client has gone")
+            rtype, rid, permission, subject, item_context = question
+            try:
+                explanation = self.engine.explain(
+                    ObjectRef(rtype, rid), permission, subject, context=item_context, at=revision,
+                    deadline=stop["deadline"],
+                )
+            except (DeadlineExceeded, Cancelled):
+                raise  # the whole call ran out of time, as an untraced one does
+            except RelEngineError as exc:
+                _with_trace(exc)
+                pair.error.CopyFrom(spicedb_status(exc, CHECK_BULK))
+                continue
+            result = explanation.result
+            pair.item.permissionship = sc.PERMISSIONSHIP[result.permissionship]  # type: ignore[assignment]
+            info = sc.partial_caveat_info(result.missing_parameters)
+            if info is not None:
+                pair.item.partial_caveat_info.CopyFrom(info)
+            pair.item.debug_trace.CopyFrom(st.bulk_item_information(explanation))
         return out
 
     # -- expand --------------------------------------------------------------------------------
@@ -297,6 +367,32 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
         self.valid(request)
         raise Unimplemented("ExportBulkRelationships is not served yet")
         yield  # pragma: no cover
+
+
+TRACE_TEXT_LIMIT: Final = 2048
+"""The most bytes of ``debug_trace_proto_text`` an error carries: a status's details are kept
+under ``wire.status.MAX_STATUS_BYTES`` (gRPC sends them in a trailer); a longer trace is cut to
+the path that failed, and left out if that is still too long."""
+
+
+def _with_trace(exc: RelEngineError) -> None:
+    """SpiceDB's ``debug_trace_proto_text``: the trace a traced check had walked when it failed,
+    added to the error's details (and so to the metadata of its ErrorInfo where the error's
+    reason carries its details, as MaxDepthExceeded's does)."""
+    trace = partial_trace(exc)
+    if trace is None:
+        return
+    for candidate in (trace, _failed_path(trace)):
+        text = st.proto_text(candidate)
+        if len(text.encode()) <= TRACE_TEXT_LIMIT:
+            exc.details["debug_trace_proto_text"] = text
+            return
+
+
+def _failed_path(trace: CheckTrace) -> CheckTrace:
+    """``trace`` with only the nodes on the way to the error (the ones without a result)."""
+    failed = [c for c in trace.children if c.result is None]
+    return replace(trace, children=tuple(_failed_path(c) for c in failed), found=(), caveats=())
 
 
 def _limit(value: int, maximum: int) -> int | None:
