@@ -27,7 +27,7 @@ from relengine.cli import (
     main,
     parse_filter,
 )
-from relengine.model import RelationshipFilter, SubjectFilter
+from relengine.model import RelationshipFilter, SubjectFilter, parse_relationship
 from relengine.server.app import ServerConfig
 
 from .server.harness import KEY, SCHEMA, Running, engine  # noqa: F401  (engine: a fixture)
@@ -379,3 +379,34 @@ def test_conditional_check_exits_1(server: list[str], tmp_path: pathlib.Path, ca
     assert code == EXIT_OK
     code, _, err = run(capsys, "check", "doc:1#view@user:ann", "--context", "[1]", *server)
     assert code == EXIT_USAGE and "JSON object" in err
+
+
+# -- check --explain ------------------------------------------------------------------------------
+
+
+def test_check_explain_prints_the_tree_walked(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    e = Engine.open(str(data))
+    e.write_schema(SCHEMA)
+    e.touch(parse_relationship(t) for t in ("group:eng#member@user:ann", "doc:1#viewer@group:eng#member",
+                                            "doc:1#banned@user:bob", "doc:1#owner@user:bob"))
+    e.close()
+    assert main(["check", "--explain", "--data-dir", str(data), "doc:1#view@user:ann"]) == EXIT_OK
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("allowed at ")
+    assert out[1].startswith("✓ doc:1#view (permission) ")
+    assert any(line.startswith("    ✓ group:eng#member (relation, via subject set)") for line in out)
+    assert out[-3:] == ["granted by:", "  doc:1#viewer@group:eng#member", "  group:eng#member@user:ann"]
+    assert main(["check", "--explain", "--data-dir", str(data), "doc:1", "view", "user:bob"]) == EXIT_FAILED
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("denied at ") and "granted by:" not in out
+    assert any(line.startswith("  ✓ doc:1#banned") for line in out)
+
+
+def test_check_explain_needs_a_data_dir(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--explain", "doc:1#view@user:ann"]) == EXIT_USAGE
+    assert "--data-dir" in capsys.readouterr().err
+    assert main(["check", "--explain", "--data-dir", str(tmp_path / "none"), "doc:1#view@user:ann"]) == EXIT_USAGE
+    assert "not a directory" in capsys.readouterr().err
+    assert main(["check", "--data-dir", str(tmp_path), "doc:1#view@user:ann"]) == EXIT_USAGE
+    assert "goes with --explain" in capsys.readouterr().err

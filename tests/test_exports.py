@@ -14,10 +14,13 @@ import relengine.client
 ROOT = [
     "BulkCheckResponse",
     "CaveatRef",
+    "CaveatTrace",
     "Change",
+    "CheckExplanation",
     "CheckRequest",
     "CheckResponse",
     "CheckResult",
+    "CheckTrace",
     "CompiledSchema",
     "Consistency",
     "DeleteResult",

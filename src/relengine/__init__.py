@@ -54,10 +54,13 @@ from .model import (
 )
 from .results import (
     BulkCheckResponse,
+    CaveatTrace,
     Change,
+    CheckExplanation,
     CheckRequest,
     CheckResponse,
     CheckResult,
+    CheckTrace,
     DeleteResult,
     EngineStatistics,
     ExpandNode,
@@ -78,10 +81,13 @@ from .storage.base import Reader, TupleStore
 __all__ = [
     "BulkCheckResponse",
     "CaveatRef",
+    "CaveatTrace",
     "Change",
+    "CheckExplanation",
     "CheckRequest",
     "CheckResponse",
     "CheckResult",
+    "CheckTrace",
     "CompiledSchema",
     "Consistency",
     "DeleteResult",

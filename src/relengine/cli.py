@@ -5,8 +5,10 @@ server. Commands that talk to a server (``--endpoint``, default 127.0.0.1:50051;
 ``--preshared-key`` or ``RELENGINE_PRESHARED_KEY``; plaintext by default for loopback
 endpoints, TLS otherwise, ``--insecure`` / ``--tls`` / ``--ca-cert`` to choose): ``check``,
 ``write``, ``read``, ``delete``, ``expand``, ``lookup-resources``, ``lookup-subjects``,
-``watch``, ``schema read|write``; those options go before the command or after it. Errors go
-to stderr as ``error: CODE: message``.
+``watch``, ``schema read|write``; those options go before the command or after it.
+``check --explain --data-dir DIR`` answers on the data directory itself and prints the tree
+the check walked (relengine.v1 has no traced check). Errors go to stderr as ``error: CODE:
+message``.
 
 Exit codes:
 
@@ -32,14 +34,15 @@ import logging
 import os
 import re
 import sys
+import time
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .errors import Code, InvalidArgument, PreconditionFailed, RelEngineError, SchemaError, quote
 
 if TYPE_CHECKING:
     from .client import Client
-    from .model import Consistency, RelationshipFilter
-    from .results import Precondition
+    from .model import Consistency, ObjectRef, RelationshipFilter, SubjectRef
+    from .results import CheckExplanation, CheckResponse, Precondition
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -373,7 +376,6 @@ def _preconditions(args: argparse.Namespace) -> list[Precondition]:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from .model import parse_object, parse_relationship, parse_subject
-    from .results import Permissionship
 
     if len(args.question) == 1:
         rel = parse_relationship(args.question[0])
@@ -382,8 +384,49 @@ def cmd_check(args: argparse.Namespace) -> int:
         resource, permission, subject = parse_object(args.question[0]), args.question[1], parse_subject(args.question[2])
     else:
         raise InvalidArgument("check takes RESOURCE PERMISSION SUBJECT, or one text RESOURCE#PERMISSION@SUBJECT")
+    if args.explain:
+        return _explain(args, resource, permission, subject)
+    if args.data_dir:
+        raise InvalidArgument("--data-dir goes with --explain (a plain check asks the server)")
     with _client(args) as client:
         response = client.check(resource, permission, subject, consistency=_consistency(args), context=_context(args))
+    return _print_answer(response)
+
+
+def _explain(args: argparse.Namespace, resource: ObjectRef, permission: str, subject: SubjectRef) -> int:
+    """``check --explain``: answered in-process on the data directory (relengine.v1 has no
+    traced check), printing the answer, the tree walked and what granted it."""
+    from .service import Engine
+
+    if not args.data_dir:
+        raise InvalidArgument(
+            "--explain answers on the store itself: give --data-dir DIR (the server's data directory); "
+            "over the network, a SpiceDB client's CheckPermission with_tracing gives the same trace"
+        )
+    if not os.path.isdir(args.data_dir):
+        raise InvalidArgument(f"--data-dir {quote(args.data_dir)} is not a directory")
+    engine = Engine.open(args.data_dir)
+    try:
+        deadline = time.monotonic() + args.timeout if args.timeout else None
+        explanation = engine.explain(
+            resource, permission, subject, consistency=_consistency(args), context=_context(args), deadline=deadline
+        )
+    finally:
+        engine.close()
+    code = _print_answer(explanation)
+    print(explanation.trace.render())
+    granted = explanation.granted_by()
+    if granted:
+        print("granted by:")
+        for rel in granted:
+            print(f"  {rel}")
+    return code
+
+
+def _print_answer(response: CheckResponse | CheckExplanation) -> int:
+    """The answer's line; the exit code of ``check``."""
+    from .results import Permissionship
+
     if response.permissionship is Permissionship.HAS_PERMISSION:
         print(f"allowed at {response.revision.token()}")
         return EXIT_OK
@@ -592,6 +635,9 @@ def _add_server_commands(sub: Any, ssub: Any) -> None:
 
     p = sub.add_parser("check", help="ask a server whether a subject has a permission (exit 0 yes, 1 no)")
     p.add_argument("question", nargs="+", metavar="ARG", help="RESOURCE PERMISSION SUBJECT, or doc:1#view@user:ann")
+    p.add_argument("--explain", action="store_true",
+                   help="print the tree the check walked and the relationships that granted it (needs --data-dir)")
+    p.add_argument("--data-dir", metavar="DIR", help="with --explain: answer in-process on this LMDB data directory")
     _remote(p, consistency=True, context=True)
     p.set_defaults(func=cmd_check)
 

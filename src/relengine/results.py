@@ -78,6 +78,145 @@ class BulkCheckResponse:
     revision: Revision
 
 
+# -- traced checks --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CaveatTrace:
+    """A caveat evaluated during a traced check: the relationship carrying it, the expression,
+    the parameters it was evaluated with (the request's context, overridden by the
+    relationship's own) and the outcome: HAS (true), NO (false) or CONDITIONAL (parameters in
+    ``missing_parameters`` were absent)."""
+
+    name: str
+    expression: str
+    context: Mapping[str, Any]
+    result: Permissionship
+    relationship: Relationship
+    missing_parameters: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CheckTrace:
+    """One node of a traced check: does ``subject`` have ``relation`` on ``resource``?
+
+    ``via`` says how the parent reached this node: ``""`` for the check itself, ``"expression"``
+    when the parent's permission names it, the arrow as written (``"parent->view"``,
+    ``"parent.all(view)"``) when an arrow led here from the relationship ``through``, and
+    ``"subject set"`` when a relation's relationship ``through`` names a subject set
+    (``doc:1#viewer@group:eng#member``). ``found``: the relationships of a relation that name
+    the subject (or its wildcard) directly; the caveats evaluated here are in ``caveats``.
+    ``children`` are the sub-questions in the order they were asked; a union stops at the
+    first yes and an intersection at the first no, so what was not needed is not there.
+    ``result`` is None when the walk below this node ended in an error (``error``); ``cycle``
+    is True when the node re-entered a question already being answered (a data cycle) and so
+    answered no. ``duration`` is in seconds.
+    """
+
+    resource: ObjectRef
+    relation: str
+    is_permission: bool
+    subject: SubjectRef
+    result: CheckResult | None
+    via: str = ""
+    through: Relationship | None = None
+    found: tuple[Relationship, ...] = ()
+    caveats: tuple[CaveatTrace, ...] = ()
+    children: tuple["CheckTrace", ...] = ()
+    duration: float = 0.0
+    cycle: bool = False
+    error: str = ""
+
+    @property
+    def is_subject(self) -> bool:
+        """The node asks whether a subject set is a member of itself (it is)."""
+        s = self.subject
+        return s.relation == self.relation and s.id == self.resource.id and s.type == self.resource.type
+
+    def granted_by(self) -> tuple[Relationship, ...]:
+        """The relationships that granted a yes at this node, from the resource down to the
+        subject (each relationship followed and each that named the subject); () unless the
+        result is HAS."""
+        if self.result is None or self.result.permissionship is not Permissionship.HAS_PERMISSION:
+            return ()
+        out: list[Relationship] = []
+        failed = [c.relationship for c in self.caveats if c.result is not Permissionship.HAS_PERMISSION]
+        out.extend(r for r in self.found if r not in failed)
+        for child in self.children:
+            if child.result is not None and child.result.permissionship is Permissionship.HAS_PERMISSION:
+                if child.through is not None:
+                    out.append(child.through)
+                out.extend(child.granted_by())
+        return tuple(out)
+
+    def render(self, *, durations: bool = True, indent: str = "") -> str:
+        """The tree as indented text, one line per node (``relengine check --explain``):
+        ``✓`` yes, ``⨉`` no, ``?`` conditional, ``!`` an error below; under a node, the
+        relationships that named the subject and the caveats evaluated."""
+        icon = _ICONS.get(None if self.result is None else self.result.permissionship, "!")
+        kind = "permission" if self.is_permission else "relation"
+        line = f"{indent}{icon} {self.resource}#{self.relation} ({kind}"
+        if self.via:
+            line += f", via {self.via}"
+        line += ")"
+        if self.cycle:
+            line += " (cycle)"
+        if durations:
+            line += f" {_duration(self.duration)}"
+        if self.error:
+            line += f": {self.error}"
+        lines = [line]
+        inner = indent + "  "
+        if self.is_subject:
+            lines.append(f"{inner}= {self.subject} (the subject set itself)")
+        for rel in self.found:
+            lines.append(f"{inner}@ {rel}")
+        for c in self.caveats:
+            outcome = {Permissionship.HAS_PERMISSION: "true", Permissionship.NO_PERMISSION: "false"}.get(
+                c.result, "missing " + ", ".join(c.missing_parameters))
+            lines.append(f"{inner}{_ICONS[c.result]} caveat {c.name} on {c.relationship}: {c.expression} -> {outcome}")
+        lines.extend(child.render(durations=durations, indent=inner) for child in self.children)
+        return "\n".join(lines)
+
+
+_ICONS: dict[Permissionship | None, str] = {
+    Permissionship.HAS_PERMISSION: "✓",
+    Permissionship.NO_PERMISSION: "⨉",
+    Permissionship.CONDITIONAL_PERMISSION: "?",
+}
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f}s"
+    if seconds >= 0.001:
+        return f"{seconds * 1e3:.2f}ms"
+    return f"{seconds * 1e6:.0f}µs"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckExplanation:
+    """A check answered with its trace (``Engine.explain``): the answer, the revision, the
+    walk that found it, and the text of the schema it was answered with."""
+
+    result: CheckResult
+    revision: Revision
+    trace: CheckTrace
+    schema_text: str = ""
+
+    @property
+    def allowed(self) -> bool:
+        return self.result.allowed
+
+    @property
+    def permissionship(self) -> Permissionship:
+        return self.result.permissionship
+
+    def granted_by(self) -> tuple[Relationship, ...]:
+        """The relationships that granted the answer (``CheckTrace.granted_by``)."""
+        return self.trace.granted_by()
+
+
 # -- writes ---------------------------------------------------------------------------------------
 
 
@@ -247,10 +386,13 @@ class EngineStatistics:
 
 __all__ = [
     "BulkCheckResponse",
+    "CaveatTrace",
     "Change",
+    "CheckExplanation",
     "CheckRequest",
     "CheckResponse",
     "CheckResult",
+    "CheckTrace",
     "DeleteResult",
     "EngineStatistics",
     "ExpandNode",

@@ -5,11 +5,17 @@ are left to the pipeline, which gives them SpiceDB's codes and reasons
 (``wire.spicedb.status``). CheckPermission is registered with bytes in and out and keeps the
 serialized reply of every cached answer per revision, as relengine's own Check does
 (``servicer.Replies``), so a repeated question costs one dict lookup.
+
+``with_tracing`` (CheckPermission, CheckBulkPermissions) is answered by ``Engine.explain``,
+which walks past the cache, and its trace goes out as SpiceDB's ``debug_trace``
+(``wire.spicedb.trace``); a traced check that fails adds the trace walked so far to its
+ErrorInfo as ``debug_trace_proto_text`` when it fits. Untraced requests never take that branch.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, Final, Iterable, Iterator
 
 import grpc
@@ -17,12 +23,18 @@ from authzed.api.v1 import core_pb2 as core
 from authzed.api.v1 import permission_service_pb2 as ps
 from authzed.api.v1 import permission_service_pb2_grpc as ps_grpc
 
-from ...errors import BatchTooLarge, InvalidArgument, RelEngineError, SchemaNotFound, Unimplemented, UnknownDefinition
-from ...model import Relationship, RelationshipFilter
-from ...results import CheckResponse, CheckResult, ExpandNode, ReadResult
+from ...engine.trace import partial_trace
+from ...errors import (
+    BatchTooLarge, Cancelled, DeadlineExceeded, InvalidArgument, RelEngineError, SchemaNotFound, Unimplemented,
+    UnknownDefinition,
+)
+from ...model import Consistency, ObjectRef, Relationship, RelationshipFilter
+from ...results import CheckResponse, CheckResult, CheckTrace, ExpandNode, ReadResult
 from ...service import Engine
+from ...wire.convert import item_strings
 from ...wire.decode import parse_message
 from ...wire.spicedb import convert as sc
+from ...wire.spicedb import trace as st
 from ..servicer import Replies, _raise_gone
 from .common import Base, SpiceDBOptions, spicedb_status
 
@@ -48,6 +60,8 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
         self, request: ps.CheckPermissionRequest, context: grpc.ServicerContext
     ) -> ps.CheckPermissionResponse:
         """CheckPermission on a parsed request (the server registers ``check_bytes`` instead)."""
+        if request.with_tracing:
+            return self._traced(request, context)
         return ps.CheckPermissionResponse.FromString(self._reply(self._check(request, context)[0]))
 
     def check_bytes(self, data: bytes, context: grpc.ServicerContext) -> bytes:
@@ -59,6 +73,8 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
                 self._count_hit()
                 return reply
         request = parse_message(ps.CheckPermissionRequest.FromString, data)
+        if request.with_tracing:  # never in the replies: their requests are untraced
+            return self._traced(request, context).SerializeToString()
         response, cached = self._check(request, context)
         reply = self._reply(response)
         if cached:
@@ -66,9 +82,7 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
         return reply
 
     def _check(self, request: ps.CheckPermissionRequest, context: grpc.ServicerContext) -> tuple[CheckResponse, bool]:
-        plain = (
-            not request.HasField("consistency") and not request.HasField("context") and not request.with_tracing
-        )
+        plain = not request.HasField("consistency") and not request.HasField("context")
         if request.subject.object.object_id == WILDCARD:
             self.valid(request)
             raise _wildcard("check on wildcard subject", "subject.object_id")
@@ -82,8 +96,6 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
             if response is not None:
                 return response, True
         self.valid(request)
-        if request.with_tracing:
-            raise Unimplemented("with_tracing is not served yet: debug traces are not available on this server")
         resource = sc.object_from(request.resource)
         with _schema_of(resource.type):
             response = self.engine.check(
@@ -92,6 +104,27 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
                 deadline=self.stop(context)["deadline"], cache_missed=plain,
             )
         return response, False
+
+    def _traced(self, request: ps.CheckPermissionRequest, context: grpc.ServicerContext) -> ps.CheckPermissionResponse:
+        """CheckPermission ``with_tracing``: the answer with its ``debug_trace``, from a walk
+        that bypasses the cache (``Engine.explain``)."""
+        self.valid(request)
+        try:
+            explanation = self.engine.explain(
+                sc.object_from(request.resource), request.permission, sc.subject_from(request.subject),
+                consistency=self.consistency(request), context=sc.context_from(request),
+                deadline=self.stop(context)["deadline"],
+            )
+        except RelEngineError as exc:
+            _with_trace(exc)
+            raise
+        result = explanation.result
+        return ps.CheckPermissionResponse(
+            checked_at=self.token(explanation.revision),
+            permissionship=sc.PERMISSIONSHIP[result.permissionship],  # type: ignore[arg-type]
+            partial_caveat_info=sc.partial_caveat_info(result.missing_parameters),
+            debug_trace=st.debug_information(explanation),
+        )
 
     def _reply(self, response: CheckResponse) -> bytes:
         result = response.result
@@ -121,10 +154,57 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
         if len(items) > limit:
             raise BatchTooLarge(f"check count of {len(items)} is greater than maximum allowed of {limit}",
                                 limit=limit, count=len(items), kind="checks")
-        consistency = self.consistency(request)
+        if request.with_tracing:
+            questions, errors = self._bulk_questions(items, range(len(items)))
+            return self._traced_bulk(request, questions, errors, self.consistency(request), context)
+        results: list[CheckResult | RelEngineError | None] = [None] * len(items)
+        revision = None
+        if not request.HasField("consistency") and not any(i.HasField("context") for i in items):
+            # Cached answers first, by the items' strings as sent: only questions that were
+            # checked, so valid, are in the cache (but a wildcard subject, which relengine.v1
+            # may ask and SpiceDB's API refuses). The rest are validated and answered at the
+            # same revision.
+            found = self.engine.cached_answers(item_strings(items))  # type: ignore[arg-type]  # the same field names
+            if found is not None:
+                revision, answers = found
+                results = [None if a is not None and i.subject.object.object_id == WILDCARD else a
+                           for i, a in zip(items, answers, strict=True)]
+        misses = [index for index, result in enumerate(results) if result is None]
+        if misses or revision is None:
+            questions, errors = self._bulk_questions(items, misses)
+            asked = [(index, q) for index, q in zip(misses, questions, strict=True) if q is not None]
+            consistency = Consistency.at_exact_snapshot(revision) if revision is not None else self.consistency(request)
+            with _schema_of(asked[0][1][0] if asked else ""):
+                response = self.engine.check_questions([q for _, q in asked], consistency=consistency,
+                                                       **self.stop(context))
+            revision = response.revision
+            for (index, _), answer in zip(asked, response.results, strict=True):
+                results[index] = answer
+            for index, question, in zip(misses, questions, strict=True):
+                if question is None:
+                    results[index] = errors[index]
+        out = ps.CheckBulkPermissionsResponse(checked_at=self.token(revision))
+        add = out.pairs.add
+        permissionship = sc.PERMISSIONSHIP
+        for item, result in zip(items, results, strict=True):
+            pair = add()
+            pair.request.CopyFrom(item)
+            if isinstance(result, Exception):
+                pair.error.CopyFrom(spicedb_status(result, CHECK_BULK))
+            else:
+                assert result is not None
+                pair.item.permissionship = permissionship[result.permissionship]  # type: ignore[assignment]
+                if result.missing_parameters:
+                    pair.item.partial_caveat_info.missing_required_context.extend(result.missing_parameters)
+        return out
+
+    def _bulk_questions(self, items: Any, indices: Iterable[int]) -> tuple[list[Any], dict[int, RelEngineError]]:
+        """The ``Engine.check_questions`` tuple of each item at ``indices`` (None for a bad
+        one), and each bad item's error by its index: items are answered or refused alone."""
         questions: list[Any] = []
         errors: dict[int, RelEngineError] = {}
-        for index, item in enumerate(items):
+        for index in indices:
+            item = items[index]
             try:
                 self.valid(item)
                 if item.subject.object.object_id == WILDCARD:
@@ -135,22 +215,45 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
             except RelEngineError as exc:
                 errors[index] = exc
                 questions.append(None)
-        asked = [q for q in questions if q is not None]
-        with _schema_of(asked[0][0] if asked else ""):
-            response = self.engine.check_questions(asked, consistency=consistency, **self.stop(context))
-        answers = iter(response.results)
-        out = ps.CheckBulkPermissionsResponse(checked_at=self.token(response.revision))
-        for index, (item, question) in enumerate(zip(items, questions, strict=True)):
+        return questions, errors
+
+    def _traced_bulk(
+        self, request: ps.CheckBulkPermissionsRequest, questions: list[Any], errors: dict[int, RelEngineError],
+        consistency: Consistency | None, context: grpc.ServicerContext,
+    ) -> ps.CheckBulkPermissionsResponse:
+        """CheckBulkPermissions ``with_tracing``: every item answered by a traced check at one
+        revision, each with its ``debug_trace`` (or its error, with the trace walked so far)."""
+        stop = self.stop(context)
+        reader = self.engine.snapshot(consistency)  # the one revision every item is answered at
+        revision = reader.revision
+        reader.close()
+        out = ps.CheckBulkPermissionsResponse(checked_at=self.token(revision))
+        for index, (item, question) in enumerate(zip(request.items, questions, strict=True)):
             pair = out.pairs.add()
             pair.request.CopyFrom(item)
-            result: CheckResult | RelEngineError = errors[index] if question is None else next(answers)
-            if isinstance(result, Exception):
-                pair.error.CopyFrom(spicedb_status(result, CHECK_BULK))
-            else:
-                pair.item.permissionship = sc.PERMISSIONSHIP[result.permissionship]  # type: ignore[assignment]
-                info = sc.partial_caveat_info(result.missing_parameters)
-                if info is not None:
-                    pair.item.partial_caveat_info.CopyFrom(info)
+            if question is None:
+                pair.error.CopyFrom(spicedb_status(errors[index], CHECK_BULK))
+                continue
+            if stop["cancelled"] is not None and stop["cancelled"]():
+                raise Cancelled("the bulk check was cancelled: the client has gone")
+            rtype, rid, permission, subject, item_context = question
+            try:
+                explanation = self.engine.explain(
+                    ObjectRef(rtype, rid), permission, subject, context=item_context, at=revision,
+                    deadline=stop["deadline"],
+                )
+            except (DeadlineExceeded, Cancelled):
+                raise  # the whole call ran out of time, as an untraced one does
+            except RelEngineError as exc:
+                _with_trace(exc)
+                pair.error.CopyFrom(spicedb_status(exc, CHECK_BULK))
+                continue
+            result = explanation.result
+            pair.item.permissionship = sc.PERMISSIONSHIP[result.permissionship]  # type: ignore[assignment]
+            info = sc.partial_caveat_info(result.missing_parameters)
+            if info is not None:
+                pair.item.partial_caveat_info.CopyFrom(info)
+            pair.item.debug_trace.CopyFrom(st.bulk_item_information(explanation))
         return out
 
     # -- expand --------------------------------------------------------------------------------
@@ -383,6 +486,32 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
             kind, cursor = rel.resource.type, result.cursor
         if page:
             yield ps.ExportBulkRelationshipsResponse(after_result_cursor=core.Cursor(token=cursor), relationships=page)
+
+
+TRACE_TEXT_LIMIT: Final = 2048
+"""The most bytes of ``debug_trace_proto_text`` an error carries: a status's details are kept
+under ``wire.status.MAX_STATUS_BYTES`` (gRPC sends them in a trailer); a longer trace is cut to
+the path that failed, and left out if that is still too long."""
+
+
+def _with_trace(exc: RelEngineError) -> None:
+    """SpiceDB's ``debug_trace_proto_text``: the trace a traced check had walked when it failed,
+    added to the error's details (and so to the metadata of its ErrorInfo where the error's
+    reason carries its details, as MaxDepthExceeded's does)."""
+    trace = partial_trace(exc)
+    if trace is None:
+        return
+    for candidate in (trace, _failed_path(trace)):
+        text = st.proto_text(candidate)
+        if len(text.encode()) <= TRACE_TEXT_LIMIT:
+            exc.details["debug_trace_proto_text"] = text
+            return
+
+
+def _failed_path(trace: CheckTrace) -> CheckTrace:
+    """``trace`` with only the nodes on the way to the error (the ones without a result)."""
+    failed = [c for c in trace.children if c.result is None]
+    return replace(trace, children=tuple(_failed_path(c) for c in failed), found=(), caveats=())
 
 
 def _limit(value: int, maximum: int) -> int | None:

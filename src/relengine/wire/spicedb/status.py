@@ -100,7 +100,9 @@ def reason_of(exc: e.RelEngineError) -> Reason | None:
             "update_count": count, "maximum_updates_allowed": limit}
     if isinstance(exc, e.MaxDepthExceeded):
         # SpiceDB since v1.49 (FAILED_PRECONDITION, no metadata; RESOURCE_EXHAUSTED before).
-        return PRECONDITION, "ERROR_REASON_MAXIMUM_DEPTH_EXCEEDED", {}
+        # A traced check's error also carries the trace it walked (``debug_trace_proto_text``).
+        return PRECONDITION, "ERROR_REASON_MAXIMUM_DEPTH_EXCEEDED", {
+            k: v for k, v in s.items() if k == "debug_trace_proto_text"}
     if isinstance(exc, e.InvalidArgument) and kind == "limit":
         return INVALID, "ERROR_REASON_EXCEEDS_MAXIMUM_ALLOWABLE_LIMIT", {
             "limit_provided": s.get("provided", ""), "maximum_limit_allowed": s.get("limit", "")}
@@ -192,7 +194,8 @@ def error_status(exc: e.RelEngineError) -> status_pb2.Status:
         return status_pb2.Status(code=grpc_code_number(GRPC_STATUS[exc.code]), message=message)
     code, reason, metadata = found
     assert reason in error_reason_pb2.ErrorReason.keys(), reason
-    for keep in (metadata, {k: v[:128] for k, v in metadata.items()}, {}):
+    untraced = {k: v for k, v in metadata.items() if k != "debug_trace_proto_text"}  # a cut trace would not parse
+    for keep in (metadata, untraced, {k: v[:128] for k, v in untraced.items()}, {}):
         detail = any_pb2.Any()
         detail.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=keep))
         status = status_pb2.Status(code=grpc_code_number(code), message=message, details=[detail])
