@@ -846,6 +846,17 @@ def spicedb_check(ctx: Context, scales: list[int]) -> Workload:
         Contender("relengine_check", _remote_check(client), prepare=refs, answer=lambda r: r.allowed, baseline=True,
                   note="relengine.client.Client.check: relengine.v1 Check on the same server"),
     ]
+    other = spicedb_api.peer()
+    if other is not None:  # SpiceDB (or any server of its API), loaded with the same world, same client
+        address, key = other
+        peer = spicedb_api.peer_client(address, key)
+        ctx.progress(f"peer {address}: loading the {scale_name(ds.relationships)} world through WriteRelationships")
+        spicedb_api.load(peer, schema_text(), ds.world.iter_rows(), ctx.progress)
+        w.contenders.insert(2, Contender(
+            "peer_client", spicedb_api.check_call(peer), prepare=spicedb_api.check_request, answer=spicedb_api.allowed,
+            note=f"the same authzed SyncClient against ${spicedb_api.PEER_ENV} ({address})"))
+    else:
+        w.params["peer"] = f"none: set ${spicedb_api.PEER_ENV}=host:port (and ${spicedb_api.PEER_KEY_ENV}) to drive a SpiceDB with the same client"
     levels = (1, 8)
 
     def drive(ctx: Context, wl: Workload) -> Timed:
@@ -863,12 +874,15 @@ def spicedb_check(ctx: Context, scales: list[int]) -> Workload:
         def pick(label: str, conc: int) -> Measurement:
             return next(m for m in out if m["label"] == label and m["concurrency"] == conc)
 
-        head = headline(pick("spicedb_stub", 1), pick("relengine_check", 1), "p50_ns", at="threads, c=1",
-                        throughput={
-                            "stub, threads, c=8": headline(pick("spicedb_stub", 8), pick("relengine_check", 8), "ns_per_unit"),
-                            "client, threads, c=1": headline(pick("spicedb_client", 1), pick("relengine_check", 1), "p50_ns"),
-                            "client, threads, c=8": headline(pick("spicedb_client", 8), pick("relengine_check", 8), "ns_per_unit"),
-                        })
+        others = {
+            "stub, threads, c=8": headline(pick("spicedb_stub", 8), pick("relengine_check", 8), "ns_per_unit"),
+            "client, threads, c=1": headline(pick("spicedb_client", 1), pick("relengine_check", 1), "p50_ns"),
+            "client, threads, c=8": headline(pick("spicedb_client", 8), pick("relengine_check", 8), "ns_per_unit"),
+        }
+        if any(c.label == "peer_client" for c in wl.contenders):  # the peer against relengine, one client
+            others["peer vs relengine, client, threads, c=1"] = headline(pick("peer_client", 1), pick("spicedb_client", 1), "p50_ns")
+            others["peer vs relengine, client, threads, c=8"] = headline(pick("peer_client", 8), pick("spicedb_client", 8), "ns_per_unit")
+        head = headline(pick("spicedb_stub", 1), pick("relengine_check", 1), "p50_ns", at="threads, c=1", throughput=others)
         return out, head
 
     w.drive = drive

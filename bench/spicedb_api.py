@@ -10,7 +10,7 @@ transport.
 from __future__ import annotations
 
 import importlib.util
-from typing import Any, Callable, Final, Sequence
+from typing import Any, Callable, Final, Iterable, Sequence
 
 from .framework import Skip
 
@@ -88,3 +88,60 @@ def bulk_answers(response: Any) -> list[bool | str]:
 def check_op(target: str, queries: Sequence[Q]) -> tuple[Callable[[Any], Any], list[Any]]:
     """(op, items) for a worker process: its own authzed client, CheckPermission of ``queries``."""
     return check_call(client(target)), [check_request(q) for q in queries]
+
+
+# -- a peer: another server of SpiceDB's API (SpiceDB itself), driven by the same client ---------
+
+PEER_ENV: Final = "RELENGINE_BENCH_SPICEDB"  # host:port of a SpiceDB (or any server of its API)
+PEER_KEY_ENV: Final = "RELENGINE_BENCH_SPICEDB_KEY"  # its preshared key
+LOAD_BATCH: Final = 1000  # relationships per WriteRelationships call: SpiceDB's default limit
+
+
+def peer() -> tuple[str, str] | None:
+    """(address, key) of the peer named by ``$RELENGINE_BENCH_SPICEDB``, or None."""
+    import os
+
+    address = os.environ.get(PEER_ENV, "").strip()
+    return (address, os.environ.get(PEER_KEY_ENV, BENCH_KEY)) if address else None
+
+
+def peer_client(address: str, key: str) -> Any:
+    from authzed.api.v1 import SyncClient
+    from grpcutil import insecure_bearer_token_credentials
+
+    return SyncClient(address, insecure_bearer_token_credentials(key))
+
+
+def load(api: Any, schema: str, rows: Iterable[Sequence[Any]], progress: Callable[[str], None] | None = None) -> int:
+    """Write ``schema`` and TOUCH every row (``(type, id, relation, subject type, subject id,
+    subject relation, ...)``) through SpiceDB's API in batches of ``LOAD_BATCH``: idempotent,
+    so a peer loaded by an earlier run is loaded again at no harm. Returns the rows written."""
+    from authzed.api.v1 import (
+        ObjectReference,
+        Relationship,
+        RelationshipUpdate,
+        SubjectReference,
+        WriteRelationshipsRequest,
+        WriteSchemaRequest,
+    )
+
+    api.WriteSchema(WriteSchemaRequest(schema=schema), timeout=60)
+    touch = RelationshipUpdate.OPERATION_TOUCH
+    batch: list[Any] = []
+    count = 0
+    for row in rows:
+        t, oid, rel, st, sid, srel = row[:6]
+        batch.append(RelationshipUpdate(operation=touch, relationship=Relationship(
+            resource=ObjectReference(object_type=t, object_id=oid), relation=rel,
+            subject=SubjectReference(object=ObjectReference(object_type=st, object_id=sid), optional_relation=srel or ""),
+        )))
+        if len(batch) == LOAD_BATCH:
+            api.WriteRelationships(WriteRelationshipsRequest(updates=batch), timeout=60)
+            count += len(batch)
+            batch = []
+            if progress is not None and count % 100_000 == 0:
+                progress(f"peer: {count:,} relationships written")
+    if batch:
+        api.WriteRelationships(WriteRelationshipsRequest(updates=batch), timeout=60)
+        count += len(batch)
+    return count

@@ -50,3 +50,35 @@ def test_cli_list_and_bad_filters(capsys: pytest.CaptureFixture[str]) -> None:
     assert "uncached_check" in capsys.readouterr().out
     assert cli.main(["--scenario", "no_such_scenario"]) == 2
     assert cli.main(["--scenario", "cached_check", "--scale", "tiny"]) == 2
+
+
+def test_spicedb_check_drives_a_peer_of_the_api_with_the_same_client(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``$RELENGINE_BENCH_SPICEDB`` names a server of SpiceDB's API (SpiceDB itself where it is
+    installed): the scenario loads the world into it through WriteRelationships and times it
+    with the same authzed client, its answers checked first. Here the peer is a second
+    relengine server with a key of its own, which proves the loading and the driving."""
+    from bench import scenarios  # noqa: F401
+    from bench.spicedb_api import PEER_ENV, PEER_KEY_ENV
+
+    from relengine.server.app import Server, ServerConfig
+    from relengine.service import Engine
+
+    engine = Engine.open(str(tmp_path / "peer"))
+    server = Server(engine, ServerConfig(listen="127.0.0.1:0", preshared_key="peer-key"))
+    server.start()
+    try:
+        monkeypatch.setenv(PEER_ENV, f"127.0.0.1:{server.port}")
+        monkeypatch.setenv(PEER_KEY_ENV, "peer-key")
+        c = ctx(tmp_path)
+        c.cache_dir = cache
+        result = framework.run_scenario(c, framework.REGISTRY["spicedb_check"], [10_000])
+        assert result["status"] == "ok", result.get("reason")
+        assert engine.store.statistics().relationships == 10_000
+        labels = {m["label"] for m in result["measurements"]}
+        assert "peer_client" in labels
+        assert "peer vs relengine, client, threads, c=1" in result["headline"]["throughput"]
+    finally:
+        server.stop(grace=0)
+        engine.close()
