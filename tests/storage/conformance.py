@@ -418,6 +418,21 @@ def test_the_batch_limit_is_enforced_with_a_clear_message(make_store: Any) -> No
         write(small, *updates[:3])
 
 
+def test_a_transaction_may_set_its_own_batch_limit(make_store: Any) -> None:
+    store = make_store(batch_limit=2)
+    updates = [update(Operation.TOUCH, f"doc:d{i}#viewer@user:ann") for i in range(5)]
+    ctx = store.transaction(batch_limit=None)  # a bulk import that bounds itself
+    with ctx as tx:
+        for u in updates:
+            tx.apply(u)
+    assert ctx.revision == Revision(1) and store.statistics().relationships == 5
+    with pytest.raises(BatchTooLarge, match="at most 3 updates"):
+        with store.transaction(batch_limit=3) as tx:
+            for u in updates:
+                tx.apply(update(Operation.DELETE, str(u.relationship)))
+    assert store.head_revision() == Revision(1) and store.statistics().relationships == 5
+
+
 def test_reads_through_a_transaction_see_its_own_writes(store: Any) -> None:
     touch(store, "doc:d1#viewer@user:ann", "doc:d1#viewer@user:bob")
     with store.transaction() as tx:

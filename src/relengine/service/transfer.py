@@ -142,7 +142,7 @@ def create_all(
         check_update(schema, rel)
         gathered.append(rel)
     clock.look()
-    ctx = store.transaction()
+    ctx = store.transaction(batch_limit=None)  # bounded above, by ``limit``
     with ctx as tx:
         current = schemas.of(tx)
         for rel in gathered:

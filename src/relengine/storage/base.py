@@ -44,6 +44,7 @@ Policy
 from __future__ import annotations
 
 import datetime as _dt
+import enum
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Final, Iterable, Iterator, Mapping, Protocol, Sequence
@@ -219,6 +220,15 @@ class Transaction(Protocol):
         ...
 
 
+class Unset(enum.Enum):
+    """The type of ``UNSET``: an argument not given (where None means something)."""
+
+    UNSET = "unset"
+
+
+UNSET: Final = Unset.UNSET
+
+
 class TupleStore(Protocol):
     """Where relationships and the schema live, at revisions."""
 
@@ -236,9 +246,11 @@ class TupleStore(Protocol):
         newer than head or older than the garbage-collection window."""
         ...
 
-    def transaction(self) -> "TransactionContext":
+    def transaction(self, *, batch_limit: int | None | Unset = UNSET) -> "TransactionContext":
         """``with store.transaction() as tx: ...``; after the block, ``ctx.revision`` is the
-        committed revision (unchanged head if nothing changed). Raises StoreFull when the store
+        committed revision (unchanged head if nothing changed). A transaction applies at most
+        the store's ``batch_limit`` updates (BatchTooLarge past it), or ``batch_limit`` when
+        given (None: no limit; a bulk import that bounds itself). Raises StoreFull when the store
         has no room (nothing of the transaction is kept), Unavailable when closed. A store with
         a size limit keeps room for deletes: when it is full, it refuses what adds data
         (StoreFull, from ``apply``, ``bulk_touch`` or the commit of a new schema) and still

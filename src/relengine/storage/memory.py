@@ -19,6 +19,7 @@ from ..model import CaveatRef, ObjectRef, Relationship, RelationshipFilter, Revi
 from ..results import Change, Operation, RelationshipUpdate
 from . import keys, objects
 from .base import (
+    UNSET,
     DEADLINE_STEPS,
     DEFAULT_BATCH_LIMIT,
     DEFAULT_GC_INTERVAL,
@@ -28,6 +29,7 @@ from .base import (
     GcResult,
     Row,
     StoreStatistics,
+    Unset,
     batch_too_large,
     check_deadline,
     check_readable,
@@ -115,8 +117,8 @@ class MemoryStore:
             )
             return MemoryReader(self._state, revision.value)
 
-    def transaction(self) -> _MemoryTransactionContext:
-        return _MemoryTransactionContext(self)
+    def transaction(self, *, batch_limit: int | None | Unset = UNSET) -> _MemoryTransactionContext:
+        return _MemoryTransactionContext(self, batch_limit=_UNSET if isinstance(batch_limit, Unset) else batch_limit)
 
     def bulk_touch(self, rows: Sequence[BulkRow]) -> tuple[Revision, int]:
         ctx = _MemoryTransactionContext(self, batch_limit=None)

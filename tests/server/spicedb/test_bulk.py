@@ -70,22 +70,24 @@ def test_import_validates_against_the_schema(client: Any) -> None:
 
 
 def test_import_past_the_transaction_limit_is_refused_before_writing(tmp_path: pathlib.Path) -> None:
+    # The store's own limit on a transaction (10 here) does not bound an import: it is one
+    # transaction of at most max_import_relationships (12 here), held in memory until written.
     engine = Engine(LmdbStore(tmp_path / "data", batch_limit=10))
-    s = Serving(engine)
+    s = Serving(engine, max_import_relationships=12)
     try:
         from authzed.api.v1 import schema_service_pb2 as ss
 
         s.client.WriteSchema(ss.WriteSchemaRequest(schema=SCHEMA))
-        ten = [f"doc:{i}#viewer@user:ann" for i in range(10)]
-        assert s.client.ImportBulkRelationships(iter(batches(ten[:5], ten[5:]))).num_loaded == 10
-        eleven = [f"doc:x{i}#viewer@user:ann" for i in range(11)]
+        twelve = [f"doc:{i}#viewer@user:ann" for i in range(12)]
+        assert s.client.ImportBulkRelationships(iter(batches(twelve[:5], twelve[5:]))).num_loaded == 12
+        thirteen = [f"doc:x{i}#viewer@user:ann" for i in range(13)]
         with pytest.raises(grpc.RpcError) as caught:
-            s.client.ImportBulkRelationships(iter(batches(eleven)))
+            s.client.ImportBulkRelationships(iter(batches(thirteen)))
         code, reason, metadata = error_info(caught.value)
         assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "ERROR_REASON_TOO_MANY_UPDATES_IN_REQUEST")
-        assert metadata["maximum_updates_allowed"] == "10"
-        assert "at most 10 relationships" in caught.value.details()
-        assert len(stored(s.client)) == 10
+        assert metadata["maximum_updates_allowed"] == "12"
+        assert "at most 12 relationships" in caught.value.details()
+        assert len(stored(s.client)) == 12
     finally:
         s.stop()
         engine.close()

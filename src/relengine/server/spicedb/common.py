@@ -40,6 +40,9 @@ class SpiceDBOptions:
     max_delete_limit: int = 1000  # DeleteRelationships optional_limit
     max_preconditions: int = 1000  # per WriteRelationships / DeleteRelationships
     max_bulk_check_items: int = 10_000
+    # ImportBulkRelationships: one transaction of at most this many (SpiceDB takes any size;
+    # relengine bounds what one call holds in memory).
+    max_import_relationships: int = 100_000
     # ExportBulkRelationships: relationships per message, the default and the most
     # ``optional_limit`` may ask (--max-bulk-export-relationships-limit); the deprecated
     # BulkExportRelationships allows more (SpiceDB's experimental server options).

@@ -20,6 +20,8 @@ from ..base import (
     BulkRow,
     GcResult,
     StoreStatistics,
+    UNSET,
+    Unset,
     check_readable,
 )
 from .changelog import ChangeLog
@@ -125,8 +127,9 @@ class LmdbStore:
             txn.abort()
             raise
 
-    def transaction(self) -> LmdbTransactionContext:
-        return LmdbTransactionContext(self._environment, self.batch_limit, self._on_commit)
+    def transaction(self, *, batch_limit: int | None | Unset = UNSET) -> LmdbTransactionContext:
+        limit = self.batch_limit if isinstance(batch_limit, Unset) else batch_limit
+        return LmdbTransactionContext(self._environment, limit, self._on_commit)
 
     def bulk_touch(self, rows: Sequence[BulkRow]) -> tuple[Revision, int]:
         """See base.BulkLoader; on a full map, grows it (if max_map_size allows) and retries.
