@@ -816,6 +816,22 @@ def grpc_bulk_check(ctx: Context, scales: list[int]) -> Workload:
     return w
 
 
+def _spicedb_served(ctx: Context, scales: list[int]) -> tuple[Dataset, Workload, grpc_mode.Server, Client, object]:
+    """The dataset, a workload, ``relengine serve`` (1 worker) on it, relengine's Client and
+    authzed's stub of it (all closed by the workload's cleanups)."""
+    _grpc_ready()
+    spicedb_api.ready()
+    ds = ctx.dataset(_one(scales))
+    w = Workload([], [])
+    server = grpc_mode.Server(ds.path, 1, log_dir=ctx.work_dir)
+    w.cleanups.append(server.close)
+    client = grpc_mode.client(server.target)
+    w.cleanups.append(client.close)
+    stub, close_stub = spicedb_api.stub(server.target)
+    w.cleanups.append(close_stub)
+    return ds, w, server, client, stub
+
+
 @scenario(
     "spicedb_check", ["check", "cached", "grpc", "spicedb"],
     "CheckPermission of SpiceDB's API through the official authzed client (SyncClient with "
@@ -825,17 +841,8 @@ def grpc_bulk_check(ctx: Context, scales: list[int]) -> Workload:
     quick=["100k"], full=["1m"], mode="grpc",
 )
 def spicedb_check(ctx: Context, scales: list[int]) -> Workload:
-    _grpc_ready()
-    spicedb_api.ready()
-    ds = ctx.dataset(_one(scales))
-    w = Workload([], [])
-    server = grpc_mode.Server(ds.path, 1, log_dir=ctx.work_dir)
-    w.cleanups.append(server.close)
-    client = grpc_mode.client(server.target)
-    w.cleanups.append(client.close)
+    ds, w, server, client, stub = _spicedb_served(ctx, scales)  # stub: authzed's PermissionsServiceStub
     official = spicedb_api.client(server.target)
-    stub, close_stub = spicedb_api.stub(server.target)
-    w.cleanups.append(close_stub)
     queries = ds.world.admin_path_queries(100) + ds.world.random_queries(100)
     w.queries, _ = expected_checks(ds.world, queries)
     w.contenders = [
@@ -898,16 +905,7 @@ def spicedb_check(ctx: Context, scales: list[int]) -> Workload:
     quick=["100k"], full=["1m"], mode="grpc",
 )
 def spicedb_bulk_check(ctx: Context, scales: list[int]) -> Workload:
-    _grpc_ready()
-    spicedb_api.ready()
-    ds = ctx.dataset(_one(scales))
-    w = Workload([], [])
-    server = grpc_mode.Server(ds.path, 1, log_dir=ctx.work_dir)
-    w.cleanups.append(server.close)
-    client = grpc_mode.client(server.target)
-    w.cleanups.append(client.close)
-    stub, close_stub = spicedb_api.stub(server.target)
-    w.cleanups.append(close_stub)
+    ds, w, _, client, stub = _spicedb_served(ctx, scales)
     items = ds.world.admin_path_queries(500, purpose=12) + ds.world.random_queries(500, purpose=13)
     singles, _ = expected_checks(ds.world, items)
     batch = tuple(items)

@@ -212,8 +212,18 @@ class LimitExceeded(RelEngineError):
 
 
 class MaxDepthExceeded(LimitExceeded):
-    """A check recursed past the depth limit (``max_depth``, default 50), or past Python's
-    stack (``stack``)."""
+    """A check recursed past the depth limit (``max_depth``, default 50: ``at``), or past
+    Python's stack (``stack``)."""
+
+    @classmethod
+    def at(cls, what: str, max_depth: int, where: str, definition: str, relation: str) -> "MaxDepthExceeded":
+        """What a ``what`` ("check", "lookup") that went past ``max_depth`` at ``where``
+        (``doc:1#view``) raises."""
+        return cls(
+            f"{what} exceeded the maximum depth of {max_depth} at {where}; the relationship graph is "
+            "deeper than allowed (raise max_depth if this is expected)",
+            definition=definition, relation=relation,
+        )
 
     @classmethod
     def stack(cls, what: str) -> "MaxDepthExceeded":

@@ -103,12 +103,7 @@ class LocalChecker:
         if subject.id == rid and subject.relation == relation and subject.type == rtype:
             return HAS  # a userset is a member of itself
         if depth < 0:
-            raise MaxDepthExceeded(
-                f"check exceeded the maximum depth of {self.max_depth} at {rtype}:{rid}#{relation}; "
-                "the relationship graph is deeper than allowed (raise max_depth if this is expected)",
-                definition=rtype,
-                relation=relation,
-            )
+            raise MaxDepthExceeded.at("check", self.max_depth, f"{rtype}:{rid}#{relation}", rtype, relation)
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise DeadlineExceeded("the check ran past its deadline")
         entry = self._entries.get((rtype, relation))

@@ -203,12 +203,7 @@ def lookup_resources(
     while delta:
         if depth < 0:
             node = next(iter(delta))
-            raise MaxDepthExceeded(
-                f"lookup exceeded the maximum depth of {checker.max_depth} at {node[0]}#{node[1]}; "
-                "the relationship graph is deeper than allowed (raise max_depth if this is expected)",
-                definition=node[0],
-                relation=node[1],
-            )
+            raise MaxDepthExceeded.at("lookup", checker.max_depth, f"{node[0]}#{node[1]}", node[0], node[1])
         depth -= 1
         current, delta = delta, defaultdict(dict)
         while current:

@@ -125,12 +125,7 @@ class Tracer:
             return HAS, node.freeze(subject, HAS)  # a subject set is a member of itself
         try:
             if depth < 0:
-                raise MaxDepthExceeded(
-                    f"check exceeded the maximum depth of {self.max_depth} at {rtype}:{rid}#{relation}; "
-                    "the relationship graph is deeper than allowed (raise max_depth if this is expected)",
-                    definition=rtype,
-                    relation=relation,
-                )
+                raise MaxDepthExceeded.at("check", self.max_depth, f"{rtype}:{rid}#{relation}", rtype, relation)
             if self.deadline is not None and time.monotonic() > self.deadline:
                 raise DeadlineExceeded("the check ran past its deadline")
             if member is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Final, Iterable, Iterator, NoReturn
+from typing import Any, Callable, Final, Iterable, Iterator, NoReturn, TypeVar
 
 import grpc
 
@@ -30,6 +30,7 @@ from ..wire.decode import parse_message
 from ..wire.metadata import REVISION_METADATA
 from .status import status_of
 
+T = TypeVar("T")
 WATCH_POLL_SECONDS: Final = 0.1  # how often an idle Watch looks whether its client or the server left
 _NO_DEADLINE: Final = 1e8  # grpc reports "no deadline" as a huge time remaining
 _NEAR_DEADLINE: Final = 0.01  # seconds: a call that ended this close to its deadline timed out
@@ -76,6 +77,20 @@ def _raise_gone(context: grpc.ServicerContext, exc: grpc.RpcError) -> NoReturn:
     if remaining is not None and remaining <= _NEAR_DEADLINE:
         raise DeadlineExceeded("the call ran past its deadline") from exc
     raise Cancelled("the call was cancelled: the client has gone") from exc
+
+
+def received(requests: Iterable[T], context: grpc.ServicerContext) -> Iterator[T]:
+    """The messages of a request stream as they come, the client's going (grpcio's bare
+    RpcError from the stream) raised as Cancelled or DeadlineExceeded (``_raise_gone``)."""
+    stream = iter(requests)
+    while True:
+        try:
+            request = next(stream, None)
+        except grpc.RpcError as exc:
+            _raise_gone(context, exc)
+        if request is None:
+            return
+        yield request
 
 
 def _page_options(request: Any, context: grpc.ServicerContext) -> dict[str, Any]:
@@ -135,11 +150,36 @@ class Replies:
         return len(self._table[1])
 
 
+class PlainReplies:
+    """The serialized reply of each plain answer (a permissionship, no missing parameters) at a
+    revision: a handful of distinct replies, serialized once and shared by every request. A
+    newer revision's replies push out the old ones (at most 16 are kept)."""
+
+    def __init__(self) -> None:
+        self._table: dict[tuple[int, int], bytes] = {}
+
+    def get(self, response: CheckResponse, build: Callable[[CheckResponse], bytes]) -> bytes:
+        key = (response.result.permissionship, response.revision.value)
+        reply = self._table.get(key)
+        if reply is None:
+            reply = build(response)
+            if len(self._table) >= 16:
+                self._table.clear()
+            self._table[key] = reply
+        return reply
+
+
+def _plain_reply(response: CheckResponse) -> bytes:
+    return permissions_pb2.CheckResponse(
+        revision_token=response.revision.token(),
+        permissionship=c.permissionship_to_proto(response.result.permissionship),  # type: ignore[arg-type]
+    ).SerializeToString()
+
+
 class PermissionsServicer(permissions_pb2_grpc.PermissionsServiceServicer):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        # Plain answers at a revision are a handful of distinct replies: serialized once, shared.
-        self._plain: dict[tuple[int, int], bytes] = {}
+        self._plain = PlainReplies()
         self.replies = Replies(engine.cache.capacity)
         self._count_hit = engine.cache.count_hits
 
@@ -191,17 +231,7 @@ class PermissionsServicer(permissions_pb2_grpc.PermissionsServiceServicer):
                 permissionship=c.permissionship_to_proto(result.permissionship),  # type: ignore[arg-type]
                 missing_parameters=result.missing_parameters,
             ).SerializeToString()
-        key = (result.permissionship, response.revision.value)
-        reply = self._plain.get(key)
-        if reply is None:
-            reply = permissions_pb2.CheckResponse(
-                revision_token=response.revision.token(),
-                permissionship=c.permissionship_to_proto(result.permissionship),  # type: ignore[arg-type]
-            ).SerializeToString()
-            if len(self._plain) >= 16:
-                self._plain.clear()
-            self._plain[key] = reply
-        return reply
+        return self._plain.get(response, _plain_reply)
 
     def BulkCheck(
         self, request: permissions_pb2.BulkCheckRequest, context: grpc.ServicerContext
@@ -365,14 +395,7 @@ class RelationshipsServicer(relationships_pb2_grpc.RelationshipsServiceServicer)
     ) -> relationships_pb2.ImportResponse:
         def relationships() -> Iterator[Relationship]:
             index = 0
-            requests = iter(request_iterator)
-            while True:
-                try:
-                    request = next(requests, None)
-                except grpc.RpcError as exc:
-                    _raise_gone(context, exc)
-                if request is None:
-                    return
+            for request in received(request_iterator, context):
                 for msg in request.relationships:
                     yield c.relationship_from_proto(msg, f"relationships[{index}]")
                     index += 1

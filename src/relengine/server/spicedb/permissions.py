@@ -35,7 +35,7 @@ from ...wire.convert import item_strings
 from ...wire.decode import parse_message
 from ...wire.spicedb import convert as sc
 from ...wire.spicedb import trace as st
-from ..servicer import Replies, _raise_gone
+from ..servicer import PlainReplies, Replies, received
 from .common import Base, SpiceDBOptions, spicedb_status
 
 CHECK_BULK = "/authzed.api.v1.PermissionsService/CheckBulkPermissions"
@@ -52,7 +52,7 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
     def __init__(self, engine: Engine, options: SpiceDBOptions | None = None) -> None:
         super().__init__(engine, options)
         self.replies = Replies(engine.cache.capacity)
-        self._plain: dict[tuple[int, int], bytes] = {}
+        self._plain = PlainReplies()
         self._count_hit = engine.cache.count_hits
 
     # -- checks --------------------------------------------------------------------------------
@@ -134,17 +134,13 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
                 permissionship=sc.PERMISSIONSHIP[result.permissionship],  # type: ignore[arg-type]
                 partial_caveat_info=sc.partial_caveat_info(result.missing_parameters),
             ).SerializeToString()
-        key = (result.permissionship, response.revision.value)
-        reply = self._plain.get(key)
-        if reply is None:
-            reply = ps.CheckPermissionResponse(
-                checked_at=self.token(response.revision),
-                permissionship=sc.PERMISSIONSHIP[result.permissionship],  # type: ignore[arg-type]
-            ).SerializeToString()
-            if len(self._plain) >= 16:
-                self._plain.clear()
-            self._plain[key] = reply
-        return reply
+        return self._plain.get(response, self._plain_reply)
+
+    def _plain_reply(self, response: CheckResponse) -> bytes:
+        return ps.CheckPermissionResponse(
+            checked_at=self.token(response.revision),
+            permissionship=sc.PERMISSIONSHIP[response.result.permissionship],  # type: ignore[arg-type]
+        ).SerializeToString()
 
     def CheckBulkPermissions(
         self, request: ps.CheckBulkPermissionsRequest, context: grpc.ServicerContext
@@ -427,14 +423,7 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
 
         def relationships() -> Iterator[Relationship]:
             index = 0
-            requests = iter(request_iterator)
-            while True:
-                try:
-                    request = next(requests, None)
-                except grpc.RpcError as exc:
-                    _raise_gone(context, exc)
-                if request is None:
-                    return
+            for request in received(request_iterator, context):
                 self.valid(request)
                 for msg in request.relationships:
                     yield sc.relationship_from(msg, f"relationships[{index}]")
