@@ -150,6 +150,18 @@ class Replies:
         return len(self._table[1])
 
 
+def cached_answer(engine: Engine, request: Any) -> CheckResponse | None:
+    """The cached answer to a Check request (relengine's or SpiceDB's: the same field names)
+    asked under the default consistency, looked up by the request's strings as they are: only
+    questions that were checked, so valid, are in the cache."""
+    res, sub = request.resource, request.subject
+    obj = sub.object
+    return engine.cached_check(
+        res.object_type, res.object_id, request.permission, obj.object_type, obj.object_id,
+        sub.optional_relation or None,
+    )
+
+
 class PlainReplies:
     """The serialized reply of each plain answer (a permissionship, no missing parameters) at a
     revision: a handful of distinct replies, serialized once and shared by every request. A
@@ -203,14 +215,7 @@ class PermissionsServicer(permissions_pb2_grpc.PermissionsServiceServicer):
         """The answer, and whether it came from the engine's cache."""
         plain = not request.HasField("consistency") and not request.HasField("context")
         if plain:
-            # A cached answer first, looked up by the request's strings as they are: only
-            # questions that were checked, so valid, are in the cache.
-            res, sub = request.resource, request.subject
-            obj = sub.object
-            response = self.engine.cached_check(
-                res.object_type, res.object_id, request.permission, obj.object_type, obj.object_id,
-                sub.optional_relation or None,
-            )
+            response = cached_answer(self.engine, request)
             if response is not None:
                 return response, True
         resource, permission, subject = c.question_from_proto(request)

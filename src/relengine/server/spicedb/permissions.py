@@ -35,7 +35,7 @@ from ...wire.convert import item_strings
 from ...wire.decode import parse_message
 from ...wire.spicedb import convert as sc
 from ...wire.spicedb import trace as st
-from ..servicer import PlainReplies, Replies, received
+from ..servicer import PlainReplies, Replies, cached_answer, received
 from .common import Base, SpiceDBOptions, spicedb_status
 
 CHECK_BULK = "/authzed.api.v1.PermissionsService/CheckBulkPermissions"
@@ -87,12 +87,7 @@ class PermissionsServicer(Base, ps_grpc.PermissionsServiceServicer):
             self.valid(request)
             raise _wildcard("check on wildcard subject", "subject.object_id")
         if plain:
-            res, sub = request.resource, request.subject
-            obj = sub.object
-            response = self.engine.cached_check(
-                res.object_type, res.object_id, request.permission, obj.object_type, obj.object_id,
-                sub.optional_relation or None,
-            )
+            response = cached_answer(self.engine, request)
             if response is not None:
                 return response, True
         self.valid(request)
