@@ -8,13 +8,15 @@ housekeeping to ``housekeeping``. The gRPC server calls exactly this API. No gRP
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+import threading
+from typing import Any, Callable, Final, Iterable, Iterator, Mapping, Sequence
 
 from ..config import EngineConfig
 from ..engine import lookup
 from ..engine.build import build_checker
-from ..engine.cache import CheckCache
+from ..engine.cache import Carry, CheckCache
 from ..engine.check import LocalChecker
+from ..engine.depends import Invalidation, dependencies
 from ..engine.dispatch import Conditional, Deadline, Result, to_check_result
 from ..engine.expand import expand
 from ..engine.trace import Tracer
@@ -54,6 +56,13 @@ Cancel = Callable[[], bool]
 """Whether the caller has gone (the server asks the gRPC call); see ``engine.dispatch.Deadline``."""
 
 
+MAX_CARRIED_CHANGES: Final = 10_000
+"""How many changed members or objects the cache's carried answers may track before a write
+lets them go (each lookup that misses tests its question against them)."""
+MAX_CARRIED_BASES: Final = 16
+"""How many earlier revisions' answers a lookup that misses may fall back on, newest first."""
+
+
 class Engine:
     """Answers permission questions and writes relationships, at named revisions.
 
@@ -70,7 +79,8 @@ class Engine:
         self.store = store
         self.config = config = config or EngineConfig()
         self.cache = CheckCache(config.cache_size)
-        self._revisions = Revisions(store, config.quantization_seconds)
+        self._revisions = Revisions(store, config.quantization_seconds, self.cache.drop_carry)
+        self._writing = threading.Lock()
         self._schemas = Schemas()
         self._responses: dict[tuple[Result, int], CheckResponse] = {}
         # Bound once: the check path calls them per request.
@@ -137,15 +147,56 @@ class Engine:
                 f"a write may carry at most {limit} updates, got {len(updates)}; split the batch",
                 limit=limit,
             )
-        ctx = self.store.transaction()
-        with ctx as tx:
-            schema = self._schemas.of(tx)
-            check_preconditions(tx, preconditions)
+        # One write of this Engine at a time from the revision it starts at to the carry it
+        # leaves (the store serializes the transactions anyway): two interleaved ones would each
+        # find the other's revision between theirs and leave no carry.
+        with self._writing:
+            before = self._revisions.recent()
+            carried = self.cache.carried_to()
+            ctx = self.store.transaction()
+            with ctx as tx:
+                schema = self._schemas.of(tx)
+                check_preconditions(tx, preconditions)
+                for update in updates:
+                    if update.operation is not Operation.DELETE:
+                        check_update(schema, update.relationship)
+                    tx.apply(update)
+            revision = self._revisions.committed(ctx.revision)  # ends any carry; _carry sets the next
+            self._carry(before, carried, revision, schema, updates)
+        return revision
+
+    def _carry(
+        self, before: Revision | None, carried: Carry | None, revision: Revision, schema: CompiledSchema,
+        updates: Sequence[RelationshipUpdate],
+    ) -> None:
+        """Let the cached answers outlive this write: those at the revision before it (and at
+        up to ``MAX_CARRIED_BASES`` earlier ones carried to it) hold at the write's revision
+        for every question the written relationships cannot reach (``depends``). Only when
+        nothing else was written between (consecutive revisions: no other process or path
+        wrote) and the changes stay few."""
+        if self._caching is None:
+            return
+        previous = revision.value - 1
+        if carried is not None and carried[0] == revision.value:  # the write changed nothing
+            self.cache.carry(*carried)
+            return
+        if carried is not None and carried[0] == previous:
+            older = carried[1][: MAX_CARRIED_BASES - 1]
+        elif before is not None and before.value == previous:
+            older = ()
+        else:
+            return
+        bases = ((previous, Invalidation()), *older)
+        deps = dependencies(schema)
+        kept: list[tuple[int, Invalidation]] = []
+        for base, invalid in bases:  # each grows in place: readers of the old carry see more stale, never less
             for update in updates:
-                if update.operation is not Operation.DELETE:
-                    check_update(schema, update.relationship)
-                tx.apply(update)
-        return self._revisions.committed(ctx.revision)
+                rel = update.relationship
+                invalid.add(deps, rel.resource.type, rel.resource.id, rel.relation)
+            if invalid.size() > MAX_CARRIED_CHANGES:
+                break  # and every older one is larger
+            kept.append((base, invalid))
+        self.cache.carry(revision.value, tuple(kept))
 
     def touch(self, relationships: Iterable[Relationship]) -> Revision:
         return self.write([RelationshipUpdate(Operation.TOUCH, r) for r in relationships])

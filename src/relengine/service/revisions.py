@@ -4,6 +4,7 @@ minimize_latency reuses (quantization) so that cached answers keep hitting."""
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 from ..errors import InvalidArgument, RevisionUnavailable
 from ..model import Consistency, Revision
@@ -20,10 +21,13 @@ class Revisions:
     Thread-safe: the reused revision is one tuple, swapped whole.
     """
 
-    def __init__(self, store: TupleStore, quantization_seconds: float) -> None:
+    def __init__(
+        self, store: TupleStore, quantization_seconds: float, on_write: Callable[[], None] | None = None
+    ) -> None:
         self.store = store
         self.seconds = quantization_seconds
         self._quantized: tuple[Revision, float] | None = None
+        self._on_write = on_write  # told of every write through the Engine (the cache's carried answers end)
 
     def snapshot(self, consistency: Consistency | None = None) -> Reader:
         """A Reader at the revision ``consistency`` asks for (default: minimize_latency).
@@ -69,11 +73,15 @@ class Revisions:
         """After a write through this Engine, its next minimize_latency read sees the write."""
         assert revision is not None
         self._quantized = None
+        if self._on_write is not None:
+            self._on_write()
         return revision
 
     def forget(self) -> None:
         """After an import (which wrote past the Engine's own writes): choose afresh next time."""
         self._quantized = None
+        if self._on_write is not None:
+            self._on_write()
 
     def _quantized_revision(self, head: Revision) -> Revision:
         """The recent revision if there is one no newer than ``head``; else ``head``, from now on."""

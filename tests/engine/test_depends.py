@@ -1,0 +1,148 @@
+"""What an answer depends on, and cached answers carried past writes (``engine.depends``)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from relengine import Engine, ObjectRef, SubjectRef
+from relengine.config import EngineConfig
+from relengine.engine.depends import Invalidation, dependencies
+from relengine.model import parse_relationship
+from relengine.results import Operation, RelationshipUpdate
+from relengine.schema.compiler import compile_schema
+from relengine.storage.memory import MemoryStore
+
+SCHEMA = """
+definition user {}
+definition group {
+    relation member: user | group#member
+}
+definition folder {
+    relation parent: folder
+    relation viewer: user | group#member | user:*
+    relation banned: user
+    permission view = (viewer + parent->view) - banned
+}
+definition doc {
+    relation folder: folder
+    relation owner: user
+    relation editor: user | group#member
+    permission edit = owner + editor
+    permission view = edit + folder->view
+    permission strict = edit & folder->view
+}
+"""
+
+
+def test_dependencies_tell_local_reads_from_hops() -> None:
+    deps = dependencies(compile_schema(SCHEMA))
+    assert deps.of[("doc", "edit")] == {
+        ("doc", "owner", False), ("doc", "editor", False), ("group", "member", True)}
+    view = deps.of[("doc", "view")]
+    assert ("doc", "folder", False) in view and ("folder", "viewer", True) in view
+    assert ("folder", "parent", True) in view and ("folder", "banned", True) in view
+    assert ("folder", "parent", False) in deps.of[("folder", "view")]  # recursive: itself, and further up
+    assert ("folder", "view") in deps.hopped_readers[("folder", "parent")]
+    assert deps.local_readers[("doc", "owner")] == {"owner", "edit", "view", "strict"}
+
+
+def test_an_invalidation_covers_the_written_object_and_whatever_reaches_it() -> None:
+    deps = dependencies(compile_schema(SCHEMA))
+    invalid = Invalidation()
+    invalid.add(deps, "doc", "d1", "owner")
+    assert invalid.stale("doc", "d1", "view") and invalid.stale("doc", "d1", "owner")
+    assert not invalid.stale("doc", "d2", "view") and not invalid.stale("folder", "d1", "view")
+    invalid.add(deps, "group", "g1", "member")  # reached through subject sets: every reader of it
+    assert invalid.stale("doc", "d2", "edit") and invalid.stale("folder", "f9", "view")
+    assert invalid.stale("group", "g7", "member")  # group#member holds group#member: a hop to itself
+
+
+def answers(engine: Engine, checks: list[tuple[str, str, str, str]]) -> tuple[int, list[bool]]:
+    out = []
+    revision = None
+    for rtype, rid, permission, user in checks:
+        response = engine.check(ObjectRef(rtype, rid), permission, SubjectRef("user", user))
+        revision = response.revision if revision is None else revision
+        assert response.revision == revision
+        out.append(response.result.allowed)
+    assert revision is not None
+    return revision.value, out
+
+
+def truth(store: MemoryStore, revision: int, checks: list[tuple[str, str, str, str]]) -> list[bool]:
+    fresh = Engine(store, EngineConfig(cache_size=0))
+    return [fresh.check(ObjectRef(t, i), p, SubjectRef("user", u), at=__import__("relengine").Revision(revision)).result.allowed
+            for t, i, p, u in checks]
+
+
+POOL = [
+    "doc:d1#owner@user:ann", "doc:d1#editor@group:g1#member", "doc:d1#folder@folder:f1", "doc:d2#folder@folder:f2",
+    "doc:d2#editor@user:bob", "folder:f1#parent@folder:f2", "folder:f2#viewer@user:cid", "folder:f2#viewer@user:*",
+    "folder:f1#banned@user:bob", "group:g1#member@user:bob", "group:g1#member@group:g2#member",
+    "group:g2#member@user:cid", "folder:f2#banned@user:ann", "doc:d2#owner@user:ann",
+]
+CHECKS = [(t, i, p, u) for t, i, perms in [("doc", "d1", ("edit", "view", "strict")), ("doc", "d2", ("edit", "view", "strict")),
+                                            ("folder", "f1", ("view",)), ("folder", "f2", ("view",))]
+          for p in perms for u in ("ann", "bob", "cid", "dan")]
+
+
+def test_a_write_keeps_the_answers_it_cannot_change_and_only_those() -> None:
+    store = MemoryStore()
+    engine = Engine(store)
+    engine.write_schema(SCHEMA)
+    engine.touch(parse_relationship(r) for r in POOL[:8])
+    before, _ = answers(engine, CHECKS)
+    hits = engine.statistics().cache_hits
+    revision = engine.write([RelationshipUpdate(Operation.TOUCH, parse_relationship("doc:d2#owner@user:dan"))])
+    at, got = answers(engine, CHECKS)
+    assert at == revision.value == before + 1
+    assert got == truth(store, at, CHECKS)
+    assert engine.statistics().cache_hits - hits >= 16  # d1's and the folders' answers came from before the write
+
+
+def test_a_change_reached_through_a_subject_set_or_an_arrow_is_seen() -> None:
+    store = MemoryStore()
+    engine = Engine(store)
+    engine.write_schema(SCHEMA)
+    engine.touch(parse_relationship(r) for r in POOL)
+    question = (ObjectRef("doc", "d1"), "edit", SubjectRef("user", "bob"))
+    assert engine.check(*question).result.allowed  # through group:g1#member
+    engine.write([RelationshipUpdate(Operation.DELETE, parse_relationship("group:g1#member@user:bob"))])
+    assert not engine.check(*question).result.allowed
+    viewing = (ObjectRef("doc", "d2"), "view", SubjectRef("user", "cid"))
+    assert engine.check(*viewing).result.allowed  # through folder:f2's viewer
+    engine.write([RelationshipUpdate(Operation.DELETE, parse_relationship("folder:f2#viewer@user:cid")),
+                  RelationshipUpdate(Operation.DELETE, parse_relationship("folder:f2#viewer@user:*"))])
+    assert not engine.check(*viewing).result.allowed
+
+
+@pytest.mark.slow
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sets(st.sampled_from(POOL)), st.lists(st.tuples(st.sampled_from(POOL), st.booleans()), min_size=1, max_size=25),
+       st.lists(st.integers(0, 3), min_size=1, max_size=25))
+def test_carried_answers_are_the_answers_at_every_revision(
+    start: set[str], writes: list[tuple[str, bool]], batches: list[int]
+) -> None:
+    """From a random store whose every answer is cached, random writes (touch or delete, in
+    batches) between rounds of every check: each round's answers, cached and carried, are what
+    an uncached engine answers at that revision."""
+    store = MemoryStore()
+    engine = Engine(store)
+    engine.write_schema(SCHEMA)
+    if start:
+        engine.touch(parse_relationship(r) for r in sorted(start))
+    answers(engine, CHECKS)
+    queue = list(writes)
+    for size in batches:
+        batch, queue = queue[: size + 1], queue[size + 1:]
+        if not batch:
+            break
+        seen: dict[str, bool] = {}
+        for text, touch in batch:
+            seen[text] = touch  # one update per relationship in a write
+        engine.write([RelationshipUpdate(Operation.TOUCH if touch else Operation.DELETE, parse_relationship(text))
+                      for text, touch in seen.items()])
+        at, got = answers(engine, CHECKS)
+        assert got == truth(store, at, CHECKS)
