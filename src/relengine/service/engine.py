@@ -30,6 +30,7 @@ from ..results import (
     DeleteResult,
     EngineStatistics,
     ExpandNode,
+    GuardViolation,
     Operation,
     Precondition,
     ReadResult,
@@ -44,7 +45,6 @@ from ..schema.types import CompiledSchema
 from ..storage.base import DEFAULT_BATCH_LIMIT, Reader, TupleStore, check_preconditions
 from . import bulk, counters, guards, housekeeping, pages, transfer
 from .bulk import Question
-from .guards import GuardViolation
 from .revisions import Revisions
 from .schemas import Schemas, check_update
 

@@ -42,7 +42,7 @@ from ..engine.build import build_checker
 from ..engine.dispatch import HAS, Deadline
 from ..errors import FailedPrecondition, GuardFileError, GuardViolated
 from ..model import ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef
-from ..results import Operation, RelationshipUpdate
+from ..results import GuardViolation, Operation, RelationshipUpdate
 from ..schema.types import (
     CompiledSchema,
     ComputedUserset,
@@ -73,23 +73,6 @@ class Guard:
     description: str = ""
     line: int = 0
     column: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class GuardViolation:
-    """An object below a guard: ``count`` holders where the guard asks for ``at_least``.
-    ``within`` is None for a violation now, else the look-ahead it was found with (the count
-    is then the one at the end of it)."""
-
-    guard: str
-    object: ObjectRef
-    count: int
-    at_least: int
-    within: _dt.timedelta | None = None
-
-    def __str__(self) -> str:
-        when = "" if self.within is None else f" within {self.within}"
-        return f"{self.guard}: {self.object} has {self.count} (at least {self.at_least}){when}"
 
 
 # -- the file -----------------------------------------------------------------------------------
