@@ -148,7 +148,7 @@ class Engine:
             check_preconditions(tx, preconditions)
             enforcer = guards.Enforcer.of(tx, self._schemas.of, self.config.max_depth)
             if enforcer is not None:
-                enforcer.before(guards.written_by(updates))
+                enforcer.before(*guards.narrowing(tx, updates))
             for update in updates:
                 if update.operation is not Operation.DELETE:
                     check_update(schema, update.relationship)

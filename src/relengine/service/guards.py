@@ -241,6 +241,7 @@ class _Dependent:
     target: Node
     relation: str = ""
     subject_relation: str | None = None
+    anti: bool = False  # more facts at the source can mean fewer at the target
 
 
 def _dependents(schema: CompiledSchema) -> dict[Node, list[_Dependent]]:
@@ -249,22 +250,23 @@ def _dependents(schema: CompiledSchema) -> dict[Node, list[_Dependent]]:
         return graph
     edges: dict[Node, list[_Dependent]] = defaultdict(list)
 
-    def walk(t: str, node: Node, rewrite: Rewrite) -> None:
+    def walk(t: str, node: Node, rewrite: Rewrite, anti: bool = False) -> None:
         if isinstance(rewrite, ComputedUserset):
-            edges[(t, rewrite.relation)].append(_Dependent("same", node))
+            edges[(t, rewrite.relation)].append(_Dependent("same", node, anti=anti))
         elif isinstance(rewrite, (Union, Intersection)):
             for child in rewrite.children:
-                walk(t, node, child)
+                walk(t, node, child, anti)
         elif isinstance(rewrite, Exclusion):
-            walk(t, node, rewrite.base)
-            walk(t, node, rewrite.subtract)
+            walk(t, node, rewrite.base, anti)
+            walk(t, node, rewrite.subtract, True)  # conservative: a double negation counts as one
         elif isinstance(rewrite, TupleToUserset):
-            edges[(t, rewrite.tupleset)].append(_Dependent("same", node))
+            # A new target of an ``.all()`` arrow may lack the permission: fewer holders.
+            edges[(t, rewrite.tupleset)].append(_Dependent("same", node, anti=anti or rewrite.mode == "all"))
             tupleset = schema.definitions[t].relation(rewrite.tupleset)
             for allowed in tupleset.allowed if tupleset is not None else ():
                 if schema.member(allowed.type, rewrite.computed) is not None:
                     edges[(allowed.type, rewrite.computed)].append(
-                        _Dependent("arrow", node, rewrite.tupleset, allowed.relation)
+                        _Dependent("arrow", node, rewrite.tupleset, allowed.relation, anti)
                     )
 
     for t, definition in schema.definitions.items():
@@ -294,6 +296,34 @@ def _reaching(schema: CompiledSchema, target: Node) -> frozenset[Node]:
             back[dep.target].add(source)
     seen = {target}
     stack = [target]
+    while stack:
+        for source in back.get(stack.pop(), ()):
+            if source not in seen:
+                seen.add(source)
+                stack.append(source)
+    found = frozenset(seen)
+    schema.derived[key] = found
+    return found
+
+
+def _narrowable(schema: CompiledSchema, target: Node) -> frozenset[Node]:
+    """The nodes from which some path to ``target`` crosses an ``anti`` edge: there, adding a
+    relationship can take holders away. Elsewhere additions only add (unions, intersections,
+    arrows and usersets are monotone), so a write that only adds need not be evaluated."""
+    key = (_narrowable, target)
+    kept = schema.derived.get(key)
+    if isinstance(kept, frozenset):
+        return kept
+    relevant = _reaching(schema, target)
+    back: dict[Node, set[Node]] = defaultdict(set)
+    starts: set[Node] = set()
+    for source, deps in _dependents(schema).items():
+        for dep in deps:
+            back[dep.target].add(source)
+            if dep.anti and dep.target in relevant:
+                starts.add(source)
+    seen = set(starts)
+    stack = list(starts)
     while stack:
         for source in back.get(stack.pop(), ()):
             if source not in seen:
@@ -386,13 +416,22 @@ class Enforcer:
         guards = guards_of(text, schema)
         return cls(tx, schema, guards, max_depth) if guards else None
 
-    def before(self, written: Written) -> None:
+    def before(self, written: Written, adding: Written = ()) -> None:
         """Find the guarded objects the write can affect and remember those satisfying their
-        guard now. Call before applying any update."""
-        written = list(written)
+        guard now. Call before applying any update. ``adding``: what the write only adds
+        (``narrowing``), which matters only where an addition can take holders away."""
+        written, adding = list(written), list(adding)
         reader = self._tx.reader()
         for guard in self._guards:
-            for oid in sorted(affected(self._schema, reader, (guard.resource, guard.permission), written)):
+            target = (guard.resource, guard.permission)
+            if adding:
+                anti = _narrowable(self._schema, target)
+                seeds = written + [w for w in adding if (w[0], w[2]) in anti]
+            else:
+                seeds = written
+            if not seeds:
+                continue
+            for oid in sorted(affected(self._schema, reader, target, seeds)):
                 count, everyone = holders(self._schema, reader, guard, oid, self._max_depth)
                 if _satisfies(count, everyone, guard):
                     self._watched.append((guard, oid))
@@ -420,6 +459,30 @@ Written = Iterable[tuple[str, str, str]]
 def written_by(updates: Iterable[RelationshipUpdate]) -> Written:
     """The (resource type, id, relation) of each update."""
     return ((u.relationship.resource.type, u.relationship.resource.id, u.relationship.relation) for u in updates)
+
+
+def narrowing(tx: Transaction, updates: Iterable[RelationshipUpdate]) -> tuple[Written, Written]:
+    """``updates`` split for ``Enforcer.before``: (those that may take access away, those that
+    only add). A TOUCH or CREATE only adds when it has no caveat and no expiration (the widest a
+    relationship can be) or when no such relationship is live yet; a DELETE, or a TOUCH that
+    puts a caveat or an expiration on a live relationship, may take away. Read before the
+    updates are applied."""
+    narrows: list[tuple[str, str, str]] = []
+    adds: list[tuple[str, str, str]] = []
+    reader: Reader | None = None
+    for u in updates:
+        r = u.relationship
+        triple = (r.resource.type, r.resource.id, r.relation)
+        if u.operation is Operation.DELETE:
+            narrows.append(triple)
+            continue
+        if r.caveat is not None or r.expiration is not None:
+            reader = reader or tx.reader()
+            if reader.relationship(r.resource.type, r.resource.id, r.relation, r.subject) is not None:
+                narrows.append(triple)
+                continue
+        adds.append(triple)
+    return narrows, adds
 
 
 def deleted_by(tx: Transaction, filter: RelationshipFilter, limit: int | None) -> Written:
@@ -465,7 +528,7 @@ class GuardedLoader:
                 old = view.relationship(rel.resource.type, rel.resource.id, rel.relation, rel.subject)
                 changed += old is None or old.caveat != rel.caveat or old.expiration != rel.expiration
             if enforcer is not None:
-                enforcer.before(written_by(updates))
+                enforcer.before(*narrowing(tx, updates))
             for update in updates:
                 tx.apply(update)
             if enforcer is not None:
@@ -525,5 +588,6 @@ __all__ = [
     "reference_problem",
     "refuse_broken",
     "violations",
+    "narrowing",
     "written_by",
 ]
