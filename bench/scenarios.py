@@ -506,6 +506,81 @@ def write_batch(ctx: Context, scales: list[int]) -> Workload:
     return _write_workload(ctx, scales, 100)
 
 
+GUARD_FILE = """\
+guards:
+  - name: two-admins
+    resource: account
+    permission: administer
+    subject_type: user
+    at_least: 2
+"""
+
+
+def _guarded_workload(ctx: Context, scales: list[int], batch: int) -> Workload:
+    """The same writes (new account administrators: every one reaches the guarded permission)
+    on two copies of the dataset, one with GTM's two-administrator guard and one without."""
+    ds = ctx.dataset(_one(scales))
+    world = ds.world
+    w = Workload([], [])
+    engines: dict[str, Engine] = {}
+    for label in ("engine", "unguarded"):
+        copy = copy_store(ds, ctx.work_dir / f"{label}-{batch}-{scale_name(ds.relationships)}")
+        store = open_store(copy, ds.relationships)
+        w.cleanups += [store.close, partial(shutil.rmtree, copy, ignore_errors=True)]
+        engines[label] = Engine(store)
+    engines["engine"].write_guards(GUARD_FILE)
+
+    def rows(prefix: str, n: int) -> list[Relationship]:
+        return [
+            Relationship(ObjectRef("account", f"a{(n * batch + k) % world.shape.accounts}"), "admin",
+                         SubjectRef("user", f"g_{prefix}{n * batch + k}"))
+            for k in range(batch)
+        ]
+
+    def contender(label: str, baseline: bool) -> Contender:
+        engine = engines[label]
+
+        def write(rels: list[Relationship]) -> Revision:
+            return engine.write([RelationshipUpdate(Operation.TOUCH, r) for r in rels])
+
+        def verify(rels: list[Relationship]) -> bool:
+            write(rels)
+            return all(engine.check(r.resource, "administer", r.subject,
+                                    consistency=Consistency.fully_consistent()).allowed for r in rels)
+
+        guard = "with the two-admins guard (evaluated before and after, in the transaction)" if not baseline else "no guard"
+        return Contender(label, write, check=verify, baseline=baseline, per_op=batch,
+                         prepare=lambda n: rows(f"{label}v", n), items=Fresh(lambda n: rows(label, n)),
+                         note=f"Engine.write of {batch} new account admins, {guard}, sync=True")
+
+    w.queries = [Query(n, True) for n in range(3)]
+    w.contenders = [contender("unguarded", True), contender("engine", False)]
+    limits = ctx.profile.limits
+    ops = max(10, ctx.profile.write_ops // (1 if batch == 1 else 10))
+    for c in w.contenders:
+        c.limits = driver.Limits(limits.seconds * 2, ops, limits.warmup_seconds, 5)
+    w.params.update(batch=batch, sync=True, writes_per_rep=ops, guard="two-admins (account administer >= 2 users)")
+    return w
+
+
+@scenario(
+    "guarded_write_single", ["write", "guards", "inproc"],
+    "Engine.write of one new account admin per call, with GTM's two-admin guard vs none (target <= 1.5x)",
+    quick=["100k"], full=["100k"],
+)
+def guarded_write_single(ctx: Context, scales: list[int]) -> Workload:
+    return _guarded_workload(ctx, scales, 1)
+
+
+@scenario(
+    "guarded_write_batch", ["write", "guards", "inproc"],
+    "Engine.write of 100 new account admins per call, with GTM's two-admin guard vs none (target <= 1.5x)",
+    quick=["100k"], full=["100k"],
+)
+def guarded_write_batch(ctx: Context, scales: list[int]) -> Workload:
+    return _guarded_workload(ctx, scales, 100)
+
+
 @scenario(
     "import", ["write", "import", "inproc"],
     "bulk import of the whole world as text lines (relengine.storage.importer, schema-validated) "

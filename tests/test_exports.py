@@ -28,6 +28,7 @@ ROOT = [
     "EngineConfig",
     "EngineStatistics",
     "ExpandNode",
+    "GuardViolation",
     "ObjectRef",
     "Operation",
     "Permissionship",

@@ -30,6 +30,7 @@ So a denied check (1) is never confused with a failure to answer (2 and up).
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import logging
 import os
 import re
@@ -37,7 +38,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .errors import Code, InvalidArgument, PreconditionFailed, RelEngineError, SchemaError, quote
+from .errors import Code, GuardViolated, InvalidArgument, PreconditionFailed, RelEngineError, SchemaError, quote
 
 if TYPE_CHECKING:
     from .client import Client
@@ -70,7 +71,7 @@ ENDPOINT_ENV = "RELENGINE_ENDPOINT"
 
 
 def exit_code_of(exc: RelEngineError) -> int:
-    if isinstance(exc, PreconditionFailed):
+    if isinstance(exc, (PreconditionFailed, GuardViolated)):
         return EXIT_REFUSED
     return _EXIT_BY_CODE.get(exc.code, EXIT_INTERNAL)
 
@@ -229,6 +230,45 @@ def cmd_import(args: argparse.Namespace) -> int:
             f"revision {result.revision.token()}"
         )
         return EXIT_OK  # with --skip-errors, skipped lines are listed and counted, not a failure
+    finally:
+        engine.close()
+
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> _dt.timedelta:
+    """``7d``, ``12h``, ``30m``, ``90s``, ``2w`` as a timedelta; InvalidArgument otherwise."""
+    found = _DURATION.fullmatch(text.lower())
+    if found is None:
+        raise InvalidArgument(f"not a duration: {quote(text)}; write a number and a unit, s, m, h, d or w (7d)")
+    return _dt.timedelta(seconds=float(found.group(1)) * _DURATION_UNITS[found.group(2)])
+
+
+def cmd_guards(args: argparse.Namespace) -> int:
+    """``guards write FILE | read | check [--within 7d]`` on a data directory."""
+    from .service import Engine
+
+    if not os.path.isdir(args.data_dir):
+        raise InvalidArgument(f"--data-dir {quote(args.data_dir)} is not a directory")
+    engine = Engine.open(args.data_dir)
+    try:
+        if args.guards_command == "write":
+            revision = engine.write_guards(_read(args.file), args.file)
+            print(revision.token())
+            return EXIT_OK
+        if args.guards_command == "read":
+            text, revision = engine.read_guards()
+            sys.stdout.write(text if not text or text.endswith("\n") else text + "\n")
+            print(f"at {revision.token()}", file=sys.stderr)
+            return EXIT_OK
+        within = parse_duration(args.within) if args.within else None
+        found = engine.guard_violations(within)
+        for v in found:
+            when = "now" if v.within is None else f"within {args.within}"
+            print(f"{v.guard}\t{v.object}\t{v.count} (at least {v.at_least})\t{when}")
+        return EXIT_FAILED if found else EXIT_OK
     finally:
         engine.close()
 
@@ -736,6 +776,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-errors", action="store_true", help="leave bad lines out (listed) instead of stopping")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_import)
+
+    guards = sub.add_parser("guards", help="guards (at least N holders of a permission) on a data directory")
+    gsub = guards.add_subparsers(dest="guards_command", metavar="COMMAND")
+    gsub.required = True
+    p = gsub.add_parser("write", help="store a guard file (YAML; errors with line:column)")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--data-dir", required=True, metavar="DIR", help="the LMDB data directory")
+    p.set_defaults(func=cmd_guards)
+    p = gsub.add_parser("read", help="print the stored guard file")
+    p.add_argument("--data-dir", required=True, metavar="DIR", help="the LMDB data directory")
+    p.set_defaults(func=cmd_guards)
+    p = gsub.add_parser("check", help="list the objects below a guard (exit 1 if any)")
+    p.add_argument("--within", metavar="DURATION", help="also those that fall below it within this time (7d, 12h)")
+    p.add_argument("--data-dir", required=True, metavar="DIR", help="the LMDB data directory")
+    p.set_defaults(func=cmd_guards)
 
     p = sub.add_parser("matrix", help="role x permission table of a resource type, computed by the engine")
     p.add_argument("schema", metavar="SCHEMA")

@@ -9,8 +9,10 @@ RelEngineError                                        INTERNAL
     InvalidRelationship                               (malformed text, or not allowed by the schema)
     ValidationFileError                               (a validation file that cannot be read)
     TooManyToDelete                                   (a delete past its limit, not allowed to be partial)
+    GuardFileError(line, column)                      (a guard file that cannot be read or names unknowns)
   FailedPrecondition                                  FAILED_PRECONDITION
     UnknownDefinition, UnknownRelation, SchemaNotFound, PreconditionFailed
+    GuardViolated(guard, object, count)               (a write that would take an object below a guard)
   AlreadyExists                                       ALREADY_EXISTS
   RevisionUnavailable (too old or unknown)            OUT_OF_RANGE
   LimitExceeded                                       RESOURCE_EXHAUSTED
@@ -164,6 +166,17 @@ class ValidationFileError(InvalidArgument):
     """A validation file (YAML with schema, relationships, assertions) that cannot be read."""
 
 
+class GuardFileError(InvalidArgument):
+    """A guard file (YAML) that does not parse, has the wrong shape, or names a definition,
+    permission or subject type the schema lacks; ``line`` and ``column`` (1-based) point at
+    the offending node, and the message starts with them (``[source:]line:column: ...``)."""
+
+    def __init__(self, message: str, *, line: int = 0, column: int = 0, **details: object) -> None:
+        super().__init__(message, line=line, column=column, **details)
+        self.line = line
+        self.column = column
+
+
 class TooManyToDelete(InvalidArgument):
     """A delete whose ``limit`` would leave matching relationships behind when the caller did
     not allow a partial delete: nothing was deleted. Raise the limit, or allow partial
@@ -190,6 +203,19 @@ class SchemaNotFound(FailedPrecondition):
 
 class PreconditionFailed(FailedPrecondition):
     """A write's precondition (MUST_MATCH / MUST_NOT_MATCH filter) did not hold."""
+
+
+class GuardViolated(FailedPrecondition):
+    """A write would take an object from satisfying a stored guard (at least N subjects with a
+    permission) to violating it; nothing of the write was applied. ``guard`` names the guard,
+    ``object`` the object (``type:id``), ``count`` the holders it would have been left with.
+    Unlike PreconditionFailed, the condition is the state after the write, not a filter."""
+
+    def __init__(self, message: str, *, guard: str = "", object: str = "", count: int = 0, **details: object) -> None:
+        super().__init__(message, guard=guard, object=object, count=count, **details)
+        self.guard = guard
+        self.object = object
+        self.count = count
 
 
 class AlreadyExists(RelEngineError):

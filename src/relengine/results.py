@@ -9,6 +9,7 @@ and is exported from the package root. Plain frozen values; no I/O, no engine.
 from __future__ import annotations
 
 import base64
+import datetime as _dt
 import enum
 from dataclasses import dataclass, field
 from typing import Any, Generic, Iterator, Mapping, TypeVar
@@ -384,6 +385,23 @@ class EngineStatistics:
     head_revision: Revision
 
 
+@dataclass(frozen=True, slots=True)
+class GuardViolation:
+    """An object below a guard: ``count`` holders where the guard asks for ``at_least``.
+    ``within`` is None for a violation now, else the look-ahead it was found with (the count
+    is then the one at the end of it)."""
+
+    guard: str
+    object: ObjectRef
+    count: int
+    at_least: int
+    within: _dt.timedelta | None = None
+
+    def __str__(self) -> str:
+        when = "" if self.within is None else f" within {self.within}"
+        return f"{self.guard}: {self.object} has {self.count} (at least {self.at_least}){when}"
+
+
 __all__ = [
     "BulkCheckResponse",
     "CaveatTrace",
@@ -396,6 +414,7 @@ __all__ = [
     "DeleteResult",
     "EngineStatistics",
     "ExpandNode",
+    "GuardViolation",
     "Operation",
     "Permissionship",
     "Precondition",

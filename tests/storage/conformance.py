@@ -918,3 +918,65 @@ def test_gc_keeps_the_counters_every_readable_revision_sees(make_store: Any, clo
     clock.advance(2 * 3600)
     store.gc()
     assert store.snapshot().counters() == {"b": b"2"}
+
+
+# -- guard text -------------------------------------------------------------------------------
+
+
+def set_guards(store: Any, text: str) -> Revision:
+    ctx = store.transaction()
+    with ctx as tx:
+        tx.set_guards(text)
+    revision: Revision | None = ctx.revision
+    assert revision is not None
+    return revision
+
+
+def test_guard_text_is_versioned_with_revisions(store: Any) -> None:
+    assert store.snapshot().guards_text() is None
+    r1 = touch(store, "doc:d1#viewer@user:ann")
+    r2 = set_guards(store, "guards: []\n")
+    assert r2.value == r1.value + 1  # a guard change alone is a revision
+    assert set_guards(store, "guards: []\n") == r2  # the same text again: no change
+    r3 = touch(store, "doc:d2#viewer@user:bob")
+    r4 = set_guards(store, "guards:\n  - name: é\n")
+    assert store.snapshot(r1).guards_text() is None
+    assert store.snapshot(r2).guards_text() == "guards: []\n"
+    assert store.snapshot(r3).guards_text() == "guards: []\n"
+    assert store.snapshot(r4).guards_text() == "guards:\n  - name: é\n"
+    with store.transaction() as tx:
+        assert tx.guards_text() == "guards:\n  - name: é\n"
+        tx.set_guards("")
+        assert tx.guards_text() == ""
+    assert store.snapshot().guards_text() == ""
+    # Schema text and counters are untouched by guards, and Watch reports nothing for them.
+    assert store.snapshot().counters() == {}
+    assert [c.revision for c in store.watch(r1, timeout=0)] == [r3]
+
+
+def test_a_guard_change_is_aborted_with_its_transaction(store: Any) -> None:
+    with pytest.raises(RuntimeError):
+        with store.transaction() as tx:
+            tx.set_guards("guards: []\n")
+            raise RuntimeError("abort")
+    assert store.snapshot().guards_text() is None
+    assert store.head_revision() == Revision(0)
+
+
+def test_gc_keeps_the_guard_text_every_readable_revision_sees(make_store: Any, clock: Any) -> None:
+    store = make_store(clock=clock, gc_window=dt.timedelta(hours=1), gc_interval=None)
+    set_guards(store, "one")
+    set_guards(store, "two")
+    set_counters(store, {"a": b"1"})
+    r4 = touch(store, "doc:d1#viewer@user:ann")
+    clock.advance(2 * 3600)
+    r5 = set_guards(store, "three")
+    assert store.gc().horizon == r4
+    assert store.snapshot(r4).guards_text() == "two"
+    assert store.snapshot(r5).guards_text() == "three"
+    clock.advance(2 * 3600)
+    touch(store, "doc:d2#viewer@user:ann")
+    clock.advance(2 * 3600)
+    store.gc()
+    assert store.snapshot().guards_text() == "three"
+    assert store.snapshot().counters() == {"a": b"1"}

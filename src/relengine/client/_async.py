@@ -275,3 +275,11 @@ class AsyncClient:
     async def read_schema(self, *, consistency: Consistency | None = None, timeout: float | None = None) -> tuple[str, Revision]:
         response = await self._unary(self._schema.ReadSchema, m.read_schema_request(consistency), timeout)
         return str(response.schema_text), Revision.from_token(response.revision_token)
+
+    async def write_guards(self, text: str, *, timeout: float | None = None) -> Revision:
+        response = await self._unary(self._schema.WriteGuards, schema_pb2.WriteGuardsRequest(guards=text), timeout)
+        return Revision.from_token(response.revision_token)
+
+    async def read_guards(self, *, consistency: Consistency | None = None, timeout: float | None = None) -> tuple[str, Revision]:
+        response = await self._unary(self._schema.ReadGuards, m.read_guards_request(consistency), timeout)
+        return str(response.guards_text), Revision.from_token(response.revision_token)

@@ -385,6 +385,12 @@ def read_schema_request(consistency: Consistency | None) -> schema_pb2.ReadSchem
     return msg
 
 
+def read_guards_request(consistency: Consistency | None) -> schema_pb2.ReadGuardsRequest:
+    msg = schema_pb2.ReadGuardsRequest()
+    _set_consistency(msg, consistency)
+    return msg
+
+
 def revision_of_metadata(metadata: Iterable[tuple[str, Any]] | None) -> Revision | None:
     for key, value in metadata or ():
         if key == REVISION_METADATA:

@@ -311,3 +311,13 @@ class Client:
     def read_schema(self, *, consistency: Consistency | None = None, timeout: float | None = None) -> tuple[str, Revision]:
         response = self._unary(self._schema.ReadSchema, m.read_schema_request(consistency), timeout)
         return str(response.schema_text), Revision.from_token(response.revision_token)
+
+    def write_guards(self, text: str, *, timeout: float | None = None) -> Revision:
+        """Store a guard file; GuardFileError (line, column) for a bad one."""
+        response = self._unary(self._schema.WriteGuards, schema_pb2.WriteGuardsRequest(guards=text), timeout)
+        return Revision.from_token(response.revision_token)
+
+    def read_guards(self, *, consistency: Consistency | None = None, timeout: float | None = None) -> tuple[str, Revision]:
+        """The stored guard file text (``""`` if none)."""
+        response = self._unary(self._schema.ReadGuards, m.read_guards_request(consistency), timeout)
+        return str(response.guards_text), Revision.from_token(response.revision_token)

@@ -421,6 +421,14 @@ class SchemaServicer(schema_pb2_grpc.SchemaServiceServicer):
         text, revision = self.engine.read_schema(c.consistency_from_proto(request))
         return schema_pb2.ReadSchemaResponse(revision_token=revision.token(), schema_text=text)
 
+    def WriteGuards(self, request: schema_pb2.WriteGuardsRequest, context: grpc.ServicerContext) -> schema_pb2.WriteGuardsResponse:
+        revision = self.engine.write_guards(request.guards)
+        return schema_pb2.WriteGuardsResponse(revision_token=revision.token())
+
+    def ReadGuards(self, request: schema_pb2.ReadGuardsRequest, context: grpc.ServicerContext) -> schema_pb2.ReadGuardsResponse:
+        text, revision = self.engine.read_guards(c.consistency_from_proto(request))
+        return schema_pb2.ReadGuardsResponse(revision_token=revision.token(), guards_text=text)
+
 
 def add_servicers(engine: Engine, stopping: threading.Event | None = None) -> list[Callable[[Any], None]]:
     """One ``add(server)`` per relengine service, registering its servicer on ``engine``."""

@@ -32,6 +32,7 @@ from ..results import (
     DeleteResult,
     EngineStatistics,
     ExpandNode,
+    GuardViolation,
     Operation,
     Precondition,
     ReadResult,
@@ -44,7 +45,7 @@ from ..results import (
 from ..schema import print_schema
 from ..schema.types import CompiledSchema
 from ..storage.base import DEFAULT_BATCH_LIMIT, Reader, TupleStore, check_preconditions
-from . import bulk, counters, housekeeping, pages, transfer
+from . import bulk, counters, guards, housekeeping, pages, transfer
 from .bulk import Question
 from .revisions import Revisions
 from .schemas import Schemas, check_update
@@ -117,9 +118,12 @@ class Engine:
 
         Raises SchemaError (with positions) if it is invalid, and FailedPrecondition if it would
         orphan stored relationships: a relation removed, or a subject type, caveat or expiration
-        no longer allowed where relationships use it. Nothing is written then.
+        no longer allowed where relationships use it, or break a stored guard (a name it uses
+        gone; the error names the guard). Nothing is written then.
         """
-        return self._revisions.committed(self._schemas.write(self.store, text, source_name))
+        return self._revisions.committed(
+            self._schemas.write(self.store, text, source_name, check=guards.refuse_broken)
+        )
 
     def read_schema(self, consistency: Consistency | None = None) -> tuple[str, Revision]:
         reader = self.snapshot(consistency or Consistency.fully_consistent())
@@ -139,7 +143,8 @@ class Engine:
 
         Each update is validated against the schema of the revision it writes at. Raises
         BatchTooLarge past ``max_updates_per_write``, PreconditionFailed, AlreadyExists (CREATE
-        of a live relationship), InvalidRelationship / UnknownDefinition / UnknownRelation.
+        of a live relationship), InvalidRelationship / UnknownDefinition / UnknownRelation,
+        GuardViolated (the write would take an object below a stored guard; see ``guards``).
         """
         limit = self.config.max_updates_per_write
         if len(updates) > limit:
@@ -157,10 +162,15 @@ class Engine:
             with ctx as tx:
                 schema = self._schemas.of(tx)
                 check_preconditions(tx, preconditions)
+                enforcer = guards.Enforcer.of(tx, self._schemas.of, self.config.max_depth)
+                if enforcer is not None:
+                    enforcer.before(*guards.narrowing(tx, updates))
                 for update in updates:
                     if update.operation is not Operation.DELETE:
                         check_update(schema, update.relationship)
                     tx.apply(update)
+                if enforcer is not None:
+                    enforcer.after()
             revision = self._revisions.committed(ctx.revision)  # ends any carry; _carry sets the next
             self._carry(before, carried, revision, schema, updates)
         return revision
@@ -241,7 +251,9 @@ class Engine:
         schema = self._schemas.head(self.store)
         clock = Deadline(deadline, "import", cancelled)
         try:
-            return housekeeping.import_relationships(self.store, schema, relationships, batch_size, clock)
+            return housekeeping.import_relationships(
+                self.store, schema, relationships, batch_size, clock, self._loader()
+            )
         finally:
             self._revisions.forget()
 
@@ -256,7 +268,9 @@ class Engine:
         if limit is None:
             limit = int(getattr(self.store, "batch_limit", DEFAULT_BATCH_LIMIT))
         clock = Deadline(deadline, "import", cancelled)
-        count, revision = transfer.create_all(self.store, self._schemas, relationships, limit, clock)
+        count, revision = transfer.create_all(
+            self.store, self._schemas, relationships, limit, clock, self.config.max_depth
+        )
         return count, self._revisions.committed(revision)
 
     def export(
@@ -289,6 +303,50 @@ class Engine:
             schema = self._schemas.compile("")  # no schema yet: no definition is known
         transfer.check_filter(schema, filter)
 
+    # -- guards --------------------------------------------------------------------------
+    def write_guards(self, text: str, source_name: str = "") -> Revision:
+        """Store a guard file (YAML; see ``guards``) beside the schema, checked against the
+        head schema; empty text removes every guard. Raises GuardFileError (line and column)
+        for a bad file or a name the schema lacks, SchemaNotFound before any schema. Objects
+        that violate a guard already are allowed (``guard_violations`` lists them)."""
+        ctx = self.store.transaction()
+        with ctx as tx:
+            guards.parse_guards(text, self._schemas.of(tx), source_name)
+            tx.set_guards(text)
+        return self._revisions.committed(ctx.revision)
+
+    def read_guards(self, consistency: Consistency | None = None) -> tuple[str, Revision]:
+        """The stored guard file text (``""`` if none) and the revision it was read at."""
+        reader = self.snapshot(consistency or Consistency.fully_consistent())
+        try:
+            return reader.guards_text() or "", reader.revision
+        finally:
+            reader.close()
+
+    def guard_violations(
+        self, within: _dt.timedelta | None = None, *, now: _dt.datetime | None = None,
+        deadline: float | None = None, cancelled: Cancel | None = None,
+    ) -> list[GuardViolation]:
+        """Every object (the resource of some relationship) below a stored guard now, with its
+        count; with ``within``, also those that fall below it by then as their relationships
+        expire. At head; DeadlineExceeded / Cancelled as ``read``."""
+        reader = self.snapshot(Consistency.fully_consistent())
+        try:
+            text = reader.guards_text()
+            if not text:
+                return []
+            schema = self._schema_at(reader)
+            return guards.violations(
+                schema, reader, guards.guards_of(text, schema), self.config.max_depth, within=within, now=now,
+                clock=Deadline(deadline, "guards check", cancelled),
+            )
+        finally:
+            reader.close()
+
+    def _loader(self) -> guards.GuardedLoader:
+        """What writes the batches of an import: the store's bulk path, guarded."""
+        return guards.GuardedLoader(self.store, self._schemas.of, self.config.max_depth)
+
     # -- relationship counters ---------------------------------------------------------
     def register_counter(self, name: str, filter: RelationshipFilter) -> Revision:
         """Register counter ``name`` for ``filter`` (shared by every Engine on the store);
@@ -307,7 +365,9 @@ class Engine:
     def import_file(self, source: Any, fmt: str | None = None, **options: Any) -> Any:
         """Import a file (text lines, CSV or YAML; see ``storage.importer``), validating every
         relationship against the head schema. Returns the importer's ImportResult."""
-        result = housekeeping.import_file(self.store, self._schemas.head(self.store), source, fmt, **options)
+        result = housekeeping.import_file(
+            self.store, self._schemas.head(self.store), source, fmt, self._loader(), **options
+        )
         self._revisions.forget()
         return result
 
@@ -325,7 +385,12 @@ class Engine:
         ctx = self.store.transaction()
         with ctx as tx:
             check_preconditions(tx, preconditions)
+            enforcer = guards.Enforcer.of(tx, self._schemas.of, self.config.max_depth)
+            if enforcer is not None:
+                enforcer.before(guards.deleted_by(tx, filter, limit))
             count, complete = tx.delete_matching(filter, limit, deadline=deadline)
+            if enforcer is not None:
+                enforcer.after()
             if not complete and not partial:
                 raise TooManyToDelete(
                     f"found more than {limit} relationships to be deleted and partial deletion was not requested",

@@ -11,7 +11,7 @@ from ..errors import InvalidArgument
 from ..model import Relationship, RelationshipFilter, Revision
 from ..results import Operation, RelationshipUpdate
 from ..schema.types import CompiledSchema, Relation
-from ..storage.base import BulkLoader, TupleStore
+from ..storage.base import TupleStore
 from .schemas import check_update
 
 
@@ -60,7 +60,7 @@ def collect_garbage(store: TupleStore) -> None:
 
 def import_relationships(
     store: TupleStore, schema: CompiledSchema, relationships: Iterable[Relationship], batch_size: int,
-    clock: Deadline | None = None,
+    clock: Deadline | None = None, loader: Any = None,
 ) -> tuple[int, Revision]:
     """TOUCH ``relationships`` in transactions of ``batch_size``, each validated against
     ``schema`` first; returns (count, last revision). InvalidArgument if the store has no bulk
@@ -70,10 +70,13 @@ def import_relationships(
     at once more right before each batch commits: DeadlineExceeded or Cancelled then ends the
     import. The batches committed before stay (each is its own transaction; importing again
     changes nothing), the batch being gathered is dropped, and nothing is committed after.
+    ``loader``: what writes each batch (``bulk_touch``; default the store itself), such as
+    ``guards.GuardedLoader``.
     """
     if not hasattr(store, "bulk_touch"):
         raise InvalidArgument("this store has no bulk import path")
-    loader: BulkLoader = store  # type: ignore[assignment]
+    if loader is None:
+        loader = store
     count = 0
     revision = store.head_revision()
     batch: list[tuple[Any, ...]] = []
@@ -95,7 +98,9 @@ def import_relationships(
     return count, revision
 
 
-def import_file(store: TupleStore, schema: CompiledSchema, source: Any, fmt: str | None, **options: Any) -> Any:
+def import_file(
+    store: TupleStore, schema: CompiledSchema, source: Any, fmt: str | None, loader: Any = None, **options: Any
+) -> Any:
     """Import a file (text lines, CSV or YAML; see ``storage.importer``), validating every
     relationship against ``schema`` (caveat contexts included, as a write does). Returns the
     importer's ImportResult."""
@@ -104,4 +109,4 @@ def import_file(store: TupleStore, schema: CompiledSchema, source: Any, fmt: str
     def validate(rel: Relationship) -> None:
         check_update(schema, rel)
 
-    return load(store, source, fmt, validate=validate, **options)  # type: ignore[arg-type]
+    return load(loader or store, source, fmt, validate=validate, **options)  # type: ignore[arg-type]

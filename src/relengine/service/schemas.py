@@ -4,6 +4,7 @@ relationships, and the check of a relationship write against the schema it write
 from __future__ import annotations
 
 import threading
+from typing import Callable
 
 from ..engine.plan import plan_for
 from ..errors import FailedPrecondition, RelEngineError, SchemaNotFound
@@ -73,11 +74,15 @@ class Schemas:
         finally:
             reader.close()
 
-    def write(self, store: TupleStore, text: str, source_name: str = "") -> Revision | None:
+    def write(
+        self, store: TupleStore, text: str, source_name: str = "",
+        check: Callable[[Transaction, CompiledSchema], None] | None = None,
+    ) -> Revision | None:
         """Compile ``text`` and store it; the transaction's revision (``TransactionContext``).
 
         Raises SchemaError (with positions) if it is invalid, and FailedPrecondition if it
-        would orphan stored relationships (``refuse_orphans``). Nothing is written then.
+        would orphan stored relationships (``refuse_orphans``) or ``check(tx, new schema)``
+        raises it (the stored guards). Nothing is written then.
         """
         new = compile_schema(text, source_name)
         ctx = store.transaction()
@@ -85,6 +90,8 @@ class Schemas:
             old_text = tx.schema_text()
             if old_text is not None and old_text != text:
                 refuse_orphans(self.compile(old_text), new, tx)
+            if check is not None:
+                check(tx, new)
             tx.set_schema(text)
         return ctx.revision
 

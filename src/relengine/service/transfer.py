@@ -12,12 +12,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterable, Iterator
 
+from ..config import DEFAULT_MAX_DEPTH
 from ..engine.dispatch import Deadline
 from ..errors import BatchTooLarge, InvalidArgument
 from ..model import Relationship, RelationshipFilter, Revision, parse_relationship
 from ..results import Operation, ReadResult, RelationshipUpdate, decode_cursor, encode_cursor, malformed_cursor
 from ..schema.types import CompiledSchema
 from ..storage.base import Reader, TupleStore
+from . import guards
 from .schemas import Schemas, check_update
 
 
@@ -119,6 +121,7 @@ def resume_export(cursor: str) -> tuple[Revision, Relationship]:
 
 def create_all(
     store: TupleStore, schemas: Schemas, relationships: Iterable[Relationship], limit: int, clock: Deadline,
+    max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> tuple[int, Revision]:
     """CREATE every relationship in one transaction, all or nothing: one that exists (or
     comes twice) raises AlreadyExists and nothing is written. Returns (count, revision).
@@ -128,6 +131,8 @@ def create_all(
     (BatchTooLarge past it: that bounds the memory an import holds); then the transaction
     checks them again against its own schema and writes them. The store's write lock is held
     only for the transaction, never while ``relationships`` is read (a client stream).
+    The stored guards are enforced in the transaction (``guards.Enforcer``, ``max_depth`` for
+    its walks): GuardViolated and nothing written.
     """
     schema = schemas.head(store)
     gathered: list[Relationship] = []
@@ -145,11 +150,16 @@ def create_all(
     ctx = store.transaction(batch_limit=None)  # bounded above, by ``limit``
     with ctx as tx:
         current = schemas.of(tx)
+        enforcer = guards.Enforcer.of(tx, schemas.of, max_depth)
+        if enforcer is not None:
+            enforcer.before((), [(r.resource.type, r.resource.id, r.relation) for r in gathered])  # CREATEs only add
         for rel in gathered:
             clock.step()
             if current is not schema:
                 check_update(current, rel)
             tx.apply(RelationshipUpdate(Operation.CREATE, rel))
+        if enforcer is not None:
+            enforcer.after()
         clock.look()  # the commit is the point of no return
     assert ctx.revision is not None
     return len(gathered), ctx.revision

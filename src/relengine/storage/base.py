@@ -124,6 +124,11 @@ class Reader(Protocol):
         stored for it (opaque to the store)."""
         ...
 
+    def guards_text(self) -> str | None:
+        """The guard file text live at this revision (opaque to the store), or None if none
+        was ever written."""
+        ...
+
     def subjects(self, resource_type: str, resource_id: str, relation: str) -> Iterator[Relationship]:
         """Every live relationship ``resource_type:resource_id#relation@*``, ordered by subject
         (type, id, relation with ``""`` first). One range scan of the by-resource index."""
@@ -192,6 +197,15 @@ class Transaction(Protocol):
         """Replace the relationship counters; versioned like the schema text (a change is a
         revision of its own, even with no relationship changed; the same counters again is no
         change). Watch reports nothing for it."""
+        ...
+
+    def guards_text(self) -> str | None:
+        """The guard file text as this transaction sees it (its own ``set_guards`` included)."""
+        ...
+
+    def set_guards(self, text: str) -> None:
+        """Replace the guard file text; versioned as the counters are (a change is a revision
+        of its own; the same text again is no change; Watch reports nothing for it)."""
         ...
 
     def apply(self, update: RelationshipUpdate) -> None:

@@ -209,13 +209,14 @@ class MemoryStore:
             counters_changed = (
                 tx.pending_counters is not None and tx.pending_counters != state.counters_at(self._head)
             )
+            guards_changed = tx.pending_guards is not None and tx.pending_guards != state.guards_at(self._head)
             writes: list[tuple[Key, Relationship | None, Relationship | None]] = []
             for key in sorted(tx.overlay):
                 new = tx.overlay[key]
                 old = visible(state.versions.get(key), self._head)
                 if old != new:
                     writes.append((key, old, new))
-            if not changes and not writes and not counters_changed:
+            if not changes and not writes and not counters_changed and not guards_changed:
                 return Revision(self._head), 0
             if schema_changed:
                 assert tx.pending_schema is not None
@@ -223,6 +224,9 @@ class MemoryStore:
             if counters_changed:
                 assert tx.pending_counters is not None
                 state.counters.append((revision, dict(tx.pending_counters)))
+            if guards_changed:
+                assert tx.pending_guards is not None
+                state.guards.append((revision, tx.pending_guards))
             for key, old, new in writes:
                 state.record(revision, key, old, new)
                 if new is not None:
@@ -296,6 +300,9 @@ class MemoryReader:
 
     def counters(self) -> dict[str, bytes]:
         return self._state.counters_at(self._revision)
+
+    def guards_text(self) -> str | None:
+        return self._state.guards_at(self._revision)
 
     def relationship(
         self, resource_type: str, resource_id: str, relation: str, subject: SubjectRef
@@ -394,6 +401,7 @@ class _MemoryTransaction:
         self.overlay: dict[Key, Relationship | None] = {}
         self.pending_schema: str | None = None
         self.pending_counters: dict[str, bytes] | None = None
+        self.pending_guards: str | None = None
         self.spoilt: DeadlineExceeded | None = None  # a delete_matching ran out of time
 
     def reader(self) -> MemoryReader:
@@ -413,6 +421,14 @@ class _MemoryTransaction:
 
     def set_counters(self, counters: Mapping[str, bytes]) -> None:
         self.pending_counters = dict(counters)
+
+    def guards_text(self) -> str | None:
+        if self.pending_guards is not None:
+            return self.pending_guards
+        return self._state.guards_at(self._head)
+
+    def set_guards(self, text: str) -> None:
+        self.pending_guards = text
 
     def apply(self, update: RelationshipUpdate) -> None:
         self._updates += 1

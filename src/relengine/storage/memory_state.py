@@ -27,8 +27,8 @@ class Version:
 @dataclass(slots=True)
 class State:
     """The versions by key, indexes of the keys by resource, by subject and by resource type
-    (keys stay indexed while they have versions), and the schema texts and the relationship
-    counters by revision."""
+    (keys stay indexed while they have versions), and the schema texts, the relationship
+    counters and the guard texts by revision."""
 
     versions: dict[Key, list[Version]] = field(default_factory=dict)
     by_resource: dict[tuple[str, str, str], set[Key]] = field(default_factory=dict)
@@ -36,6 +36,7 @@ class State:
     by_type: dict[str, set[Key]] = field(default_factory=dict)
     schemas: list[tuple[int, str]] = field(default_factory=list)
     counters: list[tuple[int, dict[str, bytes]]] = field(default_factory=list)
+    guards: list[tuple[int, str]] = field(default_factory=list)
 
     def add_key(self, key: Key) -> None:
         self.by_resource.setdefault(key[:3], set()).add(key)
@@ -46,6 +47,15 @@ class State:
         """The schema text live at ``revision``."""
         text = None
         for rev, value in self.schemas:
+            if rev > revision:
+                break
+            text = value
+        return text
+
+    def guards_at(self, revision: int) -> str | None:
+        """The guard file text live at ``revision``."""
+        text = None
+        for rev, value in self.guards:
             if rev > revision:
                 break
             text = value
@@ -94,6 +104,11 @@ class State:
             if rev <= horizon:
                 first_counters = i
         new.counters = self.counters[first_counters:]
+        first_guards = 0
+        for i, (rev, _) in enumerate(self.guards):
+            if rev <= horizon:
+                first_guards = i
+        new.guards = self.guards[first_guards:]
         return new, removed
 
 

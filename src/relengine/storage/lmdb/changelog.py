@@ -25,7 +25,7 @@ from .. import keys, objects
 from ..base import GcResult, check_watchable, gc_cutoff, is_gc_due, too_old
 from ..keys import REVISION_SIZE, object_prefix
 from .env import LmdbEnv
-from .format import COUNTERS_PREFIX, State, read_state, write_state
+from .format import COUNTERS_PREFIX, GUARDS_PREFIX, State, read_state, write_state
 from .items import relationship_of
 
 _ENCODE_REV: Final = keys.encode_revision
@@ -204,16 +204,17 @@ def collect_batch(
     older = [k for k in schema_revisions if keys.decode_revision(k) <= horizon]
     for key in older[:-1]:
         txn.delete(key, db=env.schema)
-    counter_revisions = []
-    meta = txn.cursor(env.meta)
-    if meta.set_range(COUNTERS_PREFIX):
-        for key in meta.iternext(values=False):
-            if not key.startswith(COUNTERS_PREFIX):
-                break
-            counter_revisions.append(key)
-    older = [k for k in counter_revisions if keys.decode_revision(k[len(COUNTERS_PREFIX):]) <= horizon]
-    for key in older[:-1]:
-        txn.delete(key, db=env.meta)
+    for prefix in (COUNTERS_PREFIX, GUARDS_PREFIX):
+        versioned = []
+        meta = txn.cursor(env.meta)
+        if meta.set_range(prefix):
+            for key in meta.iternext(values=False):
+                if not key.startswith(prefix):
+                    break
+                versioned.append(key)
+        older = [k for k in versioned if keys.decode_revision(k[len(prefix):]) <= horizon]
+        for key in older[:-1]:
+            txn.delete(key, db=env.meta)
     write_state(txn, env.meta, (head, horizon, last_hist))
     return horizon == target, horizon
 

@@ -6,7 +6,8 @@ Layout (byte formats in ``keys``): named databases in one LMDB environment.
               ``objects_since`` -> the revision from which ``objects`` is complete;
               ``id`` -> the store's unique id (uuid4 hex), which tokens carry;
               ``counters`` + revision -> the relationship counters registered from that
-              revision on (msgpack map: name -> the engine's bytes), written when they change
+              revision on (msgpack map: name -> the engine's bytes), written when they change;
+              ``guards`` + revision -> the guard file text from that revision on (UTF-8)
     rel, sub  the *current* versions, by resource and by subject: key -> created rev + payload
     objects   (resource type, id) -> every current relationship of that object in one value,
               stamped with the revision that last changed it (layout in ``objects``)
@@ -44,6 +45,7 @@ ID_KEY: Final = b"id"  # the store's unique id (uuid4 hex), made with it: tokens
 STATE_KEY: Final = b"state"
 OBJECTS_SINCE_KEY: Final = b"objects_since"
 COUNTERS_PREFIX: Final = b"counters"  # + encoded revision: the counters from that revision on
+GUARDS_PREFIX: Final = b"guards"  # + encoded revision: the guard text from that revision on
 STATE: Final = struct.Struct(">QQQ")  # head, gc horizon, last revision that moved a version to history
 
 State = tuple[int, int, int]
@@ -65,15 +67,35 @@ def counters_key(revision: int) -> bytes:
     return COUNTERS_PREFIX + _ENCODE_REV(revision)
 
 
+def guards_key(revision: int) -> bytes:
+    return GUARDS_PREFIX + _ENCODE_REV(revision)
+
+
+def _versioned(txn: lmdb.Transaction[bytes], meta: Any, prefix: bytes, revision: int) -> bytes | None:
+    """The newest ``prefix`` + revision record at or before ``revision``, or None."""
+    cur = txn.cursor(meta)
+    found = cur.prev() if cur.set_range(prefix + _ENCODE_REV(revision + 1)) else cur.last()
+    if not found or not cur.key().startswith(prefix):
+        return None
+    value: bytes = cur.value()
+    return value
+
+
 def read_counters(txn: lmdb.Transaction[bytes], meta: Any, revision: int) -> dict[str, bytes]:
     """The relationship counters registered at ``revision``: the newest ``counters`` record
     at or before it (none: no counters)."""
-    cur = txn.cursor(meta)
-    found = cur.prev() if cur.set_range(counters_key(revision + 1)) else cur.last()
-    if not found or not cur.key().startswith(COUNTERS_PREFIX):
+    raw = _versioned(txn, meta, COUNTERS_PREFIX, revision)
+    if raw is None:
         return {}
-    value: dict[str, bytes] = msgpack.unpackb(cur.value(), raw=False)
+    value: dict[str, bytes] = msgpack.unpackb(raw, raw=False)
     return value
+
+
+def read_guards(txn: lmdb.Transaction[bytes], meta: Any, revision: int) -> str | None:
+    """The guard file text live at ``revision`` (the newest ``guards`` record at or before
+    it), or None if none was written."""
+    raw = _versioned(txn, meta, GUARDS_PREFIX, revision)
+    return None if raw is None else raw.decode()
 
 
 def encode_counters(counters: dict[str, bytes]) -> bytes:
@@ -202,7 +224,7 @@ def _add_objects_index(env: lmdb.Environment) -> None:
 
 
 __all__ = [
-    "COUNTERS_PREFIX", "DB_NAMES", "FORMAT_KEY", "FORMAT_VERSION", "ID_KEY", "OBJECTS_SINCE_KEY", "STATE", "STATE_KEY", "State",
-    "check_directory", "counters_key", "encode_counters", "open_databases", "read_counters", "read_state",
+    "COUNTERS_PREFIX", "DB_NAMES", "GUARDS_PREFIX", "FORMAT_KEY", "FORMAT_VERSION", "ID_KEY", "OBJECTS_SINCE_KEY", "STATE", "STATE_KEY", "State",
+    "check_directory", "counters_key", "encode_counters", "guards_key", "open_databases", "read_counters", "read_guards", "read_state",
     "write_state",
 ]

@@ -33,7 +33,7 @@ from ..base import SMALL_OBJECT, Row, too_old
 from ..keys import PLAIN_KEY_LIMIT, PLAIN_OBJECT_LIMIT, REVISION_SIZE
 from ..objects import KIND_OFFSET
 from .env import LmdbEnv
-from .format import read_counters
+from .format import read_counters, read_guards
 from .items import build, object_value, resource_strings, scan
 
 _object, _subject, _relationship = new_object, new_subject, new_relationship
@@ -149,6 +149,13 @@ class LmdbReader:
         except lmdb.Error as exc:
             self._recover(exc)
             return self.counters()
+
+    def guards_text(self) -> str | None:
+        try:
+            return read_guards(self._txn, self._env.meta, self._revision)
+        except lmdb.Error as exc:
+            self._recover(exc)
+            return self.guards_text()
 
     def relationship(
         self, resource_type: str, resource_id: str, relation: str, subject: SubjectRef

@@ -33,7 +33,7 @@ from ..base import (
 from ..keys import REVISION_SIZE, object_prefix
 from ..objects import KIND_OFFSET, LARGE
 from .env import LmdbEnv
-from .format import State, counters_key, encode_counters, read_counters, write_state
+from .format import State, counters_key, encode_counters, guards_key, read_counters, read_guards, write_state
 from .items import object_value, scan
 from .reader import LmdbReader
 
@@ -67,6 +67,7 @@ class LmdbTransaction:
         self._fresh_values: list[bytes] = []
         self._pending_schema: str | None = None
         self._pending_counters: dict[str, bytes] | None = None
+        self._pending_guards: str | None = None
 
     def reader(self) -> LmdbReader:
         env = self._env
@@ -90,6 +91,17 @@ class LmdbTransaction:
 
     def set_counters(self, counters: Mapping[str, bytes]) -> None:
         self._pending_counters = dict(counters)
+
+    def guards_text(self) -> str | None:
+        if self._pending_guards is not None:
+            return self._pending_guards
+        try:
+            return read_guards(self._txn, self._env.meta, self._head)
+        except lmdb.Error as exc:
+            raise self._env.translate(exc) from exc
+
+    def set_guards(self, text: str) -> None:
+        self._pending_guards = text
 
     def apply(self, update: RelationshipUpdate) -> None:
         self._updates += 1
@@ -283,10 +295,12 @@ class LmdbTransaction:
             schema_changed = pending is not None and pending != self.reader().schema_text()
             counters = self._pending_counters
             counters_changed = counters is not None and counters != read_counters(txn, env.meta, self._head)
-            if not ops and not schema_changed and not counters_changed:
+            guards = self._pending_guards
+            guards_changed = guards is not None and guards != read_guards(txn, env.meta, self._head)
+            if not ops and not schema_changed and not counters_changed and not guards_changed:
                 txn.abort()
                 return Revision(self._head), 0
-            if schema_changed or counters_changed:
+            if schema_changed or counters_changed or guards_changed:
                 self._adding()
             revision = self._revision
             if ops:
@@ -297,6 +311,9 @@ class LmdbTransaction:
             if counters_changed:
                 assert counters is not None
                 txn.put(counters_key(revision), encode_counters(counters), db=env.meta)
+            if guards_changed:
+                assert guards is not None
+                txn.put(guards_key(revision), guards.encode(), db=env.meta)
             txn.put(rb, keys.encode_changes(schema_changed, ops, rkeys, versions), db=env.log,
                     append=True)
             previous = txn.get(_ENCODE_REV(self._head), None, env.revs)

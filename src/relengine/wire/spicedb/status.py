@@ -71,6 +71,14 @@ def reason_of(exc: e.RelEngineError) -> Reason | None:
         return INVALID, "ERROR_REASON_INVALID_SUBJECT_TYPE", {
             "definition_name": s.get("definition", ""), "relation_name": s.get("relation", ""),
             "subject_type": s.get("subject_type", "") + (f" with {s['traits']}" if s.get("traits") else "")}
+    if isinstance(exc, e.GuardViolated):
+        # SpiceDB has no guards. Its nearest reason is the one of a write refused for the state
+        # it would apply to, WRITE_OR_DELETE_PRECONDITION_FAILURE: clients that handle it already
+        # treat the write as refused, not retryable as is, and show the metadata. The metadata
+        # keys are the guard's own (guard, object, count, at_least), not ``precondition_*``: no
+        # request filter failed, and inventing one would mislead.
+        return PRECONDITION, "ERROR_REASON_WRITE_OR_DELETE_PRECONDITION_FAILURE", {
+            k: v for k, v in s.items() if k in ("guard", "object", "count", "at_least")}
     if isinstance(exc, e.PreconditionFailed):
         return PRECONDITION, "ERROR_REASON_WRITE_OR_DELETE_PRECONDITION_FAILURE", _precondition(s)
     if isinstance(exc, e.AlreadyExists):

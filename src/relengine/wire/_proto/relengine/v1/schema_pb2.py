@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from . import core_pb2 as relengine_dot_v1_dot_core__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19relengine/v1/schema.proto\x12\x0crelengine.v1\x1a\x17relengine/v1/core.proto\"$\n\x12WriteSchemaRequest\x12\x0e\n\x06schema\x18\x01 \x01(\t\"-\n\x13WriteSchemaResponse\x12\x16\n\x0erevision_token\x18\x01 \x01(\t\"C\n\x11ReadSchemaRequest\x12.\n\x0b\x63onsistency\x18\x01 \x01(\x0b\x32\x19.relengine.v1.Consistency\"A\n\x12ReadSchemaResponse\x12\x16\n\x0erevision_token\x18\x01 \x01(\t\x12\x13\n\x0bschema_text\x18\x02 \x01(\t2\xb4\x01\n\rSchemaService\x12R\n\x0bWriteSchema\x12 .relengine.v1.WriteSchemaRequest\x1a!.relengine.v1.WriteSchemaResponse\x12O\n\nReadSchema\x12\x1f.relengine.v1.ReadSchemaRequest\x1a .relengine.v1.ReadSchemaResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19relengine/v1/schema.proto\x12\x0crelengine.v1\x1a\x17relengine/v1/core.proto\"$\n\x12WriteSchemaRequest\x12\x0e\n\x06schema\x18\x01 \x01(\t\"-\n\x13WriteSchemaResponse\x12\x16\n\x0erevision_token\x18\x01 \x01(\t\"C\n\x11ReadSchemaRequest\x12.\n\x0b\x63onsistency\x18\x01 \x01(\x0b\x32\x19.relengine.v1.Consistency\"A\n\x12ReadSchemaResponse\x12\x16\n\x0erevision_token\x18\x01 \x01(\t\x12\x13\n\x0bschema_text\x18\x02 \x01(\t\"$\n\x12WriteGuardsRequest\x12\x0e\n\x06guards\x18\x01 \x01(\t\"-\n\x13WriteGuardsResponse\x12\x16\n\x0erevision_token\x18\x01 \x01(\t\"C\n\x11ReadGuardsRequest\x12.\n\x0b\x63onsistency\x18\x01 \x01(\x0b\x32\x19.relengine.v1.Consistency\"A\n\x12ReadGuardsResponse\x12\x16\n\x0erevision_token\x18\x01 \x01(\t\x12\x13\n\x0bguards_text\x18\x02 \x01(\t2\xd9\x02\n\rSchemaService\x12R\n\x0bWriteSchema\x12 .relengine.v1.WriteSchemaRequest\x1a!.relengine.v1.WriteSchemaResponse\x12O\n\nReadSchema\x12\x1f.relengine.v1.ReadSchemaRequest\x1a .relengine.v1.ReadSchemaResponse\x12R\n\x0bWriteGuards\x12 .relengine.v1.WriteGuardsRequest\x1a!.relengine.v1.WriteGuardsResponse\x12O\n\nReadGuards\x12\x1f.relengine.v1.ReadGuardsRequest\x1a .relengine.v1.ReadGuardsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,6 +41,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_READSCHEMAREQUEST']._serialized_end=220
   _globals['_READSCHEMARESPONSE']._serialized_start=222
   _globals['_READSCHEMARESPONSE']._serialized_end=287
-  _globals['_SCHEMASERVICE']._serialized_start=290
-  _globals['_SCHEMASERVICE']._serialized_end=470
+  _globals['_WRITEGUARDSREQUEST']._serialized_start=289
+  _globals['_WRITEGUARDSREQUEST']._serialized_end=325
+  _globals['_WRITEGUARDSRESPONSE']._serialized_start=327
+  _globals['_WRITEGUARDSRESPONSE']._serialized_end=372
+  _globals['_READGUARDSREQUEST']._serialized_start=374
+  _globals['_READGUARDSREQUEST']._serialized_end=441
+  _globals['_READGUARDSRESPONSE']._serialized_start=443
+  _globals['_READGUARDSRESPONSE']._serialized_end=508
+  _globals['_SCHEMASERVICE']._serialized_start=511
+  _globals['_SCHEMASERVICE']._serialized_end=856
 # @@protoc_insertion_point(module_scope)

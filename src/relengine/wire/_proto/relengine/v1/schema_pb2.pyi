@@ -32,3 +32,29 @@ class ReadSchemaResponse(_message.Message):
     revision_token: str
     schema_text: str
     def __init__(self, revision_token: _Optional[str] = ..., schema_text: _Optional[str] = ...) -> None: ...
+
+class WriteGuardsRequest(_message.Message):
+    __slots__ = ("guards",)
+    GUARDS_FIELD_NUMBER: _ClassVar[int]
+    guards: str
+    def __init__(self, guards: _Optional[str] = ...) -> None: ...
+
+class WriteGuardsResponse(_message.Message):
+    __slots__ = ("revision_token",)
+    REVISION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    revision_token: str
+    def __init__(self, revision_token: _Optional[str] = ...) -> None: ...
+
+class ReadGuardsRequest(_message.Message):
+    __slots__ = ("consistency",)
+    CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
+    consistency: _core_pb2.Consistency
+    def __init__(self, consistency: _Optional[_Union[_core_pb2.Consistency, _Mapping]] = ...) -> None: ...
+
+class ReadGuardsResponse(_message.Message):
+    __slots__ = ("revision_token", "guards_text")
+    REVISION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    GUARDS_TEXT_FIELD_NUMBER: _ClassVar[int]
+    revision_token: str
+    guards_text: str
+    def __init__(self, revision_token: _Optional[str] = ..., guards_text: _Optional[str] = ...) -> None: ...

@@ -45,6 +45,16 @@ class SchemaServiceStub:
                 request_serializer=relengine_dot_v1_dot_schema__pb2.ReadSchemaRequest.SerializeToString,
                 response_deserializer=relengine_dot_v1_dot_schema__pb2.ReadSchemaResponse.FromString,
                 _registered_method=True)
+        self.WriteGuards = channel.unary_unary(
+                '/relengine.v1.SchemaService/WriteGuards',
+                request_serializer=relengine_dot_v1_dot_schema__pb2.WriteGuardsRequest.SerializeToString,
+                response_deserializer=relengine_dot_v1_dot_schema__pb2.WriteGuardsResponse.FromString,
+                _registered_method=True)
+        self.ReadGuards = channel.unary_unary(
+                '/relengine.v1.SchemaService/ReadGuards',
+                request_serializer=relengine_dot_v1_dot_schema__pb2.ReadGuardsRequest.SerializeToString,
+                response_deserializer=relengine_dot_v1_dot_schema__pb2.ReadGuardsResponse.FromString,
+                _registered_method=True)
 
 
 class SchemaServiceServicer:
@@ -64,6 +74,22 @@ class SchemaServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WriteGuards(self, request, context):
+        """Store a guard file (YAML) beside the schema; INVALID_ARGUMENT with the line and column for a
+        bad file or a name the schema lacks. Empty text removes every guard. Every write that would
+        take an object below a guard is then refused with FAILED_PRECONDITION (GuardViolated).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadGuards(self, request, context):
+        """The stored guard file text ("" if none).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchemaServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -76,6 +102,16 @@ def add_SchemaServiceServicer_to_server(servicer, server):
                     servicer.ReadSchema,
                     request_deserializer=relengine_dot_v1_dot_schema__pb2.ReadSchemaRequest.FromString,
                     response_serializer=relengine_dot_v1_dot_schema__pb2.ReadSchemaResponse.SerializeToString,
+            ),
+            'WriteGuards': grpc.unary_unary_rpc_method_handler(
+                    servicer.WriteGuards,
+                    request_deserializer=relengine_dot_v1_dot_schema__pb2.WriteGuardsRequest.FromString,
+                    response_serializer=relengine_dot_v1_dot_schema__pb2.WriteGuardsResponse.SerializeToString,
+            ),
+            'ReadGuards': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReadGuards,
+                    request_deserializer=relengine_dot_v1_dot_schema__pb2.ReadGuardsRequest.FromString,
+                    response_serializer=relengine_dot_v1_dot_schema__pb2.ReadGuardsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,6 +168,60 @@ class SchemaService:
             '/relengine.v1.SchemaService/ReadSchema',
             relengine_dot_v1_dot_schema__pb2.ReadSchemaRequest.SerializeToString,
             relengine_dot_v1_dot_schema__pb2.ReadSchemaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WriteGuards(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/relengine.v1.SchemaService/WriteGuards',
+            relengine_dot_v1_dot_schema__pb2.WriteGuardsRequest.SerializeToString,
+            relengine_dot_v1_dot_schema__pb2.WriteGuardsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadGuards(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/relengine.v1.SchemaService/ReadGuards',
+            relengine_dot_v1_dot_schema__pb2.ReadGuardsRequest.SerializeToString,
+            relengine_dot_v1_dot_schema__pb2.ReadGuardsResponse.FromString,
             options,
             channel_credentials,
             insecure,

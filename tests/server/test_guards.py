@@ -1,0 +1,49 @@
+"""relengine.v1 SchemaService WriteGuards/ReadGuards, and guard refusals, over real gRPC on two
+servers whose Engines share one store: a guard written through one binds writes through the
+other, and each error comes back as its class with its fields."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from relengine import Engine
+from relengine.errors import GuardFileError, GuardViolated
+from relengine.model import RelationshipFilter
+from relengine.server.metrics import ServerMetrics
+from relengine.storage.memory import MemoryStore
+
+from ..service.test_guards import GTM, TWO_ADMINS
+from .harness import Running
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[Running, Running]]:
+    store = MemoryStore()
+    one = Running(Engine(store), metrics=ServerMetrics(CollectorRegistry()))
+    two = Running(Engine(store), metrics=ServerMetrics(CollectorRegistry()))
+    yield one, two
+    one.stop()
+    two.stop()
+
+
+def test_guards_over_grpc_bind_every_server_on_the_store(servers: tuple[Running, Running]) -> None:
+    with servers[0].client() as first, servers[1].client() as second:
+        first.write_schema(GTM)
+        assert first.read_guards()[0] == ""
+        second.touch("account:a#admin@user:ann", "account:a#admin@user:bob")
+        with pytest.raises(GuardFileError) as bad:
+            first.write_guards(TWO_ADMINS.replace("subject_type: user", "subject_type: person"))
+        assert (bad.value.line, bad.value.column) == (6, 19)
+        revision = first.write_guards(TWO_ADMINS)
+        assert second.read_guards() == (TWO_ADMINS, revision)
+        with pytest.raises(GuardViolated) as refused:
+            second.delete_relationships("account:a#admin@user:ann")
+        assert (refused.value.guard, refused.value.object, refused.value.count) == ("two-admins", "account:a", 1)
+        with pytest.raises(GuardViolated):
+            second.delete(RelationshipFilter("account", "a"))
+        assert len(list(first.read(RelationshipFilter("account")))) == 2
+        second.touch("account:a#admin@user:cat")
+        second.delete_relationships("account:a#admin@user:ann")
