@@ -21,6 +21,9 @@ from .. import keys
 from ..base import (
     UNSET,
     DEADLINE_STEPS,
+    BulkLoader,
+    Reader,
+    Transaction,
     DEFAULT_BATCH_LIMIT,
     DEFAULT_GC_INTERVAL,
     DEFAULT_GC_WINDOW,
@@ -608,3 +611,8 @@ class PostgresTransactionContext:
 
 
 __all__ = ["CHANNEL", "PostgresStore", "PostgresTransaction", "PostgresTransactionContext"]
+
+
+def _satisfies_the_protocols(store: PostgresStore, tx: PostgresTransaction) -> tuple[BulkLoader, Transaction, Reader]:
+    """Never called: mypy checks here that the store satisfies ``storage.base``'s Protocols."""
+    return store, tx, tx.reader()
