@@ -9,13 +9,14 @@ is set, where they fail: CI can never pass without them.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 
 from relengine import Engine, EngineConfig, parse_relationship
 from relengine.storage.memory import MemoryStore
 
+from . import pg
 from .spicedb_data import ABSENT, SPICEDB_CONFORMANCE
 
 
@@ -42,3 +43,26 @@ def engine_from() -> Callable[..., Engine]:
         return engine
 
     return make
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[pg.PgCluster]:
+    """One real PostgreSQL cluster for the whole session (``tests/pg.py``); skipped with the
+    reason where the binaries are missing, failed where ``CI`` is set."""
+    reason = pg.unavailable_reason()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    cluster = pg.PgCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_uri(pg_cluster: pg.PgCluster) -> str:
+    """A fresh, empty database of the session's cluster: its URI (left to the cluster's end:
+    see ``tests/pg.py``)."""
+    return pg_cluster.create_database()

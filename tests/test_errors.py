@@ -36,6 +36,7 @@ TREE = [
     (E.StoreFull, E.LimitExceeded, Code.RESOURCE_EXHAUSTED),
     (E.BatchTooLarge, E.LimitExceeded, Code.RESOURCE_EXHAUSTED),
     (E.DeadlineExceeded, E.RelEngineError, Code.DEADLINE_EXCEEDED),
+    (E.Aborted, E.RelEngineError, Code.ABORTED),
     (E.Cancelled, E.RelEngineError, Code.CANCELLED),
     (E.Unimplemented, E.RelEngineError, Code.UNIMPLEMENTED),
     (E.Unavailable, E.RelEngineError, Code.UNAVAILABLE),

@@ -61,6 +61,7 @@ _EXIT_BY_CODE = {
     Code.INTERNAL: EXIT_INTERNAL,
     Code.UNAVAILABLE: EXIT_UNAVAILABLE,
     Code.DEADLINE_EXCEEDED: EXIT_UNAVAILABLE,
+    Code.ABORTED: EXIT_UNAVAILABLE,
     Code.UNAUTHENTICATED: EXIT_UNAUTHENTICATED,
     Code.ALREADY_EXISTS: EXIT_REFUSED,
     Code.RESOURCE_EXHAUSTED: EXIT_REFUSED,
@@ -198,10 +199,47 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed or errors else EXIT_OK
 
 
+def _datastore_option(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--data-dir", metavar="DIR", help="an LMDB data directory (created if missing)")
+    group.add_argument("--datastore", metavar="URI",
+                       help="postgresql://USER@HOST:PORT/DB (migrated first: `relengine datastore migrate URI`) "
+                            "or lmdb:///PATH")
+
+
+def _location(args: argparse.Namespace) -> str:
+    """Where the store is: ``--datastore`` (checked) or ``--data-dir``."""
+    from .service.engine import LMDB_SCHEME, POSTGRES_SCHEMES
+
+    if args.datastore is None:
+        return str(args.data_dir)
+    if not str(args.datastore).startswith((*POSTGRES_SCHEMES, LMDB_SCHEME)):
+        raise InvalidArgument(
+            f"--datastore {quote(args.datastore)}: give postgresql://USER@HOST:PORT/DB or lmdb:///PATH "
+            "(or --data-dir DIR)"
+        )
+    return str(args.datastore)
+
+
+def cmd_datastore_migrate(args: argparse.Namespace) -> int:
+    from .service.engine import POSTGRES_SCHEMES
+
+    if not args.uri.startswith(POSTGRES_SCHEMES):
+        raise InvalidArgument(f"{quote(args.uri)} is not a PostgreSQL URI (postgresql://USER@HOST:PORT/DB)")
+    from .storage.postgres import migrate
+
+    result = migrate(args.uri)
+    if result.changed:
+        print(f"migrated the database from version {result.before} to {result.after}")
+    else:
+        print(f"the database is at version {result.after} already; nothing to do")
+    return EXIT_OK
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from .service import Engine
 
-    engine = Engine.open(args.data_dir, max_map_size=args.max_store_size)
+    engine = Engine.open(_location(args), max_map_size=args.max_store_size)
     try:
         if args.schema:
             engine.write_schema(_read(args.schema), args.schema)
@@ -304,6 +342,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .server.spicedb import SpiceDBOptions
     from .wire.spicedb.tokens import MismatchedTokens
 
+    args.data_dir = _location(args)
     schema_text = None
     if args.schema and args.worker_index is None:
         schema_text = _read(args.schema)
@@ -645,8 +684,8 @@ def _remote(p: argparse.ArgumentParser, *, consistency: bool = False, context: b
 
 
 def _add_server_commands(sub: Any, ssub: Any) -> None:
-    p = sub.add_parser("serve", help="run the gRPC server on an LMDB data directory")
-    p.add_argument("--data-dir", required=True, metavar="DIR", help="the LMDB store (created if missing)")
+    p = sub.add_parser("serve", help="run the gRPC server on an LMDB data directory or a PostgreSQL database")
+    _datastore_option(p)
     p.add_argument("--schema", metavar="FILE", help="write this schema at startup if it differs from the stored one")
     p.add_argument("--listen", default="127.0.0.1:50051", metavar="HOST:PORT", help="default 127.0.0.1:50051")
     p.add_argument("--workers", type=int, metavar="N", help="worker processes sharing the port (default: the number of cores)")
@@ -768,7 +807,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("import", help="bulk-load relationships (text lines, CSV or YAML) into a data directory")
     p.add_argument("file", metavar="FILE", help="relationships file (format from the suffix: .csv, .yaml, else text)")
-    p.add_argument("--data-dir", required=True, metavar="DIR", help="the LMDB data directory (created if missing)")
+    _datastore_option(p)
     _store_size_option(p)
     p.add_argument("--schema", metavar="FILE", help="write this schema first")
     p.add_argument("--format", choices=("text", "csv", "yaml"), help="override the format guessed from the suffix")
@@ -791,6 +830,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--within", metavar="DURATION", help="also those that fall below it within this time (7d, 12h)")
     p.add_argument("--data-dir", required=True, metavar="DIR", help="the LMDB data directory")
     p.set_defaults(func=cmd_guards)
+    datastore = sub.add_parser("datastore", help="datastore administration: migrate a PostgreSQL database")
+    dsub = datastore.add_subparsers(dest="datastore_command", metavar="SUBCOMMAND")
+    dsub.required = True
+    p = dsub.add_parser("migrate", help="create or upgrade relengine's tables in a PostgreSQL database (idempotent)")
+    p.add_argument("uri", metavar="URI", help="postgresql://USER@HOST:PORT/DB")
+    p.set_defaults(func=cmd_datastore_migrate)
 
     p = sub.add_parser("matrix", help="role x permission table of a resource type, computed by the engine")
     p.add_argument("schema", metavar="SCHEMA")

@@ -18,6 +18,7 @@ RelEngineError                                        INTERNAL
   LimitExceeded                                       RESOURCE_EXHAUSTED
     MaxDepthExceeded, StoreFull, BatchTooLarge
   DeadlineExceeded                                    DEADLINE_EXCEEDED
+  Aborted (a write lost to concurrent writers)        ABORTED
   Cancelled (the caller has gone)                     CANCELLED
   Unimplemented                                       UNIMPLEMENTED
   Unavailable (store closed or read-only)             UNAVAILABLE
@@ -68,6 +69,7 @@ class Code(enum.Enum):
     OUT_OF_RANGE = "OUT_OF_RANGE"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    ABORTED = "ABORTED"
     CANCELLED = "CANCELLED"
     UNIMPLEMENTED = "UNIMPLEMENTED"
     UNAVAILABLE = "UNAVAILABLE"
@@ -277,6 +279,14 @@ class DeadlineExceeded(RelEngineError):
     """The caller's deadline passed before the answer was computed."""
 
     code = Code.DEADLINE_EXCEEDED
+
+
+class Aborted(RelEngineError):
+    """A write kept conflicting with concurrent writers (a database serialization failure or
+    deadlock) after the store retried it; nothing of it was applied, so retrying it is safe.
+    Unlike Unavailable, the database is up."""
+
+    code = Code.ABORTED
 
 
 class Cancelled(RelEngineError):

@@ -1,5 +1,8 @@
 """Fixtures for the storage tests: one ``make_store`` factory per backend, and a fake clock.
 
+The ``postgres`` backend runs on the session's real PostgreSQL cluster (``tests/pg.py``), a
+fresh migrated database per store; it is skipped with the reason where PostgreSQL is missing.
+
 ``conformance.py`` holds the suite both stores must pass; it is collected here because its name
 does not start with ``test_``.
 """
@@ -15,7 +18,7 @@ import pytest
 from relengine.storage.lmdb import LmdbStore
 from relengine.storage.memory import MemoryStore
 
-BACKENDS = ["memory", "lmdb"]
+BACKENDS = ["memory", "lmdb", "postgres"]
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:
@@ -48,9 +51,9 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def make_store(backend: str, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+def make_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
     """``make_store(**options)``: a new store of the backend under test (LMDB without fsync:
-    durability has its own test). ``path=`` reopens an LMDB directory."""
+    durability has its own test). ``path=`` reopens an LMDB directory (or a PostgreSQL URI)."""
     stores: list[Any] = []
     counter = itertools.count()
 
@@ -58,6 +61,14 @@ def make_store(backend: str, tmp_path: Path) -> Iterator[Callable[..., Any]]:
         if backend == "memory":
             options.pop("path", None)
             store: Any = MemoryStore(**options)
+        elif backend == "postgres":
+            from relengine.storage.postgres import PostgresStore, migrate
+
+            uri = options.pop("path", None)
+            if uri is None:
+                uri = request.getfixturevalue("pg_cluster").create_database()
+                migrate(uri)
+            store = PostgresStore(uri, **options)
         else:
             path = options.pop("path", None) or tmp_path / f"store{next(counter)}"
             options.setdefault("sync", False)

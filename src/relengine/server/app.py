@@ -351,7 +351,7 @@ def _refuse_if_listening(host: str, port: int, listen: str) -> None:
 def _worker_command(data_dir: str, config: ServerConfig, listen: str, index: int, ready_fd: int) -> list[str]:
     cmd = [
         sys.executable, "-m", "relengine", "--log-level", logging.getLevelName(logging.getLogger().level),
-        "serve", "--data-dir", data_dir, "--listen", listen, "--workers", "1",
+        "serve", "--datastore" if "://" in data_dir else "--data-dir", data_dir, "--listen", listen, "--workers", "1",
         "--threads", str(config.threads), "--max-message-bytes", str(config.max_message_bytes),
         "--grace", str(config.grace_seconds), "--gc-interval", str(config.gc_interval), "--worker-index", str(index), "--ready-fd", str(ready_fd),
         "--max-store-size", str(config.max_store_size),

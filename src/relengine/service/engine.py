@@ -62,6 +62,10 @@ MAX_CARRIED_CHANGES: Final = 10_000
 lets them go (each lookup that misses tests its question against them)."""
 MAX_CARRIED_BASES: Final = 16
 """How many earlier revisions' answers a lookup that misses may fall back on, newest first."""
+POSTGRES_SCHEMES: Final = ("postgresql://", "postgres://")
+"""How a datastore location names a PostgreSQL database (``Engine.open``, ``--datastore``)."""
+LMDB_SCHEME: Final = "lmdb://"
+"""How one names an LMDB data directory: ``lmdb:///srv/relengine`` (or the path itself)."""
 
 
 class Engine:
@@ -91,11 +95,20 @@ class Engine:
         self._caching = self.cache if config.cache_size > 0 else None  # None: the cache is off
 
     @classmethod
-    def open(cls, data_dir: str, config: EngineConfig | None = None, **store_options: Any) -> Engine:
-        """An Engine on the LMDB store in ``data_dir`` (created if missing)."""
+    def open(cls, location: str, config: EngineConfig | None = None, **store_options: Any) -> Engine:
+        """An Engine on the store at ``location``: a PostgreSQL URI (``postgresql://...``, a
+        database migrated by ``relengine datastore migrate``; LMDB's ``max_map_size`` is
+        ignored there), ``lmdb:///path``, or an LMDB data directory (created if missing)."""
+        if location.startswith(POSTGRES_SCHEMES):
+            from ..storage.postgres import PostgresStore
+
+            store_options.pop("max_map_size", None)
+            return cls(PostgresStore(location, **store_options), config)
         from ..storage.lmdb import LmdbStore
 
-        return cls(LmdbStore(data_dir, **store_options), config)
+        if location.startswith(LMDB_SCHEME):
+            location = location[len(LMDB_SCHEME):]
+        return cls(LmdbStore(location, **store_options), config)
 
     def close(self) -> None:
         self.store.close()

@@ -1,0 +1,172 @@
+"""What only the PostgreSQL store has to prove, on a real database: several stores (servers) on
+one database with concurrent writers, watch across them, and psycopg's errors translated
+(unreachable -> Unavailable, statement timeout -> DeadlineExceeded, serialization failures
+retried then Aborted)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable
+
+import psycopg
+import pytest
+
+from relengine import Engine
+from relengine.errors import Aborted, DeadlineExceeded, Unavailable
+from relengine.model import ObjectRef, RelationshipFilter, Revision, SubjectRef, parse_relationship
+from relengine.storage.postgres import DEFAULT_RETRIES, PostgresStore, migrate
+from relengine.storage.postgres.errors import retrying
+
+from ...pg import free_port
+from ..conformance import touch
+
+
+@pytest.fixture
+def open_store(pg_uri: str) -> Any:
+    """``open_store(**options)``: another store (another server) on the same migrated database."""
+    migrate(pg_uri)
+    stores: list[PostgresStore] = []
+
+    def make(**options: Any) -> PostgresStore:
+        store = PostgresStore(pg_uri, gc_interval=None, **options)
+        stores.append(store)
+        return store
+
+    yield make
+    for store in stores:
+        store.close()
+
+
+def test_concurrent_writers_on_two_stores_get_consecutive_revisions_and_lose_nothing(
+    open_store: Callable[..., PostgresStore],
+) -> None:
+    stores = [open_store(), open_store()]
+    writers, each = 4, 15
+    committed: list[tuple[int, str]] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def write(index: int) -> None:
+        store = stores[index % 2]
+        try:
+            for i in range(each):
+                text = f"doc:w{index}_{i}#viewer@user:u{index}"
+                revision = touch(store, text)
+                with lock:
+                    committed.append((revision.value, text))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    total = writers * each
+    assert sorted(r for r, _ in committed) == list(range(1, total + 1))  # no gap, no duplicate
+    for store in stores:
+        assert store.head_revision() == Revision(total)
+        reader = store.snapshot()
+        assert len(list(reader.read(RelationshipFilter("doc")))) == total
+        reader.close()
+    # Each revision holds exactly the write acknowledged with it, seen from either store.
+    by_revision = {r: text for r, text in committed}
+    changes = list(stores[1].watch(Revision(0), timeout=0))
+    assert [(c.revision.value, str(c.relationship)) for c in changes] == sorted(by_revision.items())
+    # A snapshot at each revision sees exactly the writes up to it.
+    for revision in (1, total // 2, total):
+        reader = stores[0].snapshot(Revision(revision))
+        assert len(list(reader.read(RelationshipFilter("doc")))) == revision
+        reader.close()
+
+
+def test_a_watch_on_one_store_sees_a_write_through_another_soon(
+    open_store: Callable[..., PostgresStore],
+) -> None:
+    writer, watcher = open_store(), open_store()
+    touch(writer, "doc:d1#viewer@user:ann")
+    stream = watcher.watch(Revision(1), timeout=10)
+    started = time.monotonic()
+    threading.Timer(0.2, lambda: touch(writer, "doc:d2#viewer@user:bob")).start()
+    change = next(stream)
+    waited = time.monotonic() - started
+    assert (change.revision, str(change.relationship)) == (Revision(2), "doc:d2#viewer@user:bob")
+    assert waited < 0.9  # woken by NOTIFY, not by the one-second poll
+    stream.close()
+
+
+def test_an_old_reader_on_one_store_keeps_its_view_through_a_collection_by_another(
+    open_store: Callable[..., PostgresStore],
+) -> None:
+    import datetime as dt
+
+    now = [1_700_000_000.0]
+    options = {"clock": lambda: now[0], "gc_window": dt.timedelta(hours=1)}
+    a, b = open_store(**options), open_store(**options)
+    touch(a, "doc:d1#viewer@user:ann")
+    from ..conformance import delete
+
+    delete(a, "doc:d1#viewer@user:ann")
+    reader = a.snapshot(Revision(1))
+    now[0] += 7200
+    touch(b, "doc:d2#viewer@user:bob")
+    assert b.gc().versions_removed == 1
+    assert reader.relationship("doc", "d1", "viewer", SubjectRef("user", "ann")) is not None
+    reader.close()
+
+
+def test_an_unreachable_database_is_unavailable_with_a_clear_message() -> None:
+    port = free_port()
+    with pytest.raises(Unavailable, match=f"127.0.0.1:{port}/nothing is unavailable"):
+        PostgresStore(f"postgresql://postgres@127.0.0.1:{port}/nothing", connect_timeout=1)
+
+
+def test_a_statement_past_its_timeout_is_deadline_exceeded(open_store: Callable[..., PostgresStore]) -> None:
+    store = open_store(statement_timeout=0.05)
+    reader = store.snapshot()
+    with pytest.raises(DeadlineExceeded, match="ran past its deadline"):
+        reader._fetch("SELECT pg_sleep(1)", ())
+    reader.close()
+    assert store.head_revision() == Revision(0)  # the store keeps serving
+
+
+def test_serialization_failures_are_retried_then_aborted(pg_uri: str) -> None:
+    """Real serialization failures (two REPEATABLE READ transactions updating one row)."""
+    with psycopg.connect(pg_uri, autocommit=True) as setup:
+        setup.execute("CREATE TABLE counter (n integer)")
+        setup.execute("INSERT INTO counter VALUES (0)")
+    attempts = []
+
+    def conflicting() -> None:
+        attempts.append(1)
+        with psycopg.connect(pg_uri) as mine, psycopg.connect(pg_uri, autocommit=True) as other:
+            mine.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            mine.execute("SELECT n FROM counter").fetchone()
+            other.execute("UPDATE counter SET n = n + 1")
+            mine.execute("UPDATE counter SET n = n + 1")
+
+    with pytest.raises(Aborted, match="conflicted with concurrent writers"):
+        retrying(conflicting, "the test database")
+    assert len(attempts) == DEFAULT_RETRIES + 1
+
+    def fails_once() -> str:
+        if len(attempts) == DEFAULT_RETRIES + 1:
+            conflicting()
+        return "done"
+
+    assert retrying(fails_once, "the test database") == "done"
+
+
+def test_an_engine_opens_a_postgresql_uri(pg_uri: str) -> None:
+    migrate(pg_uri)
+    engine = Engine.open(pg_uri, max_map_size=1 << 30)  # LMDB's option is ignored there
+    try:
+        engine.write_schema("definition user {}\ndefinition doc {\nrelation viewer: user\npermission view = viewer\n}")
+        revision = engine.touch([parse_relationship("doc:d1#viewer@user:ann")])
+        granted = engine.check(ObjectRef("doc", "d1"), "view", SubjectRef("user", "ann"), at=revision)
+        denied = engine.check(ObjectRef("doc", "d1"), "view", SubjectRef("user", "bob"), at=revision)
+        assert (granted.allowed, denied.allowed) == (True, False)
+    finally:
+        engine.close()
