@@ -8,6 +8,7 @@ housekeeping to ``housekeeping``. The gRPC server calls exactly this API. No gRP
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import threading
 from typing import Any, Callable, Final, Iterable, Iterator, Mapping, Sequence
 
@@ -95,10 +96,11 @@ class Engine:
         self._caching = self.cache if config.cache_size > 0 else None  # None: the cache is off
 
     @classmethod
-    def open(cls, location: str, config: EngineConfig | None = None, **store_options: Any) -> Engine:
+    def open(cls, location: str | os.PathLike[str], config: EngineConfig | None = None, **store_options: Any) -> Engine:
         """An Engine on the store at ``location``: a PostgreSQL URI (``postgresql://...``, a
         database migrated by ``relengine datastore migrate``; LMDB's ``max_map_size`` is
         ignored there), ``lmdb:///path``, or an LMDB data directory (created if missing)."""
+        location = os.fspath(location)
         if location.startswith(POSTGRES_SCHEMES):
             from ..storage.postgres import PostgresStore
 
