@@ -446,6 +446,20 @@ def read_schema_requests(draw: Draw) -> schema_pb2.ReadSchemaRequest:
     return msg
 
 
+@st.composite
+def guard_files(draw: Draw) -> str:
+    """Guard files, valid or not: YAML of the right shape with names that exist or not, and
+    values of any type."""
+    names = st.sampled_from(["doc", "user", "group", "view", "viewer", "member", "nope", "", "Doc", "a" * 65])
+    value = st.one_of(names, st.integers(-3, 5), st.booleans(), st.none(), st.just("2"))
+    guards = draw(st.lists(st.dictionaries(
+        st.sampled_from(["name", "description", "resource", "permission", "subject_type", "at_least", "extra"]),
+        value, max_size=7), max_size=3))
+    import yaml
+
+    return str(yaml.safe_dump({"guards": guards} if draw(st.booleans()) else guards))
+
+
 # -- schema text -------------------------------------------------------------------------------
 
 SCHEMA_WORDS = [
@@ -546,6 +560,8 @@ REQUESTS: dict[str, st.SearchStrategy[Any]] = {
         schema_pb2.WriteSchemaRequest, schema=st.one_of(mutated(SCHEMA_SOURCES, SCHEMA_WORDS), deep_schemas(), texts()),
     ),
     "ReadSchema": read_schema_requests(),
+    "WriteGuards": st.builds(schema_pb2.WriteGuardsRequest, guards=st.one_of(guard_files(), texts())),
+    "ReadGuards": st.builds(schema_pb2.ReadGuardsRequest, consistency=st.one_of(st.none(), consistencies())),
 }
 """Well-formed requests of every relengine.v1 method, by name."""
 
