@@ -11,12 +11,13 @@ import datetime as _dt
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from ..config import EngineConfig
-from ..engine import lookup
+from ..engine import impact, lookup
 from ..engine.build import build_checker
 from ..engine.cache import CheckCache
 from ..engine.check import LocalChecker
 from ..engine.dispatch import Conditional, Deadline, Result, to_check_result
 from ..engine.expand import expand
+from ..engine.impact import AccessChange
 from ..engine.trace import Tracer
 from ..errors import BatchTooLarge, MaxDepthExceeded, SchemaNotFound, TooManyToDelete
 from ..model import Consistency, ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef
@@ -52,6 +53,10 @@ __all__ = ["Engine", "Question"]
 
 Cancel = Callable[[], bool]
 """Whether the caller has gone (the server asks the gRPC call); see ``engine.dispatch.Deadline``."""
+
+
+class _DryRun(Exception):
+    """Raised out of a transaction to abort it (``Engine.write_impact``); never escapes."""
 
 
 class Engine:
@@ -131,12 +136,7 @@ class Engine:
         BatchTooLarge past ``max_updates_per_write``, PreconditionFailed, AlreadyExists (CREATE
         of a live relationship), InvalidRelationship / UnknownDefinition / UnknownRelation.
         """
-        limit = self.config.max_updates_per_write
-        if len(updates) > limit:
-            raise BatchTooLarge(
-                f"a write may carry at most {limit} updates, got {len(updates)}; split the batch",
-                limit=limit,
-            )
+        self._check_updates(updates)
         ctx = self.store.transaction()
         with ctx as tx:
             schema = self._schemas.of(tx)
@@ -146,6 +146,66 @@ class Engine:
                     check_update(schema, update.relationship)
                 tx.apply(update)
         return self._revisions.committed(ctx.revision)
+
+    def write_impact(
+        self, updates: Sequence[RelationshipUpdate], preconditions: Sequence[Precondition] = (), *,
+        deadline: float | None = None, now: _dt.datetime | None = None,
+    ) -> list[AccessChange]:
+        """Who would gain or lose which permission if ``write(updates, preconditions)`` ran
+        now, sorted; nothing is written. The write runs in a real transaction (the same checks
+        and errors as ``write``), is compared with the state it started from, and is aborted:
+        other writers wait for it meanwhile. See ``engine.impact``."""
+        self._check_updates(updates)
+        found: list[AccessChange] = []
+        try:
+            with self.store.transaction() as tx:
+                schema = self._schemas.of(tx)
+                before = self.store.snapshot()  # the state tx started from: no writer commits while tx is open
+                try:
+                    check_preconditions(tx, preconditions)
+                    for update in updates:
+                        if update.operation is not Operation.DELETE:
+                            check_update(schema, update.relationship)
+                        tx.apply(update)
+                    written = {(u.relationship.resource.type, u.relationship.resource.id, u.relationship.relation)
+                               for u in updates}
+                    found = sorted(impact.write_impact(
+                        schema, before, tx.reader(), sorted(written), max_depth=self.config.max_depth, now=now,
+                        deadline=deadline,
+                    ))
+                finally:
+                    before.close()
+                raise _DryRun
+        except _DryRun:
+            return found
+
+    def schema_impact(
+        self, old_text: str, new_text: str, *, consistency: Consistency | None = None,
+        deadline: float | None = None, now: _dt.datetime | None = None,
+    ) -> Iterator[AccessChange]:
+        """Every (resource, permission, subject) whose answer differs between schema
+        ``old_text`` and ``new_text`` on the stored relationships (read at ``consistency``,
+        default the newest revision), as the walk finds them (``engine.impact``); nothing is
+        written. Raises SchemaError for either text before the iterator is returned."""
+        old, new = self._schemas.compile(old_text), self._schemas.compile(new_text)
+        reader = self._snapshot(consistency or Consistency.fully_consistent())
+
+        def changes() -> Iterator[AccessChange]:
+            try:
+                yield from impact.schema_impact(old, new, reader, max_depth=self.config.max_depth, now=now,
+                                                deadline=deadline)
+            finally:
+                reader.close()
+
+        return changes()
+
+    def _check_updates(self, updates: Sequence[RelationshipUpdate]) -> None:
+        limit = self.config.max_updates_per_write
+        if len(updates) > limit:
+            raise BatchTooLarge(
+                f"a write may carry at most {limit} updates, got {len(updates)}; split the batch",
+                limit=limit,
+            )
 
     def touch(self, relationships: Iterable[Relationship]) -> Revision:
         return self.write([RelationshipUpdate(Operation.TOUCH, r) for r in relationships])
