@@ -51,12 +51,12 @@ from ..storage.base import Reader
 from .build import build_checker
 from .check import LocalChecker
 from .dispatch import HAS, NO, Result
-from .lookup import FoundSubjects, SubjectWalker, settle
+from .lookup import EMPTY, Bounds, FoundSubjects, SubjectSet, SubjectWalker, settle
 
 Node = tuple[str, str, str]  # (type, id, member)
 
 REFRESH: Final = 20_000
-"""Comparisons after which a side drops its walkers' memos and its checker's reads."""
+"""Comparisons after which both sides drop their walkers' memos and their checkers' reads."""
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -172,6 +172,8 @@ def terminal_types(schema: CompiledSchema, start: MemberRef) -> set[str]:
 
 # -- one side ---------------------------------------------------------------------------------
 
+Memo = dict[tuple[str, str, str], Bounds]
+
 
 class Side:
     """A schema over a Reader at one ``now``: the holders of a member on an object."""
@@ -181,26 +183,38 @@ class Side:
     ) -> None:
         self.schema, self.reader, self.now = schema, reader, now
         self.max_depth, self.deadline = max_depth, deadline
-        self._checker = self._fresh_checker()
+        self.stable: frozenset[MemberRef] = frozenset()
+        self.shared: dict[str, Memo] | None = None  # by subject type, with the other side
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Forget what earlier objects read (bounded memory)."""
+        self._checker = build_checker(
+            self.schema, self.reader, max_depth=self.max_depth, deadline=self.deadline, now=self.now
+        )
         self._walkers: dict[str, SubjectWalker] = {}
-        self._uses = 0
 
-    def _fresh_checker(self) -> LocalChecker:
-        return build_checker(self.schema, self.reader, max_depth=self.max_depth, deadline=self.deadline, now=self.now)
-
-    def holders(self, t: str, oid: str, name: str, subject_type: str) -> FoundSubjects | None:
-        """Who of ``subject_type`` has ``t:oid#name``; None where the schema has no such member."""
-        if self.schema.member(t, name) is None:
-            return None
-        self._uses += 1
-        if self._uses >= REFRESH:  # bounded memory: forget what earlier objects read
-            self._uses = 0
-            self._walkers.clear()
-            self._checker = self._fresh_checker()
+    def _walker(self, subject_type: str) -> SubjectWalker:
         walker = self._walkers.get(subject_type)
         if walker is None:
-            walker = self._walkers[subject_type] = SubjectWalker(self._checker, subject_type, None)
-        return settle(self._checker, walker, t, oid, name)
+            shared = None if self.shared is None else self.shared.setdefault(subject_type, {})
+            walker = self._walkers[subject_type] = SubjectWalker(
+                self._checker, subject_type, None, shared=shared, stable=self.stable
+            )
+        return walker
+
+    def bounds(self, t: str, oid: str, name: str, subject_type: str) -> Bounds | None:
+        """(certainly, possibly) holders of ``subject_type``; None where there is no such member."""
+        if self.schema.member(t, name) is None:
+            return None
+        return self._walker(subject_type).member(t, oid, name, self.max_depth)
+
+    def holders(self, t: str, oid: str, name: str, subject_type: str) -> FoundSubjects | None:
+        """Who of ``subject_type`` has ``t:oid#name``, caveats settled by checks; None where
+        the schema has no such member."""
+        if self.schema.member(t, name) is None:
+            return None
+        return settle(self._checker, self._walker(subject_type), t, oid, name)
 
 
 def _answer(found: FoundSubjects | None, given: dict[str, Result], sid: str) -> Result:
@@ -232,17 +246,62 @@ def differences(old: FoundSubjects | None, new: FoundSubjects | None) -> list[tu
     return out
 
 
+def _set_differences(old: SubjectSet, new: SubjectSet) -> list[tuple[str, Result, Result]]:
+    """``differences`` of two sets known exactly (no caveat on either side): only the ids
+    where the two differ are looked at."""
+    wa, wb = (HAS if old.wildcard else NO), (HAS if new.wildcard else NO)
+    ids = (old.ids ^ new.ids) | (old.excluded ^ new.excluded)
+    if wa != wb:
+        ids |= old.ids | new.ids | old.excluded | new.excluded
+    out: list[tuple[str, Result, Result]] = []
+    for sid in sorted(ids):
+        a, b = (HAS if old.has(sid) else NO), (HAS if new.has(sid) else NO)
+        if a != b and (a != wa or b != wb):
+            out.append((sid, a, b))
+    if wa != wb:
+        out.append((WILDCARD, wa, wb))
+    return out
+
+
+def stable_members(old: CompiledSchema, new: CompiledSchema, changed: Iterable[MemberRef], edges: Edges) -> frozenset[MemberRef]:
+    """The members of both schemas that neither changed nor depend on a change, in either
+    schema: they evaluate alike on both sides, so both sides may share their holders."""
+    unstable = set(changed)
+    stack = list(unstable)
+    while stack:
+        node = stack.pop()
+        nexts = set(edges.same_object.get(node, ())) | set(edges.usersets.get(node, ()))
+        nexts |= {(t, m) for t, m, _, _ in edges.arrows.get(node, ())}
+        for n in nexts:
+            if n not in unstable:
+                unstable.add(n)
+                stack.append(n)
+    every = {(t, m) for s in (old, new) for t, d in s.definitions.items() for m in d.members}
+    return frozenset(every - unstable)
+
+
 # -- the comparison ---------------------------------------------------------------------------
 
 
 class Comparison:
     """Compares (object, member) pairs between two sides and walks on from those that differ."""
 
-    def __init__(self, old: Side, new: Side, readers: Iterable[Reader]) -> None:
+    def __init__(
+        self, old: Side, new: Side, readers: Iterable[Reader], changed: Iterable[MemberRef] | None = None
+    ) -> None:
+        """``changed``: the members whose definitions differ, when both sides read the same
+        relationships (a schema diff); the members that rest on none of them share holders."""
         self.old, self.new = old, new
         self.readers = list(readers)
         self.edges = Edges.of(old.schema, new.schema)
         self._types: dict[MemberRef, list[str]] = {}
+        self._uses = 0
+        if changed is not None:
+            stable = stable_members(old.schema, new.schema, changed, self.edges)
+            shared: dict[str, Memo] = {}
+            for side in (old, new):
+                side.stable, side.shared = stable, shared
+                side.refresh()
 
     def subject_types(self, t: str, name: str) -> list[str]:
         found = self._types.get((t, name))
@@ -256,14 +315,30 @@ class Comparison:
             self.new.schema.member(t, name), Permission
         )
 
+    def _differences(self, t: str, oid: str, name: str, stype: str) -> list[tuple[str, Result, Result]]:
+        a = self.old.bounds(t, oid, name, stype)
+        b = self.new.bounds(t, oid, name, stype)
+        if (a is None or a[0] == a[1]) and (b is None or b[0] == b[1]):  # no caveat: the sets are the answers
+            old_set = EMPTY if a is None else a[0]
+            new_set = EMPTY if b is None else b[0]
+            return [] if old_set == new_set else _set_differences(old_set, new_set)
+        return differences(self.old.holders(t, oid, name, stype), self.new.holders(t, oid, name, stype))
+
     def compare(self, t: str, oid: str, name: str) -> tuple[bool, list[AccessChange]]:
         """Whether the holders of ``t:oid#name`` differ, and the changes to report (only
         permissions are reported; relations still carry the walk on)."""
+        self._uses += 1
+        if self._uses >= REFRESH:
+            self._uses = 0
+            if self.old.shared is not None:
+                self.old.shared.clear()
+            self.old.refresh()
+            self.new.refresh()
         differ = False
         report = self.is_permission(t, name)
         changes: list[AccessChange] = []
         for stype in self.subject_types(t, name):
-            found = differences(self.old.holders(t, oid, name, stype), self.new.holders(t, oid, name, stype))
+            found = self._differences(t, oid, name, stype)
             if not found:
                 continue
             differ = True
@@ -338,12 +413,12 @@ def schema_impact(
     """Every change of answer between ``old`` and ``new`` on the relationships ``reader`` sees,
     grouped by member, in the order of the walk (see the module docstring)."""
     moment = now or _dt.datetime.now(_dt.timezone.utc)
+    changed = sorted(changed_members(old, new))
     comparison = Comparison(
         Side(old, reader, max_depth=max_depth, now=moment, deadline=deadline),
         Side(new, reader, max_depth=max_depth, now=moment, deadline=deadline),
-        [reader],
+        [reader], changed,
     )
-    changed = sorted(changed_members(old, new))
     seeds: list[Node] = []
     for t, name in changed:
         for oid in object_ids(reader, (old, new), t):

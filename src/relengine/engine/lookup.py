@@ -325,8 +325,14 @@ class SubjectWalker:
 
     def __init__(
         self, checker: LocalChecker, subject_type: str, subject_relation: str | None,
-        cancelled: Callable[[], bool] | None = None,
+        cancelled: Callable[[], bool] | None = None, *, shared: dict[tuple[str, str, str], Bounds] | None = None,
+        stable: frozenset[tuple[str, str]] = frozenset(),
     ) -> None:
+        """``shared``: bounds of the members in ``stable`` (type, member), kept with another
+        walker's; only for walkers over the same relationships whose schemas evaluate those
+        members alike (``engine.impact``)."""
+        self.shared = shared
+        self.stable = stable
         self.schema = checker.schema
         self.reader = checker.reader
         self.now = checker.now
@@ -344,6 +350,11 @@ class SubjectWalker:
         cached = self.memo.get(key)
         if cached is not None:
             return cached
+        shared = self.shared if self.shared is not None and (t, name) in self.stable else None
+        if shared is not None:
+            cached = shared.get(key)
+            if cached is not None:
+                return cached
         if key in self.active:
             self.cuts += 1
             return NOTHING
@@ -364,6 +375,8 @@ class SubjectWalker:
             lower, upper = lower.union(itself), upper.union(itself)
         if self.cuts == cuts_before:  # results cut short by a cycle are not reusable
             self.memo[key] = (lower, upper)
+            if shared is not None:
+                shared[key] = (lower, upper)
         return lower, upper
 
     def _allowed(self, t: str, name: str) -> tuple[frozenset[str], frozenset[tuple[str, str]]]:
