@@ -55,7 +55,7 @@ from .lookup import EMPTY, Bounds, FoundSubjects, SubjectSet, SubjectWalker, set
 
 Node = tuple[str, str, str]  # (type, id, member)
 
-REFRESH: Final = 20_000
+REFRESH: Final = 2_000
 """Comparisons after which both sides drop their walkers' memos and their checkers' reads."""
 
 

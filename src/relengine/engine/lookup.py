@@ -374,6 +374,8 @@ class SubjectWalker:
             itself = SubjectSet(frozenset([oid]))  # a userset is a member of itself
             lower, upper = lower.union(itself), upper.union(itself)
         if self.cuts == cuts_before:  # results cut short by a cycle are not reusable
+            if upper is not lower and upper == lower:
+                upper = lower  # the usual case (no caveat): one set kept, not two equal ones
             self.memo[key] = (lower, upper)
             if shared is not None:
                 shared[key] = (lower, upper)
