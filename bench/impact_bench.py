@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from relengine import Engine, ObjectRef, SubjectRef
+from relengine.engine.impact import AccessChange
 
 from .dataset import CACHE_DIR, SCHEMA_PATH, cache_key, load
 from .world import scale_of
@@ -66,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     engine = Engine(dataset.open())
     try:
         start = time.perf_counter()
-        count, sample = 0, []
+        count = 0
+        sample: list[AccessChange] = []
         for change in engine.schema_impact(old, new):  # streamed: only a sample is kept
             count += 1
             assert change.gained == gained and change.permission == permission and change.subject_type == "user"
