@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from relengine import Engine, ObjectRef, SubjectRef
-from relengine.engine.impact import AccessChange
+from relengine.results import AccessChange
 
 from .dataset import CACHE_DIR, SCHEMA_PATH, cache_key, load
 from .world import scale_of

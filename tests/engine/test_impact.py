@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from relengine import Engine
 from relengine.engine.build import build_checker
 from relengine.engine.dispatch import HAS, NO
-from relengine.engine.impact import AccessChange, level
+from relengine.engine.impact import level
+from relengine.results import AccessChange
 from relengine.errors import AlreadyExists
 from relengine.model import ObjectRef, Relationship, SubjectRef, parse_relationship
 from relengine.results import Operation, RelationshipUpdate

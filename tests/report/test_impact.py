@@ -12,7 +12,7 @@ import pytest
 
 from relengine import Engine
 from relengine.cli import EXIT_OK, EXIT_USAGE, main
-from relengine.engine.impact import AccessChange
+from relengine.results import AccessChange
 from relengine.model import parse_relationship
 from relengine.report.impact import Summary, render
 

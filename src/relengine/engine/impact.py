@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ..model import WILDCARD, RelationshipFilter, SubjectRef
+from ..results import AccessChange
 from ..schema.diff import MemberRef, changed_members, has_self
 from ..schema.types import (
     AllowedType,
@@ -57,23 +58,6 @@ Node = tuple[str, str, str]  # (type, id, member)
 
 REFRESH: Final = 2_000
 """Comparisons after which both sides drop their walkers' memos and their checkers' reads."""
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class AccessChange:
-    """``subject`` gained or lost ``permission`` on ``resource``; ``subject_id`` ``*`` is every
-    subject of the type not named elsewhere (a wildcard)."""
-
-    resource_type: str
-    resource_id: str
-    permission: str
-    subject_type: str
-    subject_id: str
-    gained: bool
-    conditional: bool = False  # the answer on the better side is only CONDITIONAL (a caveat)
-
-    def __str__(self) -> str:
-        return f"{self.resource_type}:{self.resource_id}#{self.permission}@{self.subject_type}:{self.subject_id}"
 
 
 def level(result: Result) -> int:

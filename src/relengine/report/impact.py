@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from ..engine.impact import AccessChange
+from ..results import AccessChange
 from ..errors import InvalidArgument
 from ..schema.diff import SchemaChange
 

@@ -17,11 +17,11 @@ from ..engine.cache import CheckCache
 from ..engine.check import LocalChecker
 from ..engine.dispatch import Conditional, Deadline, Result, to_check_result
 from ..engine.expand import expand
-from ..engine.impact import AccessChange
 from ..engine.trace import Tracer
 from ..errors import BatchTooLarge, MaxDepthExceeded, SchemaNotFound, TooManyToDelete
 from ..model import Consistency, ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef
 from ..results import (
+    AccessChange,
     BulkCheckResponse,
     Change,
     CheckExplanation,
