@@ -243,3 +243,19 @@ def test_write_impact_matches_brute_force(data: st.DataObject) -> None:
     other.write(updates)
     after = other.store.snapshot()
     assert found == brute_force(schema, schema, before, after)
+
+
+def test_a_caveat_change_moves_answers_between_has_conditional_and_no() -> None:
+    old = """caveat on_day(day string) {
+    day == "tuesday"
+}
+definition user {}
+definition doc {
+    relation viewer: user with on_day
+    permission view = viewer
+}"""
+    new = old.replace('day == "tuesday"', 'day == "monday"')
+    rels = ['doc:1#viewer@user:tue[on_day:{"day":"tuesday"}]', 'doc:1#viewer@user:mon[on_day:{"day":"monday"}]',
+            "doc:1#viewer@user:open[on_day]"]
+    found, expected = _schema_case(old, new, rels)
+    assert found == expected == {("doc:1#view@user:tue", False), ("doc:1#view@user:mon", True)}
