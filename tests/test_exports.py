@@ -12,6 +12,7 @@ import relengine
 import relengine.client
 
 ROOT = [
+    "AccessChange",
     "BulkCheckResponse",
     "CaveatRef",
     "CaveatTrace",

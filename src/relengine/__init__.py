@@ -53,6 +53,7 @@ from .model import (
     parse_subject,
 )
 from .results import (
+    AccessChange,
     BulkCheckResponse,
     CaveatTrace,
     Change,
@@ -80,6 +81,7 @@ from .service import Engine
 from .storage.base import Reader, TupleStore
 
 __all__ = [
+    "AccessChange",
     "BulkCheckResponse",
     "CaveatRef",
     "CaveatTrace",

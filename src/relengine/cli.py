@@ -1,6 +1,6 @@
 """The ``relengine`` command line: schema tools, validation files, the server and its client.
 
-Local commands: ``validate``, ``schema check|fmt|graph``, ``matrix``. ``serve`` runs the gRPC
+Local commands: ``validate``, ``schema check|fmt|graph|diff``, ``matrix``. ``serve`` runs the gRPC
 server. Commands that talk to a server (``--endpoint``, default 127.0.0.1:50051; the key from
 ``--preshared-key`` or ``RELENGINE_PRESHARED_KEY``; plaintext by default for loopback
 endpoints, TLS otherwise, ``--insecure`` / ``--tls`` / ``--ca-cert`` to choose): ``check``,
@@ -312,10 +312,55 @@ def cmd_guards(args: argparse.Namespace) -> int:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    from .report.matrix import compute_matrix, render
+    from .report.matrix import compute_matrix, diff_matrices, render, render_diff
 
     matrix = compute_matrix(_read(args.schema), args.resource, args.subject_type)
+    if args.diff:
+        if args.format == "html":
+            raise InvalidArgument("--diff prints text or markdown")
+        other = compute_matrix(_read(args.diff), args.resource, args.subject_type)
+        sys.stdout.write(render_diff(diff_matrices(matrix, other), args.format))
+        return EXIT_OK
     sys.stdout.write(render(matrix, args.format))
+    return EXIT_OK
+
+
+def _local_engine(data_dir: str) -> Any:
+    """The Engine on an existing data directory (a missing one is an error, not a new store)."""
+    from .service import Engine
+
+    if not os.path.isdir(data_dir):
+        raise InvalidArgument(f"no data directory at {data_dir!r}")
+    return Engine.open(data_dir)
+
+
+def cmd_schema_diff(args: argparse.Namespace) -> int:
+    from .report.impact import render
+    from .schema import compile_schema
+    from .schema.diff import diff_schemas
+
+    texts = [_read(args.old), _read(args.new)]
+    try:
+        old, new = compile_schema(texts[0], args.old), compile_schema(texts[1], args.new)
+    except SchemaError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EXIT_USAGE
+    structure = diff_schemas(old, new)
+    if args.data_dir is None:
+        sys.stdout.write(render([], args.format, structure=structure))
+        return EXIT_OK
+    engine = _local_engine(args.data_dir)
+    try:
+        reader = engine.snapshot()
+        revision = reader.revision
+        reader.close()
+        from .model import Consistency
+
+        changes = engine.schema_impact(texts[0], texts[1], consistency=Consistency.at_exact_snapshot(revision))
+        sys.stdout.write(render(changes, args.format, examples=args.examples, structure=structure,
+                                where=f"on {args.data_dir} at {revision.token()}"))
+    finally:
+        engine.close()
     return EXIT_OK
 
 
@@ -532,9 +577,31 @@ def cmd_write(args: argparse.Namespace) -> int:
     updates = [RelationshipUpdate(operation, parse_relationship(line)) for line in _relationship_lines(args)]
     if not updates:
         raise InvalidArgument("nothing to write: give relationships as arguments or with --file")
+    if args.dry_run or args.impact:
+        return _write_impact(args, updates)
     with _client(args) as client:
         revision = client.write(updates, _preconditions(args))
     print(revision.token())
+    return EXIT_OK
+
+
+def _write_impact(args: argparse.Namespace, updates: list[Any]) -> int:
+    """``write --dry-run --impact``: on the data directory itself (relengine.v1 has no dry
+    run), inside a transaction that is aborted."""
+    from .report.impact import render
+
+    if not (args.dry_run and args.impact):
+        raise InvalidArgument("--dry-run and --impact go together: the impact of a write that is not made")
+    if not args.data_dir:
+        raise InvalidArgument("write --dry-run --impact answers on a data directory: give --data-dir DIR")
+    engine = _local_engine(args.data_dir)
+    try:
+        changes = engine.write_impact(updates, _preconditions(args))
+        revision = engine.head_revision()
+    finally:
+        engine.close()
+    sys.stdout.write(render(changes, args.format, examples=args.examples,
+                            where=f"of this write on {args.data_dir} at {revision.token()} (not written)"))
     return EXIT_OK
 
 
@@ -683,6 +750,12 @@ def _remote(p: argparse.ArgumentParser, *, consistency: bool = False, context: b
         p.add_argument("--must-not-match", action="append", metavar="FILTER", help="fail if FILTER matches something")
 
 
+def _impact_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help='text: counts by permission with examples; json: {"gained": [...], "lost": [...]}')
+    p.add_argument("--examples", type=int, default=5, metavar="N", help="examples per permission in text (default 5)")
+
+
 def _add_server_commands(sub: Any, ssub: Any) -> None:
     p = sub.add_parser("serve", help="run the gRPC server on an LMDB data directory or a PostgreSQL database")
     _datastore_option(p)
@@ -724,6 +797,11 @@ def _add_server_commands(sub: Any, ssub: Any) -> None:
     p.add_argument("relationships", nargs="*", metavar="RELATIONSHIP", help="e.g. doc:1#viewer@user:ann")
     p.add_argument("--operation", choices=("create", "touch", "delete"), default="touch", help="default touch")
     p.add_argument("--file", metavar="FILE", help="more relationships, one a line ('-': stdin)")
+    p.add_argument("--dry-run", action="store_true", help="write nothing (with --impact)")
+    p.add_argument("--impact", action="store_true",
+                   help="print who would gain or lose which permission (with --dry-run and --data-dir)")
+    p.add_argument("--data-dir", metavar="DIR", help="with --dry-run --impact: the LMDB data directory to ask")
+    _impact_options(p)
     _remote(p, preconditions=True)
     p.set_defaults(func=cmd_write)
 
@@ -804,6 +882,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("schema", metavar="SCHEMA")
     p.add_argument("--format", choices=("dot", "mermaid"), default="mermaid")
     p.set_defaults(func=cmd_schema_graph)
+    p = ssub.add_parser("diff", help="what changes from one schema file to another, and who gains or loses access")
+    p.add_argument("old", metavar="OLD")
+    p.add_argument("new", metavar="NEW")
+    p.add_argument("--data-dir", metavar="DIR", help="compare the answers on this LMDB data directory's relationships")
+    _impact_options(p)
+    p.set_defaults(func=cmd_schema_diff)
 
     p = sub.add_parser("import", help="bulk-load relationships (text lines, CSV or YAML) into a data directory")
     p.add_argument("file", metavar="FILE", help="relationships file (format from the suffix: .csv, .yaml, else text)")
@@ -842,6 +926,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resource", required=True, metavar="TYPE", help="the resource type (definition)")
     p.add_argument("--subject-type", default="user", metavar="TYPE", help="who holds the roles (default user)")
     p.add_argument("--format", choices=("text", "markdown", "html"), default="text")
+    p.add_argument("--diff", metavar="NEW", help="mark the cells that change with this schema (text or markdown)")
     p.set_defaults(func=cmd_matrix)
     _add_server_commands(sub, ssub)
     return parser

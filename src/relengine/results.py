@@ -402,7 +402,25 @@ class GuardViolation:
         return f"{self.guard}: {self.object} has {self.count} (at least {self.at_least}){when}"
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class AccessChange:
+    """``subject`` gained or lost ``permission`` on ``resource``; ``subject_id`` ``*`` is every
+    subject of the type not named elsewhere (a wildcard)."""
+
+    resource_type: str
+    resource_id: str
+    permission: str
+    subject_type: str
+    subject_id: str
+    gained: bool
+    conditional: bool = False  # the answer on the better side is only CONDITIONAL (a caveat)
+
+    def __str__(self) -> str:
+        return f"{self.resource_type}:{self.resource_id}#{self.permission}@{self.subject_type}:{self.subject_id}"
+
+
 __all__ = [
+    "AccessChange",
     "BulkCheckResponse",
     "CaveatTrace",
     "Change",

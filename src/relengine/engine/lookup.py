@@ -325,8 +325,14 @@ class SubjectWalker:
 
     def __init__(
         self, checker: LocalChecker, subject_type: str, subject_relation: str | None,
-        cancelled: Callable[[], bool] | None = None,
+        cancelled: Callable[[], bool] | None = None, *, shared: dict[tuple[str, str, str], Bounds] | None = None,
+        stable: frozenset[tuple[str, str]] = frozenset(),
     ) -> None:
+        """``shared``: bounds of the members in ``stable`` (type, member), kept with another
+        walker's; only for walkers over the same relationships whose schemas evaluate those
+        members alike (``engine.impact``)."""
+        self.shared = shared
+        self.stable = stable
         self.schema = checker.schema
         self.reader = checker.reader
         self.now = checker.now
@@ -335,6 +341,7 @@ class SubjectWalker:
         self.subject_type = subject_type
         self.subject_relation = subject_relation
         self.memo: dict[tuple[str, str, str], Bounds] = {}
+        self.allowed: dict[tuple[str, str], tuple[frozenset[str], frozenset[tuple[str, str]]]] = {}
         self.active: set[tuple[str, str, str]] = set()
         self.cuts = 0
 
@@ -343,6 +350,11 @@ class SubjectWalker:
         cached = self.memo.get(key)
         if cached is not None:
             return cached
+        shared = self.shared if self.shared is not None and (t, name) in self.stable else None
+        if shared is not None:
+            cached = shared.get(key)
+            if cached is not None:
+                return cached
         if key in self.active:
             self.cuts += 1
             return NOTHING
@@ -362,11 +374,32 @@ class SubjectWalker:
             itself = SubjectSet(frozenset([oid]))  # a userset is a member of itself
             lower, upper = lower.union(itself), upper.union(itself)
         if self.cuts == cuts_before:  # results cut short by a cycle are not reusable
+            if upper is not lower and upper == lower:
+                upper = lower  # the usual case (no caveat): one set kept, not two equal ones
             self.memo[key] = (lower, upper)
+            if shared is not None:
+                shared[key] = (lower, upper)
         return lower, upper
+
+    def _allowed(self, t: str, name: str) -> tuple[frozenset[str], frozenset[tuple[str, str]]]:
+        """The wildcard types and the subject sets relation ``t#name`` allows: as in a check,
+        a stored wildcard or subject set counts only where the schema allows it (relationships
+        written under another schema may hold others: ``engine.impact`` reads them so)."""
+        key = (t, name)
+        found = self.allowed.get(key)
+        if found is None:
+            relation = self.schema.definitions[t].members[name]
+            assert isinstance(relation, Relation)
+            found = (
+                frozenset(a.type for a in relation.allowed if a.wildcard),
+                frozenset((a.type, a.relation) for a in relation.allowed if a.relation is not None),
+            )
+            self.allowed[key] = found
+        return found
 
     def _relation(self, t: str, oid: str, name: str, depth: int) -> Bounds:
         lower, upper = _Gathered(), _Gathered()
+        wildcards, usersets = self._allowed(t, name)
         for rel in self.deadline.rows(self.reader.subjects(t, oid, name)):
             if not _live(rel, self.now):
                 continue
@@ -374,6 +407,8 @@ class SubjectWalker:
             s = rel.subject
             if s.type == self.subject_type and s.relation == self.subject_relation:
                 if s.id == WILDCARD:
+                    if s.type not in wildcards:
+                        continue
                     upper.add(EVERYONE)
                     if certain:
                         lower.add(EVERYONE)
@@ -381,7 +416,7 @@ class SubjectWalker:
                     upper.add_id(s.id)
                     if certain:
                         lower.add_id(s.id)
-            if s.relation is not None:
+            if s.relation is not None and (s.type, s.relation) in usersets:
                 sub_lower, sub_upper = self.member(s.type, s.id, s.relation, depth - 1)
                 upper.add(sub_upper)
                 if certain:
@@ -475,6 +510,14 @@ def lookup_subjects(
     if subject_relation is not None:
         checker.schema.require(subject_type, subject_relation)
     walker = SubjectWalker(checker, subject_type, subject_relation, cancelled)
+    return settle(checker, walker, rtype, rid, permission)
+
+
+def settle(checker: LocalChecker, walker: SubjectWalker, rtype: str, rid: str, permission: str) -> FoundSubjects:
+    """LookupSubjects' answer from ``walker``'s bounds: the subjects certainly granted, and
+    the others possibly granted settled by a forward check each (``checker`` reads what the
+    walker reads). A walker may serve many resources: its memo holds for its one revision."""
+    subject_type, subject_relation = walker.subject_type, walker.subject_relation
     lower, upper = walker.member(rtype, rid, permission, checker.max_depth)
     results: list[tuple[str, Result]] = []
     for sid in sorted(upper.ids | lower.ids):

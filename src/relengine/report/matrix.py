@@ -159,3 +159,63 @@ def render(matrix: Matrix, fmt: str = "text") -> str:
         cells = " | ".join(("yes" if flag else "-").center(len(p)) for p, flag in zip(matrix.permissions, flags))
         lines.append(f"{label.ljust(width)} | {cells}")
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class MatrixDiff:
+    """Two matrices of one resource type side by side: the roles and permissions of either,
+    each cell (old, new); a role or permission missing on a side answers no there."""
+
+    resource_type: str
+    subject_type: str
+    permissions: tuple[str, ...]
+    rows: tuple[tuple[str, tuple[tuple[bool, bool], ...]], ...]
+
+    @property
+    def changed(self) -> int:
+        return sum(1 for _, cells in self.rows for old, new in cells if old != new)
+
+
+def diff_matrices(old: Matrix, new: Matrix) -> MatrixDiff:
+    permissions = tuple(dict.fromkeys((*new.permissions, *old.permissions)))
+    old_rows, new_rows = dict(old.rows), dict(new.rows)
+    labels = list(dict.fromkeys((*(label for label, _ in new.rows), *(label for label, _ in old.rows))))
+
+    def flag(rows: dict[str, tuple[bool, ...]], names: tuple[str, ...], label: str, permission: str) -> bool:
+        flags = rows.get(label)
+        return flags is not None and permission in names and flags[names.index(permission)]
+
+    rows = tuple(
+        (label, tuple((flag(old_rows, old.permissions, label, p), flag(new_rows, new.permissions, label, p))
+                      for p in permissions))
+        for label in labels
+    )
+    return MatrixDiff(new.resource_type, new.subject_type, permissions, rows)
+
+
+_MARKS = {
+    "text": {(False, False): "-", (True, True): "yes", (False, True): "+yes", (True, False): "-yes"},
+    "markdown": {(False, False): "·", (True, True): "✓", (False, True): "**+✓**", (True, False): "**−✓**"},
+}
+DIFF_LEGEND = "+yes: gained with the new schema; -yes: lost with it"
+
+
+def render_diff(diff: MatrixDiff, fmt: str = "text") -> str:
+    """The new matrix with the cells that change marked: ``+yes`` gained, ``-yes`` lost
+    (markdown: **+✓** / **−✓**)."""
+    if fmt not in _MARKS:
+        raise InvalidArgument(f"unknown matrix diff format {fmt!r}; use text or markdown")
+    marks = _MARKS[fmt]
+    footer = f"{diff.changed} cells change ({DIFF_LEGEND})\n"
+    if fmt == "markdown":
+        head = "| role | " + " | ".join(f"`{p}`" for p in diff.permissions) + " |"
+        sep = "|---|" + "|".join(":-:" for _ in diff.permissions) + "|"
+        body = [f"| `{label}` | " + " | ".join(marks[cell] for cell in cells) + " |" for label, cells in diff.rows]
+        return "\n".join([head, sep, *body]) + "\n\n" + footer
+    width = max(len(label) for label, _ in diff.rows)
+    header = " " * width + " | " + " | ".join(p.center(max(len(p), 4)) for p in diff.permissions)
+    lines = [header, "-" * len(header)]
+    for label, cells in diff.rows:
+        text = " | ".join(marks[cell].center(max(len(p), 4)) for p, cell in zip(diff.permissions, cells))
+        lines.append(f"{label.ljust(width)} | {text}")
+    return "\n".join(lines) + "\n" + footer

@@ -13,7 +13,7 @@ import threading
 from typing import Any, Callable, Final, Iterable, Iterator, Mapping, Sequence
 
 from ..config import EngineConfig
-from ..engine import lookup
+from ..engine import impact, lookup
 from ..engine.build import build_checker
 from ..engine.cache import Carry, CheckCache
 from ..engine.check import LocalChecker
@@ -24,6 +24,7 @@ from ..engine.trace import Tracer
 from ..errors import BatchTooLarge, MaxDepthExceeded, SchemaNotFound, TooManyToDelete
 from ..model import Consistency, ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef
 from ..results import (
+    AccessChange,
     BulkCheckResponse,
     Change,
     CheckExplanation,
@@ -67,6 +68,10 @@ POSTGRES_SCHEMES: Final = ("postgresql://", "postgres://")
 """How a datastore location names a PostgreSQL database (``Engine.open``, ``--datastore``)."""
 LMDB_SCHEME: Final = "lmdb://"
 """How one names an LMDB data directory: ``lmdb:///srv/relengine`` (or the path itself)."""
+
+
+class _DryRun(Exception):
+    """Raised out of a transaction to abort it (``Engine.write_impact``); never escapes."""
 
 
 class Engine:
@@ -161,12 +166,7 @@ class Engine:
         of a live relationship), InvalidRelationship / UnknownDefinition / UnknownRelation,
         GuardViolated (the write would take an object below a stored guard; see ``guards``).
         """
-        limit = self.config.max_updates_per_write
-        if len(updates) > limit:
-            raise BatchTooLarge(
-                f"a write may carry at most {limit} updates, got {len(updates)}; split the batch",
-                limit=limit,
-            )
+        self._check_updates(updates)
         # One write of this Engine at a time from the revision it starts at to the carry it
         # leaves (the store serializes the transactions anyway): two interleaved ones would each
         # find the other's revision between theirs and leave no carry.
@@ -222,6 +222,66 @@ class Engine:
                 break  # and every older one is larger
             kept.append((base, invalid))
         self.cache.carry(revision.value, tuple(kept))
+
+    def write_impact(
+        self, updates: Sequence[RelationshipUpdate], preconditions: Sequence[Precondition] = (), *,
+        deadline: float | None = None, now: _dt.datetime | None = None,
+    ) -> list[AccessChange]:
+        """Who would gain or lose which permission if ``write(updates, preconditions)`` ran
+        now, sorted; nothing is written. The write runs in a real transaction (the same checks
+        and errors as ``write``), is compared with the state it started from, and is aborted:
+        other writers wait for it meanwhile. See ``engine.impact``."""
+        self._check_updates(updates)
+        found: list[AccessChange] = []
+        try:
+            with self.store.transaction() as tx:
+                schema = self._schemas.of(tx)
+                before = self.store.snapshot()  # the state tx started from: no writer commits while tx is open
+                try:
+                    check_preconditions(tx, preconditions)
+                    for update in updates:
+                        if update.operation is not Operation.DELETE:
+                            check_update(schema, update.relationship)
+                        tx.apply(update)
+                    written = {(u.relationship.resource.type, u.relationship.resource.id, u.relationship.relation)
+                               for u in updates}
+                    found = sorted(impact.write_impact(
+                        schema, before, tx.reader(), sorted(written), max_depth=self.config.max_depth, now=now,
+                        deadline=deadline,
+                    ))
+                finally:
+                    before.close()
+                raise _DryRun
+        except _DryRun:
+            return found
+
+    def schema_impact(
+        self, old_text: str, new_text: str, *, consistency: Consistency | None = None,
+        deadline: float | None = None, now: _dt.datetime | None = None,
+    ) -> Iterator[AccessChange]:
+        """Every (resource, permission, subject) whose answer differs between schema
+        ``old_text`` and ``new_text`` on the stored relationships (read at ``consistency``,
+        default the newest revision), as the walk finds them (``engine.impact``); nothing is
+        written. Raises SchemaError for either text before the iterator is returned."""
+        old, new = self._schemas.compile(old_text), self._schemas.compile(new_text)
+        reader = self._snapshot(consistency or Consistency.fully_consistent())
+
+        def changes() -> Iterator[AccessChange]:
+            try:
+                yield from impact.schema_impact(old, new, reader, max_depth=self.config.max_depth, now=now,
+                                                deadline=deadline)
+            finally:
+                reader.close()
+
+        return changes()
+
+    def _check_updates(self, updates: Sequence[RelationshipUpdate]) -> None:
+        limit = self.config.max_updates_per_write
+        if len(updates) > limit:
+            raise BatchTooLarge(
+                f"a write may carry at most {limit} updates, got {len(updates)}; split the batch",
+                limit=limit,
+            )
 
     def touch(self, relationships: Iterable[Relationship]) -> Revision:
         return self.write([RelationshipUpdate(Operation.TOUCH, r) for r in relationships])

@@ -17,11 +17,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from authzed.api.v1 import schema_service_pb2 as ss
+from google.protobuf.message import Message
 
 from ...errors import InvalidArgument
+from ...schema.diff import SchemaChange, comment, diff_schemas
 from ...schema.types import (
     AllowedType,
     Caveat,
+    CaveatParameter,
     CompiledSchema,
     ComputedUserset,
     Definition,
@@ -43,12 +46,6 @@ EMPTY = CompiledSchema(definitions={}, caveats={})
 
 
 # -- comments and single items --------------------------------------------------------
-
-
-def comment(doc: Sequence[str]) -> str:
-    """The comments kept on a schema item as SpiceDB reports them: each line trimmed, the
-    comments joined by newlines (relengine's blank-line markers dropped)."""
-    return "\n".join("\n".join(line.strip() for line in c.splitlines()) for c in doc if c)
 
 
 def type_reference(allowed: AllowedType) -> ss.ReflectionTypeReference:
@@ -186,90 +183,36 @@ def reflect(
 
 
 def diff(existing: CompiledSchema, comparison: CompiledSchema) -> list[ss.ReflectionSchemaDiff]:
-    """DiffSchema's diffs from ``existing`` to ``comparison``."""
-    D = ss.ReflectionSchemaDiff
-    old_defs, new_defs = existing.definitions, comparison.definitions
-    old_cavs, new_cavs = existing.caveats, comparison.caveats
-    out: list[ss.ReflectionSchemaDiff] = []
-    for name in sorted(set(new_defs) - set(old_defs)):
-        out.append(D(definition_added=definition(new_defs[name])))
-    for name in sorted(set(old_defs) - set(new_defs)):
-        out.append(D(definition_removed=definition(old_defs[name])))
-    for name in sorted(set(new_cavs) - set(old_cavs)):
-        out.append(D(caveat_added=caveat(new_cavs[name])))
-    for name in sorted(set(old_cavs) - set(new_cavs)):
-        out.append(D(caveat_removed=caveat(old_cavs[name])))
-    for name in sorted(set(old_defs) & set(new_defs)):
-        out.extend(_definition_diff(old_defs[name], new_defs[name]))
-    for name in sorted(set(old_cavs) & set(new_cavs)):
-        out.extend(_caveat_diff(old_cavs[name], new_cavs[name]))
-    return out
+    """DiffSchema's diffs from ``existing`` to ``comparison`` (``schema.diff`` finds them)."""
+    return [_diff_message(change, comparison) for change in diff_schemas(existing, comparison)]
 
 
-def _split(item: Definition) -> tuple[dict[str, Relation], dict[str, Permission]]:
-    relations = {n: m for n, m in item.members.items() if isinstance(m, Relation)}
-    permissions = {n: m for n, m in item.members.items() if isinstance(m, Permission)}
-    return relations, permissions
-
-
-def _definition_diff(old: Definition, new: Definition) -> list[ss.ReflectionSchemaDiff]:
-    D = ss.ReflectionSchemaDiff
-    name = new.name
-    out: list[ss.ReflectionSchemaDiff] = []
-    if comment(old.doc) != comment(new.doc):
-        out.append(D(definition_doc_comment_changed=definition(new)))
-    old_rels, old_perms = _split(old)
-    new_rels, new_perms = _split(new)
-    for r in sorted(set(old_rels) - set(new_rels)):
-        out.append(D(relation_removed=relation(old_rels[r], name)))
-    for r in sorted(set(new_rels) - set(old_rels)):
-        out.append(D(relation_added=relation(new_rels[r], name)))
-    for p in sorted(set(old_perms) - set(new_perms)):
-        out.append(D(permission_removed=permission(old_perms[p], name)))
-    for p in sorted(set(new_perms) - set(old_perms)):
-        out.append(D(permission_added=permission(new_perms[p], name)))
-    for p in sorted(set(old_perms) & set(new_perms)):
-        before, after = old_perms[p], new_perms[p]
-        if before.rewrite != after.rewrite:
-            out.append(D(permission_expr_changed=permission(after, name)))
-        if comment(before.doc) != comment(after.doc):
-            out.append(D(permission_doc_comment_changed=permission(after, name)))
-    for r in sorted(set(old_rels) & set(new_rels)):
-        before_rel, after_rel = old_rels[r], new_rels[r]
-        if comment(before_rel.doc) != comment(after_rel.doc):
-            out.append(D(relation_doc_comment_changed=relation(after_rel, name)))
-        old_types = {str(a): a for a in before_rel.allowed}
-        new_types = {str(a): a for a in after_rel.allowed}
-        for t in sorted(set(old_types) - set(new_types)):
-            out.append(D(relation_subject_type_removed=ss.ReflectionRelationSubjectTypeChange(
-                relation=relation(after_rel, name), changed_subject_type=type_reference(old_types[t]))))
-        for t in sorted(set(new_types) - set(old_types)):
-            out.append(D(relation_subject_type_added=ss.ReflectionRelationSubjectTypeChange(
-                relation=relation(after_rel, name), changed_subject_type=type_reference(new_types[t]))))
-    return out
-
-
-def _caveat_diff(old: Caveat, new: Caveat) -> list[ss.ReflectionSchemaDiff]:
-    D = ss.ReflectionSchemaDiff
-    out: list[ss.ReflectionSchemaDiff] = []
-    if comment(old.doc) != comment(new.doc):
-        out.append(D(caveat_doc_comment_changed=caveat(new)))
-    old_params = {p.name: p.type for p in old.parameters}
-    new_params = {p.name: p.type for p in new.parameters}
-
-    def param(name: str, type_: str) -> ss.ReflectionCaveatParameter:
-        return ss.ReflectionCaveatParameter(name=name, type=type_, parent_caveat_name=new.name)
-
-    for p in sorted(set(old_params) - set(new_params)):
-        out.append(D(caveat_parameter_removed=param(p, old_params[p])))
-    for p in sorted(set(new_params) - set(old_params)):
-        out.append(D(caveat_parameter_added=param(p, new_params[p])))
-    for p in sorted(set(old_params) & set(new_params)):
-        if old_params[p] != new_params[p]:
-            out.append(D(caveat_parameter_type_changed=ss.ReflectionCaveatParameterTypeChange(
-                parameter=param(p, new_params[p]), previous_type=old_params[p])))
-    if old.expression != new.expression:
-        out.append(D(caveat_expr_changed=caveat(new)))
+def _diff_message(change: SchemaChange, comparison: CompiledSchema) -> ss.ReflectionSchemaDiff:
+    kind, owner, item = change.kind, change.owner, change.after if change.after is not None else change.before
+    value: Message
+    if isinstance(item, Definition):
+        found = definition(item)
+        assert found is not None
+        value = found
+    elif isinstance(item, Relation):
+        value = relation(item, owner)
+    elif isinstance(item, Permission):
+        value = permission(item, owner)
+    elif isinstance(item, Caveat):
+        value = caveat(item)
+    elif isinstance(item, AllowedType):
+        after_rel = comparison.definitions[owner].members[change.name]
+        assert isinstance(after_rel, Relation)
+        value = ss.ReflectionRelationSubjectTypeChange(
+            relation=relation(after_rel, owner), changed_subject_type=type_reference(item))
+    else:
+        assert isinstance(item, CaveatParameter)
+        value = ss.ReflectionCaveatParameter(name=item.name, type=item.type, parent_caveat_name=owner)
+        if kind == "caveat_parameter_type_changed":
+            assert isinstance(change.before, CaveatParameter)
+            value = ss.ReflectionCaveatParameterTypeChange(parameter=value, previous_type=change.before.type)
+    out = ss.ReflectionSchemaDiff()
+    getattr(out, kind).CopyFrom(value)
     return out
 
 
