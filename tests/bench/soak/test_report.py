@@ -180,3 +180,13 @@ def test_rss_growing_with_the_stores_mapped_pages_alone_passes() -> None:
     assert verdict["passed"], verdict["reasons"]
     measured = next(c["measured"] for c in verdict["criteria"] if c["name"] == "RSS growth")
     assert "anonymous 100.0 MiB vs 100.0 MiB" in measured and "520.0 MiB vs 400.0 MiB" in measured
+
+
+def test_rss_is_judged_by_the_medians_of_the_first_and_last_thirds() -> None:
+    # One abusive round's spike in the last window is not growth; memory that grows in every
+    # window of the last third is.
+    spike = report.judge(series([5] * 10, [100, 85.8, 84.6, 86.1, 84.5, 87.4, 97.0, 87.1, 84.6, 95.8]), warmup=1)
+    assert spike["passed"] and spike["rss_growth"] == round(87.1 / 85.8 - 1, 4)
+    leak = report.judge(series([5] * 10, [100, 85, 85, 86, 87, 88, 89, 90, 91, 92]), warmup=1)
+    assert "RSS growth" in failed(leak) and leak["rss_growth"] == round(91 / 85 - 1, 4)
+    assert "median of windows 8-10 vs 2-4" in leak["reasons"][0]
