@@ -866,7 +866,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="print every assertion, not only failures")
     p.set_defaults(func=cmd_validate)
 
-    schema = sub.add_parser("schema", help="schema tools: check, fmt, graph; read, write (on a server)")
+    schema = sub.add_parser("schema", help="schema tools: check, fmt, graph, diff; read, write (on a server)")
     ssub = schema.add_subparsers(dest="schema_command", metavar="SUBCOMMAND")
     ssub.required = True
     p = ssub.add_parser("check", help="compile schema files; print errors and warnings with line:column")
