@@ -17,13 +17,11 @@ from dataclasses import dataclass, field
 from ..schema.types import (
     CompiledSchema,
     ComputedUserset,
-    Exclusion,
-    Intersection,
     Permission,
     Relation,
     Rewrite,
     TupleToUserset,
-    Union,
+    leaves,
 )
 
 Member = tuple[str, str]  # (definition, relation or permission)
@@ -91,24 +89,18 @@ class Dependencies:
         return cls(of, {k: frozenset(v) for k, v in hopped.items()}, {k: frozenset(v) for k, v in local.items()})
 
 
-def _walk(schema: CompiledSchema, tname: str, node: Rewrite, edges: set[tuple[Member, bool]], reads: set[Dependency]) -> None:
-    if isinstance(node, ComputedUserset):
-        if schema.member(tname, node.relation) is not None:
-            edges.add(((tname, node.relation), False))
-    elif isinstance(node, TupleToUserset):
-        tupleset = schema.member(tname, node.tupleset)
-        reads.add((tname, node.tupleset, False))
-        if isinstance(tupleset, Relation):
-            for allowed in tupleset.allowed:
-                if schema.member(allowed.type, node.computed) is not None:
-                    edges.add(((allowed.type, node.computed), True))
-    elif isinstance(node, (Union, Intersection)):
-        for child in node.children:
-            _walk(schema, tname, child, edges, reads)
-    elif isinstance(node, Exclusion):
-        _walk(schema, tname, node.base, edges, reads)
-        _walk(schema, tname, node.subtract, edges, reads)
-    # Nil and This (``self``) read nothing stored.
+def _walk(schema: CompiledSchema, tname: str, rewrite: Rewrite, edges: set[tuple[Member, bool]], reads: set[Dependency]) -> None:
+    for leaf in leaves(rewrite):  # Nil and This (``self``) read nothing stored
+        if isinstance(leaf, ComputedUserset):
+            if schema.member(tname, leaf.relation) is not None:
+                edges.add(((tname, leaf.relation), False))
+        elif isinstance(leaf, TupleToUserset):
+            tupleset = schema.member(tname, leaf.tupleset)
+            reads.add((tname, leaf.tupleset, False))
+            if isinstance(tupleset, Relation):
+                for allowed in tupleset.allowed:
+                    if schema.member(allowed.type, leaf.computed) is not None:
+                        edges.add(((allowed.type, leaf.computed), True))
 
 
 @dataclass

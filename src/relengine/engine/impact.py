@@ -39,18 +39,14 @@ from ..schema.types import (
     AllowedType,
     CompiledSchema,
     ComputedUserset,
-    Exclusion,
-    Intersection,
     Permission,
     Relation,
-    Rewrite,
     This,
     TupleToUserset,
-    Union,
+    leaves,
 )
 from ..storage.base import Reader
 from .build import build_checker
-from .check import LocalChecker
 from .dispatch import HAS, NO, Result
 from .lookup import EMPTY, Bounds, FoundSubjects, SubjectSet, SubjectWalker, settle
 
@@ -66,18 +62,6 @@ def level(result: Result) -> int:
 
 
 # -- the schema's edges, both sides together ----------------------------------------------------
-
-
-def _leaves(rewrite: Rewrite) -> Iterator[Rewrite]:
-    stack = [rewrite]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, (Union, Intersection)):
-            stack.extend(node.children)
-        elif isinstance(node, Exclusion):
-            stack.extend((node.base, node.subtract))
-        else:
-            yield node
 
 
 @dataclass
@@ -102,7 +86,7 @@ class Edges:
                             if a.relation is not None:
                                 edges.usersets.setdefault((a.type, a.relation), set()).add((t, name))
                         continue
-                    for leaf in _leaves(member.rewrite):
+                    for leaf in leaves(member.rewrite):
                         if isinstance(leaf, ComputedUserset):
                             edges.same_object.setdefault((t, leaf.relation), set()).add((t, name))
                         elif isinstance(leaf, TupleToUserset):
@@ -140,7 +124,7 @@ def terminal_types(schema: CompiledSchema, start: MemberRef) -> set[str]:
                 else:
                     nexts.append((a.type, a.relation))
         elif isinstance(member, Permission):
-            for leaf in _leaves(member.rewrite):
+            for leaf in leaves(member.rewrite):
                 if isinstance(leaf, ComputedUserset):
                     nexts.append((t, leaf.relation))
                 elif isinstance(leaf, TupleToUserset):

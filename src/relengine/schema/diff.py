@@ -28,6 +28,7 @@ from .types import (
     This,
     TupleToUserset,
     Union,
+    leaves,
 )
 
 Item = Definition | Relation | Permission | Caveat | AllowedType | CaveatParameter
@@ -194,16 +195,8 @@ def has_self(schema: CompiledSchema, definition: str) -> bool:
     item = schema.definitions.get(definition)
     if item is None:
         return False
-    stack: list[Rewrite] = [m.rewrite for m in item.members.values() if isinstance(m, Permission)]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, This):
-            return True
-        if isinstance(node, (Union, Intersection)):
-            stack.extend(node.children)
-        elif isinstance(node, Exclusion):
-            stack.extend((node.base, node.subtract))
-    return False
+    return any(isinstance(leaf, This) for m in item.members.values() if isinstance(m, Permission)
+               for leaf in leaves(m.rewrite))
 
 
 __all__ = ["SchemaChange", "changed_members", "comment", "diff_schemas", "has_self", "rewrite_text"]

@@ -87,6 +87,23 @@ class Exclusion:
 
 
 Rewrite = Nil | This | ComputedUserset | TupleToUserset | Union | Intersection | Exclusion
+Leaf = Nil | This | ComputedUserset | TupleToUserset
+
+
+def leaves(rewrite: Rewrite) -> list[Leaf]:
+    """The leaves of a rewrite tree (what its ``+ & -`` combine), left to right; walked with a
+    stack, as trees may be deeper than Python's recursion allows."""
+    out: list[Leaf] = []
+    stack: list[Rewrite] = [rewrite]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (Union, Intersection)):
+            stack.extend(reversed(node.children))
+        elif isinstance(node, Exclusion):
+            stack.extend((node.subtract, node.base))
+        else:
+            out.append(node)
+    return out
 
 
 # -- definitions --------------------------------------------------------------------------

@@ -13,7 +13,7 @@ map's).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from authzed.api.v1 import schema_service_pb2 as ss
@@ -30,13 +30,13 @@ from ...schema.types import (
     Definition,
     Exclusion,
     Intersection,
-    Nil,
     Permission,
     Relation,
     Rewrite,
     This,
     TupleToUserset,
     Union,
+    leaves,
 )
 
 ELLIPSIS = "..."
@@ -229,19 +229,6 @@ def _operands(rewrite: Rewrite) -> list[Rewrite]:
     return [rewrite]
 
 
-def _leaves(rewrite: Rewrite) -> list[ComputedUserset | TupleToUserset | This | Nil]:
-    """The leaves of a rewrite tree, left to right (walked with a stack: trees may be deep)."""
-    out: list[ComputedUserset | TupleToUserset | This | Nil] = []
-    stack = [rewrite]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, (Union, Intersection, Exclusion)):
-            stack.extend(reversed(_operands(node)))
-        else:
-            out.append(node)
-    return out
-
-
 def _arrow_targets(schema: CompiledSchema, owner: Definition, arrow: TupleToUserset) -> list[RelRef]:
     """``(T, computed)`` for each subject type T of the arrow's relation that has ``computed``."""
     tupleset = owner.members.get(arrow.tupleset)
@@ -281,7 +268,7 @@ def _entries(schema: CompiledSchema) -> _Entries:
                     else:
                         by_relation.setdefault((allowed.type, allowed.relation or ELLIPSIS), set()).add(target)
                 continue
-            for leaf in _leaves(member.rewrite):
+            for leaf in leaves(member.rewrite):
                 if isinstance(leaf, ComputedUserset):
                     by_relation.setdefault((def_name, leaf.relation), set()).add(target)
                 elif isinstance(leaf, This):
@@ -329,7 +316,7 @@ def dependencies_of(schema: CompiledSchema, start: RelRef) -> set[RelRef]:
             nexts = [(a.type, a.relation) for a in member.allowed
                      if not a.wildcard and a.relation is not None and a.relation != ELLIPSIS]
         else:
-            for leaf in _leaves(member.rewrite):
+            for leaf in leaves(member.rewrite):
                 if isinstance(leaf, ComputedUserset):
                     nexts.append((def_name, leaf.relation))
                 elif isinstance(leaf, TupleToUserset):
