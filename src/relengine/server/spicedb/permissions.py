@@ -500,8 +500,9 @@ def _failed_path(trace: CheckTrace) -> CheckTrace:
 
 
 def _limit(value: int, maximum: int) -> int | None:
-    """A page size: 0 means the server's maximum (SpiceDB answers every match; relengine
-    bounds each call), past the maximum is refused."""
+    """A page size: 0 means none (every match, streamed, as SpiceDB answers it); past the
+    maximum is refused with SpiceDB's text and metadata (``pages.check_limit`` is relengine.v1's
+    rule, with its own message)."""
     if value > maximum:
         raise InvalidArgument(
             f"provided limit {value} is greater than maximum allowed of {maximum}", limit=maximum, provided=value,
