@@ -61,6 +61,27 @@ def pg_cluster() -> Iterator[pg.PgCluster]:
         cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def pg_replication() -> Iterator[tuple[pg.PgCluster, pg.PgReplica]]:
+    """A PostgreSQL primary of its own and a streaming replica of it (``pg_basebackup -R``), for
+    the whole session: the tests of read replicas. A test that pauses the replica's replay or
+    stops it puts it back as it was."""
+    reason = pg.unavailable_reason()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    primary = pg.PgCluster().start()
+    try:
+        replica = primary.make_replica()
+        try:
+            yield primary, replica
+        finally:
+            replica.stop()
+    finally:
+        primary.stop()
+
+
 @pytest.fixture
 def pg_uri(pg_cluster: pg.PgCluster) -> str:
     """A fresh, empty database of the session's cluster: its URI (left to the cluster's end:

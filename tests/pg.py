@@ -9,6 +9,12 @@ is far quicker than a cluster per test; the databases are left to ``stop()`` (``
 forces a checkpoint: most of a second each), which stops the server at once (``-m immediate``:
 nothing in it is kept) and removes the directory.
 
+``make_replica()`` makes a streaming replica of a started cluster with ``pg_basebackup -R``
+(a hot standby on another free loopback port, run as the same user): ``start()`` allows
+replication connections from 127.0.0.1 (``wal_level=replica`` and ``max_wal_senders`` are
+PostgreSQL 15's defaults, set anyway). ``PgReplica`` pauses and resumes its replay (a lagging
+replica), waits until it has replayed all the primary has written, and stops and starts again.
+
 Where the binaries are missing, ``unavailable_reason()`` says why; the fixtures skip with it,
 or fail where ``CI`` is set (CI installs the ``postgresql`` package: ``.ci/run``).
 """
@@ -86,13 +92,16 @@ class PgCluster:
     def start(self) -> PgCluster:
         self._run("initdb", "-D", str(self.data), "-U", self.user, "--auth=trust", "-E", "UTF8",
                   "--locale=C", "--no-instructions")
-        (self.data / "pg_hba.conf").write_text("host all all 127.0.0.1/32 trust\n")
+        (self.data / "pg_hba.conf").write_text(
+            "host all all 127.0.0.1/32 trust\nhost replication all 127.0.0.1/32 trust\n"
+        )
         for attempt in range(5):
             self.port = free_port()
             with (self.data / "postgresql.auto.conf").open("a") as conf:
                 conf.write(
                     f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
                     "unix_socket_directories = ''\nfsync = on\nmax_connections = 200\n"
+                    "wal_level = replica\nmax_wal_senders = 10\n"
                 )
             try:
                 self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")
@@ -134,3 +143,80 @@ class PgCluster:
                 self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+
+    def make_replica(self) -> PgReplica:
+        """A started streaming replica of this (started) cluster; ``stop()`` it before this one."""
+        return PgReplica(self).start()
+
+    def wal_position(self) -> str:
+        """The primary's current WAL position (an LSN), for ``PgReplica.wait_replayed``."""
+        import psycopg
+
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        assert row is not None
+        return str(row[0])
+
+
+class PgReplica(PgCluster):
+    """A hot standby of ``primary`` made by ``pg_basebackup -R``, in a directory of its own."""
+
+    def __init__(self, primary: PgCluster) -> None:
+        super().__init__()
+        self.primary = primary
+
+    def start(self) -> PgReplica:
+        self._run(
+            "pg_basebackup", "-h", "127.0.0.1", "-p", str(self.primary.port), "-U", self.primary.user,
+            "-D", str(self.data), "-R", "-X", "stream", "-c", "fast",
+        )
+        for attempt in range(5):
+            self.port = free_port()
+            with (self.data / "postgresql.auto.conf").open("a") as conf:
+                # Later lines win: the primary's port (copied with its files) is replaced.
+                conf.write(f"port = {self.port}\nhot_standby = on\n")
+            try:
+                self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")
+                return self
+            except subprocess.CalledProcessError:
+                if attempt == 4:
+                    raise RuntimeError(f"the replica did not start:\n{self.log_tail()}") from None
+                time.sleep(0.2)
+        return self
+
+    def restart(self) -> None:
+        """Start again after ``halt()``, on the same port."""
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")
+
+    def halt(self) -> None:
+        """Stop the server (``pg_ctl stop``, fast mode), keeping its files for ``restart()``."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def _execute(self, sql: str) -> object:
+        import psycopg
+
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            row = conn.execute(sql).fetchone()
+        return None if row is None else row[0]
+
+    def pause_replay(self) -> None:
+        """Stop applying the primary's WAL (it is still received): the replica lags from now."""
+        self._execute("SELECT pg_wal_replay_pause()")
+        deadline = time.monotonic() + 30
+        while self._execute("SELECT pg_get_wal_replay_pause_state()") != "paused":
+            if time.monotonic() > deadline:
+                raise RuntimeError("the replica's replay did not pause")
+            time.sleep(0.02)
+
+    def resume_replay(self) -> None:
+        self._execute("SELECT pg_wal_replay_resume()")
+
+    def wait_replayed(self, position: str | None = None, timeout: float = 30.0) -> None:
+        """Wait until the replica has replayed the primary's WAL up to ``position`` (default:
+        the primary's position now)."""
+        wanted = position or self.primary.wal_position()
+        deadline = time.monotonic() + timeout
+        while not self._execute(f"SELECT pg_last_wal_replay_lsn() >= '{wanted}'::pg_lsn"):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the replica did not replay up to {wanted}:\n{self.log_tail()}")
+            time.sleep(0.02)

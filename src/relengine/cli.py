@@ -388,6 +388,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .wire.spicedb.tokens import MismatchedTokens
 
     args.data_dir = _location(args)
+    _check_read_replicas(args.data_dir, args.read_replicas)
     schema_text = None
     if args.schema and args.worker_index is None:
         schema_text = _read(args.schema)
@@ -411,8 +412,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_streams_per_method=args.max_streams_per_method, max_streams_per_connection=args.max_streams_per_connection,
         max_store_size=args.max_store_size,
         spicedb=SpiceDBOptions(mismatched_tokens=MismatchedTokens(args.mismatched_zedtoken)),
+        read_replicas=tuple(args.read_replicas),
     )
     return serve(args.data_dir, config, worker_index=args.worker_index, ready_fd=args.ready_fd)
+
+
+def _check_read_replicas(location: str, replicas: list[str]) -> None:
+    """Refuse ``--datastore-read-replica`` without a PostgreSQL ``--datastore``, or not a
+    PostgreSQL URI itself, before anything starts."""
+    from .service.engine import POSTGRES_SCHEMES
+
+    if replicas and not location.startswith(POSTGRES_SCHEMES):
+        raise InvalidArgument("--datastore-read-replica needs --datastore postgresql://... (LMDB has no replicas)")
+    for uri in replicas:
+        if not uri.startswith(POSTGRES_SCHEMES):
+            raise InvalidArgument(
+                f"--datastore-read-replica {quote(uri)}: give postgresql://USER@HOST:PORT/DB"
+            )
 
 
 def _server_keys(given: str | list[str] | None) -> tuple[str, ...] | None:
@@ -759,6 +775,10 @@ def _impact_options(p: argparse.ArgumentParser) -> None:
 def _add_server_commands(sub: Any, ssub: Any) -> None:
     p = sub.add_parser("serve", help="run the gRPC server on an LMDB data directory or a PostgreSQL database")
     _datastore_option(p)
+    p.add_argument("--datastore-read-replica", metavar="URI", action="append", default=[], dest="read_replicas",
+                   help="a PostgreSQL streaming replica of --datastore that answers the reads it has caught up "
+                        "with (checks, lookups, reads); repeat for several; writes, fully_consistent and Watch "
+                        "go to the primary")
     p.add_argument("--schema", metavar="FILE", help="write this schema at startup if it differs from the stored one")
     p.add_argument("--listen", default="127.0.0.1:50051", metavar="HOST:PORT", help="default 127.0.0.1:50051")
     p.add_argument("--workers", type=int, metavar="N", help="worker processes sharing the port (default: the number of cores)")

@@ -383,6 +383,7 @@ class EngineStatistics:
     cache_size: int
     cache_capacity: int
     head_revision: Revision
+    datastore_reads: tuple[tuple[str, int], ...] = ()  # (target, Readers opened): with read replicas
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,6 +76,7 @@ class ServerConfig:
     max_streams_per_connection: int | None = None  # open streams of one connection; None: threads // 4
     max_store_size: int = DEFAULT_MAX_STORE_SIZE  # the store grows up to this many bytes (max_map_size)
     spicedb: spicedb.SpiceDBOptions = spicedb.SpiceDBOptions()  # SpiceDB's API: its server-flag choices
+    read_replicas: tuple[str, ...] = ()  # PostgreSQL URIs of read replicas of the datastore
 
     def stream_limits(self) -> StreamLimits:
         return StreamLimits.for_threads(self.threads, self.max_streams_per_method, self.max_streams_per_connection)
@@ -278,7 +279,7 @@ def _run_worker(data_dir: str, config: ServerConfig, index: int, ready_fd: int |
         metrics_server, _ = start_http_server(port, host, registry=registry)
         log.info("metrics", extra={"event": "metrics_listening", "listen": join_address(host, metrics_server.server_port)})
     # After the fork/spawn: an LMDB environment never crosses one.
-    engine = Engine.open(data_dir, max_map_size=config.max_store_size)
+    engine = Engine.open(data_dir, max_map_size=config.max_store_size, read_replicas=config.read_replicas)
     try:
         server = Server(engine, config, metrics)
         server.start()
@@ -363,6 +364,8 @@ def _worker_command(data_dir: str, config: ServerConfig, listen: str, index: int
             cmd += [option, str(value)]
     if config.tls_cert and config.tls_key:
         cmd += ["--tls-cert", config.tls_cert, "--tls-key", config.tls_key]
+    for replica in config.read_replicas:
+        cmd += ["--datastore-read-replica", replica]
     return cmd
 
 

@@ -6,6 +6,9 @@ Metric names:
     relengine_rpc_duration_seconds{service, method, code}     histogram
     relengine_cache_hits, _misses, _evictions, _size           gauges (from Engine.statistics())
     relengine_revision                                         gauge: the store's head revision
+    relengine_datastore_reads_total{target}                    counter: snapshots opened on the
+                                                               primary / on read replicas (only
+                                                               with --datastore-read-replica)
 
 With several workers, ``serve`` runs prometheus-client's multiprocess mode: the parent sets
 ``PROMETHEUS_MULTIPROC_DIR`` to a fresh directory before starting the workers, each worker
@@ -56,6 +59,11 @@ class ServerMetrics:
         )
         self.cache_size = Gauge("relengine_cache_size", "entries in the check cache", registry=registry, multiprocess_mode="livesum")
         self.revision = Gauge("relengine_revision", "the store's newest revision", registry=registry, multiprocess_mode="livemax")
+        self.datastore_reads = Counter(
+            "relengine_datastore_reads", "snapshots opened, by target: the primary or a read replica", ("target",),
+            registry=registry,
+        )
+        self._reads_seen: dict[str, int] = {}  # the engine's counts already added to datastore_reads
 
     def recorder(self, method: str) -> Callable[[str, float], None]:
         """``record(code, seconds)`` for RPCs of ``method`` ("/package.Service/Method"); it
@@ -83,6 +91,11 @@ class ServerMetrics:
         self.cache_evictions.set(stats.cache_evictions)
         self.cache_size.set(stats.cache_size)
         self.revision.set(stats.head_revision.value)
+        for target, count in stats.datastore_reads:
+            added = count - self._reads_seen.get(target, 0)
+            if added > 0:
+                self.datastore_reads.labels(target).inc(added)
+                self._reads_seen[target] = count
 
 
 class Periodic:

@@ -21,7 +21,7 @@ from ..engine.depends import Invalidation, dependencies
 from ..engine.dispatch import Conditional, Deadline, Result, to_check_result
 from ..engine.expand import expand
 from ..engine.trace import Tracer
-from ..errors import BatchTooLarge, MaxDepthExceeded, SchemaNotFound, TooManyToDelete
+from ..errors import BatchTooLarge, InvalidArgument, MaxDepthExceeded, SchemaNotFound, TooManyToDelete
 from ..model import Consistency, ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef
 from ..results import (
     AccessChange,
@@ -46,7 +46,7 @@ from ..results import (
 )
 from ..schema import print_schema
 from ..schema.types import CompiledSchema
-from ..storage.base import DEFAULT_BATCH_LIMIT, Reader, TupleStore, check_preconditions
+from ..storage.base import DEFAULT_BATCH_LIMIT, Reader, ReplicaReads, TupleStore, check_preconditions
 from . import bulk, counters, guards, housekeeping, pages, transfer
 from .bulk import Question
 from .revisions import Revisions
@@ -101,16 +101,29 @@ class Engine:
         self._caching = self.cache if config.cache_size > 0 else None  # None: the cache is off
 
     @classmethod
-    def open(cls, location: str | os.PathLike[str], config: EngineConfig | None = None, **store_options: Any) -> Engine:
+    def open(
+        cls, location: str | os.PathLike[str], config: EngineConfig | None = None, *,
+        read_replicas: Sequence[str] = (), **store_options: Any,
+    ) -> Engine:
         """An Engine on the store at ``location``: a PostgreSQL URI (``postgresql://...``, a
         database migrated by ``relengine datastore migrate``; LMDB's ``max_map_size`` is
-        ignored there), ``lmdb:///path``, or an LMDB data directory (created if missing)."""
+        ignored there), ``lmdb:///path``, or an LMDB data directory (created if missing).
+        ``read_replicas``: PostgreSQL URIs of streaming replicas of that database, which answer
+        the reads they are fresh enough for (``storage.postgres.replicas``)."""
         location = os.fspath(location)
         if location.startswith(POSTGRES_SCHEMES):
-            from ..storage.postgres import PostgresStore
+            from ..storage.postgres.replicas import open_store
 
             store_options.pop("max_map_size", None)
-            return cls(PostgresStore(location, **store_options), config)
+            for uri in read_replicas:
+                if not uri.startswith(POSTGRES_SCHEMES):
+                    raise InvalidArgument(
+                        f"a read replica must be a PostgreSQL URI (postgresql://USER@HOST:PORT/DB), "
+                        f"not a {uri.partition(':')[0]!r} one"
+                    )
+            return cls(open_store(location, read_replicas, **store_options), config)
+        if read_replicas:
+            raise InvalidArgument("read replicas need a PostgreSQL datastore (postgresql://...), not LMDB")
         from ..storage.lmdb import LmdbStore
 
         if location.startswith(LMDB_SCHEME):
@@ -539,6 +552,7 @@ class Engine:
             cache_size=stats.size,
             cache_capacity=stats.capacity,
             head_revision=self.store.head_revision(),
+            datastore_reads=tuple(sorted(self.store.read_counts().items())) if isinstance(self.store, ReplicaReads) else (),
         )
 
     def check(

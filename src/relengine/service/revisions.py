@@ -1,14 +1,16 @@
 """Which revision each read runs at: the consistency modes, and the recent revision that
-minimize_latency reuses (quantization) so that cached answers keep hitting."""
+minimize_latency reuses (quantization) so that cached answers keep hitting; with read replicas,
+which reads a replica may answer."""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Callable
 
 from ..errors import InvalidArgument, RevisionUnavailable
 from ..model import Consistency, Revision
-from ..storage.base import Reader, TupleStore
+from ..storage.base import Reader, ReplicaReads, TupleStore
 
 
 class Revisions:
@@ -19,6 +21,20 @@ class Revisions:
     (``committed``, ``forget``) ends the reuse, so that its next read sees the write.
     at_least_as_fresh takes the reused revision when it is fresh enough, else head.
     Thread-safe: the reused revision is one tuple, swapped whole.
+
+    With read replicas (a store that is ``ReplicaReads``), a replica answers whenever it is
+    fresh enough, and the primary otherwise; never an older revision than the mode allows:
+
+    - at_exact_snapshot and the reused revision: ``store.snapshot(R)`` reads R on a replica
+      that has reached R (the store decides);
+    - at_least_as_fresh R: the reused revision if it is R or newer, else a replica's newest
+      revision if it is R or newer, else the primary as without replicas;
+    - minimize_latency choosing afresh: a replica's newest revision if it is no older than the
+      last revision written through this Engine and was still the primary's newest less than
+      ``quantization_seconds`` ago (it is then reused only for the rest of that window, so a
+      minimize_latency answer is never staler than the window, as without replicas); else
+      the primary's head;
+    - fully_consistent: the primary's head.
     """
 
     def __init__(
@@ -28,6 +44,11 @@ class Revisions:
         self.seconds = quantization_seconds
         self._quantized: tuple[Revision, float] | None = None
         self._on_write = on_write  # told of every write through the Engine (the cache's carried answers end)
+        self._replicas = store if isinstance(store, ReplicaReads) else None
+        # The newest revision written through this Engine (None: unknown, after an import): a
+        # replica behind it does not answer minimize_latency (a write is seen by the next read).
+        self._floor: Revision | None = Revision(0)
+        self._floor_lock = threading.Lock()
 
     def snapshot(self, consistency: Consistency | None = None) -> Reader:
         """A Reader at the revision ``consistency`` asks for (default: minimize_latency).
@@ -41,8 +62,14 @@ class Revisions:
             recent = self.recent()
             if recent is not None:
                 return self.store.snapshot(recent)
+            if self._replicas is not None:
+                fresh = self._fresh_replica()
+                if fresh is not None:
+                    return fresh
             reader = self.store.snapshot()
             self._quantized = (reader.revision, time.monotonic())
+            if self._replicas is not None:
+                self._chose_head(reader.revision)
             return reader
         if mode == "fully_consistent":
             return self.store.snapshot()
@@ -52,6 +79,13 @@ class Revisions:
         if mode == "at_least_as_fresh":
             assert consistency is not None and consistency.revision is not None
             wanted = consistency.revision
+            if self._replicas is not None:
+                recent = self.recent()
+                if recent is not None and recent >= wanted:
+                    return self.store.snapshot(recent)
+                on_replica = self._replicas.replica_snapshot(wanted)
+                if on_replica is not None:
+                    return on_replica[0]
             head = self.store.head_revision()
             if wanted > head:
                 raise RevisionUnavailable(
@@ -73,6 +107,10 @@ class Revisions:
         """After a write through this Engine, its next minimize_latency read sees the write."""
         assert revision is not None
         self._quantized = None
+        if self._replicas is not None:
+            with self._floor_lock:
+                if self._floor is not None and self._floor < revision:
+                    self._floor = revision
         if self._on_write is not None:
             self._on_write()
         return revision
@@ -80,8 +118,30 @@ class Revisions:
     def forget(self) -> None:
         """After an import (which wrote past the Engine's own writes): choose afresh next time."""
         self._quantized = None
+        self._floor = None  # the next choice reads the primary's head
         if self._on_write is not None:
             self._on_write()
+
+    def _fresh_replica(self) -> Reader | None:
+        """For minimize_latency choosing afresh: a replica's newest revision if it is no older
+        than this Engine's last write and was the primary's newest within the quantization
+        window (reused then only for the rest of the window); None: read the primary."""
+        assert self._replicas is not None
+        floor = self._floor
+        if floor is None:
+            return None
+        found = self._replicas.replica_snapshot(floor, within=self.seconds)
+        if found is None:
+            return None
+        reader, age = found
+        self._quantized = (reader.revision, time.monotonic() - age)
+        return reader
+
+    def _chose_head(self, revision: Revision) -> None:
+        """minimize_latency chose the primary's head: replicas behind it no longer answer it."""
+        with self._floor_lock:
+            if self._floor is None or self._floor < revision:
+                self._floor = revision
 
     def _quantized_revision(self, head: Revision) -> Revision:
         """The recent revision if there is one no newer than ``head``; else ``head``, from now on."""

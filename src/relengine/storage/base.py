@@ -47,7 +47,7 @@ import datetime as _dt
 import enum
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Final, Iterable, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Callable, Final, Iterable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
 from ..errors import BatchTooLarge, DeadlineExceeded, PreconditionFailed, RevisionUnavailable
 from ..model import CaveatRef, Relationship, RelationshipFilter, Revision, SubjectRef
@@ -314,6 +314,27 @@ class BulkLoader(TupleStore, Protocol):
         ...
 
 
+@runtime_checkable
+class ReplicaReads(Protocol):
+    """A store that can also read from replicas of its database, which may lag behind it (the
+    PostgreSQL store with read replicas: ``postgres.replicas``). Its ``snapshot(R)`` already
+    reads R from a replica that has reached R; ``snapshot()`` (head) reads the primary. The
+    revision picker (``service.revisions``) asks these for the modes that accept any revision
+    from some point on."""
+
+    def replica_snapshot(self, at_least: Revision, *, within: float | None = None) -> tuple[Reader, float] | None:
+        """(a Reader at the newest revision of a replica that has reached ``at_least``, that
+        revision's age) or None when no replica has (the caller reads the primary then). The
+        age is how many seconds ago the revision stopped being the primary's newest (0.0 while
+        it is); with ``within``, a revision that old or older is refused (None), else the age
+        is not asked of the primary and given as 0.0."""
+        ...
+
+    def read_counts(self) -> dict[str, int]:
+        """How many Readers each target opened so far (``primary``, ``replica``)."""
+        ...
+
+
 # -- policy shared by the stores --------------------------------------------------------------
 
 
@@ -439,6 +460,7 @@ __all__ = [
     "BulkRow",
     "GcResult",
     "Reader",
+    "ReplicaReads",
     "StoreStatistics",
     "Transaction",
     "TransactionContext",
