@@ -13,9 +13,10 @@ snapshot reads its own ``head``. Hence the rule, which never gives an older answ
   the replica replays commits in that order.
 - ``replica_snapshot(at_least)`` (at_least_as_fresh, minimize_latency choosing afresh) is a
   snapshot at a replica's own head when that head is at least ``at_least``; None sends the
-  caller to the primary. ``revision_age`` (asked of the primary) says how long ago a revision
-  stopped being the newest, which is how ``service.revisions`` keeps minimize_latency on a
-  replica only while the replica is within the quantization window of the primary.
+  caller to the primary. With ``within`` (minimize_latency: the quantization window), the
+  primary is asked how long ago that revision stopped being its newest (``revision_age``),
+  and an older one is refused: minimize_latency stays on a replica only while the replica is
+  within the quantization window of the primary.
 - ``snapshot()`` (no revision: fully_consistent, head), writes, schema writes, Watch, GC,
   imports and statistics go to the primary.
 
@@ -335,20 +336,11 @@ class ReplicatedStore:
 def _open_at_least(store: PostgresStore, at_least: int) -> PostgresReader | None:
     """A snapshot at ``store``'s own head if that is at least ``at_least``, else None: one
     round trip (the snapshot's transaction reads the head it will serve)."""
-    conn = store._getconn()  # noqa: SLF001 - the store's sibling module
-    try:
-        with translating(store.where):
-            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            row = conn.execute("SELECT head FROM relengine_meta WHERE id = 1").fetchone()
-        assert row is not None
-        head = int(row[0])
-        if head < at_least:
-            store._putconn(conn)  # noqa: SLF001
-            return None
-        return PostgresReader(conn, head, store.where, release=store._putconn)  # noqa: SLF001
-    except BaseException:
-        store._putconn(conn)  # noqa: SLF001
-        raise
+    reader = store.snapshot()
+    if reader.revision.value < at_least:
+        reader.close()
+        return None
+    return reader
 
 
 class FailoverReader:
