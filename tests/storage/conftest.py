@@ -2,6 +2,10 @@
 
 The ``postgres`` backend runs on the session's real PostgreSQL cluster (``tests/pg.py``), a
 fresh migrated database per store; it is skipped with the reason where PostgreSQL is missing.
+The ``replicated`` backend is the PostgreSQL store with a read replica (``postgres.replicas``)
+on the session's primary and streaming replica: reads go to the replica whenever it has the
+revision they ask for, so the suite shows the routing never changes an answer (marked slow: it
+is the PostgreSQL run again, a database per store).
 
 ``conformance.py`` holds the suite both stores must pass; it is collected here because its name
 does not start with ``test_``.
@@ -18,7 +22,10 @@ import pytest
 from relengine.storage.lmdb import LmdbStore
 from relengine.storage.memory import MemoryStore
 
-BACKENDS = ["memory", "lmdb", "postgres"]
+BACKENDS = [
+    "memory", "lmdb", "postgres",
+    pytest.param("replicated", marks=pytest.mark.slow),  # the suite again on PostgreSQL: minutes
+]
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:
@@ -69,6 +76,17 @@ def make_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
                 uri = request.getfixturevalue("pg_cluster").create_database()
                 migrate(uri)
             store = PostgresStore(uri, **options)
+        elif backend == "replicated":
+            from relengine.storage.postgres import migrate
+            from relengine.storage.postgres.replicas import open_store
+
+            primary, replica = request.getfixturevalue("pg_replication")
+            uri = options.pop("path", None)
+            if uri is None:
+                uri = primary.create_database()
+                migrate(uri)
+                replica.wait_replayed()
+            store = open_store(uri, [replica.dsn(uri.rsplit("/", 1)[1])], **options)
         else:
             path = options.pop("path", None) or tmp_path / f"store{next(counter)}"
             options.setdefault("sync", False)
