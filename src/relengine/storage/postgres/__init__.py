@@ -7,6 +7,7 @@ in ``errors``. Its modules:
     migrations  the tables as numbered, idempotent migrations; ``migrate``; the version check
     reader      PostgresReader: a snapshot at one revision, as SQL range scans
     store       PostgresStore (pool, snapshot, GC, watch) and its write transaction
+    replicas    ReplicatedStore: reads a streaming replica has caught up with go to it
 
 Design
     **Versions.** ``relengine_relationships`` holds every version of every relationship with
