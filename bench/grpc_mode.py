@@ -76,13 +76,21 @@ class Stopped:
 class Server:
     """``relengine serve`` on a copy-free, read-only use of a dataset's store; stopped on close."""
 
-    def __init__(self, data_dir: Path, workers: int = 1, *, log_dir: Path, ready_timeout: float = 60.0) -> None:
+    def __init__(
+        self, data_dir: Path, workers: int = 1, *, log_dir: Path, ready_timeout: float = 60.0, metrics: bool = False,
+    ) -> None:
         self.port = free_port()
         self.target = f"127.0.0.1:{self.port}"
         template = os.environ.get("RELENGINE_BENCH_SERVE", SERVE_TEMPLATE)
         argv = shlex.split(template.format(
             python=shlex.quote(sys.executable), data_dir=shlex.quote(str(data_dir)), port=self.port, workers=workers,
         ))
+        # With ``metrics``, Prometheus metrics at ``metrics_url`` (see ``metric``).
+        self.metrics_url: str | None = None
+        if metrics:
+            metrics_port = free_port()
+            argv += ["--metrics-listen", f"127.0.0.1:{metrics_port}"]
+            self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         self.log_path = log_dir / f"serve-{self.port}.log"
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -108,6 +116,22 @@ class Server:
             finally:
                 channel.close()
         raise RuntimeError(f"relengine serve not ready on {self.target} after {timeout:.0f} s: {self.log_tail()}")
+
+    def metric(self, name: str, timeout: float = 2.0) -> float | None:
+        """The sum of the samples of metric ``name`` (over its labels) the server reports now, or
+        None without metrics, when it does not answer, or when it has no such metric."""
+        import urllib.request
+
+        if self.metrics_url is None:
+            return None
+        try:
+            with urllib.request.urlopen(self.metrics_url, timeout=timeout) as reply:  # loopback only
+                text = reply.read().decode()
+        except OSError:
+            return None
+        values = [float(line.rpartition(" ")[2]) for line in text.splitlines()
+                  if line.startswith(name) and line[len(name):len(name) + 1] in (" ", "{")]
+        return sum(values) if values else None
 
     def log_tail(self, chars: int = 800) -> str:
         if not self._log.closed:

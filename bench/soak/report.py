@@ -11,7 +11,8 @@ less than ``RSS_GROWTH``, judged the same way, by the medians of the first and l
 memory that leaks only grows, so it raises every window of the last third, while one round of
 the abusive clients (a huge lookup's results held as it ends) raises one window's largest
 sample by some 10 MiB and the next is back (seen: 85.8, 84.6, 86.1, 84.5, 87.4, 97.0, 87.1,
-84.6, 95.8 MiB). A p99 or an RSS that falls passes. The load's own
+84.6, 95.8 MiB). The check cache's growth is not judged: memory is judged from the window in
+which the cache is full (``_cache_steady``). A p99 or an RSS that falls passes. The load's own
 failures (errors, wrong answers, requests given up on) must be none in every window, warm-up
 included; the abusive clients' outcomes are reported, not judged.
 """
@@ -61,6 +62,7 @@ class Window(TypedDict):
     rss_bytes: int | None  # the server's RSS, all its processes: the largest sample in the window
     anon_bytes: NotRequired[int | None]  # its RssAnon (judged), the largest sample in the window
     rss_samples: int
+    cache_entries: NotRequired[int | None]  # the check cache's entries, the largest sample in the window
 
 
 class Criterion(TypedDict):
@@ -141,6 +143,7 @@ def summarise(index: int, parts: Sequence[Part], window_s: float, warmup: bool) 
         "rss_bytes": None,
         "anon_bytes": None,
         "rss_samples": 0,
+        "cache_entries": None,
     }
 
 
@@ -154,10 +157,11 @@ def _percentiles(values: Iterable[int]) -> dict[str, int]:
 
 
 def attach(windows: list[Window], start_ns: int, window_ns: int, events: Iterable[Event],
-           rss: Iterable[tuple[int, tuple[int, int] | None]], completed: dict[int, int]) -> dict[str, dict[str, int]]:
+           rss: Iterable[tuple[int, tuple[int, int] | None]], completed: dict[int, int],
+           cache: Iterable[tuple[int, float | None]] = ()) -> dict[str, dict[str, int]]:
     """Add the throughput (``completed``: calls that ended, by window), the abuse outcomes (by
-    the window their call started in) and the (RSS, RssAnon) samples to the windows; returns the whole
-    run's abuse outcomes by "group: what"."""
+    the window their call started in), the (RSS, RssAnon) samples and the check cache's entries
+    to the windows; returns the whole run's abuse outcomes by "group: what"."""
     last = len(windows) - 1
     totals: dict[str, dict[str, int]] = {}
     for w in windows:
@@ -180,6 +184,10 @@ def attach(windows: list[Window], start_ns: int, window_ns: int, events: Iterabl
             window["rss_samples"] += 1
             window["rss_bytes"] = max(window["rss_bytes"] or 0, value[0])
             window["anon_bytes"] = max(window.get("anon_bytes") or 0, value[1])
+    for t, entries in cache:
+        window = at(t)
+        if window is not None and entries is not None:
+            window["cache_entries"] = max(window.get("cache_entries") or 0, int(entries))
     return dict(sorted(totals.items()))
 
 
@@ -196,7 +204,9 @@ def judge(windows: Sequence[Window], warmup: int, checks: Sequence[tuple[str, bo
     pool = max(1, len(after) // 3)
     early, late = _median_p99(after[:pool]), _median_p99(after[-pool:])
     drift = _growth(early, late) if ref else None
-    first_mem, last_mem = _median_anon(after[:pool]), _median_anon(after[-pool:])
+    steady, filled = _cache_steady(after)
+    mem_pool = max(1, len(steady) // 3)
+    first_mem, last_mem = _median_anon(steady[:mem_pool]), _median_anon(steady[-mem_pool:])
     growth = _growth(first_mem, last_mem) if ref else None
     if ref is None or last is None:
         need = f"{warmup} warm-up window(s) and at least 2 after them; the run had {len(windows)}"
@@ -214,10 +224,15 @@ def judge(windows: Sequence[Window], warmup: int, checks: Sequence[tuple[str, bo
             "measured": _change(drift, f"{fmt_ns(late)} vs {fmt_ns(early)}, {p99_span}"),
             "limit": f"< +{P99_DRIFT:.0%}",
         })
+        if mem_pool == 1:
+            mem_span = f"window {steady[-1]['index'] + 1} vs {steady[0]['index'] + 1}"
+        else:
+            mem_span = (f"median of windows {steady[-mem_pool]['index'] + 1}-{steady[-1]['index'] + 1} "
+                        f"vs {steady[0]['index'] + 1}-{steady[mem_pool - 1]['index'] + 1}")
         criteria.append({
             "name": "RSS growth", "ok": growth is not None and growth < RSS_GROWTH,
             "measured": _change(
-                growth, f"anonymous {_mb(last_mem)} vs {_mb(first_mem)}, {p99_span}; "
+                growth, f"anonymous {_mb(last_mem)} vs {_mb(first_mem)}, {mem_span}{filled}; "
                 f"RSS with the store's mapped pages {_mb(last['rss_bytes'])} vs {_mb(ref['rss_bytes'])}, {span}"
             ),
             "limit": f"< +{RSS_GROWTH:.0%}",
@@ -249,6 +264,36 @@ def judge(windows: Sequence[Window], warmup: int, checks: Sequence[tuple[str, bo
         "criteria": criteria,
         "reasons": reasons,
     }
+
+
+CACHE_FULL: Final = 0.95  # of the most entries the check cache held in the run
+MIN_STEADY: Final = 3  # windows judged for memory once the check cache is full, at least
+
+
+def _cache_steady(after: Sequence[Window]) -> tuple[Sequence[Window], str]:
+    """The windows (of ``after``, those after the warm-up) whose memory is judged, and a note on
+    the check cache for the verdict. The cache (bounded, 100,000 answers by default: some 60 MiB)
+    fills for many minutes under the soak's load, as writes move answers to new revisions and
+    denied walks store their sub-questions; its growth is the engine working, not a leak, so
+    memory is judged from the first window in which the cache holds ``CACHE_FULL`` of the most
+    entries it held in the run, when ``MIN_STEADY`` windows or more remain. Otherwise (or
+    without cache samples) every window after the warm-up is judged, the cache's growth
+    included, and the note says so: run longer."""
+    counts = [w.get("cache_entries") for w in after]
+    if not after or any(c is None for c in counts):
+        return after, ""
+    most = max(c or 0 for c in counts)
+    full = next(i for i, c in enumerate(counts) if (c or 0) >= CACHE_FULL * most)
+    if full == 0:
+        return after, f" (check cache full, {most:,} entries, from the first)"
+    if len(after) - full >= MIN_STEADY:
+        return after[full:], f" (from window {after[full]['index'] + 1}, when the check cache was full: {most:,} entries)"
+    return after, (f" (the check cache filled until window {after[full]['index'] + 1}, to {most:,} entries: "
+                   f"its growth is included; run longer)")
+
+
+def _count(n: int | None) -> str:
+    return "-" if n is None else f"{n:,}"
 
 
 def _median_anon(windows: Sequence[Window]) -> int | None:
@@ -324,8 +369,8 @@ def markdown(r: SoakResults) -> str:
         "Check latency from the intended send time; load errors by gRPC code; abuse: the abusive "
         "clients' outcomes (held: an idle stream still open when it was cancelled).",
         "",
-        "| window | offered | done | checks | p50 | p90 | p99 | max | writes p99 | late | load errors | abuse | RSS | anonymous |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| window | offered | done | checks | p50 | p90 | p99 | max | writes p99 | late | load errors | abuse | RSS | anonymous | cache entries |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for w in r["windows"]:
         errors = ", ".join(f"{c} {n}" for c, n in w["load_errors"].items())
@@ -338,7 +383,7 @@ def markdown(r: SoakResults) -> str:
             f"| {w['checks']:,} "
             f"| {fmt_ns(w['p50_ns'])} | {fmt_ns(w['p90_ns'])} | {fmt_ns(w['p99_ns'])} | {fmt_ns(w['max_ns'])} "
             f"| {fmt_ns(w['write_p99_ns'])} | {w['late']:,} | {', '.join(failures) or '0'} | {abuse or '-'} "
-            f"| {_mb(w['rss_bytes'])} | {_mb(w.get('anon_bytes'))} |"
+            f"| {_mb(w['rss_bytes'])} | {_mb(w.get('anon_bytes'))} | {_count(w.get('cache_entries'))} |"
         )
     lines += ["", "## Abusive clients", "", "| call | outcomes |", "|---|---|"]
     lines += [f"| {what} | {', '.join(f'{o} {n:,}' for o, n in sorted(c.items()))} |" for what, c in r["abuse"].items()]

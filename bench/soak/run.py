@@ -222,6 +222,7 @@ class _Soak:
     _sampling: threading.Event = field(default_factory=threading.Event)
     _sampler: threading.Thread | None = None
     _samples: list[tuple[int, tuple[int, int] | None]] = field(default_factory=list)
+    _cache: list[tuple[int, float | None]] = field(default_factory=list)  # (when, check cache entries)
 
     def run(self) -> list[tuple[str, bool, str]]:
         """Set up, verify, measure capacity, run the load; returns the run's own checks."""
@@ -232,7 +233,7 @@ class _Soak:
         store = copy_store(ds, self.work / "store")
         queries, expected, lookups = _questions(ds.world)
         progress(f"starting relengine serve --workers {o.server_workers}")
-        self.server = server = grpc_mode.Server(store, o.server_workers, log_dir=self.work)
+        self.server = server = grpc_mode.Server(store, o.server_workers, log_dir=self.work, metrics=True)
         self.results["server"] = {"workers": o.server_workers}
         client = _client(server.target, o.timeout_s)
         try:
@@ -382,7 +383,7 @@ class _Soak:
         ordered = [windows[w] for w in sorted(windows)]
         self.results["windows"] = ordered
         self.results["abuse"] = report.attach(ordered, start, window_ns, list(self.abuse.events), list(self._samples),
-                                               completed)
+                                               completed, list(self._cache))
         self.results["abuse_rounds"] = self.abuse.rounds
         return [done[i] for i in sorted(done)]
 
@@ -399,11 +400,15 @@ class _Soak:
 
     def _start_sampler(self, every: float) -> None:
         assert self.server is not None
-        pid = self.server.proc.pid
+        server = self.server
+        pid = server.proc.pid
 
         def sample() -> None:
             while True:
                 self._samples.append((time.monotonic_ns(), memory(pid)))
+                # The check cache fills for many minutes under this load, and a full cache of
+                # 100,000 answers is some 60 MiB: the memory verdict waits for it to be full.
+                self._cache.append((time.monotonic_ns(), server.metric("relengine_cache_size")))
                 if self._sampling.wait(every):
                     return
 

@@ -139,12 +139,14 @@ def test_outcomes_and_rss_samples_land_in_their_windows() -> None:
     events = [(1_050, "raw_body", "Check", "INTERNAL"), (1_150, "raw_body", "Check", "INVALID_ARGUMENT"),
               (1_160, "idle_stream", "Watch, unread", "held"), (1_400, "raw_body", "Check", "INTERNAL")]
     rss = [(1_010, (100, 10)), (1_090, (120, 8)), (1_110, None), (1_250, (90, 9)), (900, (500, 50))]
-    totals = report.attach(windows, start, width, events, rss, completed={0: 30, 2: 45, 3: 7})
+    cache = [(1_020, 5.0), (1_080, 7.0), (1_120, None), (1_260, 9.0)]
+    totals = report.attach(windows, start, width, events, rss, completed={0: 30, 2: 45, 3: 7}, cache=cache)
     assert totals == {"idle_stream: Watch, unread": {"held": 1}, "raw_body: Check": {"INTERNAL": 2, "INVALID_ARGUMENT": 1}}
     assert windows[0]["abuse"] == {"raw_body": {"INTERNAL": 1}}
     assert windows[1]["abuse"] == {"raw_body": {"INVALID_ARGUMENT": 1}, "idle_stream": {"held": 1}}
     assert [(w["rss_bytes"], w.get("anon_bytes"), w["rss_samples"]) for w in windows] == [(120, 10, 2), (None, None, 0), (90, 9, 1)]
     assert [w["throughput"] for w in windows] == [3e8, 0.0, 4.5e8]  # calls per second of 100 ns windows
+    assert [w.get("cache_entries") for w in windows] == [7, None, 9]
 
 
 def test_files_are_written_and_compare_refuses_them(tmp_path: Path) -> None:
@@ -190,3 +192,31 @@ def test_rss_is_judged_by_the_medians_of_the_first_and_last_thirds() -> None:
     leak = report.judge(series([5] * 10, [100, 85, 85, 86, 87, 88, 89, 90, 91, 92]), warmup=1)
     assert "RSS growth" in failed(leak) and leak["rss_growth"] == round(91 / 85 - 1, 4)
     assert "median of windows 8-10 vs 2-4" in leak["reasons"][0]
+
+
+def cached(rss: list[float], entries: list[int | None]) -> list[report.Window]:
+    return [window(i, 5, r, warmup=i == 0, cache_entries=n) for i, (r, n) in enumerate(zip(rss, entries))]
+
+
+def test_memory_is_judged_once_the_check_cache_is_full() -> None:
+    # The cache filling to its bound raises memory for some windows; from the window it is full
+    # in, memory that stays flat passes, and memory that still grows fails.
+    rss = [60, 70, 80, 90, 100, 100, 101, 100, 100, 101]
+    entries = [10_000, 30_000, 50_000, 70_000, 96_000, 100_000, 100_000, 99_000, 100_000, 100_000]
+    full = report.judge(cached(rss, entries), warmup=1)
+    assert full["passed"] and full["rss_growth"] == round(100.5 / 100 - 1, 4)
+    growth = next(c for c in full["criteria"] if c["name"] == "RSS growth")["measured"]
+    assert "from window 5, when the check cache was full: 100,000 entries" in growth
+    assert "median of windows 9-10 vs 5-6" in growth
+    leak = report.judge(cached([60, 70, 80, 90, 100, 104, 108, 112, 116, 120], entries), warmup=1)
+    assert "RSS growth" in failed(leak)
+
+
+def test_a_cache_filling_to_the_end_is_judged_with_its_growth() -> None:
+    entries = [10_000 * (i + 1) for i in range(10)]
+    verdict = report.judge(cached([60 + 4 * i for i in range(10)], entries), warmup=1)
+    assert "RSS growth" in failed(verdict)
+    assert "the check cache filled until window 10, to 100,000 entries: its growth is included; run longer" in verdict["reasons"][0]
+    # Without cache samples (an older server, a failed scrape), every window after warm-up counts.
+    unsampled = report.judge(cached([60, 70, 80, 90, 100, 100, 101, 100, 100, 101], [None] * 10), warmup=1)
+    assert "RSS growth" in failed(unsampled)

@@ -37,6 +37,7 @@ def test_a_short_soak_reports_every_window(tmp_path: Path, capsys: pytest.Captur
         assert w["load_errors"] == {} and w["wrong"] == 0 and w["unsent"] == 0
         assert w["rss_bytes"] > (w.get("anon_bytes") or 0) > 0 and w["rss_samples"] >= 1
         assert w["offered"] > 0 and w["throughput"] > 0
+        assert w["cache_entries"] > 0  # scraped from the server's metrics
     assert 0 < sum(w["writes"] for w in windows) <= r["writes"]["sent"]  # sent: the capacity run's too
     assert r["writes"]["checked"] > 0 and r["writes"]["wrong"] == []
     assert r["after"] == {"answers_checked": 1000, "wrong": 0, "health": "SERVING"}
