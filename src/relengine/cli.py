@@ -409,10 +409,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_message_bytes=args.max_message_bytes, grace_seconds=args.grace, gc_interval=args.gc_interval,
         reuse_port=workers > 1 or args.worker_index is not None,
         max_streams_per_method=args.max_streams_per_method, max_streams_per_connection=args.max_streams_per_connection,
-        max_store_size=args.max_store_size,
+        max_store_size=args.max_store_size, **_pool_options(args),
         spicedb=SpiceDBOptions(mismatched_tokens=MismatchedTokens(args.mismatched_zedtoken)),
     )
     return serve(args.data_dir, config, worker_index=args.worker_index, ready_fd=args.ready_fd)
+
+
+def _pool_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--datastore-pool-*`` as the store's keyword arguments (PostgreSQL only)."""
+    from .service.engine import POSTGRES_SCHEMES
+
+    options = {name: getattr(args, name) for name in ("pool_min", "pool_max", "pool_timeout")
+               if getattr(args, name, None) is not None}
+    if options and not str(args.data_dir).startswith(POSTGRES_SCHEMES):
+        raise InvalidArgument("--datastore-pool-min/-max/-timeout size the connection pool of a PostgreSQL "
+                              "--datastore; an LMDB store has none")
+    pool_min, pool_max = options.get("pool_min", 1), options.get("pool_max", 16)
+    if pool_min < 0 or pool_max < 1 or pool_min > pool_max:
+        raise InvalidArgument(f"--datastore-pool-min {pool_min} and --datastore-pool-max {pool_max}: "
+                              "want 0 <= min <= max and max >= 1")
+    if "pool_timeout" in options and options["pool_timeout"] <= 0:
+        raise InvalidArgument(f"--datastore-pool-timeout must be positive, got {options['pool_timeout']:g}")
+    return options
+
+
+def _pool_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--datastore-pool-min", dest="pool_min", type=int, metavar="N",
+                   help="PostgreSQL: connections each worker keeps open (default 1)")
+    p.add_argument("--datastore-pool-max", dest="pool_max", type=int, metavar="N",
+                   help="PostgreSQL: most connections each worker opens (default 16)")
+    p.add_argument("--datastore-pool-timeout", dest="pool_timeout", type=float, metavar="SECONDS",
+                   help="PostgreSQL: how long a request waits for a free connection before UNAVAILABLE "
+                        "(default 10; never past the request's deadline)")
 
 
 def _server_keys(given: str | list[str] | None) -> tuple[str, ...] | None:
@@ -781,6 +809,7 @@ def _add_server_commands(sub: Any, ssub: Any) -> None:
                    help="SpiceDB API: what at_least_as_fresh of a ZedToken minted by another store means: the "
                         "newest revision (full, the default, as SpiceDB), a recent one (min-latency), or an error")
     _store_size_option(p)
+    _pool_flags(p)
     p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_serve)

@@ -104,7 +104,9 @@ class Engine:
     def open(cls, location: str | os.PathLike[str], config: EngineConfig | None = None, **store_options: Any) -> Engine:
         """An Engine on the store at ``location``: a PostgreSQL URI (``postgresql://...``, a
         database migrated by ``relengine datastore migrate``; LMDB's ``max_map_size`` is
-        ignored there), ``lmdb:///path``, or an LMDB data directory (created if missing)."""
+        ignored there), ``lmdb:///path``, or an LMDB data directory (created if missing).
+        ``store_options`` go to the store: ``PostgresStore``'s ``pool_min``, ``pool_max``,
+        ``pool_timeout``, ``statement_timeout``...; ``LmdbStore``'s ``max_map_size``..."""
         location = os.fspath(location)
         if location.startswith(POSTGRES_SCHEMES):
             from ..storage.postgres import PostgresStore
