@@ -36,7 +36,7 @@ import os
 import re
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .errors import Code, GuardViolated, InvalidArgument, PreconditionFailed, RelEngineError, SchemaError, quote
 
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from .client import Client
     from .model import Consistency, ObjectRef, RelationshipFilter, SubjectRef
     from .results import CheckExplanation, CheckResponse, Precondition
+    from .validationfile import FileReport
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -164,12 +165,27 @@ def cmd_schema_fmt(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .validationfile import run_validation_file
+    from .validationfile import run_on_store, run_validation_file
 
+    engine = None
+    if args.datastore is not None or args.data_dir is not None:
+        from .service import Engine
+
+        if args.data_dir is not None and not os.path.isdir(args.data_dir):
+            raise InvalidArgument(f"--data-dir {quote(args.data_dir)} is not a directory")
+        engine = Engine.open(_location(args))
+    try:
+        return _validate(args, run_validation_file if engine is None else lambda path: run_on_store(path, engine))
+    finally:
+        if engine is not None:
+            engine.close()
+
+
+def _validate(args: argparse.Namespace, run: Callable[[str], FileReport]) -> int:
     passed = failed = skipped = errors = 0
     skip_reasons: dict[str, int] = {}
     for path in args.files:
-        report = run_validation_file(path)
+        report = run(path)
         for warning in report.warnings:
             print(warning, file=sys.stderr)
         if report.error:
@@ -892,6 +908,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="run the assertions of SpiceDB validation files")
     p.add_argument("files", nargs="+", metavar="FILE")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--datastore", metavar="URI",
+                       help="run the assertions on this store's schema and relationships instead of the "
+                            "file's (postgresql://... or lmdb:///PATH); nothing is written")
+    where.add_argument("--data-dir", metavar="DIR", help="the same, on an LMDB data directory")
     p.add_argument("-v", "--verbose", action="store_true", help="print every assertion, not only failures")
     p.set_defaults(func=cmd_validate)
 

@@ -211,7 +211,7 @@ def test_serve_refuses_to_start_while_the_database_is_down() -> None:
         capture_output=True, text=True, timeout=60,
     )
     output = done.stdout + done.stderr
-    assert done.returncode != 0
+    assert done.returncode == 4  # the CLI's exit status for UNAVAILABLE
     assert f"the PostgreSQL database 127.0.0.1:{port}/authz is unavailable" in output
     assert "s3cret" not in output
 
