@@ -4,7 +4,8 @@
 ``postgres`` user (PostgreSQL refuses to run as root; when the tests run as root, ``initdb``
 and ``pg_ctl`` run through ``runuser``), listening on a free loopback port with trust
 authentication for 127.0.0.1 only and no Unix socket, ``fsync`` on (the default: durability is
-part of what is tested). ``create_database()`` makes a fresh database from ``template0``, which
+part of what is tested). ``stop_server()`` and ``start_server()`` take the server down and bring
+it back on the same port, for outage tests. ``create_database()`` makes a fresh database from ``template0``, which
 is far quicker than a cluster per test; the databases are left to ``stop()`` (``DROP DATABASE``
 forces a checkpoint: most of a second each), which stops the server at once (``-m immediate``:
 nothing in it is kept) and removes the directory.
@@ -111,6 +112,14 @@ class PgCluster:
                     raise RuntimeError(f"PostgreSQL did not start:\n{self.log_tail()}") from None
                 time.sleep(0.2)
         return self
+
+    def stop_server(self) -> None:
+        """Stop the server as an administrator would (``pg_ctl stop -m fast``: sessions are
+        ended, the data kept); ``start_server()`` brings it back on the same port."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def start_server(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")
 
     def log_tail(self, lines: int = 40) -> str:
         try:

@@ -36,7 +36,7 @@ import os
 import re
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .errors import Code, GuardViolated, InvalidArgument, PreconditionFailed, RelEngineError, SchemaError, quote
 
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from .client import Client
     from .model import Consistency, ObjectRef, RelationshipFilter, SubjectRef
     from .results import CheckExplanation, CheckResponse, Precondition
+    from .validationfile import FileReport
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -164,12 +165,27 @@ def cmd_schema_fmt(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .validationfile import run_validation_file
+    from .validationfile import run_on_store, run_validation_file
 
+    engine = None
+    if args.datastore is not None or args.data_dir is not None:
+        from .service import Engine
+
+        if args.data_dir is not None and not os.path.isdir(args.data_dir):
+            raise InvalidArgument(f"--data-dir {quote(args.data_dir)} is not a directory")
+        engine = Engine.open(_location(args))
+    try:
+        return _validate(args, run_validation_file if engine is None else lambda path: run_on_store(path, engine))
+    finally:
+        if engine is not None:
+            engine.close()
+
+
+def _validate(args: argparse.Namespace, run: Callable[[str], FileReport]) -> int:
     passed = failed = skipped = errors = 0
     skip_reasons: dict[str, int] = {}
     for path in args.files:
-        report = run_validation_file(path)
+        report = run(path)
         for warning in report.warnings:
             print(warning, file=sys.stderr)
         if report.error:
@@ -410,7 +426,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_message_bytes=args.max_message_bytes, grace_seconds=args.grace, gc_interval=args.gc_interval,
         reuse_port=workers > 1 or args.worker_index is not None,
         max_streams_per_method=args.max_streams_per_method, max_streams_per_connection=args.max_streams_per_connection,
-        max_store_size=args.max_store_size,
+        max_store_size=args.max_store_size, **_pool_options(args),
         spicedb=SpiceDBOptions(mismatched_tokens=MismatchedTokens(args.mismatched_zedtoken)),
         read_replicas=tuple(args.read_replicas),
     )
@@ -429,6 +445,34 @@ def _check_read_replicas(location: str, replicas: list[str]) -> None:
             raise InvalidArgument(
                 f"--datastore-read-replica {quote(uri)}: give postgresql://USER@HOST:PORT/DB"
             )
+
+
+def _pool_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--datastore-pool-*`` as the store's keyword arguments (PostgreSQL only)."""
+    from .service.engine import POSTGRES_SCHEMES
+
+    options = {name: getattr(args, name) for name in ("pool_min", "pool_max", "pool_timeout")
+               if getattr(args, name, None) is not None}
+    if options and not str(args.data_dir).startswith(POSTGRES_SCHEMES):
+        raise InvalidArgument("--datastore-pool-min/-max/-timeout size the connection pool of a PostgreSQL "
+                              "--datastore; an LMDB store has none")
+    pool_min, pool_max = options.get("pool_min", 1), options.get("pool_max", 16)
+    if pool_min < 0 or pool_max < 1 or pool_min > pool_max:
+        raise InvalidArgument(f"--datastore-pool-min {pool_min} and --datastore-pool-max {pool_max}: "
+                              "want 0 <= min <= max and max >= 1")
+    if "pool_timeout" in options and options["pool_timeout"] <= 0:
+        raise InvalidArgument(f"--datastore-pool-timeout must be positive, got {options['pool_timeout']:g}")
+    return options
+
+
+def _pool_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--datastore-pool-min", dest="pool_min", type=int, metavar="N",
+                   help="PostgreSQL: connections each worker keeps open (default 1)")
+    p.add_argument("--datastore-pool-max", dest="pool_max", type=int, metavar="N",
+                   help="PostgreSQL: most connections each worker opens (default 16)")
+    p.add_argument("--datastore-pool-timeout", dest="pool_timeout", type=float, metavar="SECONDS",
+                   help="PostgreSQL: how long a request waits for a free connection before UNAVAILABLE "
+                        "(default 10; never past the request's deadline)")
 
 
 def _server_keys(given: str | list[str] | None) -> tuple[str, ...] | None:
@@ -801,6 +845,7 @@ def _add_server_commands(sub: Any, ssub: Any) -> None:
                    help="SpiceDB API: what at_least_as_fresh of a ZedToken minted by another store means: the "
                         "newest revision (full, the default, as SpiceDB), a recent one (min-latency), or an error")
     _store_size_option(p)
+    _pool_flags(p)
     p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_serve)
@@ -883,6 +928,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="run the assertions of SpiceDB validation files")
     p.add_argument("files", nargs="+", metavar="FILE")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--datastore", metavar="URI",
+                       help="run the assertions on this store's schema and relationships instead of the "
+                            "file's (postgresql://... or lmdb:///PATH); nothing is written")
+    where.add_argument("--data-dir", metavar="DIR", help="the same, on an LMDB data directory")
     p.add_argument("-v", "--verbose", action="store_true", help="print every assertion, not only failures")
     p.set_defaults(func=cmd_validate)
 

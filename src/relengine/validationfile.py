@@ -263,11 +263,40 @@ def run_validation_file(path: str, engine_factory: Callable[[], Any] | None = No
         except RelEngineError as exc:
             report.error = f"{path}: cannot load relationships: {exc}"
             return report
-        for assertion in vf.assertions:
-            report.outcomes.append(_run_assertion(engine, path, assertion))
-        for expected in vf.validation:
-            report.outcomes.append(_check_expected(engine, path, expected))
+        _run_checks(engine, path, vf, report)
     return report
+
+
+def run_on_store(path: str, engine: Any) -> FileReport:
+    """Run ``path``'s assertions and ``validation:`` block on what ``engine``'s store holds
+    now (its stored schema and relationships: ``relengine validate --datastore``); the file's
+    own schema and relationships are not loaded (a warning says so), and nothing is written."""
+    from .errors import SchemaNotFound
+
+    report = FileReport(path)
+    try:
+        vf = load_validation_file(path)
+    except ValidationFileError as exc:
+        report.error = str(exc)
+        return report
+    try:
+        engine.read_schema()
+    except SchemaNotFound:
+        report.error = f"{path}: the store has no schema to run the assertions on"
+        return report
+    if vf.relationships:
+        report.warnings.append(
+            f"{path}: its {len(vf.relationships)} relationships are not loaded: the assertions run on the stored ones"
+        )
+    _run_checks(engine, path, vf, report)
+    return report
+
+
+def _run_checks(engine: Any, path: str, vf: ValidationFile, report: FileReport) -> None:
+    for assertion in vf.assertions:
+        report.outcomes.append(_run_assertion(engine, path, assertion))
+    for expected in vf.validation:
+        report.outcomes.append(_check_expected(engine, path, expected))
 
 
 def _schema_error_text(vf: ValidationFile, exc: SchemaError) -> str:

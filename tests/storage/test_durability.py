@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from relengine.model import RelationshipFilter, Revision
 from relengine.storage.lmdb import LmdbStore
+
+from .crash_writer import SIZE, check_after_kill, is_lost
 
 HERE = Path(__file__).resolve().parent
 SRC = str(HERE.parents[1] / "src")
-SIZE = 25  # crash_writer.SIZE
 KILLS = int(os.environ.get("RELENGINE_CRASH_KILLS", "25"))
 
 
@@ -33,28 +33,6 @@ def _first_line(child: subprocess.Popen[str], timeout: float = 30.0) -> str:
     ready, _, _ = select.select([child.stdout], [], [], timeout)
     assert ready, f"the writer acknowledged nothing in {timeout} s"
     return child.stdout.readline()
-
-
-def _is_lost(store: LmdbStore, batch: int, revision: int) -> bool:
-    """Whether the revision acknowledged for ``batch`` no longer reads what the writer wrote
-    then: all of that batch and of the one before it, nothing of the one it deleted or of the
-    next one (see crash_writer). It reads those four batches only: a read of every batch at an
-    old revision would go through the whole history, each time."""
-    with store.snapshot(Revision(revision)) as reader:
-        counts = [
-            sum(1 for _ in reader.read(RelationshipFilter("doc", resource_id_prefix=f"b{number}_")))
-            for number in (batch - 2, batch - 1, batch, batch + 1)
-        ]
-    return counts != [0, SIZE if batch else 0, SIZE, 0]
-
-
-def _batches(store: LmdbStore, revision: Revision | None = None) -> dict[int, int]:
-    """Live relationships per batch number at ``revision``."""
-    counts: dict[int, int] = {}
-    for rel in store.snapshot(revision).read(RelationshipFilter("doc")):
-        number = int(rel.resource.id[1:].split("_")[0])
-        counts[number] = counts.get(number, 0) + 1
-    return counts
 
 
 @pytest.mark.slow
@@ -93,24 +71,9 @@ def test_every_acknowledged_batch_survives_sigkill_and_none_is_half_applied(tmp_
         acked.update(fresh)
 
         with LmdbStore(path, sync=True) as store:  # opens cleanly after the kill
-            head = store.head_revision()
-            counts = _batches(store)
-            # All or nothing: a batch is either fully live or fully gone.
-            assert set(counts.values()) <= {SIZE}, counts
-            if not acked:
-                continue
-            newest = max(acked)
-            # The acknowledged batch is durable, and at most one more (unacknowledged) follows.
-            assert head.value >= acked[newest]
-            assert set(counts) in ({newest - 1, newest} - {-1}, {newest, newest + 1}), counts
-            # Each revision acknowledged in this round still reads exactly what was written then.
-            lost += sum(_is_lost(store, batch, acked[batch]) for batch in fresh)
-            # The changelog of the last acknowledged revision is complete.
-            changes = [c for c in store.watch(Revision(acked[newest] - 1), timeout=0)
-                       if c.revision.value == acked[newest] and c.relationship is not None]
-            assert len(changes) == (SIZE if newest < 2 else 2 * SIZE)
+            lost += check_after_kill(store, acked, fresh)
     with LmdbStore(path, sync=True) as store:  # and every one of them, after the last kill
-        lost_at_end = sum(_is_lost(store, batch, revision) for batch, revision in acked.items())
+        lost_at_end = sum(is_lost(store, batch, revision) for batch, revision in acked.items())
     print(f"\ncrash test: {kills} SIGKILLs, {len(acked)} acknowledged batches "
           f"({len(acked) * SIZE} relationships written, as many deleted), {lost} lost after their kill, "
           f"{lost_at_end} lost at the end")

@@ -75,8 +75,19 @@ class ServerConfig:
     max_streams_per_method: int | None = None  # open streams of one method; None: threads // 2
     max_streams_per_connection: int | None = None  # open streams of one connection; None: threads // 4
     max_store_size: int = DEFAULT_MAX_STORE_SIZE  # the store grows up to this many bytes (max_map_size)
+    pool_min: int | None = None  # PostgreSQL: connections kept open per worker (None: the store's default)
+    pool_max: int | None = None  # PostgreSQL: most connections per worker
+    pool_timeout: float | None = None  # PostgreSQL: seconds a request waits for a connection
     spicedb: spicedb.SpiceDBOptions = spicedb.SpiceDBOptions()  # SpiceDB's API: its server-flag choices
     read_replicas: tuple[str, ...] = ()  # PostgreSQL URIs of read replicas of the datastore
+
+    def store_options(self) -> dict[str, Any]:
+        """What ``Engine.open`` is given besides the location."""
+        options: dict[str, Any] = {"max_map_size": self.max_store_size}
+        for name in ("pool_min", "pool_max", "pool_timeout"):
+            if getattr(self, name) is not None:
+                options[name] = getattr(self, name)
+        return options
 
     def stream_limits(self) -> StreamLimits:
         return StreamLimits.for_threads(self.threads, self.max_streams_per_method, self.max_streams_per_connection)
@@ -279,7 +290,7 @@ def _run_worker(data_dir: str, config: ServerConfig, index: int, ready_fd: int |
         metrics_server, _ = start_http_server(port, host, registry=registry)
         log.info("metrics", extra={"event": "metrics_listening", "listen": join_address(host, metrics_server.server_port)})
     # After the fork/spawn: an LMDB environment never crosses one.
-    engine = Engine.open(data_dir, max_map_size=config.max_store_size, read_replicas=config.read_replicas)
+    engine = Engine.open(data_dir, read_replicas=config.read_replicas, **config.store_options())
     try:
         server = Server(engine, config, metrics)
         server.start()
@@ -359,7 +370,9 @@ def _worker_command(data_dir: str, config: ServerConfig, listen: str, index: int
         "--mismatched-zedtoken", config.spicedb.mismatched_tokens.value,
     ]
     for option, value in (("--max-streams-per-method", config.max_streams_per_method),
-                          ("--max-streams-per-connection", config.max_streams_per_connection)):
+                          ("--max-streams-per-connection", config.max_streams_per_connection),
+                          ("--datastore-pool-min", config.pool_min), ("--datastore-pool-max", config.pool_max),
+                          ("--datastore-pool-timeout", config.pool_timeout)):
         if value is not None:
             cmd += [option, str(value)]
     if config.tls_cert and config.tls_key:

@@ -7,6 +7,7 @@ For every method of the relengine services, health and reflection, one wrapped b
    ``_handlers``; a body that does not parse is an INVALID_ARGUMENT and one warning line);
 3. a stream's slot taken (``streams.StreamSlots``: RESOURCE_EXHAUSTED past a bound);
 4. the servicer;
+   (the call's deadline is made known to the store meanwhile: ``storage.deadline``);
 5. any exception mapped to its status (``status.abort``: RelEngineErrors by the one table,
    INTERNAL ones and anything else with an incident id and a logged traceback);
 6. the RPC counted and timed by final status code (``ServerMetrics``) and logged at DEBUG.
@@ -19,6 +20,7 @@ before grpc gives the call a thread (see there), and passes every other call on 
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -26,11 +28,13 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import grpc
 
 from ..errors import Unauthenticated
+from ..storage.deadline import reset_request_deadline, set_request_deadline
 from ..wire.decode import is_undecodable, parse_message
 from ..wire.metadata import AUTHORIZATION_METADATA, bearer
 from ._handlers import Behavior, Handler, Shape, status_code, wrap_handler
 from .auth import HEALTH_PREFIX, authorized
 from .metrics import ServerMetrics
+from .servicer import deadline_of
 from .status import abort, status_of
 from .streams import StreamSlots
 
@@ -115,6 +119,7 @@ class Pipeline:
             def run(request: Any, context: grpc.ServicerContext) -> Any:
                 start = time.perf_counter()
                 code = "OK"
+                token = set_request_deadline(functools.partial(deadline_of, context))
                 try:
                     if authenticate:
                         _authenticate(context, expected)
@@ -123,6 +128,7 @@ class Pipeline:
                     code = fail(context, exc)
                     raise
                 finally:
+                    reset_request_deadline(token)
                     observe(code, start)
 
             return run
@@ -131,6 +137,7 @@ class Pipeline:
             start = time.perf_counter()
             code = "OK"
             release = None
+            token = set_request_deadline(functools.partial(deadline_of, context))
             try:
                 if authenticate:
                     _authenticate(context, expected)
@@ -141,6 +148,7 @@ class Pipeline:
                 code = fail(context, exc)
                 raise
             finally:
+                reset_request_deadline(token)
                 if release is not None:
                     release()
                 observe(code, start)
@@ -163,7 +171,7 @@ class Pipeline:
                     _authenticate(context, expected)
                 if slots is not None:
                     release = _open(slots, method, context, shape.holds_thread)
-                yield from behavior(request if receive is None else receive(request), context)
+                yield from _with_deadline(behavior(request if receive is None else receive(request), context), context)
             except GeneratorExit:
                 code = "CANCELLED"
                 raise
@@ -248,6 +256,28 @@ _Observe = Callable[[str, float], None]
 _Fail = Callable[[grpc.ServicerContext, Exception], str]
 Statuses = Callable[[BaseException, str], Any]
 """What a failed call of a service ends with: (exception, method) -> google.rpc.Status."""
+
+
+def _with_deadline(stream: Iterable[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+    """``stream``'s messages, the call's deadline made known to the store while each is made
+    (set and reset around each step, never across a yield: grpc may resume a stream in
+    another thread, or drop it unfinished)."""
+    deadline = functools.partial(deadline_of, context)
+    messages = iter(stream)
+    try:
+        while True:
+            token = set_request_deadline(deadline)
+            try:
+                message = next(messages)
+            except StopIteration:
+                return
+            finally:
+                reset_request_deadline(token)
+            yield message
+    finally:
+        close = getattr(messages, "close", None)
+        if close is not None:
+            close()
 
 
 def _authenticate(context: grpc.ServicerContext, expected: tuple[bytes, ...] | None) -> None:

@@ -109,7 +109,9 @@ class Engine:
         database migrated by ``relengine datastore migrate``; LMDB's ``max_map_size`` is
         ignored there), ``lmdb:///path``, or an LMDB data directory (created if missing).
         ``read_replicas``: PostgreSQL URIs of streaming replicas of that database, which answer
-        the reads they are fresh enough for (``storage.postgres.replicas``)."""
+        the reads they are fresh enough for (``storage.postgres.replicas``).
+        ``store_options`` go to the store: ``PostgresStore``'s ``pool_min``, ``pool_max``,
+        ``pool_timeout``, ``statement_timeout``...; ``LmdbStore``'s ``max_map_size``..."""
         location = os.fspath(location)
         if location.startswith(POSTGRES_SCHEMES):
             from ..storage.postgres.replicas import open_store

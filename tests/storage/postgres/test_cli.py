@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from relengine import Engine
 from relengine.cli import main
-from relengine.model import RelationshipFilter
+from relengine.model import RelationshipFilter, parse_relationship
 from relengine.storage.postgres import PostgresStore, migrate
 
 SCHEMA = "definition user {}\ndefinition doc {\n  relation viewer: user\n}\n"
@@ -56,3 +57,41 @@ def test_lmdb_by_uri(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     schema, rels = _files(tmp_path)
     assert main(["import", "--datastore", f"lmdb://{tmp_path / 'store'}", rels, "--schema", schema, "-q"]) == 0
     assert (tmp_path / "store").is_dir()
+
+
+def test_validate_runs_a_files_assertions_on_the_stored_data(
+    pg_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    migrate(pg_uri)
+    engine = Engine.open(pg_uri, gc_interval=None)
+    try:
+        engine.write_schema(SCHEMA)
+        engine.touch([parse_relationship("doc:d1#viewer@user:ann")])
+        head = engine.head_revision()
+    finally:
+        engine.close()
+    checks = tmp_path / "checks.yaml"
+    checks.write_text(
+        "schema: >-\n  definition user {}\n"  # the file's own schema and relationships are not loaded
+        "relationships: >-\n  doc:d9#viewer@user:zed\n"
+        "assertions:\n  assertTrue:\n    - doc:d1#viewer@user:ann\n    - doc:d9#viewer@user:zed\n"
+        "  assertFalse:\n    - doc:d1#viewer@user:bob\n"
+    )
+    assert main(["validate", str(checks), "--datastore", pg_uri]) == 1
+    captured = capsys.readouterr()
+    assert "2 passed, 1 failed" in captured.out
+    assert "doc:d9#viewer@user:zed" in captured.out  # the one failure: not stored
+    assert "relationships are not loaded" in captured.err
+    store = PostgresStore(pg_uri)
+    try:
+        assert store.head_revision() == head  # nothing written
+    finally:
+        store.close()
+
+
+def test_validate_on_a_store_without_a_schema_says_so(pg_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    migrate(pg_uri)
+    checks = tmp_path / "checks.yaml"
+    checks.write_text("schema: >-\n  definition user {}\nassertions:\n  assertTrue:\n    - user:a#member@user:b\n")
+    assert main(["validate", str(checks), "--datastore", pg_uri]) == 1
+    assert "the store has no schema" in capsys.readouterr().out

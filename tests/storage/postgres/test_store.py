@@ -6,6 +6,7 @@ retried then Aborted)."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Callable
 
 import psycopg
@@ -172,3 +173,46 @@ def test_an_engine_opens_a_postgresql_uri(pg_uri: str) -> None:
         assert (granted.allowed, denied.allowed) == (True, False)
     finally:
         engine.close()
+
+
+def _sessions(uri: str) -> int:
+    """Sessions open on the database, besides the one asking."""
+    with psycopg.connect(uri, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def test_fifty_watchers_share_one_listening_connection(pg_uri: str, open_store: Callable[..., PostgresStore]) -> None:
+    store = open_store(pool_min=1, pool_max=4)
+    writer = open_store(pool_min=1, pool_max=1)
+    touch(writer, "doc:d0#viewer@user:ann")
+    got: dict[int, list[str]] = {}
+    errors: list[BaseException] = []
+    waiting = threading.Barrier(51)
+
+    def watch(index: int) -> None:
+        try:
+            stream = store.watch(Revision(1), timeout=30)
+            waiting.wait(timeout=30)
+            got[index] = [str(next(stream).relationship)]
+            stream.close()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=watch, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    waiting.wait(timeout=30)
+    time.sleep(0.5)  # every watcher waits now
+    during = _sessions(pg_uri)
+    # The watching store's pool (at most 4) and its one listener, and the writer's one: not 50.
+    assert during <= 4 + 1 + 1, f"{during} sessions for 50 watchers"
+    touch(writer, "doc:d1#viewer@user:bob")
+    for t in threads:
+        t.join(timeout=30)
+    assert errors == []
+    assert got == {i: ["doc:d1#viewer@user:bob"] for i in range(50)}
+    assert _sessions(pg_uri) <= 4 + 1 + 1

@@ -4,6 +4,9 @@ The only package that imports ``psycopg`` (and ``psycopg_pool``); its errors bec
 in ``errors``. Its modules:
 
     errors      psycopg errors -> relengine errors; the bounded retry of the store's own work
+    connections the pool, aware of outages (fast Unavailable, quick reconnection); statements
+                bounded by the request's deadline (``storage.deadline``)
+    listener    one LISTEN connection per store, shared by all its watches
     migrations  the tables as numbered, idempotent migrations; ``migrate``; the version check
     reader      PostgresReader: a snapshot at one revision, as SQL range scans
     store       PostgresStore (pool, snapshot, GC, watch) and its write transaction
@@ -50,8 +53,9 @@ Design
     transaction does). Take one per request and close it.
 
     **Watch** reads ``relengine_changelog`` in (revision, key) order, the source of truth;
-    ``NOTIFY relengine_changes`` at each commit only wakes watchers early (they also poll every
-    ``store.WATCH_POLL`` seconds), so a change written through any server reaches watchers on
+    ``NOTIFY relengine_changes`` at each commit (its revision as payload) only tells the
+    store's one listener, which wakes the watchers (it also reads head every
+    ``store.WATCH_POLL`` seconds, so a lost notification only delays), so a change written through any server reaches watchers on
     every server, in revision order, none lost or duplicated, resumable from any revision still
     in the changelog.
 

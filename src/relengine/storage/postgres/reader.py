@@ -9,7 +9,7 @@ in pages of ``PAGE`` rows, each after the last key of the one before: lazy, like
 
 from __future__ import annotations
 
-from typing import Any, Callable, Final, Iterator, Sequence
+from typing import Any, Callable, Final, Iterator, Protocol, Sequence
 
 import msgpack
 import psycopg
@@ -27,6 +27,12 @@ COLUMNS: Final = (
 _TOP: Final = b"\xff"  # above every key byte: UTF-8 never uses it, keys never hold it
 
 Conn = psycopg.Connection[tuple[Any, ...]]
+
+
+class _Bound(Protocol):
+    """``connections.Bound``: lowers the statement timeout to the request's time left."""
+
+    def before(self, conn: Conn) -> None: ...
 
 
 def pack_context(caveat: CaveatRef | None) -> bytes | None:
@@ -79,6 +85,7 @@ class PostgresReader:
         self, conn: Conn, revision: int, where: str, *, release: Callable[[Conn], None] | None = None,
         schema: Callable[[], str | None] | None = None, counters: Callable[[], dict[str, bytes]] | None = None,
         guards: Callable[[], str | None] | None = None, visible_revision: int | None = None,
+        bound: _Bound | None = None,
     ) -> None:
         self._conn: Conn | None = conn
         self._revision = revision
@@ -88,6 +95,7 @@ class PostgresReader:
         self._schema = schema
         self._counters = counters
         self._guards = guards
+        self._bound = bound
 
     @property
     def revision(self) -> Revision:
@@ -117,6 +125,8 @@ class PostgresReader:
 
             raise Unavailable("the reader is closed")
         with translating(self._where):
+            if self._bound is not None:
+                self._bound.before(conn)
             return conn.execute(sql, params).fetchall()
 
     # -- versioned values --------------------------------------------------------------------

@@ -12,7 +12,6 @@ from typing import Any, Callable, Final, Iterator, Mapping, Sequence
 
 import msgpack
 import psycopg
-import psycopg_pool
 
 from ...errors import AlreadyExists, DeadlineExceeded, Unavailable
 from ...model import RelationshipFilter, Revision
@@ -41,13 +40,16 @@ from ..base import (
     micros,
     to_delete,
 )
+from .connections import Bound, Connections
 from .errors import describe, retrying, translate, translating
+from .listener import Listener
 from .migrations import LIVE, check_version
 from .reader import COLUMNS, Conn, PostgresReader, pack_context, payload_of, relationship_of
 
 CHANNEL: Final = "relengine_changes"
-"""The NOTIFY channel a commit wakes watchers on (only a wake-up: watchers read the changelog)."""
-WATCH_POLL: Final = 1.0  # seconds a watcher waits for a notification before reading anyway
+"""The NOTIFY channel a commit wakes watchers on, its revision as the payload (only a wake-up:
+watchers read the changelog)."""
+WATCH_POLL: Final = 1.0  # seconds between reads of head by the store's listener, besides NOTIFY
 _SCHEMA_KEY: Final = b""  # the changelog's row for a schema change sorts before every key
 
 _INSERT_CHANGES: Final = f"""
@@ -67,9 +69,12 @@ class PostgresStore:
     ``clock`` (epoch seconds) stamps revisions, for the GC window; ``gc_interval``: seconds
     between automatic collections after commits (None: only ``gc()``). ``pool_min`` and
     ``pool_max`` size the connection pool (a Reader holds one connection while open, a
-    transaction one, a watch one of its own outside the pool); ``pool_timeout`` is how long a
-    request waits for one before Unavailable. ``statement_timeout`` (seconds, None: none)
-    bounds every statement; one cut off raises DeadlineExceeded.
+    transaction one; all the store's watches share one more, outside the pool: ``listener``);
+    ``pool_timeout`` is how long a request waits for one before Unavailable (less while the
+    database is down, and no longer than the request's deadline: ``connections``).
+    ``statement_timeout`` (seconds, None: none) bounds every statement, and a request's
+    deadline (``storage.deadline``) the statements of its transactions; one cut off raises
+    DeadlineExceeded.
     """
 
     def __init__(
@@ -106,10 +111,10 @@ class PostgresStore:
                 row = conn.execute("SELECT unique_id FROM relengine_meta WHERE id = 1").fetchone()
                 assert row is not None
                 self._unique_id = str(row[0])
-            self._pool: psycopg_pool.ConnectionPool[Conn] = psycopg_pool.ConnectionPool(
-                uri, kwargs=self._kwargs, min_size=pool_min, max_size=pool_max, timeout=pool_timeout,
-                check=psycopg_pool.ConnectionPool.check_connection, open=True, name="relengine",
-            )
+        self._connections = Connections(
+            uri, self.where, self._kwargs, min_size=pool_min, max_size=pool_max, timeout=pool_timeout
+        )
+        self._listener: Listener | None = None
 
     # -- connections -------------------------------------------------------------------------
 
@@ -119,19 +124,20 @@ class PostgresStore:
 
     def _getconn(self) -> Conn:
         self._check_open()
-        with translating(self.where):
-            return self._pool.getconn()
+        return self._connections.get()[0]
+
+    def _begin(self, begin: str) -> tuple[Conn, Bound]:
+        """A pooled connection in a transaction begun by ``begin``, its statements bounded by
+        the request's deadline."""
+        self._check_open()
+        return self._connections.get(begin)
 
     def _putconn(self, conn: Conn) -> None:
-        try:
-            if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                conn.execute("ROLLBACK")
-        except psycopg.Error:
-            pass
-        try:
-            self._pool.putconn(conn)
-        except Exception:  # noqa: BLE001 - the pool is closed: the connection goes with it
-            conn.close()
+        self._connections.put(conn)
+
+    def pool_statistics(self) -> dict[str, int]:
+        """The connection pool's counters (psycopg_pool's ``get_stats``)."""
+        return self._connections.statistics()
 
     # -- TupleStore --------------------------------------------------------------------------
 
@@ -149,10 +155,9 @@ class PostgresStore:
             self._putconn(conn)
 
     def snapshot(self, revision: Revision | None = None) -> PostgresReader:
-        conn = self._getconn()
+        conn, bound = self._begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         try:
             with translating(self.where):
-                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 wanted = None if revision is None else revision.value
                 row = conn.execute(
                     "SELECT head, horizon, (SELECT committed_micros FROM relengine_revisions "
@@ -168,7 +173,7 @@ class PostgresStore:
                     wanted, head, horizon, self.gc_window, self._clock,
                     lambda _: None if stamp is None else int(stamp),
                 )
-            return PostgresReader(conn, wanted, self.where, release=self._putconn)
+            return PostgresReader(conn, wanted, self.where, release=self._putconn, bound=bound)
         except BaseException:
             self._putconn(conn)
             raise
@@ -180,7 +185,8 @@ class PostgresStore:
         return retrying(lambda: self._bulk_touch(rows), self.where)
 
     def watch(self, after: Revision, *, timeout: float | None = None) -> Iterator[Change]:
-        head, horizon = self._head_and_horizon()
+        known = self._watch_listener().known()
+        head, horizon = known[:2] if known is not None else self._head_and_horizon()
         check_watchable(after.value, head, horizon, self.gc_window)
         return self._watch(after.value, timeout)
 
@@ -215,7 +221,10 @@ class PostgresStore:
             if self._closed:
                 return
             self._closed = True
-        self._pool.close()
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        self._connections.close()
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -229,11 +238,19 @@ class PostgresStore:
         finally:
             self._putconn(conn)
 
-    def begin_write(self, conn: Conn) -> int:
-        """Begin a write transaction on ``conn``: lock the meta row (every writer and the
-        collector take it, so they run one at a time, in the order they got it) and return
-        the head revision."""
-        conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+    def begin_write(self) -> tuple[Conn, Bound, int]:
+        """Begin a write transaction on a pooled connection: lock the meta row (every writer
+        and the collector take it, so they run one at a time, in the order they got it) and
+        return the connection, its statements' bound and the head revision. psycopg's errors
+        of the lock are left to the caller (``retrying`` them, or translating)."""
+        conn, bound = self._begin("BEGIN ISOLATION LEVEL READ COMMITTED")
+        try:
+            return conn, bound, self._lock_head(conn)
+        except BaseException:
+            self._putconn(conn)
+            raise
+
+    def _lock_head(self, conn: Conn) -> int:
         row = conn.execute("SELECT head FROM relengine_meta WHERE id = 1 FOR UPDATE").fetchone()
         assert row is not None
         return int(row[0])
@@ -279,7 +296,7 @@ class PostgresStore:
             (rev, micros(now), head),
         )
         conn.execute("UPDATE relengine_meta SET head = %s WHERE id = 1", (rev,))
-        conn.execute(f"NOTIFY {CHANNEL}")
+        conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(rev)))
         conn.execute("COMMIT")
         if is_gc_due(self._gc_interval, self._last_gc, now):
             self._last_gc = now
@@ -290,9 +307,8 @@ class PostgresStore:
         return rev, changed
 
     def _bulk_touch(self, rows: Sequence[BulkRow]) -> tuple[Revision, int]:
-        conn = self._getconn()
+        conn, _, head = self.begin_write()
         try:
-            head = self.begin_write(conn)
             rev = head + 1
             conn.execute(
                 "CREATE TEMP TABLE relengine_import (seq integer, rkey bytea, skey bytea, "
@@ -373,34 +389,35 @@ class PostgresStore:
         finally:
             self._putconn(conn)
 
+    def _watch_listener(self) -> Listener:
+        """The store's one listening connection for all its watches, started by the first."""
+        with self._lock:
+            self._check_open()
+            if self._listener is None:
+                self._listener = Listener(lambda: psycopg.connect(self.uri, **self._kwargs), CHANNEL, WATCH_POLL)
+            return self._listener
+
     def _watch(self, position: int, timeout: float | None) -> Iterator[Change]:
-        """Read the changelog after ``position`` in revision order; between reads, wait for a
-        NOTIFY on a connection of the watch's own (or WATCH_POLL seconds: a missed
-        notification delays a change, never loses it)."""
-        listener: psycopg.Connection[tuple[Any, ...]] | None = None
-        try:
-            with translating(self.where):
-                listener = psycopg.connect(self.uri, **self._kwargs)
-                listener.execute(f"LISTEN {CHANNEL}")
-            while True:
-                deadline = None if timeout is None else time.monotonic() + timeout
-                while True:
-                    self._check_open()
-                    batch = self._changes_after(position)
-                    if batch is not None:
-                        break
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        return
-                    wait = WATCH_POLL if remaining is None else min(WATCH_POLL, remaining)
-                    with translating(self.where):
-                        for _ in listener.notifies(timeout=wait, stop_after=1):
-                            pass
+        """Read the changelog after ``position`` in revision order whenever the store's
+        listener knows of a revision past it (or is not listening: then every ``WATCH_POLL``
+        seconds, and a database that is down raises Unavailable)."""
+        listener = self._watch_listener()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._check_open()
+            seen = listener.events
+            known = listener.known()
+            batch = None if known is not None and known[0] <= position else self._changes_after(position)
+            if batch is not None:
                 position, changes = batch
                 yield from changes
-        finally:
-            if listener is not None:
-                listener.close()
+                if timeout is not None:
+                    deadline = time.monotonic() + timeout
+                continue
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return
+            listener.wait(position, WATCH_POLL if remaining is None else min(WATCH_POLL, remaining), seen)
 
     def _changes_after(self, position: int) -> tuple[int, list[Change]] | None:
         """(head, the changes in (position, head]) or None when head is ``position``."""
@@ -461,9 +478,12 @@ class PostgresTransaction:
     its reads see head plus its own writes, which it makes in place with the revision it will
     commit as (``head + 1``) as their marker."""
 
-    def __init__(self, store: PostgresStore, conn: Conn, head: int, batch_limit: int | None) -> None:
+    def __init__(
+        self, store: PostgresStore, conn: Conn, head: int, batch_limit: int | None, bound: Bound | None = None,
+    ) -> None:
         self._store = store
         self._conn = conn
+        self._bound = bound
         self.head = head
         self.rev = head + 1
         self._batch_limit = batch_limit
@@ -475,7 +495,7 @@ class PostgresTransaction:
 
     def reader(self) -> PostgresReader:
         return PostgresReader(
-            self._conn, self.head, self._store.where, visible_revision=self.rev,
+            self._conn, self.head, self._store.where, visible_revision=self.rev, bound=self._bound,
             schema=self.schema_text, counters=self.counters, guards=self.guards_text,
         )
 
@@ -517,6 +537,8 @@ class PostgresTransaction:
         rkey = keys.resource_key(rt, rid, relation, st, sid, srel)
         conn, rev = self._conn, self.rev
         with translating(self._store.where):
+            if self._bound is not None:
+                self._bound.before(conn)
             found = conn.execute(
                 "SELECT created, deleted, caveat_name, caveat_context, expires_micros "
                 "FROM relengine_relationships WHERE rkey = %s AND deleted >= %s",
@@ -600,15 +622,10 @@ class PostgresTransactionContext:
 
     def __enter__(self) -> PostgresTransaction:
         store = self._store
-        conn = store._getconn()
-        try:
-            with translating(store.where):
-                head = store.begin_write(conn)
-        except BaseException:
-            store._putconn(conn)
-            raise
+        with translating(store.where):
+            conn, bound, head = store.begin_write()
         self._conn = conn
-        self._tx = PostgresTransaction(store, conn, head, self._limit)
+        self._tx = PostgresTransaction(store, conn, head, self._limit, bound)
         return self._tx
 
     def __exit__(self, *exc: object) -> None:
