@@ -232,7 +232,7 @@ def test_the_pool_flags_bound_the_connections_of_a_server(pg_uri: str, tmp_path:
         def sessions() -> int:
             with psycopg.connect(pg_uri, autocommit=True) as conn:
                 row = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'relengine'"
                 ).fetchone()
                 assert row is not None
                 return int(row[0])

@@ -176,10 +176,11 @@ def test_an_engine_opens_a_postgresql_uri(pg_uri: str) -> None:
 
 
 def _sessions(uri: str) -> int:
-    """Sessions open on the database, besides the one asking."""
+    """relengine's sessions open on the database (not the one asking, nor one that asked
+    before and whose backend has not yet left pg_stat_activity)."""
     with psycopg.connect(uri, autocommit=True) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'relengine'"
         ).fetchone()
         assert row is not None
         return int(row[0])

@@ -47,6 +47,7 @@ from .migrations import LIVE, check_version
 from .reader import COLUMNS, Conn, PostgresReader, pack_context, payload_of, relationship_of
 
 CHANNEL: Final = "relengine_changes"
+APPLICATION_NAME: Final = "relengine"  # the sessions' application_name, unless the URI names one
 """The NOTIFY channel a commit wakes watchers on, its revision as the payload (only a wake-up:
 watchers read the changelog)."""
 WATCH_POLL: Final = 1.0  # seconds between reads of head by the store's listener, besides NOTIFY
@@ -105,6 +106,8 @@ class PostgresStore:
         self._kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": max(1, int(connect_timeout))}
         if options:
             self._kwargs["options"] = options
+        if "application_name" not in psycopg.conninfo.conninfo_to_dict(uri):
+            self._kwargs["application_name"] = APPLICATION_NAME  # pg_stat_activity shows whose sessions
         with translating(self.where):
             with psycopg.connect(uri, **self._kwargs) as conn:
                 check_version(conn, uri)
