@@ -10,6 +10,7 @@ skipped with the reason. Every database is loaded through ``relengine``'s own im
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import urllib.parse
@@ -110,6 +111,26 @@ def _one(scales: list[int]) -> int:
     return scales[0]
 
 
+def _cleaned(setup: Callable[[Context, list[int], Workload], Workload]) -> Callable[[Context, list[int]], Workload]:
+    """A setup given its workload, whose cleanups run if the setup fails (the framework only
+    runs those of a workload it got back): no cluster or server outlives a failed setup."""
+
+    @functools.wraps(setup)
+    def run(ctx: Context, scales: list[int]) -> Workload:
+        w = Workload([], [])
+        try:
+            return setup(ctx, scales, w)
+        except BaseException:
+            for cleanup in reversed(w.cleanups):
+                try:
+                    cleanup()
+                except Exception:  # noqa: BLE001 - the setup's own error is the one to report
+                    pass
+            raise
+
+    return run
+
+
 def _databases(w: Workload) -> Databases:
     dbs = Databases()
     w.cleanups.append(dbs.close)
@@ -160,11 +181,11 @@ def raw_copy(uri: str, rows: Sequence[Row]) -> int:
     "schema-validated) into a new migrated database; a call is the whole import",
     quick=["100k"], full=["1m"],
 )
-def pg_import(ctx: Context, scales: list[int]) -> Workload:
+@_cleaned
+def pg_import(ctx: Context, scales: list[int], w: Workload) -> Workload:
     n = _one(scales)
-    ds = ctx.dataset(n)
-    w = Workload([], [])
     dbs = _databases(w)
+    ds = ctx.dataset(n)
     rows = list(ds.world.iter_rows())
     lines = [row_text(r) for r in rows]
     from .scenarios import expected_checks, refs
@@ -181,14 +202,10 @@ def pg_import(ctx: Context, scales: list[int]) -> Workload:
             return bool(done and engine.store.statistics().relationships == n and all(
                 engine.check(*refs(q.args)).allowed == q.expected for q in expected))
         finally:
-            engine.close()
-            dbs.drop(uri)
+            engine.close()  # the databases go with the workload (DROP DATABASE checkpoints: not timed)
 
     def raw(uri: str) -> bool:
-        try:
-            return raw_copy(uri, rows) == n
-        finally:
-            dbs.drop(uri)
+        return raw_copy(uri, rows) == n
 
     once = driver.Limits(3600.0, 1, 0.0, 0)
     w.queries = [Query(None, True)]
@@ -259,12 +276,12 @@ def _pg_engine(w: Workload, uri: str, config: EngineConfig) -> Engine:
     "read -> ... -> account->administer -> admin), vs a hand-written floor issuing the same SQL reads",
     quick=["100k"], full=["1m"],
 )
-def pg_check(ctx: Context, scales: list[int]) -> Workload:
+@_cleaned
+def pg_check(ctx: Context, scales: list[int], w: Workload) -> Workload:
     from .scenarios import engine_contender, expected_checks
 
+    dbs = _databases(w)  # first: without PostgreSQL, skip before building a dataset
     ds = ctx.dataset(_one(scales))
-    w = Workload([], [])
-    dbs = _databases(w)
     uri = dbs.loaded(ds, ctx)
     engine = _pg_engine(w, uri, EngineConfig(cache_size=0))
     floor = PgFloor(uri)
@@ -286,12 +303,12 @@ def pg_check(ctx: Context, scales: list[int]) -> Workload:
     "1,000 queries (half account-admin paths, half Zipf users), warm cache, back-to-back throughput",
     quick=["100k"], full=["1m"],
 )
-def pg_cached_check(ctx: Context, scales: list[int]) -> Workload:
+@_cleaned
+def pg_cached_check(ctx: Context, scales: list[int], w: Workload) -> Workload:
     from .scenarios import engine_contender, expected_checks, open_engine
 
+    dbs = _databases(w)  # first: without PostgreSQL, skip before building a dataset
     ds = ctx.dataset(_one(scales))
-    w = Workload([], [])
-    dbs = _databases(w)
     uri = dbs.loaded(ds, ctx)
     engine = _pg_engine(w, uri, EngineConfig())
     _, lmdb_engine = open_engine(ctx, ds, w)
@@ -314,12 +331,12 @@ def pg_cached_check(ctx: Context, scales: list[int]) -> Workload:
     "containers at 100k, 10,000 at 1M), beside the same on the LMDB store",
     quick=["100k"], full=["1m"],
 )
-def pg_lookup_resources(ctx: Context, scales: list[int]) -> Workload:
+@_cleaned
+def pg_lookup_resources(ctx: Context, scales: list[int], w: Workload) -> Workload:
     from .scenarios import open_engine
 
+    dbs = _databases(w)  # first: without PostgreSQL, skip before building a dataset
     ds = ctx.dataset(_one(scales))
-    w = Workload([], [])
-    dbs = _databases(w)
     uri = dbs.loaded(ds, ctx)
     engine = _pg_engine(w, uri, EngineConfig())
     _, lmdb_engine = open_engine(ctx, ds, w)
@@ -345,13 +362,13 @@ def pg_lookup_resources(ctx: Context, scales: list[int]) -> Workload:
     "threads, split between the servers), Client.check of 200 queries (default cache), interleaved pairs",
     quick=["100k"], full=["1m"], mode="grpc",
 )
-def pg_two_servers(ctx: Context, scales: list[int]) -> Workload:
+@_cleaned
+def pg_two_servers(ctx: Context, scales: list[int], w: Workload) -> Workload:
     from .scenarios import _alternating, _grpc_ready, _remote_check, expected_checks, refs
 
     _grpc_ready()
+    dbs = _databases(w)  # first: without PostgreSQL, skip before building a dataset
     ds = ctx.dataset(_one(scales))
-    w = Workload([], [])
-    dbs = _databases(w)
     uri = dbs.loaded(ds, ctx)
     servers = [grpc_mode.Server(uri, 1, log_dir=ctx.work_dir) for _ in range(2)]
     for server in servers:
