@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def list_scenarios() -> int:
-    from . import scenarios  # noqa: F401  (registers them)
+    from . import pg_bench, scenarios  # noqa: F401  (registers them)
 
     for s in framework.REGISTRY.values():
         print(f"{s.name:18} [{', '.join(s.tags)}] quick: {','.join(s.quick_scales)}  full: {','.join(s.full_scales)}")
@@ -85,7 +85,7 @@ def list_scenarios() -> int:
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
-    from . import plots, scenarios  # noqa: F401  (registers them)
+    from . import pg_bench, plots, scenarios  # noqa: F401  (registers them)
 
     profile = framework.QUICK if args.profile == "quick" else framework.FULL
     progress = framework.Progress(sys.stderr, enabled=not args.quiet)

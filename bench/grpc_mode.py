@@ -77,11 +77,15 @@ class Server:
     """``relengine serve`` on a copy-free, read-only use of a dataset's store; stopped on close."""
 
     def __init__(
-        self, data_dir: Path, workers: int = 1, *, log_dir: Path, ready_timeout: float = 60.0, metrics: bool = False,
+        self, data_dir: Path | str, workers: int = 1, *, log_dir: Path, ready_timeout: float = 60.0,
+        metrics: bool = False,
     ) -> None:
+        """``data_dir``: an LMDB data directory, or a PostgreSQL URI (``--datastore``)."""
         self.port = free_port()
         self.target = f"127.0.0.1:{self.port}"
         template = os.environ.get("RELENGINE_BENCH_SERVE", SERVE_TEMPLATE)
+        if str(data_dir).startswith(("postgresql://", "postgres://")):
+            template = template.replace("--data-dir {data_dir}", "--datastore {data_dir}")
         argv = shlex.split(template.format(
             python=shlex.quote(sys.executable), data_dir=shlex.quote(str(data_dir)), port=self.port, workers=workers,
         ))

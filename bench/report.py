@@ -243,6 +243,33 @@ def targets(results: Results) -> list[Target]:
         v = 1 / _known(s["headline"]["ratio_paired"])
         return round(v, 3), v > 1, "x one worker's calls/s, 8 client processes"
 
+    def pg_import(s: ScenarioResult) -> tuple[float, bool | None, str]:
+        m = _measurement(s, "engine")
+        v = 1e9 * m["per_op"] / _known(m.get("p50_ns"))
+        return round(v), (v >= 100_000) if at_1m(s) else None, (
+            f"relationships/s ({_known(s['headline']['ratio']):.2f}x the raw COPY's time)"
+        )
+
+    def pg_check(s: ScenarioResult) -> tuple[float, bool | None, str]:
+        h = s["headline"]
+        v = _known(h["ratio_paired"] if h["ratio_paired"] is not None else h["ratio"])
+        return round(v, 3), v <= 1.5, (
+            f"x the psycopg floor's p50 (p50 {fmt_ns(h['value'])} vs {fmt_ns(h['baseline_value'])})"
+        )
+
+    def pg_cached(s: ScenarioResult) -> tuple[float, bool | None, str]:
+        v = _known(s["headline"]["ratio"])
+        return round(v, 3), None, "x LMDB's time per cached check (the cache sits above the store: near 1 expected)"
+
+    def pg_lookup(s: ScenarioResult) -> tuple[float, bool | None, str]:
+        v = _measurement(s, "engine")["p50_ns"] / 1e6
+        n = s["params"]["results"]
+        return round(v, 2), (v <= 300) if at_1m(s) else None, f"ms p50 for {n:,} containers"
+
+    def pg_servers(s: ScenarioResult) -> tuple[float, bool | None, str]:
+        v = 1 / _known(s["headline"]["ratio_paired"])
+        return round(v, 3), None, f"x one server's calls/s, 8 client threads, {s['params'].get('cores')} cores"
+
     add("cached check throughput", ">= 500,000 checks/s", "cached_check", cached)
     add("cached check vs naive dict", ">= 1.5x the naive evaluator", "cached_check", cached_vs_naive)
     add("uncached check p50 (admin walk)", "<= 12 us", "uncached_check", uncached)
@@ -255,6 +282,11 @@ def targets(results: Results) -> list[Target]:
     add("--workers 2 vs 1", "> 1x", "grpc_workers", grpc_workers)
     add("SpiceDB API CheckPermission p50 vs relengine.v1 Check", "<= 1.10x", "spicedb_check", spicedb_p50)
     add("SpiceDB API CheckBulkPermissions of 1,000", ">= 100,000 checks/s", "spicedb_bulk_check", spicedb_bulk)
+    add("PostgreSQL import of 1M", ">= 100,000 relationships/s", "pg_import", pg_import)
+    add("PostgreSQL uncached check p50 vs psycopg floor", "<= 1.5x", "pg_check", pg_check)
+    add("PostgreSQL cached check vs LMDB", "reported (same cache)", "pg_cached_check", pg_cached)
+    add("PostgreSQL LookupResources, 10,000 of 1M", "<= 300 ms", "pg_lookup_resources", pg_lookup)
+    add("two servers on one database vs one", "reported", "pg_two_servers", pg_servers)
     return out
 
 

@@ -82,3 +82,29 @@ def test_spicedb_check_drives_a_peer_of_the_api_with_the_same_client(
     finally:
         server.stop(grace=0)
         engine.close()
+
+
+@pytest.mark.parametrize("name", ["pg_import", "pg_check", "pg_cached_check", "pg_lookup_resources", "pg_two_servers"])
+def test_postgres_scenario_verifies_and_times(name: str, cache: Path, tmp_path: Path) -> None:
+    from bench import pg_bench, pgcluster
+
+    reason = pgcluster.unavailable_reason()
+    if reason is not None and not pg_bench.os.environ.get(pg_bench.ENV):
+        pytest.skip(reason)
+    c = ctx(tmp_path)
+    c.cache_dir = cache
+    result = framework.run_scenario(c, framework.REGISTRY[name], [10_000])
+    assert result["status"] == "ok", result.get("reason")
+    assert result["headline"]["ratio"] > 0
+
+
+def test_postgres_scenarios_are_skipped_with_the_reason_without_postgres(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench import pg_bench
+
+    monkeypatch.delenv(pg_bench.ENV, raising=False)
+    monkeypatch.setattr(pg_bench, "unavailable_reason", lambda: "no PostgreSQL binaries under /nowhere")
+    result = framework.run_scenario(ctx(tmp_path), framework.REGISTRY["pg_check"], [10_000])
+    assert result["status"] == "skipped"
+    assert "no PostgreSQL binaries under /nowhere" in result["reason"] and pg_bench.ENV in result["reason"]

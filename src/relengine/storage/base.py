@@ -335,6 +335,19 @@ class ReplicaReads(Protocol):
         ...
 
 
+class BatchLoader(BulkLoader, Protocol):
+    """A BulkLoader that takes a whole import at once (the PostgreSQL store: a first import
+    into an empty store is one transaction whose indexes are built after the rows are in)."""
+
+    def bulk_load(self, batches: Iterable[Sequence[BulkRow]]) -> tuple[Revision, int]:
+        """TOUCH the rows of every batch, reading one batch at a time (memory stays bounded by
+        a batch), later rows winning; returns (the last revision written, the number of
+        relationships that changed). The store may commit everything as one revision or each
+        batch as its own. The importer stops iterating at its first bad batch (abort), and
+        what came before is committed, as with ``bulk_touch`` batches."""
+        ...
+
+
 # -- policy shared by the stores --------------------------------------------------------------
 
 

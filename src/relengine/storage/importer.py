@@ -72,6 +72,7 @@ _SHAPE = operator.itemgetter(0, 2, 3, 5)
 _HEADER: Final = "resource_type"
 
 Shape = tuple[str, str, str, str, bool, str | None, bool]
+BatchLoad = Callable[[Iterable[Sequence[BulkRow]]], tuple[Revision, int]]  # BatchLoader.bulk_load
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,33 +157,48 @@ def import_relationships(
         raise ValueError("batch_size must be at least 1")
     started = time.monotonic()
     checker = _Checker(validate)
-    lines = written = changed = error_count = 0
+    counts = [0, 0, 0, 0]  # lines, written, changed, errors
     errors: list[LineError] = []
     revision = store.head_revision()
-    with _Source(source) as (stream, guessed):
-        for chunk in _chunks(stream, fmt or guessed, batch_size):
+    stopped: list[InvalidRelationship] = []
+
+    def report() -> None:
+        if progress is not None:
+            progress(ImportProgress(counts[0], counts[1], counts[2], counts[3], revision, time.monotonic() - started))
+
+    def batches(stream: Iterable[str], fmt: Format) -> Iterator[list[BulkRow]]:
+        """The valid rows of each chunk; at the first bad line under "abort", the error is kept
+        and the batches end (those before are written)."""
+        for chunk in _chunks(stream, fmt, batch_size):
             rows, bad = checker.rows(chunk)
-            lines += chunk.count
+            counts[0] += chunk.count
             if bad:
                 if on_error == "abort":
                     first = bad[0]
-                    raise InvalidRelationship(
+                    stopped.append(InvalidRelationship(
                         f"line {first.line}: {first.message}",
                         line=first.line,
                         errors=[{"line": e.line, "message": e.message} for e in bad],
-                    )
-                error_count += len(bad)
+                    ))
+                    return
+                counts[3] += len(bad)
                 errors.extend(bad[: max(0, max_errors - len(errors))])
             if rows:
+                yield rows
+                counts[1] += len(rows)
+            report()
+
+    with _Source(source) as (stream, guessed):
+        load: BatchLoad | None = getattr(store, "bulk_load", None)  # a BatchLoader's
+        if load is not None:  # the whole import at once; progress as batches are read
+            revision, counts[2] = load(batches(stream, fmt or guessed))
+        else:
+            for rows in batches(stream, fmt or guessed):
                 revision, count = store.bulk_touch(rows)
-                written += len(rows)
-                changed += count
-            if progress is not None:
-                progress(
-                    ImportProgress(
-                        lines, written, changed, error_count, revision, time.monotonic() - started
-                    )
-                )
+                counts[2] += count
+    if stopped:
+        raise stopped[0]
+    lines, written, changed, error_count = counts
     return ImportResult(
         lines, written, changed, tuple(errors), error_count, revision, time.monotonic() - started
     )

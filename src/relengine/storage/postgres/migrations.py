@@ -98,6 +98,12 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             text text NOT NULL
         )""",
     ),
+    # 3: a bulk revision's changes are one changelog row, op 'B', read from its versions
+    # (a relengine without this migration would read 'B' as a deletion: it must refuse).
+    (
+        "COMMENT ON COLUMN relengine_changelog.op IS "
+        "'T touch, D delete, S schema, B bulk (the changes are the versions created or deleted at the revision)'",
+    ),
 )
 
 LATEST: Final = len(MIGRATIONS)

@@ -6,9 +6,10 @@ See the package docstring for the design (revisions, visibility, watch, errors).
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import threading
 import time
-from typing import Any, Callable, Final, Iterator, Mapping, Sequence
+from typing import Any, Callable, Final, Iterable, Iterator, Mapping, Sequence
 
 import msgpack
 import psycopg
@@ -53,15 +54,25 @@ watchers read the changelog)."""
 WATCH_POLL: Final = 1.0  # seconds between reads of head by the store's listener, besides NOTIFY
 _SCHEMA_KEY: Final = b""  # the changelog's row for a schema change sorts before every key
 
-_INSERT_CHANGES: Final = f"""
-INSERT INTO relengine_changelog (revision, rkey, op, {COLUMNS})
-SELECT %(rev)s, rkey, 'T', {COLUMNS} FROM relengine_relationships WHERE created = %(rev)s
+_CHANGES_AT: Final = f"""
+SELECT rkey, 'T' AS op, {COLUMNS} FROM relengine_relationships WHERE created = %(rev)s
 UNION ALL
-SELECT %(rev)s, d.rkey, 'D', {', '.join('d.' + c.strip() for c in COLUMNS.split(','))}
+SELECT d.rkey, 'D', {', '.join('d.' + c.strip() for c in COLUMNS.split(','))}
   FROM relengine_relationships d
  WHERE d.deleted = %(rev)s
    AND NOT EXISTS (SELECT 1 FROM relengine_relationships n WHERE n.rkey = d.rkey AND n.created = %(rev)s)
 """
+# The changes of a revision, from its versions: a TOUCH for each version it created, a DELETE
+# for each it ended without a new one. A transaction copies them into the changelog; a bulk
+# revision, which may hold millions, writes one 'B' row there instead and a watcher reads them
+# from the versions, which the collector keeps as long as that row (both go at the horizon).
+_INSERT_CHANGES: Final = (
+    f"INSERT INTO relengine_changelog (revision, rkey, op, {COLUMNS}) SELECT %(rev)s, c.* FROM ({_CHANGES_AT}) c"
+)
+_BULK_CHANGES: Final = f"SELECT op, {COLUMNS} FROM ({_CHANGES_AT}) c ORDER BY rkey"
+_COPY_COLUMNS: Final = f"rkey, skey, {COLUMNS}, created"
+_COPY_TYPES: Final = ["bytea", "bytea", "text", "text", "text", "text", "text", "text", "text", "bytea", "int8", "int8"]
+_LIVE_INDEX: Final = "relengine_relationships_live"
 
 
 class PostgresStore:
@@ -187,6 +198,92 @@ class PostgresStore:
     def bulk_touch(self, rows: Sequence[BulkRow]) -> tuple[Revision, int]:
         return retrying(lambda: self._bulk_touch(rows), self.where)
 
+    def bulk_load(self, batches: Iterable[Sequence[BulkRow]]) -> tuple[Revision, int]:
+        """TOUCH the rows of every batch (see ``storage.base.BatchLoader``). Into a store with no
+        relationship versions at all (a first import), in one transaction and one revision,
+        with the indexes built after the rows are in (much faster than growing them row by
+        row), in a transaction that other servers' reads and writes wait for; into any other
+        store, one ``bulk_touch`` per batch."""
+        batches = iter(batches)
+        first = next(batches, None)
+        if first is None:
+            return self.head_revision(), 0
+        with translating(self.where):
+            conn, _, head = self.begin_write()
+            try:
+                row = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM relengine_relationships)").fetchone()
+                if row is not None and row[0]:
+                    loaded, changed = self._load_empty(conn, head, itertools.chain([first], batches))
+                    return Revision(loaded), changed
+                conn.execute("ROLLBACK")
+            finally:
+                self._putconn(conn)
+        revision, changed = self.bulk_touch(first)
+        for batch in batches:
+            revision, count = self.bulk_touch(batch)
+            changed += count
+        return revision, changed
+
+    def _load_empty(self, conn: Conn, head: int, batches: Iterable[Sequence[BulkRow]]) -> tuple[int, int]:
+        """The first import (``bulk_load``), in the write transaction begun on ``conn``: the
+        table is emptied of its pages (TRUNCATE: it holds no rows), its indexes are dropped,
+        the rows COPYed straight in (FREEZE: no later rewrite of their hint bits; a reader of
+        an older revision ignores them by their ``created`` mark all the same), then the
+        indexes are built again from their own definitions, the unique one first: where it
+        finds the same relationship twice, the earlier copies (lower ctid: the rows went into
+        the emptied table in input order) are deleted, as later rows win."""
+        rev = head + 1
+        table = "relengine_relationships"
+        indexes = conn.execute(
+            "SELECT i.relname, pg_get_indexdef(i.oid), c.conname "
+            "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+            "LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid "
+            "WHERE x.indrelid = %s::regclass",
+            (table,),
+        ).fetchall()
+        conn.execute(f"TRUNCATE {table}")
+        for name, _, constraint in indexes:
+            if constraint:
+                conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{constraint}"')
+            else:
+                conn.execute(f'DROP INDEX "{name}"')
+        count = 0
+        resource_key, subject_key, expiration_micros = keys.resource_key, keys.subject_key, keys.expiration_micros
+        with conn.cursor() as cur:
+            with cur.copy(f"COPY {table} ({_COPY_COLUMNS}) FROM STDIN (FORMAT BINARY, FREEZE)") as copy:
+                copy.set_types(_COPY_TYPES)
+                write = copy.write_row
+                for batch in batches:
+                    for row in batch:
+                        rt, rid, relation, st, sid, srel = row[:6]
+                        if len(row) == 8 and (row[6] is not None or row[7] is not None):
+                            caveat, expiration = row[6], row[7]
+                            extra = (None if caveat is None else caveat.name, pack_context(caveat),
+                                     None if expiration is None else expiration_micros(expiration))
+                        else:
+                            extra = (None, None, None)
+                        write((resource_key(rt, rid, relation, st, sid, srel),
+                               subject_key(st, sid, srel, rt, relation, rid),
+                               rt, rid, relation, st, sid, srel, *extra, rev))
+                    count += len(batch)
+        ordered = sorted(indexes, key=lambda entry: entry[0] != _LIVE_INDEX)
+        conn.execute("SAVEPOINT relengine_unique")
+        try:
+            conn.execute(ordered[0][1])
+            conn.execute("RELEASE SAVEPOINT relengine_unique")
+        except psycopg.errors.UniqueViolation:
+            conn.execute("ROLLBACK TO SAVEPOINT relengine_unique")
+            count -= conn.execute(
+                f"DELETE FROM {table} a USING {table} b WHERE a.rkey = b.rkey AND a.ctid < b.ctid"
+            ).rowcount
+            conn.execute(ordered[0][1])
+        for name, definition, constraint in ordered[1:]:
+            conn.execute(definition)
+            if constraint:
+                conn.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{constraint}" PRIMARY KEY USING INDEX "{name}"')
+        conn.execute(f"ANALYZE {table}")  # the planner's figures for the checks that follow
+        return self.finish_write(conn, head, bulk=count)
+
     def watch(self, after: Revision, *, timeout: float | None = None) -> Iterator[Change]:
         known = self._watch_listener().known()
         head, horizon = known[:2] if known is not None else self._head_and_horizon()
@@ -260,17 +357,21 @@ class PostgresStore:
 
     def finish_write(
         self, conn: Conn, head: int, *, schema: str | None = None, counters: Mapping[str, bytes] | None = None,
-        guards: str | None = None,
+        guards: str | None = None, bulk: int | None = None,
     ) -> tuple[int, int]:
         """Commit the write begun by ``begin_write`` on ``conn`` as revision ``head + 1`` if it
         changed anything (relationships marked with that revision, or ``schema``/``counters``/
-        ``guards`` other than head's), else roll it back. Returns (revision, relationships changed)."""
+        ``guards`` other than head's), else roll it back. Returns (revision, relationships changed).
+        ``bulk``: the number of relationships a bulk write changed (its changelog is one 'B' row)."""
         rev = head + 1
-        row = conn.execute(
-            "SELECT count(DISTINCT rkey) FROM relengine_relationships WHERE created = %s OR deleted = %s",
-            (rev, rev),
-        ).fetchone()
-        changed = int(row[0]) if row else 0
+        if bulk is None:
+            row = conn.execute(
+                "SELECT count(DISTINCT rkey) FROM relengine_relationships WHERE created = %s OR deleted = %s",
+                (rev, rev),
+            ).fetchone()
+            changed = int(row[0]) if row else 0
+        else:
+            changed = bulk
         schema_changed = schema is not None and schema != _schema_at(conn, head)
         counters_changed = counters is not None and dict(counters) != _counters_at(conn, head)
         guards_changed = guards is not None and guards != _guards_at(conn, head)
@@ -290,7 +391,9 @@ class PostgresStore:
                 "INSERT INTO relengine_counters (revision, counters) VALUES (%s, %s)",
                 (rev, msgpack.packb(dict(sorted(counters.items())), use_bin_type=True)),
             )
-        if changed:
+        if changed and bulk is not None:
+            conn.execute("INSERT INTO relengine_changelog (revision, rkey, op) VALUES (%s, %s, 'B')", (rev, _SCHEMA_KEY))
+        elif changed:
             conn.execute(_INSERT_CHANGES, {"rev": rev})
         now = self._clock()
         conn.execute(
@@ -353,8 +456,8 @@ class PostgresStore:
                                         WHERE r.rkey = i.rkey AND r.deleted = {LIVE})""",
                 (rev,),
             ).rowcount
-            revision, changed = self.finish_write(conn, head)
-            assert changed == max(inserted, 0)
+            # Every version the UPDATE ended has its successor inserted: the inserts are the changes.
+            revision, changed = self.finish_write(conn, head, bulk=max(inserted, 0))
             return Revision(revision), changed
         finally:
             self._putconn(conn)
@@ -439,14 +542,18 @@ class PostgresStore:
                     "WHERE revision > %s AND revision <= %s ORDER BY revision, rkey",
                     (position, head),
                 ).fetchall()
-            changes = []
-            for r in rows:
-                revision = Revision(int(r[0]))
-                if r[1] == "S":
-                    changes.append(Change(revision, Operation.TOUCH, None, True))
-                else:
-                    op = Operation.TOUCH if r[1] == "T" else Operation.DELETE
-                    changes.append(Change(revision, op, relationship_of(r[2:])))
+                changes = []
+                for r in rows:
+                    revision = Revision(int(r[0]))
+                    if r[1] == "S":
+                        changes.append(Change(revision, Operation.TOUCH, None, True))
+                    elif r[1] == "B":
+                        for e in conn.execute(_BULK_CHANGES, {"rev": revision.value}):
+                            op = Operation.TOUCH if e[0] == "T" else Operation.DELETE
+                            changes.append(Change(revision, op, relationship_of(e[1:])))
+                    else:
+                        op = Operation.TOUCH if r[1] == "T" else Operation.DELETE
+                        changes.append(Change(revision, op, relationship_of(r[2:])))
             return head, changes
         finally:
             self._putconn(conn)
