@@ -237,7 +237,9 @@ def test_the_pool_flags_bound_the_connections_of_a_server(pg_uri: str, tmp_path:
                 assert row is not None
                 return int(row[0])
 
-        assert sessions() == 2  # --datastore-pool-min
+        # --datastore-pool-min opened at start; the server's own first requests may have grown
+        # the pool, never past --datastore-pool-max.
+        assert 2 <= sessions() <= 3
         errors: list[BaseException] = []
         with Client(address, timeout=30) as client:
             client.touch(*(f"doc:{i}#viewer@user:ann" for i in range(50)))
