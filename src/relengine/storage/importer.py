@@ -38,6 +38,7 @@ batch at a time; other lines take the per-line path through ``parse_relationship
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import operator
@@ -46,7 +47,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Final, Iterable, Iterator, Literal, Sequence
+from typing import IO, Callable, ContextManager, Final, Iterable, Iterator, Literal, Sequence
 
 import yaml
 
@@ -159,7 +160,7 @@ def import_relationships(
     lines = written = changed = error_count = 0
     errors: list[LineError] = []
     revision = store.head_revision()
-    with _Source(source) as (stream, guessed):
+    with _Source(source) as (stream, guessed), bulk_session(store) as store:
         for chunk in _chunks(stream, fmt or guessed, batch_size):
             rows, bad = checker.rows(chunk)
             lines += chunk.count
@@ -186,6 +187,14 @@ def import_relationships(
     return ImportResult(
         lines, written, changed, tuple(errors), error_count, revision, time.monotonic() - started
     )
+
+
+def bulk_session(store: BulkLoader) -> ContextManager[BulkLoader]:
+    """``store.bulk_import()`` where the store has one (a loader for many batches that brings
+    the store's indexes up to date once, at the end: see ``LmdbStore.bulk_import``), else
+    ``store`` itself."""
+    session = getattr(store, "bulk_import", None)
+    return contextlib.nullcontext(store) if session is None else session()
 
 
 class _Checker:
@@ -497,5 +506,6 @@ __all__ = [
     "ImportProgress",
     "ImportResult",
     "LineError",
+    "bulk_session",
     "import_relationships",
 ]
