@@ -33,7 +33,10 @@ stay written), ``"skip"`` leaves them out and lists them in the result.
 
 Speed: the plain form (no caveat, no expiration) of a whole batch is matched by one regular
 expression in C, shapes are checked once, and the store receives 6-string tuples it encodes a
-batch at a time; other lines take the per-line path through ``parse_relationship``.
+batch at a time; other lines take the per-line path through ``parse_relationship``. A store
+with a ``bulk_import`` session (LMDB) writes each batch's keys in key order and brings its
+objects index up to date once, at the end, instead of per batch (``bulk_session``), then syncs:
+``relengine import`` opens an LMDB store without a sync per commit, durable at the end.
 """
 
 from __future__ import annotations
