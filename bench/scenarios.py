@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import os
 import shutil
 from functools import partial
 from pathlib import Path
@@ -630,6 +631,93 @@ def import_throughput(ctx: Context, scales: list[int]) -> Workload:
                   note="py-lmdb putmulti of both indexes' keys from tuples, 50k per txn, sync=False"),
     ]
     w.params.update(relationships=n)
+    return w
+
+
+def _raw_rows(path: Path) -> Iterator[Row]:
+    """The plain lines of ``path`` split into rows, as a raw loader would read them."""
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            resource, subject = line.rstrip("\n").split("@")
+            obj, relation = resource.split("#")
+            rtype, rid = obj.split(":")
+            sobj, _, srel = subject.partition("#")
+            stype, sid = sobj.split(":")
+            yield (rtype, rid, relation, stype, sid, srel, None, None)
+
+
+@scenario(
+    "import_1m", ["write", "import", "inproc"],
+    "`relengine import` (a subprocess, durable at the end) and Engine.import_relationships of the "
+    "world's lines in random order into a new store; a call is the whole import",
+    quick=["100k"], full=["1m"],
+)
+def import_random(ctx: Context, scales: list[int]) -> Workload:
+    import random
+    import subprocess
+    import sys
+
+    from relengine import parse_relationship
+
+    n = _one(scales)
+    world = World(n)
+    w = Workload([], [])
+    rows = list(world.iter_rows())
+    random.Random(7).shuffle(rows)
+    lines_path = ctx.work_dir / f"random-{scale_name(n)}.txt"
+    lines_path.write_text("".join(map(row_text, rows)), encoding="utf-8")
+    schema_path = ctx.work_dir / "import-schema.zed"
+    schema_path.write_text(schema_text(), encoding="utf-8")
+    del rows
+    w.cleanups.append(partial(lines_path.unlink, missing_ok=True))
+    counter = itertools.count()
+    src = str(Path(__file__).resolve().parents[1] / "src")
+
+    def cli(_: object) -> bool:
+        target = ctx.work_dir / f"cli-import-{next(counter)}"
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "relengine", "import", "--data-dir", str(target), "--schema",
+                 str(schema_path), "-q", str(lines_path)],
+                capture_output=True, text=True, env={**os.environ, "PYTHONPATH": src},
+            )
+            if done.returncode != 0:
+                raise RuntimeError(done.stderr[-2000:])
+            return f"imported {n:,} relationships" in done.stdout
+        finally:
+            shutil.rmtree(target, ignore_errors=True)
+
+    def api(_: object) -> bool:
+        target = ctx.work_dir / f"api-import-{next(counter)}"
+        store = open_store(target, n, sync=False)
+        try:
+            engine = Engine(store, EngineConfig(cache_size=0))
+            engine.write_schema(schema_text())
+            with lines_path.open(encoding="utf-8") as lines:
+                count, _ = engine.import_relationships(map(parse_relationship, lines))
+            return count == n and store.statistics().relationships == n
+        finally:
+            store.close()
+            shutil.rmtree(target, ignore_errors=True)
+
+    def raw(_: object) -> bool:
+        target = baselines.temp_dir(ctx.work_dir, "rawimport-")
+        try:
+            return baselines.raw_import(_raw_rows(lines_path), target, map_size=max(1 << 30, n * 600)) == n
+        finally:
+            shutil.rmtree(target, ignore_errors=True)
+
+    once = driver.Limits(3600.0, 1, 0.0, 0)
+    w.queries = [Query(None, True)]
+    w.contenders = [
+        Contender("engine", cli, per_op=n, limits=once,
+                  note="`relengine import` of the lines in random order (schema-validated, batches of 10,000, synced at the end)"),
+        Contender("engine_api", api, per_op=n, limits=once,
+                  note="Engine.import_relationships(map(parse_relationship, lines)), batches of 50,000, synced at the end"),
+        Contender("raw_lmdb", raw, baseline=True, per_op=n, limits=once,
+                  note="the lines split in Python, py-lmdb putmulti of both indexes' sorted keys, 50k per txn, synced at the end"),
+    ]
+    w.params.update(relationships=n, order="random (seed 7)")
     return w
 
 

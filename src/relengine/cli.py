@@ -255,7 +255,14 @@ def cmd_datastore_migrate(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from .service import Engine
 
-    engine = Engine.open(_location(args), max_map_size=args.max_store_size)
+    from .service.engine import POSTGRES_SCHEMES
+
+    location = _location(args)
+    # LMDB: commits without fsync; the import syncs once, at its end (storage.importer.bulk_session).
+    if location.startswith(POSTGRES_SCHEMES):
+        engine = Engine.open(location, max_map_size=args.max_store_size)
+    else:
+        engine = Engine.open(location, max_map_size=args.max_store_size, sync=False)
     try:
         if args.schema:
             engine.write_schema(_read(args.schema), args.schema)

@@ -283,3 +283,19 @@ def test_prefixed_type_names_and_long_ids(store: Any) -> None:
     lines = [f"org/team/doc:{long_id}#viewer@org/team/user:ann", "org/team/doc:a#viewer@user:b"]
     assert import_relationships(store, lines).relationships == 2
     assert everything(store) == sorted(lines)
+
+
+def test_the_source_is_read_one_batch_at_a_time(store: Any) -> None:
+    """Constant memory: when a batch has committed, no line past it has been read."""
+    pulled = 0
+
+    def lines() -> Any:
+        nonlocal pulled
+        for i in range(95):
+            pulled += 1
+            yield f"doc:d{i % 9}#viewer@user:u{i}\n"
+
+    seen: list[tuple[int, int]] = []
+    result = import_relationships(store, lines(), batch_size=10, progress=lambda p: seen.append((p.lines, pulled)))
+    assert seen == [(n, n) for n in (*range(10, 95, 10), 95)]
+    assert result.relationships == 95 and len(everything(store)) == 95

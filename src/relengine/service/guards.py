@@ -29,11 +29,12 @@ without its context does not); a wildcard grant satisfies any guard.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Callable, Final, Iterable, Sequence
+from typing import Any, Callable, Final, Iterable, Iterator, Sequence
 
 import yaml
 
@@ -54,6 +55,7 @@ from ..schema.types import (
     Union,
 )
 from ..storage.base import BulkRow, Reader, Transaction, TupleStore
+from ..storage.importer import bulk_session
 
 FIELDS: Final = ("name", "description", "resource", "permission", "subject_type", "at_least")
 REQUIRED: Final = ("name", "resource", "permission", "subject_type", "at_least")
@@ -501,10 +503,21 @@ class GuardedLoader:
     TOUCHes, so their result is the same in either order, and the history "import, then write
     the guards" is a legal one: guards never refuse what stood before them."""
 
-    def __init__(self, store: TupleStore, schema_of: Callable[[Transaction], CompiledSchema], max_depth: int) -> None:
+    def __init__(
+        self, store: TupleStore, schema_of: Callable[[Transaction], CompiledSchema], max_depth: int,
+        lean: Any = None,
+    ) -> None:
         self._store = store
         self._schema_of = schema_of
         self._max_depth = max_depth
+        self._lean: Any = store if lean is None else lean  # whose bulk_touch the unguarded path calls
+
+    @contextlib.contextmanager
+    def bulk_import(self) -> Iterator[GuardedLoader]:
+        """This loader for an import of many batches: the unguarded path goes through the
+        store's session (``storage.importer.bulk_session``)."""
+        with bulk_session(self._store) as session:  # type: ignore[arg-type]
+            yield GuardedLoader(self._store, self._schema_of, self._max_depth, session)
 
     def head_revision(self) -> Revision:
         return self._store.head_revision()
@@ -535,7 +548,7 @@ class GuardedLoader:
         finally:
             reader.close()
         if not text:
-            return self._store.bulk_touch(rows)  # type: ignore[attr-defined,no-any-return]
+            return self._lean.bulk_touch(rows)  # type: ignore[no-any-return]
         updates = [RelationshipUpdate(Operation.TOUCH, _relationship(row)) for row in rows]
         ctx = self._store.transaction(batch_limit=None)  # a bulk import bounds its own batches
         with ctx as tx:

@@ -12,6 +12,7 @@ from ..model import Relationship, RelationshipFilter, Revision
 from ..results import Operation, RelationshipUpdate
 from ..schema.types import CompiledSchema, Relation
 from ..storage.base import TupleStore
+from ..storage.importer import bulk_session
 from .schemas import check_update
 
 
@@ -81,20 +82,27 @@ def import_relationships(
     revision = store.head_revision()
     batch: list[tuple[Any, ...]] = []
     clock = clock or Deadline(None, "import")
-    for rel in relationships:
-        clock.step()
-        check_update(schema, rel)
-        s = rel.subject
-        batch.append((rel.resource.type, rel.resource.id, rel.relation, s.type, s.id, s.relation or "", rel.caveat, rel.expiration))
-        if len(batch) >= batch_size:
+    valid: set[tuple[Any, ...]] = set()  # shapes the schema allows: each is checked once
+    with bulk_session(loader) as session:
+        for rel in relationships:
+            clock.step()
+            s = rel.subject
+            caveat = rel.caveat
+            shape = (rel.resource.type, rel.relation, s.type, s.relation, s.id == "*",
+                     None if caveat is None else caveat.name, rel.expiration is None)
+            if shape not in valid or (caveat is not None and caveat.context):  # a context's values vary
+                check_update(schema, rel)
+                valid.add(shape)
+            batch.append((rel.resource.type, rel.resource.id, rel.relation, s.type, s.id, s.relation or "", caveat, rel.expiration))
+            if len(batch) >= batch_size:
+                clock.look()
+                revision, _ = session.bulk_touch(batch)
+                count += len(batch)
+                batch = []
+        if batch:
             clock.look()
-            revision, _ = loader.bulk_touch(batch)
+            revision, _ = session.bulk_touch(batch)
             count += len(batch)
-            batch = []
-    if batch:
-        clock.look()
-        revision, _ = loader.bulk_touch(batch)
-        count += len(batch)
     return count, revision
 
 

@@ -33,11 +33,15 @@ stay written), ``"skip"`` leaves them out and lists them in the result.
 
 Speed: the plain form (no caveat, no expiration) of a whole batch is matched by one regular
 expression in C, shapes are checked once, and the store receives 6-string tuples it encodes a
-batch at a time; other lines take the per-line path through ``parse_relationship``.
+batch at a time; other lines take the per-line path through ``parse_relationship``. A store
+with a ``bulk_import`` session (LMDB) writes each batch's keys in key order and brings its
+objects index up to date once, at the end, instead of per batch (``bulk_session``), then syncs:
+``relengine import`` opens an LMDB store without a sync per commit, durable at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import operator
@@ -46,7 +50,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Final, Iterable, Iterator, Literal, Sequence
+from typing import IO, Callable, ContextManager, Final, Iterable, Iterator, Literal, Sequence
 
 import yaml
 
@@ -188,13 +192,13 @@ def import_relationships(
                 counts[1] += len(rows)
             report()
 
-    with _Source(source) as (stream, guessed):
-        load: BatchLoad | None = getattr(store, "bulk_load", None)  # a BatchLoader's
+    with _Source(source) as (stream, guessed), bulk_session(store) as loader:
+        load: BatchLoad | None = getattr(loader, "bulk_load", None)  # a BatchLoader's
         if load is not None:  # the whole import at once; progress as batches are read
             revision, counts[2] = load(batches(stream, fmt or guessed))
         else:
             for rows in batches(stream, fmt or guessed):
-                revision, count = store.bulk_touch(rows)
+                revision, count = loader.bulk_touch(rows)
                 counts[2] += count
     if stopped:
         raise stopped[0]
@@ -202,6 +206,14 @@ def import_relationships(
     return ImportResult(
         lines, written, changed, tuple(errors), error_count, revision, time.monotonic() - started
     )
+
+
+def bulk_session(store: BulkLoader) -> ContextManager[BulkLoader]:
+    """``store.bulk_import()`` where the store has one (a loader for many batches that brings
+    the store's indexes up to date once, at the end: see ``LmdbStore.bulk_import``), else
+    ``store`` itself."""
+    session = getattr(store, "bulk_import", None)
+    return contextlib.nullcontext(store) if session is None else session()
 
 
 class _Checker:
@@ -513,5 +525,6 @@ __all__ = [
     "ImportProgress",
     "ImportResult",
     "LineError",
+    "bulk_session",
     "import_relationships",
 ]

@@ -43,6 +43,12 @@ def object_value(revision: bytes, items: list[tuple[bytes, bytes]], size: int) -
     if len(items) > SMALL_OBJECT:
         return objects.encode(revision, None)
     tails = b"".join([key[size:] for key, _ in items])
+    if (
+        b"\x02" not in tails and b"\x01" not in tails and keys.SHORTENED not in tails
+        and tails.count(b"\x00\x00") == len(items)  # no subject relation
+        and all(len(value) == REVISION_SIZE for _, value in items)
+    ):
+        return _direct_value(revision, tails)
     if b"\x01" in tails or keys.SHORTENED in tails:  # escapes or long ids: the slow way
         fields: list[str] = []
         for key, value in items:
@@ -59,6 +65,25 @@ def object_value(revision: bytes, items: list[tuple[bytes, bytes]], size: int) -
                 extra = None
         pairs.append((fields[base], (fields[base + 1], fields[base + 2], fields[base + 3] or None, extra)))
     return objects.encode(revision, pairs)
+
+
+def _direct_value(revision: bytes, tails: bytes) -> bytes:
+    """``objects.encode`` of whole-subject relationships without payloads, in key order, from
+    their keys' tails joined (``relation NUL type NUL id NUL NUL`` each): the common case, built
+    without a Python object per relationship."""
+    if not tails:
+        return revision + objects.EMPTY
+    parts = tails.split(b"\x00")
+    out = [revision, objects.EMPTY]
+    current = None
+    for index in range(0, len(parts) - 1, 4):
+        relation = parts[index]
+        if relation != current:
+            out.append(b"\x02" + relation)
+            current = relation
+        out.append(b"\x00" + parts[index + 1] + b"\x01" + parts[index + 2] + b"\x00")
+    out.append(b"\x02")
+    return b"".join(out)
 
 
 def build(rt: str, rid: str, rel: str, subject: SubjectRef, value: bytes) -> Relationship:

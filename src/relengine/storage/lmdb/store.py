@@ -28,7 +28,7 @@ from .changelog import ChangeLog
 from .env import DEFAULT_MAP_SIZE, DEFAULT_MAX_MAP_SIZE, DEFAULT_MAX_READERS, LmdbEnv
 from .format import STATE, STATE_KEY, read_state
 from .reader import LmdbReader
-from .writer import LmdbTransactionContext, bulk_touch
+from .writer import BulkImport, LmdbTransactionContext, bulk_touch
 
 
 class LmdbStore:
@@ -136,6 +136,13 @@ class LmdbStore:
         After the commit, the pages the batch touched leave this process's resident memory
         (``LmdbEnv.release_memory``), so an import's memory does not grow with the store."""
         return bulk_touch(self._environment, rows, self._on_commit)
+
+    def bulk_import(self) -> BulkImport:
+        """A ``with`` block for an import of many batches: its ``bulk_touch`` is this one's, but
+        the objects index is brought up to date once at the end rather than per batch (see
+        ``writer.BulkImport``)."""
+        self._environment.check_open()
+        return BulkImport(self._environment, self._on_commit)
 
     def watch(self, after: Revision, *, timeout: float | None = None) -> Iterator[Change]:
         return self._changes.watch(after, timeout=timeout)

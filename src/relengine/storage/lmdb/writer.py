@@ -16,7 +16,7 @@ from typing import Callable, Final, Iterable, Mapping, Sequence
 
 import lmdb
 
-from ...errors import AlreadyExists, DeadlineExceeded, StoreFull
+from ...errors import AlreadyExists, DeadlineExceeded, RelEngineError, StoreFull
 from ...model import RelationshipFilter, Revision
 from ...results import Operation, RelationshipUpdate
 from .. import keys
@@ -38,6 +38,8 @@ from .items import object_value, scan
 from .reader import LmdbReader
 
 _ENCODE_REV: Final = keys.encode_revision
+_KEY: Final = operator.itemgetter(0)
+_OBJECT: Final = operator.itemgetter(0, 1)
 _SUBJECT_ORDER: Final = operator.itemgetter(3, 4, 5, 0, 2, 1)  # by-resource strings -> by-subject
 
 
@@ -65,6 +67,8 @@ class LmdbTransaction:
         self._originals: dict[bytes, bytes | None] = {}
         self._fresh_keys: list[bytes] = []  # created by bulk_touch's fast path, not in originals
         self._fresh_values: list[bytes] = []
+        self._deferred_count = 0  # how many of the fresh keys, the last ones, bulk_touch(defer=True) added
+        self.deferred: set[bytes] = set()  # objects bulk_touch(defer=True) marked large (see there)
         self._pending_schema: str | None = None
         self._pending_counters: dict[str, bytes] | None = None
         self._pending_guards: str | None = None
@@ -171,13 +175,19 @@ class LmdbTransaction:
             raise
         return len(doomed), complete
 
-    def bulk_touch(self, rows: Sequence[BulkRow]) -> None:
+    def bulk_touch(self, rows: Sequence[BulkRow], defer: bool = False) -> None:
         """TOUCH every row; the lean path of the importer (see BulkLoader).
 
-        Keys are encoded a chunk at a time, then inserted with ``putmulti`` in a child
+        Keys are encoded a chunk at a time, sorted, then inserted with ``putmulti`` in a child
         transaction that refuses to overwrite: if every key was new (an import into fresh
         ground), that is all. Otherwise the child is undone and the rows go one by one,
         comparing with what exists, like ``apply``.
+
+        ``defer``: the objects index entries of the objects the fast path added to are not
+        rebuilt at commit but marked large (stamped with this revision: readers then read the
+        by-resource index, correct at every revision), and their keys gathered in ``deferred``
+        for ``index_objects`` to rebuild once, after many batches (see ``BulkImport``): a
+        random-order import touches most objects in every batch.
         """
         if not rows:
             return
@@ -189,6 +199,7 @@ class LmdbTransaction:
         strings: Sequence[Sequence[str]] = rows if plain else [r[:6] for r in rows]  # type: ignore[assignment]
         rkeys = keys.encode_many(strings)
         skeys = keys.encode_many(list(map(_SUBJECT_ORDER, strings)))
+        many = rkeys is not None and skeys is not None  # no escapes in these keys
         if rkeys is None or skeys is None:
             rkeys = [keys.encode(r) for r in strings]
             skeys = [keys.encode(_SUBJECT_ORDER(r)) for r in strings]
@@ -204,18 +215,25 @@ class LmdbTransaction:
                 for r, k in zip(rows, rkeys)
             ]
 
-        def versions() -> Iterable[bytes]:
-            return itertools.repeat(rb) if values is None else values
-
         try:
             child = env.begin_child(txn)
             try:
+                # In key order: LMDB then walks each B-tree once, page after page.
                 added = child.cursor(env.rel).putmulti(
-                    zip(rkeys, versions()), dupdata=False, overwrite=False
+                    _sorted_items(rkeys, values, rb), dupdata=False, overwrite=False
                 )[1]
                 if added == len(rows):
-                    child.cursor(env.sub).putmulti(zip(skeys, versions()))
+                    child.cursor(env.sub).putmulti(_sorted_items(skeys, values, rb))
+                    if defer:
+                        prefixes = _object_prefixes(strings, rkeys, exact=many and values is None)
+                        marker = rb + bytes((LARGE,))
+                        child.cursor(env.objects).putmulti([(p, marker) for p in sorted(prefixes)])
                     child.commit()
+                    if defer:
+                        self.deferred |= prefixes
+                        self._deferred_count += len(rkeys)
+                    else:
+                        self._deferred_count = 0  # indexed at commit, as every key before them
                     self._fresh_keys.extend(rkeys)
                     self._fresh_values.extend([rb] * len(rkeys) if values is None else values)
                     return
@@ -284,13 +302,18 @@ class LmdbTransaction:
             rkeys = [e[0] for e in entries]
             versions = [e[2] for e in entries]
             fresh_keys, fresh_values = self._fresh_keys, self._fresh_values
+            indexed = len(entries)  # the keys whose objects entries commit rewrites
+            deferred = self._deferred_count  # the last fresh keys: their objects are marked
             if fresh_keys and originals:  # a later bulk call rewrote some: logged above
-                pairs = [p for p in zip(fresh_keys, fresh_values) if p[0] not in originals]
+                kept = [p[0] not in originals for p in zip(fresh_keys, fresh_values)]
+                deferred = sum(kept[len(kept) - deferred:]) if deferred else 0
+                pairs = [p for p, keep in zip(zip(fresh_keys, fresh_values), kept) if keep]
                 fresh_keys, fresh_values = [p[0] for p in pairs], [p[1] for p in pairs]
             if fresh_keys:  # bulk rows, in the order given
                 ops += bytes((keys.CREATED,)) * len(fresh_keys)
                 rkeys += fresh_keys
                 versions += fresh_values
+                indexed += len(fresh_keys) - deferred
             pending = self._pending_schema
             schema_changed = pending is not None and pending != self.reader().schema_text()
             counters = self._pending_counters
@@ -303,8 +326,8 @@ class LmdbTransaction:
             if schema_changed or counters_changed or guards_changed:
                 self._adding()
             revision = self._revision
-            if ops:
-                self._index_objects(rkeys, ops)
+            if indexed:
+                self._index_objects(rkeys[:indexed], ops[:indexed])
             if schema_changed:
                 assert pending is not None
                 txn.put(rb, pending.encode(), db=env.schema)
@@ -403,25 +426,133 @@ class LmdbTransactionContext:
             self._on_commit()
 
 
+def _sorted_items(keys_: list[bytes], values: list[bytes] | None, version: bytes) -> Iterable[tuple[bytes, bytes]]:
+    """(key, value) pairs in key order (equal keys in their given order: the later wins)."""
+    if values is None:
+        return zip(sorted(keys_), itertools.repeat(version))
+    return sorted(zip(keys_, values), key=_KEY)
+
+
+def _object_prefixes(strings: Sequence[Sequence[str]], rkeys: list[bytes], exact: bool) -> set[bytes]:
+    """The objects (keys in the objects index) of these rows, whose by-resource keys are
+    ``rkeys``; ``exact``: the keys hold the strings as they are (no escape, none shortened)."""
+    if exact:
+        return {f"{t}\x00{i}\x00".encode() for t, i in set(map(_OBJECT, strings))}
+    return {k[: k.index(b"\x00", k.index(b"\x00") + 1) + 1] for k in rkeys}
+
+
 def bulk_touch(
-    env: LmdbEnv, rows: Sequence[BulkRow], on_commit: Callable[[], None]
+    env: LmdbEnv, rows: Sequence[BulkRow], on_commit: Callable[[], None], deferred: set[bytes] | None = None
 ) -> tuple[Revision, int]:
     """See base.BulkLoader; on a full map, grows it (if max_map_size allows) and retries; then
-    releases the pages the batch touched (``LmdbEnv.release_memory``)."""
+    releases the pages the batch touched (``LmdbEnv.release_memory``). With ``deferred``, the
+    objects index entries of new rows' objects are marked large and their keys added to it
+    (see ``LmdbTransaction.bulk_touch`` and ``BulkImport``)."""
     while True:
         ctx = LmdbTransactionContext(env, None, on_commit)
         try:
             with ctx as tx:
-                tx.bulk_touch(rows)
+                tx.bulk_touch(rows, defer=deferred is not None)
         except StoreFull as exc:
             # A map that filled may grow (doubling up to max_map_size, then grow says no); a
             # store refusing to add data (full, or its disk) would only refuse again.
             if not isinstance(exc.__cause__, lmdb.MapFullError) or not env.grow(force=True):
                 raise
             continue
+        if deferred is not None:
+            deferred |= tx.deferred
         env.release_memory()
         assert ctx.revision is not None
         return ctx.revision, ctx.changed
 
 
-__all__ = ["LmdbTransaction", "LmdbTransactionContext", "bulk_touch"]
+def index_objects(env: LmdbEnv, prefixes: Iterable[bytes]) -> None:
+    """Rebuild the objects index entries of these objects (keys in the objects index) that are
+    marked large, from their current relationships, in one write transaction that records no
+    revision: each is stamped with the head it was read at (an entry says the object has not
+    changed since its stamp; a reader at an older revision reads the by-resource index, as it
+    did with the mark). An entry a later write rewrote is left as it is."""
+    with env.write_lock:
+        while True:
+            txn, state = env.begin_write()
+            try:
+                rb = _ENCODE_REV(state[0])
+                objects_db = env.objects
+                get = txn.get
+                put = txn.cursor(objects_db).put
+                cur = txn.cursor(env.rel)
+                for prefix in sorted(prefixes):
+                    known = get(prefix, None, objects_db)
+                    if known is not None and known[KIND_OFFSET] == LARGE:
+                        put(prefix, object_value(rb, scan(cur, prefix, SMALL_OBJECT), len(prefix)))
+                txn.commit()
+                return
+            except lmdb.MapFullError as exc:
+                txn.abort()
+                if not env.grow(force=True):
+                    raise env.translate(exc) from exc
+            except lmdb.Error as exc:
+                txn.abort()
+                raise env.translate(exc) from exc
+            except BaseException:
+                txn.abort()
+                raise
+
+
+class BulkImport:
+    """The bulk path for many batches (``LmdbStore.bulk_import``): ``bulk_touch`` as the
+    store's, but the objects index entries of the objects the batches add to are marked large
+    (readers use the by-resource index for them meanwhile) and rebuilt once each, at the end
+    (``__exit__``), or whenever ``limit`` objects wait (memory stays bounded). A random-order
+    import touches most objects in every batch: rebuilding their entries per batch cost more
+    than the rest of the import. If the process dies first, the marks stay: answers stay right,
+    those objects are read the slower way until a write rewrites their entries."""
+
+    def __init__(self, env: LmdbEnv, on_commit: Callable[[], None], limit: int = 100_000) -> None:
+        self._env = env
+        self._on_commit = on_commit
+        self._limit = limit
+        self._pending: set[bytes] = set()
+
+    def head_revision(self) -> Revision:
+        env = self._env
+        return Revision(env.read(lambda txn: env.read_state(txn)[0]))
+
+    def bulk_touch(self, rows: Sequence[BulkRow]) -> tuple[Revision, int]:
+        """See base.BulkLoader."""
+        result = bulk_touch(self._env, rows, self._on_commit, self._pending)
+        if len(self._pending) >= self._limit:
+            self.flush()
+        return result
+
+    def flush(self) -> None:
+        """Rebuild the entries marked so far."""
+        pending, self._pending = self._pending, set()
+        if pending:
+            index_objects(self._env, pending)
+
+    def __enter__(self) -> BulkImport:
+        return self
+
+    def sync(self) -> None:
+        """Flush what was committed to disk (a store opened with ``sync=False`` commits without:
+        an import is then durable once this returns)."""
+        env = self._env
+        try:
+            env.lmdb_env.sync(True)
+        except lmdb.Error as exc:
+            raise env.translate(exc) from exc
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.flush()
+            self.sync()
+            return
+        try:  # the batches committed stay: index them if the store lets us, else leave the marks
+            self.flush()
+            self.sync()
+        except RelEngineError:
+            pass
+
+
+__all__ = ["BulkImport", "LmdbTransaction", "LmdbTransactionContext", "bulk_touch", "index_objects"]
