@@ -562,7 +562,11 @@ class Engine:
             consistency = Consistency.at_exact_snapshot(at)
         reader = self._snapshot(consistency)
         try:
-            result = self._checker(reader, deadline, context, now).check(resource.type, resource.id, permission, subject)
+            checker = self._checker(reader, deadline, context, now)
+            try:
+                result = checker.check(resource.type, resource.id, permission, subject)
+            finally:
+                checker.release()  # no cyclic garbage per check
         except RecursionError:
             raise MaxDepthExceeded.stack("check") from None
         finally:
