@@ -1,14 +1,24 @@
 """Which revision each read runs at: the consistency modes, and the recent revision that
-minimize_latency reuses (quantization) so that cached answers keep hitting."""
+minimize_latency reuses (quantization) so that cached answers keep hitting; the Readers that
+checks at that revision pass on to each other."""
 
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, Final
 
 from ..errors import InvalidArgument, RevisionUnavailable
 from ..model import Consistency, Revision
 from ..storage.base import Reader, TupleStore
+
+
+Quantized = tuple[Revision, float]
+"""The revision minimize_latency reuses and when it was chosen (``time.monotonic()``); a new
+tuple each time one is chosen, so that its identity names one period of reuse."""
+
+MAX_IDLE_READERS: Final = 32
+"""Readers kept open between checks at most: one per thread that checks at once (the server's
+default ``--threads``); a Reader holds one of the store's reader slots."""
 
 
 class Revisions:
@@ -18,7 +28,8 @@ class Revisions:
     answers cached at that revision keep being found; a write through the Engine
     (``committed``, ``forget``) ends the reuse, so that its next read sees the write.
     at_least_as_fresh takes the reused revision when it is fresh enough, else head.
-    Thread-safe: the reused revision is one tuple, swapped whole.
+    Thread-safe: the reused revision is one tuple, swapped whole; idle Readers are taken from
+    and put back on a list (``pop`` and ``append`` are atomic), each used by one thread at a time.
     """
 
     def __init__(
@@ -26,8 +37,11 @@ class Revisions:
     ) -> None:
         self.store = store
         self.seconds = quantization_seconds
-        self._quantized: tuple[Revision, float] | None = None
+        self._quantized: Quantized | None = None
         self._on_write = on_write  # told of every write through the Engine (the cache's carried answers end)
+        # Readers at the reused revision that checks gave back, with the period they belong to.
+        self._idle: list[tuple[Reader, Quantized]] = []
+        self._reusable = bool(getattr(store, "reusable_readers", False))
 
     def snapshot(self, consistency: Consistency | None = None) -> Reader:
         """A Reader at the revision ``consistency`` asks for (default: minimize_latency).
@@ -61,6 +75,48 @@ class Revisions:
             return self.store.snapshot(chosen if chosen >= wanted else head)
         raise InvalidArgument(f"unknown consistency mode {mode!r}")
 
+    def lease(self) -> tuple[Reader, Quantized | None]:
+        """A Reader for one request at the revision minimize_latency reads now, and the period
+        of reuse it belongs to: hand both back with ``give_back`` when the request is done.
+
+        Where the store allows it (``reusable_readers``: an LMDB read transaction can pass from
+        one thread to the next, and costs a reader slot while open), the Reader is one that an
+        earlier request gave back in this period: opening one (a read transaction, the store's
+        state, the Reader) is a fifth of a small check, and its read of the state lets the GIL
+        go once more (bench: threads, uncached_check). A Reader is open at most while its
+        period lasts (``quantization_seconds``) and until the next request after it, and no
+        longer than the next write through the Engine; ``close_idle`` closes them all now.
+        """
+        quantized = self._quantized
+        if quantized is None or time.monotonic() - quantized[1] >= self.seconds:
+            reader = self.store.snapshot()
+            quantized = self._quantized = (reader.revision, time.monotonic())
+            return reader, quantized
+        idle = self._idle
+        while idle:
+            try:
+                reader, period = idle.pop()
+            except IndexError:  # another thread took the last one
+                break
+            if period is quantized:
+                return reader, quantized
+            reader.close()  # of an earlier period, as are those left: close them now
+            self.close_idle()
+        return self.store.snapshot(quantized[0]), quantized
+
+    def give_back(self, reader: Reader, period: Quantized | None) -> None:
+        """Keep ``reader`` (from ``lease``) for the next request of its period, or close it."""
+        if period is not None and period is self._quantized and self._reusable and len(self._idle) < MAX_IDLE_READERS:
+            self._idle.append((reader, period))
+        else:
+            reader.close()
+
+    def close_idle(self) -> None:
+        """Close the Readers kept between requests (a write, the Engine closing)."""
+        idle, self._idle = self._idle, []
+        for reader, _ in idle:
+            reader.close()
+
     def recent(self) -> Revision | None:
         """The revision minimize_latency reuses, if it was chosen less than
         ``quantization_seconds`` ago (so that cached answers keep hitting); else None."""
@@ -73,6 +129,7 @@ class Revisions:
         """After a write through this Engine, its next minimize_latency read sees the write."""
         assert revision is not None
         self._quantized = None
+        self.close_idle()
         if self._on_write is not None:
             self._on_write()
         return revision
@@ -80,6 +137,7 @@ class Revisions:
     def forget(self) -> None:
         """After an import (which wrote past the Engine's own writes): choose afresh next time."""
         self._quantized = None
+        self.close_idle()
         if self._on_write is not None:
             self._on_write()
 
