@@ -166,3 +166,23 @@ def test_readers_of_stores_that_do_not_allow_it_are_never_kept(store: MemoryStor
     reader, period = revisions.lease()
     revisions.give_back(reader, period)
     assert revisions.lease()[0] is not reader
+
+
+def test_kept_readers_are_closed_when_their_period_ends_without_another_request(tmp_path: Path) -> None:
+    import time
+
+    from relengine.storage.lmdb import LmdbStore
+
+    store = LmdbStore(tmp_path / "store")
+    with store.transaction() as tx:
+        tx.apply(RelationshipUpdate(Operation.TOUCH, parse_relationship("doc:a#viewer@user:ann")))
+    revisions = Revisions(store, quantization_seconds=0.2)
+    readers = [revisions.lease() for _ in range(3)]
+    for reader, period in readers:
+        revisions.give_back(reader, period)
+    assert _open_read_transactions(store) == 3
+    deadline = time.monotonic() + 10
+    while _open_read_transactions(store) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _open_read_transactions(store) == 0
+    store.close()

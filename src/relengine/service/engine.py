@@ -178,6 +178,7 @@ class Engine:
         with self._writing:
             before = self._revisions.recent()
             carried = self.cache.carried_to()
+            self._revisions.close_idle()  # no idle read transaction keeps the write from reusing pages
             ctx = self.store.transaction()
             with ctx as tx:
                 schema = self._schemas.of(tx)
@@ -463,6 +464,7 @@ class Engine:
         Past ``deadline`` (a ``time.monotonic()`` instant), during the store's scan or just
         before the commit, raises DeadlineExceeded and deletes nothing.
         """
+        self._revisions.close_idle()  # no idle read transaction keeps the delete from reusing pages
         ctx = self.store.transaction()
         with ctx as tx:
             check_preconditions(tx, preconditions)

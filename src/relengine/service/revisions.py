@@ -4,6 +4,7 @@ checks at that revision pass on to each other."""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Callable, Final
 
@@ -42,6 +43,7 @@ class Revisions:
         # Readers at the reused revision that checks gave back, with the period they belong to.
         self._idle: list[tuple[Reader, Quantized]] = []
         self._reusable = bool(getattr(store, "reusable_readers", False))
+        self._expiry: Quantized | None = None  # the period whose end a timer waits for
 
     def snapshot(self, consistency: Consistency | None = None) -> Reader:
         """A Reader at the revision ``consistency`` asks for (default: minimize_latency).
@@ -107,15 +109,36 @@ class Revisions:
     def give_back(self, reader: Reader, period: Quantized | None) -> None:
         """Keep ``reader`` (from ``lease``) for the next request of its period, or close it."""
         if period is not None and period is self._quantized and self._reusable and len(self._idle) < MAX_IDLE_READERS:
+            if self._expiry is not period:  # the first kept in this period: close them when it ends
+                self._expiry = period
+                timer = threading.Timer(max(0.0, period[1] + self.seconds - time.monotonic()), self._expire)
+                timer.daemon = True
+                timer.start()
             self._idle.append((reader, period))
         else:
             reader.close()
 
     def close_idle(self) -> None:
         """Close the Readers kept between requests (a write, the Engine closing)."""
+        self._close_idle(lambda period: True)
+
+    def _expire(self) -> None:
+        """Close the kept Readers whose period has ended, though no request came to do it."""
+        current, now = self._quantized, time.monotonic()
+        self._close_idle(lambda period: period is not current or now - period[1] >= self.seconds)
+
+    def _close_idle(self, ended: Callable[[Quantized], bool]) -> None:
+        # Each is popped, so that it belongs to exactly one of this and a ``lease`` popping too.
         idle, self._idle = self._idle, []
-        for reader, _ in idle:
-            reader.close()
+        while idle:
+            try:
+                reader, period = idle.pop()
+            except IndexError:
+                return
+            if ended(period):
+                reader.close()
+            else:
+                self._idle.append((reader, period))
 
     def recent(self) -> Revision | None:
         """The revision minimize_latency reuses, if it was chosen less than
