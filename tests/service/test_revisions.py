@@ -94,12 +94,14 @@ def _open_read_transactions(store: object) -> int:
 
 def test_checks_pass_their_read_transaction_on_within_a_period_and_writes_close_it(tmp_path: Path) -> None:
     import threading
+    import time
 
     from relengine.model import ObjectRef, SubjectRef
     from relengine.service import Engine
     from relengine.config import EngineConfig
     from relengine.storage.lmdb import LmdbStore
 
+    threads_before = threading.active_count()
     store = LmdbStore(tmp_path / "store")
     engine = Engine(store, EngineConfig(quantization_seconds=3600, cache_size=0))
     engine.write_schema("definition user {}\ndefinition doc {\n relation viewer: user\n}")
@@ -136,7 +138,11 @@ def test_checks_pass_their_read_transaction_on_within_a_period_and_writes_close_
     engine.gc()
     assert _open_read_transactions(store) == 0
     engine.check(doc("doc", "d1"), "viewer", user("user", "u1"))
-    engine.close()
+    engine.close()  # and the timer waiting for the period's end is gone with them
+    deadline = time.monotonic() + 10
+    while threading.active_count() > threads_before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert threading.active_count() == threads_before
 
 
 def test_a_reader_is_kept_only_within_its_period(tmp_path: Path) -> None:

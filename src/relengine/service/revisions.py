@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from typing import Callable, Final
 
 from ..errors import InvalidArgument, RevisionUnavailable
@@ -44,6 +45,7 @@ class Revisions:
         self._idle: list[tuple[Reader, Quantized]] = []
         self._reusable = bool(getattr(store, "reusable_readers", False))
         self._expiry: Quantized | None = None  # the period whose end a timer waits for
+        self._timer: threading.Timer | None = None
 
     def snapshot(self, consistency: Consistency | None = None) -> Reader:
         """A Reader at the revision ``consistency`` asks for (default: minimize_latency).
@@ -111,16 +113,27 @@ class Revisions:
         if period is not None and period is self._quantized and self._reusable and len(self._idle) < MAX_IDLE_READERS:
             if self._expiry is not period:  # the first kept in this period: close them when it ends
                 self._expiry = period
-                timer = threading.Timer(max(0.0, period[1] + self.seconds - time.monotonic()), self._expire)
-                timer.daemon = True
-                timer.start()
+                self._schedule(max(0.0, period[1] + self.seconds - time.monotonic()))
             self._idle.append((reader, period))
         else:
             reader.close()
 
     def close_idle(self) -> None:
         """Close the Readers kept between requests (a write, the Engine closing)."""
+        timer, self._timer, self._expiry = self._timer, None, None
+        if timer is not None:
+            timer.cancel()
         self._close_idle(lambda period: True)
+
+    def _schedule(self, delay: float) -> None:
+        """A daemon timer calls ``_expire`` after ``delay`` seconds (the one before is cancelled);
+        it holds this object only weakly, so that an Engine dropped without ``close`` goes."""
+        timer = threading.Timer(delay, _expire_weakly, (weakref.ref(self),))
+        timer.daemon = True
+        previous, self._timer = self._timer, timer
+        if previous is not None:
+            previous.cancel()
+        timer.start()
 
     def _expire(self) -> None:
         """Close the kept Readers whose period has ended, though no request came to do it."""
@@ -171,3 +184,9 @@ class Revisions:
             return recent
         self._quantized = (head, time.monotonic())
         return head
+
+
+def _expire_weakly(ref: weakref.ref[Revisions]) -> None:
+    revisions = ref()
+    if revisions is not None:
+        revisions._expire()
