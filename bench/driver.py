@@ -108,8 +108,11 @@ def closed_loop(op: Op[T], items: Sequence[T], limits: Limits, *, record: bool =
     return Run(ops, (end - started) / 1e9, latencies)
 
 
-def closed_loop_threads(op: Op[T], items: Sequence[T], limits: Limits, concurrency: int) -> Run:
-    """``concurrency`` threads calling ``op`` back to back from one shared start."""
+def closed_loop_threads(op: Op[T], items: Sequence[T], limits: Limits, concurrency: int, *, spread: bool = False) -> Run:
+    """``concurrency`` threads calling ``op`` back to back from one shared start. Thread k
+    starts at item k; with ``spread``, at item k * len(items) / concurrency, so that the
+    threads ask different questions (none answers another's from a cache), and it warms up
+    on the items before its share, which it reaches last."""
     ready = threading.Barrier(concurrency + 1)
     go = threading.Event()
     results: list[Run | BaseException | None] = [None] * concurrency
@@ -117,8 +120,9 @@ def closed_loop_threads(op: Op[T], items: Sequence[T], limits: Limits, concurren
 
     def worker(k: int) -> None:
         try:
-            rotated = list(items[k % len(items):]) + list(items[: k % len(items)])
-            _warm(op, rotated, share)
+            start = (k * len(items) // concurrency if spread else k) % len(items)
+            rotated = list(items[start:]) + list(items[:start])
+            _warm(op, rotated[::-1] if spread else rotated, share)
             ready.wait()
             go.wait()
             results[k] = closed_loop(op, rotated, share, warm=False)

@@ -1183,3 +1183,6 @@ def _grpc_workload(ctx: Context, scales: list[int], workers: tuple[int, ...]) ->
     w.drive = drive
     w.params.update(workers=list(workers))
     return w
+
+
+from . import thread_bench  # noqa: E402, F401  (registers ``threads``; it uses the helpers above)

@@ -409,3 +409,34 @@ def test_a_walk_deeper_than_the_stack_is_max_depth_exceeded_not_a_recursion_erro
     item = e.bulk_check([CheckRequest(leaf, "view", ann), CheckRequest(ObjectRef("folder", "f1"), "view", ann)]).results
     assert isinstance(item[0], MaxDepthExceeded) and item[1].permissionship is Permissionship.HAS_PERMISSION
     assert len(list(e.lookup_resources("folder", "view", ann))) == 46  # this walk fits
+
+
+@pytest.mark.parametrize("cache_size", [0, 1000])
+@pytest.mark.parametrize("kind", ["memory", "lmdb"])
+def test_a_check_leaves_no_cyclic_garbage(
+    engine_from: Callable[..., Engine], tmp_path: Path, kind: str, cache_size: int
+) -> None:
+    """A check's objects (checker, dispatcher, Reader, reads) go as it ends, by reference
+    counting: left to the cyclic collector, they made it run every few hundred checks and
+    stall every thread (bench: threads)."""
+    import gc
+
+    from relengine.storage.lmdb import LmdbStore
+
+    store = LmdbStore(tmp_path / "store") if kind == "lmdb" else MemoryStore()
+    e = engine_from(SCHEMA, "doc:a#viewer@group:g#member", "group:g#member@user:ann", "doc:b#banned@user:ann",
+                    store=store, cache_size=cache_size)
+    questions = [(ObjectRef("doc", d), "view", SubjectRef("user", f"u{i}")) for i in range(40) for d in "ab"]
+    questions += [(ObjectRef("doc", "a"), "view", ANN), (ObjectRef("doc", "b"), "view", ANN)]
+    assert e.check(*questions[-2]).allowed and not e.check(*questions[-1]).allowed  # schema read, plan built
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for question in questions:
+            e.check(*question, consistency=Consistency.fully_consistent())
+        assert gc.collect() == 0
+    finally:
+        if was_enabled:
+            gc.enable()
+        store.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from relengine.errors import InvalidArgument, RevisionUnavailable
@@ -82,3 +84,111 @@ def test_at_least_as_fresh_chooses_head_for_later_reads_when_none_is_recent(stor
 def test_unknown_mode_is_refused(store: MemoryStore) -> None:
     with pytest.raises(InvalidArgument):
         Revisions(store, 1.0).snapshot(Consistency("sometimes"))
+
+
+def _open_read_transactions(store: object) -> int:
+    """Read transactions open in the LMDB environment now (reset spare ones show ``-``)."""
+    table = store._env.readers().splitlines()[1:]  # type: ignore[attr-defined]
+    return sum(1 for line in table if line.split()[-1] != "-")
+
+
+def test_checks_pass_their_read_transaction_on_within_a_period_and_writes_close_it(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from relengine.model import ObjectRef, SubjectRef
+    from relengine.service import Engine
+    from relengine.config import EngineConfig
+    from relengine.storage.lmdb import LmdbStore
+
+    threads_before = threading.active_count()
+    store = LmdbStore(tmp_path / "store")
+    engine = Engine(store, EngineConfig(quantization_seconds=3600, cache_size=0))
+    engine.write_schema("definition user {}\ndefinition doc {\n relation viewer: user\n}")
+    engine.touch([parse_relationship(f"doc:d{i}#viewer@user:u{i}") for i in range(20)])
+    doc, user = ObjectRef, SubjectRef
+    for i in range(20):
+        assert engine.check(doc("doc", f"d{i}"), "viewer", user("user", f"u{i}")).allowed
+    assert _open_read_transactions(store) == 1  # one, passed from check to check
+
+    wrong: list[int] = []
+
+    def asker(k: int) -> None:
+        for n in range(200):
+            i = (k + n) % 20
+            if engine.check(doc("doc", f"d{i}"), "viewer", user("user", f"u{(i + k % 2) % 20}")).allowed != (k % 2 == 0):
+                wrong.append(i)
+
+    threads = [threading.Thread(target=asker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not wrong
+    assert 1 <= _open_read_transactions(store) <= 8  # one per thread that checked at once, at most
+
+    # A write through the Engine closes them, and the next check sees it.
+    engine.touch([parse_relationship("doc:d0#viewer@user:zed")])
+    assert _open_read_transactions(store) == 0
+    assert engine.check(doc("doc", "d0"), "viewer", user("user", "zed")).allowed
+    assert _open_read_transactions(store) == 1
+    # Other consistencies keep nothing; housekeeping closes what was kept.
+    assert engine.check(doc("doc", "d1"), "viewer", user("user", "u1"), consistency=Consistency.fully_consistent()).allowed
+    assert _open_read_transactions(store) == 1
+    engine.gc()
+    assert _open_read_transactions(store) == 0
+    engine.check(doc("doc", "d1"), "viewer", user("user", "u1"))
+    engine.close()  # and the timer waiting for the period's end is gone with them
+    deadline = time.monotonic() + 10
+    while threading.active_count() > threads_before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert threading.active_count() == threads_before
+
+
+def test_a_reader_is_kept_only_within_its_period(tmp_path: Path) -> None:
+    from relengine.storage.lmdb import LmdbStore
+
+    store = LmdbStore(tmp_path / "store")
+    commit_lmdb = store.transaction()
+    with commit_lmdb as tx:
+        tx.apply(RelationshipUpdate(Operation.TOUCH, parse_relationship("doc:a#viewer@user:ann")))
+    revisions = Revisions(store, quantization_seconds=3600)
+    reader, period = revisions.lease()
+    revisions.give_back(reader, period)
+    again, same = revisions.lease()
+    assert again is reader and same is period
+    revisions.give_back(again, same)
+    revisions.forget()  # a new period: the kept Reader is closed, a new one opened
+    assert _open_read_transactions(store) == 0
+    fresh, other = revisions.lease()
+    assert fresh is not reader and other is not period
+    revisions.give_back(fresh, period)  # from a period that has ended: closed, not kept
+    assert _open_read_transactions(store) == 0
+    store.close()
+
+
+def test_readers_of_stores_that_do_not_allow_it_are_never_kept(store: MemoryStore) -> None:
+    revisions = Revisions(store, quantization_seconds=3600)
+    reader, period = revisions.lease()
+    revisions.give_back(reader, period)
+    assert revisions.lease()[0] is not reader
+
+
+def test_kept_readers_are_closed_when_their_period_ends_without_another_request(tmp_path: Path) -> None:
+    import time
+
+    from relengine.storage.lmdb import LmdbStore
+
+    store = LmdbStore(tmp_path / "store")
+    with store.transaction() as tx:
+        tx.apply(RelationshipUpdate(Operation.TOUCH, parse_relationship("doc:a#viewer@user:ann")))
+    revisions = Revisions(store, quantization_seconds=0.2)
+    readers = [revisions.lease() for _ in range(3)]
+    for reader, period in readers:
+        revisions.give_back(reader, period)
+    assert _open_read_transactions(store) == 3
+    deadline = time.monotonic() + 10
+    while _open_read_transactions(store) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _open_read_transactions(store) == 0
+    store.close()

@@ -77,7 +77,10 @@ class _DryRun(Exception):
 class Engine:
     """Answers permission questions and writes relationships, at named revisions.
 
-    Thread-safe: each call takes its own snapshot of the store; nothing holds a read
+    Thread-safe: each call reads its own snapshot of the store. A check at the default
+    consistency reuses the read transaction of an earlier one at the same revision (see
+    ``Revisions.lease``: kept at most for the revision's reuse period and until the next check,
+    closed by a write through the Engine, ``gc`` and ``close``); nothing else holds a read
     transaction across calls. Every answer carries the revision it was computed at.
 
     Deadlines and cancellation: ``deadline`` is a ``time.monotonic()`` instant past which a call
@@ -96,6 +99,7 @@ class Engine:
         self._responses: dict[tuple[Result, int], CheckResponse] = {}
         # Bound once: the check path calls them per request.
         self._snapshot = self._revisions.snapshot
+        self._lease, self._give_back = self._revisions.lease, self._revisions.give_back
         self._recent = self._revisions.recent
         self._schema_at = self._schemas.at
         self._caching = self.cache if config.cache_size > 0 else None  # None: the cache is off
@@ -133,6 +137,7 @@ class Engine:
         return cls(LmdbStore(location, **store_options), config)
 
     def close(self) -> None:
+        self._revisions.close_idle()
         self.store.close()
 
     def head_revision(self) -> Revision:
@@ -188,6 +193,7 @@ class Engine:
         with self._writing:
             before = self._revisions.recent()
             carried = self.cache.carried_to()
+            self._revisions.close_idle()  # no idle read transaction keeps the write from reusing pages
             ctx = self.store.transaction()
             with ctx as tx:
                 schema = self._schemas.of(tx)
@@ -323,6 +329,7 @@ class Engine:
         """Housekeeping: delete expired relationships, then let the store drop dead versions and
         changelog entries older than its window. Returns how many expired relationships went."""
         removed = self.delete_expired()
+        self._revisions.close_idle()  # an idle process keeps no read transaction past a collection
         housekeeping.collect_garbage(self.store)
         return removed
 
@@ -472,6 +479,7 @@ class Engine:
         Past ``deadline`` (a ``time.monotonic()`` instant), during the store's scan or just
         before the commit, raises DeadlineExceeded and deletes nothing.
         """
+        self._revisions.close_idle()  # no idle read transaction keeps the delete from reusing pages
         ctx = self.store.transaction()
         with ctx as tx:
             check_preconditions(tx, preconditions)
@@ -570,20 +578,32 @@ class Engine:
         ``cache_missed``: the caller has just asked ``cached_check`` and found nothing, so the
         check goes straight to the walk (whose answers still fill the cache).
         """
-        if (consistency is None or consistency.mode == "minimize_latency") and at is None and now is None and not context and not cache_missed:
+        latest = (consistency is None or consistency.mode == "minimize_latency") and at is None
+        if latest and now is None and not context and not cache_missed:
             cached = self.cached_check(resource.type, resource.id, permission, subject.type, subject.id, subject.relation)
             if cached is not None:
                 return cached
-        if at is not None:
-            consistency = Consistency.at_exact_snapshot(at)
-        reader = self._snapshot(consistency)
+        if latest:
+            reader, period = self._lease()  # a Reader of an earlier check at this revision, if one is idle
+        else:
+            if at is not None:
+                consistency = Consistency.at_exact_snapshot(at)
+            reader, period = self._snapshot(consistency), None
         try:
-            result = self._checker(reader, deadline, context, now).check(resource.type, resource.id, permission, subject)
+            checker = self._checker(reader, deadline, context, now)
+            try:
+                result = checker.check(resource.type, resource.id, permission, subject)
+            finally:
+                checker.release()  # no cyclic garbage per check
         except RecursionError:
+            reader.close()
             raise MaxDepthExceeded.stack("check") from None
-        finally:
-            reader.close()  # never hold a read transaction past the call
-        return self._response(result, reader.revision)
+        except BaseException:
+            reader.close()
+            raise
+        revision = reader.revision
+        self._give_back(reader, period)  # kept for the next check of its period, or closed
+        return self._response(result, revision)
 
     def explain(
         self, resource: ObjectRef, permission: str, subject: SubjectRef, *,

@@ -1,16 +1,27 @@
 """Which revision each read runs at: the consistency modes, and the recent revision that
-minimize_latency reuses (quantization) so that cached answers keep hitting; with read replicas,
-which reads a replica may answer."""
+minimize_latency reuses (quantization) so that cached answers keep hitting; the Readers that
+checks at that revision pass on to each other; with read replicas, which reads a replica may
+answer."""
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+import weakref
+from typing import Callable, Final
 
 from ..errors import InvalidArgument, RevisionUnavailable
 from ..model import Consistency, Revision
 from ..storage.base import Reader, ReplicaReads, TupleStore
+
+
+Quantized = tuple[Revision, float]
+"""The revision minimize_latency reuses and when it was chosen (``time.monotonic()``); a new
+tuple each time one is chosen, so that its identity names one period of reuse."""
+
+MAX_IDLE_READERS: Final = 32
+"""Readers kept open between checks at most: one per thread that checks at once (the server's
+default ``--threads``); a Reader holds one of the store's reader slots."""
 
 
 class Revisions:
@@ -20,7 +31,8 @@ class Revisions:
     answers cached at that revision keep being found; a write through the Engine
     (``committed``, ``forget``) ends the reuse, so that its next read sees the write.
     at_least_as_fresh takes the reused revision when it is fresh enough, else head.
-    Thread-safe: the reused revision is one tuple, swapped whole.
+    Thread-safe: the reused revision is one tuple, swapped whole; idle Readers are taken from
+    and put back on a list (``pop`` and ``append`` are atomic), each used by one thread at a time.
 
     With read replicas (a store that is ``ReplicaReads``), a replica answers whenever it is
     fresh enough, and the primary otherwise; never an older revision than the mode allows:
@@ -42,13 +54,18 @@ class Revisions:
     ) -> None:
         self.store = store
         self.seconds = quantization_seconds
-        self._quantized: tuple[Revision, float] | None = None
+        self._quantized: Quantized | None = None
         self._on_write = on_write  # told of every write through the Engine (the cache's carried answers end)
         self._replicas = store if isinstance(store, ReplicaReads) else None
         # The newest revision written through this Engine (None: unknown, after an import): a
         # replica behind it does not answer minimize_latency (a write is seen by the next read).
         self._floor: Revision | None = Revision(0)
         self._floor_lock = threading.Lock()
+        # Readers at the reused revision that checks gave back, with the period they belong to.
+        self._idle: list[tuple[Reader, Quantized]] = []
+        self._reusable = bool(getattr(store, "reusable_readers", False))
+        self._expiry: Quantized | None = None  # the period whose end a timer waits for
+        self._timer: threading.Timer | None = None
 
     def snapshot(self, consistency: Consistency | None = None) -> Reader:
         """A Reader at the revision ``consistency`` asks for (default: minimize_latency).
@@ -95,6 +112,80 @@ class Revisions:
             return self.store.snapshot(chosen if chosen >= wanted else head)
         raise InvalidArgument(f"unknown consistency mode {mode!r}")
 
+    def lease(self) -> tuple[Reader, Quantized | None]:
+        """A Reader for one request at the revision minimize_latency reads now, and the period
+        of reuse it belongs to: hand both back with ``give_back`` when the request is done.
+
+        Where the store allows it (``reusable_readers``: an LMDB read transaction can pass from
+        one thread to the next, and costs a reader slot while open), the Reader is one that an
+        earlier request gave back in this period: opening one (a read transaction, the store's
+        state, the Reader) is a fifth of a small check, and its read of the state lets the GIL
+        go once more (bench: threads, uncached_check). A Reader is open at most while its
+        period lasts (``quantization_seconds``) and until the next request after it, and no
+        longer than the next write through the Engine; ``close_idle`` closes them all now.
+        """
+        quantized = self._quantized
+        if quantized is None or time.monotonic() - quantized[1] >= self.seconds:
+            reader = self.store.snapshot()
+            quantized = self._quantized = (reader.revision, time.monotonic())
+            return reader, quantized
+        idle = self._idle
+        while idle:
+            try:
+                reader, period = idle.pop()
+            except IndexError:  # another thread took the last one
+                break
+            if period is quantized:
+                return reader, quantized
+            reader.close()  # of an earlier period, as are those left: close them now
+            self.close_idle()
+        return self.store.snapshot(quantized[0]), quantized
+
+    def give_back(self, reader: Reader, period: Quantized | None) -> None:
+        """Keep ``reader`` (from ``lease``) for the next request of its period, or close it."""
+        if period is not None and period is self._quantized and self._reusable and len(self._idle) < MAX_IDLE_READERS:
+            if self._expiry is not period:  # the first kept in this period: close them when it ends
+                self._expiry = period
+                self._schedule(max(0.0, period[1] + self.seconds - time.monotonic()))
+            self._idle.append((reader, period))
+        else:
+            reader.close()
+
+    def close_idle(self) -> None:
+        """Close the Readers kept between requests (a write, the Engine closing)."""
+        timer, self._timer, self._expiry = self._timer, None, None
+        if timer is not None:
+            timer.cancel()
+        self._close_idle(lambda period: True)
+
+    def _schedule(self, delay: float) -> None:
+        """A daemon timer calls ``_expire`` after ``delay`` seconds (the one before is cancelled);
+        it holds this object only weakly, so that an Engine dropped without ``close`` goes."""
+        timer = threading.Timer(delay, _expire_weakly, (weakref.ref(self),))
+        timer.daemon = True
+        previous, self._timer = self._timer, timer
+        if previous is not None:
+            previous.cancel()
+        timer.start()
+
+    def _expire(self) -> None:
+        """Close the kept Readers whose period has ended, though no request came to do it."""
+        current, now = self._quantized, time.monotonic()
+        self._close_idle(lambda period: period is not current or now - period[1] >= self.seconds)
+
+    def _close_idle(self, ended: Callable[[Quantized], bool]) -> None:
+        # Each is popped, so that it belongs to exactly one of this and a ``lease`` popping too.
+        idle, self._idle = self._idle, []
+        while idle:
+            try:
+                reader, period = idle.pop()
+            except IndexError:
+                return
+            if ended(period):
+                reader.close()
+            else:
+                self._idle.append((reader, period))
+
     def recent(self) -> Revision | None:
         """The revision minimize_latency reuses, if it was chosen less than
         ``quantization_seconds`` ago (so that cached answers keep hitting); else None."""
@@ -111,6 +202,7 @@ class Revisions:
             with self._floor_lock:
                 if self._floor is not None and self._floor < revision:
                     self._floor = revision
+        self.close_idle()
         if self._on_write is not None:
             self._on_write()
         return revision
@@ -119,6 +211,7 @@ class Revisions:
         """After an import (which wrote past the Engine's own writes): choose afresh next time."""
         self._quantized = None
         self._floor = None  # the next choice reads the primary's head
+        self.close_idle()
         if self._on_write is not None:
             self._on_write()
 
@@ -150,3 +243,9 @@ class Revisions:
             return recent
         self._quantized = (head, time.monotonic())
         return head
+
+
+def _expire_weakly(ref: weakref.ref[Revisions]) -> None:
+    revisions = ref()
+    if revisions is not None:
+        revisions._expire()

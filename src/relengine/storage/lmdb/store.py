@@ -7,7 +7,7 @@ import os
 import time
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Final, Iterator, Sequence
 
 import lmdb
 
@@ -50,6 +50,11 @@ class LmdbStore:
     Raises InvalidArgument if ``path`` is not a relengine store (or not a directory),
     FailedPrecondition if it was written by a newer relengine, StorageError if LMDB cannot open it.
     """
+
+    reusable_readers: Final = True
+    """A Reader may serve one request after another, from one thread after another (the
+    environment is opened MDB_NOTLS): the Engine keeps idle ones for checks at the same revision
+    (``service.revisions``)."""
 
     def __init__(
         self,
