@@ -124,6 +124,8 @@ class Revisions:
         period lasts (``quantization_seconds``) and until the next request after it, and no
         longer than the next write through the Engine; ``close_idle`` closes them all now.
         """
+        if not self._reusable:  # a plain minimize_latency snapshot (read replicas are chosen there)
+            return self.snapshot(), None
         quantized = self._quantized
         if quantized is None or time.monotonic() - quantized[1] >= self.seconds:
             reader = self.store.snapshot()
