@@ -49,11 +49,7 @@ def engine_from() -> Callable[..., Engine]:
 def pg_cluster() -> Iterator[pg.PgCluster]:
     """One real PostgreSQL cluster for the whole session (``tests/pg.py``); skipped with the
     reason where the binaries are missing, failed where ``CI`` is set."""
-    reason = pg.unavailable_reason()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+    pg.require()
     cluster = pg.PgCluster().start()
     try:
         yield cluster
@@ -66,11 +62,7 @@ def pg_replication() -> Iterator[tuple[pg.PgCluster, pg.PgReplica]]:
     """A PostgreSQL primary of its own and a streaming replica of it (``pg_basebackup -R``), for
     the whole session: the tests of read replicas. A test that pauses the replica's replay or
     stops it puts it back as it was."""
-    reason = pg.unavailable_reason()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+    pg.require()
     primary = pg.PgCluster().start()
     try:
         replica = primary.make_replica()

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, Final, TypedDict
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
-    from relengine import ObjectRef, SubjectRef
     from relengine.client import Client
 
 RING: Final = 32  # relationships each load process writes in turn (the world has >= 50 containers)

@@ -6,7 +6,6 @@ prints back to text that parses to the same thing."""
 from __future__ import annotations
 
 import json
-import pathlib
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -35,7 +34,7 @@ from relengine.model import parse_context
 
 from ..server.harness import make_engine
 from . import strategies as s
-from .world import FUZZ, IDS, MEMBERS, RELATIONSHIPS, RELATIONSHIPS_TEXT, SCHEMA, TYPES, scaled, schema_sources
+from .world import FUZZ, IDS, MEMBERS, RELATIONSHIPS, RELATIONSHIPS_TEXT, SCHEMA, scaled, schema_sources
 
 pytestmark = pytest.mark.slow
 

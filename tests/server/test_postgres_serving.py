@@ -5,7 +5,6 @@ the same server serves again once it is back; the pool flags reach the pool."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -41,12 +40,7 @@ def _code(call: Callable[[], Any]) -> tuple[Code | None, str, float]:
 
 def _blocked_backends(uri: str) -> int:
     """How many sessions of the database wait for a lock (the server's statements stuck behind ours)."""
-    with psycopg.connect(uri, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        ).fetchone()
-        assert row is not None
-        return int(row[0])
+    return pg.count(uri, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
 
 
 @pytest.fixture
@@ -123,11 +117,7 @@ def test_the_store_raises_deadline_exceeded_for_a_statement_past_the_request_dea
 @pytest.fixture
 def own_cluster() -> Iterator[pg.PgCluster]:
     """A cluster of the test's own, to take down and bring back."""
-    reason = pg.unavailable_reason()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+    pg.require()
     cluster = pg.PgCluster().start()
     try:
         yield cluster
@@ -230,12 +220,7 @@ def test_the_pool_flags_bound_the_connections_of_a_server(pg_uri: str, tmp_path:
         _wait_serving(address)
 
         def sessions() -> int:
-            with psycopg.connect(pg_uri, autocommit=True) as conn:
-                row = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'relengine'"
-                ).fetchone()
-                assert row is not None
-                return int(row[0])
+            return pg.count(pg_uri, pg.RELENGINE_SESSIONS)
 
         # --datastore-pool-min opened at start; the server's own first requests may have grown
         # the pool, never past --datastore-pool-max.

@@ -10,7 +10,6 @@ import time
 from typing import Any
 
 import grpc
-import pytest
 from authzed.api.v1 import SyncClient
 from authzed.api.v1 import core_pb2 as core
 from authzed.api.v1 import permission_service_pb2 as ps

@@ -18,6 +18,7 @@ from relengine.model import ObjectRef, RelationshipFilter, Revision, SubjectRef,
 from relengine.storage.postgres import DEFAULT_RETRIES, PostgresStore, migrate
 from relengine.storage.postgres.errors import retrying
 
+from ... import pg
 from ...pg import free_port
 from ..conformance import touch
 
@@ -176,14 +177,7 @@ def test_an_engine_opens_a_postgresql_uri(pg_uri: str) -> None:
 
 
 def _sessions(uri: str) -> int:
-    """relengine's sessions open on the database (not the one asking, nor one that asked
-    before and whose backend has not yet left pg_stat_activity)."""
-    with psycopg.connect(uri, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'relengine'"
-        ).fetchone()
-        assert row is not None
-        return int(row[0])
+    return pg.count(uri, pg.RELENGINE_SESSIONS)
 
 
 def test_fifty_watchers_share_one_listening_connection(pg_uri: str, open_store: Callable[..., PostgresStore]) -> None:

@@ -31,7 +31,7 @@ from authzed.api.v1 import watch_service_pb2 as ws
 from authzed.api.v1 import watch_service_pb2_grpc as ws_grpc
 
 from ...errors import InvalidArgument
-from ...model import Consistency, RelationshipFilter, Revision
+from ...model import Consistency, Revision
 from ...results import Change, Operation
 from ...service import Engine
 from ...service.transfer import matches
