@@ -243,6 +243,13 @@ def targets(results: Results) -> list[Target]:
         v = 1 / _known(s["headline"]["ratio_paired"])
         return round(v, 3), v > 1, "x one worker's calls/s, 8 client processes"
 
+    def guarded(s: ScenarioResult) -> tuple[float | None, bool | None, str]:
+        h = s["headline"]
+        v = h.get("ratio_paired")
+        if v is None:
+            return None, None, "no paired reps"
+        return v, v <= 1.5, f"x the same writes with no guard (median of the interleaved reps' p50 ratios; ratio of medians {h['ratio']})"
+
     add("cached check throughput", ">= 500,000 checks/s", "cached_check", cached)
     add("cached check vs naive dict", ">= 1.5x the naive evaluator", "cached_check", cached_vs_naive)
     add("uncached check p50 (admin walk)", "<= 12 us", "uncached_check", uncached)
@@ -255,6 +262,10 @@ def targets(results: Results) -> list[Target]:
     add("--workers 2 vs 1", "> 1x", "grpc_workers", grpc_workers)
     add("SpiceDB API CheckPermission p50 vs relengine.v1 Check", "<= 1.10x", "spicedb_check", spicedb_p50)
     add("SpiceDB API CheckBulkPermissions of 1,000", ">= 100,000 checks/s", "spicedb_bulk_check", spicedb_bulk)
+    add("guarded single write (add) vs none", "<= 1.5x", "guarded_write_single", guarded)
+    add("guarded 100-update batch (add) vs none", "<= 1.5x", "guarded_write_batch", guarded)
+    add("guarded single write (removal) vs none", "<= 1.5x", "guarded_remove_single", guarded)
+    add("guarded 100-update batch (removal) vs none", "<= 1.5x", "guarded_remove_batch", guarded)
     return out
 
 
