@@ -334,6 +334,31 @@ def _local_engine(data_dir: str) -> Any:
     return Engine.open(data_dir)
 
 
+def _store_options(p: argparse.ArgumentParser, what: str) -> None:
+    """``--data-dir DIR | --datastore URI``, optional: the store ``what`` reads."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--data-dir", metavar="DIR", help=f"{what} on this LMDB data directory")
+    group.add_argument("--datastore", metavar="URI", help=f"{what} on this store: postgresql://USER@HOST:PORT/DB or lmdb:///PATH")
+
+
+def _existing_store(args: argparse.Namespace) -> tuple[Any, str]:
+    """The Engine on the store ``--data-dir`` or ``--datastore`` names, which must exist (an
+    LMDB directory is not created here), and how to name it in output (no user or password)."""
+    from urllib.parse import urlsplit
+
+    from .service.engine import LMDB_SCHEME, POSTGRES_SCHEMES, Engine
+
+    location = _location(args)
+    if location.startswith(POSTGRES_SCHEMES):
+        parts = urlsplit(location)
+        shown = f"{parts.scheme}://{parts.hostname or 'localhost'}{f':{parts.port}' if parts.port else ''}{parts.path}"
+        return Engine.open(location), shown
+    path = location[len(LMDB_SCHEME):] if location.startswith(LMDB_SCHEME) else location
+    if not os.path.isdir(path):
+        raise InvalidArgument(f"no data directory at {path!r}")
+    return Engine.open(location), location
+
+
 def cmd_schema_diff(args: argparse.Namespace) -> int:
     from .report.impact import render
     from .schema import compile_schema
@@ -346,10 +371,10 @@ def cmd_schema_diff(args: argparse.Namespace) -> int:
         print(exc.render(), file=sys.stderr)
         return EXIT_USAGE
     structure = diff_schemas(old, new)
-    if args.data_dir is None:
+    if args.data_dir is None and args.datastore is None:
         sys.stdout.write(render([], args.format, structure=structure))
         return EXIT_OK
-    engine = _local_engine(args.data_dir)
+    engine, where = _existing_store(args)
     try:
         reader = engine.snapshot()
         revision = reader.revision
@@ -358,7 +383,7 @@ def cmd_schema_diff(args: argparse.Namespace) -> int:
 
         changes = engine.schema_impact(texts[0], texts[1], consistency=Consistency.at_exact_snapshot(revision))
         sys.stdout.write(render(changes, args.format, examples=args.examples, structure=structure,
-                                where=f"on {args.data_dir} at {revision.token()}"))
+                                where=f"on {where} at {revision.token()}"))
     finally:
         engine.close()
     return EXIT_OK
@@ -592,16 +617,16 @@ def _write_impact(args: argparse.Namespace, updates: list[Any]) -> int:
 
     if not (args.dry_run and args.impact):
         raise InvalidArgument("--dry-run and --impact go together: the impact of a write that is not made")
-    if not args.data_dir:
-        raise InvalidArgument("write --dry-run --impact answers on a data directory: give --data-dir DIR")
-    engine = _local_engine(args.data_dir)
+    if not args.data_dir and not args.datastore:
+        raise InvalidArgument("write --dry-run --impact answers on the store itself: give --data-dir DIR or --datastore URI")
+    engine, where = _existing_store(args)
     try:
         changes = engine.write_impact(updates, _preconditions(args))
         revision = engine.head_revision()
     finally:
         engine.close()
     sys.stdout.write(render(changes, args.format, examples=args.examples,
-                            where=f"of this write on {args.data_dir} at {revision.token()} (not written)"))
+                            where=f"of this write on {where} at {revision.token()} (not written)"))
     return EXIT_OK
 
 
@@ -799,8 +824,8 @@ def _add_server_commands(sub: Any, ssub: Any) -> None:
     p.add_argument("--file", metavar="FILE", help="more relationships, one a line ('-': stdin)")
     p.add_argument("--dry-run", action="store_true", help="write nothing (with --impact)")
     p.add_argument("--impact", action="store_true",
-                   help="print who would gain or lose which permission (with --dry-run and --data-dir)")
-    p.add_argument("--data-dir", metavar="DIR", help="with --dry-run --impact: the LMDB data directory to ask")
+                   help="print who would gain or lose which permission (with --dry-run and --data-dir or --datastore)")
+    _store_options(p, "with --dry-run --impact: answer")
     _impact_options(p)
     _remote(p, preconditions=True)
     p.set_defaults(func=cmd_write)
@@ -885,7 +910,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = ssub.add_parser("diff", help="what changes from one schema file to another, and who gains or loses access")
     p.add_argument("old", metavar="OLD")
     p.add_argument("new", metavar="NEW")
-    p.add_argument("--data-dir", metavar="DIR", help="compare the answers on this LMDB data directory's relationships")
+    _store_options(p, "compare the answers on the relationships stored")
     _impact_options(p)
     p.set_defaults(func=cmd_schema_diff)
 

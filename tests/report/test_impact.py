@@ -101,6 +101,56 @@ def test_write_dry_run_impact_writes_nothing(store: str, capsys: pytest.CaptureF
     assert "container#read: 1 gained\n    + container:web#read@user:new\n" in capsys.readouterr().out
 
 
+@pytest.fixture(params=["lmdb", "postgres"])
+def datastore(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> str:
+    """The store of ``store``'s relationships, named by a --datastore URI: ``lmdb:///PATH`` or
+    a PostgreSQL database of the session's cluster (``tests/pg.py``)."""
+    uri = f"lmdb://{tmp_path / 'data'}" if request.param == "lmdb" else request.getfixturevalue("pg_uri")
+    if request.param == "postgres":
+        from relengine.storage.postgres import migrate
+
+        migrate(uri)
+    engine = Engine.open(uri)
+    engine.write_schema(GTM.read_text())
+    engine.touch([parse_relationship(r) for r in RELS])
+    engine.close()
+    return uri
+
+
+def test_schema_diff_and_write_impact_read_a_datastore_uri(
+    tmp_path: pathlib.Path, datastore: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["schema", "diff", str(GTM), _new_schema(tmp_path), "--datastore", datastore, "--format", "json"]) == EXIT_OK
+    assert capsys.readouterr().out == (GOLDEN / "impact.google_tag_manager.json").read_text()  # as with --data-dir
+    assert main(["schema", "diff", str(GTM), _new_schema(tmp_path), "--datastore", datastore]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "container#create_version: 3 lost" in out
+    where = next(line for line in out.splitlines() if line.startswith("access changes on "))
+    assert "@" not in where and "relengine:" not in where  # no user or password shown
+    engine = Engine.open(datastore)
+    head = engine.head_revision()
+    engine.close()
+    args = ["write", "--dry-run", "--impact", "--datastore", datastore, "--operation", "delete",
+            "account:acme#admin@group:ops#member", "--format", "json"]
+    assert main(args) == EXIT_OK
+    found = json.loads(capsys.readouterr().out)
+    assert found["gained"] == [] and "container:web#publish@user:olga" in found["lost"]
+    engine = Engine.open(datastore)
+    assert engine.head_revision() == head
+    engine.close()
+
+
+def test_a_datastore_uri_must_name_an_existing_store(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = f"lmdb://{tmp_path / 'missing'}"
+    assert main(["schema", "diff", str(GTM), str(GTM), "--datastore", missing]) == EXIT_USAGE
+    assert "no data directory" in capsys.readouterr().err
+    assert not (tmp_path / "missing").exists()
+    assert main(["write", "--dry-run", "--impact", "--datastore", "redis://x", "container:web#reader@user:new"]) == EXIT_USAGE
+    assert "postgresql://" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # one or the other, as argparse says
+        main(["schema", "diff", str(GTM), str(GTM), "--data-dir", "d", "--datastore", missing])
+
+
 def test_write_dry_run_needs_impact_and_a_data_dir(store: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["write", "--dry-run", "container:web#reader@user:new"]) == EXIT_USAGE
     assert main(["write", "--dry-run", "--impact", "container:web#reader@user:new"]) == EXIT_USAGE
