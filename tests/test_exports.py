@@ -70,6 +70,7 @@ CLIENT = [
     "Consistency",
     "DeleteResult",
     "ExpandNode",
+    "GuardViolation",
     "ObjectRef",
     "Operation",
     "Permissionship",

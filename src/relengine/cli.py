@@ -38,12 +38,12 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .errors import Code, GuardViolated, InvalidArgument, PreconditionFailed, RelEngineError, SchemaError, quote
+from .errors import Code, GuardFileError, GuardViolated, InvalidArgument, PreconditionFailed, RelEngineError, SchemaError, quote
 
 if TYPE_CHECKING:
     from .client import Client
-    from .model import Consistency, ObjectRef, RelationshipFilter, SubjectRef
-    from .results import CheckExplanation, CheckResponse, Precondition
+    from .model import Consistency, ObjectRef, RelationshipFilter, Revision, SubjectRef
+    from .results import CheckExplanation, CheckResponse, GuardViolation, Precondition
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -285,12 +285,23 @@ def parse_duration(text: str) -> _dt.timedelta:
 
 
 def cmd_guards(args: argparse.Namespace) -> int:
-    """``guards write FILE | read | check [--within 7d]`` on a data directory."""
-    from .service import Engine
-
-    if not os.path.isdir(args.data_dir):
-        raise InvalidArgument(f"--data-dir {quote(args.data_dir)} is not a directory")
-    engine = Engine.open(args.data_dir)
+    """``guards write FILE | read | check [--within 7d]``: on the store itself with
+    ``--data-dir`` or ``--datastore``, else on the server at ``--endpoint``."""
+    within = parse_duration(args.within) if getattr(args, "within", None) else None
+    if args.data_dir is None and args.datastore is None:
+        with _client(args) as client:
+            if args.guards_command == "write":
+                try:
+                    revision = client.write_guards(_read(args.file))
+                except GuardFileError as exc:  # the server knows no file name: put it in front
+                    raise GuardFileError(f"{args.file}:{exc}", line=exc.line, column=exc.column) from None
+                print(revision.token())
+                return EXIT_OK
+            if args.guards_command == "read":
+                text, revision = client.read_guards()
+                return _print_guards(text, revision)
+            return _print_violations(client.check_guards(within), args.within)
+    engine, _ = _existing_store(args)
     try:
         if args.guards_command == "write":
             revision = engine.write_guards(_read(args.file), args.file)
@@ -298,17 +309,24 @@ def cmd_guards(args: argparse.Namespace) -> int:
             return EXIT_OK
         if args.guards_command == "read":
             text, revision = engine.read_guards()
-            sys.stdout.write(text if not text or text.endswith("\n") else text + "\n")
-            print(f"at {revision.token()}", file=sys.stderr)
-            return EXIT_OK
-        within = parse_duration(args.within) if args.within else None
-        found = engine.guard_violations(within)
-        for v in found:
-            when = "now" if v.within is None else f"within {args.within}"
-            print(f"{v.guard}\t{v.object}\t{v.count} (at least {v.at_least})\t{when}")
-        return EXIT_FAILED if found else EXIT_OK
+            return _print_guards(text, revision)
+        return _print_violations(engine.guard_violations(within), args.within)
     finally:
         engine.close()
+
+
+def _print_guards(text: str, revision: Revision) -> int:
+    sys.stdout.write(text if not text or text.endswith("\n") else text + "\n")
+    print(f"at {revision.token()}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _print_violations(found: Sequence[GuardViolation], within: str | None) -> int:
+    """One line per violation: guard, object, count, when; exit 1 if any."""
+    for v in found:
+        when = "now" if v.within is None else f"within {within}"
+        print(f"{v.guard}\t{v.object}\t{v.count} (at least {v.at_least})\t{when}")
+    return EXIT_FAILED if found else EXIT_OK
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
@@ -925,19 +943,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_import)
 
-    guards = sub.add_parser("guards", help="guards (at least N holders of a permission) on a data directory")
+    guards = sub.add_parser(
+        "guards", help="guards (at least N holders of a permission): on a server, or a store with --data-dir/--datastore")
     gsub = guards.add_subparsers(dest="guards_command", metavar="COMMAND")
     gsub.required = True
+    where = "(default: the server at --endpoint)"
     p = gsub.add_parser("write", help="store a guard file (YAML; errors with line:column)")
     p.add_argument("file", metavar="FILE")
-    p.add_argument("--data-dir", required=True, metavar="DIR", help="the LMDB data directory")
+    _store_options(p, f"store it {where}")
+    _remote(p)
     p.set_defaults(func=cmd_guards)
     p = gsub.add_parser("read", help="print the stored guard file")
-    p.add_argument("--data-dir", required=True, metavar="DIR", help="the LMDB data directory")
+    _store_options(p, f"read it {where}")
+    _remote(p)
     p.set_defaults(func=cmd_guards)
     p = gsub.add_parser("check", help="list the objects below a guard (exit 1 if any)")
     p.add_argument("--within", metavar="DURATION", help="also those that fall below it within this time (7d, 12h)")
-    p.add_argument("--data-dir", required=True, metavar="DIR", help="the LMDB data directory")
+    _store_options(p, f"check {where}")
+    _remote(p)
     p.set_defaults(func=cmd_guards)
     datastore = sub.add_parser("datastore", help="datastore administration: migrate a PostgreSQL database")
     dsub = datastore.add_subparsers(dest="datastore_command", metavar="SUBCOMMAND")
