@@ -402,9 +402,9 @@ class Engine:
         self, within: _dt.timedelta | None = None, *, now: _dt.datetime | None = None,
         deadline: float | None = None, cancelled: Cancel | None = None,
     ) -> list[GuardViolation]:
-        """Every object (the resource of some relationship) below a stored guard now, with its
-        count; with ``within``, also those that fall below it by then as their relationships
-        expire. At head; DeadlineExceeded / Cancelled as ``read``."""
+        """Every object the store knows (the resource or the subject of some relationship)
+        below a stored guard now, with its count; with ``within``, also those that fall below it
+        by then as their relationships expire. At head; DeadlineExceeded / Cancelled as ``read``."""
         reader = self.snapshot(Consistency.fully_consistent())
         try:
             text = reader.guards_text()
