@@ -13,6 +13,7 @@ import relengine.client
 
 ROOT = [
     "AccessChange",
+    "AccessChanges",
     "BulkCheckResponse",
     "CaveatRef",
     "CaveatTrace",

@@ -378,7 +378,7 @@ def _existing_store(args: argparse.Namespace) -> tuple[Any, str]:
 
 
 def cmd_schema_diff(args: argparse.Namespace) -> int:
-    from .report.impact import render
+    from .report.impact import render, render_to
     from .schema import compile_schema
     from .schema.diff import diff_schemas
 
@@ -399,9 +399,9 @@ def cmd_schema_diff(args: argparse.Namespace) -> int:
         reader.close()
         from .model import Consistency
 
-        changes = engine.schema_impact(texts[0], texts[1], consistency=Consistency.at_exact_snapshot(revision))
-        sys.stdout.write(render(changes, args.format, examples=args.examples, structure=structure,
-                                where=f"on {where} at {revision.token()}"))
+        changes = engine.schema_impact_grouped(texts[0], texts[1], consistency=Consistency.at_exact_snapshot(revision))
+        render_to(sys.stdout, changes, args.format, examples=args.examples, structure=structure,
+                  where=f"on {where} at {revision.token()}")
     finally:
         engine.close()
     return EXIT_OK

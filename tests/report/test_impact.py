@@ -176,3 +176,43 @@ def test_summary_keeps_counts_and_a_bounded_number_of_examples() -> None:
     group = summary.groups[("doc", "view")]
     assert (group.gained, group.lost, len(group.examples), summary.total) == (50, 50, 3, 100)
     assert render(changes, "json").count("doc:") == 100
+
+
+@pytest.mark.parametrize("run", [1, 3, 1000])
+def test_json_is_streamed_sorted_through_spilled_runs_exactly_as_json_dumps(run: int) -> None:
+    """``write_json`` with runs smaller than the input (spilled to temporary files and merged)
+    prints what ``json.dumps(indent=2)`` of the sorted lists prints; also with empty lists."""
+    import io
+    import random
+
+    from relengine.report.impact import write_json
+
+    rng = random.Random(run)
+    ids = ["a", "b", "a1", "a10", "a|b", "a-b", "x" * 90, "Z", "0", "e_1"]
+    changes = [AccessChange(rng.choice(["doc", "folder"]), rng.choice(ids), rng.choice(["view", "edit"]), "user",
+                            rng.choice(ids + ["*"]), rng.random() < 0.5) for _ in range(40)]
+    changes = list(dict.fromkeys(changes))
+    for given in (changes, [c for c in changes if c.gained], []):
+        out = io.StringIO()
+        write_json(out, given, run=run)
+        expected = {"gained": sorted(str(c) for c in given if c.gained), "lost": sorted(str(c) for c in given if not c.gained)}
+        assert out.getvalue() == json.dumps(expected, indent=2) + "\n"
+
+
+def test_grouped_changes_count_and_print_as_the_changes_one_by_one(store: str, tmp_path: pathlib.Path) -> None:
+    """``Engine.schema_impact_grouped`` (plain changes as one AccessChanges per resource,
+    permission and subject type) flattens to ``schema_impact``, and the report reads both alike."""
+    from relengine.engine.impact import flatten
+    from relengine.results import AccessChanges
+
+    engine = Engine.open(store)
+    try:
+        old, new = GTM.read_text(), pathlib.Path(_new_schema(tmp_path)).read_text()
+        grouped = list(engine.schema_impact_grouped(old, new))
+        one_by_one = list(engine.schema_impact(old, new))
+    finally:
+        engine.close()
+    assert any(isinstance(g, AccessChanges) for g in grouped)
+    assert list(flatten(grouped)) == one_by_one
+    for fmt in ("text", "json"):
+        assert render(grouped, fmt, examples=2) == render(one_by_one, fmt, examples=2)

@@ -25,6 +25,7 @@ from ..errors import BatchTooLarge, MaxDepthExceeded, SchemaNotFound, TooManyToD
 from ..model import Consistency, ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef
 from ..results import (
     AccessChange,
+    AccessChanges,
     BulkCheckResponse,
     Change,
     CheckExplanation,
@@ -263,13 +264,23 @@ class Engine:
         ``old_text`` and ``new_text`` on the stored relationships (read at ``consistency``,
         default the newest revision), as the walk finds them (``engine.impact``); nothing is
         written. Raises SchemaError for either text before the iterator is returned."""
+        return impact.flatten(self.schema_impact_grouped(
+            old_text, new_text, consistency=consistency, deadline=deadline, now=now))
+
+    def schema_impact_grouped(
+        self, old_text: str, new_text: str, *, consistency: Consistency | None = None,
+        deadline: float | None = None, now: _dt.datetime | None = None,
+    ) -> Iterator[AccessChange | AccessChanges]:
+        """``schema_impact`` with the plain changes of each (resource, permission, subject
+        type) together, as one AccessChanges (no object per change: what ``relengine schema
+        diff`` streams when a change moves millions of answers)."""
         old, new = self._schemas.compile(old_text), self._schemas.compile(new_text)
         reader = self._snapshot(consistency or Consistency.fully_consistent())
 
-        def changes() -> Iterator[AccessChange]:
+        def changes() -> Iterator[AccessChange | AccessChanges]:
             try:
-                yield from impact.schema_impact(old, new, reader, max_depth=self.config.max_depth, now=now,
-                                                deadline=deadline)
+                yield from impact.schema_impact_grouped(old, new, reader, max_depth=self.config.max_depth, now=now,
+                                                        deadline=deadline)
             finally:
                 reader.close()
 
