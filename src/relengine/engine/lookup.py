@@ -344,6 +344,46 @@ Bounds = tuple[SubjectSet, SubjectSet]  # (certainly has it, possibly has it)
 NOTHING: Bounds = (EMPTY, EMPTY)
 
 
+class _GatheredBounds:
+    """Lower and upper bounds gathered side by side, as one set while they agree (no caveat
+    met yet: the usual case), so that neither is built, copied nor compared twice."""
+
+    __slots__ = ("lower", "upper")
+
+    def __init__(self) -> None:
+        self.lower = _Gathered()
+        self.upper: _Gathered | None = None  # None: the same as ``lower``
+
+    def _split(self) -> _Gathered:
+        if self.upper is None:
+            self.upper = _Gathered()
+            self.upper.add(self.lower.freeze())
+        return self.upper
+
+    def add(self, lower: SubjectSet, upper: SubjectSet) -> None:
+        """Certainly ``lower``, possibly ``upper``."""
+        if self.upper is None and lower is upper:
+            self.lower.add(lower)
+            return
+        self._split().add(upper)
+        self.lower.add(lower)
+
+    def add_possible(self, upper: SubjectSet) -> None:
+        self._split().add(upper)
+
+    def add_id(self, sid: str, certain: bool) -> None:
+        if certain:
+            self.lower.add_id(sid)
+            if self.upper is not None:
+                self.upper.add_id(sid)
+        else:
+            self._split().add_id(sid)
+
+    def freeze(self) -> Bounds:
+        lower = self.lower.freeze()
+        return (lower, lower) if self.upper is None else (lower, self.upper.freeze())
+
+
 class SubjectWalker:
     """Computes, for (type, id, relation), the subjects ``subject_type[#subject_relation]`` that
     certainly have it and those that possibly do (through caveated relationships): a lower and
@@ -424,7 +464,7 @@ class SubjectWalker:
         return found
 
     def _relation(self, t: str, oid: str, name: str, depth: int) -> Bounds:
-        lower, upper = _Gathered(), _Gathered()
+        gathered = _GatheredBounds()
         wildcards, usersets = self._allowed(t, name)
         for rel in self.deadline.rows(self.reader.subjects(t, oid, name)):
             if not _live(rel, self.now):
@@ -435,30 +475,28 @@ class SubjectWalker:
                 if s.id == WILDCARD:
                     if s.type not in wildcards:
                         continue
-                    upper.add(EVERYONE)
                     if certain:
-                        lower.add(EVERYONE)
+                        gathered.add(EVERYONE, EVERYONE)
+                    else:
+                        gathered.add_possible(EVERYONE)
                 else:
-                    upper.add_id(s.id)
-                    if certain:
-                        lower.add_id(s.id)
+                    gathered.add_id(s.id, certain)
             if s.relation is not None and (s.type, s.relation) in usersets:
                 sub_lower, sub_upper = self.member(s.type, s.id, s.relation, depth - 1)
-                upper.add(sub_upper)
                 if certain:
-                    lower.add(sub_lower)
-        return lower.freeze(), upper.freeze()
+                    gathered.add(sub_lower, sub_upper)
+                else:
+                    gathered.add_possible(sub_upper)
+        return gathered.freeze()
 
     def _rewrite(self, t: str, oid: str, node: Rewrite, depth: int) -> Bounds:
         if isinstance(node, ComputedUserset):
             return self.member(t, oid, node.relation, depth - 1)
         if isinstance(node, Union):
-            lows, ups = _Gathered(), _Gathered()
+            gathered = _GatheredBounds()
             for child in node.children:
-                cl, cu = self._rewrite(t, oid, child, depth)
-                lows.add(cl)
-                ups.add(cu)
-            return lows.freeze(), ups.freeze()
+                gathered.add(*self._rewrite(t, oid, child, depth))
+            return gathered.freeze()
         if isinstance(node, Intersection):
             lower, upper = self._rewrite(t, oid, node.children[0], depth)
             for child in node.children[1:]:
@@ -478,14 +516,15 @@ class SubjectWalker:
                 seen[target] = seen.get(target, False) or rel.caveat is None
             if node.mode == "all":
                 return self._all(node.computed, seen, depth)
-            lows, ups = _Gathered(), _Gathered()
+            gathered = _GatheredBounds()
             for (ttype, tid), certain in seen.items():
                 if self.schema.member(ttype, node.computed) is not None:
                     tl, tu = self.member(ttype, tid, node.computed, depth - 1)
-                    ups.add(tu)
                     if certain:
-                        lows.add(tl)
-            return lows.freeze(), ups.freeze()
+                        gathered.add(tl, tu)
+                    else:
+                        gathered.add_possible(tu)
+            return gathered.freeze()
         if isinstance(node, This):
             if t == self.subject_type and self.subject_relation is None:
                 itself = SubjectSet(frozenset([oid]))
