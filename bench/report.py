@@ -279,6 +279,13 @@ def targets(results: Results) -> list[Target]:
             f"p99 {p99} us at 8 threads (goal <= 200 us)"
         )
 
+    def guarded(s: ScenarioResult) -> tuple[float | None, bool | None, str]:
+        h = s["headline"]
+        v = h.get("ratio_paired")
+        if v is None:
+            return None, None, "no paired reps"
+        return v, v <= 1.5, f"x the same writes with no guard (median of the interleaved reps' p50 ratios; ratio of medians {h['ratio']})"
+
     add("cached check throughput", ">= 500,000 checks/s", "cached_check", cached)
     add("cached check vs naive dict", ">= 1.5x the naive evaluator", "cached_check", cached_vs_naive)
     add("uncached check p50 (admin walk)", "<= 12 us", "uncached_check", uncached)
@@ -297,6 +304,10 @@ def targets(results: Results) -> list[Target]:
     add("PostgreSQL cached check vs LMDB", "reported (same cache)", "pg_cached_check", pg_cached)
     add("PostgreSQL LookupResources, 10,000 of 1M", "<= 300 ms", "pg_lookup_resources", pg_lookup)
     add("two servers on one database vs one", "reported", "pg_two_servers", pg_servers)
+    add("guarded single write (add) vs none", "<= 1.5x", "guarded_write_single", guarded)
+    add("guarded 100-update batch (add) vs none", "<= 1.5x", "guarded_write_batch", guarded)
+    add("guarded single write (removal) vs none", "<= 1.5x", "guarded_remove_single", guarded)
+    add("guarded 100-update batch (removal) vs none", "<= 1.5x", "guarded_remove_batch", guarded)
     return out
 
 

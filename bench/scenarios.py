@@ -517,50 +517,74 @@ guards:
 """
 
 
-def _guarded_workload(ctx: Context, scales: list[int], batch: int) -> Workload:
-    """The same writes (new account administrators: every one reaches the guarded permission)
-    on two copies of the dataset, one with GTM's two-administrator guard and one without."""
+def _guarded_workload(ctx: Context, scales: list[int], batch: int, remove: bool = False) -> Workload:
+    """The same writes on two copies of the dataset, one with GTM's two-administrator guard and
+    one without: new account administrators (every one reaches the guarded permission), or
+    with ``remove`` deletions of administrators (what can take an account below the guard, so
+    the guard is evaluated before and after each). Removals delete from a pool of extra
+    administrators written to both copies before anything is timed (every account keeps the
+    dataset's own admins, so no write is refused), as many as the runs can use."""
     ds = ctx.dataset(_one(scales))
     world = ds.world
     w = Workload([], [])
     engines: dict[str, Engine] = {}
     for label in ("engine", "unguarded"):
-        copy = copy_store(ds, ctx.work_dir / f"{label}-{batch}-{scale_name(ds.relationships)}")
+        copy = copy_store(ds, ctx.work_dir / f"{label}-{batch}-{'rm-' if remove else ''}{scale_name(ds.relationships)}")
         store = open_store(copy, ds.relationships)
         w.cleanups += [store.close, partial(shutil.rmtree, copy, ignore_errors=True)]
         engines[label] = Engine(store)
+    limits = ctx.profile.limits
+    ops = max(10, ctx.profile.write_ops // (1 if batch == 1 else 10))
+    warmup_ops = 5
+
+    def admin(prefix: str, k: int) -> Relationship:
+        return Relationship(ObjectRef("account", f"a{k % world.shape.accounts}"), "admin", SubjectRef("user", f"g_{prefix}{k}"))
+
+    # Removals: each contender takes the next rows of its own pool (verification, warm-up, reps).
+    pool = (ctx.profile.reps + 1) * (ops + warmup_ops) * batch + len(range(3)) * batch
+    taken = {label: itertools.count() for label in engines}
+    if remove:
+        for label, engine in engines.items():
+            for start in range(0, pool, 1000):
+                engine.write([RelationshipUpdate(Operation.TOUCH, admin(f"pool_{label}", k))
+                              for k in range(start, min(pool, start + 1000))])
     engines["engine"].write_guards(GUARD_FILE)
 
-    def rows(prefix: str, n: int) -> list[Relationship]:
-        return [
-            Relationship(ObjectRef("account", f"a{(n * batch + k) % world.shape.accounts}"), "admin",
-                         SubjectRef("user", f"g_{prefix}{n * batch + k}"))
-            for k in range(batch)
-        ]
+    def rows(label: str, prefix: str, n: int) -> list[Relationship]:
+        if not remove:
+            return [admin(prefix, n * batch + k) for k in range(batch)]
+        first = next(taken[label]) * batch
+        if first + batch > pool:
+            raise RuntimeError(f"the removal pool of {pool} administrators is used up; make it larger")
+        return [admin(f"pool_{label}", first + k) for k in range(batch)]
+
+    operation = Operation.DELETE if remove else Operation.TOUCH
 
     def contender(label: str, baseline: bool) -> Contender:
         engine = engines[label]
 
         def write(rels: list[Relationship]) -> Revision:
-            return engine.write([RelationshipUpdate(Operation.TOUCH, r) for r in rels])
+            return engine.write([RelationshipUpdate(operation, r) for r in rels])
 
         def verify(rels: list[Relationship]) -> bool:
             write(rels)
             return all(engine.check(r.resource, "administer", r.subject,
-                                    consistency=Consistency.fully_consistent()).allowed for r in rels)
+                                    consistency=Consistency.fully_consistent()).allowed is not remove for r in rels)
 
         guard = "with the two-admins guard (evaluated before and after, in the transaction)" if not baseline else "no guard"
+        what = "removals of account admins" if remove else "new account admins"
         return Contender(label, write, check=verify, baseline=baseline, per_op=batch,
-                         prepare=lambda n: rows(f"{label}v", n), items=Fresh(lambda n: rows(label, n)),
-                         note=f"Engine.write of {batch} new account admins, {guard}, sync=True")
+                         prepare=lambda n: rows(label, f"{label}v", n), items=Fresh(lambda n: rows(label, label, n)),
+                         note=f"Engine.write of {batch} {what}, {guard}, sync=True")
 
     w.queries = [Query(n, True) for n in range(3)]
-    w.contenders = [contender("unguarded", True), contender("engine", False)]
-    limits = ctx.profile.limits
-    ops = max(10, ctx.profile.write_ops // (1 if batch == 1 else 10))
+    w.contenders = [contender("engine", False), contender("unguarded", True)]  # the first is the headline's subject
     for c in w.contenders:
-        c.limits = driver.Limits(limits.seconds * 2, ops, limits.warmup_seconds, 5)
-    w.params.update(batch=batch, sync=True, writes_per_rep=ops, guard="two-admins (account administer >= 2 users)")
+        c.limits = driver.Limits(limits.seconds * 2, ops, limits.warmup_seconds, warmup_ops)
+    w.params.update(batch=batch, sync=True, writes_per_rep=ops, guard="two-admins (account administer >= 2 users)",
+                    operation="DELETE" if remove else "TOUCH")
+    if remove:
+        w.params.update(removal_pool=pool)
     return w
 
 
@@ -580,6 +604,25 @@ def guarded_write_single(ctx: Context, scales: list[int]) -> Workload:
 )
 def guarded_write_batch(ctx: Context, scales: list[int]) -> Workload:
     return _guarded_workload(ctx, scales, 100)
+
+
+@scenario(
+    "guarded_remove_single", ["write", "guards", "inproc"],
+    "Engine.write deleting one account admin per call, with GTM's two-admin guard vs none (target <= 1.5x)",
+    quick=["100k"], full=["100k"],
+)
+def guarded_remove_single(ctx: Context, scales: list[int]) -> Workload:
+    return _guarded_workload(ctx, scales, 1, remove=True)
+
+
+@scenario(
+    "guarded_remove_batch", ["write", "guards", "inproc"],
+    "Engine.write deleting 100 account admins (100 accounts) per call, with GTM's two-admin guard vs none "
+    "(target <= 1.5x)",
+    quick=["100k"], full=["100k"],
+)
+def guarded_remove_batch(ctx: Context, scales: list[int]) -> Workload:
+    return _guarded_workload(ctx, scales, 100, remove=True)
 
 
 @scenario(

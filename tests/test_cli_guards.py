@@ -1,5 +1,6 @@
-"""``relengine guards write | read | check [--within]`` on a data directory, and ``import``
-refused by a guard with the refused exit code."""
+"""``relengine guards write | read | check [--within]`` on a data directory, a --datastore URI
+and a server (``--endpoint``, real gRPC on 127.0.0.1), and ``import`` refused by a guard with
+the refused exit code."""
 
 from __future__ import annotations
 
@@ -8,8 +9,14 @@ import pathlib
 
 import pytest
 
-from relengine.cli import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, main, parse_duration
+from relengine import Engine
+from relengine.cli import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE, main, parse_duration
 from relengine.errors import InvalidArgument
+from relengine.model import parse_relationship
+from relengine.server.app import ServerConfig
+from relengine.storage.memory import MemoryStore
+
+from .server.harness import Running
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 GTM = ROOT / "schemas" / "google_tag_manager.zed"
@@ -68,3 +75,48 @@ def test_guards_write_read_check_and_a_refused_import(
     assert "two-admins" in capsys.readouterr().err
     assert main(["guards", "check", "--within", "1d", "--data-dir", str(data)]) == EXIT_FAILED
     assert "account:soon" not in capsys.readouterr().out
+
+
+def test_guards_write_read_check_over_grpc(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``relengine --endpoint HOST:PORT guards ...`` against a real server on 127.0.0.1; a bad
+    file's error names the file, its line and column, as locally."""
+    engine = Engine(MemoryStore())
+    engine.write_schema(GTM.read_text())
+    engine.touch([parse_relationship(t) for t in (
+        "account:a#admin@user:ann", "account:a#admin@user:bob", "account:solo#admin@user:ann",
+        "container:c#account@account:orphan")])
+    running = Running(engine, ServerConfig(listen="127.0.0.1:0", threads=4))
+    try:
+        remote = ["--endpoint", running.address, "--timeout", "10"]
+        guards = tmp_path / "guards.yaml"
+        guards.write_text(GUARDS.replace("permission: administer", "permission: administrate"))
+        assert main([*remote, "guards", "write", str(guards)]) == EXIT_USAGE
+        assert f"{guards}:4:17: guard 'two-admins'" in capsys.readouterr().err
+        assert main([*remote, "guards", "check"]) == EXIT_OK  # no guards yet
+        guards.write_text(GUARDS)
+        assert main(["guards", "write", str(guards), *remote]) == EXIT_OK
+        assert capsys.readouterr().out.startswith("r")
+        assert main([*remote, "guards", "read"]) == EXIT_OK
+        assert capsys.readouterr().out == GUARDS
+        assert engine.read_guards()[0] == GUARDS  # stored by the server's engine
+        assert main([*remote, "guards", "check", "--within", "7d"]) == EXIT_FAILED
+        assert capsys.readouterr().out == (
+            "two-admins\taccount:orphan\t0 (at least 2)\tnow\ntwo-admins\taccount:solo\t1 (at least 2)\tnow\n")
+    finally:
+        running.stop()
+    assert main(["guards", "check", "--endpoint", running.address, "--no-retry", "--timeout", "2"]) == EXIT_UNAVAILABLE
+
+
+def test_guards_on_a_datastore_uri(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    engine = Engine.open(str(data))
+    engine.write_schema(GTM.read_text())
+    engine.touch([parse_relationship("account:solo#admin@user:ann")])
+    engine.close()
+    guards = tmp_path / "guards.yaml"
+    guards.write_text(GUARDS)
+    assert main(["guards", "write", str(guards), "--datastore", f"lmdb://{data}"]) == EXIT_OK
+    assert main(["guards", "check", "--datastore", f"lmdb://{data}"]) == EXIT_FAILED
+    assert "account:solo\t1 (at least 2)" in capsys.readouterr().out
+    assert main(["guards", "read", "--data-dir", str(tmp_path / "missing")]) == EXIT_USAGE
+    assert not (tmp_path / "missing").exists()

@@ -13,6 +13,7 @@ import relengine.client
 
 ROOT = [
     "AccessChange",
+    "AccessChanges",
     "BulkCheckResponse",
     "CaveatRef",
     "CaveatTrace",
@@ -70,6 +71,7 @@ CLIENT = [
     "Consistency",
     "DeleteResult",
     "ExpandNode",
+    "GuardViolation",
     "ObjectRef",
     "Operation",
     "Permissionship",

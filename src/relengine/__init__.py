@@ -54,6 +54,7 @@ from .model import (
 )
 from .results import (
     AccessChange,
+    AccessChanges,
     BulkCheckResponse,
     CaveatTrace,
     Change,
@@ -82,6 +83,7 @@ from .storage.base import Reader, TupleStore
 
 __all__ = [
     "AccessChange",
+    "AccessChanges",
     "BulkCheckResponse",
     "CaveatRef",
     "CaveatTrace",

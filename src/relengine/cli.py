@@ -38,12 +38,12 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from .errors import Code, GuardViolated, InvalidArgument, PreconditionFailed, RelEngineError, SchemaError, quote
+from .errors import Code, GuardFileError, GuardViolated, InvalidArgument, PreconditionFailed, RelEngineError, SchemaError, quote
 
 if TYPE_CHECKING:
     from .client import Client
-    from .model import Consistency, ObjectRef, RelationshipFilter, SubjectRef
-    from .results import CheckExplanation, CheckResponse, Precondition
+    from .model import Consistency, ObjectRef, RelationshipFilter, Revision, SubjectRef
+    from .results import CheckExplanation, CheckResponse, GuardViolation, Precondition
     from .validationfile import FileReport
 
 EXIT_OK = 0
@@ -308,12 +308,23 @@ def parse_duration(text: str) -> _dt.timedelta:
 
 
 def cmd_guards(args: argparse.Namespace) -> int:
-    """``guards write FILE | read | check [--within 7d]`` on a data directory."""
-    from .service import Engine
-
-    if not os.path.isdir(args.data_dir):
-        raise InvalidArgument(f"--data-dir {quote(args.data_dir)} is not a directory")
-    engine = Engine.open(args.data_dir)
+    """``guards write FILE | read | check [--within 7d]``: on the store itself with
+    ``--data-dir`` or ``--datastore``, else on the server at ``--endpoint``."""
+    within = parse_duration(args.within) if getattr(args, "within", None) else None
+    if args.data_dir is None and args.datastore is None:
+        with _client(args) as client:
+            if args.guards_command == "write":
+                try:
+                    revision = client.write_guards(_read(args.file))
+                except GuardFileError as exc:  # the server knows no file name: put it in front
+                    raise GuardFileError(f"{args.file}:{exc}", line=exc.line, column=exc.column) from None
+                print(revision.token())
+                return EXIT_OK
+            if args.guards_command == "read":
+                text, revision = client.read_guards()
+                return _print_guards(text, revision)
+            return _print_violations(client.check_guards(within), args.within)
+    engine, _ = _existing_store(args)
     try:
         if args.guards_command == "write":
             revision = engine.write_guards(_read(args.file), args.file)
@@ -321,17 +332,24 @@ def cmd_guards(args: argparse.Namespace) -> int:
             return EXIT_OK
         if args.guards_command == "read":
             text, revision = engine.read_guards()
-            sys.stdout.write(text if not text or text.endswith("\n") else text + "\n")
-            print(f"at {revision.token()}", file=sys.stderr)
-            return EXIT_OK
-        within = parse_duration(args.within) if args.within else None
-        found = engine.guard_violations(within)
-        for v in found:
-            when = "now" if v.within is None else f"within {args.within}"
-            print(f"{v.guard}\t{v.object}\t{v.count} (at least {v.at_least})\t{when}")
-        return EXIT_FAILED if found else EXIT_OK
+            return _print_guards(text, revision)
+        return _print_violations(engine.guard_violations(within), args.within)
     finally:
         engine.close()
+
+
+def _print_guards(text: str, revision: Revision) -> int:
+    sys.stdout.write(text if not text or text.endswith("\n") else text + "\n")
+    print(f"at {revision.token()}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _print_violations(found: Sequence[GuardViolation], within: str | None) -> int:
+    """One line per violation: guard, object, count, when; exit 1 if any."""
+    for v in found:
+        when = "now" if v.within is None else f"within {within}"
+        print(f"{v.guard}\t{v.object}\t{v.count} (at least {v.at_least})\t{when}")
+    return EXIT_FAILED if found else EXIT_OK
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
@@ -357,8 +375,33 @@ def _local_engine(data_dir: str) -> Any:
     return Engine.open(data_dir)
 
 
+def _store_options(p: argparse.ArgumentParser, what: str) -> None:
+    """``--data-dir DIR | --datastore URI``, optional: the store ``what`` reads."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--data-dir", metavar="DIR", help=f"{what} on this LMDB data directory")
+    group.add_argument("--datastore", metavar="URI", help=f"{what} on this store: postgresql://USER@HOST:PORT/DB or lmdb:///PATH")
+
+
+def _existing_store(args: argparse.Namespace) -> tuple[Any, str]:
+    """The Engine on the store ``--data-dir`` or ``--datastore`` names, which must exist (an
+    LMDB directory is not created here), and how to name it in output (no user or password)."""
+    from urllib.parse import urlsplit
+
+    from .service.engine import LMDB_SCHEME, POSTGRES_SCHEMES, Engine
+
+    location = _location(args)
+    if location.startswith(POSTGRES_SCHEMES):
+        parts = urlsplit(location)
+        shown = f"{parts.scheme}://{parts.hostname or 'localhost'}{f':{parts.port}' if parts.port else ''}{parts.path}"
+        return Engine.open(location), shown
+    path = location[len(LMDB_SCHEME):] if location.startswith(LMDB_SCHEME) else location
+    if not os.path.isdir(path):
+        raise InvalidArgument(f"no data directory at {path!r}")
+    return Engine.open(location), location
+
+
 def cmd_schema_diff(args: argparse.Namespace) -> int:
-    from .report.impact import render
+    from .report.impact import render, render_to
     from .schema import compile_schema
     from .schema.diff import diff_schemas
 
@@ -369,19 +412,19 @@ def cmd_schema_diff(args: argparse.Namespace) -> int:
         print(exc.render(), file=sys.stderr)
         return EXIT_USAGE
     structure = diff_schemas(old, new)
-    if args.data_dir is None:
+    if args.data_dir is None and args.datastore is None:
         sys.stdout.write(render([], args.format, structure=structure))
         return EXIT_OK
-    engine = _local_engine(args.data_dir)
+    engine, where = _existing_store(args)
     try:
         reader = engine.snapshot()
         revision = reader.revision
         reader.close()
         from .model import Consistency
 
-        changes = engine.schema_impact(texts[0], texts[1], consistency=Consistency.at_exact_snapshot(revision))
-        sys.stdout.write(render(changes, args.format, examples=args.examples, structure=structure,
-                                where=f"on {args.data_dir} at {revision.token()}"))
+        changes = engine.schema_impact_grouped(texts[0], texts[1], consistency=Consistency.at_exact_snapshot(revision))
+        render_to(sys.stdout, changes, args.format, examples=args.examples, structure=structure,
+                  where=f"on {where} at {revision.token()}")
     finally:
         engine.close()
     return EXIT_OK
@@ -659,16 +702,16 @@ def _write_impact(args: argparse.Namespace, updates: list[Any]) -> int:
 
     if not (args.dry_run and args.impact):
         raise InvalidArgument("--dry-run and --impact go together: the impact of a write that is not made")
-    if not args.data_dir:
-        raise InvalidArgument("write --dry-run --impact answers on a data directory: give --data-dir DIR")
-    engine = _local_engine(args.data_dir)
+    if not args.data_dir and not args.datastore:
+        raise InvalidArgument("write --dry-run --impact answers on the store itself: give --data-dir DIR or --datastore URI")
+    engine, where = _existing_store(args)
     try:
         changes = engine.write_impact(updates, _preconditions(args))
         revision = engine.head_revision()
     finally:
         engine.close()
     sys.stdout.write(render(changes, args.format, examples=args.examples,
-                            where=f"of this write on {args.data_dir} at {revision.token()} (not written)"))
+                            where=f"of this write on {where} at {revision.token()} (not written)"))
     return EXIT_OK
 
 
@@ -871,8 +914,8 @@ def _add_server_commands(sub: Any, ssub: Any) -> None:
     p.add_argument("--file", metavar="FILE", help="more relationships, one a line ('-': stdin)")
     p.add_argument("--dry-run", action="store_true", help="write nothing (with --impact)")
     p.add_argument("--impact", action="store_true",
-                   help="print who would gain or lose which permission (with --dry-run and --data-dir)")
-    p.add_argument("--data-dir", metavar="DIR", help="with --dry-run --impact: the LMDB data directory to ask")
+                   help="print who would gain or lose which permission (with --dry-run and --data-dir or --datastore)")
+    _store_options(p, "with --dry-run --impact: answer")
     _impact_options(p)
     _remote(p, preconditions=True)
     p.set_defaults(func=cmd_write)
@@ -935,11 +978,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="run the assertions of SpiceDB validation files")
     p.add_argument("files", nargs="+", metavar="FILE")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--datastore", metavar="URI",
-                       help="run the assertions on this store's schema and relationships instead of the "
-                            "file's (postgresql://... or lmdb:///PATH); nothing is written")
-    where.add_argument("--data-dir", metavar="DIR", help="the same, on an LMDB data directory")
+    _store_options(p, "run the assertions (read-only) on the schema and relationships stored, not the file's,")
     p.add_argument("-v", "--verbose", action="store_true", help="print every assertion, not only failures")
     p.set_defaults(func=cmd_validate)
 
@@ -962,7 +1001,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = ssub.add_parser("diff", help="what changes from one schema file to another, and who gains or loses access")
     p.add_argument("old", metavar="OLD")
     p.add_argument("new", metavar="NEW")
-    p.add_argument("--data-dir", metavar="DIR", help="compare the answers on this LMDB data directory's relationships")
+    _store_options(p, "compare the answers on the relationships stored")
     _impact_options(p)
     p.set_defaults(func=cmd_schema_diff)
 
@@ -977,19 +1016,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_import)
 
-    guards = sub.add_parser("guards", help="guards (at least N holders of a permission) on a data directory")
+    guards = sub.add_parser(
+        "guards", help="guards (at least N holders of a permission): on a server, or a store with --data-dir/--datastore")
     gsub = guards.add_subparsers(dest="guards_command", metavar="COMMAND")
     gsub.required = True
+    where = "(default: the server at --endpoint)"
     p = gsub.add_parser("write", help="store a guard file (YAML; errors with line:column)")
     p.add_argument("file", metavar="FILE")
-    p.add_argument("--data-dir", required=True, metavar="DIR", help="the LMDB data directory")
+    _store_options(p, f"store it {where}")
+    _remote(p)
     p.set_defaults(func=cmd_guards)
     p = gsub.add_parser("read", help="print the stored guard file")
-    p.add_argument("--data-dir", required=True, metavar="DIR", help="the LMDB data directory")
+    _store_options(p, f"read it {where}")
+    _remote(p)
     p.set_defaults(func=cmd_guards)
     p = gsub.add_parser("check", help="list the objects below a guard (exit 1 if any)")
     p.add_argument("--within", metavar="DURATION", help="also those that fall below it within this time (7d, 12h)")
-    p.add_argument("--data-dir", required=True, metavar="DIR", help="the LMDB data directory")
+    _store_options(p, f"check {where}")
+    _remote(p)
     p.set_defaults(func=cmd_guards)
     datastore = sub.add_parser("datastore", help="datastore administration: migrate a PostgreSQL database")
     dsub = datastore.add_subparsers(dest="datastore_command", metavar="SUBCOMMAND")

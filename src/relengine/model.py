@@ -523,6 +523,19 @@ def plain_constructor(cls: type[T], names: tuple[str, ...]) -> Callable[..., T]:
             return obj
 
         return make3
+    if len(names) == 5:  # Relationship: built for every row a read returns
+        s0, s1, s2, s3, s4 = setters
+
+        def make5(a: Any, b: Any, c: Any, d: Any, e: Any) -> T:
+            obj: T = new(cls)
+            s0(obj, a)
+            s1(obj, b)
+            s2(obj, c)
+            s3(obj, d)
+            s4(obj, e)
+            return obj
+
+        return make5
 
     def make(*values: Any) -> T:
         obj: T = new(cls)

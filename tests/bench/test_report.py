@@ -129,3 +129,16 @@ def test_progress_goes_to_its_stream() -> None:
     progress.done("finished")
     lines = stream.getvalue().splitlines()
     assert lines[0].endswith("[1/2] x: timing") and lines[1].endswith("finished")
+
+
+def test_guard_targets_read_the_paired_ratio_of_each_scenario() -> None:
+    def ran(name: str, ratio: float) -> dict[str, Any]:
+        return {"name": name, "status": "ok", "scale": "100k", "relationships": 100_000,
+                "headline": {"ratio": ratio, "ratio_paired": ratio, "ratio_reps": [ratio]}, "measurements": []}
+
+    results = report.new_results("quick", ["--quick"])
+    results["scenarios"] += [ran("guarded_write_single", 1.1), ran("guarded_remove_batch", 1.7)]
+    by_name = {t["name"]: t for t in report.targets(results)}
+    assert (by_name["guarded single write (add) vs none"]["measured"], by_name["guarded single write (add) vs none"]["met"]) == (1.1, True)
+    assert by_name["guarded 100-update batch (removal) vs none"]["met"] is False
+    assert by_name["guarded single write (removal) vs none"]["met"] is None  # did not run

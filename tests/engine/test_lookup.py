@@ -8,6 +8,8 @@ import time
 from typing import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from relengine import Engine, ObjectRef, SubjectRef
 from relengine.engine import lookup
@@ -189,3 +191,35 @@ def test_the_reverse_graph_is_kept_with_its_schema() -> None:
     twin = compile_schema(SCHEMA)  # equal, but another object: its own graph
     assert twin == schema and reverse_graph(twin) is not graph
     assert reverse_graph(twin).edges == graph.edges
+
+
+_IDS = st.frozensets(st.sampled_from(["a", "b", "c", "d"]))
+_SETS = st.one_of(
+    st.builds(lookup.SubjectSet, _IDS),
+    st.builds(lambda ids, excluded: lookup.SubjectSet(ids - excluded, True, excluded), _IDS, _IDS),
+)
+
+
+@given(_SETS, _SETS)
+def test_subject_set_operations_answer_as_their_members_do(a: lookup.SubjectSet, b: lookup.SubjectSet) -> None:
+    """union, intersect and subtract (set operations where neither side is a wildcard) agree,
+    id by id and for an id neither names, with ``has`` of each operand."""
+    for sid in ["a", "b", "c", "d", "never-named"]:
+        assert a.union(b).has(sid) == (a.has(sid) or b.has(sid))
+        assert a.intersect(b).has(sid) == (a.has(sid) and b.has(sid))
+        assert a.subtract(b).has(sid) == (a.has(sid) and not b.has(sid))
+
+
+@given(st.lists(st.one_of(_SETS, st.sampled_from(["a", "b", "e"])), max_size=6))
+def test_gathering_is_the_chain_of_unions(parts: list[lookup.SubjectSet | str]) -> None:
+    """``_Gathered`` (which keeps a lone operand uncopied) gives what ``a.union(b)...`` gives."""
+    gathered = lookup._Gathered()
+    chained = lookup.EMPTY
+    for part in parts:
+        if isinstance(part, str):
+            gathered.add_id(part)
+            chained = chained.union(lookup.SubjectSet(frozenset([part])))
+        else:
+            gathered.add(part)
+            chained = chained.union(part)
+    assert gathered.freeze() == chained

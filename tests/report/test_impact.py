@@ -101,6 +101,56 @@ def test_write_dry_run_impact_writes_nothing(store: str, capsys: pytest.CaptureF
     assert "container#read: 1 gained\n    + container:web#read@user:new\n" in capsys.readouterr().out
 
 
+@pytest.fixture(params=["lmdb", "postgres"])
+def datastore(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> str:
+    """The store of ``store``'s relationships, named by a --datastore URI: ``lmdb:///PATH`` or
+    a PostgreSQL database of the session's cluster (``tests/pg.py``)."""
+    uri = f"lmdb://{tmp_path / 'data'}" if request.param == "lmdb" else request.getfixturevalue("pg_uri")
+    if request.param == "postgres":
+        from relengine.storage.postgres import migrate
+
+        migrate(uri)
+    engine = Engine.open(uri)
+    engine.write_schema(GTM.read_text())
+    engine.touch([parse_relationship(r) for r in RELS])
+    engine.close()
+    return uri
+
+
+def test_schema_diff_and_write_impact_read_a_datastore_uri(
+    tmp_path: pathlib.Path, datastore: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["schema", "diff", str(GTM), _new_schema(tmp_path), "--datastore", datastore, "--format", "json"]) == EXIT_OK
+    assert capsys.readouterr().out == (GOLDEN / "impact.google_tag_manager.json").read_text()  # as with --data-dir
+    assert main(["schema", "diff", str(GTM), _new_schema(tmp_path), "--datastore", datastore]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "container#create_version: 3 lost" in out
+    where = next(line for line in out.splitlines() if line.startswith("access changes on "))
+    assert "@" not in where and "relengine:" not in where  # no user or password shown
+    engine = Engine.open(datastore)
+    head = engine.head_revision()
+    engine.close()
+    args = ["write", "--dry-run", "--impact", "--datastore", datastore, "--operation", "delete",
+            "account:acme#admin@group:ops#member", "--format", "json"]
+    assert main(args) == EXIT_OK
+    found = json.loads(capsys.readouterr().out)
+    assert found["gained"] == [] and "container:web#publish@user:olga" in found["lost"]
+    engine = Engine.open(datastore)
+    assert engine.head_revision() == head
+    engine.close()
+
+
+def test_a_datastore_uri_must_name_an_existing_store(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = f"lmdb://{tmp_path / 'missing'}"
+    assert main(["schema", "diff", str(GTM), str(GTM), "--datastore", missing]) == EXIT_USAGE
+    assert "no data directory" in capsys.readouterr().err
+    assert not (tmp_path / "missing").exists()
+    assert main(["write", "--dry-run", "--impact", "--datastore", "redis://x", "container:web#reader@user:new"]) == EXIT_USAGE
+    assert "postgresql://" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # one or the other, as argparse says
+        main(["schema", "diff", str(GTM), str(GTM), "--data-dir", "d", "--datastore", missing])
+
+
 def test_write_dry_run_needs_impact_and_a_data_dir(store: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["write", "--dry-run", "container:web#reader@user:new"]) == EXIT_USAGE
     assert main(["write", "--dry-run", "--impact", "container:web#reader@user:new"]) == EXIT_USAGE
@@ -126,3 +176,43 @@ def test_summary_keeps_counts_and_a_bounded_number_of_examples() -> None:
     group = summary.groups[("doc", "view")]
     assert (group.gained, group.lost, len(group.examples), summary.total) == (50, 50, 3, 100)
     assert render(changes, "json").count("doc:") == 100
+
+
+@pytest.mark.parametrize("run", [1, 3, 1000])
+def test_json_is_streamed_sorted_through_spilled_runs_exactly_as_json_dumps(run: int) -> None:
+    """``write_json`` with runs smaller than the input (spilled to temporary files and merged)
+    prints what ``json.dumps(indent=2)`` of the sorted lists prints; also with empty lists."""
+    import io
+    import random
+
+    from relengine.report.impact import write_json
+
+    rng = random.Random(run)
+    ids = ["a", "b", "a1", "a10", "a|b", "a-b", "x" * 90, "Z", "0", "e_1"]
+    changes = [AccessChange(rng.choice(["doc", "folder"]), rng.choice(ids), rng.choice(["view", "edit"]), "user",
+                            rng.choice(ids + ["*"]), rng.random() < 0.5) for _ in range(40)]
+    changes = list(dict.fromkeys(changes))
+    for given in (changes, [c for c in changes if c.gained], []):
+        out = io.StringIO()
+        write_json(out, given, run=run)
+        expected = {"gained": sorted(str(c) for c in given if c.gained), "lost": sorted(str(c) for c in given if not c.gained)}
+        assert out.getvalue() == json.dumps(expected, indent=2) + "\n"
+
+
+def test_grouped_changes_count_and_print_as_the_changes_one_by_one(store: str, tmp_path: pathlib.Path) -> None:
+    """``Engine.schema_impact_grouped`` (plain changes as one AccessChanges per resource,
+    permission and subject type) flattens to ``schema_impact``, and the report reads both alike."""
+    from relengine.engine.impact import flatten
+    from relengine.results import AccessChanges
+
+    engine = Engine.open(store)
+    try:
+        old, new = GTM.read_text(), pathlib.Path(_new_schema(tmp_path)).read_text()
+        grouped = list(engine.schema_impact_grouped(old, new))
+        one_by_one = list(engine.schema_impact(old, new))
+    finally:
+        engine.close()
+    assert any(isinstance(g, AccessChanges) for g in grouped)
+    assert list(flatten(grouped)) == one_by_one
+    for fmt in ("text", "json"):
+        assert render(grouped, fmt, examples=2) == render(one_by_one, fmt, examples=2)

@@ -303,6 +303,17 @@ def test_guard_violations_now_and_within_a_time() -> None:
     assert [str(v.object) for v in engine.guard_violations(dt.timedelta(days=1))] == ["account:solo"]
 
 
+def test_an_object_known_only_as_a_subject_is_listed_with_no_holders() -> None:
+    engine = gtm(
+        "account:a#admin@user:ann", "account:a#admin@user:bob",
+        "container:c#account@account:orphan", "container:d#account@account:a", "group:g#member@user:ann",
+    )
+    found = [(v.guard, str(v.object), v.count) for v in engine.guard_violations()]
+    assert found == [("two-admins", "account:orphan", 0)]
+    publishers = gtm("container:c#account@account:orphan", "container:d#publisher@user:ann", guards=TWO_PUBLISHERS)
+    assert [(str(v.object), v.count) for v in publishers.guard_violations()] == [("container:c", 0), ("container:d", 1)]
+
+
 # -- Engines sharing a store ----------------------------------------------------------------------
 
 

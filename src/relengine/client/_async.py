@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as _dt
 import time
 from typing import Any, AsyncIterator, Callable, Generic, Iterable, Mapping, Sequence, TypeVar
 
@@ -18,6 +19,7 @@ from ..results import (
     CheckResponse,
     DeleteResult,
     ExpandNode,
+    GuardViolation,
     Operation,
     Precondition,
     ReadResult,
@@ -283,3 +285,7 @@ class AsyncClient:
     async def read_guards(self, *, consistency: Consistency | None = None, timeout: float | None = None) -> tuple[str, Revision]:
         response = await self._unary(self._schema.ReadGuards, m.read_guards_request(consistency), timeout)
         return str(response.guards_text), Revision.from_token(response.revision_token)
+
+    async def check_guards(self, within: _dt.timedelta | None = None, *, timeout: float | None = None) -> list[GuardViolation]:
+        response = await self._unary(self._schema.CheckGuards, c.check_guards_request(within), timeout)
+        return [c.guard_violation_from_proto(v) for v in response.violations]

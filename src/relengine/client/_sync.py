@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import time
 from typing import Any, Callable, Generic, Iterable, Iterator, Mapping, Sequence, TypeVar
 
@@ -16,6 +17,7 @@ from ..results import (
     CheckResponse,
     DeleteResult,
     ExpandNode,
+    GuardViolation,
     Operation,
     Precondition,
     ReadResult,
@@ -321,3 +323,9 @@ class Client:
         """The stored guard file text (``""`` if none)."""
         response = self._unary(self._schema.ReadGuards, m.read_guards_request(consistency), timeout)
         return str(response.guards_text), Revision.from_token(response.revision_token)
+
+    def check_guards(self, within: _dt.timedelta | None = None, *, timeout: float | None = None) -> list[GuardViolation]:
+        """The objects below a stored guard now, at head (``Engine.guard_violations``); with
+        ``within``, also those that fall below one by then as relationships expire."""
+        response = self._unary(self._schema.CheckGuards, c.check_guards_request(within), timeout)
+        return [c.guard_violation_from_proto(v) for v in response.violations]

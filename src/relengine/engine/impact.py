@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ..model import WILDCARD, RelationshipFilter, SubjectRef
-from ..results import AccessChange
+from ..results import AccessChange, AccessChanges
 from ..schema.diff import MemberRef, changed_members, has_self
 from ..schema.types import (
     AllowedType,
@@ -214,6 +214,8 @@ def differences(old: FoundSubjects | None, new: FoundSubjects | None) -> list[tu
     return out
 
 
+
+
 def _set_differences(old: SubjectSet, new: SubjectSet) -> list[tuple[str, Result, Result]]:
     """``differences`` of two sets known exactly (no caveat on either side): only the ids
     where the two differ are looked at."""
@@ -283,18 +285,28 @@ class Comparison:
             self.new.schema.member(t, name), Permission
         )
 
-    def _differences(self, t: str, oid: str, name: str, stype: str) -> list[tuple[str, Result, Result]]:
+    def _differences(
+        self, t: str, oid: str, name: str, stype: str
+    ) -> list[tuple[str, Result, Result]] | tuple[frozenset[str], frozenset[str]]:
+        """The subjects whose answers differ: ``(gained, lost)`` id sets where both sides are
+        plain sets of ids (no caveat, no wildcard: the common case, compared with set
+        operations only), else ``differences``' list."""
         a = self.old.bounds(t, oid, name, stype)
         b = self.new.bounds(t, oid, name, stype)
         if (a is None or a[0] == a[1]) and (b is None or b[0] == b[1]):  # no caveat: the sets are the answers
             old_set = EMPTY if a is None else a[0]
             new_set = EMPTY if b is None else b[0]
-            return [] if old_set == new_set else _set_differences(old_set, new_set)
+            if old_set == new_set:
+                return []
+            if not old_set.wildcard and not new_set.wildcard:
+                return new_set.ids - old_set.ids, old_set.ids - new_set.ids
+            return _set_differences(old_set, new_set)
         return differences(self.old.holders(t, oid, name, stype), self.new.holders(t, oid, name, stype))
 
-    def compare(self, t: str, oid: str, name: str) -> tuple[bool, list[AccessChange]]:
+    def compare(self, t: str, oid: str, name: str) -> tuple[bool, list[AccessChange | AccessChanges]]:
         """Whether the holders of ``t:oid#name`` differ, and the changes to report (only
-        permissions are reported; relations still carry the walk on)."""
+        permissions are reported; relations still carry the walk on): plain ones as one
+        AccessChanges per subject type, others one by one."""
         self._uses += 1
         if self._uses >= REFRESH:
             self._uses = 0
@@ -304,14 +316,17 @@ class Comparison:
             self.new.refresh()
         differ = False
         report = self.is_permission(t, name)
-        changes: list[AccessChange] = []
+        changes: list[AccessChange | AccessChanges] = []
         for stype in self.subject_types(t, name):
             found = self._differences(t, oid, name, stype)
-            if not found:
+            if not found or found == (frozenset(), frozenset()):
                 continue
             differ = True
             if not report:
                 break
+            if isinstance(found, tuple):
+                changes.append(AccessChanges(t, oid, name, stype, *found))
+                continue
             for sid, a, b in found:
                 la, lb = level(a), level(b)
                 if la != lb:
@@ -332,7 +347,7 @@ class Comparison:
                 for rel in reader.resources(SubjectRef(t, oid, srel), target_type, tupleset):
                     yield target_type, rel.resource.id, target
 
-    def walk(self, seeds: Iterable[Node], settled: Iterable[MemberRef] = ()) -> Iterator[AccessChange]:
+    def walk(self, seeds: Iterable[Node], settled: Iterable[MemberRef] = ()) -> Iterator[AccessChange | AccessChanges]:
         """Compare each seed, then the dependents of those that differ, transitively; members in
         ``settled`` were compared on every object already and are skipped."""
         skip = set(settled)
@@ -374,12 +389,31 @@ def object_ids(reader: Reader, schemas: Iterable[CompiledSchema], t: str) -> Ite
     yield from sorted(ids)
 
 
+def flatten(found: Iterable[AccessChange | AccessChanges]) -> Iterator[AccessChange]:
+    """Each AccessChange of ``found``, those of an AccessChanges one by one (by subject id)."""
+    for item in found:
+        if isinstance(item, AccessChanges):
+            yield from item
+        else:
+            yield item
+
+
 def schema_impact(
     old: CompiledSchema, new: CompiledSchema, reader: Reader, *, max_depth: int, now: _dt.datetime | None = None,
     deadline: float | None = None,
 ) -> Iterator[AccessChange]:
     """Every change of answer between ``old`` and ``new`` on the relationships ``reader`` sees,
     grouped by member, in the order of the walk (see the module docstring)."""
+    return flatten(schema_impact_grouped(old, new, reader, max_depth=max_depth, now=now, deadline=deadline))
+
+
+def schema_impact_grouped(
+    old: CompiledSchema, new: CompiledSchema, reader: Reader, *, max_depth: int, now: _dt.datetime | None = None,
+    deadline: float | None = None,
+) -> Iterator[AccessChange | AccessChanges]:
+    """``schema_impact``, the plain changes of each (resource, permission, subject type) kept
+    together (AccessChanges): what a report that counts them, or prints them as text, needs
+    without an object per change."""
     moment = now or _dt.datetime.now(_dt.timezone.utc)
     changed = sorted(changed_members(old, new))
     comparison = Comparison(
@@ -409,8 +443,8 @@ def write_impact(
         Side(schema, after, max_depth=max_depth, now=moment, deadline=deadline),
         [before, after],
     )
-    yield from comparison.walk(written)
+    yield from flatten(comparison.walk(written))
 
 
-__all__ = ["AccessChange", "Comparison", "Edges", "Side", "differences", "level", "schema_impact", "terminal_types",
+__all__ = ["AccessChange", "AccessChanges", "Comparison", "flatten", "schema_impact_grouped", "Edges", "Side", "differences", "level", "schema_impact", "terminal_types",
            "write_impact"]

@@ -261,6 +261,8 @@ class SubjectSet:
         return SubjectSet(self.ids | other.ids, self.wildcard or other.wildcard, excluded)
 
     def intersect(self, other: SubjectSet) -> SubjectSet:
+        if not self.wildcard and not other.wildcard:  # the usual case, as one set operation
+            return SubjectSet(self.ids & other.ids)
         ids = frozenset(i for i in self.ids | other.ids if self.has(i) and other.has(i))
         if self.wildcard and other.wildcard:
             return SubjectSet(ids, True, self.excluded | other.excluded)
@@ -271,6 +273,8 @@ class SubjectSet:
             return SubjectSet(frozenset(i for i in other.excluded if self.has(i)))
         if self.wildcard:
             return SubjectSet(self.ids - other.ids, True, self.excluded | other.ids)
+        if not other.wildcard:  # the usual case, as one set operation
+            return SubjectSet(self.ids - other.ids)
         return SubjectSet(frozenset(i for i in self.ids if not other.has(i)))
 
 
@@ -284,15 +288,24 @@ class _Gathered:
     in what was added. The chain copies everything gathered so far at each step, which over the
     members of one group is quadratic (1k members 0.02 s, 8k 0.6 s, 100k minutes)."""
 
-    __slots__ = ("ids", "wildcard", "excluded")
+    __slots__ = ("ids", "wildcard", "excluded", "only")
 
     def __init__(self) -> None:
         self.ids: set[str] = set()
         self.wildcard = False
         self.excluded: set[str] = set()
+        # The one set added so far, not copied yet: a union with a single non-empty operand (a
+        # permission over one role, a relation holding one group) is that operand, as it is.
+        self.only: SubjectSet | None = None
+
+    def _settle(self) -> None:
+        if self.only is not None:
+            only, self.only = self.only, None
+            self._merge(only)
 
     def add_id(self, sid: str) -> None:
         """``union(SubjectSet(frozenset([sid])))``."""
+        self._settle()
         self.ids.add(sid)
         if self.wildcard:
             self.excluded.discard(sid)
@@ -300,6 +313,15 @@ class _Gathered:
     def add(self, other: SubjectSet) -> None:
         """``union(other)``, case by case as ``SubjectSet.union``, each costing the size of
         ``other`` (or less), never the size of what was gathered."""
+        if not other.wildcard and not other.ids:
+            return  # the empty set: the union is what it was
+        if self.only is None and not self.ids and not self.wildcard:
+            self.only = other
+            return
+        self._settle()
+        self._merge(other)
+
+    def _merge(self, other: SubjectSet) -> None:
         if other.wildcard:
             if self.wildcard:
                 self.excluded &= other.excluded
@@ -311,11 +333,55 @@ class _Gathered:
         self.ids |= other.ids
 
     def freeze(self) -> SubjectSet:
+        if self.only is not None:
+            return self.only
+        if not self.ids and not self.wildcard:
+            return EMPTY
         return SubjectSet(frozenset(self.ids), self.wildcard, frozenset(self.excluded))
 
 
 Bounds = tuple[SubjectSet, SubjectSet]  # (certainly has it, possibly has it)
 NOTHING: Bounds = (EMPTY, EMPTY)
+
+
+class _GatheredBounds:
+    """Lower and upper bounds gathered side by side, as one set while they agree (no caveat
+    met yet: the usual case), so that neither is built, copied nor compared twice."""
+
+    __slots__ = ("lower", "upper")
+
+    def __init__(self) -> None:
+        self.lower = _Gathered()
+        self.upper: _Gathered | None = None  # None: the same as ``lower``
+
+    def _split(self) -> _Gathered:
+        if self.upper is None:
+            self.upper = _Gathered()
+            self.upper.add(self.lower.freeze())
+        return self.upper
+
+    def add(self, lower: SubjectSet, upper: SubjectSet) -> None:
+        """Certainly ``lower``, possibly ``upper``."""
+        if self.upper is None and lower is upper:
+            self.lower.add(lower)
+            return
+        self._split().add(upper)
+        self.lower.add(lower)
+
+    def add_possible(self, upper: SubjectSet) -> None:
+        self._split().add(upper)
+
+    def add_id(self, sid: str, certain: bool) -> None:
+        if certain:
+            self.lower.add_id(sid)
+            if self.upper is not None:
+                self.upper.add_id(sid)
+        else:
+            self._split().add_id(sid)
+
+    def freeze(self) -> Bounds:
+        lower = self.lower.freeze()
+        return (lower, lower) if self.upper is None else (lower, self.upper.freeze())
 
 
 class SubjectWalker:
@@ -398,7 +464,7 @@ class SubjectWalker:
         return found
 
     def _relation(self, t: str, oid: str, name: str, depth: int) -> Bounds:
-        lower, upper = _Gathered(), _Gathered()
+        gathered = _GatheredBounds()
         wildcards, usersets = self._allowed(t, name)
         for rel in self.deadline.rows(self.reader.subjects(t, oid, name)):
             if not _live(rel, self.now):
@@ -409,30 +475,28 @@ class SubjectWalker:
                 if s.id == WILDCARD:
                     if s.type not in wildcards:
                         continue
-                    upper.add(EVERYONE)
                     if certain:
-                        lower.add(EVERYONE)
+                        gathered.add(EVERYONE, EVERYONE)
+                    else:
+                        gathered.add_possible(EVERYONE)
                 else:
-                    upper.add_id(s.id)
-                    if certain:
-                        lower.add_id(s.id)
+                    gathered.add_id(s.id, certain)
             if s.relation is not None and (s.type, s.relation) in usersets:
                 sub_lower, sub_upper = self.member(s.type, s.id, s.relation, depth - 1)
-                upper.add(sub_upper)
                 if certain:
-                    lower.add(sub_lower)
-        return lower.freeze(), upper.freeze()
+                    gathered.add(sub_lower, sub_upper)
+                else:
+                    gathered.add_possible(sub_upper)
+        return gathered.freeze()
 
     def _rewrite(self, t: str, oid: str, node: Rewrite, depth: int) -> Bounds:
         if isinstance(node, ComputedUserset):
             return self.member(t, oid, node.relation, depth - 1)
         if isinstance(node, Union):
-            lows, ups = _Gathered(), _Gathered()
+            gathered = _GatheredBounds()
             for child in node.children:
-                cl, cu = self._rewrite(t, oid, child, depth)
-                lows.add(cl)
-                ups.add(cu)
-            return lows.freeze(), ups.freeze()
+                gathered.add(*self._rewrite(t, oid, child, depth))
+            return gathered.freeze()
         if isinstance(node, Intersection):
             lower, upper = self._rewrite(t, oid, node.children[0], depth)
             for child in node.children[1:]:
@@ -452,14 +516,15 @@ class SubjectWalker:
                 seen[target] = seen.get(target, False) or rel.caveat is None
             if node.mode == "all":
                 return self._all(node.computed, seen, depth)
-            lows, ups = _Gathered(), _Gathered()
+            gathered = _GatheredBounds()
             for (ttype, tid), certain in seen.items():
                 if self.schema.member(ttype, node.computed) is not None:
                     tl, tu = self.member(ttype, tid, node.computed, depth - 1)
-                    ups.add(tu)
                     if certain:
-                        lows.add(tl)
-            return lows.freeze(), ups.freeze()
+                        gathered.add(tl, tu)
+                    else:
+                        gathered.add_possible(tu)
+            return gathered.freeze()
         if isinstance(node, This):
             if t == self.subject_type and self.subject_relation is None:
                 itself = SubjectSet(frozenset([oid]))

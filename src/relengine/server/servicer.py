@@ -429,6 +429,10 @@ class SchemaServicer(schema_pb2_grpc.SchemaServiceServicer):
         text, revision = self.engine.read_guards(c.consistency_from_proto(request))
         return schema_pb2.ReadGuardsResponse(revision_token=revision.token(), guards_text=text)
 
+    def CheckGuards(self, request: schema_pb2.CheckGuardsRequest, context: grpc.ServicerContext) -> schema_pb2.CheckGuardsResponse:
+        found = self.engine.guard_violations(c.within_from_proto(request), **_stop_options(context))
+        return schema_pb2.CheckGuardsResponse(violations=[c.guard_violation_to_proto(v) for v in found])
+
 
 def add_servicers(engine: Engine, stopping: threading.Event | None = None) -> list[Callable[[Any], None]]:
     """One ``add(server)`` per relengine service, registering its servicer on ``engine``."""

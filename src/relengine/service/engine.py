@@ -25,6 +25,7 @@ from ..errors import BatchTooLarge, InvalidArgument, MaxDepthExceeded, SchemaNot
 from ..model import Consistency, ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef
 from ..results import (
     AccessChange,
+    AccessChanges,
     BulkCheckResponse,
     Change,
     CheckExplanation,
@@ -284,13 +285,23 @@ class Engine:
         ``old_text`` and ``new_text`` on the stored relationships (read at ``consistency``,
         default the newest revision), as the walk finds them (``engine.impact``); nothing is
         written. Raises SchemaError for either text before the iterator is returned."""
+        return impact.flatten(self.schema_impact_grouped(
+            old_text, new_text, consistency=consistency, deadline=deadline, now=now))
+
+    def schema_impact_grouped(
+        self, old_text: str, new_text: str, *, consistency: Consistency | None = None,
+        deadline: float | None = None, now: _dt.datetime | None = None,
+    ) -> Iterator[AccessChange | AccessChanges]:
+        """``schema_impact`` with the plain changes of each (resource, permission, subject
+        type) together, as one AccessChanges (no object per change: what ``relengine schema
+        diff`` streams when a change moves millions of answers)."""
         old, new = self._schemas.compile(old_text), self._schemas.compile(new_text)
         reader = self._snapshot(consistency or Consistency.fully_consistent())
 
-        def changes() -> Iterator[AccessChange]:
+        def changes() -> Iterator[AccessChange | AccessChanges]:
             try:
-                yield from impact.schema_impact(old, new, reader, max_depth=self.config.max_depth, now=now,
-                                                deadline=deadline)
+                yield from impact.schema_impact_grouped(old, new, reader, max_depth=self.config.max_depth, now=now,
+                                                        deadline=deadline)
             finally:
                 reader.close()
 
@@ -424,9 +435,9 @@ class Engine:
         self, within: _dt.timedelta | None = None, *, now: _dt.datetime | None = None,
         deadline: float | None = None, cancelled: Cancel | None = None,
     ) -> list[GuardViolation]:
-        """Every object (the resource of some relationship) below a stored guard now, with its
-        count; with ``within``, also those that fall below it by then as their relationships
-        expire. At head; DeadlineExceeded / Cancelled as ``read``."""
+        """Every object the store knows (the resource or the subject of some relationship)
+        below a stored guard now, with its count; with ``within``, also those that fall below it
+        by then as their relationships expire. At head; DeadlineExceeded / Cancelled as ``read``."""
         reader = self.snapshot(Consistency.fully_consistent())
         try:
             text = reader.guards_text()

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import itertools
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -40,19 +41,23 @@ import yaml
 
 from ..engine import lookup
 from ..engine.build import build_checker
+from ..engine.check import LocalChecker
 from ..engine.dispatch import HAS, Deadline
 from ..errors import FailedPrecondition, GuardFileError, GuardViolated
-from ..model import ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef
+from ..model import WILDCARD, ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef, SubjectFilter
 from ..results import GuardViolation, Operation, RelationshipUpdate
 from ..schema.types import (
     CompiledSchema,
     ComputedUserset,
     Exclusion,
     Intersection,
+    Leaf,
     Relation,
     Rewrite,
+    This,
     TupleToUserset,
     Union,
+    leaves,
 )
 from ..storage.base import BulkRow, Reader, Transaction, TupleStore
 from ..storage.importer import bulk_session
@@ -337,11 +342,11 @@ def _narrowable(schema: CompiledSchema, target: Node) -> frozenset[Node]:
 
 
 def affected(
-    schema: CompiledSchema, reader: Reader, target: Node, written: Iterable[tuple[str, str, str]],
+    schema: CompiledSchema, reader: Reader, target: Node, written: Iterable[tuple[str, str, str] | WrittenRow],
     clock: Deadline | None = None,
 ) -> set[str]:
     """Ids of the ``target`` objects whose answer can depend on a relationship of the
-    ``written`` (resource type, resource id, relation) triples, found through ``reader``.
+    ``written`` (resource type, resource id, relation[, subject]) rows, found through ``reader``.
 
     Call it on the state before the write: a path that the write creates ends in a written
     relationship, whose resource the walk starts from, so the objects it reaches are found
@@ -350,7 +355,8 @@ def affected(
     graph = _dependents(schema)
     known: dict[Node, set[str]] = defaultdict(set)
     frontier: dict[Node, set[str]] = defaultdict(set)
-    for rtype, rid, relation in written:
+    for w in written:
+        rtype, rid, relation = w[0], w[1], w[2]
         node = (rtype, relation)
         if node in relevant and rid not in known[node]:
             known[node].add(rid)
@@ -388,6 +394,201 @@ def holders(
     return sum(1 for _, answer in found.subjects if answer is HAS), found.wildcard is HAS
 
 
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """What ``Tallier.tally`` found of one object's holders: ``count`` is exact when
+    ``satisfied`` is False (every candidate was settled); when True it may stop at
+    ``at_least``. ``confirmed``: the holders found."""
+
+    count: int
+    everyone: bool
+    satisfied: bool
+    confirmed: tuple[str, ...] = ()
+
+
+class Tallier:
+    """Counts the holders of guarded objects through one reader, stopping as soon as a guard's
+    ``at_least`` holders are confirmed.
+
+    A full count (``holders``: a lookup of every subject) costs the size of the object's holder
+    set, which through a group is every member of it; a guard needs only to know that
+    ``at_least`` of them remain. Candidates come lazily from the positive side of the rewrite
+    (union branches, an intersection's first operand, an exclusion's base, arrows, usersets:
+    every holder is reached that way, so when the candidates run out the count is exact). One
+    reached only through unions, ``->`` arrows and usersets the schema allows, by live
+    relationships without a caveat, holds for certain; any other is settled by a check through
+    one request's checker (``engine.check``: intersections, exclusions, caveats as a check
+    would). A wildcard among the candidates falls back to the full count, which knows what
+    the wildcard grants. No answer cache: the reader may be a transaction's, whose state is
+    not a revision yet."""
+
+    def __init__(
+        self, schema: CompiledSchema, reader: Reader, max_depth: int, *,
+        now: _dt.datetime | None = None, deadline: float | None = None,
+    ) -> None:
+        self._schema = schema
+        self._reader = reader
+        self._max_depth = max_depth
+        self._now = now or _dt.datetime.now(_dt.timezone.utc)
+        self._deadline = deadline
+        self._checker: LocalChecker | None = None  # built at the first candidate that needs a check
+
+    def _check(self, guard: Guard, oid: str, sid: str) -> bool:
+        if self._checker is None:
+            self._checker = build_checker(
+                self._schema, self._reader, max_depth=self._max_depth, deadline=self._deadline, now=self._now,
+            )
+        return self._checker.check(guard.resource, oid, guard.permission, SubjectRef(guard.subject_type, sid)) is HAS
+
+    def tally(self, guard: Guard, oid: str, first: Iterable[str] = (), later: frozenset[str] = frozenset()) -> Tally:
+        """The holders of ``guard`` on ``guard.resource:oid``. ``first``: ids checked before
+        any other (holders an earlier tally confirmed, likely holders still). ``later``: ids
+        settled only if ``at_least`` holders outside them cannot be found (those a write may
+        take away: ``Enforcer`` then needs no read after the write); they are counted then."""
+        seen: set[str] = set()
+        confirmed: list[str] = []
+        deferred: list[tuple[str, bool]] = []
+        candidates = _candidates(self._schema, self._reader, guard, oid, self._max_depth, self._now)
+        for sid, certain in itertools.chain(((sid, False) for sid in first), candidates):
+            if sid == WILDCARD:
+                count, everyone = holders(
+                    self._schema, self._reader, guard, oid, self._max_depth, now=self._now, deadline=self._deadline,
+                )
+                return Tally(count, everyone, _satisfies(count, everyone, guard))
+            if sid in seen:
+                continue
+            seen.add(sid)
+            if sid in later:
+                deferred.append((sid, certain))
+                continue
+            if certain or self._check(guard, oid, sid):
+                confirmed.append(sid)
+                if len(confirmed) >= guard.at_least:
+                    return Tally(len(confirmed), False, True, tuple(confirmed))
+        for sid, certain in deferred:
+            if certain or self._check(guard, oid, sid):
+                confirmed.append(sid)
+        return Tally(len(confirmed), False, len(confirmed) >= guard.at_least, tuple(confirmed))
+
+
+def _candidates(
+    schema: CompiledSchema, reader: Reader, guard: Guard, oid: str, max_depth: int, now: _dt.datetime,
+) -> Iterator[tuple[str, bool]]:
+    """(id, certain) for the ids of ``guard.subject_type`` that may hold ``guard.permission`` on
+    ``guard.resource:oid`` (``*`` for a wildcard), lazily, each (object, member) expanded once:
+    a superset of the holders, read from the positive side of every rewrite (see ``Tallier``).
+    ``certain``: reached along a path that grants for sure."""
+    stype = guard.subject_type
+    expanded: set[tuple[str, str, str]] = set()
+
+    def live(rel: Relationship) -> bool:
+        return rel.expiration is None or rel.expiration > now
+
+    def member(t: str, mid: str, name: str, depth: int, certain: bool) -> Iterator[tuple[str, bool]]:
+        key = (t, mid, name)
+        if key in expanded or depth < 0:
+            return  # past the depth budget a check raises MaxDepthExceeded anyway
+        expanded.add(key)
+        definition = schema.definitions.get(t)
+        found = definition.members.get(name) if definition is not None else None
+        if found is None:
+            return
+        if isinstance(found, Relation):
+            # Direct subjects first, then the usersets: a group's members cost a read each, and
+            # subjects sort by type, so `group:...#member` rows come before `user:...` ones.
+            later: list[Relationship] = []
+            for rel in reader.subjects(t, mid, name):
+                if not live(rel):
+                    continue
+                s = rel.subject
+                if s.relation is not None:
+                    later.append(rel)
+                elif s.type == stype:
+                    yield s.id, certain and rel.caveat is None
+            if later:
+                usersets = {(a.type, a.relation) for a in found.allowed if a.relation is not None}
+                for rel in later:
+                    s = rel.subject
+                    sure = certain and rel.caveat is None and (s.type, s.relation) in usersets
+                    yield from member(s.type, s.id, s.relation or "", depth - 1, sure)
+        else:
+            yield from rewrite(t, mid, name, found.rewrite, depth, certain)
+
+    def rewrite(t: str, mid: str, name: str, node: Rewrite, depth: int, certain: bool) -> Iterator[tuple[str, bool]]:
+        key = (_positive, t, name)
+        flat: list[tuple[Leaf, bool]] | None = schema.derived.get(key)  # type: ignore[assignment]
+        if flat is None:
+            flat = schema.derived[key] = _positive(node)
+        for leaf, sure in flat:
+            sure = sure and certain
+            if isinstance(leaf, ComputedUserset):
+                yield from member(t, mid, leaf.relation, depth - 1, sure)
+            elif isinstance(leaf, TupleToUserset):
+                sure = sure and leaf.mode == "any"
+                for rel in reader.subjects(t, mid, leaf.tupleset):
+                    if live(rel) and schema.member(rel.subject.type, leaf.computed) is not None:
+                        yield from member(
+                            rel.subject.type, rel.subject.id, leaf.computed, depth - 1,
+                            sure and rel.caveat is None and rel.subject.relation is None,
+                        )
+            elif isinstance(leaf, This) and t == stype:
+                yield mid, sure
+
+    return member(guard.resource, oid, guard.permission, max_depth, True)
+
+
+def _takeable(schema: CompiledSchema, guard: Guard, seeds: Iterable[WrittenRow]) -> frozenset[str] | None:
+    """The ids of ``guard.subject_type`` whose answer on any object the ``seeds`` (written
+    relationships) can change, or None when that is not a short list.
+
+    A check for subject S reads a written relationship only on a path that ends in S: a plain
+    subject ends the path there unless its relation is an arrow's tupleset (the path goes on
+    through the subject's members); a userset or a wildcard goes on to others. So where every
+    seed has a plain subject and no seed's relation is a tupleset, only those subjects' answers
+    can change, and a holder outside them stays one whatever else the write did."""
+    tuplesets = _tuplesets(schema)
+    out: set[str] = set()
+    for rtype, _, relation, subject in seeds:
+        if subject.relation is not None or subject.id == WILDCARD or (rtype, relation) in tuplesets:
+            return None
+        if subject.type == guard.subject_type:
+            out.add(subject.id)
+    return frozenset(out)
+
+
+def _tuplesets(schema: CompiledSchema) -> frozenset[Node]:
+    kept = schema.derived.get(_tuplesets)
+    if isinstance(kept, frozenset):
+        return kept
+    found: set[Node] = set()
+    for t, definition in schema.definitions.items():
+        for member in definition.members.values():
+            if not isinstance(member, Relation):
+                found.update((t, leaf.tupleset) for leaf in leaves(member.rewrite) if isinstance(leaf, TupleToUserset))
+    out = frozenset(found)
+    schema.derived[_tuplesets] = out
+    return out
+
+
+def _positive(rewrite: Rewrite) -> list[tuple[Leaf, bool]]:
+    """The leaves on the positive side of a rewrite (union branches, an intersection's first
+    operand, an exclusion's base), each with whether it grants alone (reached through unions
+    only); walked with a stack, as ``types.leaves`` is."""
+    out: list[tuple[Leaf, bool]] = []
+    stack: list[tuple[Rewrite, bool]] = [(rewrite, True)]
+    while stack:
+        node, alone = stack.pop()
+        if isinstance(node, Union):
+            stack.extend((child, alone) for child in reversed(node.children))
+        elif isinstance(node, Intersection):
+            stack.append((node.children[0], False))
+        elif isinstance(node, Exclusion):
+            stack.append((node.base, False))
+        else:
+            out.append((node, alone))
+    return out
+
+
 def _satisfies(count: int, everyone: bool, guard: Guard) -> bool:
     return everyone or count >= guard.at_least
 
@@ -404,7 +605,7 @@ class Enforcer:
         self._schema = schema
         self._guards = guards
         self._max_depth = max_depth
-        self._watched: list[tuple[Guard, str]] = []
+        self._watched: list[tuple[Guard, str, tuple[str, ...], frozenset[str] | None]] = []
 
     @classmethod
     def of(cls, tx: Transaction, schema_of: Callable[[Transaction], CompiledSchema], max_depth: int) -> Enforcer | None:
@@ -421,9 +622,13 @@ class Enforcer:
     def before(self, written: Written, adding: Written = ()) -> None:
         """Find the guarded objects the write can affect and remember those satisfying their
         guard now. Call before applying any update. ``adding``: what the write only adds
-        (``narrowing``), which matters only where an addition can take holders away."""
+        (``narrowing``), which matters only where an addition can take holders away.
+
+        Each object's tally looks first for holders whose answer the write cannot change
+        (``_takeable``): when ``at_least`` of them are found, ``after`` has nothing to read."""
         written, adding = list(written), list(adding)
         reader = self._tx.reader()
+        tallier: Tallier | None = None
         for guard in self._guards:
             target = (guard.resource, guard.permission)
             if adding:
@@ -433,18 +638,26 @@ class Enforcer:
                 seeds = written
             if not seeds:
                 continue
+            takeable = _takeable(self._schema, guard, seeds)
             for oid in sorted(affected(self._schema, reader, target, seeds)):
-                count, everyone = holders(self._schema, reader, guard, oid, self._max_depth)
-                if _satisfies(count, everyone, guard):
-                    self._watched.append((guard, oid))
+                tallier = tallier or Tallier(self._schema, reader, self._max_depth)
+                found = tallier.tally(guard, oid, later=takeable or frozenset())
+                if found.satisfied:
+                    self._watched.append((guard, oid, found.confirmed, takeable))
 
     def after(self) -> None:
         """Raise GuardViolated for the first watched object the applied updates took below
-        its guard (the caller's transaction then aborts: nothing of the write is applied)."""
-        reader = self._tx.reader()
-        for guard, oid in self._watched:
-            count, everyone = holders(self._schema, reader, guard, oid, self._max_depth)
-            if not _satisfies(count, everyone, guard):
+        its guard (the caller's transaction then aborts: nothing of the write is applied).
+        An object whose ``at_least`` holders ``before`` found outside what the write can take
+        needs no read; any other is tallied again, from the holders ``before`` confirmed."""
+        tallier: Tallier | None = None
+        for guard, oid, confirmed, takeable in self._watched:
+            if takeable is not None and sum(1 for sid in confirmed if sid not in takeable) >= guard.at_least:
+                continue
+            tallier = tallier or Tallier(self._schema, self._tx.reader(), self._max_depth)
+            found = tallier.tally(guard, oid, confirmed)
+            if not found.satisfied:
+                count = found.count
                 obj = f"{guard.resource}:{oid}"
                 raise GuardViolated(
                     f"guard {guard.name!r} refuses the write: {obj} would keep {count} "
@@ -454,13 +667,18 @@ class Enforcer:
                 )
 
 
-Written = Iterable[tuple[str, str, str]]
-"""What a write touches, for ``Enforcer.before``: (resource type, resource id, relation)."""
+WrittenRow = tuple[str, str, str, SubjectRef]
+Written = Iterable[WrittenRow]
+"""What a write touches, for ``Enforcer.before``: (resource type, resource id, relation, subject)."""
 
 
 def written_by(updates: Iterable[RelationshipUpdate]) -> Written:
-    """The (resource type, id, relation) of each update."""
-    return ((u.relationship.resource.type, u.relationship.resource.id, u.relationship.relation) for u in updates)
+    """The (resource type, id, relation, subject) of each update."""
+    return (_row(u.relationship) for u in updates)
+
+
+def _row(r: Relationship) -> WrittenRow:
+    return (r.resource.type, r.resource.id, r.relation, r.subject)
 
 
 def narrowing(tx: Transaction, updates: Iterable[RelationshipUpdate]) -> tuple[Written, Written]:
@@ -469,12 +687,12 @@ def narrowing(tx: Transaction, updates: Iterable[RelationshipUpdate]) -> tuple[W
     relationship can be) or when no such relationship is live yet; a DELETE, or a TOUCH that
     puts a caveat or an expiration on a live relationship, may take away. Read before the
     updates are applied."""
-    narrows: list[tuple[str, str, str]] = []
-    adds: list[tuple[str, str, str]] = []
+    narrows: list[WrittenRow] = []
+    adds: list[WrittenRow] = []
     reader: Reader | None = None
     for u in updates:
         r = u.relationship
-        triple = (r.resource.type, r.resource.id, r.relation)
+        triple = _row(r)
         if u.operation is Operation.DELETE:
             narrows.append(triple)
             continue
@@ -488,9 +706,9 @@ def narrowing(tx: Transaction, updates: Iterable[RelationshipUpdate]) -> tuple[W
 
 
 def deleted_by(tx: Transaction, filter: RelationshipFilter, limit: int | None) -> Written:
-    """The (resource type, id, relation) of the relationships a delete by ``filter`` (at most
-    ``limit``) removes, read before it."""
-    return [(r.resource.type, r.resource.id, r.relation) for r in tx.reader().read(filter, limit=limit)]
+    """The (resource type, id, relation, subject) of the relationships a delete by ``filter``
+    (at most ``limit``) removes, read before it."""
+    return [_row(r) for r in tx.reader().read(filter, limit=limit)]
 
 
 class GuardedLoader:
@@ -583,28 +801,46 @@ def violations(
     schema: CompiledSchema, reader: Reader, guards: Sequence[Guard], max_depth: int, *,
     within: _dt.timedelta | None = None, now: _dt.datetime | None = None, clock: Deadline | None = None,
 ) -> list[GuardViolation]:
-    """Every object of a guarded type (one that is the resource of a relationship) below its
-    guard now; with ``within``, also those whose count falls below it by ``now + within`` (as
-    expiring relationships expire), reported with that later count."""
+    """Every object of a guarded type that the store knows (the resource or the subject of a
+    relationship) below its guard now; with ``within``, also those whose count falls below it
+    by ``now + within`` (as expiring relationships expire), reported with that later count.
+    Each guard's objects in id order; each object's holders counted until ``at_least`` are
+    found (``Tallier``), so a reported count is exact."""
     moment = now or _dt.datetime.now(_dt.timezone.utc)
     clock = clock or Deadline(None, "guards check")
+    tallier = Tallier(schema, reader, max_depth, now=moment, deadline=clock.at)
+    later = Tallier(schema, reader, max_depth, now=moment + within, deadline=clock.at) if within is not None else None
     out: list[GuardViolation] = []
     for guard in guards:
-        ids: dict[str, None] = {}
-        for rel in clock.rows(reader.read(RelationshipFilter(guard.resource))):
-            ids[rel.resource.id] = None
-        for oid in ids:
+        for oid in known_objects(schema, reader, guard.resource, clock):
             clock.step()
             obj = ObjectRef(guard.resource, oid)
-            count, everyone = holders(schema, reader, guard, oid, max_depth, now=moment, deadline=clock.at)
-            if not _satisfies(count, everyone, guard):
-                out.append(GuardViolation(guard.name, obj, count, guard.at_least))
-                continue
-            if within is not None:
-                later, everyone = holders(schema, reader, guard, oid, max_depth, now=moment + within, deadline=clock.at)
-                if not _satisfies(later, everyone, guard):
-                    out.append(GuardViolation(guard.name, obj, later, guard.at_least, within))
+            found = tallier.tally(guard, oid)
+            if not found.satisfied:
+                out.append(GuardViolation(guard.name, obj, found.count, guard.at_least))
+            elif later is not None:
+                found = later.tally(guard, oid, found.confirmed)
+                if not found.satisfied:
+                    out.append(GuardViolation(guard.name, obj, found.count, guard.at_least, within))
     return out
+
+
+def known_objects(schema: CompiledSchema, reader: Reader, type_name: str, clock: Deadline) -> list[str]:
+    """The ids of the ``type_name`` objects the store knows, sorted: the resources of its
+    relationships, and the subjects (not wildcards) of every relation the schema lets hold
+    one. An object known only as a subject (an account that containers point to, with no
+    relationships of its own) holds nothing, so it violates any guard on its type."""
+    ids: set[str] = set()
+    for rel in clock.rows(reader.read(RelationshipFilter(type_name))):
+        ids.add(rel.resource.id)
+    for t, definition in schema.definitions.items():
+        for name, member in definition.members.items():
+            if not isinstance(member, Relation) or not any(a.type == type_name and not a.wildcard for a in member.allowed):
+                continue
+            for rel in clock.rows(reader.read(RelationshipFilter(t, relation=name, subject=SubjectFilter(type_name)))):
+                if rel.subject.id != WILDCARD:
+                    ids.add(rel.subject.id)
+    return sorted(ids)
 
 
 __all__ = [
@@ -616,6 +852,8 @@ __all__ = [
     "deleted_by",
     "guards_of",
     "holders",
+    "known_objects",
+    "Tallier",
     "parse_guards",
     "reference_problem",
     "refuse_broken",

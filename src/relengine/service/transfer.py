@@ -152,7 +152,7 @@ def create_all(
         current = schemas.of(tx)
         enforcer = guards.Enforcer.of(tx, schemas.of, max_depth)
         if enforcer is not None:
-            enforcer.before((), [(r.resource.type, r.resource.id, r.relation) for r in gathered])  # CREATEs only add
+            enforcer.before((), [(r.resource.type, r.resource.id, r.relation, r.subject) for r in gathered])  # CREATEs only add
         for rel in gathered:
             clock.step()
             if current is not schema:

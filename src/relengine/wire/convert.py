@@ -11,6 +11,7 @@ import datetime as _dt
 import re
 from typing import Any, Final, Iterable, Mapping, Sequence
 
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct, Value
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -38,13 +39,14 @@ from ..results import (
     CheckRequest,
     CheckResult,
     ExpandNode,
+    GuardViolation,
     Operation,
     Permissionship,
     Precondition,
     PreconditionKind,
     RelationshipUpdate,
 )
-from ._proto.relengine.v1 import core_pb2, permissions_pb2, relationships_pb2
+from ._proto.relengine.v1 import core_pb2, permissions_pb2, relationships_pb2, schema_pb2
 
 Question = tuple[str, str, str, SubjectRef, Mapping[str, Any] | None]
 """What ``Engine.check_questions`` takes (``service.Question``), spelled out here: the wire
@@ -603,3 +605,35 @@ def change_from_proto(msg: relationships_pb2.WatchResponse) -> Change:
 def limit_from_proto(value: int) -> int | None:
     """A proto page size: 0 means no limit."""
     return value or None
+
+
+# -- guards ------------------------------------------------------------------------------------
+
+
+def within_from_proto(request: schema_pb2.CheckGuardsRequest) -> _dt.timedelta | None:
+    """CheckGuards' look-ahead: None when unset; InvalidArgument when negative."""
+    if not request.HasField("within"):
+        return None
+    within = request.within.ToTimedelta()
+    if within < _dt.timedelta(0):
+        raise InvalidArgument(f"within must not be negative, not {within}", field="within")
+    return within
+
+
+def check_guards_request(within: _dt.timedelta | None) -> schema_pb2.CheckGuardsRequest:
+    msg = schema_pb2.CheckGuardsRequest()
+    if within is not None:
+        msg.within.FromTimedelta(within)
+    return msg
+
+
+def guard_violation_to_proto(v: GuardViolation) -> schema_pb2.GuardViolation:
+    msg = schema_pb2.GuardViolation(guard=v.guard, object=object_to_proto(v.object), count=v.count, at_least=v.at_least)
+    if v.within is not None:
+        msg.within.FromTimedelta(v.within)
+    return msg
+
+
+def guard_violation_from_proto(msg: schema_pb2.GuardViolation) -> GuardViolation:
+    within = Duration.ToTimedelta(msg.within) if msg.HasField("within") else None
+    return GuardViolation(msg.guard, object_from_proto(msg.object, "object"), msg.count, msg.at_least, within)

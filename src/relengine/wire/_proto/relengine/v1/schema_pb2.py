@@ -23,32 +23,39 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from . import core_pb2 as relengine_dot_v1_dot_core__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19relengine/v1/schema.proto\x12\x0crelengine.v1\x1a\x17relengine/v1/core.proto\"$\n\x12WriteSchemaRequest\x12\x0e\n\x06schema\x18\x01 \x01(\t\"-\n\x13WriteSchemaResponse\x12\x16\n\x0erevision_token\x18\x01 \x01(\t\"C\n\x11ReadSchemaRequest\x12.\n\x0b\x63onsistency\x18\x01 \x01(\x0b\x32\x19.relengine.v1.Consistency\"A\n\x12ReadSchemaResponse\x12\x16\n\x0erevision_token\x18\x01 \x01(\t\x12\x13\n\x0bschema_text\x18\x02 \x01(\t\"$\n\x12WriteGuardsRequest\x12\x0e\n\x06guards\x18\x01 \x01(\t\"-\n\x13WriteGuardsResponse\x12\x16\n\x0erevision_token\x18\x01 \x01(\t\"C\n\x11ReadGuardsRequest\x12.\n\x0b\x63onsistency\x18\x01 \x01(\x0b\x32\x19.relengine.v1.Consistency\"A\n\x12ReadGuardsResponse\x12\x16\n\x0erevision_token\x18\x01 \x01(\t\x12\x13\n\x0bguards_text\x18\x02 \x01(\t2\xd9\x02\n\rSchemaService\x12R\n\x0bWriteSchema\x12 .relengine.v1.WriteSchemaRequest\x1a!.relengine.v1.WriteSchemaResponse\x12O\n\nReadSchema\x12\x1f.relengine.v1.ReadSchemaRequest\x1a .relengine.v1.ReadSchemaResponse\x12R\n\x0bWriteGuards\x12 .relengine.v1.WriteGuardsRequest\x1a!.relengine.v1.WriteGuardsResponse\x12O\n\nReadGuards\x12\x1f.relengine.v1.ReadGuardsRequest\x1a .relengine.v1.ReadGuardsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19relengine/v1/schema.proto\x12\x0crelengine.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x17relengine/v1/core.proto\"$\n\x12WriteSchemaRequest\x12\x0e\n\x06schema\x18\x01 \x01(\t\"-\n\x13WriteSchemaResponse\x12\x16\n\x0erevision_token\x18\x01 \x01(\t\"C\n\x11ReadSchemaRequest\x12.\n\x0b\x63onsistency\x18\x01 \x01(\x0b\x32\x19.relengine.v1.Consistency\"A\n\x12ReadSchemaResponse\x12\x16\n\x0erevision_token\x18\x01 \x01(\t\x12\x13\n\x0bschema_text\x18\x02 \x01(\t\"$\n\x12WriteGuardsRequest\x12\x0e\n\x06guards\x18\x01 \x01(\t\"-\n\x13WriteGuardsResponse\x12\x16\n\x0erevision_token\x18\x01 \x01(\t\"C\n\x11ReadGuardsRequest\x12.\n\x0b\x63onsistency\x18\x01 \x01(\x0b\x32\x19.relengine.v1.Consistency\"A\n\x12ReadGuardsResponse\x12\x16\n\x0erevision_token\x18\x01 \x01(\t\x12\x13\n\x0bguards_text\x18\x02 \x01(\t\"?\n\x12\x43heckGuardsRequest\x12)\n\x06within\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x9a\x01\n\x0eGuardViolation\x12\r\n\x05guard\x18\x01 \x01(\t\x12-\n\x06object\x18\x02 \x01(\x0b\x32\x1d.relengine.v1.ObjectReference\x12\r\n\x05\x63ount\x18\x03 \x01(\x04\x12\x10\n\x08\x61t_least\x18\x04 \x01(\x04\x12)\n\x06within\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"G\n\x13\x43heckGuardsResponse\x12\x30\n\nviolations\x18\x01 \x03(\x0b\x32\x1c.relengine.v1.GuardViolation2\xad\x03\n\rSchemaService\x12R\n\x0bWriteSchema\x12 .relengine.v1.WriteSchemaRequest\x1a!.relengine.v1.WriteSchemaResponse\x12O\n\nReadSchema\x12\x1f.relengine.v1.ReadSchemaRequest\x1a .relengine.v1.ReadSchemaResponse\x12R\n\x0bWriteGuards\x12 .relengine.v1.WriteGuardsRequest\x1a!.relengine.v1.WriteGuardsResponse\x12O\n\nReadGuards\x12\x1f.relengine.v1.ReadGuardsRequest\x1a .relengine.v1.ReadGuardsResponse\x12R\n\x0b\x43heckGuards\x12 .relengine.v1.CheckGuardsRequest\x1a!.relengine.v1.CheckGuardsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'relengine.v1.schema_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WRITESCHEMAREQUEST']._serialized_start=68
-  _globals['_WRITESCHEMAREQUEST']._serialized_end=104
-  _globals['_WRITESCHEMARESPONSE']._serialized_start=106
-  _globals['_WRITESCHEMARESPONSE']._serialized_end=151
-  _globals['_READSCHEMAREQUEST']._serialized_start=153
-  _globals['_READSCHEMAREQUEST']._serialized_end=220
-  _globals['_READSCHEMARESPONSE']._serialized_start=222
-  _globals['_READSCHEMARESPONSE']._serialized_end=287
-  _globals['_WRITEGUARDSREQUEST']._serialized_start=289
-  _globals['_WRITEGUARDSREQUEST']._serialized_end=325
-  _globals['_WRITEGUARDSRESPONSE']._serialized_start=327
-  _globals['_WRITEGUARDSRESPONSE']._serialized_end=372
-  _globals['_READGUARDSREQUEST']._serialized_start=374
-  _globals['_READGUARDSREQUEST']._serialized_end=441
-  _globals['_READGUARDSRESPONSE']._serialized_start=443
-  _globals['_READGUARDSRESPONSE']._serialized_end=508
-  _globals['_SCHEMASERVICE']._serialized_start=511
-  _globals['_SCHEMASERVICE']._serialized_end=856
+  _globals['_WRITESCHEMAREQUEST']._serialized_start=100
+  _globals['_WRITESCHEMAREQUEST']._serialized_end=136
+  _globals['_WRITESCHEMARESPONSE']._serialized_start=138
+  _globals['_WRITESCHEMARESPONSE']._serialized_end=183
+  _globals['_READSCHEMAREQUEST']._serialized_start=185
+  _globals['_READSCHEMAREQUEST']._serialized_end=252
+  _globals['_READSCHEMARESPONSE']._serialized_start=254
+  _globals['_READSCHEMARESPONSE']._serialized_end=319
+  _globals['_WRITEGUARDSREQUEST']._serialized_start=321
+  _globals['_WRITEGUARDSREQUEST']._serialized_end=357
+  _globals['_WRITEGUARDSRESPONSE']._serialized_start=359
+  _globals['_WRITEGUARDSRESPONSE']._serialized_end=404
+  _globals['_READGUARDSREQUEST']._serialized_start=406
+  _globals['_READGUARDSREQUEST']._serialized_end=473
+  _globals['_READGUARDSRESPONSE']._serialized_start=475
+  _globals['_READGUARDSRESPONSE']._serialized_end=540
+  _globals['_CHECKGUARDSREQUEST']._serialized_start=542
+  _globals['_CHECKGUARDSREQUEST']._serialized_end=605
+  _globals['_GUARDVIOLATION']._serialized_start=608
+  _globals['_GUARDVIOLATION']._serialized_end=762
+  _globals['_CHECKGUARDSRESPONSE']._serialized_start=764
+  _globals['_CHECKGUARDSRESPONSE']._serialized_end=835
+  _globals['_SCHEMASERVICE']._serialized_start=838
+  _globals['_SCHEMASERVICE']._serialized_end=1267
 # @@protoc_insertion_point(module_scope)

@@ -55,6 +55,11 @@ class SchemaServiceStub:
                 request_serializer=relengine_dot_v1_dot_schema__pb2.ReadGuardsRequest.SerializeToString,
                 response_deserializer=relengine_dot_v1_dot_schema__pb2.ReadGuardsResponse.FromString,
                 _registered_method=True)
+        self.CheckGuards = channel.unary_unary(
+                '/relengine.v1.SchemaService/CheckGuards',
+                request_serializer=relengine_dot_v1_dot_schema__pb2.CheckGuardsRequest.SerializeToString,
+                response_deserializer=relengine_dot_v1_dot_schema__pb2.CheckGuardsResponse.FromString,
+                _registered_method=True)
 
 
 class SchemaServiceServicer:
@@ -90,6 +95,15 @@ class SchemaServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckGuards(self, request, context):
+        """The objects below a stored guard now (those the store knows: the resource or the subject of
+        a relationship), at head; with `within`, also those that fall below one by then as expiring
+        relationships expire. No guards: no violations. DEADLINE_EXCEEDED past the call's deadline.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchemaServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +126,11 @@ def add_SchemaServiceServicer_to_server(servicer, server):
                     servicer.ReadGuards,
                     request_deserializer=relengine_dot_v1_dot_schema__pb2.ReadGuardsRequest.FromString,
                     response_serializer=relengine_dot_v1_dot_schema__pb2.ReadGuardsResponse.SerializeToString,
+            ),
+            'CheckGuards': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckGuards,
+                    request_deserializer=relengine_dot_v1_dot_schema__pb2.CheckGuardsRequest.FromString,
+                    response_serializer=relengine_dot_v1_dot_schema__pb2.CheckGuardsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +241,33 @@ class SchemaService:
             '/relengine.v1.SchemaService/ReadGuards',
             relengine_dot_v1_dot_schema__pb2.ReadGuardsRequest.SerializeToString,
             relengine_dot_v1_dot_schema__pb2.ReadGuardsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckGuards(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/relengine.v1.SchemaService/CheckGuards',
+            relengine_dot_v1_dot_schema__pb2.CheckGuardsRequest.SerializeToString,
+            relengine_dot_v1_dot_schema__pb2.CheckGuardsResponse.FromString,
             options,
             channel_credentials,
             insecure,
