@@ -1228,4 +1228,4 @@ def _grpc_workload(ctx: Context, scales: list[int], workers: tuple[int, ...]) ->
     return w
 
 
-from . import thread_bench  # noqa: E402, F401  (registers ``threads``; it uses the helpers above)
+from . import large_objects, thread_bench  # noqa: E402, F401  (register ``check_by_object_size``, ``threads``)

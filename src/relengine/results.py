@@ -12,12 +12,12 @@ import base64
 import datetime as _dt
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Callable, Final, Generic, Iterator, Mapping, TypeVar
+from typing import Any, Callable, Final, Generic, Iterable, Iterator, Mapping, TypeVar
 
 import msgpack
 
 from .errors import InvalidArgument, RelEngineError, quote, shorten
-from .model import ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef, plain_constructor
+from .model import ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef, new_subject, plain_constructor
 
 T = TypeVar("T")
 
@@ -275,24 +275,124 @@ class Change:
 # -- pages of results -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class ResourceResult:
+    """A resource with the permission. ``cursor`` (pass it back to resume after this result)
+    is encoded when first read: a listing of many results reads only the last one's, and the
+    encoding costs more than the rest of a result. Results compare by their other fields."""
+
     resource_id: str
     permissionship: Permissionship
     missing_parameters: tuple[str, ...]
-    cursor: str  # pass back to resume after this result
+    _cursor: str | None = field(repr=False, compare=False)
+    _revision: int = field(repr=False, compare=False)
+
+    def __init__(
+        self, resource_id: str, permissionship: Permissionship, missing_parameters: tuple[str, ...], cursor: str
+    ) -> None:
+        _set_resource(self, resource_id, permissionship, missing_parameters, cursor, 0)
+
+    @classmethod
+    def at(
+        cls, revision: int, resource_id: str, permissionship: Permissionship, missing_parameters: tuple[str, ...]
+    ) -> ResourceResult:
+        """The result of a page computed at ``revision``; its cursor is encoded on first use."""
+        obj = object.__new__(cls)
+        _set_resource(obj, resource_id, permissionship, missing_parameters, None, revision)
+        return obj
+
+    @property
+    def cursor(self) -> str:
+        cursor = self._cursor
+        if cursor is None:
+            cursor = encode_cursor(Revision(self._revision), self.resource_id)
+            object.__setattr__(self, "_cursor", cursor)
+        return cursor
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class SubjectResult:
     """A subject with the permission; for a wildcard (``id == "*"``), ``excluded`` lists the
-    subjects of that type that the wildcard does not cover (removed by an exclusion)."""
+    subjects of that type that the wildcard does not cover (removed by an exclusion).
+    ``cursor`` is encoded when first read, as ``ResourceResult``'s."""
 
     subject: SubjectRef
     permissionship: Permissionship
     missing_parameters: tuple[str, ...]
     excluded: tuple[SubjectRef, ...]
-    cursor: str
+    _cursor: str | None = field(repr=False, compare=False)
+    _revision: int = field(repr=False, compare=False)
+
+    def __init__(
+        self, subject: SubjectRef, permissionship: Permissionship, missing_parameters: tuple[str, ...],
+        excluded: tuple[SubjectRef, ...], cursor: str,
+    ) -> None:
+        _set_subject(self, subject, permissionship, missing_parameters, excluded, cursor, 0)
+
+    @classmethod
+    def at(
+        cls, revision: int, subject: SubjectRef, permissionship: Permissionship, missing_parameters: tuple[str, ...],
+        excluded: tuple[SubjectRef, ...] = (),
+    ) -> SubjectResult:
+        """The result of a page computed at ``revision``; its cursor is encoded on first use."""
+        obj = object.__new__(cls)
+        _set_subject(obj, subject, permissionship, missing_parameters, excluded, None, revision)
+        return obj
+
+    @property
+    def cursor(self) -> str:
+        cursor = self._cursor
+        if cursor is None:
+            cursor = encode_cursor(Revision(self._revision), self.subject.id)
+            object.__setattr__(self, "_cursor", cursor)
+        return cursor
+
+
+def granted_subjects(revision: int, subject_type: str, ids: Iterable[str], relation: str | None) -> list[SubjectResult]:
+    """``SubjectResult.at(revision, SubjectRef(subject_type, id, relation), HAS_PERMISSION, ())``
+    of each of ``ids``, built without a call per result (lookup pages list thousands)."""
+    new, cls, set_all, make = object.__new__, SubjectResult, _set_subject, new_subject
+    has = Permissionship.HAS_PERMISSION
+    out = []
+    for sid in ids:
+        obj = new(cls)
+        set_all(obj, make(subject_type, sid, relation), has, (), (), None, revision)
+        out.append(obj)
+    return out
+
+
+def _setter(cls: type, names: tuple[str, ...]) -> Callable[..., None]:
+    """Sets the slots ``names`` (five or six) of a frozen slotted dataclass in one call,
+    without its frozen ``__setattr__``: lookup pages build thousands of results."""
+    setters = [cls.__dict__[n].__set__ for n in names]
+    if len(names) == 5:
+        a, b, c, d, e = setters
+
+        def set5(obj: object, va: Any, vb: Any, vc: Any, vd: Any, ve: Any) -> None:
+            a(obj, va)
+            b(obj, vb)
+            c(obj, vc)
+            d(obj, vd)
+            e(obj, ve)
+
+        return set5
+    a, b, c, d, e, f = setters
+
+    def set6(obj: object, va: Any, vb: Any, vc: Any, vd: Any, ve: Any, vf: Any) -> None:
+        a(obj, va)
+        b(obj, vb)
+        c(obj, vc)
+        d(obj, vd)
+        e(obj, ve)
+        f(obj, vf)
+
+    return set6
+
+
+_set_resource = _setter(ResourceResult, ("resource_id", "permissionship", "missing_parameters", "_cursor", "_revision"))
+_set_subject = _setter(
+    SubjectResult, ("subject", "permissionship", "missing_parameters", "excluded", "_cursor", "_revision")
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,8 +50,8 @@ FULL_WALK_SCANS = 500_000
 
 
 class CountingStore(MemoryStore):
-    """The memory store, counting the relationship scans (``subjects``, ``resources``) made
-    through its readers."""
+    """The memory store, counting the relationship scans (``subjects``, ``resources``,
+    ``resource_ids``) made through its readers."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -76,6 +76,10 @@ class _CountingReader:
     def resources(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
         self._store.scans += 1
         return self._reader.resources(*args, **kwargs)  # type: ignore[no-any-return]
+
+    def resource_ids(self, *args: Any) -> Any:
+        self._store.scans += 1
+        return self._reader.resource_ids(*args)
 
 
 def engine_on(store: MemoryStore) -> Engine:

@@ -4,6 +4,7 @@ reverse graph kept with its schema."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Callable
 
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relengine import Engine, ObjectRef, SubjectRef
+from relengine import Consistency, Engine, ObjectRef, SubjectRef
 from relengine.engine import lookup
 from relengine.engine.dispatch import STEPS_PER_CLOCK
 from relengine.errors import Cancelled, DeadlineExceeded, MaxDepthExceeded
@@ -223,3 +224,54 @@ def test_gathering_is_the_chain_of_unions(parts: list[lookup.SubjectSet | str]) 
             gathered.add(part)
             chained = chained.union(part)
     assert gathered.freeze() == chained
+
+
+def test_lookup_subjects_kept_results_keep_the_depth_budget(nested: Nested) -> None:
+    """Sub-results kept for later requests (the cache's memo) are used only as deep in the
+    budget as they were found: a walk that runs out of depth still does after a shallower
+    lookup kept what it would reach."""
+    engine = nested(7, max_depth=5)
+    assert [r.subject.id for r in engine.lookup_subjects(ObjectRef("group", "n3"), "member", "user")] == ["ann"]
+    assert len(engine.cache.subjects) > 0  # kept: n3 and the groups below it
+    with pytest.raises(MaxDepthExceeded):
+        list(engine.lookup_subjects(ObjectRef("doc", "d"), "view", "user"))
+    within = nested(4, max_depth=5)
+    list(within.lookup_subjects(ObjectRef("group", "n2"), "member", "user"))
+    assert [r.subject.id for r in within.lookup_subjects(ObjectRef("doc", "d"), "view", "user")] == ["ann"]
+
+
+def test_lookup_subjects_kept_results_hold_only_at_their_revision(engine_from: Callable[..., Engine]) -> None:
+    engine = engine_from(SCHEMA, "group:g#member@user:ann", "doc:d#viewer@group:g#member")
+    uncached = Engine(engine.store, engine.config.__class__(cache_size=0))
+    doc = ObjectRef("doc", "d")
+    first = engine.lookup_subjects(doc, "view", "user")
+    assert [r.subject.id for r in first] == ["ann"]
+    assert [r.subject.id for r in engine.lookup_subjects(doc, "view", "user")] == ["ann"]  # from the memo
+    engine.touch([parse_relationship("group:g#member@user:bob")])
+    again = engine.lookup_subjects(doc, "view", "user")
+    assert again.revision != first.revision
+    assert [r.subject.id for r in again] == ["ann", "bob"]
+    assert [r.subject.id for r in uncached.lookup_subjects(doc, "view", "user")] == ["ann", "bob"]
+    old = Consistency.at_exact_snapshot(first.revision)
+    assert [r.subject.id for r in engine.lookup_subjects(doc, "view", "user", consistency=old)] == ["ann"]
+
+
+def test_lookup_subjects_keeps_nothing_that_leaned_on_an_expiring_relationship(
+    engine_from: Callable[..., Engine],
+) -> None:
+    """A listing through a relationship that will expire is not kept: asked again at the same
+    revision once it has expired, the answer leaves it out."""
+    soon = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    schema = "use expiration\n" + SCHEMA.replace("relation member: user |", "relation member: user | user with expiration |")
+    engine = engine_from(
+        schema, "group:g#member@user:ann", f"group:g#member@user:bob[expiration:{soon}]", "doc:d#viewer@group:g#member",
+        "doc:e#viewer@user:cat",
+    )
+    doc = ObjectRef("doc", "d")
+    at = Consistency.at_exact_snapshot(engine.store.head_revision())
+    assert [r.subject.id for r in engine.lookup_subjects(doc, "view", "user", consistency=at)] == ["ann", "bob"]
+    assert [r.subject.id for r in engine.lookup_subjects(ObjectRef("doc", "e"), "view", "user", consistency=at)] == ["cat"]
+    time.sleep(max(0.0, (dt.datetime.strptime(soon, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
+                         - dt.datetime.now(dt.timezone.utc)).total_seconds()) + 0.05)
+    assert [r.subject.id for r in engine.lookup_subjects(doc, "view", "user", consistency=at)] == ["ann"]
+    assert [r.subject.id for r in engine.lookup_subjects(ObjectRef("doc", "e"), "view", "user", consistency=at)] == ["cat"]

@@ -94,10 +94,17 @@ def test_a_resources_page_resumes_after_its_cursor() -> None:
 
 def test_a_subjects_page_puts_the_wildcard_first_and_never_resumes_to_it() -> None:
     found = FoundSubjects([("ann", HAS), ("bob", HAS)], HAS, frozenset({"eve"}))
-    page = pages.subjects(found, "user", None, None, None, Revision(4))
+    listing = pages.subjects(found, "user", None, Revision(4))
+    page = pages.subject_page(listing, None, None)
     assert [r.subject for r in page] == [SubjectRef("user", "*"), SubjectRef("user", "ann"), SubjectRef("user", "bob")]
     assert page[0].excluded == (SubjectRef("user", "eve"),)
-    assert [r.subject.id for r in pages.subjects(found, "user", None, "*", None, Revision(4))] == ["ann", "bob"]
-    assert [r.subject.id for r in pages.subjects(found, "user", None, "ann", 1, Revision(4))] == ["bob"]
+    assert decode_cursor(page[2].cursor, str) == (Revision(4), ["bob"])
+    assert [r.subject.id for r in pages.subject_page(listing, "*", None)] == ["ann", "bob"]
+    assert [r.subject.id for r in pages.subject_page(listing, "ann", 1)] == ["bob"]
     none = FoundSubjects([], NO, frozenset())
-    assert pages.subjects(none, "user", None, None, None, Revision(4)) == []
+    assert pages.subject_page(pages.subjects(none, "user", None, Revision(4)), None, None) == []
+    plain = pages.subjects(FoundSubjects([("ann", HAS), ("bob", HAS)], NO, frozenset()), "user", "member", Revision(4))
+    assert [(r.subject, r.permissionship, r.missing_parameters, r.excluded) for r in plain] == [
+        (SubjectRef("user", "ann", "member"), HAS, (), ()), (SubjectRef("user", "bob", "member"), HAS, (), ())
+    ]
+    assert decode_cursor(plain[0].cursor, str) == (Revision(4), ["ann"])

@@ -234,6 +234,36 @@ def test_object_rows_and_subject_rows(store: Any) -> None:
     assert new.subject_rows("doc", "d1", "viewer", "team") == []
 
 
+def test_resource_ids(store: Any) -> None:
+    """The ids of one (subject, resource type, relation): plain ones as ids, caveated and
+    expiring ones with their payload; others' relations, types and subjects left out; each
+    revision as it was (a deleted one still seen at the revision before)."""
+    long_id = "x" * 200
+    r1 = touch(
+        store,
+        "doc:d1#viewer@user:ann",
+        "doc:d2#viewer@user:ann",
+        "doc:d3#viewer@user:ann[cav]",
+        "doc:d4#viewer@user:ann[expiration:2300-01-01T00:00:00Z]",
+        f"doc:{long_id}#viewer@user:ann",
+        "doc:d5#editor@user:ann",
+        "folder:f1#viewer@user:ann",
+        "doc:d6#viewer@user:bob",
+        "doc:d7#viewer@group:eng#member",
+    )
+    delete(store, "doc:d2#viewer@user:ann")
+    ann = SubjectRef("user", "ann")
+    expires = dt.datetime(2300, 1, 1, tzinfo=UTC)
+    for reader, plain in ((store.snapshot(r1), ["d1", "d2", long_id]), (store.snapshot(), ["d1", long_id])):
+        ids, others = reader.resource_ids(ann, "doc", "viewer")
+        assert sorted(ids) == sorted(plain)
+        assert sorted(others) == [("d3", (CaveatRef("cav"), None)), ("d4", (None, expires))]
+    reader = store.snapshot()
+    assert reader.resource_ids(ann, "doc", "owner") == ([], [])
+    assert reader.resource_ids(SubjectRef("group", "eng", "member"), "doc", "viewer") == (["d7"], [])
+    assert reader.resource_ids(SubjectRef("group", "eng"), "doc", "viewer") == ([], [])
+
+
 def test_object_rows_of_large_objects_and_of_every_revision(store: Any) -> None:
     """More than SMALL_OBJECT relationships: None (the engine reads such objects by index);
     each revision sees the object as it was then, however often it changed since."""

@@ -81,6 +81,7 @@ class CheckCache:
         # (revision the answers are carried to, ((earlier revision, what the writes since it may
         # have changed), ...) newest first): swapped whole, read without a lock.
         self._carry: Carry | None = None
+        self.subjects = RevisionMemo(capacity * 10)  # LookupSubjects' sub-results, in ids
 
     # -- carried answers ---------------------------------------------------------------------
     def carry(self, to: int, bases: tuple[tuple[int, Invalidation], ...]) -> None:
@@ -190,9 +191,51 @@ class CheckCache:
         with self._lock:
             self._data.clear()
             self._carry = None
+            self.subjects.clear()
 
     def statistics(self) -> CacheStatistics:
         return CacheStatistics(self.hits, self.misses, self.evictions, len(self._data), self.capacity)
+
+
+class RevisionMemo:
+    """Values derived from the relationships at one revision, shared by the requests at it
+    (LookupSubjects' subject sets per member, ``lookup.SubjectWalker``); thread-safe.
+
+    Only the newest revision put is kept: a put at a newer one starts afresh, one at an older
+    one is dropped, a get at another finds nothing. What is stored holds at its revision for
+    good; the walker stores nothing a data cycle cut short or that leaned on a relationship
+    that will expire. Bounded by ``capacity`` in weight (the walker weighs a set by its ids):
+    past it the memo starts afresh.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._revision = -1
+        self._data: dict[Hashable, Any] = {}
+        self._weight = 0
+
+    def get(self, revision: int, key: Hashable) -> Any:
+        if revision != self._revision:
+            return None
+        return self._data.get((revision, key))
+
+    def put(self, revision: int, key: Hashable, value: Any, weight: int) -> None:
+        if revision != self._revision:
+            if revision < self._revision:
+                return
+            self._revision, self._data, self._weight = revision, {}, 0
+        if self._weight + weight > self.capacity:
+            if weight > self.capacity:
+                return
+            self._data, self._weight = {}, 0  # dict swapped whole: a racing get reads either
+        self._data[(revision, key)] = value  # the revision too: another thread may start afresh meanwhile
+        self._weight += weight + 1
+
+    def clear(self) -> None:
+        self._revision, self._data, self._weight = -1, {}, 0
+
+    def __len__(self) -> int:
+        return len(self._data)
 
 
 class CachingDispatcher:

@@ -153,6 +153,13 @@ class Deadline:
             if self._left <= 0:
                 self._look()
 
+    def steps(self, count: int) -> None:
+        """``count`` steps at once (a scan read whole, and its rows)."""
+        if self.watching:
+            self._left -= count
+            if self._left <= 0:
+                self._look()
+
     def rows(self, rows: Iterable[T]) -> Iterable[T]:
         """``rows`` (a store scan), counting the scan and each row it yields as a step."""
         if not self.watching:

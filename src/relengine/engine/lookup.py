@@ -42,6 +42,7 @@ from ..schema.types import (
     TupleToUserset,
     Union,
 )
+from .cache import RevisionMemo
 from .check import LocalChecker
 from .dispatch import HAS, NO, Conditional, Deadline, Result
 
@@ -171,6 +172,10 @@ def lookup_resources(
             return
         have = known[node]
         pending = into[node]
+        if not have:  # the usual case: a node's facts all come at once
+            have.update(ids)
+            pending.update(ids)
+            ids = {}
         for oid, exact in ids.items():
             before = have.get(oid)
             if before is None or (exact and not before):
@@ -218,15 +223,23 @@ def lookup_resources(
                 relation = edge.target[1] if edge.kind == "userset" else edge.tupleset
                 for oid, exact in ids.items():
                     source = SubjectRef(node[0], oid, edge.subject_relation)
-                    for rel in deadline.rows(reader.resources(source, edge.target[0], relation)):
-                        if _live(rel, now):
-                            certain = exact and edge.exact and rel.caveat is None
-                            rid = rel.resource.id
-                            found[rid] = found.get(rid, False) or certain
+                    plain, others = reader.resource_ids(source, edge.target[0], relation)
+                    deadline.steps(1 + len(plain) + len(others))
+                    if exact and edge.exact:
+                        found.update(dict.fromkeys(plain, True))
+                    else:
+                        for rid in plain:
+                            found.setdefault(rid, False)
+                    for rid, (caveat, expiration) in others:
+                        if expiration is None or expiration > now:
+                            found[rid] = found.get(rid, False) or (exact and edge.exact and caveat is None)
                 add(edge.target, found, delta)
 
+    facts = known.get(target, {})
+    if all(facts.values()):  # no candidate to check
+        return [(rid, HAS) for rid in sorted(facts)]
     out: list[tuple[str, Result]] = []
-    for rid, exact in sorted(known.get(target, {}).items()):
+    for rid, exact in sorted(facts.items()):
         if not exact:
             deadline.step()
         result: Result = HAS if exact else checker.check(resource_type, rid, permission, subject)
@@ -392,13 +405,21 @@ class SubjectWalker:
     def __init__(
         self, checker: LocalChecker, subject_type: str, subject_relation: str | None,
         cancelled: Callable[[], bool] | None = None, *, shared: dict[tuple[str, str, str], Bounds] | None = None,
-        stable: frozenset[tuple[str, str]] = frozenset(),
+        stable: frozenset[tuple[str, str]] = frozenset(), lasting: RevisionMemo | None = None,
     ) -> None:
         """``shared``: bounds of the members in ``stable`` (type, member), kept with another
         walker's; only for walkers over the same relationships whose schemas evaluate those
-        members alike (``engine.impact``)."""
+        members alike (``engine.impact``). ``lasting``: bounds shared with later requests at
+        the reader's revision (the Engine's cache), kept with the depth they were found at:
+        a request uses them only at that depth or more, where the walk would have found them
+        without running out of depth; nothing a data cycle cut short (``cuts``) or that leaned
+        on a relationship that will expire (``time_bound``) is kept there."""
         self.shared = shared
         self.stable = stable
+        self.lasting = lasting
+        self.revision = checker.reader.revision.value if lasting is not None else 0
+        self.time_bound = 0
+        self.timed: set[tuple[str, str, str]] = set()  # memo entries that leaned on an expiring relationship
         self.schema = checker.schema
         self.reader = checker.reader
         self.now = checker.now
@@ -415,18 +436,26 @@ class SubjectWalker:
         key = (t, oid, name)
         cached = self.memo.get(key)
         if cached is not None:
+            if key in self.timed:
+                self.time_bound += 1
             return cached
         shared = self.shared if self.shared is not None and (t, name) in self.stable else None
         if shared is not None:
             cached = shared.get(key)
             if cached is not None:
                 return cached
+        lasting = self.lasting
+        if lasting is not None:
+            kept = lasting.get(self.revision, (self.subject_type, self.subject_relation, t, oid, name))
+            if kept is not None and depth >= kept[2]:
+                self.memo[key] = cached = (kept[0], kept[1])
+                return cached
         if key in self.active:
             self.cuts += 1
             return NOTHING
         if depth < 0:
             raise MaxDepthExceeded(f"lookup exceeded the maximum depth of {self.max_depth} at {t}:{oid}#{name}")
-        cuts_before = self.cuts
+        cuts_before, bound_before = self.cuts, self.time_bound
         self.active.add(key)
         try:
             member = self.schema.definitions[t].members[name]
@@ -445,6 +474,13 @@ class SubjectWalker:
             self.memo[key] = (lower, upper)
             if shared is not None:
                 shared[key] = (lower, upper)
+            if self.time_bound != bound_before:
+                self.timed.add(key)
+            elif lasting is not None:
+                weight = len(lower.ids) + len(lower.excluded)
+                if upper is not lower:
+                    weight += len(upper.ids) + len(upper.excluded)
+                lasting.put(self.revision, (self.subject_type, self.subject_relation, t, oid, name), (lower, upper, depth), weight)
         return lower, upper
 
     def _allowed(self, t: str, name: str) -> tuple[frozenset[str], frozenset[tuple[str, str]]]:
@@ -467,8 +503,10 @@ class SubjectWalker:
         gathered = _GatheredBounds()
         wildcards, usersets = self._allowed(t, name)
         for rel in self.deadline.rows(self.reader.subjects(t, oid, name)):
-            if not _live(rel, self.now):
-                continue
+            if rel.expiration is not None:
+                if rel.expiration <= self.now:
+                    continue
+                self.time_bound += 1
             certain = rel.caveat is None
             s = rel.subject
             if s.type == self.subject_type and s.relation == self.subject_relation:
@@ -510,8 +548,10 @@ class SubjectWalker:
         if isinstance(node, TupleToUserset):
             seen: dict[tuple[str, str], bool] = {}
             for rel in self.deadline.rows(self.reader.subjects(t, oid, node.tupleset)):
-                if not _live(rel, self.now):
-                    continue
+                if rel.expiration is not None:
+                    if rel.expiration <= self.now:
+                        continue
+                    self.time_bound += 1
                 target = (rel.subject.type, rel.subject.id)
                 seen[target] = seen.get(target, False) or rel.caveat is None
             if node.mode == "all":
@@ -560,21 +600,23 @@ class FoundSubjects:
     subjects: list[tuple[str, Result]]
     wildcard: Result  # NO when no wildcard grant
     excluded: frozenset[str]
+    lasting: bool = False  # the same for every request at this revision: no caveat, expiration or cycle in the walk
 
 
 def lookup_subjects(
     checker: LocalChecker, rtype: str, rid: str, permission: str, subject_type: str, subject_relation: str | None,
-    cancelled: Callable[[], bool] | None = None,
+    cancelled: Callable[[], bool] | None = None, lasting: RevisionMemo | None = None,
 ) -> FoundSubjects:
     """The subjects ``subject_type[#subject_relation]`` with ``permission`` on ``rtype:rid``:
     those certainly granted, and the others the walk found possibly granted, settled by a
-    forward check each. ``cancelled``: see ``dispatch.Deadline``."""
+    forward check each. ``cancelled``: see ``dispatch.Deadline``; ``lasting``: see
+    ``SubjectWalker``."""
     checker.schema.require(rtype, permission)
     if subject_type not in checker.schema.definitions:
         raise UnknownDefinition(f"subject type `{subject_type}` not found", definition=subject_type)
     if subject_relation is not None:
         checker.schema.require(subject_type, subject_relation)
-    walker = SubjectWalker(checker, subject_type, subject_relation, cancelled)
+    walker = SubjectWalker(checker, subject_type, subject_relation, cancelled, lasting=lasting)
     return settle(checker, walker, rtype, rid, permission)
 
 
@@ -585,6 +627,9 @@ def settle(checker: LocalChecker, walker: SubjectWalker, rtype: str, rid: str, p
     subject_type, subject_relation = walker.subject_type, walker.subject_relation
     lower, upper = walker.member(rtype, rid, permission, checker.max_depth)
     results: list[tuple[str, Result]] = []
+    if upper is lower and not lower.wildcard:  # no caveat, no wildcard: every id certain (the usual case)
+        lasting = walker.time_bound == 0 and walker.cuts == 0
+        return FoundSubjects([(sid, HAS) for sid in sorted(lower.ids)], NO, frozenset(), lasting)
     for sid in sorted(upper.ids | lower.ids):
         if lower.has(sid) and sid in lower.ids:
             results.append((sid, HAS))

@@ -766,18 +766,26 @@ class Engine:
         subjects an exclusion removed; concrete subjects follow sorted by id.
         """
         after, reader = pages.resume(cursor, consistency, self._snapshot, self.store)
+        # A listing that holds for every request at its revision is kept in the cache's memo
+        # (FoundSubjects.lasting), with the sub-results of the walks (SubjectWalker.lasting).
+        memo = self._caching.subjects if self._caching is not None else None
+        key = ("listing", resource.type, resource.id, permission, subject_type, subject_relation)
         try:
             limit = pages.check_limit(limit, self.config.max_lookup_limit)
-            checker = self._checker(reader, deadline, context)
-            found = lookup.lookup_subjects(
-                checker, resource.type, resource.id, permission, subject_type, subject_relation, cancelled
-            )
+            entries = memo.get(reader.revision.value, key) if memo is not None else None
+            if entries is None:
+                checker = self._checker(reader, deadline, context)
+                found = lookup.lookup_subjects(
+                    checker, resource.type, resource.id, permission, subject_type, subject_relation, cancelled, memo
+                )
+                entries = pages.subjects(found, subject_type, subject_relation, reader.revision)
+                if memo is not None and found.lasting:
+                    memo.put(reader.revision.value, key, entries, len(entries))
         except RecursionError:
             raise MaxDepthExceeded.stack("lookup") from None
         finally:
             reader.close()
-        entries = pages.subjects(found, subject_type, subject_relation, after, limit, reader.revision)
-        return Stream(reader.revision, iter(entries))
+        return Stream(reader.revision, iter(pages.subject_page(entries, after, limit)))
 
     def expand(
         self, resource: ObjectRef, permission: str, *, consistency: Consistency | None = None,

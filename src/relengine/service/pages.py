@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import Callable, Iterator, TypeVar
 
-from ..engine.dispatch import NO, Result, to_check_result
+from ..engine.dispatch import HAS, NO, Result, to_check_result
 from ..engine.lookup import FoundSubjects
 from ..errors import InvalidArgument
-from ..model import Consistency, Relationship, Revision, SubjectRef, parse_relationship
-from ..results import ResourceResult, SubjectResult, decode_cursor, encode_cursor, malformed_cursor
+from ..model import Consistency, Relationship, Revision, SubjectRef, new_subject, parse_relationship
+from ..results import ResourceResult, SubjectResult, decode_cursor, granted_subjects, malformed_cursor
 from ..storage.base import Reader, TupleStore
 
 T = TypeVar("T")
@@ -69,38 +69,41 @@ def resources(
     """LookupResources' page: the ids after ``after``, at most ``limit`` of them."""
     if after is not None:
         found = [(rid, result) for rid, result in found if rid > after]
+    at = revision.value
+    make = ResourceResult.at
     for rid, result in page(found, limit):
-        answer = to_check_result(result)
-        yield ResourceResult(rid, answer.permissionship, answer.missing_parameters, encode_cursor(revision, rid))
+        if result is HAS:
+            yield make(at, rid, HAS, ())
+        else:
+            answer = to_check_result(result)
+            yield make(at, rid, answer.permissionship, answer.missing_parameters)
 
 
 def subjects(
-    found: FoundSubjects, subject_type: str, subject_relation: str | None, after: str | None, limit: int | None,
-    revision: Revision,
+    found: FoundSubjects, subject_type: str, subject_relation: str | None, revision: Revision
 ) -> list[SubjectResult]:
-    """LookupSubjects' page: the wildcard first (its ``excluded`` listing the subjects an
-    exclusion removed; never on a resumed page), then concrete subjects by id after ``after``."""
+    """LookupSubjects' whole listing: the wildcard first (its ``excluded`` listing the subjects
+    an exclusion removed), then concrete subjects by id; ``subject_page`` cuts a page of it."""
+    at = revision.value
+    if found.wildcard is NO and all(result is HAS for _, result in found.subjects):  # the usual case
+        return granted_subjects(at, subject_type, [sid for sid, _ in found.subjects], subject_relation)
     entries: list[SubjectResult] = []
+    make = SubjectResult.at
     if found.wildcard is not NO:
         answer = to_check_result(found.wildcard)
         excluded = tuple(SubjectRef(subject_type, i, subject_relation) for i in sorted(found.excluded))
-        entries.append(
-            SubjectResult(
-                SubjectRef(subject_type, "*"), answer.permissionship, answer.missing_parameters, excluded,
-                encode_cursor(revision, "*"),
-            )
-        )
+        entries.append(make(at, SubjectRef(subject_type, "*"), answer.permissionship, answer.missing_parameters, excluded))
     for sid, result in found.subjects:
         answer = to_check_result(result)
         entries.append(
-            SubjectResult(
-                SubjectRef(subject_type, sid, subject_relation),
-                answer.permissionship,
-                answer.missing_parameters,
-                (),
-                encode_cursor(revision, sid),
-            )
+            make(at, new_subject(subject_type, sid, subject_relation), answer.permissionship, answer.missing_parameters)
         )
+    return entries
+
+
+def subject_page(entries: list[SubjectResult], after: str | None, limit: int | None) -> list[SubjectResult]:
+    """The page of a LookupSubjects listing after ``after`` (never the wildcard on a resumed
+    page), at most ``limit`` of them."""
     if after is not None:
         entries = [e for e in entries if e.subject.id != "*" and e.subject.id > after]
     return page(entries, limit)

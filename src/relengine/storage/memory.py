@@ -27,6 +27,7 @@ from .base import (
     SMALL_OBJECT,
     BulkRow,
     GcResult,
+    ResourceIds,
     Row,
     StoreStatistics,
     Unset,
@@ -36,6 +37,7 @@ from .base import (
     check_watchable,
     gc_cutoff,
     has_match,
+    ids_of,
     is_gc_due,
     micros,
     to_delete,
@@ -343,6 +345,10 @@ class MemoryReader:
             key=_subject_order,
         )
         return self._live(ordered)
+
+    def resource_ids(self, subject: SubjectRef, resource_type: str, relation: str) -> ResourceIds:
+        """See Reader.resource_ids."""
+        return ids_of(self.resources(subject, resource_type, relation))
 
     def read(
         self, filter: RelationshipFilter, *, after: Relationship | None = None, limit: int | None = None

@@ -29,7 +29,7 @@ import lmdb
 from ...errors import Unavailable
 from ...model import Relationship, RelationshipFilter, Revision, SubjectRef, new_object, new_relationship, new_subject
 from .. import keys, objects
-from ..base import SMALL_OBJECT, Row, too_old
+from ..base import SMALL_OBJECT, ResourceIds, Row, too_old
 from ..keys import PLAIN_KEY_LIMIT, PLAIN_OBJECT_LIMIT, REVISION_SIZE
 from ..objects import KIND_OFFSET
 from .env import LmdbEnv
@@ -270,6 +270,29 @@ class LmdbReader:
             self._recover(exc)
             return list(itertools.islice(self._items(self._env.rel, self._env.relh, prefix), limit + 1))
 
+    def _plain_ids(self, prefix: bytes) -> list[str] | None:
+        """The last components of the current by-subject keys under ``prefix`` (a 5-part
+        prefix), if they are all plain relationships with plain keys (the usual case: one pass
+        over the keys, one decode and split for all); else None."""
+        cur = self._txn.cursor(self._env.sub)
+        tails: list[bytes] = []
+        payloads = 0
+        size = len(prefix)
+        if cur.set_range(prefix):
+            add = tails.append
+            for key, value in cur.iternext():
+                if not key.startswith(prefix):
+                    break
+                if len(value) != REVISION_SIZE:
+                    payloads += 1
+                add(key[size:])
+        joined = b"".join(tails)
+        if payloads or b"\x01" in joined or keys.SHORTENED in joined:
+            return None
+        ids = joined.decode().split("\x00")
+        ids.pop()  # the empty string after the last terminator
+        return ids
+
     def resources(
         self, subject: SubjectRef, resource_type: str | None = None, relation: str | None = None
     ) -> Iterator[Relationship]:
@@ -285,6 +308,39 @@ class LmdbReader:
             if relation is not None and rel != relation:
                 continue
             yield build(rt, rid, rel, normal, value)
+
+    def resource_ids(self, subject: SubjectRef, resource_type: str, relation: str) -> ResourceIds:
+        """See Reader.resource_ids: the ids are the keys' last component, sliced off without
+        building a relationship; at head, when all are plain, decoded and split all at once
+        (``_plain_ids``). In key order but for escaped or shortened ids, which come last."""
+        prefix = keys.encode((subject.type, subject.id, subject.relation or "", resource_type, relation))
+        size = len(prefix)
+        tails: list[bytes] = []
+        odd: list[str] = []  # plain relationships to escaped or shortened ids
+        others: list[tuple[str, Any]] = []
+        if self._at_head and not self._history:
+            try:
+                found = self._plain_ids(prefix)
+            except lmdb.Error as exc:
+                self._recover(exc)
+                return self.resource_ids(subject, resource_type, relation)
+            if found is not None:
+                return found, others
+        for key, value in self._items(self._env.sub, self._env.subh, prefix):
+            plain = key.find(b"\x01", size) < 0 and key.find(keys.SHORTENED, size) < 0  # the id's tail is plain
+            if len(value) == REVISION_SIZE and plain:
+                tails.append(key[size:])
+                continue
+            rid = key[size:-1].decode() if plain else keys.subject_strings(key, value)[1]
+            extra = keys.decode_payload(value[REVISION_SIZE:]) if len(value) > REVISION_SIZE else keys.NO_PAYLOAD
+            if extra == keys.NO_PAYLOAD:
+                odd.append(rid)
+            else:
+                others.append((rid, extra))
+        ids = b"".join(tails).decode().split("\x00")
+        ids.pop()  # the empty string after the last terminator
+        ids += odd
+        return ids, others
 
     def read(
         self, filter: RelationshipFilter, *, after: Relationship | None = None, limit: int | None = None

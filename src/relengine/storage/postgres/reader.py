@@ -16,7 +16,7 @@ import psycopg
 
 from ...model import CaveatRef, ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef
 from .. import keys, objects
-from ..base import SMALL_OBJECT, Row
+from ..base import SMALL_OBJECT, ResourceIds, Row, ids_of
 from .errors import translating
 
 PAGE: Final = 500
@@ -204,6 +204,10 @@ class PostgresReader:
         elif relation is not None:
             extra.append(("relation = %s", relation))
         return self._scan("skey", keys.encode(parts), extra)
+
+    def resource_ids(self, subject: SubjectRef, resource_type: str, relation: str) -> ResourceIds:
+        """See Reader.resource_ids."""
+        return ids_of(self.resources(subject, resource_type, relation))
 
     def read(
         self, filter: RelationshipFilter, *, after: Relationship | None = None, limit: int | None = None

@@ -44,7 +44,9 @@ from typing import Any, Callable, Final, Iterator, Sequence
 from ...errors import Cancelled, DeadlineExceeded, FailedPrecondition, RelEngineError, RevisionUnavailable
 from ...model import Relationship, RelationshipFilter, Revision, SubjectRef
 from ...results import Change
-from ..base import UNSET, BulkLoader, BulkRow, GcResult, Reader, Row, StoreStatistics, TransactionContext, Unset
+from ..base import (
+    UNSET, BulkLoader, BulkRow, GcResult, Reader, ResourceIds, Row, StoreStatistics, TransactionContext, Unset,
+)
 from .errors import describe, translating
 from .reader import PostgresReader
 from .store import PostgresStore
@@ -434,6 +436,9 @@ class FailoverReader:
         self, subject: SubjectRef, resource_type: str | None = None, relation: str | None = None
     ) -> Iterator[Relationship]:
         return self._iterate("resources", subject, resource_type, relation)
+
+    def resource_ids(self, subject: SubjectRef, resource_type: str, relation: str) -> ResourceIds:
+        return self._call("resource_ids", subject, resource_type, relation)  # type: ignore[no-any-return]
 
     def read(
         self, filter: RelationshipFilter, *, after: Relationship | None = None, limit: int | None = None
