@@ -81,7 +81,9 @@ class CheckCache:
         # (revision the answers are carried to, ((earlier revision, what the writes since it may
         # have changed), ...) newest first): swapped whole, read without a lock.
         self._carry: Carry | None = None
-        self.subjects = RevisionMemo(capacity * 10)  # LookupSubjects' sub-results, in ids
+        # LookupSubjects' sub-results, weighed in ids: as many as the cache has answers (some
+        # 10 MiB at most by default; a huge group's listing is not kept, small ones are).
+        self.subjects = RevisionMemo(capacity)
 
     # -- carried answers ---------------------------------------------------------------------
     def carry(self, to: int, bases: tuple[tuple[int, Invalidation], ...]) -> None:
