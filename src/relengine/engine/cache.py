@@ -82,7 +82,7 @@ class CheckCache:
         # have changed), ...) newest first): swapped whole, read without a lock.
         self._carry: Carry | None = None
         # LookupSubjects' sub-results, weighed in ids: as many as the cache has answers (some
-        # 10 MiB at most by default; a huge group's listing is not kept, small ones are).
+        # 15 MiB at most by default; a huge group's listing is not kept, small ones are).
         self.subjects = RevisionMemo(capacity)
 
     # -- carried answers ---------------------------------------------------------------------
