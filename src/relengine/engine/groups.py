@@ -1,0 +1,385 @@
+"""The group index (Zanzibar's Leopard): the transitive closure of nested group membership,
+kept in memory and moved forward along the store's changelog.
+
+Which relations: a relation ``T#R`` whose allowed subject types are plain types (no wildcard)
+and the subject set ``T#R`` itself, and nothing else (``group#member: user | group#member``),
+found in the compiled schema (``indexed_relations``). For such a relation, "subject S holds
+``T:g#R``" is exactly: a plain relationship ``T:x#R@S`` for some group ``x`` reachable from
+``g`` through subject sets ``T:y#R`` (``g`` included). Permissions, arrows, exclusions and
+intersections never enter: the walk answers them and asks the index only about ``T:g#R``.
+
+What is kept per relation (the Leopard split, so that a member test does not depend on the size
+of a group): ``desc[g]``, the groups reachable from ``g`` (itself included), its inverse
+``anc``, and ``groups_of[S]``, the groups with a direct plain relationship to ``S``. A member
+test intersects ``groups_of[S]`` with ``desc[g]``, iterating the smaller. Adding a member costs
+O(1); adding a subject set ``p -> c`` costs |anc(p)| x |desc(c)|; removing one recomputes the
+closure of p's ancestors.
+
+What stays out: relationships with a caveat or an expiration, and any stored subject the index
+does not model (a wildcard, a subject set of another relation): these are *impure*. While a
+relation has any, the index still answers "yes" (a path of plain relationships is a yes for the
+walk too) but leaves "no" to the walk, which sees caveats, expirations and the rest.
+
+Revisions: an index is exact at one revision (``GroupIndex.revision``). A checker at that
+revision asks it (``GroupView``); a checker at an older revision walks; a newer revision first
+moves the index forward with the store's changelog (``watch``), or rebuilds it from a Reader if
+the changelog no longer reaches back (garbage-collected) or the schema changed. Every query
+takes the index's lock and re-checks the revision, so a move forward by another thread never
+mixes two revisions into one answer.
+
+Depth: the walk raises MaxDepthExceeded where a chain of subject sets outruns the depth
+budget. The index answers a member test only where that cannot happen: where the groups
+reachable from the group are no more than the budget left (a walk from it follows simple paths
+among them); elsewhere the walk answers, as without the index.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Callable, Final, Iterable, Iterator
+
+from ..errors import RevisionUnavailable
+from ..model import WILDCARD, Relationship, RelationshipFilter, Revision, SubjectRef
+from ..results import Change, Operation
+from ..schema.types import CompiledSchema, Relation
+from ..storage.base import Reader
+
+Element = tuple[str, str, "str | None"]
+"""A subject as the index keys it: (type, id, relation or None)."""
+
+MAX_CATCH_UP: Final = 100_000
+"""Changes (of any relation) the index reads to move forward before it rebuilds from a Reader
+instead (an import of millions)."""
+
+
+def indexed_relations(schema: CompiledSchema) -> frozenset[tuple[str, str]]:
+    """The relations whose only subject sets are themselves (``T#R: a | b | T#R``, no
+    wildcard): the ones the index answers for."""
+    out: set[tuple[str, str]] = set()
+    for t, definition in schema.definitions.items():
+        for name, member in definition.members.items():
+            if not isinstance(member, Relation):
+                continue
+            recursive = False
+            eligible = True
+            for allowed in member.allowed:
+                if allowed.wildcard:
+                    eligible = False
+                elif allowed.relation is not None:
+                    if allowed.type == t and allowed.relation == name:
+                        recursive = True
+                    else:
+                        eligible = False
+            if eligible and recursive:
+                out.add((t, name))
+    return frozenset(out)
+
+
+class Closure:
+    """The closure of one indexed relation ``T#R`` (see the module docstring)."""
+
+    __slots__ = ("type", "relation", "desc", "anc", "children", "groups_of", "impure")
+
+    def __init__(self, rtype: str, relation: str) -> None:
+        self.type = rtype
+        self.relation = relation
+        self.desc: dict[str, set[str]] = {}  # g -> groups reachable from g (g included)
+        self.anc: dict[str, set[str]] = {}  # g -> groups that reach g (g included)
+        self.children: dict[str, set[str]] = {}  # g -> c for each plain T:g#R@T:c#R
+        self.groups_of: dict[Element, set[str]] = {}  # S -> g for each plain T:g#R@S
+        self.impure: set[tuple[str, Element]] = set()  # relationships left to the walk
+
+    # -- queries ---------------------------------------------------------------------
+    def holds(self, group: str, subject: Element) -> bool:
+        """Whether a path of plain relationships leads from ``T:group#R`` to ``subject``."""
+        direct = self.groups_of.get(subject)
+        if not direct:
+            return False
+        reach = self.desc.get(group)
+        if reach is None:
+            return group in direct
+        if len(direct) == 1:
+            for g in direct:
+                return g in reach
+        if len(direct) <= len(reach):
+            return not reach.isdisjoint(direct)
+        return not direct.isdisjoint(reach)
+
+    @property
+    def exact(self) -> bool:
+        """Whether a "no" is exact (no caveated, expiring or unmodelled relationship)."""
+        return not self.impure
+
+    # -- changes ---------------------------------------------------------------------
+    def _node(self, g: str) -> None:
+        if g not in self.desc:
+            self.desc[g] = {g}
+            self.anc[g] = {g}
+
+    def _is_plain(self, rel: Relationship) -> bool:
+        s = rel.subject
+        if rel.caveat is not None or rel.expiration is not None or s.id == WILDCARD:
+            return False
+        return s.relation is None or (s.type == self.type and s.relation == self.relation)
+
+    def add(self, rel: Relationship) -> None:
+        """A relationship of ``T#R`` is live (created, or touched: it may have changed from
+        plain to caveated or back)."""
+        g, s = rel.resource.id, rel.subject
+        element: Element = (s.type, s.id, s.relation)
+        if not self._is_plain(rel):
+            self._remove_plain(g, element)
+            self.impure.add((g, element))
+            return
+        self.impure.discard((g, element))
+        groups = self.groups_of.get(element)
+        if groups is None:
+            groups = self.groups_of[element] = set()
+        if g in groups:
+            return
+        groups.add(g)
+        if s.relation is not None:
+            self._link(g, s.id)
+
+    def remove(self, rel: Relationship) -> None:
+        """A relationship of ``T#R`` was deleted."""
+        s = rel.subject
+        element: Element = (s.type, s.id, s.relation)
+        self.impure.discard((rel.resource.id, element))
+        self._remove_plain(rel.resource.id, element)
+
+    def _remove_plain(self, g: str, element: Element) -> None:
+        groups = self.groups_of.get(element)
+        if groups is None or g not in groups:
+            return
+        groups.discard(g)
+        if not groups:
+            del self.groups_of[element]
+        if element[2] is not None:
+            self._unlink(g, element[1])
+
+    def _link(self, p: str, c: str) -> None:
+        self._node(p)
+        self._node(c)
+        self.children.setdefault(p, set()).add(c)
+        below = self.desc[c]
+        for a in list(self.anc[p]):
+            reach = self.desc[a]
+            for d in below:
+                if d not in reach:
+                    reach.add(d)
+                    self.anc[d].add(a)
+
+    def _unlink(self, p: str, c: str) -> None:
+        kids = self.children.get(p)
+        if kids is not None:
+            kids.discard(c)
+            if not kids:
+                del self.children[p]
+        # Every ancestor of p may have lost groups: recompute their reach from the children.
+        for a in list(self.anc.get(p, ())):
+            old = self.desc[a]
+            new = self._reach(a)
+            for d in old - new:
+                self.anc[d].discard(a)
+            self.desc[a] = new
+
+    def _reach(self, g: str) -> set[str]:
+        seen = {g}
+        stack = [g]
+        children = self.children
+        while stack:
+            for c in children.get(stack.pop(), ()):
+                if c not in seen:
+                    seen.add(c)
+                    stack.append(c)
+        return seen
+
+    def pairs(self) -> int:
+        """How many (group, reachable group) pairs the closure holds."""
+        return sum(len(d) for d in self.desc.values())
+
+
+@dataclass(frozen=True, slots=True)
+class GroupIndexStatistics:
+    revision: Revision | None
+    relations: tuple[str, ...]  # "T#R" of each indexed relation
+    groups: int
+    closure_pairs: int
+    direct_members: int
+    impure: int
+    builds: int
+    changes_applied: int
+    answers: int  # member tests the index answered (yes, or an exact no)
+
+
+class GroupIndex:
+    """The closures of a schema's indexed relations, exact at ``revision``; thread-safe.
+
+    ``changes(after)`` lists the store's changes after a revision without blocking (the
+    store's ``watch`` with a zero timeout); it raises RevisionUnavailable once they are
+    garbage-collected, and the index then rebuilds from a Reader.
+    """
+
+    def __init__(self, changes: Callable[[Revision], Iterator[Change]]) -> None:
+        self._changes = changes
+        self._lock = threading.Lock()
+        self.revision: int | None = None
+        self._relations: frozenset[tuple[str, str]] = frozenset()
+        self._closures: dict[tuple[str, str], Closure] = {}
+        self._builds = 0
+        self._applied = 0
+        self.answers = 0
+
+    def view(self, schema: CompiledSchema, reader: Reader) -> GroupView | None:
+        """What a checker at ``reader``'s revision may ask, or None (walk): no relation of
+        ``schema`` is indexed, or the index is past that revision."""
+        relations = indexed_relations_of(schema)
+        if not relations:
+            return None
+        wanted = reader.revision.value
+        with self._lock:
+            if self.revision != wanted or self._relations != relations:
+                if not self._move(relations, reader):
+                    return None
+            return GroupView(self, wanted, self._closures)
+
+    def advance(self, revision: Revision) -> None:
+        """Move forward to ``revision`` along the changelog now (a write through the Engine pays
+        for its own maintenance); nothing if the index was never built or is already there."""
+        with self._lock:
+            if self.revision is None or self.revision >= revision.value:
+                return
+            try:
+                self._catch_up(revision.value)
+            except RevisionUnavailable:
+                self._drop()
+
+    def invalidate(self) -> None:
+        """Forget everything (the next view rebuilds)."""
+        with self._lock:
+            self._drop()
+
+    def statistics(self) -> GroupIndexStatistics:
+        with self._lock:
+            closures = list(self._closures.values())
+            return GroupIndexStatistics(
+                revision=None if self.revision is None else Revision(self.revision),
+                relations=tuple(sorted(f"{c.type}#{c.relation}" for c in closures)),
+                groups=sum(len(c.desc) for c in closures),
+                closure_pairs=sum(c.pairs() for c in closures),
+                direct_members=sum(len(g) for c in closures for g in c.groups_of.values()),
+                impure=sum(len(c.impure) for c in closures),
+                builds=self._builds,
+                changes_applied=self._applied,
+                answers=self.answers,
+            )
+
+    # -- under the lock --------------------------------------------------------------
+    def _drop(self) -> None:
+        self.revision = None
+        self._relations = frozenset()
+        self._closures = {}
+
+    def _move(self, relations: frozenset[tuple[str, str]], reader: Reader) -> bool:
+        wanted = reader.revision.value
+        if self.revision is not None and self._relations == relations and self.revision < wanted:
+            try:
+                if self._catch_up(wanted):
+                    return True
+            except RevisionUnavailable:
+                pass  # the changes were collected: rebuild
+        elif self.revision is not None and self._relations == relations and self.revision > wanted:
+            return False  # an older revision: the walk answers it
+        self._build(relations, reader)
+        return True
+
+    def _catch_up(self, wanted: int) -> bool:
+        """Apply the changes up to ``wanted``; False (the index dropped) past ``MAX_CATCH_UP``
+        changes: the caller rebuilds. A schema change changes nothing here: the closures hold
+        stored relationships only, and which relations the index answers for is the schema's
+        (``view`` compares them)."""
+        assert self.revision is not None
+        closures = self._closures
+        seen = 0
+        for change in self._changes(Revision(self.revision)):
+            r = change.revision.value
+            if r > wanted:
+                break
+            seen += 1
+            if seen > MAX_CATCH_UP:
+                self._drop()
+                return False
+            rel = change.relationship
+            if rel is not None:
+                closure = closures.get((rel.resource.type, rel.relation))
+                if closure is not None:
+                    if change.operation is Operation.DELETE:
+                        closure.remove(rel)
+                    else:
+                        closure.add(rel)
+                    self._applied += 1
+        self.revision = wanted  # revisions with no change of ours (counters, guards) change nothing
+        return True
+
+    def _build(self, relations: frozenset[tuple[str, str]], reader: Reader) -> None:
+        closures: dict[tuple[str, str], Closure] = {}
+        for rtype, relation in sorted(relations):
+            closure = closures[(rtype, relation)] = Closure(rtype, relation)
+            for rel in reader.read(RelationshipFilter(resource_type=rtype, relation=relation)):
+                closure.add(rel)
+        self._closures = closures
+        self._relations = relations
+        self.revision = reader.revision.value
+        self._builds += 1
+
+
+def indexed_relations_of(schema: CompiledSchema) -> frozenset[tuple[str, str]]:
+    """``indexed_relations``, kept with the schema (``derived``)."""
+    found = schema.derived.get(indexed_relations)
+    if not isinstance(found, frozenset):
+        found = schema.derived[indexed_relations] = indexed_relations(schema)
+    return found
+
+
+class GroupView:
+    """The index as one checker sees it: answers only while the index is at its revision."""
+
+    __slots__ = ("_index", "_revision", "_closures", "_lock")
+
+    def __init__(self, index: GroupIndex, revision: int, closures: dict[tuple[str, str], Closure]) -> None:
+        self._index = index
+        self._revision = revision
+        self._closures = closures
+        self._lock = index._lock
+
+    def relations(self) -> Iterable[tuple[str, str]]:
+        return self._closures.keys()
+
+    def holds(self, rtype: str, group: str, relation: str, subject: SubjectRef, depth: int) -> bool | None:
+        """True: ``subject`` holds ``rtype:group#relation``; False: it does not; None: the
+        index cannot say (the walk decides). ``depth``: the walk's depth budget left there;
+        where the groups below hold a chain that may be longer, the walk answers (it raises
+        MaxDepthExceeded where its walk runs out, and the index must not answer otherwise)."""
+        closure = self._closures.get((rtype, relation))
+        if closure is None:
+            return None
+        with self._lock:
+            if self._index.revision != self._revision or self._index._closures is not self._closures:
+                return None
+            # A walk from the group follows simple paths among the groups it reaches: at most
+            # len(reach) - 1 nested dispatches, each one level deeper.
+            reach = closure.desc.get(group)
+            if reach is not None and len(reach) - 1 > depth:
+                return None
+            if closure.holds(group, (subject.type, subject.id, subject.relation)):
+                self._index.answers += 1
+                return True
+            if closure.exact:
+                self._index.answers += 1
+                return False
+            return None
+
+
+__all__ = ["Closure", "GroupIndex", "GroupIndexStatistics", "GroupView", "indexed_relations"]
