@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -135,6 +136,39 @@ def test_the_index_can_be_turned_off(engine_from: Callable[..., Engine]) -> None
     e = engine_from(PURE_SCHEMA, "group:a#member@user:ann", group_index=False)
     assert e.check(ObjectRef("group", "a"), "member", SubjectRef("user", "ann")).allowed
     assert e._groups is None
+
+
+def test_checks_beside_writes_in_other_threads() -> None:
+    """Readers at head while a writer links and unlinks a subgroup: every answer is the one of
+    the revision it carries (a move of the index under a query never mixes two states)."""
+    store = MemoryStore()
+    e = Engine(store, EngineConfig(cache_size=0))
+    e.write_schema(PURE_SCHEMA)
+    chain = [_relationship(f"g{i}", SubjectRef("group", f"g{i + 1}", "member"), "plain") for i in range(4)]
+    e.touch(chain + [_relationship("g4", SubjectRef("user", "ann"), "plain")])
+    link = chain[2]
+    present: dict[int, bool] = {store.head_revision().value: True}
+    seen: list[tuple[int, bool]] = []
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            r = e.check(ObjectRef("group", "g0"), "member", SubjectRef("user", "ann"), consistency=Consistency.fully_consistent())
+            seen.append((r.revision.value, r.allowed))
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for t in readers:
+        t.start()
+    try:
+        for n in range(200):
+            op = Operation.DELETE if n % 2 == 0 else Operation.TOUCH
+            present[e.write([RelationshipUpdate(op, link)]).value] = op is Operation.TOUCH
+    finally:
+        done.set()
+        for t in readers:
+            t.join()
+    assert seen and all(allowed == present[revision] for revision, allowed in seen)
+    assert _groups(e).statistics().answers > 0
 
 
 # -- property: the index against the walk ------------------------------------------------------

@@ -81,7 +81,7 @@ class LocalChecker:
         self.time_bound = 0  # how many answers leaned on a relationship that will expire (nor those)
         # The group index at this revision (``groups``), and the relations it answers for.
         self.groups = groups
-        self._grouped = frozenset(groups.relations()) if groups is not None else frozenset()
+        self._grouped = groups.relations if groups is not None else frozenset()
         self.dispatcher: Dispatcher = self if wrap is None else wrap(self)
 
     def release(self) -> None:

@@ -92,16 +92,14 @@ class Closure:
 
     # -- queries ---------------------------------------------------------------------
     def holds(self, group: str, subject: Element) -> bool:
-        """Whether a path of plain relationships leads from ``T:group#R`` to ``subject``."""
+        """Whether a path of plain relationships leads from ``T:group#R`` to ``subject``.
+        Only C-level set operations: safe beside a concurrent move (``GroupView``)."""
         direct = self.groups_of.get(subject)
         if not direct:
             return False
         reach = self.desc.get(group)
         if reach is None:
             return group in direct
-        if len(direct) == 1:
-            for g in direct:
-                return g in reach
         if len(direct) <= len(reach):
             return not reach.isdisjoint(direct)
         return not direct.isdisjoint(reach)
@@ -224,7 +222,11 @@ class GroupIndex:
 
     def __init__(self, changes: Callable[[Revision], Iterator[Change]]) -> None:
         self._changes = changes
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one move at a time; queries take no lock (see GroupView)
+        # Bumped before and after every change of the closures (odd while one is under way):
+        # a query that sees the same even value before and after read one state.
+        self.generation = 0
+        self._current: GroupView | None = None
         self.revision: int | None = None
         self._relations: frozenset[tuple[str, str]] = frozenset()
         self._closures: dict[tuple[str, str], Closure] = {}
@@ -239,11 +241,23 @@ class GroupIndex:
         if not relations:
             return None
         wanted = reader.revision.value
+        current = self._current  # one read: the view of the newest move, made under the lock
+        if (
+            current is not None and current.revision == wanted and current.generation == self.generation
+            and current.relations == relations
+        ):
+            return current
         with self._lock:
             if self.revision != wanted or self._relations != relations:
-                if not self._move(relations, reader):
+                self.generation += 1  # odd: moving (queries in flight give up)
+                try:
+                    moved = self._move(relations, reader)
+                finally:
+                    self.generation += 1
+                if not moved:
                     return None
-            return GroupView(self, wanted, self._closures)
+            view = self._current = GroupView(self, wanted, self._closures, relations)
+            return view
 
     def advance(self, revision: Revision) -> None:
         """Move forward to ``revision`` along the changelog now (a write through the Engine pays
@@ -251,14 +265,18 @@ class GroupIndex:
         with self._lock:
             if self.revision is None or self.revision >= revision.value:
                 return
+            self.generation += 1
             try:
                 self._catch_up(revision.value)
             except RevisionUnavailable:
                 self._drop()
+            finally:
+                self.generation += 1
 
     def invalidate(self) -> None:
         """Forget everything (the next view rebuilds)."""
         with self._lock:
+            self.generation += 2
             self._drop()
 
     def statistics(self) -> GroupIndexStatistics:
@@ -344,42 +362,49 @@ def indexed_relations_of(schema: CompiledSchema) -> frozenset[tuple[str, str]]:
 
 
 class GroupView:
-    """The index as one checker sees it: answers only while the index is at its revision."""
+    """The index as one checker sees it: answers only while the index is where it was made.
 
-    __slots__ = ("_index", "_revision", "_closures", "_lock")
+    Queries take no lock: the index's ``generation`` is read before and after (it changes,
+    odd, while the closures change), and a query that saw it change says nothing (None: the
+    walk answers). The set operations of a query run in C under the GIL, so a concurrent move
+    cannot break one; the generation test rejects a mixed answer."""
 
-    def __init__(self, index: GroupIndex, revision: int, closures: dict[tuple[str, str], Closure]) -> None:
+    __slots__ = ("_index", "revision", "generation", "_closures", "relations")
+
+    def __init__(
+        self, index: GroupIndex, revision: int, closures: dict[tuple[str, str], Closure],
+        relations: frozenset[tuple[str, str]],
+    ) -> None:
         self._index = index
-        self._revision = revision
+        self.revision = revision
+        self.generation = index.generation
         self._closures = closures
-        self._lock = index._lock
-
-    def relations(self) -> Iterable[tuple[str, str]]:
-        return self._closures.keys()
+        self.relations = relations
 
     def holds(self, rtype: str, group: str, relation: str, subject: SubjectRef, depth: int) -> bool | None:
         """True: ``subject`` holds ``rtype:group#relation``; False: it does not; None: the
         index cannot say (the walk decides). ``depth``: the walk's depth budget left there;
         where the groups below hold a chain that may be longer, the walk answers (it raises
         MaxDepthExceeded where its walk runs out, and the index must not answer otherwise)."""
+        index = self._index
+        generation = self.generation
+        if index.generation != generation:
+            return None
         closure = self._closures.get((rtype, relation))
         if closure is None:
             return None
-        with self._lock:
-            if self._index.revision != self._revision or self._index._closures is not self._closures:
-                return None
-            # A walk from the group follows simple paths among the groups it reaches: at most
-            # len(reach) - 1 nested dispatches, each one level deeper.
-            reach = closure.desc.get(group)
-            if reach is not None and len(reach) - 1 > depth:
-                return None
-            if closure.holds(group, (subject.type, subject.id, subject.relation)):
-                self._index.answers += 1
-                return True
-            if closure.exact:
-                self._index.answers += 1
-                return False
+        # A walk from the group follows simple paths among the groups it reaches: at most
+        # len(reach) - 1 nested dispatches, each one level deeper.
+        reach = closure.desc.get(group)
+        if reach is not None and len(reach) - 1 > depth:
             return None
+        held = closure.holds(group, (subject.type, subject.id, subject.relation))
+        if not held and not closure.exact:
+            return None
+        if index.generation != generation:
+            return None
+        index.answers += 1  # a statistic: an increment lost to a race costs nothing
+        return held
 
 
 __all__ = ["Closure", "GroupIndex", "GroupIndexStatistics", "GroupView", "indexed_relations"]
