@@ -37,11 +37,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Callable, Final, Iterable, Iterator
+from typing import Callable, Final, Iterator, Sequence
 
 from ..errors import RevisionUnavailable
 from ..model import WILDCARD, Relationship, RelationshipFilter, Revision, SubjectRef
-from ..results import Change, Operation
+from ..results import Change, Operation, RelationshipUpdate
 from ..schema.types import CompiledSchema, Relation
 from ..storage.base import Reader
 
@@ -161,13 +161,13 @@ class Closure:
         self._node(p)
         self._node(c)
         self.children.setdefault(p, set()).add(c)
-        below = self.desc[c]
-        for a in list(self.anc[p]):
-            reach = self.desc[a]
-            for d in below:
-                if d not in reach:
-                    reach.add(d)
-                    self.anc[d].add(a)
+        below = set(self.desc[c])  # copies: p may be below c (a cycle)
+        above = set(self.anc[p])
+        desc, anc = self.desc, self.anc
+        for a in above:
+            desc[a] |= below
+        for d in below:
+            anc[d] |= above
 
     def _unlink(self, p: str, c: str) -> None:
         kids = self.children.get(p)
@@ -259,15 +259,21 @@ class GroupIndex:
             view = self._current = GroupView(self, wanted, self._closures, relations)
             return view
 
-    def advance(self, revision: Revision) -> None:
-        """Move forward to ``revision`` along the changelog now (a write through the Engine pays
-        for its own maintenance); nothing if the index was never built or is already there."""
+    def advance(self, revision: Revision, updates: Sequence[RelationshipUpdate] | None = None) -> None:
+        """Move forward to ``revision`` now (a write through the Engine pays for its own
+        maintenance); nothing if the index was never built or is already there. ``updates``:
+        what the commit of ``revision`` applied, used where the index is at the revision just
+        before it (else the changelog is read)."""
         with self._lock:
             if self.revision is None or self.revision >= revision.value:
                 return
             self.generation += 1
             try:
-                self._catch_up(revision.value)
+                if updates is not None and self.revision == revision.value - 1:
+                    self._apply(updates)
+                    self.revision = revision.value
+                else:
+                    self._catch_up(revision.value)
             except RevisionUnavailable:
                 self._drop()
             finally:
@@ -340,6 +346,18 @@ class GroupIndex:
                     self._applied += 1
         self.revision = wanted  # revisions with no change of ours (counters, guards) change nothing
         return True
+
+    def _apply(self, updates: Sequence[RelationshipUpdate]) -> None:
+        closures = self._closures
+        for update in updates:
+            rel = update.relationship
+            closure = closures.get((rel.resource.type, rel.relation))
+            if closure is not None:
+                if update.operation is Operation.DELETE:
+                    closure.remove(rel)
+                else:  # CREATE, TOUCH: the relationship is live as given
+                    closure.add(rel)
+                self._applied += 1
 
     def _build(self, relations: frozenset[tuple[str, str]], reader: Reader) -> None:
         closures: dict[tuple[str, str], Closure] = {}

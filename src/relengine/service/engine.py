@@ -212,7 +212,7 @@ class Engine:
             revision = self._revisions.committed(ctx.revision)  # ends any carry; _carry sets the next
             self._carry(before, carried, revision, schema, updates)
         if self._groups is not None:
-            self._groups.advance(revision)  # the write pays for the group index's maintenance
+            self._groups.advance(revision, updates)  # the write pays for the group index's maintenance
         return revision
 
     def _carry(
