@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relengine.config import EngineConfig
-from relengine.engine.groups import GroupIndex, indexed_relations
+from relengine.engine.groups import Closure, GroupIndex, indexed_relations
 from relengine.errors import MaxDepthExceeded
 from relengine.model import (
     CaveatRef, Consistency, ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef,
@@ -272,3 +272,31 @@ def test_index_agrees_with_the_walk_lmdb(plan: list[tuple[str, object]]) -> None
             _play(store, SCHEMA, plan)
         finally:
             store.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.sampled_from(GROUPS), st.sampled_from(GROUPS)), max_size=40))
+def test_closure_equals_reachability_after_every_change(ops: list[tuple[bool, str, str]]) -> None:
+    """Closure.desc / anc against a breadth-first search of the edges live at each step (both
+    ways of recomputing after a removal: from above and from below)."""
+    closure = Closure("group", "member")
+    edges: set[tuple[str, str]] = set()
+    for add, p, c in ops:
+        rel = Relationship(ObjectRef("group", p), "member", SubjectRef("group", c, "member"))
+        if add:
+            closure.add(rel)
+            edges.add((p, c))
+        else:
+            closure.remove(rel)
+            edges.discard((p, c))
+        for g in {x for e in edges for x in e}:
+            seen, stack = {g}, [g]
+            while stack:
+                y = stack.pop()
+                for a, b in edges:
+                    if a == y and b not in seen:
+                        seen.add(b)
+                        stack.append(b)
+            assert closure.desc.get(g, {g}) == seen
+            for d in seen:
+                assert g in closure.anc.get(d, {d})

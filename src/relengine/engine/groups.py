@@ -175,23 +175,34 @@ class Closure:
             kids.discard(c)
             if not kids:
                 del self.children[p]
-        # Every ancestor of p may have lost groups: recompute their reach from the children.
-        for a in list(self.anc.get(p, ())):
-            old = self.desc[a]
-            new = self._reach(a)
-            for d in old - new:
-                self.anc[d].discard(a)
-            self.desc[a] = new
+        # Only pairs (a, d) with a above p and d below c can be lost. Recompute the side that
+        # is smaller: the ancestors of each d (walking parents up), or the reach of each a.
+        above, below = self.anc.get(p, set()), self.desc.get(c, set())
+        if len(below) <= len(above):
+            for d in list(below):
+                still = self._reach(d, up=True)
+                for a in self.anc[d] - still:
+                    self.desc[a].discard(d)
+                self.anc[d] = still
+        else:
+            for a in list(above):
+                still = self._reach(a, up=False)
+                for d in self.desc[a] - still:
+                    self.anc[d].discard(a)
+                self.desc[a] = still
 
-    def _reach(self, g: str) -> set[str]:
+    def _reach(self, g: str, *, up: bool) -> set[str]:
+        """The groups ``g`` reaches (``up``: the groups that reach ``g``), itself included."""
         seen = {g}
         stack = [g]
-        children = self.children
+        children, parents = self.children, self.groups_of
+        t, r = self.type, self.relation
         while stack:
-            for c in children.get(stack.pop(), ()):
-                if c not in seen:
-                    seen.add(c)
-                    stack.append(c)
+            y = stack.pop()
+            for x in (parents.get((t, y, r), ()) if up else children.get(y, ())):
+                if x not in seen:
+                    seen.add(x)
+                    stack.append(x)
         return seen
 
     def pairs(self) -> int:
