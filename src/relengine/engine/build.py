@@ -41,6 +41,10 @@ Every cache on the Check path, from the client inwards, and what keeps it right:
     The evaluation plan (closures per member, the recursive members, compiled caveats) and the
     lookup reverse graph of a schema, kept on the schema object they are derived from: they
     live and die with it, and a schema is immutable.
+``groups.GroupIndex`` (``Engine._groups``)
+    The closure of nested group membership, exact at one revision; a checker at another
+    revision gets no view of it (or one after it moved forward along the changelog), and a
+    query that sees the index move under it gives up (the walk answers).
 ``check.LocalChecker`` reads (``_objects``, ``_others``, ``_typed``), ``lookup.SubjectWalker.memo``
     What one request has read or derived at its one revision; dropped with the request.
 """

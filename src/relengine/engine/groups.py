@@ -161,9 +161,10 @@ class Closure:
         self._node(p)
         self._node(c)
         self.children.setdefault(p, set()).add(c)
-        below = set(self.desc[c])  # copies: p may be below c (a cycle)
-        above = set(self.anc[p])
+        # The closure was transitive, so each group above p now reaches what c reaches. The loops
+        # read one dict's sets and write the other's (a cycle only makes some unions no-ops).
         desc, anc = self.desc, self.anc
+        below, above = desc[c], anc[p]
         for a in above:
             desc[a] |= below
         for d in below:
