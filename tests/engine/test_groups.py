@@ -5,6 +5,8 @@ and imports, at every revision."""
 from __future__ import annotations
 
 import datetime as _dt
+import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -300,3 +302,50 @@ def test_closure_equals_reachability_after_every_change(ops: list[tuple[bool, st
             assert closure.desc.get(g, {g}) == seen
             for d in seen:
                 assert g in closure.anc.get(d, {d})
+
+
+def _in_another_process(path: Path, code: str) -> None:
+    """Run ``code`` with ``engine`` (an Engine on the LMDB store at ``path``) in a subprocess."""
+    script = (
+        "import sys\nfrom relengine import Engine\nfrom relengine.model import *\n"
+        "from relengine.storage.lmdb import LmdbStore\n"
+        f"store = LmdbStore({str(path)!r}, sync=False)\nengine = Engine(store)\n{code}\nstore.close()\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+
+
+def test_writes_of_another_process_reach_the_index(tmp_path: Path) -> None:
+    """Another process's writes come in through the changelog when a check asks for their
+    revision (a touch, then a delete by filter)."""
+    store = LmdbStore(tmp_path, sync=False)
+    try:
+        e = Engine(store, EngineConfig(cache_size=0))
+        e.write_schema(PURE_SCHEMA)
+        e.touch([_relationship("a", SubjectRef("group", "b", "member"), "plain")])
+        ann, full = SubjectRef("user", "ann"), Consistency.fully_consistent()
+        assert not e.check(ObjectRef("group", "a"), "member", ann, consistency=full).allowed
+        _in_another_process(tmp_path, "engine.touch([Relationship(ObjectRef('group', 'b'), 'member', SubjectRef('user', 'ann'))])")
+        assert e.check(ObjectRef("group", "a"), "member", ann, consistency=full).allowed
+        _in_another_process(tmp_path, "engine.delete(RelationshipFilter(resource_type='group', resource_id='a'))")
+        assert not e.check(ObjectRef("group", "a"), "member", ann, consistency=full).allowed
+        stats = _groups(e).statistics()
+        assert stats.builds == 1 and stats.changes_applied >= 2 and stats.answers >= 3
+    finally:
+        store.close()
+
+
+def test_a_collected_changelog_rebuilds_the_index() -> None:
+    now = [1_000_000.0]
+    store = MemoryStore(clock=lambda: now[0], gc_interval=None)
+    e = Engine(store, EngineConfig(cache_size=0))
+    e.write_schema(PURE_SCHEMA)
+    writer = Engine(store, EngineConfig(cache_size=0, group_index=False))  # writes around the index
+    writer.touch([_relationship("a", SubjectRef("group", "b", "member"), "plain")])
+    ann, full = SubjectRef("user", "ann"), Consistency.fully_consistent()
+    assert not e.check(ObjectRef("group", "a"), "member", ann, consistency=full).allowed
+    writer.touch([_relationship("b", ann, "plain")])
+    writer.touch([_relationship("c", ann, "plain")])
+    now[0] += 3 * 24 * 3600
+    assert store.gc().changes_removed > 0
+    assert e.check(ObjectRef("group", "a"), "member", ann, consistency=full).allowed
+    assert _groups(e).statistics().builds == 2

@@ -104,7 +104,10 @@ class Engine:
         self._recent = self._revisions.recent
         self._schema_at = self._schemas.at
         self._caching = self.cache if config.cache_size > 0 else None  # None: the cache is off
-        self._groups = GroupIndex(lambda after: store.watch(after, timeout=0)) if config.group_index else None
+        # The group index follows the store's changelog: only where a watch lists every change
+        # committed so far (LMDB, memory; not PostgreSQL, whose watch may lag its LISTEN).
+        indexed = config.group_index and bool(getattr(store, "current_watch", False))
+        self._groups = GroupIndex(lambda after: store.watch(after, timeout=0)) if indexed else None
 
     @classmethod
     def open(
