@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 from relengine.config import EngineConfig
 from relengine.engine.groups import Closure, GroupIndex, indexed_relations
-from relengine.errors import MaxDepthExceeded
+from relengine.errors import DeadlineExceeded, MaxDepthExceeded
 from relengine.model import (
     CaveatRef, Consistency, ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef,
 )
@@ -349,3 +350,12 @@ def test_a_collected_changelog_rebuilds_the_index() -> None:
     assert store.gc().changes_removed > 0
     assert e.check(ObjectRef("group", "a"), "member", ann, consistency=full).allowed
     assert _groups(e).statistics().builds == 2
+
+
+def test_a_move_past_the_deadline_is_dropped_and_the_walk_raises(engine_from: Callable[..., Engine]) -> None:
+    e = engine_from(PURE_SCHEMA, "group:a#member@user:ann", cache_size=0)
+    with pytest.raises(DeadlineExceeded):
+        e.check(ObjectRef("group", "a"), "member", SubjectRef("user", "ann"), deadline=time.monotonic() - 1)
+    assert _groups(e).statistics().builds == 0 and _groups(e).statistics().revision is None
+    assert e.check(ObjectRef("group", "a"), "member", SubjectRef("user", "ann")).allowed
+    assert _groups(e).statistics().builds == 1

@@ -36,6 +36,7 @@ among them); elsewhere the walk answers, as without the index.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable, Final, Iterator, Sequence
 
@@ -43,7 +44,7 @@ from ..errors import RevisionUnavailable
 from ..model import WILDCARD, Relationship, RelationshipFilter, Revision, SubjectRef
 from ..results import Change, Operation, RelationshipUpdate
 from ..schema.types import CompiledSchema, Relation
-from ..storage.base import Reader
+from ..storage.base import DEADLINE_STEPS, Reader
 
 Element = tuple[str, str, "str | None"]
 """A subject as the index keys it: (type, id, relation or None)."""
@@ -246,9 +247,11 @@ class GroupIndex:
         self._applied = 0
         self.answers = 0
 
-    def view(self, schema: CompiledSchema, reader: Reader) -> GroupView | None:
+    def view(self, schema: CompiledSchema, reader: Reader, deadline: float | None = None) -> GroupView | None:
         """What a checker at ``reader``'s revision may ask, or None (walk): no relation of
-        ``schema`` is indexed, or the index is past that revision."""
+        ``schema`` is indexed, the index is past that revision, or moving it there ran past
+        ``deadline`` (a ``time.monotonic()`` instant; the move is dropped, the next one starts
+        over, and the walk, which looks at the clock too, raises DeadlineExceeded)."""
         relations = indexed_relations_of(schema)
         if not relations:
             return None
@@ -263,7 +266,13 @@ class GroupIndex:
             if self.revision != wanted or self._relations != relations:
                 self.generation += 1  # odd: moving (queries in flight give up)
                 try:
-                    moved = self._move(relations, reader)
+                    moved = self._move(relations, reader, deadline)
+                except _OutOfTime:
+                    self._drop()
+                    moved = False
+                except BaseException:
+                    self._drop()  # a move cut short leaves no half-moved closure behind
+                    raise
                 finally:
                     self.generation += 1
                 if not moved:
@@ -288,6 +297,9 @@ class GroupIndex:
                     self._catch_up(revision.value)
             except RevisionUnavailable:
                 self._drop()
+            except BaseException:
+                self._drop()
+                raise
             finally:
                 self.generation += 1
 
@@ -318,20 +330,20 @@ class GroupIndex:
         self._relations = frozenset()
         self._closures = {}
 
-    def _move(self, relations: frozenset[tuple[str, str]], reader: Reader) -> bool:
+    def _move(self, relations: frozenset[tuple[str, str]], reader: Reader, deadline: float | None) -> bool:
         wanted = reader.revision.value
         if self.revision is not None and self._relations == relations and self.revision < wanted:
             try:
-                if self._catch_up(wanted):
+                if self._catch_up(wanted, deadline):
                     return True
             except RevisionUnavailable:
                 pass  # the changes were collected: rebuild
         elif self.revision is not None and self._relations == relations and self.revision > wanted:
             return False  # an older revision: the walk answers it
-        self._build(relations, reader)
+        self._build(relations, reader, deadline)
         return True
 
-    def _catch_up(self, wanted: int) -> bool:
+    def _catch_up(self, wanted: int, deadline: float | None = None) -> bool:
         """Apply the changes up to ``wanted``; False (the index dropped) past ``MAX_CATCH_UP``
         changes: the caller rebuilds. A schema change changes nothing here: the closures hold
         stored relationships only, and which relations the index answers for is the schema's
@@ -343,6 +355,8 @@ class GroupIndex:
             r = change.revision.value
             if r > wanted:
                 break
+            if seen % DEADLINE_STEPS == 0:
+                _look(deadline)
             seen += 1
             if seen > MAX_CATCH_UP:
                 self._drop()
@@ -371,16 +385,27 @@ class GroupIndex:
                     closure.add(rel)
                 self._applied += 1
 
-    def _build(self, relations: frozenset[tuple[str, str]], reader: Reader) -> None:
+    def _build(self, relations: frozenset[tuple[str, str]], reader: Reader, deadline: float | None) -> None:
         closures: dict[tuple[str, str], Closure] = {}
         for rtype, relation in sorted(relations):
             closure = closures[(rtype, relation)] = Closure(rtype, relation)
-            for rel in reader.read(RelationshipFilter(resource_type=rtype, relation=relation)):
+            for n, rel in enumerate(reader.read(RelationshipFilter(resource_type=rtype, relation=relation))):
+                if n % DEADLINE_STEPS == 0:
+                    _look(deadline)
                 closure.add(rel)
         self._closures = closures
         self._relations = relations
         self.revision = reader.revision.value
         self._builds += 1
+
+
+class _OutOfTime(Exception):
+    """A move of the index ran past the request's deadline (never leaves ``GroupIndex.view``)."""
+
+
+def _look(deadline: float | None) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise _OutOfTime
 
 
 def indexed_relations_of(schema: CompiledSchema) -> frozenset[tuple[str, str]]:

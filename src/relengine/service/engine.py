@@ -559,7 +559,7 @@ class Engine:
         return build_checker(
             schema, reader, max_depth=self.config.max_depth, deadline=deadline,
             context=context, cache=self._caching if now is None else None, now=now,
-            groups=None if self._groups is None else self._groups.view(schema, reader),
+            groups=None if self._groups is None else self._groups.view(schema, reader, deadline),
         )
 
     def statistics(self) -> EngineStatistics:
