@@ -256,9 +256,13 @@ def deep_check(ctx: Context, scales: list[int]) -> Workload:
     ds = ctx.dataset(_one(scales))
     w = Workload([], [])
     store, engine = open_engine(ctx, ds, w, EngineConfig(cache_size=0))
+    walk = Engine(store, EngineConfig(cache_size=0, group_index=False))
     queries = ds.world.deep_queries()
     w.queries, naive = expected_checks(ds.world, queries)
-    w.contenders = [engine_contender(engine), naive_contender(naive), floor_contender(baselines.LmdbFloor(store))]
+    w.contenders = [
+        engine_contender(engine), naive_contender(naive), floor_contender(baselines.LmdbFloor(store)),
+        engine_contender(walk, "engine_no_group_index", note="EngineConfig(group_index=False): the plain walk"),
+    ]
     w.params.update(queries=len(queries), depths=list(ds.world.shape.deep_depths))
     return w
 
@@ -1228,4 +1232,4 @@ def _grpc_workload(ctx: Context, scales: list[int], workers: tuple[int, ...]) ->
     return w
 
 
-from . import large_objects, thread_bench  # noqa: E402, F401  (register ``check_by_object_size``, ``threads``)
+from . import group_bench, large_objects, thread_bench  # noqa: E402, F401  (register ``group_write_*``, ``check_by_object_size``, ``threads``)

@@ -20,5 +20,8 @@ class EngineConfig:
     max_updates_per_write: int = DEFAULT_BATCH_LIMIT
     quantization_seconds: float = 5.0  # minimize_latency reuses a revision for this long
     cache_size: int = 100_000  # entries in the check cache; 0 disables it
+    # The group index (engine.groups, Zanzibar's Leopard): member tests of recursive group
+    # relations answered from the closure of group membership, kept per Engine in memory.
+    group_index: bool = True
     max_bulk_check_items: int = 10_000
     max_lookup_limit: int = 100_000

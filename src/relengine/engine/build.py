@@ -41,6 +41,10 @@ Every cache on the Check path, from the client inwards, and what keeps it right:
     The evaluation plan (closures per member, the recursive members, compiled caveats) and the
     lookup reverse graph of a schema, kept on the schema object they are derived from: they
     live and die with it, and a schema is immutable.
+``groups.GroupIndex`` (``Engine._groups``)
+    The closure of nested group membership, exact at one revision; a checker at another
+    revision gets no view of it (or one after it moved forward along the changelog), and a
+    query that sees the index move under it gives up (the walk answers).
 ``check.LocalChecker`` reads (``_objects``, ``_others``, ``_typed``), ``lookup.SubjectWalker.memo``
     What one request has read or derived at its one revision; dropped with the request.
 """
@@ -55,6 +59,7 @@ from ..storage.base import Reader
 from .cache import CachingDispatcher, CheckCache, context_key
 from .check import LocalChecker
 from .dispatch import Dispatcher
+from .groups import GroupView
 
 
 def build_checker(
@@ -66,6 +71,7 @@ def build_checker(
     context: Mapping[str, Any] | None = None,
     cache: CheckCache | None = None,
     now: _dt.datetime | None = None,
+    groups: GroupView | None = None,
 ) -> LocalChecker:
     """The pipeline answering one request at ``reader``'s revision: a checker over ``schema``,
     with ``cache`` in front of every dispatch when one is given (pass None for answers that
@@ -74,9 +80,11 @@ def build_checker(
     ``max_depth`` is the request's depth budget, ``deadline`` a ``time.monotonic()`` instant
     (DeadlineExceeded past it), ``context`` the request's caveat context (part of every cache
     key). The checker serves one thread, for one request; build one per request.
+    ``groups``: the group index at the reader's revision (``groups.GroupIndex.view``), which
+    answers the indexed relations' member tests in place of the walk.
     """
     wrap: Callable[[LocalChecker], Dispatcher] | None = None
     if cache is not None:
         revision, key, answers = reader.revision.value, context_key(context), cache
         wrap = lambda checker: CachingDispatcher(checker, answers, revision, checker, key)  # noqa: E731
-    return LocalChecker(schema, reader, max_depth=max_depth, now=now, deadline=deadline, context=context, wrap=wrap)
+    return LocalChecker(schema, reader, max_depth=max_depth, now=now, deadline=deadline, context=context, wrap=wrap, groups=groups)

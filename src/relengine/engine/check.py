@@ -24,6 +24,7 @@ from ..schema.types import CompiledSchema
 from ..storage import objects
 from ..storage.base import Reader, Row
 from .dispatch import HAS, NO, Conditional, Dispatcher, Result, both, either
+from .groups import GroupView
 from .plan import plan_for
 
 _UNREAD: Final = object()
@@ -41,7 +42,7 @@ class LocalChecker:
     __slots__ = (
         "schema", "context", "reader", "max_depth", "_now", "deadline", "dispatcher", "_plan",
         "_entries", "_active", "_objects", "_others", "_typed", "_object_rows", "subject", "needle",
-        "cycle_cuts", "time_bound",
+        "cycle_cuts", "time_bound", "groups", "_grouped",
     )
 
     def __init__(
@@ -54,6 +55,7 @@ class LocalChecker:
         deadline: float | None = None,
         context: Mapping[str, Any] | None = None,
         wrap: Callable[[LocalChecker], Dispatcher] | None = None,
+        groups: GroupView | None = None,
     ) -> None:
         self.schema = schema
         self.context: Mapping[str, Any] = context or {}
@@ -77,6 +79,9 @@ class LocalChecker:
         self.needle = b""
         self.cycle_cuts = 0  # how many branches a data cycle cut short (a cache must not keep those)
         self.time_bound = 0  # how many answers leaned on a relationship that will expire (nor those)
+        # The group index at this revision (``groups``), and the relations it answers for.
+        self.groups = groups
+        self._grouped = groups.relations if groups is not None else frozenset()
         self.dispatcher: Dispatcher = self if wrap is None else wrap(self)
 
     def release(self) -> None:
@@ -117,6 +122,11 @@ class LocalChecker:
             raise MaxDepthExceeded.at("check", self.max_depth, f"{rtype}:{rid}#{relation}", rtype, relation)
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise DeadlineExceeded("the check ran past its deadline")
+        if self._grouped and (rtype, relation) in self._grouped:
+            assert self.groups is not None
+            held = self.groups.holds(rtype, rid, relation, subject, depth)
+            if held is not None:
+                return HAS if held else NO
         entry = self._entries.get((rtype, relation))
         if entry is None:
             return NO

@@ -15,6 +15,7 @@ from typing import Any, Callable, Final, Iterable, Iterator, Mapping, Sequence
 from ..config import EngineConfig
 from ..engine import impact, lookup
 from ..engine.build import build_checker
+from ..engine.groups import GroupIndex
 from ..engine.cache import Carry, CheckCache
 from ..engine.check import LocalChecker
 from ..engine.depends import Invalidation, dependencies
@@ -104,6 +105,10 @@ class Engine:
         self._recent = self._revisions.recent
         self._schema_at = self._schemas.at
         self._caching = self.cache if config.cache_size > 0 else None  # None: the cache is off
+        # The group index follows the store's changelog: only where a watch lists every change
+        # committed so far (LMDB, memory; not PostgreSQL, whose watch may lag its LISTEN).
+        indexed = config.group_index and bool(getattr(store, "current_watch", False))
+        self._groups = GroupIndex(lambda after: store.watch(after, timeout=0)) if indexed else None
 
     @classmethod
     def open(
@@ -210,6 +215,8 @@ class Engine:
                     enforcer.after()
             revision = self._revisions.committed(ctx.revision)  # ends any carry; _carry sets the next
             self._carry(before, carried, revision, schema, updates)
+        if self._groups is not None:
+            self._groups.advance(revision, updates)  # the write pays for the group index's maintenance
         return revision
 
     def _carry(
@@ -559,9 +566,11 @@ class Engine:
         now: _dt.datetime | None = None,
     ) -> LocalChecker:
         # Answers at a caller-chosen "now" (expiration tests) must not be cached as real ones.
+        schema = self._schema_at(reader)
         return build_checker(
-            self._schema_at(reader), reader, max_depth=self.config.max_depth, deadline=deadline,
+            schema, reader, max_depth=self.config.max_depth, deadline=deadline,
             context=context, cache=self._caching if now is None else None, now=now,
+            groups=None if self._groups is None else self._groups.view(schema, reader, deadline),
         )
 
     def statistics(self) -> EngineStatistics:

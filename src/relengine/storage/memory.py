@@ -12,7 +12,7 @@ import datetime as _dt
 import threading
 import time
 import uuid
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable, Final, Iterator, Mapping, Sequence
 
 from ..errors import AlreadyExists, DeadlineExceeded, Unavailable
 from ..model import CaveatRef, ObjectRef, Relationship, RelationshipFilter, Revision, SubjectRef
@@ -75,6 +75,10 @@ class MemoryStore:
 
     ``gc_interval``: seconds between automatic collections after commits (None: only ``gc()``).
     """
+
+    current_watch: Final = True
+    """``watch(after, timeout=0)`` lists every change up to the head of any Reader taken before
+    the call: the Engine's group index (``engine.groups``) follows the store by it."""
 
     def __init__(
         self,

@@ -56,6 +56,11 @@ class LmdbStore:
     environment is opened MDB_NOTLS): the Engine keeps idle ones for checks at the same revision
     (``service.revisions``)."""
 
+    current_watch: Final = True
+    """``watch(after, timeout=0)`` lists every change up to the head of any Reader taken before
+    the call, commits of other processes included (it reads the changelog in a new read
+    transaction): the Engine's group index (``engine.groups``) follows the store by it."""
+
     def __init__(
         self,
         path: str | os.PathLike[str],
