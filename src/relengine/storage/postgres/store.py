@@ -661,13 +661,13 @@ class PostgresTransaction:
                 raise AlreadyExists(f"relationship {rel} already exists", relationship=str(rel), **rel.identity())
             wanted = None if update.operation is Operation.DELETE else payload
             if old is not None and wanted == (old[2], None if old[3] is None else bytes(old[3]), old[4]):
+                if own is not None:  # first: old becomes the live version again
+                    conn.execute("DELETE FROM relengine_relationships WHERE rkey = %s AND created = %s", (rkey, rev))
                 if old[1] != LIVE:
                     conn.execute(
                         f"UPDATE relengine_relationships SET deleted = {LIVE} WHERE rkey = %s AND created = %s",
                         (rkey, old[0]),
                     )
-                if own is not None:
-                    conn.execute("DELETE FROM relengine_relationships WHERE rkey = %s AND created = %s", (rkey, rev))
                 return
             if old is not None and old[1] == LIVE:
                 conn.execute(
