@@ -217,3 +217,32 @@ def test_fifty_watchers_share_one_listening_connection(pg_uri: str, open_store: 
     assert errors == []
     assert got == {i: ["doc:d1#viewer@user:bob"] for i in range(50)}
     assert _sessions(pg_uri) <= 4 + 1 + 1
+
+
+def _terminate_sessions(uri: str) -> int:
+    """Terminate relengine's sessions on the database (as a restart of the server would)."""
+    with psycopg.connect(uri, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name = 'relengine'"
+        ).fetchall()
+    return len(rows)
+
+
+def test_pooled_connections_that_died_are_replaced_without_failing_a_request(
+    open_store: Callable[..., PostgresStore],
+) -> None:
+    # The pool does not check a connection before handing it out: the request's first
+    # statement does, and runs again on a new connection where the pooled one is broken.
+    store = open_store(pool_min=2, pool_max=4)
+    touch(store, "doc:1#viewer@user:ann")
+    readers = [store.snapshot(), store.snapshot(), store.snapshot()]  # three pooled connections
+    for reader in readers:
+        reader.close()
+    assert _terminate_sessions(store.uri) >= 3
+    with store.snapshot() as reader:  # BEGIN and its first query: one round trip
+        assert [str(r) for r in reader.subjects("doc", "1", "viewer")] == ["doc:1#viewer@user:ann"]
+    _terminate_sessions(store.uri)
+    assert store.head_revision() == Revision(1)  # no BEGIN: an empty query checks the connection
+    _terminate_sessions(store.uri)
+    assert touch(store, "doc:2#viewer@user:ann") == Revision(2)  # a write's BEGIN

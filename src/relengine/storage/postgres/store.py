@@ -195,15 +195,14 @@ class PostgresStore:
             self._putconn(conn)
 
     def snapshot(self, revision: Revision | None = None) -> PostgresReader:
-        conn, bound = self._begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        self._check_open()
+        wanted = None if revision is None else int(revision.value)
+        conn, bound, row = self._connections.begin(  # one round trip: the revision is a literal
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            "SELECT head, horizon, (SELECT committed_micros FROM relengine_revisions WHERE revision = "
+            f"{'NULL' if wanted is None else wanted + 1}) FROM relengine_meta WHERE id = 1",
+        )
         try:
-            with translating(self.where):
-                wanted = None if revision is None else revision.value
-                row = conn.execute(
-                    "SELECT head, horizon, (SELECT committed_micros FROM relengine_revisions "
-                    "WHERE revision = %s) FROM relengine_meta WHERE id = 1",
-                    (None if wanted is None else wanted + 1,),
-                ).fetchone()
             assert row is not None
             head, horizon, stamp = int(row[0]), int(row[1]), row[2]
             if wanted is None:
