@@ -73,7 +73,7 @@ _INSERT_CHANGES: Final = (
 _BULK_CHANGES: Final = f"SELECT op, {COLUMNS} FROM ({_CHANGES_AT}) c ORDER BY rkey"
 _COPY_COLUMNS: Final = f"rkey, skey, {COLUMNS}, created"
 _COPY_TYPES: Final = ["bytea", "bytea", "text", "text", "text", "text", "text", "text", "text", "bytea", "int8", "int8"]
-LOAD_MAINTENANCE_WORK_MEM: Final = "512MB"
+LOAD_MAINTENANCE_WORK_MEM: Final = "256MB"
 """The least ``maintenance_work_mem`` a first import builds its indexes with (``SET LOCAL``: that
 transaction only); PostgreSQL's default, 64MB, sorts a million keys on disk."""
 _UNITS: Final = {"kB": 1, "MB": 1024, "GB": 1024 ** 2, "TB": 1024 ** 3}
