@@ -420,6 +420,25 @@ def test_a_transaction_that_changes_nothing_commits_no_revision(store: Any) -> N
     assert list(store.watch(Revision(1), timeout=0)) == []
 
 
+def test_a_relationship_changed_and_changed_back_in_one_transaction_is_no_change(store: Any) -> None:
+    touch(store, "doc:d1#viewer@user:ann")
+    assert write(
+        store,
+        update(Operation.TOUCH, 'doc:d1#viewer@user:ann[cav:{"a":1}]'),
+        update(Operation.TOUCH, "doc:d1#viewer@user:ann"),
+    ) == Revision(1)
+    revision = write(
+        store,
+        update(Operation.TOUCH, 'doc:d1#viewer@user:ann[cav:{"a":1}]'),
+        update(Operation.TOUCH, "doc:d1#viewer@user:ann[expiration:2300-01-01T00:00:00Z]"),
+    )
+    assert revision == Revision(2)
+    assert strs(store.snapshot(revision).subjects("doc", "d1", "viewer")) == [
+        "doc:d1#viewer@user:ann[expiration:2300-01-01T00:00:00Z]"
+    ]
+    assert strs(store.snapshot(Revision(1)).subjects("doc", "d1", "viewer")) == ["doc:d1#viewer@user:ann"]
+
+
 def test_an_exception_in_the_block_aborts_everything(store: Any) -> None:
     touch(store, "doc:d1#viewer@user:ann")
     with pytest.raises(RuntimeError):

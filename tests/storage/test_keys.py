@@ -88,6 +88,30 @@ def test_encode_many_matches_encode(rows: list[tuple[str, ...]]) -> None:
         assert any(c in p for r in rows for p in r for c in "\x00\x01\n")
 
 
+@pytest.mark.slow
+@settings(max_examples=100)
+@given(st.lists(six, max_size=5))
+def test_index_keys_many_match_the_one_row_keys(rows: list[tuple[str, str, str, str, str, str]]) -> None:
+    many = keys.index_keys_many(rows)
+    if many is not None:
+        assert many == (
+            [keys.resource_key(*r) for r in rows],
+            [keys.subject_key(r[3], r[4], r[5], r[0], r[2], r[1]) for r in rows],
+        )
+    else:
+        assert any(c in p for r in rows for p in r for c in "\x00\x01\n")
+
+
+def test_index_keys_many_leave_other_rows_to_the_one_row_keys() -> None:
+    long = "x" * 200
+    assert keys.index_keys_many([("doc", long, "viewer", "user", "ann", "")]) == (
+        [keys.resource_key("doc", long, "viewer", "user", "ann", "")],
+        [keys.subject_key("user", "ann", "", "doc", "viewer", long)],
+    )
+    assert keys.index_keys_many([("doc", "1", "viewer", "user", "ann", "", None, None)]) is None  # type: ignore[list-item]
+    assert keys.index_keys_many([("doc", "a\x01b", "viewer", "user", "ann", "")]) is None
+
+
 @given(st.tuples(plain, plain, plain, plain, plain, plain))
 def test_fit_key_matches_encode_for_joined_keys(s: tuple[str, ...]) -> None:
     joined = ("\x00".join(s) + "\x00").encode()

@@ -211,3 +211,63 @@ def test_fifty_watchers_share_one_listening_connection(pg_uri: str, open_store: 
     assert errors == []
     assert got == {i: ["doc:d1#viewer@user:bob"] for i in range(50)}
     assert _sessions(pg_uri) <= 4 + 1 + 1
+
+
+def _terminate_sessions(uri: str) -> int:
+    """Terminate relengine's sessions on the database (as a restart of the server would)."""
+    with psycopg.connect(uri, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name = 'relengine'"
+        ).fetchall()
+    return len(rows)
+
+
+def test_pooled_connections_that_died_are_replaced_without_failing_a_request(
+    open_store: Callable[..., PostgresStore],
+) -> None:
+    # The pool does not check a connection before handing it out: the request's first
+    # statement does, and runs again on a new connection where the pooled one is broken.
+    store = open_store(pool_min=2, pool_max=4)
+    touch(store, "doc:1#viewer@user:ann")
+    readers = [store.snapshot(), store.snapshot(), store.snapshot()]  # three pooled connections
+    for reader in readers:
+        reader.close()
+    assert _terminate_sessions(store.uri) >= 3
+    with store.snapshot() as reader:  # BEGIN and its first query: one round trip
+        assert [str(r) for r in reader.subjects("doc", "1", "viewer")] == ["doc:1#viewer@user:ann"]
+    _terminate_sessions(store.uri)
+    assert store.head_revision() == Revision(1)  # no BEGIN: an empty query checks the connection
+    _terminate_sessions(store.uri)
+    assert touch(store, "doc:2#viewer@user:ann") == Revision(2)  # a write's BEGIN
+
+
+def test_a_first_import_rebuilds_every_index_and_constraint(pg_uri: str) -> None:
+    from relengine.storage.importer import import_relationships
+    from relengine.storage.postgres.store import LOAD_MAINTENANCE_WORK_MEM, _size_kb
+
+    assert (_size_kb("64MB"), _size_kb("1GB"), _size_kb("512kB")) == (65536, 1 << 20, 512)
+    assert _size_kb(LOAD_MAINTENANCE_WORK_MEM) > _size_kb("64MB")
+    migrate(pg_uri)
+    layout = "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'relengine_relationships' ORDER BY 1"
+    with psycopg.connect(pg_uri, autocommit=True) as conn:
+        before = conn.execute(layout).fetchall()
+        # A server whose maintenance_work_mem is small: the import raises it for its own transaction.
+        conn.execute(f"ALTER DATABASE \"{pg_uri.rsplit('/', 1)[1]}\" SET maintenance_work_mem = '1MB'")
+    store = PostgresStore(pg_uri, gc_interval=None)
+    try:
+        long_id = "x" * 100  # a shortened key component, on the batch path
+        lines = [f"doc:d{i}#viewer@user:u{i % 7}" for i in range(3000)] + [f"doc:{long_id}#viewer@user:ann"]
+        assert import_relationships(store, lines).relationships == 3001
+        with psycopg.connect(pg_uri, autocommit=True) as conn:
+            assert conn.execute(layout).fetchall() == before
+            constraint = conn.execute(
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'relengine_relationships_pkey'"
+            ).fetchone()
+            assert constraint == ("PRIMARY KEY (rkey, deleted)",)
+            assert conn.execute("SHOW maintenance_work_mem").fetchone() == ("1MB",)
+        with store.snapshot() as reader:
+            assert [str(r) for r in reader.subjects("doc", long_id, "viewer")] == [f"doc:{long_id}#viewer@user:ann"]
+            assert len(list(reader.resources(SubjectRef("user", "u3"), "doc", "viewer"))) == 429
+    finally:
+        store.close()

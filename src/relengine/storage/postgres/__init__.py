@@ -65,7 +65,12 @@ Design
     (``Engine.delete_expired``) as on every store.
 
     **Bulk import** (``bulk_touch``) COPYs the rows into a temporary table and applies them with
-    two set-based statements.
+    two set-based statements. The first import into an empty store (``bulk_load``) COPYs them
+    straight into the emptied table and builds its indexes afterwards, in one transaction.
+
+    **Round trips.** The pool hands out connections unchecked (the first statement is the
+    check: ``connections``), and a snapshot's ``BEGIN`` travels with its first query, so an
+    uncached check costs its reads, one more round trip and the final ``ROLLBACK``.
 
     **Portability.** The SQL avoids extensions, advisory locks and triggers; ``LISTEN/NOTIFY``
     is optional for correctness (watchers poll). Untested on anything but PostgreSQL 15.

@@ -7,14 +7,19 @@ last attempt failed, a request waits for a connection at most ``OUTAGE_WAIT`` se
 then answered Unavailable with that reason, naming the database (``host:port/db``, never the
 user or password), instead of waiting out the pool's whole timeout or the client's deadline.
 A pooled connection found dead (the database restarted) empties the pool of its idle ones,
-which died with it, so that no request trips over them one by one. The pool gives up a round
+which died with it, so that no request trips over them one by one. The pool does not check a
+connection before handing it out (that would be one more round trip for every request): the
+request's first statement is the check. Where it fails because the connection is broken, which
+it cannot have changed anything on, the pool is emptied and the statement run again on another
+connection (``FIRST_TRIES`` in all). The pool gives up a round
 of reconnection attempts after ``RECONNECT_WINDOW`` seconds, and the next request starts a
 new round at once: a server whose database comes back serves again within about a second of
 the next request, with no restart (psycopg_pool's own backoff would wait minutes).
 
 **Deadlines.** A transaction begun for a request with a deadline (``storage.deadline``) sets
 ``SET LOCAL statement_timeout`` to the time left, in the same round trip as its ``BEGIN``; a
-statement the database cancels for it becomes DeadlineExceeded (``errors.translate``). ``Bound``
+statement the database cancels for it becomes DeadlineExceeded (``errors.translate``). A
+read's ``BEGIN`` goes in one round trip with its first query too (``Connections.begin``). ``Bound``
 lowers the limit again before a later statement of a long transaction once the time left has
 shrunk by more than ``REBOUND_SLACK`` seconds, so no statement outlives its request by more
 than that. Waiting for a pooled connection is bounded by the deadline too.
@@ -40,6 +45,8 @@ RECONNECT_WINDOW: Final = 2.0
 """Seconds one round of the pool's reconnection attempts lasts (attempts 1 s apart)."""
 WAIT_SLICE: Final = 0.25
 """A request waiting for a connection looks this often whether the database went down meanwhile."""
+FIRST_TRIES: Final = 3
+"""Connections a request's first statement is tried on when it finds them broken (see the module)."""
 REBOUND_SLACK: Final = 0.05
 """Seconds a statement may be allowed past its request's deadline before the limit is lowered."""
 
@@ -81,7 +88,7 @@ class Connections:
 
         self.pool: psycopg_pool.ConnectionPool[Conn] = psycopg_pool.ConnectionPool(
             uri, kwargs=kwargs, min_size=min_size, max_size=max_size, timeout=timeout,
-            connection_class=_Noted, check=self._check, reconnect_timeout=RECONNECT_WINDOW,
+            connection_class=_Noted, reconnect_timeout=RECONNECT_WINDOW,
             open=True, name="relengine",
         )
 
@@ -92,35 +99,59 @@ class Connections:
 
     def get(self, begin: str | None = None) -> tuple[Conn, Bound]:
         """A pooled connection, and ``begin`` (a ``BEGIN ...`` statement) run on it with the
-        request's deadline as its statement timeout. Raises Unavailable (the database down,
-        or no connection within the pool's timeout) or DeadlineExceeded."""
+        request's deadline as its statement timeout (no ``begin``: an empty query, which checks
+        the connection). Raises Unavailable (the database down, or no connection within the
+        pool's timeout) or DeadlineExceeded."""
+        conn, bound, _ = self._first(begin, None)
+        return conn, bound
+
+    def begin(self, begin: str, query: str) -> tuple[Conn, Bound, tuple[Any, ...] | None]:
+        """``get(begin)`` and the first row of ``query`` (SQL without parameters: literals
+        only) run in the same round trip as the ``BEGIN``."""
+        return self._first(begin, query)
+
+    def _first(self, begin: str | None, query: str | None) -> tuple[Conn, Bound, tuple[Any, ...] | None]:
         deadline = request_deadline()
         end = time.monotonic() + self.timeout
         if deadline is not None and deadline < end:
             end = deadline
+        for attempt in range(1, FIRST_TRIES + 1):
+            conn = self._acquire(deadline, end)
+            bound = Bound(deadline)
+            try:
+                statement = "" if begin is None else bound.begin(begin)
+                if query is not None:
+                    statement = f"{statement}; {query}"
+                cur = conn.execute(statement)
+                row = None
+                if query is not None:
+                    while cur.nextset():
+                        pass
+                    row = cur.fetchone()
+                return conn, bound, row
+            except BaseException as exc:
+                self.put(conn)  # a broken one empties the pool of its idle ones
+                if isinstance(exc, psycopg.Error):
+                    if conn.broken and attempt < FIRST_TRIES and time.monotonic() < end:
+                        continue  # nothing ran: again, on another connection
+                    raise translate(exc, self.where) from exc
+                raise
+        raise AssertionError("unreachable")
+
+    def _acquire(self, deadline: float | None, end: float) -> Conn:
+        """A connection from the pool, waiting until ``end`` at most (see ``get``)."""
         while True:
             left = end - time.monotonic()
             if left <= 0:
                 raise self._timed_out(deadline is not None and deadline <= end)
             wait = min(left, OUTAGE_WAIT if self._down is not None else WAIT_SLICE)
             try:
-                conn = self.pool.getconn(wait)
-                break
+                return self.pool.getconn(wait)
             except psycopg_pool.PoolTimeout:
                 if self._down is not None:
                     raise self._timed_out(False) from None
             except psycopg_pool.PoolClosed as exc:
                 raise Unavailable("the store is closed") from exc
-        bound = Bound(deadline)
-        if begin is not None:
-            try:
-                conn.execute(bound.begin(begin))
-            except BaseException as exc:
-                self.put(conn)
-                if isinstance(exc, psycopg.Error):
-                    raise translate(exc, self.where) from exc
-                raise
-        return conn, bound
 
     def _timed_out(self, by_deadline: bool) -> Unavailable | DeadlineExceeded:
         """What a request that got no connection is answered: the database down (and why),
@@ -156,14 +187,6 @@ class Connections:
     def statistics(self) -> dict[str, int]:
         """psycopg_pool's counters (``pool_size``, ``pool_available``, ``requests_waiting``...)."""
         return dict(self.pool.get_stats())
-
-    def _check(self, conn: Conn) -> None:
-        """The pool's check of a connection before handing it out (an empty query)."""
-        try:
-            psycopg_pool.ConnectionPool.check_connection(conn)
-        except Exception:
-            self._drain()
-            raise
 
     def _drain(self) -> None:
         with self._lock:
@@ -209,4 +232,4 @@ class Bound:
 
 NO_BOUND: Final = Bound(None)
 
-__all__ = ["Bound", "Connections", "NO_BOUND", "OUTAGE_WAIT", "RECONNECT_WINDOW"]
+__all__ = ["Bound", "Connections", "FIRST_TRIES", "NO_BOUND", "OUTAGE_WAIT", "RECONNECT_WINDOW"]

@@ -104,6 +104,20 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "COMMENT ON COLUMN relengine_changelog.op IS "
         "'T touch, D delete, S schema, B bulk (the changes are the versions created or deleted at the revision)'",
     ),
+    # 4: fewer, narrower indexes on the versions (each is rebuilt by a first import, and
+    # maintained by every write). The primary key (rkey, deleted) replaces both the key
+    # (rkey, created) and the partial unique index on the live rkey: it holds at most one live
+    # version per relationship (deleted = LIVE), orders every version by rkey for the range
+    # scans, and finds a relationship's versions by rkey (no revision ends two versions of one
+    # relationship, so it is unique). The by-subject index loses ``created``, which no scan
+    # needs in it (the version's row is read for ``deleted`` anyway).
+    (
+        "ALTER TABLE relengine_relationships DROP CONSTRAINT relengine_relationships_pkey",
+        "DROP INDEX relengine_relationships_live",
+        "ALTER TABLE relengine_relationships ADD CONSTRAINT relengine_relationships_pkey PRIMARY KEY (rkey, deleted)",
+        "DROP INDEX relengine_relationships_by_subject",
+        "CREATE INDEX relengine_relationships_by_subject ON relengine_relationships (skey)",
+    ),
 )
 
 LATEST: Final = len(MIGRATIONS)

@@ -13,6 +13,7 @@ from typing import Any, Callable, Final, Iterable, Iterator, Mapping, Sequence
 
 import msgpack
 import psycopg
+from psycopg.adapt import PyFormat
 
 from ...errors import AlreadyExists, DeadlineExceeded, Unavailable
 from ...model import RelationshipFilter, Revision
@@ -72,7 +73,32 @@ _INSERT_CHANGES: Final = (
 _BULK_CHANGES: Final = f"SELECT op, {COLUMNS} FROM ({_CHANGES_AT}) c ORDER BY rkey"
 _COPY_COLUMNS: Final = f"rkey, skey, {COLUMNS}, created"
 _COPY_TYPES: Final = ["bytea", "bytea", "text", "text", "text", "text", "text", "text", "text", "bytea", "int8", "int8"]
-_LIVE_INDEX: Final = "relengine_relationships_live"
+LOAD_MAINTENANCE_WORK_MEM: Final = "256MB"
+"""The least ``maintenance_work_mem`` a first import builds its indexes with (``SET LOCAL``: that
+transaction only); PostgreSQL's default, 64MB, sorts a million keys on disk."""
+_UNITS: Final = {"kB": 1, "MB": 1024, "GB": 1024 ** 2, "TB": 1024 ** 3}
+
+
+def _size_kb(setting: str) -> int:
+    """A memory setting as PostgreSQL shows it ("64MB", "1GB", "512kB") in kB."""
+    number = setting.rstrip("kMGTB")
+    try:
+        return int(number) * _UNITS.get(setting[len(number):], 1)
+    except ValueError:  # not a size as expected: leave the setting as it is
+        return 1 << 62
+
+
+def _load_row(row: BulkRow, rev: int) -> tuple[Any, ...]:
+    """A row of a first import's COPY (``_load_empty``), its keys and payload computed."""
+    rt, rid, relation, st, sid, srel = row[:6]
+    caveat = expiration = None
+    if len(row) == 8:
+        caveat, expiration = row[6], row[7]
+    return (
+        keys.resource_key(rt, rid, relation, st, sid, srel), keys.subject_key(st, sid, srel, rt, relation, rid),
+        rt, rid, relation, st, sid, srel, None if caveat is None else caveat.name, pack_context(caveat),
+        None if expiration is None else keys.expiration_micros(expiration), rev,
+    )
 
 
 class PostgresStore:
@@ -169,15 +195,14 @@ class PostgresStore:
             self._putconn(conn)
 
     def snapshot(self, revision: Revision | None = None) -> PostgresReader:
-        conn, bound = self._begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        self._check_open()
+        wanted = None if revision is None else int(revision.value)
+        conn, bound, row = self._connections.begin(  # one round trip: the revision is a literal
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            "SELECT head, horizon, (SELECT committed_micros FROM relengine_revisions WHERE revision = "
+            f"{'NULL' if wanted is None else wanted + 1}) FROM relengine_meta WHERE id = 1",
+        )
         try:
-            with translating(self.where):
-                wanted = None if revision is None else revision.value
-                row = conn.execute(
-                    "SELECT head, horizon, (SELECT committed_micros FROM relengine_revisions "
-                    "WHERE revision = %s) FROM relengine_meta WHERE id = 1",
-                    (None if wanted is None else wanted + 1,),
-                ).fetchone()
             assert row is not None
             head, horizon, stamp = int(row[0]), int(row[1]), row[2]
             if wanted is None:
@@ -229,56 +254,58 @@ class PostgresStore:
         table is emptied of its pages (TRUNCATE: it holds no rows), its indexes are dropped,
         the rows COPYed straight in (FREEZE: no later rewrite of their hint bits; a reader of
         an older revision ignores them by their ``created`` mark all the same), then the
-        indexes are built again from their own definitions, the unique one first: where it
-        finds the same relationship twice, the earlier copies (lower ctid: the rows went into
-        the emptied table in input order) are deleted, as later rows win."""
+        indexes are built again from their own definitions (with at least
+        ``LOAD_MAINTENANCE_WORK_MEM`` to sort in), the unique one first: where it finds the
+        same relationship twice, the earlier copies (lower ctid: the rows went into the emptied
+        table in input order) are deleted, as later rows win."""
         rev = head + 1
         table = "relengine_relationships"
         indexes = conn.execute(
-            "SELECT i.relname, pg_get_indexdef(i.oid), c.conname "
+            "SELECT i.relname, pg_get_indexdef(i.oid), c.conname, x.indisunique "
             "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
             "LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid "
-            "WHERE x.indrelid = %s::regclass",
+            "WHERE x.indrelid = %s::regclass ORDER BY NOT x.indisunique, i.relname",
             (table,),
         ).fetchall()
+        assert indexes and indexes[0][3] and not any(unique for *_, unique in indexes[1:]), indexes
         conn.execute(f"TRUNCATE {table}")
-        for name, _, constraint in indexes:
+        for name, _, constraint, _ in indexes:
             if constraint:
                 conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{constraint}"')
             else:
                 conn.execute(f'DROP INDEX "{name}"')
         count = 0
-        resource_key, subject_key, expiration_micros = keys.resource_key, keys.subject_key, keys.expiration_micros
         with conn.cursor() as cur:
+            # psycopg's C dumper of bytes: ``set_types`` would pick the Python one for bytea.
+            cur.adapters.register_dumper(bytes, cur.adapters.get_dumper(bytes, PyFormat.BINARY))
             with cur.copy(f"COPY {table} ({_COPY_COLUMNS}) FROM STDIN (FORMAT BINARY, FREEZE)") as copy:
                 copy.set_types(_COPY_TYPES)
                 write = copy.write_row
                 for batch in batches:
-                    for row in batch:
-                        rt, rid, relation, st, sid, srel = row[:6]
-                        if len(row) == 8 and (row[6] is not None or row[7] is not None):
-                            caveat, expiration = row[6], row[7]
-                            extra = (None if caveat is None else caveat.name, pack_context(caveat),
-                                     None if expiration is None else expiration_micros(expiration))
-                        else:
-                            extra = (None, None, None)
-                        write((resource_key(rt, rid, relation, st, sid, srel),
-                               subject_key(st, sid, srel, rt, relation, rid),
-                               rt, rid, relation, st, sid, srel, *extra, rev))
+                    plain = keys.index_keys_many(batch)
+                    if plain is not None:  # six strings each, plain keys: most imports
+                        for row, rkey, skey in zip(batch, *plain):
+                            write((rkey, skey, *row, None, None, None, rev))
+                    else:
+                        for row in batch:
+                            write(_load_row(row, rev))
                     count += len(batch)
-        ordered = sorted(indexes, key=lambda entry: entry[0] != _LIVE_INDEX)
+        found = conn.execute("SELECT current_setting('maintenance_work_mem')::text").fetchone()
+        if found is not None and _size_kb(str(found[0])) < _size_kb(LOAD_MAINTENANCE_WORK_MEM):
+            conn.execute(f"SET LOCAL maintenance_work_mem = '{LOAD_MAINTENANCE_WORK_MEM}'")
         conn.execute("SAVEPOINT relengine_unique")
         try:
-            conn.execute(ordered[0][1])
+            conn.execute(indexes[0][1])
             conn.execute("RELEASE SAVEPOINT relengine_unique")
         except psycopg.errors.UniqueViolation:
             conn.execute("ROLLBACK TO SAVEPOINT relengine_unique")
             count -= conn.execute(
                 f"DELETE FROM {table} a USING {table} b WHERE a.rkey = b.rkey AND a.ctid < b.ctid"
             ).rowcount
-            conn.execute(ordered[0][1])
-        for name, definition, constraint in ordered[1:]:
+            conn.execute(indexes[0][1])
+        for name, definition, constraint, _ in indexes[1:]:
             conn.execute(definition)
+        for name, _, constraint, _ in indexes:
             if constraint:
                 conn.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{constraint}" PRIMARY KEY USING INDEX "{name}"')
         conn.execute(f"ANALYZE {table}")  # the planner's figures for the checks that follow
@@ -661,13 +688,13 @@ class PostgresTransaction:
                 raise AlreadyExists(f"relationship {rel} already exists", relationship=str(rel), **rel.identity())
             wanted = None if update.operation is Operation.DELETE else payload
             if old is not None and wanted == (old[2], None if old[3] is None else bytes(old[3]), old[4]):
+                if own is not None:  # first: old becomes the live version again
+                    conn.execute("DELETE FROM relengine_relationships WHERE rkey = %s AND created = %s", (rkey, rev))
                 if old[1] != LIVE:
                     conn.execute(
                         f"UPDATE relengine_relationships SET deleted = {LIVE} WHERE rkey = %s AND created = %s",
                         (rkey, old[0]),
                     )
-                if own is not None:
-                    conn.execute("DELETE FROM relengine_relationships WHERE rkey = %s AND created = %s", (rkey, rev))
                 return
             if old is not None and old[1] == LIVE:
                 conn.execute(
