@@ -199,6 +199,9 @@ class RawWriter:
         self.meta = self.env.open_db(b"meta")
         with self.env.begin() as txn:
             state = txn.get(b"state", None, self.meta)
+        self.revision: int
+        self.horizon: int
+        self.last_hist: int
         self.revision, self.horizon, self.last_hist = _STATE.unpack(state) if state else (0, 0, 0)
 
     def write(self, rows: Sequence[Row]) -> int:
