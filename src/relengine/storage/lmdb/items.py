@@ -7,12 +7,13 @@ stay plain module functions, bound by name where they are used.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from ...model import Relationship, SubjectRef, new_object, new_relationship, new_subject
 from .. import keys, objects
 from ..base import SMALL_OBJECT, Row
 from ..keys import REVISION_SIZE
+from ..objects import KIND_OFFSET
 
 _object, _subject, _relationship = new_object, new_subject, new_relationship
 
@@ -67,6 +68,59 @@ def object_value(revision: bytes, items: list[tuple[bytes, bytes]], size: int) -
     return objects.encode(revision, pairs)
 
 
+def edited_value(
+    known: bytes, revision: bytes, size: int, changes: Sequence[tuple[int, bytes, bytes]]
+) -> bytes | None:
+    """The ``objects`` value ``object_value`` would build after ``changes`` to an object whose
+    value was ``known`` (not large), without reading its relationships: each change is (op,
+    by-resource key, version) with op ``keys.CREATED`` or ``keys.DELETED`` of a plain
+    whole-subject relationship without payload (a direct entry). None where that does not
+    hold, or the entries do not match (an added one already there, a removed one missing):
+    then the caller builds it from the object's relationships."""
+    added: list[tuple[bytes, bytes, bytes]] = []
+    removed: set[tuple[bytes, bytes, bytes]] = set()
+    for op, key, version in changes:
+        if len(version) != REVISION_SIZE or op == keys.TOUCHED:
+            return None
+        tail = key[size:]
+        if b"\x01" in tail or b"\x02" in tail or keys.SHORTENED in tail:
+            return None
+        parts = tail.split(b"\x00")
+        if len(parts) != 5 or parts[3] or not (parts[0] and parts[1] and parts[2]):
+            return None
+        entry = (parts[0], parts[1], parts[2])
+        if op == keys.CREATED:
+            added.append(entry)
+        else:
+            removed.add(entry)
+    start = objects.direct_start(known)
+    current: set[tuple[bytes, bytes, bytes]] = set()
+    for chunk in known[start:-1].split(b"\x02")[1:] if len(known) > start else ():
+        relation, _, text = chunk.partition(b"\x00")
+        for pair in text[:-1].split(b"\x00\x00"):
+            st, _, sid = pair.partition(b"\x01")
+            current.add((relation, st, sid))
+    if not removed <= current or not current.isdisjoint(added) or len(set(added)) != len(added):
+        return None
+    current -= removed
+    current.update(added)
+    count = len(current)
+    if known[KIND_OFFSET] == objects.OTHERS:
+        count += sum(map(len, objects.others(known).values()))
+    if count > SMALL_OBJECT:
+        return objects.encode(revision, None)
+    out = [revision, known[KIND_OFFSET:start]]
+    last = None
+    for relation, st, sid in sorted(current):
+        if relation != last:
+            out.append(b"\x02" + relation)
+            last = relation
+        out.append(b"\x00" + st + b"\x01" + sid + b"\x00")
+    if current:
+        out.append(b"\x02")
+    return b"".join(out)
+
+
 def _direct_value(revision: bytes, tails: bytes) -> bytes:
     """``objects.encode`` of whole-subject relationships without payloads, in key order, from
     their keys' tails joined (``relation NUL type NUL id NUL NUL`` each): the common case, built
@@ -100,4 +154,4 @@ def relationship_of(key: bytes, value: bytes) -> Relationship:
     return build(rt, rid, rel, _subject(st, sid, srel or None), value)
 
 
-__all__ = ["build", "object_value", "relationship_of", "resource_strings", "scan"]
+__all__ = ["build", "edited_value", "object_value", "relationship_of", "resource_strings", "scan"]

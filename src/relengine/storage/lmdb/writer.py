@@ -34,7 +34,7 @@ from ..keys import REVISION_SIZE, object_prefix
 from ..objects import KIND_OFFSET, LARGE
 from .env import LmdbEnv
 from .format import State, counters_key, encode_counters, guards_key, read_counters, read_guards, write_state
-from .items import object_value, scan
+from .items import edited_value, object_value, scan
 from .reader import LmdbReader
 
 _ENCODE_REV: Final = keys.encode_revision
@@ -65,6 +65,11 @@ class LmdbTransaction:
         self._batch_limit = batch_limit
         self._updates = 0
         self._originals: dict[bytes, bytes | None] = {}
+        # What this transaction left under each by-resource key it wrote one at a time (None:
+        # deleted) and that key's by-subject key: commit then neither reads nor decodes them.
+        # A key missing from ``_now`` is read at commit (bulk_touch's fast path drops its keys).
+        self._now: dict[bytes, bytes | None] = {}
+        self._skeys: dict[bytes, bytes] = {}
         self._fresh_keys: list[bytes] = []  # created by bulk_touch's fast path, not in originals
         self._fresh_values: list[bytes] = []
         self._deferred_count = 0  # how many of the fresh keys, the last ones, bulk_touch(defer=True) added
@@ -126,6 +131,8 @@ class LmdbTransaction:
                     skey = keys.subject_key(s.type, s.id, srel, r.type, rel.relation, r.id)
                     txn.delete(rkey, db=env.rel)
                     txn.delete(skey, db=env.sub)
+                    self._now[rkey] = None
+                    self._skeys[rkey] = skey
                 return
             payload = keys.encode_payload(
                 rel.caveat, rel.expiration, rel.key if keys.is_shortened(rkey) else None
@@ -140,9 +147,11 @@ class LmdbTransaction:
             self._adding()
             self._originals.setdefault(rkey, current)
             value = self._rb + payload
+            skey = keys.subject_key(s.type, s.id, srel, r.type, rel.relation, r.id)
             txn.put(rkey, value, db=env.rel)
-            txn.put(keys.subject_key(s.type, s.id, srel, r.type, rel.relation, r.id), value,
-                    db=env.sub)
+            txn.put(skey, value, db=env.sub)
+            self._now[rkey] = value
+            self._skeys[rkey] = skey
         except lmdb.Error as exc:
             raise env.translate(exc, deleting=not self._added) from exc
 
@@ -229,6 +238,9 @@ class LmdbTransaction:
                         marker = rb + bytes((LARGE,))
                         child.cursor(env.objects).putmulti([(p, marker) for p in sorted(prefixes)])
                     child.commit()
+                    if self._now:  # keys this transaction deleted one at a time, added again
+                        for key in rkeys:
+                            self._now.pop(key, None)
                     if defer:
                         self.deferred |= prefixes
                         self._deferred_count += len(rkeys)
@@ -248,7 +260,7 @@ class LmdbTransaction:
         txn = self._txn
         rb = self._rb
         rel_db, sub_db = env.rel, env.sub
-        originals = self._originals
+        originals, now, written = self._originals, self._now, self._skeys
         for i, rkey in enumerate(rkeys):
             value = rb if values is None else values[i]
             existing = txn.get(rkey, None, rel_db)
@@ -261,6 +273,8 @@ class LmdbTransaction:
                 originals[rkey] = None if existing[:REVISION_SIZE] == rb else existing
             txn.put(rkey, value, db=rel_db)
             txn.put(skeys[i], value, db=sub_db)
+            now[rkey] = value
+            written[rkey] = skeys[i]
 
     # -- commit --------------------------------------------------------------------------------
 
@@ -276,15 +290,15 @@ class LmdbTransaction:
         try:
             entries: list[tuple[bytes, int, bytes]] = []
             moved = False
-            originals = self._originals
+            originals, left, skeys = self._originals, self._now, self._skeys
             for rkey in sorted(originals):
                 original = originals[rkey]
-                now = txn.get(rkey, None, env.rel)
+                now = left[rkey] if rkey in left else txn.get(rkey, None, env.rel)
                 if now == original:
                     continue
                 known = original if now is None else now
                 assert known is not None
-                skey = keys.subject_key_of(rkey, known)
+                skey = skeys.get(rkey) or keys.subject_key_of(rkey, known)
                 if original is not None and now is not None and now[REVISION_SIZE:] == original[REVISION_SIZE:]:
                     txn.put(rkey, original, db=env.rel)
                     txn.put(skey, original, db=env.sub)
@@ -327,7 +341,7 @@ class LmdbTransaction:
                 self._adding()
             revision = self._revision
             if indexed:
-                self._index_objects(rkeys[:indexed], ops[:indexed])
+                self._index_objects(rkeys[:indexed], ops[:indexed], versions[:indexed])
             if schema_changed:
                 assert pending is not None
                 txn.put(rb, pending.encode(), db=env.schema)
@@ -355,23 +369,41 @@ class LmdbTransaction:
             raise
         return Revision(revision), len(ops)
 
-    def _index_objects(self, rkeys: Sequence[bytes], ops: bytes) -> None:
-        """Rewrite the objects index entry of every object these keys (changed by ``ops``)
-        belong to, from its current relationships (one short scan each, in key order), stamped
-        with this revision. A large object that lost nothing stays large: only its stamp moves."""
+    def _index_objects(self, rkeys: Sequence[bytes], ops: bytes, versions: Sequence[bytes]) -> None:
+        """Rewrite the objects index entry of every object these keys (changed by ``ops``,
+        their versions now or, deleted, before) belong to, stamped with this revision, in key
+        order. A large object that lost nothing stays large: only its stamp moves. A small one
+        whose changes are all whole-subject relationships added or deleted has them edited
+        into its entry (``edited_value``); any other is rebuilt from its current
+        relationships (one short scan)."""
         txn = self._txn
         env = self._env
         cur = txn.cursor(env.rel)
         objects_db = env.objects
+        get = txn.get
         put = txn.cursor(objects_db).put
         rb = self._rb
-        shrunk = {object_prefix(k) for k, op in zip(rkeys, ops) if op == keys.DELETED}
-        for prefix in sorted({object_prefix(k) for k in rkeys}):
-            if prefix not in shrunk:
-                known = txn.get(prefix, None, objects_db)
-                if known is not None and known[KIND_OFFSET] == LARGE:
-                    put(prefix, rb + known[REVISION_SIZE:])  # a new stamp
-                    continue
+        changed: dict[bytes, list[int]] = {}
+        for index, key in enumerate(rkeys):
+            prefix = object_prefix(key)
+            found = changed.get(prefix)
+            if found is None:
+                changed[prefix] = [index]
+            else:
+                found.append(index)
+        for prefix in sorted(changed):
+            known = get(prefix, None, objects_db)
+            if known is not None:
+                mine = changed[prefix]
+                if known[KIND_OFFSET] == LARGE:
+                    if all(ops[i] != keys.DELETED for i in mine):
+                        put(prefix, rb + known[REVISION_SIZE:])  # a new stamp
+                        continue
+                else:
+                    value = edited_value(known, rb, len(prefix), [(ops[i], rkeys[i], versions[i]) for i in mine])
+                    if value is not None:
+                        put(prefix, value)
+                        continue
             put(prefix, object_value(rb, scan(cur, prefix, SMALL_OBJECT), len(prefix)))
 
     def abort(self) -> None:
