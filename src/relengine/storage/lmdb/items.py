@@ -7,6 +7,7 @@ stay plain module functions, bound by name where they are used.
 
 from __future__ import annotations
 
+import bisect
 from typing import Any, Sequence
 
 from ...model import Relationship, SubjectRef, new_object, new_relationship, new_subject
@@ -76,47 +77,56 @@ def edited_value(
     by-resource key, version) with op ``keys.CREATED`` or ``keys.DELETED`` of a plain
     whole-subject relationship without payload (a direct entry). None where that does not
     hold, or the entries do not match (an added one already there, a removed one missing):
-    then the caller builds it from the object's relationships."""
-    added: list[tuple[bytes, bytes, bytes]] = []
-    removed: set[tuple[bytes, bytes, bytes]] = set()
+    then the caller builds it from the object's relationships.
+
+    Only the relations changed are taken apart: a relation's direct entries (``type \\x01
+    id``) sort as their keys do, since no name holds a byte below ``\\x02``."""
+    edits: dict[bytes, list[tuple[int, bytes]]] = {}
     for op, key, version in changes:
         if len(version) != REVISION_SIZE or op == keys.TOUCHED:
             return None
         tail = key[size:]
         if b"\x01" in tail or b"\x02" in tail or keys.SHORTENED in tail:
             return None
-        parts = tail.split(b"\x00")
-        if len(parts) != 5 or parts[3] or not (parts[0] and parts[1] and parts[2]):
+        relation, st, sid, srel, end = tail.split(b"\x00") if tail.count(b"\x00") == 4 else (b"",) * 5
+        if srel or end or not (relation and st and sid):
             return None
-        entry = (parts[0], parts[1], parts[2])
-        if op == keys.CREATED:
-            added.append(entry)
-        else:
-            removed.add(entry)
+        edits.setdefault(relation, []).append((op, st + b"\x01" + sid))
     start = objects.direct_start(known)
-    current: set[tuple[bytes, bytes, bytes]] = set()
-    for chunk in known[start:-1].split(b"\x02")[1:] if len(known) > start else ():
-        relation, _, text = chunk.partition(b"\x00")
-        for pair in text[:-1].split(b"\x00\x00"):
-            st, _, sid = pair.partition(b"\x01")
-            current.add((relation, st, sid))
-    if not removed <= current or not current.isdisjoint(added) or len(set(added)) != len(added):
-        return None
-    current -= removed
-    current.update(added)
-    count = len(current)
+    sections: dict[bytes, bytes] = {}  # relation -> its direct entries, as stored
+    if len(known) > start:
+        for chunk in known[start + 1:-1].split(b"\x02"):
+            cut = chunk.index(b"\x00")
+            sections[chunk[:cut]] = chunk[cut:]
+    count = known.count(b"\x01", start)
+    for relation, ops in edits.items():
+        text = sections.get(relation)
+        entries = text[1:-1].split(b"\x00\x00") if text else []
+        for op, entry in ops:
+            at = bisect.bisect_left(entries, entry)
+            present = at < len(entries) and entries[at] == entry
+            if op == keys.CREATED:
+                if present:
+                    return None
+                entries.insert(at, entry)
+                count += 1
+            else:
+                if not present:
+                    return None
+                del entries[at]
+                count -= 1
+        if entries:
+            sections[relation] = b"\x00" + b"\x00\x00".join(entries) + b"\x00"
+        else:
+            sections.pop(relation, None)
     if known[KIND_OFFSET] == objects.OTHERS:
         count += sum(map(len, objects.others(known).values()))
     if count > SMALL_OBJECT:
         return objects.encode(revision, None)
     out = [revision, known[KIND_OFFSET:start]]
-    last = None
-    for relation, st, sid in sorted(current):
-        if relation != last:
-            out.append(b"\x02" + relation)
-            last = relation
-        out.append(b"\x00" + st + b"\x01" + sid + b"\x00")
-    if current:
+    for relation in sorted(sections):
+        out += (b"\x02", relation, sections[relation])
+    if sections:
         out.append(b"\x02")
     return b"".join(out)
 
