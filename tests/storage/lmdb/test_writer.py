@@ -18,7 +18,7 @@ from relengine.storage.base import SMALL_OBJECT
 from relengine.storage.lmdb import LmdbStore
 
 from ..conformance import delete, touch
-from .helpers import object_entries
+from .helpers import object_entries, run_python
 
 BIG = b"doc\x00big\x00"  # the objects index key of doc:big
 BATCHES = 40
@@ -242,5 +242,36 @@ def test_commit_edits_the_entries_of_small_objects_as_a_rebuild_would_write_them
             for prefix, entry in entries.items():
                 assert entry[keys.REVISION_SIZE:] == rebuilt.get(prefix, objects.EMPTY), prefix
                 assert entry[: keys.REVISION_SIZE] == keys.encode_revision(stamps[prefix])
+    finally:
+        store.close()
+
+
+_TEXTS_WRITER = """
+import sys
+from relengine.storage.lmdb import LmdbStore
+with LmdbStore(sys.argv[1], sync=False) as store:
+    with store.transaction() as tx:
+        tx.set_schema("schema from another process")
+        tx.set_guards("guards from another process")
+"""
+
+
+def test_a_write_reads_the_schema_and_guards_once_per_head_and_sees_another_process_write_new_ones(
+    tmp_path: Path,
+) -> None:
+    store = LmdbStore(tmp_path, sync=False)
+    try:
+        with store.transaction() as tx:
+            tx.set_schema("first")
+        with store.transaction() as tx:
+            assert (tx.schema_text(), tx.guards_text()) == ("first", None)
+            tx.set_guards("g1")
+            assert tx.guards_text() == "g1"
+        with store.transaction() as tx:
+            assert (tx.schema_text(), tx.guards_text()) == ("first", "g1")
+        run_python(_TEXTS_WRITER, str(tmp_path))
+        with store.transaction() as tx:
+            assert tx.schema_text() == "schema from another process"
+            assert tx.guards_text() == "guards from another process"
     finally:
         store.close()

@@ -85,7 +85,20 @@ class LmdbTransaction:
     def schema_text(self) -> str | None:
         if self._pending_schema is not None:
             return self._pending_schema
-        return self.reader().schema_text()
+        return self._texts()[1]
+
+    def _texts(self) -> tuple[int, str | None, str | None]:
+        """(head, the schema text, the guard file text) at the head this transaction began
+        at, read once per head (``LmdbEnv.texts_at``)."""
+        env = self._env
+        texts = env.texts_at
+        if texts[0] != self._head:
+            try:
+                guards = read_guards(self._txn, env.meta, self._head)
+            except lmdb.Error as exc:
+                raise env.translate(exc) from exc
+            texts = env.texts_at = (self._head, self.reader().schema_text(), guards)
+        return texts
 
     def set_schema(self, text: str) -> None:
         self._pending_schema = text
@@ -104,10 +117,7 @@ class LmdbTransaction:
     def guards_text(self) -> str | None:
         if self._pending_guards is not None:
             return self._pending_guards
-        try:
-            return read_guards(self._txn, self._env.meta, self._head)
-        except lmdb.Error as exc:
-            raise self._env.translate(exc) from exc
+        return self._texts()[2]
 
     def set_guards(self, text: str) -> None:
         self._pending_guards = text
@@ -329,11 +339,11 @@ class LmdbTransaction:
                 versions += fresh_values
                 indexed += len(fresh_keys) - deferred
             pending = self._pending_schema
-            schema_changed = pending is not None and pending != self.reader().schema_text()
+            schema_changed = pending is not None and pending != self._texts()[1]
             counters = self._pending_counters
             counters_changed = counters is not None and counters != read_counters(txn, env.meta, self._head)
             guards = self._pending_guards
-            guards_changed = guards is not None and guards != read_guards(txn, env.meta, self._head)
+            guards_changed = guards is not None and guards != self._texts()[2]
             if not ops and not schema_changed and not counters_changed and not guards_changed:
                 txn.abort()
                 return Revision(self._head), 0
