@@ -175,9 +175,9 @@ class LmdbEnv:
         self._resume_below: int | None = None  # data bytes under which writes may add again
         self.epoch = 0
         self.closed = False
-        # The schema text and the guard file text live at one revision (write transactions
-        # begin at head; what a revision holds never changes): each write reads them once
-        # per head instead of once per write.
+        # The schema text and the guard file text at one revision (write transactions begin
+        # at head; what a revision holds never changes), carried to the next by each commit
+        # of this process (writer.LmdbTransaction._texts): not read again per write.
         self.texts_at: tuple[int, str | None, str | None] = (-1, None, None)
         check_directory(path, create)
         if max_map_size is not None:

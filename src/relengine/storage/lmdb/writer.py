@@ -89,7 +89,8 @@ class LmdbTransaction:
 
     def _texts(self) -> tuple[int, str | None, str | None]:
         """(head, the schema text, the guard file text) at the head this transaction began
-        at, read once per head (``LmdbEnv.texts_at``)."""
+        at, read once per head (``LmdbEnv.texts_at``; a commit of this process carries them
+        to its revision, so consecutive writes read them once)."""
         env = self._env
         texts = env.texts_at
         if texts[0] != self._head:
@@ -371,6 +372,11 @@ class LmdbTransaction:
             last_hist = revision if moved else self._last_hist
             write_state(txn, env.meta, (revision, self._horizon, last_hist))
             txn.commit()
+            texts = env.texts_at
+            if texts[0] == self._head:  # what this revision holds, known without a read
+                env.texts_at = (
+                    revision, pending if schema_changed else texts[1], guards if guards_changed else texts[2]
+                )
         except lmdb.Error as exc:
             txn.abort()
             raise env.translate(exc, deleting=not self._added) from exc
