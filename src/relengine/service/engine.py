@@ -219,7 +219,9 @@ class Engine:
         up to ``MAX_CARRIED_BASES`` earlier ones carried to it) hold at the write's revision
         for every question the written relationships cannot reach (``depends``). Only when
         nothing else was written between (consecutive revisions: no other process or path
-        wrote) and the changes stay few."""
+        wrote) and the changes stay few. The bases of the carry this one extends keep their
+        invalidations (each what one write changed: see ``CheckCache.carry``); this write's
+        is built once, in front of them."""
         if self._caching is None:
             return
         previous = revision.value - 1
@@ -232,16 +234,18 @@ class Engine:
             older = ()
         else:
             return
-        bases = ((previous, Invalidation()), *older)
         deps = dependencies(schema)
+        invalid = Invalidation()
+        invalid.add_all(deps, {
+            (r.resource.type, r.resource.id, r.relation) for r in (u.relationship for u in updates)
+        })
         kept: list[tuple[int, Invalidation]] = []
-        for base, invalid in bases:  # each grows in place: readers of the old carry see more stale, never less
-            for update in updates:
-                rel = update.relationship
-                invalid.add(deps, rel.resource.type, rel.resource.id, rel.relation)
-            if invalid.size() > MAX_CARRIED_CHANGES:
-                break  # and every older one is larger
-            kept.append((base, invalid))
+        changes = 0  # at least the size of everything written since the base
+        for base, written in ((previous, invalid), *older):
+            changes += written.size()
+            if changes > MAX_CARRIED_CHANGES:
+                break  # and every older one is further away
+            kept.append((base, written))
         self.cache.carry(revision.value, tuple(kept))
 
     def write_impact(
