@@ -17,7 +17,7 @@ from typing import Callable, Final, Iterable, Mapping, Sequence
 import lmdb
 
 from ...errors import AlreadyExists, DeadlineExceeded, RelEngineError, StoreFull
-from ...model import RelationshipFilter, Revision
+from ...model import Relationship, RelationshipFilter, Revision
 from ...results import Operation, RelationshipUpdate
 from .. import keys
 from ..base import (
@@ -70,6 +70,7 @@ class LmdbTransaction:
         # A key missing from ``_now`` is read at commit (bulk_touch's fast path drops its keys).
         self._now: dict[bytes, bytes | None] = {}
         self._skeys: dict[bytes, bytes] = {}
+        self._rel_cursor: lmdb.Cursor[bytes] | None = None  # _touch's
         self._fresh_keys: list[bytes] = []  # created by bulk_touch's fast path, not in originals
         self._fresh_values: list[bytes] = []
         self._deferred_count = 0  # how many of the fresh keys, the last ones, bulk_touch(defer=True) added
@@ -135,6 +136,9 @@ class LmdbTransaction:
         env = self._env
         txn = self._txn
         try:
+            if update.operation is Operation.TOUCH and not self._full:
+                self._touch(rel, rkey)
+                return
             current = txn.get(rkey, None, env.rel)
             if update.operation is Operation.DELETE:
                 if current is not None:
@@ -165,6 +169,29 @@ class LmdbTransaction:
             self._skeys[rkey] = skey
         except lmdb.Error as exc:
             raise env.translate(exc, deleting=not self._added) from exc
+
+    def _touch(self, rel: Relationship, rkey: bytes) -> None:
+        """``apply``'s TOUCH where the store may grow: one ``replace`` finds the current
+        version and writes the new one (a key not there yet, the common case, is one B-tree
+        descent, not a ``get`` and a ``put``); a version already holding this payload is put
+        back as it was."""
+        env = self._env
+        payload = keys.encode_payload(rel.caveat, rel.expiration, rel.key if keys.is_shortened(rkey) else None)
+        value = self._rb + payload
+        cursor = self._rel_cursor
+        if cursor is None:
+            cursor = self._rel_cursor = self._txn.cursor(env.rel)
+        current = cursor.replace(rkey, value)
+        if current is not None and current[REVISION_SIZE:] == payload:
+            cursor.put(rkey, current)  # unchanged
+            return
+        self._added = True
+        self._originals.setdefault(rkey, current)
+        s, r = rel.subject, rel.resource
+        skey = keys.subject_key(s.type, s.id, s.relation or "", r.type, rel.relation, r.id)
+        self._txn.put(skey, value, db=env.sub)
+        self._now[rkey] = value
+        self._skeys[rkey] = skey
 
     def _adding(self) -> None:
         """This transaction is about to add data: refused if the store is full."""
@@ -236,6 +263,7 @@ class LmdbTransaction:
             ]
 
         try:
+            self._rel_cursor = None  # no cursor of this transaction is used across a child's
             child = env.begin_child(txn)
             try:
                 # In key order: LMDB then walks each B-tree once, page after page.
@@ -394,7 +422,7 @@ class LmdbTransaction:
         relationships (one short scan)."""
         txn = self._txn
         env = self._env
-        cur = txn.cursor(env.rel)
+        cur = None  # a by-resource cursor, for the entries rebuilt
         objects_db = env.objects
         get = txn.get
         put = txn.cursor(objects_db).put
@@ -420,6 +448,8 @@ class LmdbTransaction:
                     if value is not None:
                         put(prefix, value)
                         continue
+            if cur is None:
+                cur = txn.cursor(env.rel)
             put(prefix, object_value(rb, scan(cur, prefix, SMALL_OBJECT), len(prefix)))
 
     def abort(self) -> None:
