@@ -12,6 +12,7 @@ from relengine.engine.depends import Invalidation, dependencies
 from relengine.model import parse_relationship
 from relengine.results import Operation, RelationshipUpdate
 from relengine.schema.compiler import compile_schema
+from relengine.service import engine as engine_module
 from relengine.storage.memory import MemoryStore
 
 SCHEMA = """
@@ -160,3 +161,25 @@ def test_carried_answers_are_the_answers_at_every_revision(
         if ask or not queue:
             at, got = answers(engine, CHECKS)
             assert got == truth(store, at, CHECKS)
+
+
+def test_a_carry_keeps_the_bases_whose_writes_since_stay_within_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The newest bases whose writes since add up to at most MAX_CARRIED_CHANGES are kept,
+    and answers stay right where older ones are dropped."""
+    monkeypatch.setattr(engine_module, "MAX_CARRIED_CHANGES", 3)
+    store = MemoryStore()
+    engine = Engine(store)
+    engine.write_schema(SCHEMA)
+    engine.touch(parse_relationship(r) for r in POOL[:8])
+    answers(engine, CHECKS)
+    for text in ("doc:d9#owner@user:ann", "doc:d8#owner@user:ann", "doc:d7#owner@user:ann", "doc:d6#owner@user:ann"):
+        engine.write([RelationshipUpdate(Operation.TOUCH, parse_relationship(text))])
+        carried = engine.cache.carried_to()
+        assert carried is not None
+        assert sum(invalid.size() for _, invalid in carried[1]) <= 3
+    assert carried is not None and len(carried[1]) == 3  # each write dirtied one object: the three newest
+    engine.write([RelationshipUpdate(Operation.TOUCH, parse_relationship(r)) for r in
+                  ("doc:d5#owner@user:ann", "doc:d4#owner@user:ann", "doc:d3#owner@user:ann", "doc:d2#owner@user:dan")])
+    assert engine.cache.carried_to() is None  # this write alone is past the limit
+    at, got = answers(engine, CHECKS)
+    assert got == truth(store, at, CHECKS)

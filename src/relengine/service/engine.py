@@ -95,6 +95,7 @@ class Engine:
         self.cache = CheckCache(config.cache_size)
         self._revisions = Revisions(store, config.quantization_seconds, self.cache.drop_carry)
         self._writing = threading.Lock()
+        self._carry_size: tuple[Carry | None, int] = (None, 0)  # a carry this Engine made, its changes' total size
         self._schemas = Schemas()
         self._responses: dict[tuple[Result, int], CheckResponse] = {}
         # Bound once: the check path calls them per request.
@@ -239,14 +240,23 @@ class Engine:
         invalid.add_all(deps, {
             (r.resource.type, r.resource.id, r.relation) for r in (u.relationship for u in updates)
         })
-        kept: list[tuple[int, Invalidation]] = []
-        changes = 0  # at least the size of everything written since the base
-        for base, written in ((previous, invalid), *older):
-            changes += written.size()
-            if changes > MAX_CARRIED_CHANGES:
-                break  # and every older one is further away
-            kept.append((base, written))
-        self.cache.carry(revision.value, tuple(kept))
+        bases = ((previous, invalid), *older)
+        made, size = self._carry_size
+        if made is None or made is not carried or len(older) != len(carried[1]):
+            size = sum(written.size() for _, written in older)
+        size += invalid.size()  # at least the size of everything written since the oldest base
+        if size > MAX_CARRIED_CHANGES:
+            kept: list[tuple[int, Invalidation]] = []
+            size = 0
+            for base, written in bases:
+                size += written.size()
+                if size > MAX_CARRIED_CHANGES:
+                    size -= written.size()
+                    break  # and every older one is further away
+                kept.append((base, written))
+            bases = tuple(kept)
+        self.cache.carry(revision.value, bases)
+        self._carry_size = (self.cache.carried_to(), size)
 
     def write_impact(
         self, updates: Sequence[RelationshipUpdate], preconditions: Sequence[Precondition] = (), *,

@@ -119,8 +119,7 @@ def edited_value(
             sections[relation] = b"\x00" + b"\x00\x00".join(entries) + b"\x00"
         else:
             sections.pop(relation, None)
-    if known[KIND_OFFSET] == objects.OTHERS:
-        count += sum(map(len, objects.others(known).values()))
+    count += objects.others_count(known)
     if count > SMALL_OBJECT:
         return objects.encode(revision, None)
     out = [revision, known[KIND_OFFSET:start]]
