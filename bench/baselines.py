@@ -7,7 +7,9 @@ ratio that the machine's speed and load largely cancel out of.
   one read transaction (read -> edit -> approve -> publish -> account->administer -> admin, a
   point get per relation and a scan for group grants): the floor of an uncached check.
 - ``naive.NaiveEvaluator`` (dicts, recursion, no cache): the in-process comparison for checks.
-- raw writes and imports: the same keys put with py-lmdb into a fresh environment.
+- ``RawWriter``: the records a durable write must make (both indexes, the objects entries,
+  changelog, commit time, state) put by hand with py-lmdb into a copy of the store.
+- ``raw_import``: the same keys put with py-lmdb into a fresh environment.
 - ``grpc_echo``: a generic gRPC handler echoing bytes, for the gRPC mode.
 
 These read the LMDB store's environment and index handles directly (``LmdbStore._env``,
@@ -17,7 +19,9 @@ very bytes the engine reads. If the store's layout changes, these fail their ver
 
 from __future__ import annotations
 
+import struct
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Protocol, Sequence
 
@@ -27,6 +31,9 @@ from .world import Row
 
 if TYPE_CHECKING:
     from relengine.storage.lmdb import LmdbStore
+
+_STATE = struct.Struct(">QQQ")  # the store's meta state record: head, GC horizon, last history revision
+_LARGE = ord("L")  # the kind byte of a large object's objects entry
 
 Query = tuple[str, str, str, str]  # (container id, permission, subject type, subject id)
 
@@ -171,24 +178,64 @@ class LmdbFloor:
 
 
 class RawWriter:
-    """py-lmdb writes of the same two keys per relationship the store writes (by resource, by
-    subject) with an 8-byte value, with the same durability setting. Open it on a copy of the
-    dataset's store, so that it writes into B-trees and a file of the same size as the engine's."""
+    """py-lmdb writes of the records a durable write of the store must make, with the same
+    durability setting, by hand: per relationship its two index keys (by resource, by subject)
+    with an 8-byte version; per object written to, its ``objects`` entry read and rewritten
+    (the new subject appended, or only restamped once the object is large); one changelog
+    record (the keys, their operations and versions), the revision's commit time and the state
+    record (head); one commit. Open it on a copy of the dataset's store, so that it writes into
+    B-trees and a file of the same size as the engine's; revisions go on from the copy's head.
+
+    It does none of the store's reading of what it replaces (versions to history, churn within
+    a transaction, a changelog entry only for what changed) nor schema validation."""
 
     def __init__(self, directory: Path, *, sync: bool = True, map_size: int = 1 << 30) -> None:
         self.env = lmdb.open(str(directory), map_size=map_size, max_dbs=16, sync=sync, metasync=sync)
         self.rel = self.env.open_db(b"rel")
         self.sub = self.env.open_db(b"sub")
-        self.revision = 0
+        self.objects = self.env.open_db(b"objects")
+        self.log = self.env.open_db(b"log")
+        self.revs = self.env.open_db(b"revs")
+        self.meta = self.env.open_db(b"meta")
+        with self.env.begin() as txn:
+            state = txn.get(b"state", None, self.meta)
+        self.revision: int
+        self.horizon: int
+        self.last_hist: int
+        self.revision, self.horizon, self.last_hist = _STATE.unpack(state) if state else (0, 0, 0)
 
     def write(self, rows: Sequence[Row]) -> int:
-        self.revision += 1
-        value = self.revision.to_bytes(8, "big")
+        revision = self.revision + 1
+        value = revision.to_bytes(8, "big")
+        rkeys = []
         with self.env.begin(write=True) as txn:
+            put, get = txn.put, txn.get
             for row in rows:
-                txn.put(resource_key(*row[:6]), value, db=self.rel)
-                txn.put(subject_key(*row[:6]), value, db=self.sub)
-        return self.revision
+                rkey = resource_key(*row[:6])
+                rkeys.append(rkey)
+                put(rkey, value, db=self.rel)
+                put(subject_key(*row[:6]), value, db=self.sub)
+            added: dict[bytes, list[bytes]] = {}
+            for row in rows:
+                added.setdefault(f"{row[0]}\x00{row[1]}\x00".encode(), []).append(
+                    f"\x00{row[3]}\x01{row[4]}\x00".encode()
+                )
+            for prefix in sorted(added):
+                entry = get(prefix, None, self.objects)
+                body = b"S" if entry is None else entry[8:]
+                if body[0] == _LARGE or body.count(b"\x01") + len(added[prefix]) > 16:
+                    put(prefix, value + b"L", db=self.objects)
+                else:
+                    put(prefix, value + body + b"".join(added[prefix]), db=self.objects)
+            put(value, bytes(len(rkeys)) + b"".join(rkeys) + value * len(rkeys), db=self.log, append=True)
+            previous = get((revision - 1).to_bytes(8, "big"), None, self.revs)
+            stamp = time.time_ns() // 1000
+            if previous is not None:
+                stamp = max(stamp, int.from_bytes(previous, "big"))
+            put(value, stamp.to_bytes(8, "big"), db=self.revs)
+            put(b"state", _STATE.pack(revision, self.horizon, self.last_hist), db=self.meta)
+        self.revision = revision
+        return revision
 
     def has(self, row: Row) -> bool:
         with self.env.begin(db=self.rel) as txn:

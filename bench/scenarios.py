@@ -483,7 +483,8 @@ def _write_workload(ctx: Context, scales: list[int], batch: int) -> Workload:
                   note=f"Engine.write of {batch} TOUCH updates (schema-validated), sync=True"),
         Contender("raw_lmdb", raw.write, check=raw_verify, baseline=True, per_op=batch,
                   prepare=lambda n: rows("rawverify", n), items=Fresh(lambda n: rows("raw", n)),
-                  note="py-lmdb write txn on a copy of the store: two puts per relationship, commit, sync=True"),
+                  note="py-lmdb write txn on a copy of the store: both index keys, objects entries (read, "
+                       "rewritten), changelog, commit time, state; commit, sync=True"),
     ]
     limits = ctx.profile.limits
     ops = max(10, ctx.profile.write_ops // (1 if batch == 1 else 10))

@@ -12,6 +12,7 @@ from relengine.engine.depends import Invalidation, dependencies
 from relengine.model import parse_relationship
 from relengine.results import Operation, RelationshipUpdate
 from relengine.schema.compiler import compile_schema
+from relengine.service import engine as engine_module
 from relengine.storage.memory import MemoryStore
 
 SCHEMA = """
@@ -57,6 +58,18 @@ def test_an_invalidation_covers_the_written_object_and_whatever_reaches_it() -> 
     invalid.add(deps, "group", "g1", "member")  # reached through subject sets: every reader of it
     assert invalid.stale("doc", "d2", "edit") and invalid.stale("folder", "f9", "view")
     assert invalid.stale("group", "g7", "member")  # group#member holds group#member: a hop to itself
+
+
+def test_adding_many_writes_at_once_is_adding_each() -> None:
+    deps = dependencies(compile_schema(SCHEMA))
+    written = [(r.resource.type, r.resource.id, r.relation) for r in map(parse_relationship, POOL)]
+    written += [("doc", "d1", "owner"), ("doc", "d9", "owner"), ("folder", "f1", "banned")]
+    each, at_once = Invalidation(), Invalidation()
+    for w in written:
+        each.add(deps, *w)
+    at_once.add_all(deps, written)
+    assert (at_once.members, at_once.objects) == (each.members, each.objects)
+    assert at_once.objects[("doc", "d1")] is not at_once.objects[("doc", "d9")]  # sets of their own
 
 
 def answers(engine: Engine, checks: list[tuple[str, str, str, str]]) -> tuple[int, list[bool]]:
@@ -121,13 +134,14 @@ def test_a_change_reached_through_a_subject_set_or_an_arrow_is_seen() -> None:
 @pytest.mark.slow
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sets(st.sampled_from(POOL)), st.lists(st.tuples(st.sampled_from(POOL), st.booleans()), min_size=1, max_size=25),
-       st.lists(st.integers(0, 3), min_size=1, max_size=25))
+       st.lists(st.tuples(st.integers(0, 3), st.booleans()), min_size=1, max_size=25))
 def test_carried_answers_are_the_answers_at_every_revision(
-    start: set[str], writes: list[tuple[str, bool]], batches: list[int]
+    start: set[str], writes: list[tuple[str, bool]], batches: list[tuple[int, bool]]
 ) -> None:
     """From a random store whose every answer is cached, random writes (touch or delete, in
-    batches) between rounds of every check: each round's answers, cached and carried, are what
-    an uncached engine answers at that revision."""
+    batches) between rounds of every check, some writes in a row without one (answers then
+    carried from several writes back): each round's answers, cached and carried, are what an
+    uncached engine answers at that revision."""
     store = MemoryStore()
     engine = Engine(store)
     engine.write_schema(SCHEMA)
@@ -135,7 +149,7 @@ def test_carried_answers_are_the_answers_at_every_revision(
         engine.touch(parse_relationship(r) for r in sorted(start))
     answers(engine, CHECKS)
     queue = list(writes)
-    for size in batches:
+    for size, ask in batches:
         batch, queue = queue[: size + 1], queue[size + 1:]
         if not batch:
             break
@@ -144,5 +158,28 @@ def test_carried_answers_are_the_answers_at_every_revision(
             seen[text] = touch  # one update per relationship in a write
         engine.write([RelationshipUpdate(Operation.TOUCH if touch else Operation.DELETE, parse_relationship(text))
                       for text, touch in seen.items()])
-        at, got = answers(engine, CHECKS)
-        assert got == truth(store, at, CHECKS)
+        if ask or not queue:
+            at, got = answers(engine, CHECKS)
+            assert got == truth(store, at, CHECKS)
+
+
+def test_a_carry_keeps_the_bases_whose_writes_since_stay_within_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The newest bases whose writes since add up to at most MAX_CARRIED_CHANGES are kept,
+    and answers stay right where older ones are dropped."""
+    monkeypatch.setattr(engine_module, "MAX_CARRIED_CHANGES", 3)
+    store = MemoryStore()
+    engine = Engine(store)
+    engine.write_schema(SCHEMA)
+    engine.touch(parse_relationship(r) for r in POOL[:8])
+    answers(engine, CHECKS)
+    for text in ("doc:d9#owner@user:ann", "doc:d8#owner@user:ann", "doc:d7#owner@user:ann", "doc:d6#owner@user:ann"):
+        engine.write([RelationshipUpdate(Operation.TOUCH, parse_relationship(text))])
+        carried = engine.cache.carried_to()
+        assert carried is not None
+        assert sum(invalid.size() for _, invalid in carried[1]) <= 3
+    assert carried is not None and len(carried[1]) == 3  # each write dirtied one object: the three newest
+    engine.write([RelationshipUpdate(Operation.TOUCH, parse_relationship(r)) for r in
+                  ("doc:d5#owner@user:ann", "doc:d4#owner@user:ann", "doc:d3#owner@user:ann", "doc:d2#owner@user:dan")])
+    assert engine.cache.carried_to() is None  # this write alone is past the limit
+    at, got = answers(engine, CHECKS)
+    assert got == truth(store, at, CHECKS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from relengine.errors import FailedPrecondition, InvalidArgument, SchemaNotFound, UnknownRelation
+from relengine.errors import FailedPrecondition, InvalidArgument, InvalidRelationship, SchemaNotFound, UnknownRelation
 from relengine.model import parse_relationship
 from relengine.results import Operation, RelationshipUpdate
 from relengine.service.schemas import Schemas, check_update
@@ -85,3 +85,23 @@ def test_check_update_validates_against_the_schema() -> None:
         check_update(schema, parse_relationship('doc:a#viewer@user:ann[on_network:{"port":1}]'))
     with pytest.raises(UnknownRelation):
         check_update(schema, parse_relationship("doc:a#owner@user:ann"))
+
+
+def test_check_update_keeps_the_verdict_per_shape_but_names_each_refused_relationship() -> None:
+    """The typesystem's verdict is kept per shape with the schema; a refused shape is refused
+    again, its error naming the relationship of that call, and a caveat context is checked on
+    every relationship (its values are not part of the shape)."""
+    schema = Schemas().compile(SCHEMA)
+    check_update(schema, parse_relationship("doc:a#viewer@user:ann"))
+    check_update(schema, parse_relationship("doc:b#viewer@user:bob"))  # the same shape: allowed
+    for who in ("ann", "bob"):
+        with pytest.raises(InvalidRelationship, match=f"doc:a#viewer@user:{who}\\[expiration"):
+            check_update(schema, parse_relationship(f"doc:a#viewer@user:{who}[expiration:2300-01-01T00:00:00Z]"))
+        with pytest.raises(InvalidRelationship, match=f"user:{who}#member"):
+            check_update(schema, parse_relationship(f"doc:a#viewer@user:{who}#member"))
+    check_update(schema, parse_relationship('doc:a#viewer@user:ann[on_network:{"ip":"10.0.0.1"}]'))
+    with pytest.raises(InvalidArgument):  # the same shape, a context the caveat does not take
+        check_update(schema, parse_relationship('doc:a#viewer@user:ann[on_network:{"port":1}]'))
+    narrower = Schemas().compile(SCHEMA.replace("relation viewer: user | user with on_network", "relation viewer: user with on_network"))
+    with pytest.raises(InvalidRelationship):  # another schema keeps its own verdicts
+        check_update(narrower, parse_relationship("doc:b#viewer@user:bob"))

@@ -29,7 +29,7 @@ from relengine.model import (
 )
 from relengine.results import Operation, RelationshipUpdate
 from relengine.storage import memory as memory_store
-from relengine.storage import objects
+from relengine.storage import keys, objects
 from relengine.storage.lmdb import LmdbStore, items, reader, writer
 from relengine.storage.memory import MemoryStore
 
@@ -158,6 +158,21 @@ class StoresAgree(RuleBasedStateMachine):
     def heads_agree(self) -> None:
         self.both(lambda s: s.head_revision())
         self.both(lambda s: s.statistics().relationships)
+
+    @precondition(lambda self: hasattr(self, "stores"))
+    @invariant()
+    def objects_index_is_what_a_rebuild_makes(self) -> None:
+        """Each commit edits or rebuilds the entries of the objects it changed: every entry,
+        stamp aside, is what one built from the object's relationships at head would be."""
+        env = self.stores[1]._environment
+        with env.lmdb_env.begin() as txn:
+            cur = txn.cursor(env.rel)
+            stored = {k: v[keys.REVISION_SIZE:] for k, v in txn.cursor(env.objects).iternext()}
+            zero = bytes(keys.REVISION_SIZE)
+            for prefix, entry in stored.items():
+                assert entry == items.object_value(zero, items.scan(cur, prefix, SMALL_OBJECT), len(prefix))[
+                    keys.REVISION_SIZE:
+                ], prefix
 
     @rule(data=st.data())
     def reads_agree(self, data: st.DataObject) -> None:

@@ -78,8 +78,9 @@ class CheckCache:
         self.hits = 0
         self.misses = 0
         self.evictions = 0
-        # (revision the answers are carried to, ((earlier revision, what the writes since it may
-        # have changed), ...) newest first): swapped whole, read without a lock.
+        # (revision the answers are carried to, ((earlier revision, what the writes from it to
+        # the next newer one may have changed), ...) newest first): swapped whole, read without
+        # a lock.
         self._carry: Carry | None = None
         # LookupSubjects' sub-results, weighed in ids: as many as the cache has answers (some
         # 15 MiB at most by default; a huge group's listing is not kept, small ones are).
@@ -87,9 +88,11 @@ class CheckCache:
 
     # -- carried answers ---------------------------------------------------------------------
     def carry(self, to: int, bases: tuple[tuple[int, Invalidation], ...]) -> None:
-        """Answers at each of ``bases``' revisions hold at ``to`` but where its invalidation says
-        they may not. Newest first; each invalidation holds the next newer one's (a question
-        stale for one base is stale for every older one)."""
+        """Answers at each of ``bases``' revisions hold at ``to`` but where its invalidation,
+        or a newer base's, says they may not. Newest first; each invalidation holds what the
+        writes from its base to the next newer base (or to ``to``) changed, and a lookup walks
+        them newest first, stopping at the first that says stale: so each base's answer is
+        kept only if no write since it may have changed it. Never changed after this call."""
         self._carry = (to, bases) if bases else None
 
     def carried_to(self) -> Carry | None:

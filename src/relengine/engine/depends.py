@@ -13,6 +13,7 @@ changed; ``cache.CheckCache`` carries the answers it keeps to the write's revisi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable
 
 from ..schema.types import (
     CompiledSchema,
@@ -118,6 +119,25 @@ class Invalidation:
         local = deps.local_readers.get((rtype, relation))
         if local:
             self.objects.setdefault((rtype, rid), set()).update(local)
+
+    def add_all(self, deps: Dependencies, written: Iterable[tuple[str, str, str]]) -> None:
+        """``add`` of each (type, id, relation) written, each relation's readers looked up once."""
+        hopped, local_of = deps.hopped_readers, deps.local_readers
+        members = self.members
+        locals_: dict[tuple[str, str], frozenset[str] | None] = {}
+        objects = self.objects
+        for rtype, rid, relation in written:
+            key = (rtype, relation)
+            if key not in locals_:
+                members |= hopped.get(key, frozenset())
+                locals_[key] = local_of.get(key)
+            local = locals_[key]
+            if local:
+                dirty = objects.get((rtype, rid))
+                if dirty is None:
+                    objects[(rtype, rid)] = set(local)
+                else:
+                    dirty |= local
 
     def stale(self, rtype: str, rid: str, member: str) -> bool:
         if (rtype, member) in self.members:

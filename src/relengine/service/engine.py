@@ -97,6 +97,7 @@ class Engine:
         self.cache = CheckCache(config.cache_size)
         self._revisions = Revisions(store, config.quantization_seconds, self.cache.drop_carry)
         self._writing = threading.Lock()
+        self._carry_size: tuple[Carry | None, int] = (None, 0)  # a carry this Engine made, its changes' total size
         self._schemas = Schemas()
         self._responses: dict[tuple[Result, int], CheckResponse] = {}
         # Bound once: the check path calls them per request.
@@ -227,7 +228,9 @@ class Engine:
         up to ``MAX_CARRIED_BASES`` earlier ones carried to it) hold at the write's revision
         for every question the written relationships cannot reach (``depends``). Only when
         nothing else was written between (consecutive revisions: no other process or path
-        wrote) and the changes stay few."""
+        wrote) and the changes stay few. The bases of the carry this one extends keep their
+        invalidations (each what one write changed: see ``CheckCache.carry``); this write's
+        is built once, in front of them."""
         if self._caching is None:
             return
         previous = revision.value - 1
@@ -240,17 +243,28 @@ class Engine:
             older = ()
         else:
             return
-        bases = ((previous, Invalidation()), *older)
         deps = dependencies(schema)
-        kept: list[tuple[int, Invalidation]] = []
-        for base, invalid in bases:  # each grows in place: readers of the old carry see more stale, never less
-            for update in updates:
-                rel = update.relationship
-                invalid.add(deps, rel.resource.type, rel.resource.id, rel.relation)
-            if invalid.size() > MAX_CARRIED_CHANGES:
-                break  # and every older one is larger
-            kept.append((base, invalid))
-        self.cache.carry(revision.value, tuple(kept))
+        invalid = Invalidation()
+        invalid.add_all(deps, {
+            (r.resource.type, r.resource.id, r.relation) for r in (u.relationship for u in updates)
+        })
+        bases = ((previous, invalid), *older)
+        made, size = self._carry_size
+        if made is None or made is not carried or len(older) != len(carried[1]):
+            size = sum(written.size() for _, written in older)
+        size += invalid.size()  # at least the size of everything written since the oldest base
+        if size > MAX_CARRIED_CHANGES:
+            kept: list[tuple[int, Invalidation]] = []
+            size = 0
+            for base, written in bases:
+                size += written.size()
+                if size > MAX_CARRIED_CHANGES:
+                    size -= written.size()
+                    break  # and every older one is further away
+                kept.append((base, written))
+            bases = tuple(kept)
+        self.cache.carry(revision.value, bases)
+        self._carry_size = (self.cache.carried_to(), size)
 
     def write_impact(
         self, updates: Sequence[RelationshipUpdate], preconditions: Sequence[Precondition] = (), *,

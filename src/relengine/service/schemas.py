@@ -96,13 +96,34 @@ class Schemas:
         return ctx.revision
 
 
+class _Allowed(set[tuple[str, str, str, str | None, bool, str | None, bool]]):
+    """The shapes of relationship a schema was found to allow (its ``derived`` entry): the
+    verdict of ``check_relationship`` depends on nothing else, so each shape is checked once."""
+
+
 def check_update(schema: CompiledSchema, relationship: Relationship) -> None:
     """Raise unless ``schema`` allows ``relationship`` (a write of it, not a delete): the
     typesystem's InvalidRelationship / UnknownDefinition / UnknownRelation, or InvalidArgument
-    for a caveat context the caveat does not take."""
-    check_relationship(schema, relationship)
-    if relationship.caveat is not None:
-        plan_for(schema).check_caveat_context(relationship.caveat)
+    for a caveat context the caveat does not take.
+
+    The typesystem's verdict is kept per *shape* (resource type, relation, subject type,
+    subject relation, wildcard or not, caveat name, with or without expiration) with the
+    schema; a refused shape is checked again each time (its error names the relationship). A
+    caveat context is checked on every relationship that has one."""
+    allowed = schema.derived.get(_Allowed)
+    if not isinstance(allowed, _Allowed):
+        allowed = schema.derived[_Allowed] = _Allowed()
+    s = relationship.subject
+    caveat = relationship.caveat
+    shape = (
+        relationship.resource.type, relationship.relation, s.type, s.relation, s.id == "*",
+        None if caveat is None else caveat.name, relationship.expiration is not None,
+    )
+    if shape not in allowed:
+        check_relationship(schema, relationship)
+        allowed.add(shape)  # another thread may add it too: a set's add is atomic
+    if caveat is not None:
+        plan_for(schema).check_caveat_context(caveat)
 
 
 def refuse_orphans(old: CompiledSchema, new: CompiledSchema, tx: Transaction) -> None:

@@ -132,6 +132,15 @@ def others(value: bytes) -> dict[str, tuple[Row, ...]]:
     }
 
 
+def others_count(value: bytes) -> int:
+    """How many relationships ``value``'s ``others`` holds (none decoded)."""
+    if value[KIND_OFFSET] != OTHERS:
+        return 0
+    size = _length.unpack_from(value, HEAD)[0]
+    packed: dict[str, list[object]] = msgpack.unpackb(value[HEAD + 4:HEAD + 4 + size])
+    return sum(map(len, packed.values()))
+
+
 def decode(value: bytes) -> dict[str, list[Row]] | None:
     """Every relationship of ``value`` by relation, direct entries first (None: large)."""
     if value[KIND_OFFSET] == LARGE:
@@ -151,5 +160,5 @@ def decode(value: bytes) -> dict[str, list[Row]] | None:
 
 __all__ = [
     "EMPTY", "HEAD", "KIND_OFFSET", "LARGE", "OTHERS", "PLAIN", "contains", "decode", "direct_start", "encode", "entries",
-    "header", "needle", "others", "relation_at", "targets",
+    "header", "needle", "others", "others_count", "relation_at", "targets",
 ]

@@ -8,14 +8,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from relengine.model import CaveatRef, RelationshipFilter, Revision, SubjectRef
+from relengine.model import CaveatRef, Relationship, RelationshipFilter, Revision, SubjectRef, parse_relationship
+from relengine.results import Operation, RelationshipUpdate
 from relengine.storage import keys, objects
 from relengine.storage.base import SMALL_OBJECT
 from relengine.storage.lmdb import LmdbStore
 
 from ..conformance import delete, touch
-from .helpers import object_entries
+from .helpers import object_entries, run_python
 
 BIG = b"doc\x00big\x00"  # the objects index key of doc:big
 BATCHES = 40
@@ -192,3 +195,83 @@ def test_a_bulk_import_flushes_its_marks_when_too_many_objects_wait(store: LmdbS
         session.bulk_touch([("doc", "d9", "viewer", "user", "ann", "")])
         assert object_entries(store)[b"doc\x00d9\x00"][keys.REVISION_SIZE] == objects.LARGE
     assert object_entries(store)[b"doc\x00d9\x00"][keys.REVISION_SIZE] != objects.LARGE
+
+
+_SUBJECTS = [f"user:u{i:02}" for i in range(SMALL_OBJECT + 2)] + ["user:*", "group:eng#member", "user:a\x01b"]
+_CHANGE = st.tuples(
+    st.sampled_from(["TOUCH", "DELETE"]),
+    st.sampled_from(["d0", "d1"]),
+    st.sampled_from(["viewer", "editor", "edi"]),
+    st.sampled_from(_SUBJECTS),
+    st.sampled_from([None, None, None, "cav"]),
+)
+
+
+@pytest.mark.slow
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(writes=st.lists(st.lists(_CHANGE, min_size=1, max_size=12), min_size=1, max_size=12))
+def test_commit_edits_the_entries_of_small_objects_as_a_rebuild_would_write_them(
+    make_store: Callable[..., Any], writes: list[list[tuple[str, str, str, str, str | None]]]
+) -> None:
+    """Whole-subject relationships added to and deleted from small objects are edited into
+    their entries, others rebuilt from a scan; across the line to large and back, with subject
+    sets, wildcards, escaped ids and caveats mixed in, every entry after every commit is the
+    one a rebuild at head makes, stamped with the commit that last changed the object."""
+    store = make_store()
+    try:
+        stamps: dict[bytes, int] = {}
+        for batch in writes:
+            updates = []
+            for op, oid, relation, subject, caveat in batch:
+                rel = parse_relationship(f"doc:{oid}#{relation}@{subject.replace(chr(1), '_')}")
+                if "\x01" in subject:
+                    rel = Relationship(rel.resource, rel.relation, SubjectRef("user", "a\x01b"))
+                if caveat is not None:
+                    rel = Relationship(rel.resource, rel.relation, rel.subject, CaveatRef(caveat))
+                updates.append(RelationshipUpdate(Operation[op], rel))
+            before = store.head_revision()
+            with store.transaction() as tx:
+                for u in updates:
+                    tx.apply(u)
+            head = store.head_revision()
+            if head != before:
+                changed = {e.relationship.resource.id for e in store.watch(before, timeout=0)}
+                stamps.update({f"doc\x00{oid}\x00".encode(): head.value for oid in changed})
+            entries = object_entries(store)
+            rebuilt = _rebuilt_entries(store)
+            for prefix, entry in entries.items():
+                assert entry[keys.REVISION_SIZE:] == rebuilt.get(prefix, objects.EMPTY), prefix
+                assert entry[: keys.REVISION_SIZE] == keys.encode_revision(stamps[prefix])
+    finally:
+        store.close()
+
+
+_TEXTS_WRITER = """
+import sys
+from relengine.storage.lmdb import LmdbStore
+with LmdbStore(sys.argv[1], sync=False) as store:
+    with store.transaction() as tx:
+        tx.set_schema("schema from another process")
+        tx.set_guards("guards from another process")
+"""
+
+
+def test_a_write_reads_the_schema_and_guards_once_per_head_and_sees_another_process_write_new_ones(
+    tmp_path: Path,
+) -> None:
+    store = LmdbStore(tmp_path, sync=False)
+    try:
+        with store.transaction() as tx:
+            tx.set_schema("first")
+        with store.transaction() as tx:
+            assert (tx.schema_text(), tx.guards_text()) == ("first", None)
+            tx.set_guards("g1")
+            assert tx.guards_text() == "g1"
+        with store.transaction() as tx:
+            assert (tx.schema_text(), tx.guards_text()) == ("first", "g1")
+        run_python(_TEXTS_WRITER, str(tmp_path))
+        with store.transaction() as tx:
+            assert tx.schema_text() == "schema from another process"
+            assert tx.guards_text() == "guards from another process"
+    finally:
+        store.close()

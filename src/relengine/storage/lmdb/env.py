@@ -150,7 +150,7 @@ class LmdbEnv:
     __slots__ = (
         "path", "max_map_size", "gc_window", "clock", "write_lock", "epoch", "closed", "lmdb_env",
         "meta", "rel", "sub", "relh", "subh", "log", "revs", "schema", "objects", "objects_since", "unique_id",
-        "_psize", "_remapping", "_met_limit", "_resume_below",
+        "texts_at", "_psize", "_remapping", "_met_limit", "_resume_below",
     )
 
     def __init__(
@@ -175,6 +175,10 @@ class LmdbEnv:
         self._resume_below: int | None = None  # data bytes under which writes may add again
         self.epoch = 0
         self.closed = False
+        # The schema text and the guard file text at one revision (write transactions begin
+        # at head; what a revision holds never changes), carried to the next by each commit
+        # of this process (writer.LmdbTransaction._texts): not read again per write.
+        self.texts_at: tuple[int, str | None, str | None] = (-1, None, None)
         check_directory(path, create)
         if max_map_size is not None:
             map_size = min(map_size, max_map_size)

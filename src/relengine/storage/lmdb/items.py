@@ -7,12 +7,14 @@ stay plain module functions, bound by name where they are used.
 
 from __future__ import annotations
 
-from typing import Any
+import bisect
+from typing import Any, Sequence
 
 from ...model import Relationship, SubjectRef, new_object, new_relationship, new_subject
 from .. import keys, objects
 from ..base import SMALL_OBJECT, Row
 from ..keys import REVISION_SIZE
+from ..objects import KIND_OFFSET
 
 _object, _subject, _relationship = new_object, new_subject, new_relationship
 
@@ -67,6 +69,67 @@ def object_value(revision: bytes, items: list[tuple[bytes, bytes]], size: int) -
     return objects.encode(revision, pairs)
 
 
+def edited_value(
+    known: bytes, revision: bytes, size: int, changes: Sequence[tuple[int, bytes, bytes]]
+) -> bytes | None:
+    """The ``objects`` value ``object_value`` would build after ``changes`` to an object whose
+    value was ``known`` (not large), without reading its relationships: each change is (op,
+    by-resource key, version) with op ``keys.CREATED`` or ``keys.DELETED`` of a plain
+    whole-subject relationship without payload (a direct entry). None where that does not
+    hold, or the entries do not match (an added one already there, a removed one missing):
+    then the caller builds it from the object's relationships.
+
+    Only the relations changed are taken apart: a relation's direct entries (``type \\x01
+    id``) sort as their keys do, since no name holds a byte below ``\\x02``."""
+    edits: dict[bytes, list[tuple[int, bytes]]] = {}
+    for op, key, version in changes:
+        if len(version) != REVISION_SIZE or op == keys.TOUCHED:
+            return None
+        tail = key[size:]
+        if b"\x01" in tail or b"\x02" in tail or keys.SHORTENED in tail:
+            return None
+        relation, st, sid, srel, end = tail.split(b"\x00") if tail.count(b"\x00") == 4 else (b"",) * 5
+        if srel or end or not (relation and st and sid):
+            return None
+        edits.setdefault(relation, []).append((op, st + b"\x01" + sid))
+    start = objects.direct_start(known)
+    sections: dict[bytes, bytes] = {}  # relation -> its direct entries, as stored
+    if len(known) > start:
+        for chunk in known[start + 1:-1].split(b"\x02"):
+            cut = chunk.index(b"\x00")
+            sections[chunk[:cut]] = chunk[cut:]
+    count = known.count(b"\x01", start)
+    for relation, ops in edits.items():
+        text = sections.get(relation)
+        entries = text[1:-1].split(b"\x00\x00") if text else []
+        for op, entry in ops:
+            at = bisect.bisect_left(entries, entry)
+            present = at < len(entries) and entries[at] == entry
+            if op == keys.CREATED:
+                if present:
+                    return None
+                entries.insert(at, entry)
+                count += 1
+            else:
+                if not present:
+                    return None
+                del entries[at]
+                count -= 1
+        if entries:
+            sections[relation] = b"\x00" + b"\x00\x00".join(entries) + b"\x00"
+        else:
+            sections.pop(relation, None)
+    count += objects.others_count(known)
+    if count > SMALL_OBJECT:
+        return objects.encode(revision, None)
+    out = [revision, known[KIND_OFFSET:start]]
+    for relation in sorted(sections):
+        out += (b"\x02", relation, sections[relation])
+    if sections:
+        out.append(b"\x02")
+    return b"".join(out)
+
+
 def _direct_value(revision: bytes, tails: bytes) -> bytes:
     """``objects.encode`` of whole-subject relationships without payloads, in key order, from
     their keys' tails joined (``relation NUL type NUL id NUL NUL`` each): the common case, built
@@ -100,4 +163,4 @@ def relationship_of(key: bytes, value: bytes) -> Relationship:
     return build(rt, rid, rel, _subject(st, sid, srel or None), value)
 
 
-__all__ = ["build", "object_value", "relationship_of", "resource_strings", "scan"]
+__all__ = ["build", "edited_value", "object_value", "relationship_of", "resource_strings", "scan"]

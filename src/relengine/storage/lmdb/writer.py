@@ -17,7 +17,7 @@ from typing import Callable, Final, Iterable, Mapping, Sequence
 import lmdb
 
 from ...errors import AlreadyExists, DeadlineExceeded, RelEngineError, StoreFull
-from ...model import RelationshipFilter, Revision
+from ...model import Relationship, RelationshipFilter, Revision
 from ...results import Operation, RelationshipUpdate
 from .. import keys
 from ..base import (
@@ -34,7 +34,7 @@ from ..keys import REVISION_SIZE, object_prefix
 from ..objects import KIND_OFFSET, LARGE
 from .env import LmdbEnv
 from .format import State, counters_key, encode_counters, guards_key, read_counters, read_guards, write_state
-from .items import object_value, scan
+from .items import edited_value, object_value, scan
 from .reader import LmdbReader
 
 _ENCODE_REV: Final = keys.encode_revision
@@ -65,6 +65,12 @@ class LmdbTransaction:
         self._batch_limit = batch_limit
         self._updates = 0
         self._originals: dict[bytes, bytes | None] = {}
+        # What this transaction left under each by-resource key it wrote one at a time (None:
+        # deleted) and that key's by-subject key: commit then neither reads nor decodes them.
+        # A key missing from ``_now`` is read at commit (bulk_touch's fast path drops its keys).
+        self._now: dict[bytes, bytes | None] = {}
+        self._skeys: dict[bytes, bytes] = {}
+        self._rel_cursor: lmdb.Cursor[bytes] | None = None  # _touch's
         self._fresh_keys: list[bytes] = []  # created by bulk_touch's fast path, not in originals
         self._fresh_values: list[bytes] = []
         self._deferred_count = 0  # how many of the fresh keys, the last ones, bulk_touch(defer=True) added
@@ -80,7 +86,21 @@ class LmdbTransaction:
     def schema_text(self) -> str | None:
         if self._pending_schema is not None:
             return self._pending_schema
-        return self.reader().schema_text()
+        return self._texts()[1]
+
+    def _texts(self) -> tuple[int, str | None, str | None]:
+        """(head, the schema text, the guard file text) at the head this transaction began
+        at, read once per head (``LmdbEnv.texts_at``; a commit of this process carries them
+        to its revision, so consecutive writes read them once)."""
+        env = self._env
+        texts = env.texts_at
+        if texts[0] != self._head:
+            try:
+                guards = read_guards(self._txn, env.meta, self._head)
+            except lmdb.Error as exc:
+                raise env.translate(exc) from exc
+            texts = env.texts_at = (self._head, self.reader().schema_text(), guards)
+        return texts
 
     def set_schema(self, text: str) -> None:
         self._pending_schema = text
@@ -99,10 +119,7 @@ class LmdbTransaction:
     def guards_text(self) -> str | None:
         if self._pending_guards is not None:
             return self._pending_guards
-        try:
-            return read_guards(self._txn, self._env.meta, self._head)
-        except lmdb.Error as exc:
-            raise self._env.translate(exc) from exc
+        return self._texts()[2]
 
     def set_guards(self, text: str) -> None:
         self._pending_guards = text
@@ -119,6 +136,9 @@ class LmdbTransaction:
         env = self._env
         txn = self._txn
         try:
+            if update.operation is Operation.TOUCH and not self._full:
+                self._touch(rel, rkey)
+                return
             current = txn.get(rkey, None, env.rel)
             if update.operation is Operation.DELETE:
                 if current is not None:
@@ -126,6 +146,8 @@ class LmdbTransaction:
                     skey = keys.subject_key(s.type, s.id, srel, r.type, rel.relation, r.id)
                     txn.delete(rkey, db=env.rel)
                     txn.delete(skey, db=env.sub)
+                    self._now[rkey] = None
+                    self._skeys[rkey] = skey
                 return
             payload = keys.encode_payload(
                 rel.caveat, rel.expiration, rel.key if keys.is_shortened(rkey) else None
@@ -140,11 +162,36 @@ class LmdbTransaction:
             self._adding()
             self._originals.setdefault(rkey, current)
             value = self._rb + payload
+            skey = keys.subject_key(s.type, s.id, srel, r.type, rel.relation, r.id)
             txn.put(rkey, value, db=env.rel)
-            txn.put(keys.subject_key(s.type, s.id, srel, r.type, rel.relation, r.id), value,
-                    db=env.sub)
+            txn.put(skey, value, db=env.sub)
+            self._now[rkey] = value
+            self._skeys[rkey] = skey
         except lmdb.Error as exc:
             raise env.translate(exc, deleting=not self._added) from exc
+
+    def _touch(self, rel: Relationship, rkey: bytes) -> None:
+        """``apply``'s TOUCH where the store may grow: one ``replace`` finds the current
+        version and writes the new one (a key not there yet, the common case, is one B-tree
+        descent, not a ``get`` and a ``put``); a version already holding this payload is put
+        back as it was."""
+        env = self._env
+        payload = keys.encode_payload(rel.caveat, rel.expiration, rel.key if keys.is_shortened(rkey) else None)
+        value = self._rb + payload
+        cursor = self._rel_cursor
+        if cursor is None:
+            cursor = self._rel_cursor = self._txn.cursor(env.rel)
+        current = cursor.replace(rkey, value)
+        if current is not None and current[REVISION_SIZE:] == payload:
+            cursor.put(rkey, current)  # unchanged
+            return
+        self._added = True
+        self._originals.setdefault(rkey, current)
+        s, r = rel.subject, rel.resource
+        skey = keys.subject_key(s.type, s.id, s.relation or "", r.type, rel.relation, r.id)
+        self._txn.put(skey, value, db=env.sub)
+        self._now[rkey] = value
+        self._skeys[rkey] = skey
 
     def _adding(self) -> None:
         """This transaction is about to add data: refused if the store is full."""
@@ -216,6 +263,7 @@ class LmdbTransaction:
             ]
 
         try:
+            self._rel_cursor = None  # no cursor of this transaction is used across a child's
             child = env.begin_child(txn)
             try:
                 # In key order: LMDB then walks each B-tree once, page after page.
@@ -229,6 +277,9 @@ class LmdbTransaction:
                         marker = rb + bytes((LARGE,))
                         child.cursor(env.objects).putmulti([(p, marker) for p in sorted(prefixes)])
                     child.commit()
+                    if self._now:  # keys this transaction deleted one at a time, added again
+                        for key in rkeys:
+                            self._now.pop(key, None)
                     if defer:
                         self.deferred |= prefixes
                         self._deferred_count += len(rkeys)
@@ -248,7 +299,7 @@ class LmdbTransaction:
         txn = self._txn
         rb = self._rb
         rel_db, sub_db = env.rel, env.sub
-        originals = self._originals
+        originals, now, written = self._originals, self._now, self._skeys
         for i, rkey in enumerate(rkeys):
             value = rb if values is None else values[i]
             existing = txn.get(rkey, None, rel_db)
@@ -261,6 +312,8 @@ class LmdbTransaction:
                 originals[rkey] = None if existing[:REVISION_SIZE] == rb else existing
             txn.put(rkey, value, db=rel_db)
             txn.put(skeys[i], value, db=sub_db)
+            now[rkey] = value
+            written[rkey] = skeys[i]
 
     # -- commit --------------------------------------------------------------------------------
 
@@ -276,15 +329,15 @@ class LmdbTransaction:
         try:
             entries: list[tuple[bytes, int, bytes]] = []
             moved = False
-            originals = self._originals
+            originals, left, skeys = self._originals, self._now, self._skeys
             for rkey in sorted(originals):
                 original = originals[rkey]
-                now = txn.get(rkey, None, env.rel)
+                now = left[rkey] if rkey in left else txn.get(rkey, None, env.rel)
                 if now == original:
                     continue
                 known = original if now is None else now
                 assert known is not None
-                skey = keys.subject_key_of(rkey, known)
+                skey = skeys.get(rkey) or keys.subject_key_of(rkey, known)
                 if original is not None and now is not None and now[REVISION_SIZE:] == original[REVISION_SIZE:]:
                     txn.put(rkey, original, db=env.rel)
                     txn.put(skey, original, db=env.sub)
@@ -315,11 +368,11 @@ class LmdbTransaction:
                 versions += fresh_values
                 indexed += len(fresh_keys) - deferred
             pending = self._pending_schema
-            schema_changed = pending is not None and pending != self.reader().schema_text()
+            schema_changed = pending is not None and pending != self._texts()[1]
             counters = self._pending_counters
             counters_changed = counters is not None and counters != read_counters(txn, env.meta, self._head)
             guards = self._pending_guards
-            guards_changed = guards is not None and guards != read_guards(txn, env.meta, self._head)
+            guards_changed = guards is not None and guards != self._texts()[2]
             if not ops and not schema_changed and not counters_changed and not guards_changed:
                 txn.abort()
                 return Revision(self._head), 0
@@ -327,7 +380,7 @@ class LmdbTransaction:
                 self._adding()
             revision = self._revision
             if indexed:
-                self._index_objects(rkeys[:indexed], ops[:indexed])
+                self._index_objects(rkeys[:indexed], ops[:indexed], versions[:indexed])
             if schema_changed:
                 assert pending is not None
                 txn.put(rb, pending.encode(), db=env.schema)
@@ -347,6 +400,11 @@ class LmdbTransaction:
             last_hist = revision if moved else self._last_hist
             write_state(txn, env.meta, (revision, self._horizon, last_hist))
             txn.commit()
+            texts = env.texts_at
+            if texts[0] == self._head:  # what this revision holds, known without a read
+                env.texts_at = (
+                    revision, pending if schema_changed else texts[1], guards if guards_changed else texts[2]
+                )
         except lmdb.Error as exc:
             txn.abort()
             raise env.translate(exc, deleting=not self._added) from exc
@@ -355,23 +413,43 @@ class LmdbTransaction:
             raise
         return Revision(revision), len(ops)
 
-    def _index_objects(self, rkeys: Sequence[bytes], ops: bytes) -> None:
-        """Rewrite the objects index entry of every object these keys (changed by ``ops``)
-        belong to, from its current relationships (one short scan each, in key order), stamped
-        with this revision. A large object that lost nothing stays large: only its stamp moves."""
+    def _index_objects(self, rkeys: Sequence[bytes], ops: bytes, versions: Sequence[bytes]) -> None:
+        """Rewrite the objects index entry of every object these keys (changed by ``ops``,
+        their versions now or, deleted, before) belong to, stamped with this revision, in key
+        order. A large object that lost nothing stays large: only its stamp moves. A small one
+        whose changes are all whole-subject relationships added or deleted has them edited
+        into its entry (``edited_value``); any other is rebuilt from its current
+        relationships (one short scan)."""
         txn = self._txn
         env = self._env
-        cur = txn.cursor(env.rel)
+        cur = None  # a by-resource cursor, for the entries rebuilt
         objects_db = env.objects
+        get = txn.get
         put = txn.cursor(objects_db).put
         rb = self._rb
-        shrunk = {object_prefix(k) for k, op in zip(rkeys, ops) if op == keys.DELETED}
-        for prefix in sorted({object_prefix(k) for k in rkeys}):
-            if prefix not in shrunk:
-                known = txn.get(prefix, None, objects_db)
-                if known is not None and known[KIND_OFFSET] == LARGE:
-                    put(prefix, rb + known[REVISION_SIZE:])  # a new stamp
-                    continue
+        changed: dict[bytes, list[int]] = {}
+        for index, key in enumerate(rkeys):
+            prefix = object_prefix(key)
+            found = changed.get(prefix)
+            if found is None:
+                changed[prefix] = [index]
+            else:
+                found.append(index)
+        for prefix in sorted(changed):
+            known = get(prefix, None, objects_db)
+            if known is not None:
+                mine = changed[prefix]
+                if known[KIND_OFFSET] == LARGE:
+                    if all(ops[i] != keys.DELETED for i in mine):
+                        put(prefix, rb + known[REVISION_SIZE:])  # a new stamp
+                        continue
+                else:
+                    value = edited_value(known, rb, len(prefix), [(ops[i], rkeys[i], versions[i]) for i in mine])
+                    if value is not None:
+                        put(prefix, value)
+                        continue
+            if cur is None:
+                cur = txn.cursor(env.rel)
             put(prefix, object_value(rb, scan(cur, prefix, SMALL_OBJECT), len(prefix)))
 
     def abort(self) -> None:
