@@ -432,6 +432,7 @@ class Tallier:
         self._now = now or _dt.datetime.now(_dt.timezone.utc)
         self._deadline = deadline
         self._checker: LocalChecker | None = None  # built at the first candidate that needs a check
+        self._plans: dict[Guard, tuple[str, ...]] = {}  # each guard's ``_direct_relations``
 
     def _check(self, guard: Guard, oid: str, sid: str) -> bool:
         if self._checker is None:
@@ -445,7 +446,9 @@ class Tallier:
         any other (holders an earlier tally confirmed, likely holders still). ``later``: ids
         settled only if ``at_least`` holders outside them cannot be found (those a write may
         take away: ``Enforcer`` then needs no read after the write); they are counted then."""
-        direct = _direct_relations(self._schema, guard, self._max_depth)
+        direct = self._plans.get(guard)
+        if direct is None:
+            direct = self._plans[guard] = _direct_relations(self._schema, guard, self._max_depth)
         if direct:
             quick = self._direct(guard, oid, direct, later)
             if quick is not None:
@@ -480,13 +483,13 @@ class Tallier:
         """``at_least`` certain holders of ``guard`` on ``oid`` outside ``later``, read as plain
         rows of the ``relations`` that grant alone (``_direct_relations``), or None when they do
         not hold that many (the full tally then settles the object). One short scan per
-        relation in the common case: it reads only as many rows as it needs, and more (eight
-        times as many each time) only when caveats, expirations, usersets or ``later`` ids
-        take some of them."""
+        relation in the common case: it reads as many rows as it needs and one more, and more
+        (eight times as many each time) only when caveats, expirations, usersets, wildcards or
+        ``later`` ids take some of them."""
         need, now, reader = guard.at_least, self._now, self._reader
         found: list[str] = []
         for relation in relations:
-            limit = need - len(found) + 2
+            limit = need - len(found) + 1  # one to spare: the id a removal takes is often among them
             skip = 0  # rows of this relation already looked at (a rescan reads them again)
             while True:
                 rows = reader.subject_rows(guard.resource, oid, relation, guard.subject_type, limit)

@@ -244,9 +244,12 @@ class LmdbReader:
         prefix = keys.encode((resource_type, resource_id, relation, subject_type))
         size = len(prefix)
         rows: list[Row] = []
+        if limit is not None and limit <= 0:
+            return rows
         if self._at_head and not self._history:
-            head = self._head_items(prefix, _EVERYTHING if limit is None else limit)
-            items: Iterable[tuple[bytes, bytes]] = head if limit is None else head[:limit]
+            # ``_head_items`` reads one past its limit (to tell "more" from "no more"): asking
+            # for ``limit - 1`` reads exactly ``limit``.
+            items: Iterable[tuple[bytes, bytes]] = self._head_items(prefix, _EVERYTHING if limit is None else limit - 1)
         else:
             items = self._items(self._env.rel, self._env.relh, prefix)
             if limit is not None:
