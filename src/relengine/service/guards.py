@@ -419,7 +419,10 @@ class Tallier:
     relationships without a caveat, holds for certain; any other is settled by a check through
     one request's checker (``engine.check``: intersections, exclusions, caveats as a check
     would). A wildcard among the candidates falls back to the full count, which knows what
-    the wildcard grants. No answer cache: the reader may be a transaction's, whose state is
+    the wildcard grants. First of all, where the permission reaches relations of the object
+    itself through unions only (``_direct_relations``), their plain rows are counted as raw
+    rows (``_direct``: one short scan, no Relationship objects); only when they fall short
+    does the walk over the candidates run. No answer cache: the reader may be a transaction's, whose state is
     not a revision yet."""
 
     def __init__(
