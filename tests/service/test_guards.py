@@ -17,7 +17,8 @@ from relengine.errors import FailedPrecondition, GuardFileError, GuardViolated
 from relengine.model import ObjectRef, RelationshipFilter, SubjectFilter, parse_relationship
 from relengine.results import Operation, RelationshipUpdate
 from relengine.schema import compile_schema
-from relengine.service.guards import affected, parse_guards
+from relengine.service.guards import Guard, Tally, Tallier, _direct_relations, affected, parse_guards
+from relengine.storage.lmdb import LmdbStore
 from relengine.storage.memory import MemoryStore
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -224,6 +225,90 @@ def test_only_the_objects_a_write_can_reach_are_evaluated() -> None:
     assert affected(schema, reader, ("container", "publish"), [("account", "b", "admin")]) == {"d"}
     assert affected(schema, reader, ("account", "administer"), [("account", "a", "member")]) == set()
     assert affected(schema, reader, ("account", "administer"), [("container", "c", "reader")]) == set()
+
+
+# The direct count (Tallier reads the plain rows of a relation that grants alone first): rows
+# that do not count (caveated, expired, usersets, wildcards, ids the write may take) sort before
+# the ones that do, so the short scan has to read on; on both stores.
+DIRECT = """
+use expiration
+
+caveat on_weekdays(day int) { day < 6 }
+
+definition user {}
+
+definition group {
+    relation member: user
+}
+
+definition account {
+    relation admin: user | user:* | user with expiration | user with on_weekdays | group#member
+    relation suspended: user
+    permission keep = admin + suspended
+    permission administer = keep
+    permission strict = admin - suspended
+}
+"""
+
+
+def test_the_relations_that_grant_alone() -> None:
+    schema = compile_schema(DIRECT)
+
+    def direct(permission: str, max_depth: int = 50) -> tuple[str, ...]:
+        return _direct_relations(schema, Guard("g", "account", permission, "user", 2), max_depth)
+
+    assert direct("admin") == ("admin",)
+    assert direct("keep") == ("admin", "suspended")
+    assert direct("administer") == ("admin", "suspended")
+    assert direct("administer", max_depth=1) == ()  # two hops away: past the depth
+    assert direct("strict") == ()  # an exclusion's base does not grant alone
+    assert _direct_relations(compile_schema(GTM), Guard("g", "account", "administer", "user", 2), 50) == ("admin",)
+
+
+@pytest.mark.parametrize("kind", ["memory", "lmdb"])
+def test_the_direct_count_reads_past_rows_that_do_not_count(kind: str, tmp_path: pathlib.Path) -> None:
+    store = LmdbStore(tmp_path / "store") if kind == "lmdb" else MemoryStore()
+    try:
+        past, future = "2001-01-01T00:00:00Z", "2999-01-01T00:00:00Z"
+        noise = [f"account:a#admin@user:a{i:02}[expiration:{past}]" for i in range(12)]
+        noise += [f"account:a#admin@user:b{i:02}[on_weekdays]" for i in range(12)]
+        engine = gtm(
+            *noise, "account:a#admin@group:ops#member", "group:ops#member@user:gus",
+            f"account:a#admin@user:c00[expiration:{future}]", "account:a#admin@user:c01", "account:a#admin@user:c02",
+            schema=DIRECT, store=store,  # type: ignore[arg-type]
+        )
+        schema = compile_schema(DIRECT)
+        reader = engine.snapshot()
+        tallier = Tallier(schema, reader, 50)
+        guard = Guard("g", "account", "administer", "user", 3)
+        assert tallier.tally(guard, "a") == Tally(3, False, True, ("c00", "c01", "c02"))
+        # ``later``: found outside those ids when it can be, else counted at the end.
+        assert tallier.tally(guard, "a", later=frozenset({"c01"})).confirmed == ("c00", "c02", "gus")
+        assert tallier.tally(guard, "a", later=frozenset({"c01", "gus"})) == Tally(
+            4, False, True, ("c00", "c02", "c01", "gus")
+        )
+        assert Tallier(schema, reader, 50).tally(guard, "a", later=frozenset({"c00", "c01", "c02"})) == Tally(
+            4, False, True, ("gus", "c00", "c01", "c02")
+        )
+        engine.write([rel("account:a#admin@user:*")])  # the wildcard counts as everyone, not as one
+        tallier = Tallier(schema, engine.snapshot(), 50)
+        assert tallier.tally(guard, "a", later=frozenset({"c01", "gus"})).everyone
+        # Real writes under a guard of two on ``keep``: holders c00, c01, c02, gus (and everyone).
+        engine.write_guards(TWO_ADMINS.replace("administer", "keep"))
+        engine.write([delete("account:a#admin@user:c01"), delete("account:a#admin@user:c02")])
+        engine.write([delete("account:a#admin@user:*")])
+        with pytest.raises(GuardViolated) as info:
+            engine.write([delete("account:a#admin@user:c00"), delete("group:ops#member@user:gus")])
+        assert info.value.count == 0
+        with pytest.raises(GuardViolated) as info:
+            engine.write([delete("account:a#admin@user:c00")])
+        assert info.value.count == 1
+        engine.write([rel("account:a#suspended@user:sam")])  # ``keep`` = admin + suspended
+        engine.write([delete("account:a#admin@user:c00")])
+        assert live(engine) == sorted([*noise, "account:a#admin@group:ops#member", "account:a#suspended@user:sam"])
+    finally:
+        if kind == "lmdb":
+            store.close()  # type: ignore[union-attr]
 
 
 # -- every write path -------------------------------------------------------------------------

@@ -232,6 +232,11 @@ def test_object_rows_and_subject_rows(store: Any) -> None:
     ]
     assert new.subject_rows("doc", "d1", "viewer", "group") == [("group", "eng", "member", None)]
     assert new.subject_rows("doc", "d1", "viewer", "team") == []
+    # ``limit``: the first rows in subject order, the same at head and at an older revision.
+    assert old.subject_rows("doc", "d1", "viewer", "user", limit=1) == [("user", "ann", None, None)]
+    assert new.subject_rows("doc", "d1", "viewer", "user", limit=1) == [("user", "bob", None, cav)]
+    assert old.subject_rows("doc", "d1", "viewer", "user", limit=5) == old.subject_rows("doc", "d1", "viewer", "user")
+    assert new.subject_rows("doc", "d1", "viewer", "group", limit=0) == []
 
 
 def test_resource_ids(store: Any) -> None:

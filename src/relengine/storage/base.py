@@ -151,9 +151,12 @@ class Reader(Protocol):
         object from this one read."""
         ...
 
-    def subject_rows(self, resource_type: str, resource_id: str, relation: str, subject_type: str) -> list[Row]:
-        """The live subjects of one type on ``resource_type:resource_id#relation``, as Rows.
-        One range scan that skips the relation's other subject types."""
+    def subject_rows(
+        self, resource_type: str, resource_id: str, relation: str, subject_type: str, limit: int | None = None
+    ) -> list[Row]:
+        """The live subjects of one type on ``resource_type:resource_id#relation``, as Rows, in
+        subject order; at most ``limit`` (the first ones) when given. One range scan that skips
+        the relation's other subject types."""
         ...
 
     def resources(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as _dt
+import itertools
 import threading
 import time
 import uuid
@@ -321,11 +322,14 @@ class MemoryReader:
         candidates = self._candidates(self._state.by_resource.get(prefix), lambda k: k[:3] == prefix)
         return self._live(sorted(candidates, key=_resource_order))
 
-    def subject_rows(self, resource_type: str, resource_id: str, relation: str, subject_type: str) -> list[Row]:
+    def subject_rows(
+        self, resource_type: str, resource_id: str, relation: str, subject_type: str, limit: int | None = None
+    ) -> list[Row]:
         """See LmdbReader.subject_rows."""
-        return [
+        rows = (
             _row(rel) for rel in self.subjects(resource_type, resource_id, relation) if rel.subject.type == subject_type
-        ]
+        )
+        return list(rows if limit is None else itertools.islice(rows, limit))
 
     def object_rows(self, resource_type: str, resource_id: str) -> bytes | None:
         """See Reader.object_rows."""

@@ -234,17 +234,26 @@ class LmdbReader:
         value = object_value(self._rb, items, len(prefix))
         return None if value[KIND_OFFSET] == _LARGE else value
 
-    def subject_rows(self, resource_type: str, resource_id: str, relation: str, subject_type: str) -> list[Row]:
+    def subject_rows(
+        self, resource_type: str, resource_id: str, relation: str, subject_type: str, limit: int | None = None
+    ) -> list[Row]:
         """The live subjects of ``subject_type`` on ``resource_type:resource_id#relation`` as rows
-        (subject type, id, relation or None, None or (caveat, expiration)): one range scan that
-        skips the other subject types (a relation's many users when looking for its groups)."""
+        (subject type, id, relation or None, None or (caveat, expiration)), at most ``limit``:
+        one range scan that skips the other subject types (a relation's many users when looking
+        for its groups) and stops at the limit."""
         prefix = keys.encode((resource_type, resource_id, relation, subject_type))
         size = len(prefix)
         rows: list[Row] = []
+        if limit is not None and limit <= 0:
+            return rows
         if self._at_head and not self._history:
-            items: Iterable[tuple[bytes, bytes]] = self._head_items(prefix, _EVERYTHING)
+            # ``_head_items`` reads one past its limit (to tell "more" from "no more"): asking
+            # for ``limit - 1`` reads exactly ``limit``.
+            items: Iterable[tuple[bytes, bytes]] = self._head_items(prefix, _EVERYTHING if limit is None else limit - 1)
         else:
             items = self._items(self._env.rel, self._env.relh, prefix)
+            if limit is not None:
+                items = itertools.islice(items, limit)
         for key, value in items:
             if key.find(b"\x01") < 0 and key.find(keys.SHORTENED) < 0:  # keys.is_plain, inlined
                 sid, srel = key[size:-1].decode().split("\x00")

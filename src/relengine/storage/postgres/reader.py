@@ -176,9 +176,11 @@ class PostgresReader:
     def subjects(self, resource_type: str, resource_id: str, relation: str) -> Iterator[Relationship]:
         return self._scan("rkey", keys.encode((resource_type, resource_id, relation)))
 
-    def subject_rows(self, resource_type: str, resource_id: str, relation: str, subject_type: str) -> list[Row]:
+    def subject_rows(
+        self, resource_type: str, resource_id: str, relation: str, subject_type: str, limit: int | None = None
+    ) -> list[Row]:
         prefix = keys.encode((resource_type, resource_id, relation, subject_type))
-        return [_row(rel) for rel in self._scan("rkey", prefix)]
+        return [_row(rel) for rel in self._scan("rkey", prefix, limit=limit)]
 
     def object_rows(self, resource_type: str, resource_id: str) -> bytes | None:
         prefix = keys.encode((resource_type, resource_id))

@@ -426,8 +426,12 @@ class FailoverReader:
     def object_rows(self, resource_type: str, resource_id: str) -> bytes | None:
         return self._call("object_rows", resource_type, resource_id)  # type: ignore[no-any-return]
 
-    def subject_rows(self, resource_type: str, resource_id: str, relation: str, subject_type: str) -> list[Row]:
-        return self._call("subject_rows", resource_type, resource_id, relation, subject_type)  # type: ignore[no-any-return]
+    def subject_rows(
+        self, resource_type: str, resource_id: str, relation: str, subject_type: str, limit: int | None = None
+    ) -> list[Row]:
+        return self._call(  # type: ignore[no-any-return]
+            "subject_rows", resource_type, resource_id, relation, subject_type, limit
+        )
 
     def subjects(self, resource_type: str, resource_id: str, relation: str) -> Iterator[Relationship]:
         return self._iterate("subjects", resource_type, resource_id, relation)
