@@ -12,10 +12,11 @@ from __future__ import annotations
 import contextlib
 import heapq
 import io
+import itertools
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final, TextIO
 
@@ -100,7 +101,8 @@ class _SortedLines:
         self._buffer.sort()
         path = os.path.join(self._tmp, f"run-{id(self)}-{len(self._files)}")
         with open(path, "w", encoding="utf-8") as fh:
-            fh.writelines(f"{line}\n" for line in self._buffer)
+            fh.write("\n".join(self._buffer))
+            fh.write("\n")
         self._files.append(path)
         self._buffer = []
 
@@ -134,12 +136,23 @@ def write_json(out: TextIO, changes: Iterable[AccessChange | AccessChanges], *, 
         for key, lines, last in (("gained", gained, False), ("lost", lost, True)):
             out.write(f'  "{key}": [')
             first = True
-            for line in lines:
-                out.write(("\n    " if first else ",\n    ") + json.dumps(line))
+            for chunk in _chunked(map(_json_string, lines), 10_000):  # a write per line: a third of the time
+                out.write(("\n    " if first else ",\n    ") + ",\n    ".join(chunk))
                 first = False
             out.write("]" if first else "\n  ]")
             out.write("\n" if last else ",\n")
         out.write("}\n")
+
+
+_json_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
+"""``json.dumps`` of one string (ASCII-escaped, as ``json.dumps`` does by default), without its
+per-call work: the C function it ends in."""
+
+
+def _chunked(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    it = iter(items)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
 
 
 def as_json(changes: Iterable[AccessChange | AccessChanges]) -> str:
