@@ -71,6 +71,37 @@ def _row(rel: Relationship) -> Row:
     return (s.type, s.id, s.relation, extra)
 
 
+def page_sql(column: str, conditions: Sequence[str] = ()) -> str:
+    """One page of a range scan of the index on ``column`` (``rkey`` or ``skey``): the live
+    versions whose key lies strictly between two bounds, with more ``conditions`` (each with
+    one ``%s``), in key order, at most a page of them; the last column is the key, where the
+    next page starts. Its parameters are ``page_params``.
+
+    The bounds and the page size are hidden from the planner (each is an uncorrelated scalar
+    subquery, an InitPlan: the planner sees a parameter, never its value), so the plan does not
+    depend on the column's statistics: it estimates the range at its default share of the
+    table (0.5%) and assumes a LIMIT it cannot see stops after a tenth of it, which makes
+    walking the index in key order, stopping at the page's end, cheaper by far than any plan
+    that reads the whole range and sorts it. With the values visible, the estimate of a
+    range comes from ANALYZE's random sample: for one subject's 10,000 versions of 1M it
+    swung between 1 and 10,000 rows from one ANALYZE to the next, and at a few dozen the
+    planner picked a bitmap heap scan of the whole range plus a sort, for every page (tens
+    of ms a page instead of one; ``tests/storage/postgres/test_plans.py``).
+    """
+    extra = "".join(f" AND {c}" for c in conditions)
+    return (
+        f"SELECT {COLUMNS}, {column} FROM relengine_relationships "
+        f"WHERE {column} > (SELECT %s::bytea) AND {column} < (SELECT %s::bytea) "
+        f"AND created <= %s AND deleted > %s{extra} ORDER BY {column} LIMIT (SELECT %s::bigint)"
+    )
+
+
+def page_params(after: bytes, before: bytes, revision: int, values: Sequence[Any], page: int) -> tuple[Any, ...]:
+    """``page_sql``'s parameters: the keys strictly ``after`` and ``before``, live at
+    ``revision``, the conditions' ``values``, at most ``page`` rows."""
+    return (after, before, revision, revision, *values, page)
+
+
 class PostgresReader:
     """A snapshot at one revision on one connection; see Reader in ``storage.base``.
 
@@ -182,11 +213,8 @@ class PostgresReader:
 
     def object_rows(self, resource_type: str, resource_id: str) -> bytes | None:
         prefix = keys.encode((resource_type, resource_id))
-        rows = self._fetch(
-            f"SELECT {COLUMNS} FROM relengine_relationships WHERE rkey >= %s AND rkey < %s "
-            "AND created <= %s AND deleted > %s ORDER BY rkey LIMIT %s",
-            (prefix, prefix + _TOP, self._at, self._at, SMALL_OBJECT + 1),
-        )
+        # ``> prefix`` takes every key of the object: none equals the prefix (keys have more parts).
+        rows = self._fetch(page_sql("rkey"), page_params(prefix, prefix + _TOP, self._at, (), SMALL_OBJECT + 1))
         if len(rows) > SMALL_OBJECT:
             return None
         live = [relationship_of(r) for r in rows]
@@ -240,13 +268,9 @@ class PostgresReader:
         after: bytes | None = None, limit: int | None = None,
     ) -> Iterator[Relationship]:
         """Live relationships whose ``column`` key starts with ``prefix``, in key order, after
-        the key ``after``, at most ``limit``; one page of SQL at a time."""
-        conditions = "".join(f" AND {c}" for c, _ in extra)
+        the key ``after``, at most ``limit``; one page of SQL at a time (``page_sql``)."""
+        sql = page_sql(column, [c for c, _ in extra])
         values = [v for _, v in extra]
-        sql = (
-            f"SELECT {COLUMNS}, {column} FROM relengine_relationships WHERE {column} > %s AND {column} < %s "
-            f"AND created <= %s AND deleted > %s{conditions} ORDER BY {column} LIMIT %s"
-        )
         position = prefix if after is None or after < prefix else after
         exclusive_start = after is not None and after >= prefix
         remaining = limit
@@ -257,7 +281,7 @@ class PostgresReader:
             position = prefix
         while True:
             page = PAGE if remaining is None else min(PAGE, remaining)
-            rows = self._fetch(sql, (position, prefix + _TOP, self._at, self._at, *values, page))
+            rows = self._fetch(sql, page_params(position, prefix + _TOP, self._at, values, page))
             for row in rows:
                 yield relationship_of(row)
             if remaining is not None:
@@ -269,4 +293,4 @@ class PostgresReader:
             position = bytes(rows[-1][9])
 
 
-__all__ = ["COLUMNS", "PAGE", "PostgresReader", "pack_context", "payload_of", "relationship_of"]
+__all__ = ["COLUMNS", "PAGE", "PostgresReader", "pack_context", "page_params", "page_sql", "payload_of", "relationship_of"]
