@@ -270,6 +270,14 @@ def _pg_engine(w: Workload, uri: str, config: EngineConfig) -> Engine:
     return engine
 
 
+def _loaded(ctx: Context, scales: list[int], w: Workload) -> tuple[Dataset, str]:
+    """The scenario's dataset and a database loaded with it; without PostgreSQL, skipped
+    before a dataset is built."""
+    dbs = _databases(w)
+    ds = ctx.dataset(_one(scales))
+    return ds, dbs.loaded(ds, ctx)
+
+
 @scenario(
     "pg_check", ["check", "uncached", "postgres"],
     "Engine.check with cache_size=0 on the PostgreSQL store, account admins on containers (the walk "
@@ -280,9 +288,7 @@ def _pg_engine(w: Workload, uri: str, config: EngineConfig) -> Engine:
 def pg_check(ctx: Context, scales: list[int], w: Workload) -> Workload:
     from .scenarios import engine_contender, expected_checks
 
-    dbs = _databases(w)  # first: without PostgreSQL, skip before building a dataset
-    ds = ctx.dataset(_one(scales))
-    uri = dbs.loaded(ds, ctx)
+    ds, uri = _loaded(ctx, scales, w)
     engine = _pg_engine(w, uri, EngineConfig(cache_size=0))
     floor = PgFloor(uri)
     w.cleanups.append(floor.close)
@@ -307,9 +313,7 @@ def pg_check(ctx: Context, scales: list[int], w: Workload) -> Workload:
 def pg_cached_check(ctx: Context, scales: list[int], w: Workload) -> Workload:
     from .scenarios import engine_contender, expected_checks, open_engine
 
-    dbs = _databases(w)  # first: without PostgreSQL, skip before building a dataset
-    ds = ctx.dataset(_one(scales))
-    uri = dbs.loaded(ds, ctx)
+    ds, uri = _loaded(ctx, scales, w)
     engine = _pg_engine(w, uri, EngineConfig())
     _, lmdb_engine = open_engine(ctx, ds, w)
     queries = ds.world.admin_path_queries(500) + ds.world.random_queries(500)
@@ -335,9 +339,7 @@ def pg_cached_check(ctx: Context, scales: list[int], w: Workload) -> Workload:
 def pg_lookup_resources(ctx: Context, scales: list[int], w: Workload) -> Workload:
     from .scenarios import open_engine
 
-    dbs = _databases(w)  # first: without PostgreSQL, skip before building a dataset
-    ds = ctx.dataset(_one(scales))
-    uri = dbs.loaded(ds, ctx)
+    ds, uri = _loaded(ctx, scales, w)
     engine = _pg_engine(w, uri, EngineConfig())
     _, lmdb_engine = open_engine(ctx, ds, w)
     w.queries = [Query(BIG_ADMIN, set(ds.world.containers_of_account(0)))]
@@ -367,9 +369,7 @@ def pg_two_servers(ctx: Context, scales: list[int], w: Workload) -> Workload:
     from .scenarios import _alternating, _grpc_ready, _remote_check, expected_checks, refs
 
     _grpc_ready()
-    dbs = _databases(w)  # first: without PostgreSQL, skip before building a dataset
-    ds = ctx.dataset(_one(scales))
-    uri = dbs.loaded(ds, ctx)
+    ds, uri = _loaded(ctx, scales, w)
     servers = [grpc_mode.Server(uri, 1, log_dir=ctx.work_dir) for _ in range(2)]
     for server in servers:
         w.cleanups.append(server.close)

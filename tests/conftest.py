@@ -49,12 +49,8 @@ def engine_from() -> Callable[..., Engine]:
 def pg_cluster() -> Iterator[pg.PgCluster]:
     """One real PostgreSQL cluster for the whole session (``tests/pg.py``); skipped with the
     reason where the binaries are missing, failed where ``CI`` is set."""
-    pg.require()
-    cluster = pg.PgCluster().start()
-    try:
+    with pg.started() as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,12 @@
 """The tests' real, throwaway PostgreSQL cluster: ``bench/pgcluster.py``, shared with the
 bench's PostgreSQL scenarios (see its docstring)."""
 
+import contextlib
+from typing import Iterator
+
 from bench.pgcluster import PgCluster, PgReplica, free_port, pg_bin, unavailable_reason
 
-__all__ = ["PgCluster", "PgReplica", "RELENGINE_SESSIONS", "count", "free_port", "pg_bin", "require", "unavailable_reason"]
+__all__ = ["PgCluster", "PgReplica", "RELENGINE_SESSIONS", "count", "free_port", "pg_bin", "require", "started", "unavailable_reason"]
 
 
 def require() -> None:
@@ -33,3 +36,14 @@ def count(uri: str, query: str) -> int:
 RELENGINE_SESSIONS = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'relengine'"
 """relengine's sessions open on a database (not the one asking, nor one that asked before and
 whose backend has not yet left pg_stat_activity)."""
+
+
+@contextlib.contextmanager
+def started() -> Iterator[PgCluster]:
+    """A started cluster of its own (``require()`` first), stopped and removed afterwards."""
+    require()
+    cluster = PgCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -117,12 +117,8 @@ def test_the_store_raises_deadline_exceeded_for_a_statement_past_the_request_dea
 @pytest.fixture
 def own_cluster() -> Iterator[pg.PgCluster]:
     """A cluster of the test's own, to take down and bring back."""
-    pg.require()
-    cluster = pg.PgCluster().start()
-    try:
+    with pg.started() as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.mark.slow
