@@ -17,6 +17,7 @@ from typing import Any, Callable
 import msgpack
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import strategies as st
@@ -562,6 +563,16 @@ REQUESTS: dict[str, st.SearchStrategy[Any]] = {
     "ReadSchema": read_schema_requests(),
     "WriteGuards": st.builds(schema_pb2.WriteGuardsRequest, guards=st.one_of(guard_files(), texts())),
     "ReadGuards": st.builds(schema_pb2.ReadGuardsRequest, consistency=st.one_of(st.none(), consistencies())),
+    "CheckGuards": st.one_of(
+        st.just(schema_pb2.CheckGuardsRequest()),
+        st.builds(
+            lambda seconds, nanos: schema_pb2.CheckGuardsRequest(within=Duration(seconds=seconds, nanos=nanos)),
+            # past Duration's own range (about 10,000 years) and timedelta's, negative, mixed signs
+            st.one_of(st.integers(-400_000_000_000, 400_000_000_000), st.integers(-(2**63), 2**63 - 1),
+                      st.sampled_from([0, 1, -1, 7 * 86_400])),
+            st.one_of(st.integers(-(10**9), 10**9), st.just(0)),
+        ),
+    ),
 }
 """Well-formed requests of every relengine.v1 method, by name."""
 

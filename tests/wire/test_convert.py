@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
+from google.protobuf.duration_pb2 import Duration
 
 from relengine import errors
 from relengine.model import (
@@ -16,9 +18,16 @@ from relengine.model import (
     SubjectRef,
     parse_relationship,
 )
-from relengine.results import Change, ExpandNode, Operation, Precondition, PreconditionKind, RelationshipUpdate
+from relengine.results import (
+    Change,
+    ExpandNode,
+    Operation,
+    Precondition,
+    PreconditionKind,
+    RelationshipUpdate,
+)
 from relengine.wire import convert as c
-from relengine.wire._proto.relengine.v1 import core_pb2, permissions_pb2
+from relengine.wire._proto.relengine.v1 import core_pb2, permissions_pb2, schema_pb2
 
 
 @pytest.mark.parametrize(
@@ -168,3 +177,20 @@ def test_nan_and_infinity_in_a_struct_stay_floats_for_the_caveat_to_refuse() -> 
     assert plain["x"] != plain["x"] and plain["deep"] == {"y": [float("inf")]} and plain["z"] == float("-inf")
     message = permissions_pb2.CheckRequest(context=struct)
     assert c.optional_context(message) is not None and c.optional_context(permissions_pb2.CheckRequest()) is None
+
+
+@pytest.mark.parametrize("seconds, nanos, problem", [
+    (-1, 0, "within must not be negative, not -1 s"),
+    (0, -5, "within must not be negative"),
+    (2**63 - 1, 0, "within is past a Duration's range (315576000000 s)"),
+])
+def test_check_guards_within_out_of_range_is_invalid_argument(seconds: int, nanos: int, problem: str) -> None:
+    request = schema_pb2.CheckGuardsRequest(within=Duration(seconds=seconds, nanos=nanos))
+    with pytest.raises(errors.InvalidArgument, match=re.escape(problem)):
+        c.within_from_proto(request)
+
+
+def test_check_guards_within_is_a_timedelta() -> None:
+    assert c.within_from_proto(schema_pb2.CheckGuardsRequest()) is None
+    request = schema_pb2.CheckGuardsRequest(within=Duration(seconds=7 * 86_400, nanos=500_000))
+    assert c.within_from_proto(request) == dt.timedelta(days=7, microseconds=500)

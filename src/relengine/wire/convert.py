@@ -610,14 +610,20 @@ def limit_from_proto(value: int) -> int | None:
 # -- guards ------------------------------------------------------------------------------------
 
 
+MAX_DURATION_SECONDS: Final = 315_576_000_000
+
+
 def within_from_proto(request: schema_pb2.CheckGuardsRequest) -> _dt.timedelta | None:
     """CheckGuards' look-ahead: None when unset; InvalidArgument when negative."""
     if not request.HasField("within"):
         return None
-    within = request.within.ToTimedelta()
-    if within < _dt.timedelta(0):
-        raise InvalidArgument(f"within must not be negative, not {within}", field="within")
-    return within
+    seconds, nanos = request.within.seconds, request.within.nanos
+    if seconds < 0 or nanos < 0:
+        raise InvalidArgument(f"within must not be negative, not {seconds + nanos / 1e9:g} s", field="within")
+    if seconds > MAX_DURATION_SECONDS:  # google.protobuf.Duration's own range: about 10,000 years
+        raise InvalidArgument(f"within is past a Duration's range ({MAX_DURATION_SECONDS} s), got {seconds} s",
+                              field="within")
+    return _dt.timedelta(seconds=seconds, microseconds=nanos // 1000)
 
 
 def check_guards_request(within: _dt.timedelta | None) -> schema_pb2.CheckGuardsRequest:
