@@ -182,6 +182,7 @@ def test_nan_and_infinity_in_a_struct_stay_floats_for_the_caveat_to_refuse() -> 
 @pytest.mark.parametrize("seconds, nanos, problem", [
     (-1, 0, "within must not be negative, not -1 s"),
     (0, -5, "within must not be negative"),
+    (1, -5, "within: a Duration's seconds (1) and nanos (-5) must have the same sign"),
     (2**63 - 1, 0, "within is past a Duration's range (315576000000 s)"),
 ])
 def test_check_guards_within_out_of_range_is_invalid_argument(seconds: int, nanos: int, problem: str) -> None:

@@ -618,6 +618,9 @@ def within_from_proto(request: schema_pb2.CheckGuardsRequest) -> _dt.timedelta |
     if not request.HasField("within"):
         return None
     seconds, nanos = request.within.seconds, request.within.nanos
+    if (seconds < 0 < nanos) or (nanos < 0 < seconds):
+        raise InvalidArgument(f"within: a Duration's seconds ({seconds}) and nanos ({nanos}) must have the same sign",
+                              field="within")
     if seconds < 0 or nanos < 0:
         raise InvalidArgument(f"within must not be negative, not {seconds + nanos / 1e9:g} s", field="within")
     if seconds > MAX_DURATION_SECONDS:  # google.protobuf.Duration's own range: about 10,000 years
