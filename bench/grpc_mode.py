@@ -126,6 +126,8 @@ class Server:
         None without metrics, when it does not answer, or when it has no such metric."""
         import urllib.request
 
+        from prometheus_client.parser import text_string_to_metric_families
+
         if self.metrics_url is None:
             return None
         try:
@@ -133,8 +135,8 @@ class Server:
                 text = reply.read().decode()
         except OSError:
             return None
-        values = [float(line.rpartition(" ")[2]) for line in text.splitlines()
-                  if line.startswith(name) and line[len(name):len(name) + 1] in (" ", "{")]
+        values = [sample.value for family in text_string_to_metric_families(text)
+                  for sample in family.samples if sample.name == name]
         return sum(values) if values else None
 
     def log_tail(self, chars: int = 800) -> str:
