@@ -153,15 +153,16 @@ def test_a_reader_is_kept_only_within_its_period(tmp_path: Path) -> None:
     with commit_lmdb as tx:
         tx.apply(RelationshipUpdate(Operation.TOUCH, parse_relationship("doc:a#viewer@user:ann")))
     revisions = Revisions(store, quantization_seconds=3600)
-    reader, period = revisions.lease()
-    revisions.give_back(reader, period)
-    again, same = revisions.lease()
-    assert again is reader and same is period
+    reader, period, kept = revisions.lease()
+    assert kept is None
+    revisions.give_back(reader, period, "what the request kept")
+    again, same, kept = revisions.lease()
+    assert again is reader and same is period and kept == "what the request kept"
     revisions.give_back(again, same)
     revisions.forget()  # a new period: the kept Reader is closed, a new one opened
     assert _open_read_transactions(store) == 0
-    fresh, other = revisions.lease()
-    assert fresh is not reader and other is not period
+    fresh, other, kept = revisions.lease()
+    assert fresh is not reader and other is not period and kept is None
     revisions.give_back(fresh, period)  # from a period that has ended: closed, not kept
     assert _open_read_transactions(store) == 0
     store.close()
@@ -169,8 +170,8 @@ def test_a_reader_is_kept_only_within_its_period(tmp_path: Path) -> None:
 
 def test_readers_of_stores_that_do_not_allow_it_are_never_kept(store: MemoryStore) -> None:
     revisions = Revisions(store, quantization_seconds=3600)
-    reader, period = revisions.lease()
-    revisions.give_back(reader, period)
+    reader, period, _ = revisions.lease()
+    revisions.give_back(reader, period, "kept")
     assert revisions.lease()[0] is not reader
 
 
@@ -184,7 +185,7 @@ def test_kept_readers_are_closed_when_their_period_ends_without_another_request(
         tx.apply(RelationshipUpdate(Operation.TOUCH, parse_relationship("doc:a#viewer@user:ann")))
     revisions = Revisions(store, quantization_seconds=0.2)
     readers = [revisions.lease() for _ in range(3)]
-    for reader, period in readers:
+    for reader, period, _ in readers:
         revisions.give_back(reader, period)
     assert _open_read_transactions(store) == 3
     deadline = time.monotonic() + 10

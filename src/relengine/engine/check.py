@@ -28,6 +28,9 @@ from .groups import GroupView
 from .plan import plan_for
 
 _UNREAD: Final = object()
+KEPT_OBJECTS: Final = 2048
+"""Objects whose relationships a checker kept across requests (``renew``) keeps at most: some
+hundreds of kilobytes of small objects' values."""
 
 
 class LocalChecker:
@@ -83,6 +86,19 @@ class LocalChecker:
         self.groups = groups
         self._grouped = groups.relations if groups is not None else frozenset()
         self.dispatcher: Dispatcher = self if wrap is None else wrap(self)
+
+    def renew(self, deadline: float | None) -> None:
+        """Make ready for the next request at the same Reader (``Engine.check`` keeps a checker
+        with its leased Reader): a new deadline, "now" read afresh. What was read stays, as it
+        holds at the Reader's one revision (a request after another at the same revision reads
+        the account or group rows they share once), up to ``KEPT_OBJECTS`` objects, past which
+        it starts afresh; large objects' subject sets are not kept."""
+        self.deadline = deadline
+        self._now = None
+        self._typed.clear()
+        if len(self._objects) > KEPT_OBJECTS:
+            self._objects.clear()
+            self._others.clear()
 
     def release(self) -> None:
         """Let go of the dispatcher once the request is done; the checker answers nothing after.

@@ -617,18 +617,28 @@ class Engine:
             cached = self.cached_check(resource.type, resource.id, permission, subject.type, subject.id, subject.relation)
             if cached is not None:
                 return cached
+        kept: object = None
         if latest:
-            reader, period = self._lease()  # a Reader of an earlier check at this revision, if one is idle
+            # A Reader of an earlier check at this revision if one is idle, and that check's
+            # checker: what it read holds at this revision too.
+            reader, period, kept = self._lease()
         else:
             if at is not None:
                 consistency = Consistency.at_exact_snapshot(at)
             reader, period = self._snapshot(consistency), None
+        plain = period is not None and not context and now is None  # a checker fit to keep and reuse
         try:
-            checker = self._checker(reader, deadline, context, now)
-            try:
+            if plain and isinstance(kept, LocalChecker):
+                checker = kept
+                checker.renew(deadline)
                 result = checker.check(resource.type, resource.id, permission, subject)
-            finally:
-                checker.release()  # no cyclic garbage per check
+            else:
+                checker = self._checker(reader, deadline, context, now)
+                try:
+                    result = checker.check(resource.type, resource.id, permission, subject)
+                finally:
+                    if not plain:
+                        checker.release()  # no cyclic garbage per check
         except RecursionError:
             reader.close()
             raise MaxDepthExceeded.stack("check") from None
@@ -636,7 +646,7 @@ class Engine:
             reader.close()
             raise
         revision = reader.revision
-        self._give_back(reader, period)  # kept for the next check of its period, or closed
+        self._give_back(reader, period, checker if plain else None)  # kept for the next check of its period, or closed
         return self._response(result, revision)
 
     def explain(
