@@ -359,3 +359,83 @@ def test_a_move_past_the_deadline_is_dropped_and_the_walk_raises(engine_from: Ca
     assert _groups(e).statistics().builds == 0 and _groups(e).statistics().revision is None
     assert e.check(ObjectRef("group", "a"), "member", SubjectRef("user", "ann")).allowed
     assert _groups(e).statistics().builds == 1
+
+
+def test_a_wide_shallow_tree_of_groups_is_answered_by_the_index(engine_from: Callable[..., Engine]) -> None:
+    """A group reaching more groups than the depth budget, all within a few levels: the index
+    answers (the walk could not go deeper than the tree), and a chain deeper than the budget
+    under another group still leaves that one to the walk, which raises."""
+    tree = [f"group:t{k // 2}#member@group:t{k}#member" for k in range(2, 64)]
+    chain = [f"group:c{i}#member@group:c{i + 1}#member" for i in range(8)]
+    e = engine_from(PURE_SCHEMA, *tree, *chain, "group:t63#member@user:leaf", "group:c8#member@user:deep",
+                    "group:t1#member@group:c0#member", max_depth=6, cache_size=0)
+    before = _groups(e).statistics().answers
+    assert e.check(ObjectRef("group", "t2"), "member", SubjectRef("user", "leaf")).allowed is False
+    assert e.check(ObjectRef("group", "t3"), "member", SubjectRef("user", "leaf")).allowed  # t3 > t7 > t15 > t31 > t63
+    assert _groups(e).statistics().answers == before + 2
+    with pytest.raises(MaxDepthExceeded):  # t1 reaches the chain: 10 levels under a budget of 6
+        e.check(ObjectRef("group", "t1"), "member", SubjectRef("user", "deep"))
+
+
+def _longest_simple_path(edges: set[tuple[str, str]], start: str) -> int:
+    best = 0
+
+    def walk(g: str, seen: set[str], length: int) -> None:
+        nonlocal best
+        best = max(best, length)
+        for a, b in edges:
+            if a == g and b not in seen:
+                walk(b, seen | {b}, length + 1)
+
+    walk(start, {start}, 0)
+    return best
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(GROUPS), st.sampled_from(GROUPS)), max_size=14))
+def test_the_longest_walk_below_a_group_is_never_underestimated(edges: list[tuple[str, str]]) -> None:
+    """``Closure.longest`` against every simple path: never less (the index would answer where
+    the walk runs out of depth), one more where the groups hold a cycle (the walk steps into a
+    group on its path once before the cycle is cut), and exact where they hold none."""
+    closure = Closure("group", "member")
+    live = set(edges)
+    for p, c in live:
+        closure.add(Relationship(ObjectRef("group", p), "member", SubjectRef("group", c, "member")))
+    for g in {x for e in live for x in e}:
+        true = _longest_simple_path(live, g)
+        bound = closure.longest(g, 0)
+        reach = closure.desc[g]
+        cyclic = any(a in reach and b in reach and a in closure.desc.get(b, ()) for a, b in live)
+        if cyclic:
+            assert bound >= true + 1
+        else:
+            assert bound == true
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    edges=st.lists(st.tuples(st.sampled_from(GROUPS), st.sampled_from(GROUPS), st.booleans()), max_size=12),
+    depth=st.integers(1, 4),
+)
+def test_index_agrees_with_the_walk_under_a_small_depth_budget(edges: list[tuple[str, str, bool]], depth: int) -> None:
+    """Where the budget runs out matters: each member test answers, or raises
+    MaxDepthExceeded, alike with and without the index (some links caveated: the walk's)."""
+    rels = [
+        f"group:{p}#member@group:{c}#member" + ("[flagged]" if caveated else "") for p, c, caveated in set(edges)
+    ] + [f"group:{g}#member@user:u{g}" for g in GROUPS]
+    store = MemoryStore()
+    indexed = Engine(store, EngineConfig(cache_size=0, max_depth=depth))
+    walked = Engine(store, EngineConfig(cache_size=0, max_depth=depth, group_index=False))
+    indexed.write_schema(SCHEMA)
+    from relengine.model import parse_relationship
+    indexed.touch([parse_relationship(r) for r in rels])
+
+    def outcome(engine: Engine, g: str, u: str) -> str:
+        try:
+            return engine.check(ObjectRef("group", g), "member", SubjectRef("user", u)).permissionship.name
+        except MaxDepthExceeded:
+            return "max depth"
+
+    for g in GROUPS:
+        for h in GROUPS:
+            assert outcome(indexed, g, f"u{h}") == outcome(walked, g, f"u{h}"), (g, h)

@@ -80,7 +80,7 @@ def indexed_relations(schema: CompiledSchema) -> frozenset[tuple[str, str]]:
 class Closure:
     """The closure of one indexed relation ``T#R`` (see the module docstring)."""
 
-    __slots__ = ("type", "relation", "desc", "anc", "children", "groups_of", "impure")
+    __slots__ = ("type", "relation", "desc", "anc", "children", "groups_of", "impure", "_longest")
 
     def __init__(self, rtype: str, relation: str) -> None:
         self.type = rtype
@@ -90,6 +90,8 @@ class Closure:
         self.children: dict[str, set[str]] = {}  # g -> c for each plain T:g#R@T:c#R
         self.groups_of: dict[Element, set[str]] = {}  # S -> g for each plain T:g#R@S
         self.impure: set[tuple[str, Element]] = set()  # relationships left to the walk
+        # (the index's generation they hold at, g -> ``longest(g)``): worked out on first use
+        self._longest: tuple[int, dict[str, int]] = (-1, {})
 
     # -- queries ---------------------------------------------------------------------
     def holds(self, group: str, subject: Element) -> bool:
@@ -104,6 +106,55 @@ class Closure:
         if len(direct) <= len(reach):
             return not reach.isdisjoint(direct)
         return not direct.isdisjoint(reach)
+
+    def longest(self, group: str, generation: int) -> int:
+        """The most nested dispatches a walk from ``group`` can make among the groups it reaches:
+        the longest path below ``group`` where those groups hold no cycle; else as many as they
+        are (a walk follows a simple path, at most one fewer steps, and may then step once more
+        into a group already on its path, where its depth is looked at before the cycle is cut);
+        where links the closure leaves to the walk join groups, as many as the relation's groups.
+        Worked out once per group and index ``generation`` (a value worked out while the closure
+        changed is kept under the old generation, which no later query asks for)."""
+        at, known = self._longest
+        if at != generation:
+            known = {}
+            self._longest = (generation, known)
+        found = known.get(group)
+        if found is None:
+            if any(element[2] is not None for _, element in self.impure):
+                # Links the walk follows and the closure does not (caveated, expiring): only
+                # the number of groups bounds it.
+                groups = set(self.desc) | {g for g, _ in self.impure}
+                groups |= {element[1] for _, element in self.impure if element[2] is not None}
+                found = len(groups)
+            else:
+                found = self._longest_path(group)
+            known[group] = found
+        return found
+
+    def _longest_path(self, group: str) -> int:
+        children = self.children
+        height: dict[str, int] = {}
+        on_path: set[str] = set()
+        stack: list[tuple[str, bool]] = [(group, False)]
+        while stack:
+            g, done = stack.pop()
+            if done:
+                on_path.discard(g)
+                height[g] = 1 + max((height[c] for c in children.get(g, ())), default=-1)
+                continue
+            if g in height:
+                continue
+            if g in on_path:  # a cycle: bound by the groups reached instead
+                return len(self.desc.get(group, ()))
+            on_path.add(g)
+            stack.append((g, True))
+            for c in children.get(g, ()):
+                if c in on_path:
+                    return len(self.desc.get(group, ()))
+                if c not in height:
+                    stack.append((c, False))
+        return height[group]
 
     @property
     def exact(self) -> bool:
@@ -448,10 +499,11 @@ class GroupView:
         closure = self._closures.get((rtype, relation))
         if closure is None:
             return None
-        # A walk from the group follows simple paths among the groups it reaches: at most
-        # len(reach) - 1 nested dispatches, each one level deeper.
+        # The walk from the group makes at most ``Closure.longest`` nested dispatches, each one
+        # level deeper: never more than the groups it reaches, where every link is the closure's
+        # (the cheap test first).
         reach = closure.desc.get(group)
-        if reach is not None and len(reach) - 1 > depth:
+        if (closure.impure or (reach is not None and len(reach) > depth)) and closure.longest(group, generation) > depth:
             return None
         held = closure.holds(group, (subject.type, subject.id, subject.relation))
         if not held and not closure.exact:
