@@ -54,16 +54,19 @@ class LazyObjects(Objects):
 
 
 class NaiveEvaluator:
-    """check / lookup_subjects over ``objects[(type, id)][relation] -> [(type, id, relation)]``."""
+    """check / lookup_subjects over ``objects[(type, id)][relation] -> [(type, id, relation)]``;
+    ``permissions``: another schema's permissions in the form of ``PERMISSIONS`` (a type with
+    relations only maps to ``{}``)."""
 
-    def __init__(self, objects: Objects) -> None:
+    def __init__(self, objects: Objects, permissions: dict[str, dict[str, tuple[tuple[str, ...], ...]]] | None = None) -> None:
         self.objects = objects
+        self.permissions = PERMISSIONS if permissions is None else permissions
 
     def check(self, rtype: str, rid: str, name: str, stype: str, sid: str) -> bool:
         return self._check(rtype, rid, name, stype, sid, set())
 
     def _check(self, rtype: str, rid: str, name: str, stype: str, sid: str, active: set[tuple[str, str, str]]) -> bool:
-        rewrite = PERMISSIONS[rtype].get(name)
+        rewrite = self.permissions[rtype].get(name)
         if rewrite is not None:
             for child in rewrite:
                 kind = child[0]
@@ -101,7 +104,7 @@ class NaiveEvaluator:
         if key in seen:
             return
         seen.add(key)
-        rewrite = PERMISSIONS[rtype].get(name)
+        rewrite = self.permissions[rtype].get(name)
         rels = self.objects.get((rtype, rid)) or _EMPTY
         if rewrite is not None:
             for child in rewrite:

@@ -1233,4 +1233,4 @@ def _grpc_workload(ctx: Context, scales: list[int], workers: tuple[int, ...]) ->
     return w
 
 
-from . import group_bench, large_objects, thread_bench  # noqa: E402, F401  (register ``group_write_*``, ``check_by_object_size``, ``threads``)
+from . import group_bench, large_objects, thread_bench, zipf_groups  # noqa: E402, F401  (register ``group_write_*``, ``check_by_object_size``, ``threads``, ``zipf_groups``)
