@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import random
 import shutil
+from functools import partial
 from typing import Final
 
-from relengine import Engine, EngineConfig, ObjectRef, SubjectRef
+from relengine import CheckResponse, Engine, EngineConfig, ObjectRef, SubjectRef
 
 from .dataset import open_store
 from .framework import Contender, Context, Query, Timed, Workload, headline, scenario, time_default
@@ -40,7 +41,9 @@ definition doc {
     permission view = viewer
 }
 """
-PERMISSIONS: Final = {"user": {}, "group": {}, "doc": {"view": (("rel", "viewer"),)}}
+PERMISSIONS: Final[dict[str, dict[str, tuple[tuple[str, ...], ...]]]] = {
+    "user": {}, "group": {}, "doc": {"view": (("rel", "viewer"),)},
+}
 
 GROUPS: Final = 64
 DOCS: Final = 400
@@ -85,6 +88,10 @@ def build(largest: int) -> tuple[list[tuple[str, str, str, str, str, str]], dict
         rows.append(("doc", f"d{d}", "viewer", "group", f"z{k}", "member"))
         rows += [("doc", f"d{d}", "viewer", "user", f"d{d}u{i}", "") for i in range(2)]
     return rows, held, doc_group
+
+
+def _check(engine: Engine, q: tuple[str, str]) -> CheckResponse:
+    return engine.check(ObjectRef("doc", q[0]), "view", SubjectRef("user", q[1]))
 
 
 def naive_objects(rows: list[tuple[str, str, str, str, str, str]]) -> Objects:
@@ -136,10 +143,8 @@ def zipf_groups(ctx: Context, scales: list[int]) -> Workload:
                 qs.append((f"d{d}", f"z{deep}u{i % max(1, largest // deep)}" if granted else f"nobody{i}"))
             queries = [Query(q, granted) for q in qs]
             for label, engine in (("engine", indexed), ("engine_no_group_index", plain)):
-                check = engine.check
                 w.contenders.append(Contender(
-                    f"{label}@{tag}", lambda q, check=check: check(ObjectRef("doc", q[0]), "view", SubjectRef("user", q[1])),
-                    answer=lambda r: r.allowed, queries=queries,
+                    f"{label}@{tag}", partial(_check, engine), answer=lambda r: r.allowed, queries=queries,
                 ))
             w.contenders.append(Contender(
                 f"naive_dict@{tag}", lambda q: naive.check("doc", q[0], "view", "user", q[1]), baseline=True,
