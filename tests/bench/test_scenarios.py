@@ -33,7 +33,7 @@ def test_dataset_is_built_once_then_cached(cache: Path) -> None:
 
 @pytest.mark.parametrize(
     "name", ["uncached_check", "deep_check", "lookup_resources", "lookup_subjects", "write_single", "grpc_check",
-             "spicedb_check", "spicedb_bulk_check", "check_by_object_size"]
+             "spicedb_check", "spicedb_bulk_check", "check_by_object_size", "zipf_groups"]
 )
 def test_scenario_verifies_and_times(name: str, cache: Path, tmp_path: Path) -> None:
     from bench import scenarios  # noqa: F401
