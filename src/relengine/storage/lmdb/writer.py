@@ -41,6 +41,8 @@ _ENCODE_REV: Final = keys.encode_revision
 _KEY: Final = operator.itemgetter(0)
 _OBJECT: Final = operator.itemgetter(0, 1)
 _SUBJECT_ORDER: Final = operator.itemgetter(3, 4, 5, 0, 2, 1)  # by-resource strings -> by-subject
+_STRINGS: Final = operator.itemgetter(0, 1, 2, 3, 4, 5)
+_EXTRAS: Final = operator.itemgetter(6, 7)  # caveat, expiration
 
 
 class LmdbTransaction:
@@ -242,8 +244,10 @@ class LmdbTransaction:
         env = self._env
         txn = self._txn
         rb = self._rb
-        plain = set(map(len, rows)) == {6}
-        strings: Sequence[Sequence[str]] = rows if plain else [r[:6] for r in rows]  # type: ignore[assignment]
+        lengths = set(map(len, rows))
+        # Plain: no caveat, no expiration (rows of six strings, or of eight with two Nones).
+        plain = lengths == {6} or (lengths == {8} and set(map(_EXTRAS, rows)) == {(None, None)})
+        strings: Sequence[Sequence[str]] = rows if lengths == {6} else list(map(_STRINGS, rows))  # type: ignore[assignment]
         rkeys = keys.encode_many(strings)
         skeys = keys.encode_many(list(map(_SUBJECT_ORDER, strings)))
         many = rkeys is not None and skeys is not None  # no escapes in these keys
@@ -514,8 +518,9 @@ def _sorted_items(keys_: list[bytes], values: list[bytes] | None, version: bytes
 def _object_prefixes(strings: Sequence[Sequence[str]], rkeys: list[bytes], exact: bool) -> set[bytes]:
     """The objects (keys in the objects index) of these rows, whose by-resource keys are
     ``rkeys``; ``exact``: the keys hold the strings as they are (no escape, none shortened)."""
-    if exact:
-        return {f"{t}\x00{i}\x00".encode() for t, i in set(map(_OBJECT, strings))}
+    if exact:  # no string holds a newline: one join, one encode, one split
+        text = "\x00\n".join(map("\x00".join, set(map(_OBJECT, strings)))) + "\x00"
+        return set(text.encode().split(b"\n"))
     return {k[: k.index(b"\x00", k.index(b"\x00") + 1) + 1] for k in rkeys}
 
 
