@@ -369,3 +369,31 @@ def test_a_plain_constructor_sets_every_field_in_order() -> None:
     assert make(1, 2, 3, 4) == Four(1, 2, 3, 4)
     with pytest.raises(ValueError):
         make(1, 2, 3)
+
+
+_PLAIN_FORMS = [
+    "doc:1#viewer@user:ann", "  doc:1#viewer@user:ann \n", "doc:1#viewer@group:eng#member",
+    "doc:1#viewer@group:eng#...", "doc:1#viewer@user:*", "pre/doc:a=b|c#viewer@user:x/y_z-1+2",
+    "doc:1#viewer@user:*#member", "do:1#viewer@user:a", "doc:*#viewer@user:a", "doc:1#vi@user:a",
+    "doc:1#viewer@user:a#me", "doc:1#viewer@user:a b", "doc:1#viewer@user:a[c]", "Doc:1#viewer@user:a",
+    "doc:" + "x" * 1024 + "#viewer@user:a", "doc:" + "x" * 1025 + "#viewer@user:a", "doc:1#viewer_@user:a",
+    "doc:1#viewer@user:é", "doc:1#viewer@user:a\nb",
+]
+
+
+@pytest.mark.parametrize("text", _PLAIN_FORMS)
+def test_the_plain_forms_fast_path_parses_as_the_general_path_does(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """parse_relationship matches the plain form (no caveat, no expiration) with one regular
+    expression; whatever it accepts, the general path accepts the same way, and what it leaves
+    to the general path raises the same."""
+    import relengine.model as model
+
+    def parsed() -> Any:
+        try:
+            return parse_relationship(text)
+        except InvalidRelationship as exc:
+            return exc.message
+
+    fast = parsed()
+    monkeypatch.setattr(model, "_PLAIN_REL_RE", re.compile(r"(?!)"))  # matches nothing
+    assert parsed() == fast

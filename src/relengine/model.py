@@ -39,6 +39,12 @@ _REL_RE = re.compile(
     re.VERBOSE,
 )
 
+# The plain form (no caveat, no expiration), its names and ids as the checks below want them.
+_PLAIN_REL_RE = re.compile(
+    rf"\s*({TYPE_NAME_RE.pattern}):({OBJECT_ID_RE.pattern})#({_SEGMENT})"
+    rf"@({TYPE_NAME_RE.pattern}):({OBJECT_ID_RE.pattern}|\*)(?:#(?:\.\.\.|({_SEGMENT})))?\s*"
+)
+
 
 def is_valid_type_name(name: str) -> bool:
     return TYPE_NAME_RE.fullmatch(name) is not None
@@ -217,6 +223,11 @@ def parse_subject(text: str) -> SubjectRef:
 
 def parse_relationship(text: str) -> Relationship:
     """Parse the text form of a relationship; raises InvalidRelationship naming what is wrong."""
+    plain = _PLAIN_REL_RE.fullmatch(text)  # the common form, every name checked by one match
+    if plain is not None:
+        rtype, rid, rel, stype, sid, srel = plain.groups()
+        if sid != WILDCARD or srel is None:
+            return new_relationship(new_object(rtype, rid), rel, new_subject(stype, sid, srel), None, None)
     m = _REL_RE.match(text)
     if m is None:
         raise InvalidRelationship(

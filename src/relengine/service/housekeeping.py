@@ -83,17 +83,19 @@ def import_relationships(
     batch: list[tuple[Any, ...]] = []
     clock = clock or Deadline(None, "import")
     valid: set[tuple[Any, ...]] = set()  # shapes the schema allows: each is checked once
+    step = clock.step
     with bulk_session(loader) as session:
         for rel in relationships:
-            clock.step()
+            step()
             s = rel.subject
             caveat = rel.caveat
-            shape = (rel.resource.type, rel.relation, s.type, s.relation, s.id == "*",
-                     None if caveat is None else caveat.name, rel.expiration is None)
+            row = (rel.resource.type, rel.resource.id, rel.relation, s.type, s.id, s.relation or "", caveat, rel.expiration)
+            shape = (row[0], row[2], row[3], row[5], row[4] == "*",
+                     None if caveat is None else caveat.name, row[7] is None)
             if shape not in valid or (caveat is not None and caveat.context):  # a context's values vary
                 check_update(schema, rel)
                 valid.add(shape)
-            batch.append((rel.resource.type, rel.resource.id, rel.relation, s.type, s.id, s.relation or "", caveat, rel.expiration))
+            batch.append(row)
             if len(batch) >= batch_size:
                 clock.look()
                 revision, _ = session.bulk_touch(batch)

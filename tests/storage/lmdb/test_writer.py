@@ -186,15 +186,36 @@ def test_a_bulk_import_that_fails_keeps_what_it_committed_and_its_index_right(st
     reader.close()
 
 
-def test_a_bulk_import_flushes_its_marks_when_too_many_objects_wait(store: LmdbStore) -> None:
+def test_a_bulk_import_past_its_limit_walks_the_index_for_its_marks_at_its_end(
+    store: LmdbStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``limit`` marked objects the session keeps no keys: its end walks the objects index
+    for the entries marked since its first batch, rebuilds each once (in transactions of
+    ``chunk`` entries) with what a commit would write, an object a write in between added to
+    included, and leaves alone a large object marked before."""
+    from relengine.storage.lmdb import writer
     from relengine.storage.lmdb.writer import BulkImport
 
-    with BulkImport(store._environment, lambda: None, limit=3) as session:
+    touch(store, *[f"doc:old#viewer@user:u{i}" for i in range(SMALL_OBJECT + 1)])  # large before
+    old = object_entries(store)[b"doc\x00old\x00"]
+    calls: list[int] = []
+    real = writer._rebuild
+    monkeypatch.setattr(writer, "_rebuild", lambda env, batch: (calls.append(len(batch)), real(env, batch))[1])
+    with BulkImport(store._environment, lambda: None, limit=3, chunk=2) as session:
         session.bulk_touch([("doc", f"d{i}", "viewer", "user", "ann", "") for i in range(4)])
-        assert all(v[keys.REVISION_SIZE] != objects.LARGE for v in object_entries(store).values())
-        session.bulk_touch([("doc", "d9", "viewer", "user", "ann", "")])
-        assert object_entries(store)[b"doc\x00d9\x00"][keys.REVISION_SIZE] == objects.LARGE
-    assert object_entries(store)[b"doc\x00d9\x00"][keys.REVISION_SIZE] != objects.LARGE
+        assert session._pending is None  # past the limit: no keys kept
+        session.bulk_touch([("doc", "d9", "viewer", "user", "ann", ""), ("doc", "d1", "viewer", "user", "bob", "")])
+        touch(store, "doc:d2#viewer@user:cy")  # a write in between: the entry stays marked, newly stamped
+        assert object_entries(store)[b"doc\x00d2\x00"][keys.REVISION_SIZE] == objects.LARGE
+        assert calls == []
+    assert calls == [2, 2, 1]  # d0 d1 | d2 d3 | d9, each once; doc:old (marked before) left alone
+    entries = object_entries(store)
+    assert entries[b"doc\x00old\x00"][keys.REVISION_SIZE] == objects.LARGE
+    assert entries[b"doc\x00old\x00"] == old
+    assert {p: v[keys.REVISION_SIZE:] for p, v in entries.items()} == _rebuilt_entries(store)
+    reader = store.snapshot()
+    assert objects.decode(reader.object_rows("doc", "d1")) == {"viewer": [("user", "ann", None, None), ("user", "bob", None, None)]}
+    reader.close()
 
 
 _SUBJECTS = [f"user:u{i:02}" for i in range(SMALL_OBJECT + 2)] + ["user:*", "group:eng#member", "user:a\x01b"]

@@ -41,6 +41,8 @@ _ENCODE_REV: Final = keys.encode_revision
 _KEY: Final = operator.itemgetter(0)
 _OBJECT: Final = operator.itemgetter(0, 1)
 _SUBJECT_ORDER: Final = operator.itemgetter(3, 4, 5, 0, 2, 1)  # by-resource strings -> by-subject
+_STRINGS: Final = operator.itemgetter(0, 1, 2, 3, 4, 5)
+_EXTRAS: Final = operator.itemgetter(6, 7)  # caveat, expiration
 
 
 class LmdbTransaction:
@@ -242,8 +244,10 @@ class LmdbTransaction:
         env = self._env
         txn = self._txn
         rb = self._rb
-        plain = set(map(len, rows)) == {6}
-        strings: Sequence[Sequence[str]] = rows if plain else [r[:6] for r in rows]  # type: ignore[assignment]
+        lengths = set(map(len, rows))
+        # Plain: no caveat, no expiration (rows of six strings, or of eight with two Nones).
+        plain = lengths == {6} or (lengths == {8} and set(map(_EXTRAS, rows)) == {(None, None)})
+        strings: Sequence[Sequence[str]] = rows if lengths == {6} else list(map(_STRINGS, rows))  # type: ignore[assignment]
         rkeys = keys.encode_many(strings)
         skeys = keys.encode_many(list(map(_SUBJECT_ORDER, strings)))
         many = rkeys is not None and skeys is not None  # no escapes in these keys
@@ -514,8 +518,9 @@ def _sorted_items(keys_: list[bytes], values: list[bytes] | None, version: bytes
 def _object_prefixes(strings: Sequence[Sequence[str]], rkeys: list[bytes], exact: bool) -> set[bytes]:
     """The objects (keys in the objects index) of these rows, whose by-resource keys are
     ``rkeys``; ``exact``: the keys hold the strings as they are (no escape, none shortened)."""
-    if exact:
-        return {f"{t}\x00{i}\x00".encode() for t, i in set(map(_OBJECT, strings))}
+    if exact:  # no string holds a newline: one join, one encode, one split
+        text = "\x00\n".join(map("\x00".join, set(map(_OBJECT, strings)))) + "\x00"
+        return set(text.encode().split(b"\n"))
     return {k[: k.index(b"\x00", k.index(b"\x00") + 1) + 1] for k in rkeys}
 
 
@@ -544,12 +549,54 @@ def bulk_touch(
         return ctx.revision, ctx.changed
 
 
-def index_objects(env: LmdbEnv, prefixes: Iterable[bytes]) -> None:
-    """Rebuild the objects index entries of these objects (keys in the objects index) that are
-    marked large, from their current relationships, in one write transaction that records no
-    revision: each is stamped with the head it was read at (an entry says the object has not
-    changed since its stamp; a reader at an older revision reads the by-resource index, as it
-    did with the mark). An entry a later write rewrote is left as it is."""
+def index_objects(env: LmdbEnv, prefixes: Iterable[bytes] | None = None, since: int = 0, chunk: int = 50_000) -> None:
+    """Rebuild the objects index entries marked large of these objects (keys in the objects
+    index), or with ``prefixes`` None of every object whose entry is marked large and stamped
+    at ``since`` or later (one walk over the objects index: no set of keys held), from their
+    current relationships, in write transactions of ``chunk`` entries that record no revision:
+    each is stamped with the head it was read at (an entry says the object has not changed
+    since its stamp; a reader at an older revision reads the by-resource index, as it did with
+    the mark). An entry a later write rewrote is left as it is; one still large after the
+    rebuild (a large object) stays large. The pages each transaction touched leave this
+    process's resident memory after it (``LmdbEnv.release_memory``)."""
+    todo = iter(sorted(prefixes)) if prefixes is not None else None
+    after: bytes | None = None  # the walk: the last objects key looked at
+    while True:
+        if todo is not None:
+            batch = list(itertools.islice(todo, chunk))
+        else:
+            batch, after = _marked(env, since, after, chunk)
+        if batch:
+            _rebuild(env, batch)
+            env.release_memory()
+        if len(batch) < chunk and (todo is not None or after is None):
+            return
+
+
+def _marked(env: LmdbEnv, since: int, after: bytes | None, chunk: int) -> tuple[list[bytes], bytes | None]:
+    """The next ``chunk`` objects keys past ``after`` whose entries are marked large at
+    ``since`` or later, and the last key looked at (None at the end of the index)."""
+    low = _ENCODE_REV(since)
+
+    def walk(txn: lmdb.Transaction[bytes]) -> tuple[list[bytes], bytes | None]:
+        found: list[bytes] = []
+        cur = txn.cursor(env.objects)
+        if not (cur.first() if after is None else cur.set_range(after)):
+            return found, None
+        for key, value in cur:
+            if key == after:
+                continue
+            if value[KIND_OFFSET] == LARGE and value[:REVISION_SIZE] >= low:
+                found.append(key)
+                if len(found) >= chunk:
+                    return found, key
+        return found, None
+
+    return env.read(walk)
+
+
+def _rebuild(env: LmdbEnv, prefixes: Sequence[bytes]) -> None:
+    """One write transaction of ``index_objects``: these entries (sorted), if still marked."""
     with env.write_lock:
         while True:
             txn, state = env.begin_write()
@@ -559,7 +606,7 @@ def index_objects(env: LmdbEnv, prefixes: Iterable[bytes]) -> None:
                 get = txn.get
                 put = txn.cursor(objects_db).put
                 cur = txn.cursor(env.rel)
-                for prefix in sorted(prefixes):
+                for prefix in prefixes:
                     known = get(prefix, None, objects_db)
                     if known is not None and known[KIND_OFFSET] == LARGE:
                         put(prefix, object_value(rb, scan(cur, prefix, SMALL_OBJECT), len(prefix)))
@@ -581,16 +628,23 @@ class BulkImport:
     """The bulk path for many batches (``LmdbStore.bulk_import``): ``bulk_touch`` as the
     store's, but the objects index entries of the objects the batches add to are marked large
     (readers use the by-resource index for them meanwhile) and rebuilt once each, at the end
-    (``__exit__``), or whenever ``limit`` objects wait (memory stays bounded). A random-order
-    import touches most objects in every batch: rebuilding their entries per batch cost more
-    than the rest of the import. If the process dies first, the marks stay: answers stay right,
-    those objects are read the slower way until a write rewrites their entries."""
+    (``__exit__``). A random-order import touches most objects in every batch: rebuilding
+    their entries per batch cost more than the rest of the import. The keys of the objects
+    marked are kept up to ``limit``; past it the session keeps only the revision of its first
+    mark, and the end walks the objects index for the entries marked since (memory stays
+    bounded, and each object is still rebuilt once). If the process dies first, the marks stay:
+    answers stay right, those objects are read the slower way until a write rewrites their
+    entries."""
 
-    def __init__(self, env: LmdbEnv, on_commit: Callable[[], None], limit: int = 100_000) -> None:
+    def __init__(
+        self, env: LmdbEnv, on_commit: Callable[[], None], limit: int = 100_000, chunk: int = 50_000
+    ) -> None:
         self._env = env
         self._on_commit = on_commit
         self._limit = limit
-        self._pending: set[bytes] = set()
+        self._chunk = chunk  # entries rebuilt per transaction at the end
+        self._pending: set[bytes] | None = set()  # None: too many; walk from ``_since``
+        self._since: int | None = None  # the revision of the first mark not yet rebuilt
 
     def head_revision(self) -> Revision:
         env = self._env
@@ -598,16 +652,23 @@ class BulkImport:
 
     def bulk_touch(self, rows: Sequence[BulkRow]) -> tuple[Revision, int]:
         """See base.BulkLoader."""
-        result = bulk_touch(self._env, rows, self._on_commit, self._pending)
-        if len(self._pending) >= self._limit:
-            self.flush()
+        marked: set[bytes] = set()
+        result = bulk_touch(self._env, rows, self._on_commit, marked)
+        if marked:
+            if self._since is None:
+                self._since = result[0].value
+            if self._pending is not None:
+                self._pending |= marked
+                if len(self._pending) > self._limit:
+                    self._pending = None
         return result
 
     def flush(self) -> None:
         """Rebuild the entries marked so far."""
-        pending, self._pending = self._pending, set()
-        if pending:
-            index_objects(self._env, pending)
+        pending, since = self._pending, self._since
+        self._pending, self._since = set(), None
+        if since is not None:
+            index_objects(self._env, pending, since, self._chunk)
 
     def __enter__(self) -> BulkImport:
         return self
