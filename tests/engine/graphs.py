@@ -7,8 +7,13 @@ Each builder writes one graph into an empty store and returns the question that 
 - ``wide_schema``: ann is in group g0, which is a member of groups g1..g3999; a document has
   250 relations that accept ``group#member``. LookupResources follows every group fact along
   every one of them: about a million scans.
-- ``dense_groups``: ten groups, each a member of every other. LookupSubjects walks each simple
-  path through them (a data cycle keeps it from reusing what it found): millions of steps.
+- ``dense_groups``: twenty groups, each a member of every other (each too large to be read
+  whole), asked through a permission with an exclusion. LookupSubjects walks such a permission
+  member by member, and each simple path through the groups (a data cycle keeps it from
+  reusing what it found): millions of steps. (A permission of unions only is walked once per
+  object: ``group_fan`` is long for that walk.)
+- ``group_fan``: 4,000 groups of one user each, all members of one group. LookupSubjects of a
+  union reads each group once: 4,000 reads.
 - ``diamond_folders``: eighteen levels of two folders, each the parent of both folders below.
   Expand writes out every path as a tree: 2^19 nodes.
 """
@@ -22,7 +27,7 @@ from relengine.storage.memory import MemoryStore
 
 GROUPS = 4000
 RELATIONS = 250
-DENSE = 10
+DENSE = 20
 LEVELS = 18
 
 SCHEMA = f"""
@@ -35,7 +40,9 @@ definition group {{
 definition folder {{
     relation parent: folder
     relation viewer: user | group#member
-    permission view = viewer + parent->view
+    relation blocked: user
+    permission view = (viewer + parent->view) - blocked
+    permission see = viewer + parent->see
 }}
 
 definition doc {{
@@ -51,7 +58,7 @@ FULL_WALK_SCANS = 500_000
 
 class CountingStore(MemoryStore):
     """The memory store, counting the relationship scans (``subjects``, ``resources``,
-    ``resource_ids``) made through its readers."""
+    ``resource_ids``) and whole-object reads (``object_rows``) made through its readers."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -81,6 +88,10 @@ class _CountingReader:
         self._store.scans += 1
         return self._reader.resource_ids(*args)
 
+    def object_rows(self, *args: Any) -> Any:
+        self._store.scans += 1
+        return self._reader.object_rows(*args)
+
 
 def engine_on(store: MemoryStore) -> Engine:
     engine = Engine(store)
@@ -105,6 +116,15 @@ def dense_groups(store: MemoryStore) -> tuple[ObjectRef, str, str]:
     ]
     store.bulk_touch(rows)
     return ObjectRef("folder", "top"), "view", "user"
+
+
+def group_fan(store: MemoryStore) -> tuple[ObjectRef, str, str]:
+    """LookupSubjects(folder:fan, see, user)."""
+    rows = [("folder", "fan", "viewer", "group", "top", "member")]
+    rows += [("group", "top", "member", "group", f"f{i}", "member") for i in range(GROUPS)]
+    rows += [("group", f"f{i}", "member", "user", f"u{i}", "") for i in range(GROUPS)]
+    store.bulk_touch(rows)
+    return ObjectRef("folder", "fan"), "see", "user"
 
 
 def diamond_folders(store: MemoryStore) -> tuple[ObjectRef, str]:

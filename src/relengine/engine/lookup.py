@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 from ..errors import MaxDepthExceeded, UnknownDefinition
 from ..model import WILDCARD, Relationship, SubjectRef
@@ -42,6 +42,8 @@ from ..schema.types import (
     TupleToUserset,
     Union,
 )
+from ..storage import objects
+from ..storage.base import Row
 from .cache import RevisionMemo
 from .check import LocalChecker
 from .dispatch import HAS, NO, Conditional, Deadline, Result
@@ -323,6 +325,13 @@ class _Gathered:
         if self.wildcard:
             self.excluded.discard(sid)
 
+    def add_ids(self, ids: list[str]) -> None:
+        """``add_id`` of each of ``ids``."""
+        self._settle()
+        self.ids.update(ids)
+        if self.wildcard:
+            self.excluded.difference_update(ids)
+
     def add(self, other: SubjectSet) -> None:
         """``union(other)``, case by case as ``SubjectSet.union``, each costing the size of
         ``other`` (or less), never the size of what was gathered."""
@@ -354,6 +363,29 @@ class _Gathered:
 
 
 Bounds = tuple[SubjectSet, SubjectSet]  # (certainly has it, possibly has it)
+
+_Decoded = dict[str, tuple[list[str], Sequence[Row]]]
+"""One small object's relationships by relation: its plain whole subjects as ``type\\x01id``
+strings (as stored: ``storage.objects``), and the others as Rows (subject sets, caveats,
+expirations)."""
+_NO_ROWS: tuple[list[str], Sequence[Row]] = ([], ())
+_UNREAD: _Decoded = {}
+
+
+def _decode(value: bytes) -> _Decoded:
+    """``value`` (``Reader.object_rows``, a small object) by relation (see ``_Decoded``)."""
+    out: _Decoded = {}
+    kind = value[objects.KIND_OFFSET]
+    start = objects.HEAD if kind == objects.PLAIN else objects.direct_start(value)
+    if len(value) > start:  # ``\x02`` relation ``\x00`` type ``\x01`` id ``\x00`` (``\x00`` type ...) ... ``\x02``
+        for chunk in value[start + 1:-1].decode().split("\x02"):
+            relation, _, entries = chunk.partition("\x00")
+            out[relation] = (entries[:-1].split("\x00\x00"), ())
+    if kind == objects.OTHERS:
+        for relation, rows in objects.others(value).items():
+            direct = out.get(relation)
+            out[relation] = (direct[0] if direct is not None else [], rows)
+    return out
 NOTHING: Bounds = (EMPTY, EMPTY)
 
 
@@ -392,6 +424,12 @@ class _GatheredBounds:
         else:
             self._split().add_id(sid)
 
+    def add_ids(self, ids: list[str]) -> None:
+        """``add_id(sid, True)`` of each of ``ids``."""
+        self.lower.add_ids(ids)
+        if self.upper is not None:
+            self.upper.add_ids(ids)
+
     def freeze(self) -> Bounds:
         lower = self.lower.freeze()
         return (lower, lower) if self.upper is None else (lower, self.upper.freeze())
@@ -427,10 +465,13 @@ class SubjectWalker:
         self.deadline = Deadline(checker.deadline, "lookup", cancelled)
         self.subject_type = subject_type
         self.subject_relation = subject_relation
+        self.prefix = subject_type + "\x01"  # how a plain subject of the type starts (``_decode``)
         self.memo: dict[tuple[str, str, str], Bounds] = {}
-        self.allowed: dict[tuple[str, str], tuple[frozenset[str], frozenset[tuple[str, str]]]] = {}
+        self.allowed = _plan_of(checker.schema).allowed
         self.active: set[tuple[str, str, str]] = set()
         self.cuts = 0
+        # What the walk has read: per small object its relations (``_decode``), None for a large one.
+        self.objects: dict[tuple[str, str], _Decoded | None] = {}
 
     def member(self, t: str, oid: str, name: str, depth: int) -> Bounds:
         key = (t, oid, name)
@@ -487,40 +528,63 @@ class SubjectWalker:
         """The wildcard types and the subject sets relation ``t#name`` allows: as in a check,
         a stored wildcard or subject set counts only where the schema allows it (relationships
         written under another schema may hold others: ``engine.impact`` reads them so)."""
-        key = (t, name)
-        found = self.allowed.get(key)
-        if found is None:
-            relation = self.schema.definitions[t].members[name]
-            assert isinstance(relation, Relation)
-            found = (
-                frozenset(a.type for a in relation.allowed if a.wildcard),
-                frozenset((a.type, a.relation) for a in relation.allowed if a.relation is not None),
-            )
-            self.allowed[key] = found
-        return found
+        return self.allowed[(t, name)]
+
+    def _read(self, t: str, oid: str, name: str) -> tuple[list[str], Sequence[Row]]:
+        """Relation ``name`` of ``t:oid``: its plain whole subjects (``type\\x01id``), and its other
+        relationships as Rows. A small object is read once, whole (``Reader.object_rows``), and
+        every relation of it is answered from that read; a large one is scanned per relation."""
+        key = (t, oid)
+        found = self.objects.get(key, _UNREAD)
+        if found is _UNREAD:  # (an empty dict of its own: a small object is never it)
+            self.deadline.step()
+            value = self.reader.object_rows(t, oid)
+            found = self.objects[key] = None if value is None else _decode(value)
+        if found is not None:
+            return found.get(name, _NO_ROWS)
+        rows: list[Row] = []
+        for rel in self.deadline.rows(self.reader.subjects(t, oid, name)):
+            s = rel.subject
+            extra = None if rel.caveat is None and rel.expiration is None else (rel.caveat, rel.expiration)
+            rows.append((s.type, s.id, s.relation, extra))
+        return [], rows
 
     def _relation(self, t: str, oid: str, name: str, depth: int) -> Bounds:
         gathered = _GatheredBounds()
         wildcards, usersets = self._allowed(t, name)
-        for rel in self.deadline.rows(self.reader.subjects(t, oid, name)):
-            if rel.expiration is not None:
-                if rel.expiration <= self.now:
-                    continue
-                self.time_bound += 1
-            certain = rel.caveat is None
-            s = rel.subject
-            if s.type == self.subject_type and s.relation == self.subject_relation:
-                if s.id == WILDCARD:
-                    if s.type not in wildcards:
+        stype, srel = self.subject_type, self.subject_relation
+        direct, others = self._read(t, oid, name)
+        if direct and srel is None:
+            prefix = self.prefix
+            size = len(prefix)
+            ids = [entry[size:] for entry in direct if entry.startswith(prefix)]
+            if ids:
+                if WILDCARD in ids:
+                    ids.remove(WILDCARD)
+                    if stype in wildcards:
+                        gathered.add(EVERYONE, EVERYONE)
+                gathered.add_ids(ids)
+        for st, sid, rrel, extra in others:
+            certain = True
+            if extra is not None:
+                caveat, expiration = extra
+                if expiration is not None:
+                    if expiration <= self.now:
+                        continue
+                    self.time_bound += 1
+                certain = caveat is None
+            if st == stype and rrel == srel:
+                if sid == WILDCARD:
+                    if st not in wildcards:
                         continue
                     if certain:
                         gathered.add(EVERYONE, EVERYONE)
                     else:
                         gathered.add_possible(EVERYONE)
                 else:
-                    gathered.add_id(s.id, certain)
-            if s.relation is not None and (s.type, s.relation) in usersets:
-                sub_lower, sub_upper = self.member(s.type, s.id, s.relation, depth - 1)
+                    gathered.add_id(sid, certain)
+            if rrel is not None and (st, rrel) in usersets:
+                sub_lower, sub_upper = self.member(st, sid, rrel, depth - 1)
                 if certain:
                     gathered.add(sub_lower, sub_upper)
                 else:
@@ -546,14 +610,19 @@ class SubjectWalker:
             sl, su = self._rewrite(t, oid, node.subtract, depth)
             return bl.subtract(su), bu.subtract(sl)
         if isinstance(node, TupleToUserset):
-            seen: dict[tuple[str, str], bool] = {}
-            for rel in self.deadline.rows(self.reader.subjects(t, oid, node.tupleset)):
-                if rel.expiration is not None:
-                    if rel.expiration <= self.now:
-                        continue
-                    self.time_bound += 1
-                target = (rel.subject.type, rel.subject.id)
-                seen[target] = seen.get(target, False) or rel.caveat is None
+            direct, others = self._read(t, oid, node.tupleset)
+            seen: dict[tuple[str, str], bool] = {(e[0], e[1]): True for e in [d.split("\x01") for d in direct]}
+            for st, sid, _, extra in others:
+                certain = True
+                if extra is not None:
+                    caveat, expiration = extra
+                    if expiration is not None:
+                        if expiration <= self.now:
+                            continue
+                        self.time_bound += 1
+                    certain = caveat is None
+                target = (st, sid)
+                seen[target] = seen.get(target, False) or certain
             if node.mode == "all":
                 return self._all(node.computed, seen, depth)
             gathered = _GatheredBounds()
@@ -573,6 +642,133 @@ class SubjectWalker:
         assert isinstance(node, Nil)
         return NOTHING
 
+    # -- the union walk --------------------------------------------------------------
+    def gather(self, t: str, oid: str, name: str, depth: int) -> Bounds:
+        """``member(t, oid, name, depth)`` for a member of ``unions`` (``_SubjectsPlan``):
+        there the subjects are those of every relationship reachable from it, so the walk
+        visits each (object, member) once, as the naive set union does, and gathers every
+        subject into one lower and one upper set instead of building and merging one set per
+        member; a member's same-object references are followed inline (``_Flat``). A member
+        reached only through caveated relationships counts as possible; one reached again
+        certainly is walked again (from the depth it was first walked at, so that the depth
+        budget is spent no differently). Exact through data cycles (a cycle adds nothing to a
+        union): nothing is cut short."""
+        self._seen: dict[tuple[str, str, str], tuple[bool, int]] = {}
+        self._lower: set[str] = set()
+        self._upper: set[str] = set()
+        self._wild = [False, False]  # certainly, possibly
+        self._flat = _plan_of(self.schema).flat
+        self._visit(t, oid, name, depth, True)
+        lower_ids, upper_ids = self._lower, self._upper
+        certain_wild, possible_wild = self._wild
+        lower = SubjectSet(frozenset(lower_ids), certain_wild) if lower_ids or certain_wild else EMPTY
+        if not possible_wild and upper_ids <= lower_ids:
+            return lower, lower
+        return lower, SubjectSet(frozenset(lower_ids | upper_ids), certain_wild or possible_wild)
+
+    def _visit(self, t: str, oid: str, name: str, depth: int, certain: bool) -> None:
+        seen = self._seen
+        key = (t, oid, name)
+        before = seen.get(key)
+        if before is not None:
+            if before[0] or not certain:
+                return
+            depth = max(depth, before[1])  # now certain: walked again
+        elif depth < 0:
+            raise MaxDepthExceeded(f"lookup exceeded the maximum depth of {self.max_depth} at {t}:{oid}#{name}")
+        flat = self._flat.get(key[0::2])
+        if flat is None:
+            flat = self._flat[key[0::2]] = _Flat.build(self.schema, t, name)
+        if depth < flat.hops:  # an inlined member would be past the budget: one member at a time
+            seen[key] = (certain, depth)
+            self._visit_one(t, oid, name, depth, certain)
+            return
+        for inlined, hops in flat.members:  # each walked here whole, at its own depth
+            found = seen.get((t, oid, inlined))
+            if found is None or (certain and not found[0]):
+                seen[(t, oid, inlined)] = (certain, depth - hops)
+        if t == self.subject_type and (self.subject_relation in flat.names or (flat.this and self.subject_relation is None)):
+            (self._lower if certain else self._upper).add(oid)  # a userset is a member of itself
+        for relation, arrow, hops in flat.steps:
+            if arrow is None:
+                self._visit_relation(t, oid, relation, depth - hops, certain)
+            else:
+                self._visit_arrow(t, oid, relation, arrow, depth - hops, certain)
+
+    def _visit_one(self, t: str, oid: str, name: str, depth: int, certain: bool) -> None:
+        if t == self.subject_type and name == self.subject_relation:
+            (self._lower if certain else self._upper).add(oid)  # a userset is a member of itself
+        member = self.schema.definitions[t].members[name]
+        if isinstance(member, Relation):
+            self._visit_relation(t, oid, name, depth, certain)
+        else:
+            self._visit_rewrite(t, oid, member.rewrite, depth, certain)
+
+    def _visit_relation(self, t: str, oid: str, name: str, depth: int, certain: bool) -> None:
+        wildcards, usersets = self.allowed[(t, name)]
+        stype, srel = self.subject_type, self.subject_relation
+        direct, others = self._read(t, oid, name)
+        if direct and srel is None:
+            prefix = self.prefix
+            size = len(prefix)
+            ids = [entry[size:] for entry in direct if entry.startswith(prefix)]
+            if ids:
+                if WILDCARD in ids:
+                    ids.remove(WILDCARD)
+                    if stype in wildcards:
+                        self._wild[0 if certain else 1] = True
+                (self._lower if certain else self._upper).update(ids)
+        for st, sid, rrel, extra in others:
+            sure = certain
+            if extra is not None:
+                caveat, expiration = extra
+                if expiration is not None:
+                    if expiration <= self.now:
+                        continue
+                    self.time_bound += 1
+                sure = certain and caveat is None
+            if st == stype and rrel == srel:
+                if sid == WILDCARD:
+                    if st in wildcards:
+                        self._wild[0 if sure else 1] = True
+                else:
+                    (self._lower if sure else self._upper).add(sid)
+            if rrel is not None and (st, rrel) in usersets:
+                self._visit(st, sid, rrel, depth - 1, sure)
+
+    def _visit_arrow(self, t: str, oid: str, tupleset: str, computed: str, depth: int, certain: bool) -> None:
+        direct, others = self._read(t, oid, tupleset)
+        seen: dict[tuple[str, str], bool] = {(e[0], e[1]): True for e in [d.split("\x01") for d in direct]}
+        for st, sid, _, extra in others:
+            sure = True
+            if extra is not None:
+                caveat, expiration = extra
+                if expiration is not None:
+                    if expiration <= self.now:
+                        continue
+                    self.time_bound += 1
+                sure = caveat is None
+            target = (st, sid)
+            seen[target] = seen.get(target, False) or sure
+        member = self.schema.member
+        for (ttype, tid), sure in seen.items():
+            if member(ttype, computed) is not None:
+                self._visit(ttype, tid, computed, depth - 1, certain and sure)
+
+    def _visit_rewrite(self, t: str, oid: str, node: Rewrite, depth: int, certain: bool) -> None:
+        if isinstance(node, ComputedUserset):
+            self._visit(t, oid, node.relation, depth - 1, certain)
+        elif isinstance(node, Union):
+            for child in node.children:
+                self._visit_rewrite(t, oid, child, depth, certain)
+        elif isinstance(node, TupleToUserset):
+            self._visit_arrow(t, oid, node.tupleset, node.computed, depth, certain)
+        elif isinstance(node, This):
+            if t == self.subject_type and self.subject_relation is None:
+                (self._lower if certain else self._upper).add(oid)
+        else:  # Nil; intersections, exclusions and `.all()` never reach here (``unions``)
+            assert isinstance(node, Nil)
+
     def _all(self, computed: str, targets: dict[tuple[str, str], bool], depth: int) -> Bounds:
         """``tupleset.all(computed)`` over ``targets`` (each: whether its relationship is
         certain): the subjects every target grants."""
@@ -591,6 +787,124 @@ class SubjectWalker:
         if not all(targets.values()):
             lower = EMPTY  # a caveated target may or may not count among "all"
         return lower, upper
+
+
+# -- what LookupSubjects knows of a schema -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _SubjectsPlan:
+    """Per schema: each relation's allowed wildcard types and subject sets, and the members
+    whose every reachable member is a union of relations, computed references and ``any``
+    arrows (no intersection, exclusion or ``.all()``): ``unions``."""
+
+    allowed: dict[tuple[str, str], tuple[frozenset[str], frozenset[tuple[str, str]]]]
+    unions: frozenset[tuple[str, str]]
+    flat: dict[tuple[str, str], _Flat] = field(default_factory=dict)  # built on first use (``_Flat``)
+
+    @classmethod
+    def build(cls, schema: CompiledSchema) -> _SubjectsPlan:
+        allowed: dict[tuple[str, str], tuple[frozenset[str], frozenset[tuple[str, str]]]] = {}
+        succ: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        impure: set[tuple[str, str]] = set()
+        for t, definition in schema.definitions.items():
+            for name, member in definition.members.items():
+                out: set[tuple[str, str]] = set()
+                if isinstance(member, Relation):
+                    allowed[(t, name)] = (
+                        frozenset(a.type for a in member.allowed if a.wildcard),
+                        frozenset((a.type, a.relation) for a in member.allowed if a.relation is not None),
+                    )
+                    out.update((a.type, a.relation) for a in member.allowed if a.relation is not None)
+                elif not _unions_only(schema, t, member.rewrite, out):
+                    impure.add((t, name))
+                succ[(t, name)] = out
+        # A member is a union only if nothing it reaches is impure: walk the edges backwards.
+        back: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+        for source, targets in succ.items():
+            for target in targets:
+                back[target].append(source)
+        stack = list(impure)
+        while stack:
+            for source in back.get(stack.pop(), ()):
+                if source not in impure:
+                    impure.add(source)
+                    stack.append(source)
+        return cls(allowed, frozenset(succ) - impure)
+
+
+@dataclass(frozen=True, slots=True)
+class _Flat:
+    """A union member with its same-object references inlined, as the check plan inlines
+    them (``read = reader + edit``, ``edit = editor + approve``: one pass over the object).
+
+    ``steps``: in the order the member-by-member walk meets them, each relation to read
+    (``(relation, None, hops)``) and each arrow (``(tupleset, computed, hops)``), ``hops`` the
+    computed references on the way (each one level of depth); ``members``: every member
+    inlined, with its hops (``hops``: the most); ``names`` the same names; ``this``: a
+    ``_this`` among them."""
+
+    steps: tuple[tuple[str, str | None, int], ...]
+    members: tuple[tuple[str, int], ...]
+    names: frozenset[str]
+    hops: int
+    this: bool
+
+    @classmethod
+    def build(cls, schema: CompiledSchema, t: str, name: str) -> _Flat:
+        steps: list[tuple[str, str | None, int]] = []
+        members: dict[str, int] = {}
+        this = False
+
+        def member(relation: str, hops: int) -> None:
+            if relation in members:
+                return
+            members[relation] = hops
+            found = schema.definitions[t].members[relation]
+            if isinstance(found, Relation):
+                steps.append((relation, None, hops))
+            else:
+                rewrite(found.rewrite, hops)
+
+        def rewrite(node: Rewrite, hops: int) -> None:
+            nonlocal this
+            if isinstance(node, ComputedUserset):
+                member(node.relation, hops + 1)
+            elif isinstance(node, Union):
+                for child in node.children:
+                    rewrite(child, hops)
+            elif isinstance(node, TupleToUserset):
+                steps.append((node.tupleset, node.computed, hops))
+            elif isinstance(node, This):
+                this = True
+
+        member(name, 0)
+        return cls(tuple(steps), tuple(members.items()), frozenset(members), max(members.values()), this)
+
+
+def _unions_only(schema: CompiledSchema, t: str, rewrite: Rewrite, out: set[tuple[str, str]]) -> bool:
+    """Whether ``rewrite`` is a union of computed references, ``any`` arrows, ``_this`` and
+    nil; ``out`` gains the members it refers to."""
+    if isinstance(rewrite, ComputedUserset):
+        out.add((t, rewrite.relation))
+        return True
+    if isinstance(rewrite, Union):
+        return all([_unions_only(schema, t, child, out) for child in rewrite.children])
+    if isinstance(rewrite, TupleToUserset):
+        out.add((t, rewrite.tupleset))
+        relation = schema.definitions[t].relation(rewrite.tupleset)
+        for allowed in relation.allowed if relation else ():
+            if schema.member(allowed.type, rewrite.computed) is not None:
+                out.add((allowed.type, rewrite.computed))
+        return rewrite.mode == "any"
+    return isinstance(rewrite, This | Nil)
+
+
+def _plan_of(schema: CompiledSchema) -> _SubjectsPlan:
+    plan = schema.derived.get(_SubjectsPlan)
+    if not isinstance(plan, _SubjectsPlan):
+        plan = schema.derived[_SubjectsPlan] = _SubjectsPlan.build(schema)
+    return plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -625,7 +939,10 @@ def settle(checker: LocalChecker, walker: SubjectWalker, rtype: str, rid: str, p
     the others possibly granted settled by a forward check each (``checker`` reads what the
     walker reads). A walker may serve many resources: its memo holds for its one revision."""
     subject_type, subject_relation = walker.subject_type, walker.subject_relation
-    lower, upper = walker.member(rtype, rid, permission, checker.max_depth)
+    if walker.shared is None and (rtype, permission) in _plan_of(checker.schema).unions:
+        lower, upper = walker.gather(rtype, rid, permission, checker.max_depth)
+    else:
+        lower, upper = walker.member(rtype, rid, permission, checker.max_depth)
     results: list[tuple[str, Result]] = []
     if upper is lower and not lower.wildcard:  # no caveat, no wildcard: every id certain (the usual case)
         lasting = walker.time_bound == 0 and walker.cuts == 0
