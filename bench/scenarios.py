@@ -385,14 +385,58 @@ def floor_lookup_publish(floor: baselines.LmdbFloor, uid: str) -> set[str]:
     quick=["100k"], full=["1m"],
 )
 def lookup_subjects(ctx: Context, scales: list[int]) -> Workload:
+    return _lookup_subjects_workload(ctx, scales, EngineConfig())
+
+
+@scenario(
+    "lookup_subjects_uncached", ["lookup", "uncached", "inproc"],
+    "lookup_subjects with cache_size=0: every call walks afresh (no per-revision memo of listings or "
+    "sub-results), on the same containers",
+    quick=["100k"], full=["1m"],
+)
+def lookup_subjects_uncached(ctx: Context, scales: list[int]) -> Workload:
+    return _lookup_subjects_workload(ctx, scales, EngineConfig(cache_size=0))
+
+
+def _lookup_subjects_workload(ctx: Context, scales: list[int], config: EngineConfig) -> Workload:
     ds = ctx.dataset(_one(scales))
     world = ds.world
     w = Workload([], [])
-    _, engine = open_engine(ctx, ds, w)
+    _, engine = open_engine(ctx, ds, w, config)
     rng = world.query_rng(20)
     containers = ["c0", "c10", f"c{world.deep_container(1)}"] + [
         f"c{rng.randrange(world.shape.containers)}" for _ in range(5)
     ]
+    lazy = LazyObjects(world)
+    oracle = NaiveEvaluator(lazy)
+    w.queries = [Query(c, oracle.lookup_subjects("container", c, "read", "user")) for c in containers]
+    naive = NaiveEvaluator(dict(lazy))
+
+    def engine_call(cid: str) -> set[str]:
+        return {r.subject.id for r in engine.lookup_subjects(ObjectRef("container", cid), "read", "user")}
+
+    w.contenders = [
+        Contender("engine", engine_call),
+        Contender("naive_dict", lambda cid: naive.lookup_subjects("container", cid, "read", "user"), baseline=True,
+                  note="Python dicts, recursive set union, no cache"),
+    ]
+    w.params.update(results=[len(q.expected) for q in w.queries], cache_size=config.cache_size)
+    return w
+
+
+@scenario(
+    "lookup_subjects_groups", ["lookup", "uncached", "deep", "inproc"],
+    "lookup_subjects(container, read, user) with cache_size=0 on the containers the deep chains reach "
+    "(5-10 nested groups: read by a chain's top group, or owned by an account a chain's top group "
+    "administers)",
+    quick=["100k"], full=["1m"],
+)
+def lookup_subjects_groups(ctx: Context, scales: list[int]) -> Workload:
+    ds = ctx.dataset(_one(scales))
+    world = ds.world
+    w = Workload([], [])
+    _, engine = open_engine(ctx, ds, w, EngineConfig(cache_size=0))
+    containers = sorted({q[0] for q in world.deep_queries()})
     lazy = LazyObjects(world)
     oracle = NaiveEvaluator(lazy)
     w.queries = [Query(c, oracle.lookup_subjects("container", c, "read", "user")) for c in containers]

@@ -80,7 +80,7 @@ def indexed_relations(schema: CompiledSchema) -> frozenset[tuple[str, str]]:
 class Closure:
     """The closure of one indexed relation ``T#R`` (see the module docstring)."""
 
-    __slots__ = ("type", "relation", "desc", "anc", "children", "groups_of", "impure")
+    __slots__ = ("type", "relation", "desc", "anc", "children", "groups_of", "plain", "impure")
 
     def __init__(self, rtype: str, relation: str) -> None:
         self.type = rtype
@@ -89,6 +89,9 @@ class Closure:
         self.anc: dict[str, set[str]] = {}  # g -> groups that reach g (g included)
         self.children: dict[str, set[str]] = {}  # g -> c for each plain T:g#R@T:c#R
         self.groups_of: dict[Element, set[str]] = {}  # S -> g for each plain T:g#R@S
+        # g -> subject type -> ids, for each plain T:g#R@type:id (a whole subject): ``groups_of``
+        # the other way round, for LookupSubjects (``members``).
+        self.plain: dict[str, dict[str, set[str]]] = {}
         self.impure: set[tuple[str, Element]] = set()  # relationships left to the walk
 
     # -- queries ---------------------------------------------------------------------
@@ -104,6 +107,21 @@ class Closure:
         if len(direct) <= len(reach):
             return not reach.isdisjoint(direct)
         return not direct.isdisjoint(reach)
+
+    def members(self, group: str, subject_type: str) -> set[str]:
+        """The ids of the whole subjects of ``subject_type`` that hold ``T:group#R`` through
+        plain relationships: the direct ones of every group ``group`` reaches. C-level set
+        operations over a copy of the reach (``GroupView.members`` tells a concurrent move)."""
+        reach = self.desc.get(group)
+        plain = self.plain
+        found: set[str] = set()
+        for g in (group,) if reach is None else tuple(reach):
+            typed = plain.get(g)
+            if typed is not None:
+                ids = typed.get(subject_type)
+                if ids:
+                    found |= ids
+        return found
 
     @property
     def exact(self) -> bool:
@@ -140,6 +158,14 @@ class Closure:
         groups.add(g)
         if s.relation is not None:
             self._link(g, s.id)
+        else:
+            typed = self.plain.get(g)
+            if typed is None:
+                typed = self.plain[g] = {}
+            ids = typed.get(s.type)
+            if ids is None:
+                ids = typed[s.type] = set()
+            ids.add(s.id)
 
     def remove(self, rel: Relationship) -> None:
         """A relationship of ``T#R`` was deleted."""
@@ -157,6 +183,14 @@ class Closure:
             del self.groups_of[element]
         if element[2] is not None:
             self._unlink(g, element[1])
+        else:
+            typed = self.plain[g]
+            ids = typed[element[0]]
+            ids.discard(element[1])
+            if not ids:
+                del typed[element[0]]
+                if not typed:
+                    del self.plain[g]
 
     def _link(self, p: str, c: str) -> None:
         self._node(p)
@@ -460,6 +494,30 @@ class GroupView:
             return None
         index.answers += 1  # a statistic: an increment lost to a race costs nothing
         return held
+
+    def members(self, rtype: str, group: str, relation: str, subject_type: str, depth: int) -> set[str] | None:
+        """The ids of the subjects ``subject_type:id`` holding ``rtype:group#relation``, or None
+        where the index cannot say (the walk decides): a relation it does not hold, one with a
+        caveated, expiring or unmodelled relationship (the walk tells certain from possible),
+        a reach longer than the depth budget left (as ``holds``), or a move under way."""
+        index = self._index
+        generation = self.generation
+        if index.generation != generation:
+            return None
+        closure = self._closures.get((rtype, relation))
+        if closure is None or not closure.exact:
+            return None
+        reach = closure.desc.get(group)
+        if reach is not None and len(reach) - 1 > depth:
+            return None
+        try:
+            found = closure.members(group, subject_type)
+        except RuntimeError:  # a set changed size under a concurrent move
+            return None
+        if index.generation != generation:
+            return None
+        index.answers += 1
+        return found
 
 
 __all__ = ["Closure", "GroupIndex", "GroupIndexStatistics", "GroupView", "indexed_relations"]

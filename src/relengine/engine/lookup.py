@@ -468,6 +468,10 @@ class SubjectWalker:
         self.prefix = subject_type + "\x01"  # how a plain subject of the type starts (``_decode``)
         self.memo: dict[tuple[str, str, str], Bounds] = {}
         self.allowed = _plan_of(checker.schema).allowed
+        self.types: dict[tuple[str, str], frozenset[str]] = {}
+        # The group index at the reader's revision, for whole subjects (``GroupView.members``).
+        self.groups = checker.groups if subject_relation is None else None
+        self.grouped = self.groups.relations if self.groups is not None else frozenset()
         self.active: set[tuple[str, str, str]] = set()
         self.cuts = 0
         # What the walk has read: per small object its relations (``_decode``), None for a large one.
@@ -496,6 +500,13 @@ class SubjectWalker:
             return NOTHING
         if depth < 0:
             raise MaxDepthExceeded(f"lookup exceeded the maximum depth of {self.max_depth} at {t}:{oid}#{name}")
+        if self.grouped and (t, name) in self.grouped:
+            assert self.groups is not None
+            ids = self.groups.members(t, oid, name, self.subject_type, depth)
+            if ids is not None:  # the group index: every member, however deep the nesting
+                found = SubjectSet(frozenset(ids)) if ids else EMPTY
+                self.memo[key] = (found, found)
+                return found, found
         cuts_before, bound_before = self.cuts, self.time_bound
         self.active.add(key)
         try:
@@ -530,10 +541,14 @@ class SubjectWalker:
         written under another schema may hold others: ``engine.impact`` reads them so)."""
         return self.allowed[(t, name)]
 
-    def _read(self, t: str, oid: str, name: str) -> tuple[list[str], Sequence[Row]]:
+    def _read(
+        self, t: str, oid: str, name: str, types: frozenset[str] | None = None
+    ) -> tuple[list[str], Sequence[Row]]:
         """Relation ``name`` of ``t:oid``: its plain whole subjects (``type\\x01id``), and its other
         relationships as Rows. A small object is read once, whole (``Reader.object_rows``), and
-        every relation of it is answered from that read; a large one is scanned per relation."""
+        every relation of it is answered from that read; a large one is scanned per relation,
+        for the subject ``types`` only where given (typed scans, as Rows: a group's thousands
+        of members build no Relationship each)."""
         key = (t, oid)
         found = self.objects.get(key, _UNREAD)
         if found is _UNREAD:  # (an empty dict of its own: a small object is never it)
@@ -543,17 +558,33 @@ class SubjectWalker:
         if found is not None:
             return found.get(name, _NO_ROWS)
         rows: list[Row] = []
+        if types is not None:
+            for stype in sorted(types):
+                self.deadline.step()
+                typed = self.reader.subject_rows(t, oid, name, stype)
+                self.deadline.steps(len(typed))
+                rows += typed
+            return [], rows
         for rel in self.deadline.rows(self.reader.subjects(t, oid, name)):
             s = rel.subject
             extra = None if rel.caveat is None and rel.expiration is None else (rel.caveat, rel.expiration)
             rows.append((s.type, s.id, s.relation, extra))
         return [], rows
 
+    def _types(self, t: str, name: str) -> frozenset[str]:
+        """The subject types whose relationships of ``t#name`` a walk for this subject type
+        uses: its own, and those of the subject sets the relation allows."""
+        key = (t, name)
+        found = self.types.get(key)
+        if found is None:
+            found = self.types[key] = frozenset([self.subject_type, *(st for st, _ in self.allowed[key][1])])
+        return found
+
     def _relation(self, t: str, oid: str, name: str, depth: int) -> Bounds:
         gathered = _GatheredBounds()
         wildcards, usersets = self._allowed(t, name)
         stype, srel = self.subject_type, self.subject_relation
-        direct, others = self._read(t, oid, name)
+        direct, others = self._read(t, oid, name, self._types(t, name))
         if direct and srel is None:
             prefix = self.prefix
             size = len(prefix)
@@ -676,6 +707,13 @@ class SubjectWalker:
             depth = max(depth, before[1])  # now certain: walked again
         elif depth < 0:
             raise MaxDepthExceeded(f"lookup exceeded the maximum depth of {self.max_depth} at {t}:{oid}#{name}")
+        if self.grouped and (t, name) in self.grouped:
+            assert self.groups is not None
+            ids = self.groups.members(t, oid, name, self.subject_type, depth)
+            if ids is not None:  # the group index: every member, however deep the nesting
+                seen[key] = (certain, depth)
+                (self._lower if certain else self._upper).update(ids)
+                return
         flat = self._flat.get(key[0::2])
         if flat is None:
             flat = self._flat[key[0::2]] = _Flat.build(self.schema, t, name)
@@ -707,7 +745,7 @@ class SubjectWalker:
     def _visit_relation(self, t: str, oid: str, name: str, depth: int, certain: bool) -> None:
         wildcards, usersets = self.allowed[(t, name)]
         stype, srel = self.subject_type, self.subject_relation
-        direct, others = self._read(t, oid, name)
+        direct, others = self._read(t, oid, name, self._types(t, name))
         if direct and srel is None:
             prefix = self.prefix
             size = len(prefix)
