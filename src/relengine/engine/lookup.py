@@ -151,9 +151,10 @@ def reverse_graph(schema: CompiledSchema) -> ReverseGraph:
 def lookup_resources(
     checker: LocalChecker, resource_type: str, permission: str, subject: SubjectRef,
     cancelled: Callable[[], bool] | None = None,
-) -> list[tuple[str, Result]]:
+) -> list[tuple[str, Result]] | list[str]:
     """(id, answer) for every ``resource_type`` object on which ``subject`` has ``permission``
-    (HAS or Conditional), sorted by id. ``cancelled``: see ``dispatch.Deadline``.
+    (HAS or Conditional), sorted by id; where every answer is HAS (no candidate needed a
+    check: the usual case), only the ids. ``cancelled``: see ``dispatch.Deadline``.
 
     Facts are (node, id) pairs known either exactly or only maybe: a fact is exact when every
     step that derived it was a plain relationship along an edge with only unions on the way.
@@ -238,8 +239,8 @@ def lookup_resources(
                 add(edge.target, found, delta)
 
     facts = known.get(target, {})
-    if all(facts.values()):  # no candidate to check
-        return [(rid, HAS) for rid in sorted(facts)]
+    if all(facts.values()):  # no candidate to check: the ids alone (no pair built per result)
+        return sorted(facts)
     out: list[tuple[str, Result]] = []
     for rid, exact in sorted(facts.items()):
         if not exact:
