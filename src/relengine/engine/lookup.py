@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from ..errors import MaxDepthExceeded, UnknownDefinition
-from ..model import WILDCARD, Relationship, SubjectRef
+from ..model import WILDCARD, Relationship, SubjectRef, new_subject
 from ..schema.types import (
     CompiledSchema,
     ComputedUserset,
@@ -78,6 +78,8 @@ class _Edge:
 class ReverseGraph:
     edges: dict[Node, list[_Edge]] = field(default_factory=lambda: defaultdict(list))
     self_nodes: dict[str, list[tuple[Node, bool]]] = field(default_factory=lambda: defaultdict(list))
+    reached: dict[Node, frozenset[Node]] = field(default_factory=dict)  # ``reaching``, kept
+    routes: dict[Node, tuple[frozenset[Node], dict[Node, list[_Edge]]]] = field(default_factory=dict)  # ``towards``
 
     @classmethod
     def build(cls, schema: CompiledSchema) -> ReverseGraph:
@@ -126,6 +128,25 @@ class ReverseGraph:
 
     def reaching(self, target: Node) -> set[Node]:
         """Every node from which facts can flow to ``target`` (including it)."""
+        found = self.reached.get(target)
+        if found is None:
+            found = self.reached[target] = frozenset(self._reaching(target))
+        return set(found)
+
+    def towards(self, target: Node) -> tuple[frozenset[Node], dict[Node, list[_Edge]]]:
+        """``reaching(target)``, and the edges between such nodes (those a lookup for
+        ``target`` follows), by source; kept per target."""
+        found = self.routes.get(target)
+        if found is None:
+            relevant = frozenset(self._reaching(target))
+            edges = {
+                source: [edge for edge in out if edge.target in relevant]
+                for source, out in self.edges.items() if source in relevant
+            }
+            found = self.routes[target] = (relevant, {source: out for source, out in edges.items() if out})
+        return found
+
+    def _reaching(self, target: Node) -> set[Node]:
         back: dict[Node, set[Node]] = defaultdict(set)
         for source, edges in self.edges.items():
             for edge in edges:
@@ -165,13 +186,13 @@ def lookup_resources(
     schema.require(resource_type, permission)
     graph = reverse_graph(schema)
     target: Node = (resource_type, permission)
-    relevant = graph.reaching(target)
+    relevant, routes = graph.towards(target)
     deadline = Deadline(checker.deadline, "lookup", cancelled)
     known: dict[Node, dict[str, bool]] = defaultdict(dict)
     delta: dict[Node, dict[str, bool]] = defaultdict(dict)  # new facts of the current round
 
     def add(node: Node, ids: dict[str, bool], into: dict[Node, dict[str, bool]]) -> None:
-        if node not in relevant:
+        if not ids or node not in relevant:
             return
         have = known[node]
         pending = into[node]
@@ -216,23 +237,25 @@ def lookup_resources(
         current, delta = delta, defaultdict(dict)
         while current:
             node, ids = current.popitem()
-            for edge in graph.edges.get(node, ()):
-                if edge.target not in relevant:
-                    continue
+            for edge in routes.get(node, ()):
                 if edge.kind == "computed":  # same object: the same round
                     add(edge.target, ids if edge.exact else dict.fromkeys(ids, False), current)
                     continue
                 found: dict[str, bool] = {}
                 relation = edge.target[1] if edge.kind == "userset" else edge.tupleset
+                ttype, srel = edge.target[0], edge.subject_relation
                 for oid, exact in ids.items():
-                    source = SubjectRef(node[0], oid, edge.subject_relation)
-                    plain, others = reader.resource_ids(source, edge.target[0], relation)
+                    plain, others = reader.resource_ids(new_subject(node[0], oid, srel), ttype, relation)
                     deadline.steps(1 + len(plain) + len(others))
-                    if exact and edge.exact:
-                        found.update(dict.fromkeys(plain, True))
-                    else:
-                        for rid in plain:
-                            found.setdefault(rid, False)
+                    if plain:
+                        if exact and edge.exact:
+                            if found:
+                                found.update(dict.fromkeys(plain, True))
+                            else:
+                                found = dict.fromkeys(plain, True)
+                        else:
+                            for rid in plain:
+                                found.setdefault(rid, False)
                     for rid, (caveat, expiration) in others:
                         if expiration is None or expiration > now:
                             found[rid] = found.get(rid, False) or (exact and edge.exact and caveat is None)
