@@ -565,14 +565,12 @@ class SubjectWalker:
         written under another schema may hold others: ``engine.impact`` reads them so)."""
         return self.allowed[(t, name)]
 
-    def _read(
-        self, t: str, oid: str, name: str, types: frozenset[str] | None = None
-    ) -> tuple[list[str], Sequence[Row]]:
+    def _read(self, t: str, oid: str, name: str, typed: bool = False) -> tuple[list[str], Sequence[Row]]:
         """Relation ``name`` of ``t:oid``: its plain whole subjects (``type\\x01id``), and its other
         relationships as Rows. A small object is read once, whole (``Reader.object_rows``), and
         every relation of it is answered from that read; a large one is scanned per relation,
-        for the subject ``types`` only where given (typed scans, as Rows: a group's thousands
-        of members build no Relationship each)."""
+        ``typed``: for the subject types the walk uses only (``_types``: typed scans, as Rows,
+        so that a group's thousands of members build no Relationship each)."""
         key = (t, oid)
         found = self.objects.get(key, _UNREAD)
         if found is _UNREAD:  # (an empty dict of its own: a small object is never it)
@@ -582,12 +580,12 @@ class SubjectWalker:
         if found is not None:
             return found.get(name, _NO_ROWS)
         rows: list[Row] = []
-        if types is not None:
-            for stype in sorted(types):
+        if typed:
+            for stype in sorted(self._types(t, name)):
                 self.deadline.step()
-                typed = self.reader.subject_rows(t, oid, name, stype)
-                self.deadline.steps(len(typed))
-                rows += typed
+                part = self.reader.subject_rows(t, oid, name, stype)
+                self.deadline.steps(len(part))
+                rows += part
             return [], rows
         for rel in self.deadline.rows(self.reader.subjects(t, oid, name)):
             s = rel.subject
@@ -608,7 +606,7 @@ class SubjectWalker:
         gathered = _GatheredBounds()
         wildcards, usersets = self._allowed(t, name)
         stype, srel = self.subject_type, self.subject_relation
-        direct, others = self._read(t, oid, name, self._types(t, name))
+        direct, others = self._read(t, oid, name, True)
         if direct and srel is None:
             prefix = self.prefix
             size = len(prefix)
@@ -708,7 +706,7 @@ class SubjectWalker:
         certainly is walked again (from the depth it was first walked at, so that the depth
         budget is spent no differently). Exact through data cycles (a cycle adds nothing to a
         union): nothing is cut short."""
-        self._seen: dict[tuple[str, str, str], tuple[bool, int]] = {}
+        self._seen: dict[tuple[str, str], list[tuple[dict[str, int], bool, int]]] = {}
         self._lower: set[str] = set()
         self._upper: set[str] = set()
         self._wild = [False, False]  # certainly, possibly
@@ -722,34 +720,43 @@ class SubjectWalker:
         return lower, SubjectSet(frozenset(lower_ids | upper_ids), certain_wild or possible_wild)
 
     def _visit(self, t: str, oid: str, name: str, depth: int, certain: bool) -> None:
-        seen = self._seen
-        key = (t, oid, name)
-        before = seen.get(key)
-        if before is not None:
-            if before[0] or not certain:
-                return
-            depth = max(depth, before[1])  # now certain: walked again
-        elif depth < 0:
-            raise MaxDepthExceeded(f"lookup exceeded the maximum depth of {self.max_depth} at {t}:{oid}#{name}")
+        # What was walked of this object: per walk, the members it covered (name -> hops from
+        # the member walked), whether certainly, and the depth it was walked at.
+        entries = self._seen.get((t, oid))
+        if entries is not None:
+            before: tuple[bool, int] | None = None
+            for covered, was_certain, was_depth in entries:
+                hops = covered.get(name)
+                if hops is not None:
+                    before = (was_certain, was_depth - hops)
+                    if was_certain:
+                        break
+            if before is not None:
+                if before[0] or not certain:
+                    return
+                depth = max(depth, before[1])  # now certain: walked again
+            elif depth < 0:
+                raise MaxDepthExceeded(f"lookup exceeded the maximum depth of {self.max_depth} at {t}:{oid}#{name}")
+        else:
+            if depth < 0:
+                raise MaxDepthExceeded(f"lookup exceeded the maximum depth of {self.max_depth} at {t}:{oid}#{name}")
+            entries = self._seen[(t, oid)] = []
         if self.grouped and (t, name) in self.grouped:
             assert self.groups is not None
             ids = self.groups.members(t, oid, name, self.subject_type, depth)
             if ids is not None:  # the group index: every member, however deep the nesting
-                seen[key] = (certain, depth)
+                entries.append(({name: 0}, certain, depth))
                 (self._lower if certain else self._upper).update(ids)
                 return
-        flat = self._flat.get(key[0::2])
+        flat = self._flat.get((t, name))
         if flat is None:
-            flat = self._flat[key[0::2]] = _Flat.build(self.schema, t, name)
+            flat = self._flat[(t, name)] = _Flat.build(self.schema, t, name)
         if depth < flat.hops:  # an inlined member would be past the budget: one member at a time
-            seen[key] = (certain, depth)
+            entries.append(({name: 0}, certain, depth))
             self._visit_one(t, oid, name, depth, certain)
             return
-        for inlined, hops in flat.members:  # each walked here whole, at its own depth
-            found = seen.get((t, oid, inlined))
-            if found is None or (certain and not found[0]):
-                seen[(t, oid, inlined)] = (certain, depth - hops)
-        if t == self.subject_type and (self.subject_relation in flat.names or (flat.this and self.subject_relation is None)):
+        entries.append((flat.members, certain, depth))  # each walked here whole, at its own depth
+        if t == self.subject_type and (self.subject_relation in flat.members or (flat.this and self.subject_relation is None)):
             (self._lower if certain else self._upper).add(oid)  # a userset is a member of itself
         for relation, arrow, hops in flat.steps:
             if arrow is None:
@@ -769,7 +776,7 @@ class SubjectWalker:
     def _visit_relation(self, t: str, oid: str, name: str, depth: int, certain: bool) -> None:
         wildcards, usersets = self.allowed[(t, name)]
         stype, srel = self.subject_type, self.subject_relation
-        direct, others = self._read(t, oid, name, self._types(t, name))
+        direct, others = self._read(t, oid, name, True)
         if direct and srel is None:
             prefix = self.prefix
             size = len(prefix)
@@ -903,12 +910,10 @@ class _Flat:
     ``steps``: in the order the member-by-member walk meets them, each relation to read
     (``(relation, None, hops)``) and each arrow (``(tupleset, computed, hops)``), ``hops`` the
     computed references on the way (each one level of depth); ``members``: every member
-    inlined, with its hops (``hops``: the most); ``names`` the same names; ``this``: a
-    ``_this`` among them."""
+    inlined, with its hops (``hops``: the most; read only); ``this``: a ``_this`` among them."""
 
     steps: tuple[tuple[str, str | None, int], ...]
-    members: tuple[tuple[str, int], ...]
-    names: frozenset[str]
+    members: dict[str, int]
     hops: int
     this: bool
 
@@ -941,7 +946,7 @@ class _Flat:
                 this = True
 
         member(name, 0)
-        return cls(tuple(steps), tuple(members.items()), frozenset(members), max(members.values()), this)
+        return cls(tuple(steps), members, max(members.values()), this)
 
 
 def _unions_only(schema: CompiledSchema, t: str, rewrite: Rewrite, out: set[tuple[str, str]]) -> bool:
@@ -977,6 +982,7 @@ class FoundSubjects:
     wildcard: Result  # NO when no wildcard grant
     excluded: frozenset[str]
     lasting: bool = False  # the same for every request at this revision: no caveat, expiration or cycle in the walk
+    granted: bool = False  # every answer in ``subjects`` is HAS (``wildcard`` aside)
 
 
 def lookup_subjects(
@@ -1008,7 +1014,7 @@ def settle(checker: LocalChecker, walker: SubjectWalker, rtype: str, rid: str, p
     results: list[tuple[str, Result]] = []
     if upper is lower and not lower.wildcard:  # no caveat, no wildcard: every id certain (the usual case)
         lasting = walker.time_bound == 0 and walker.cuts == 0
-        return FoundSubjects([(sid, HAS) for sid in sorted(lower.ids)], NO, frozenset(), lasting)
+        return FoundSubjects([(sid, HAS) for sid in sorted(lower.ids)], NO, frozenset(), lasting, True)
     for sid in sorted(upper.ids | lower.ids):
         if lower.has(sid) and sid in lower.ids:
             results.append((sid, HAS))

@@ -97,7 +97,7 @@ def subjects(
     """LookupSubjects' whole listing: the wildcard first (its ``excluded`` listing the subjects
     an exclusion removed), then concrete subjects by id; ``subject_page`` cuts a page of it."""
     at = revision.value
-    if found.wildcard is NO and all(result is HAS for _, result in found.subjects):  # the usual case
+    if found.wildcard is NO and (found.granted or all(result is HAS for _, result in found.subjects)):  # the usual case
         return granted_subjects(at, subject_type, [sid for sid, _ in found.subjects], subject_relation)
     entries: list[SubjectResult] = []
     make = SubjectResult.at
