@@ -13,7 +13,8 @@ of a group): ``desc[g]``, the groups reachable from ``g`` (itself included), its
 ``anc``, and ``groups_of[S]``, the groups with a direct plain relationship to ``S``. A member
 test intersects ``groups_of[S]`` with ``desc[g]``, iterating the smaller. Adding a member costs
 O(1); adding a subject set ``p -> c`` costs |anc(p)| x |desc(c)|; removing one recomputes the
-closure of p's ancestors.
+closure of p's ancestors. ``plain[g]``, ``groups_of`` the other way round for whole subjects
+(by type), lets LookupSubjects list a group's members: the union over ``desc[g]`` (``members``).
 
 What stays out: relationships with a caveat or an expiration, and any stored subject the index
 does not model (a wildcard, a subject set of another relation): these are *impure*. While a

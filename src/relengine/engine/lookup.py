@@ -9,7 +9,12 @@ permission follows at once; where it passes an intersection, an exclusion's base
 ``.all()`` arrow, the resource is only a candidate, and a forward check decides.
 
 LookupSubjects evaluates the rewrite tree forward as set algebra over subject ids of one type,
-where a wildcard is a set "everyone but these excluded ids".
+where a wildcard is a set "everyone but these excluded ids". A permission that is a union of
+relations, computed references and ``any`` arrows all the way down (no intersection, exclusion
+or ``.all()``: most of them) is gathered instead in one walk that visits each (object, member)
+once and adds every subject it meets to one set (``SubjectWalker.gather``), as the naive set
+union does. Both read a small object whole, once (``Reader.object_rows``), a large one by typed
+scans, and ask the group index (``groups.GroupView.members``) for the members of a nested group.
 
 Both honour the checker's depth budget and deadline as a check does (``dispatch`` has the
 contract): LookupResources counts one hop per round of facts read through relationships
@@ -78,7 +83,6 @@ class _Edge:
 class ReverseGraph:
     edges: dict[Node, list[_Edge]] = field(default_factory=lambda: defaultdict(list))
     self_nodes: dict[str, list[tuple[Node, bool]]] = field(default_factory=lambda: defaultdict(list))
-    reached: dict[Node, frozenset[Node]] = field(default_factory=dict)  # ``reaching``, kept
     routes: dict[Node, tuple[frozenset[Node], dict[Node, list[_Edge]]]] = field(default_factory=dict)  # ``towards``
 
     @classmethod
@@ -126,16 +130,9 @@ class ReverseGraph:
         elif isinstance(rewrite, This):
             self.self_nodes[t].append((node, exact))
 
-    def reaching(self, target: Node) -> set[Node]:
-        """Every node from which facts can flow to ``target`` (including it)."""
-        found = self.reached.get(target)
-        if found is None:
-            found = self.reached[target] = frozenset(self._reaching(target))
-        return set(found)
-
     def towards(self, target: Node) -> tuple[frozenset[Node], dict[Node, list[_Edge]]]:
-        """``reaching(target)``, and the edges between such nodes (those a lookup for
-        ``target`` follows), by source; kept per target."""
+        """Every node from which facts can flow to ``target`` (including it), and the edges
+        between such nodes (those a lookup for ``target`` follows), by source; kept per target."""
         found = self.routes.get(target)
         if found is None:
             relevant = frozenset(self._reaching(target))
@@ -147,6 +144,7 @@ class ReverseGraph:
         return found
 
     def _reaching(self, target: Node) -> set[Node]:
+        """Every node from which facts can flow to ``target`` (including it)."""
         back: dict[Node, set[Node]] = defaultdict(set)
         for source, edges in self.edges.items():
             for edge in edges:
@@ -387,6 +385,7 @@ class _Gathered:
 
 
 Bounds = tuple[SubjectSet, SubjectSet]  # (certainly has it, possibly has it)
+NOTHING: Bounds = (EMPTY, EMPTY)
 
 _Decoded = dict[str, tuple[list[str], Sequence[Row]]]
 """One small object's relationships by relation: its plain whole subjects as ``type\\x01id``
@@ -410,7 +409,6 @@ def _decode(value: bytes) -> _Decoded:
             direct = out.get(relation)
             out[relation] = (direct[0] if direct is not None else [], rows)
     return out
-NOTHING: Bounds = (EMPTY, EMPTY)
 
 
 class _GatheredBounds:
