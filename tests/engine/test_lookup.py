@@ -330,7 +330,7 @@ def test_the_union_walk_finds_what_the_member_walk_finds(texts: list[str]) -> No
         compile_schema(UNIONS)
     ).unions
     reader = store.snapshot()
-    checker = engine._checker(reader, None, None)  # noqa: SLF001
+    checker = engine._checker(reader, None, None)
     for stype, srel in (("user", None), ("group", "member")):
         for t, oid, name in [("doc", d, p) for d in ("d0", "d1", "d2") for p in ("view", "edit")] + [
             ("group", "g0", "member")

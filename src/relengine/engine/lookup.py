@@ -954,7 +954,10 @@ def _unions_only(schema: CompiledSchema, t: str, rewrite: Rewrite, out: set[tupl
         out.add((t, rewrite.relation))
         return True
     if isinstance(rewrite, Union):
-        return all([_unions_only(schema, t, child, out) for child in rewrite.children])
+        pure = True
+        for child in rewrite.children:  # every child, so that ``out`` gains all it refers to
+            pure = _unions_only(schema, t, child, out) and pure
+        return pure
     if isinstance(rewrite, TupleToUserset):
         out.add((t, rewrite.tupleset))
         relation = schema.definitions[t].relation(rewrite.tupleset)
