@@ -379,20 +379,133 @@ def floor_lookup_publish(floor: baselines.LmdbFloor, uid: str) -> set[str]:
 
 
 @scenario(
+    "lookup_resources_groups", ["lookup", "deep", "inproc"],
+    "Engine.lookup_resources(container, read, user:x_deepK), cache_size=0, for each deep chain: the "
+    "user reaches containers only through 5-10 nested groups (as an account's admin: its containers; "
+    "or as one container's reader)",
+    quick=["100k"], full=["1m"],
+)
+def lookup_resources_groups(ctx: Context, scales: list[int]) -> Workload:
+    ds = ctx.dataset(_one(scales))
+    world = ds.world
+    w = Workload([], [])
+    store, engine = open_engine(ctx, ds, w, EngineConfig(cache_size=0))
+    floor = baselines.LmdbFloor(store)
+    # From the generator's knowledge: chain K's top group administers account a(K+1) (K even)
+    # or reads container c(10K+3) (K odd), and x_deepK is in nothing else.
+    w.queries = [
+        Query(f"x_deep{k}", set(world.containers_of_account(int(world.deep_account(k)[1:]))) if k % 2 == 0
+              else {f"c{world.deep_container(k)}"})
+        for k in range(len(world.shape.deep_depths))
+    ]
+
+    def engine_call(uid: str) -> set[str]:
+        return {r.resource_id for r in engine.lookup_resources("container", "read", SubjectRef("user", uid))}
+
+    w.contenders = [
+        Contender("engine", engine_call),
+        Contender("lmdb_floor", lambda uid: floor_lookup_read(floor, uid), baseline=True,
+                  note="by-subject index scans: user -> groups -> roles, and admin of accounts -> their containers"),
+    ]
+    w.params.update(results=[len(q.expected) for q in w.queries], depths=list(world.shape.deep_depths))
+    return w
+
+
+def floor_lookup_read(floor: baselines.LmdbFloor, uid: str) -> set[str]:
+    """Containers where ``user:uid`` has read, by scans of the by-subject index alone (the
+    groups holding the user, then each role and account admin of the user and of each group)."""
+    txn = floor._env.begin(db=floor._sub)
+    try:
+        cur = txn.cursor()
+
+        def scan(prefix: str) -> list[str]:
+            raw = prefix.encode()
+            out = []
+            if cur.set_range(raw):
+                for key in cur.iternext(values=False):
+                    if not key.startswith(raw):
+                        break
+                    out.append(key[len(raw):-1].decode())
+            return out
+
+        subjects = [f"user\x00{uid}\x00\x00"]
+        seen: set[str] = set()
+        while subjects:
+            s = subjects.pop()
+            if s in seen:
+                continue
+            seen.add(s)
+            subjects.extend(f"group\x00{g}\x00member\x00" for g in scan(s + "group\x00member\x00"))
+        found: set[str] = set()
+        for s in seen:
+            for role in ("reader", "editor", "approver", "publisher"):
+                found.update(scan(f"{s}container\x00{role}\x00"))
+            for account in scan(s + "account\x00admin\x00"):
+                found.update(scan(f"account\x00{account}\x00\x00container\x00account\x00"))
+        return found
+    finally:
+        txn.abort()
+
+
+@scenario(
     "lookup_subjects", ["lookup", "inproc"],
     "Engine.lookup_subjects(container, read, user) on containers of the big account, random "
     "containers and one granted through a group chain",
     quick=["100k"], full=["1m"],
 )
 def lookup_subjects(ctx: Context, scales: list[int]) -> Workload:
+    return _lookup_subjects_workload(ctx, scales, EngineConfig())
+
+
+@scenario(
+    "lookup_subjects_uncached", ["lookup", "uncached", "inproc"],
+    "lookup_subjects with cache_size=0: every call walks afresh (no per-revision memo of listings or "
+    "sub-results), on the same containers",
+    quick=["100k"], full=["1m"],
+)
+def lookup_subjects_uncached(ctx: Context, scales: list[int]) -> Workload:
+    return _lookup_subjects_workload(ctx, scales, EngineConfig(cache_size=0))
+
+
+def _lookup_subjects_workload(ctx: Context, scales: list[int], config: EngineConfig) -> Workload:
     ds = ctx.dataset(_one(scales))
     world = ds.world
     w = Workload([], [])
-    _, engine = open_engine(ctx, ds, w)
+    _, engine = open_engine(ctx, ds, w, config)
     rng = world.query_rng(20)
     containers = ["c0", "c10", f"c{world.deep_container(1)}"] + [
         f"c{rng.randrange(world.shape.containers)}" for _ in range(5)
     ]
+    lazy = LazyObjects(world)
+    oracle = NaiveEvaluator(lazy)
+    w.queries = [Query(c, oracle.lookup_subjects("container", c, "read", "user")) for c in containers]
+    naive = NaiveEvaluator(dict(lazy))
+
+    def engine_call(cid: str) -> set[str]:
+        return {r.subject.id for r in engine.lookup_subjects(ObjectRef("container", cid), "read", "user")}
+
+    w.contenders = [
+        Contender("engine", engine_call),
+        Contender("naive_dict", lambda cid: naive.lookup_subjects("container", cid, "read", "user"), baseline=True,
+                  note="Python dicts, recursive set union, no cache"),
+    ]
+    w.params.update(results=[len(q.expected) for q in w.queries], cache_size=config.cache_size)
+    return w
+
+
+@scenario(
+    "lookup_subjects_groups", ["lookup", "uncached", "deep", "inproc"],
+    "lookup_subjects(container, read, user) with cache_size=0 on the containers the deep chains reach "
+    "(5-10 nested groups: read by a chain's top group, or owned by an account a chain's top group "
+    "administers)",
+    quick=["100k"], full=["1m"],
+)
+def lookup_subjects_groups(ctx: Context, scales: list[int]) -> Workload:
+    ds = ctx.dataset(_one(scales))
+    world = ds.world
+    w = Workload([], [])
+    _, engine = open_engine(ctx, ds, w, EngineConfig(cache_size=0))
+    containers = sorted({q[0] for q in world.deep_queries()})
     lazy = LazyObjects(world)
     oracle = NaiveEvaluator(lazy)
     w.queries = [Query(c, oracle.lookup_subjects("container", c, "read", "user")) for c in containers]

@@ -7,8 +7,13 @@ Each builder writes one graph into an empty store and returns the question that 
 - ``wide_schema``: ann is in group g0, which is a member of groups g1..g3999; a document has
   250 relations that accept ``group#member``. LookupResources follows every group fact along
   every one of them: about a million scans.
-- ``dense_groups``: ten groups, each a member of every other. LookupSubjects walks each simple
-  path through them (a data cycle keeps it from reusing what it found): millions of steps.
+- ``dense_groups``: twenty groups, each a member of every other (each too large to be read
+  whole), asked through a permission with an exclusion. LookupSubjects walks such a permission
+  member by member, and each simple path through the groups (a data cycle keeps it from
+  reusing what it found): millions of steps. (A permission of unions only is walked once per
+  object: ``group_fan`` is long for that walk.)
+- ``group_fan``: 4,000 groups of one user each, all members of one group. LookupSubjects of a
+  union reads each group once: 4,000 reads.
 - ``diamond_folders``: eighteen levels of two folders, each the parent of both folders below.
   Expand writes out every path as a tree: 2^19 nodes.
 """
@@ -17,12 +22,12 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from relengine import Engine, ObjectRef, SubjectRef
+from relengine import Engine, EngineConfig, ObjectRef, SubjectRef
 from relengine.storage.memory import MemoryStore
 
 GROUPS = 4000
 RELATIONS = 250
-DENSE = 10
+DENSE = 20
 LEVELS = 18
 
 SCHEMA = f"""
@@ -35,7 +40,9 @@ definition group {{
 definition folder {{
     relation parent: folder
     relation viewer: user | group#member
-    permission view = viewer + parent->view
+    relation blocked: user
+    permission view = (viewer + parent->view) - blocked
+    permission see = viewer + parent->see
 }}
 
 definition doc {{
@@ -50,8 +57,9 @@ FULL_WALK_SCANS = 500_000
 
 
 class CountingStore(MemoryStore):
-    """The memory store, counting the relationship scans (``subjects``, ``resources``,
-    ``resource_ids``) made through its readers."""
+    """The memory store, counting the relationship scans (``subjects``, ``subject_rows``,
+    ``resources``, ``resource_ids``) and whole-object reads (``object_rows``) made through its
+    readers."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -81,9 +89,19 @@ class _CountingReader:
         self._store.scans += 1
         return self._reader.resource_ids(*args)
 
+    def object_rows(self, *args: Any) -> Any:
+        self._store.scans += 1
+        return self._reader.object_rows(*args)
+
+    def subject_rows(self, *args: Any) -> Any:
+        self._store.scans += 1
+        return self._reader.subject_rows(*args)
+
 
 def engine_on(store: MemoryStore) -> Engine:
-    engine = Engine(store)
+    """An Engine without the group index: the walks these graphs make long are those through
+    nested groups, which the index answers at once."""
+    engine = Engine(store, EngineConfig(group_index=False))
     engine.write_schema(SCHEMA)
     return engine
 
@@ -105,6 +123,15 @@ def dense_groups(store: MemoryStore) -> tuple[ObjectRef, str, str]:
     ]
     store.bulk_touch(rows)
     return ObjectRef("folder", "top"), "view", "user"
+
+
+def group_fan(store: MemoryStore) -> tuple[ObjectRef, str, str]:
+    """LookupSubjects(folder:fan, see, user)."""
+    rows = [("folder", "fan", "viewer", "group", "top", "member")]
+    rows += [("group", "top", "member", "group", f"f{i}", "member") for i in range(GROUPS)]
+    rows += [("group", f"f{i}", "member", "user", f"u{i}", "") for i in range(GROUPS)]
+    store.bulk_touch(rows)
+    return ObjectRef("folder", "fan"), "see", "user"
 
 
 def diamond_folders(store: MemoryStore) -> tuple[ObjectRef, str]:

@@ -218,9 +218,15 @@ def _questions() -> Iterator[tuple[ObjectRef, str, SubjectRef]]:
 
 
 def _answers(engine: Engine, revision: Revision) -> list[str]:
+    """Every check of ``_questions``, then LookupSubjects of each group's users and the doc's
+    (the index gathers a group's members: ``GroupView.members``)."""
+    at = Consistency.at_exact_snapshot(revision)
     return [
         engine.check(resource, perm, subject, at=revision).permissionship.name
         for resource, perm, subject in _questions()
+    ] + [
+        " ".join(f"{r.subject.id}:{r.permissionship.name}" for r in engine.lookup_subjects(resource, perm, "user", consistency=at))
+        for resource, perm in [(ObjectRef("group", g), "member") for g in GROUPS] + [(ObjectRef("doc", "d"), "view")]
     ]
 
 

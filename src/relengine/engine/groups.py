@@ -13,7 +13,8 @@ of a group): ``desc[g]``, the groups reachable from ``g`` (itself included), its
 ``anc``, and ``groups_of[S]``, the groups with a direct plain relationship to ``S``. A member
 test intersects ``groups_of[S]`` with ``desc[g]``, iterating the smaller. Adding a member costs
 O(1); adding a subject set ``p -> c`` costs |anc(p)| x |desc(c)|; removing one recomputes the
-closure of p's ancestors.
+closure of p's ancestors. ``plain[g]``, ``groups_of`` the other way round for whole subjects
+(by type), lets LookupSubjects list a group's members: the union over ``desc[g]`` (``members``).
 
 What stays out: relationships with a caveat or an expiration, and any stored subject the index
 does not model (a wildcard, a subject set of another relation): these are *impure*. While a
@@ -80,7 +81,7 @@ def indexed_relations(schema: CompiledSchema) -> frozenset[tuple[str, str]]:
 class Closure:
     """The closure of one indexed relation ``T#R`` (see the module docstring)."""
 
-    __slots__ = ("type", "relation", "desc", "anc", "children", "groups_of", "impure", "_longest")
+    __slots__ = ("type", "relation", "desc", "anc", "children", "groups_of", "plain", "impure", "_longest")
 
     def __init__(self, rtype: str, relation: str) -> None:
         self.type = rtype
@@ -89,6 +90,9 @@ class Closure:
         self.anc: dict[str, set[str]] = {}  # g -> groups that reach g (g included)
         self.children: dict[str, set[str]] = {}  # g -> c for each plain T:g#R@T:c#R
         self.groups_of: dict[Element, set[str]] = {}  # S -> g for each plain T:g#R@S
+        # g -> subject type -> ids, for each plain T:g#R@type:id (a whole subject): ``groups_of``
+        # the other way round, for LookupSubjects (``members``).
+        self.plain: dict[str, dict[str, set[str]]] = {}
         self.impure: set[tuple[str, Element]] = set()  # relationships left to the walk
         # (the index's generation they hold at, g -> ``longest(g)``): worked out on first use
         self._longest: tuple[int, dict[str, int]] = (-1, {})
@@ -156,6 +160,21 @@ class Closure:
                     stack.append((c, False))
         return height[group]
 
+    def members(self, group: str, subject_type: str) -> set[str]:
+        """The ids of the whole subjects of ``subject_type`` that hold ``T:group#R`` through
+        plain relationships: the direct ones of every group ``group`` reaches. C-level set
+        operations over a copy of the reach (``GroupView.members`` tells a concurrent move)."""
+        reach = self.desc.get(group)
+        plain = self.plain
+        found: set[str] = set()
+        for g in (group,) if reach is None else tuple(reach):
+            typed = plain.get(g)
+            if typed is not None:
+                ids = typed.get(subject_type)
+                if ids:
+                    found |= ids
+        return found
+
     @property
     def exact(self) -> bool:
         """Whether a "no" is exact (no caveated, expiring or unmodelled relationship)."""
@@ -191,6 +210,14 @@ class Closure:
         groups.add(g)
         if s.relation is not None:
             self._link(g, s.id)
+        else:
+            typed = self.plain.get(g)
+            if typed is None:
+                typed = self.plain[g] = {}
+            ids = typed.get(s.type)
+            if ids is None:
+                ids = typed[s.type] = set()
+            ids.add(s.id)
 
     def remove(self, rel: Relationship) -> None:
         """A relationship of ``T#R`` was deleted."""
@@ -208,6 +235,14 @@ class Closure:
             del self.groups_of[element]
         if element[2] is not None:
             self._unlink(g, element[1])
+        else:
+            typed = self.plain[g]
+            ids = typed[element[0]]
+            ids.discard(element[1])
+            if not ids:
+                del typed[element[0]]
+                if not typed:
+                    del self.plain[g]
 
     def _link(self, p: str, c: str) -> None:
         self._node(p)
@@ -303,14 +338,15 @@ class GroupIndex:
         ``schema`` is indexed, the index is past that revision, or moving it there ran past
         ``deadline`` (a ``time.monotonic()`` instant; the move is dropped, the next one starts
         over, and the walk, which looks at the clock too, raises DeadlineExceeded)."""
-        relations = indexed_relations_of(schema)
+        found = schema.derived.get(indexed_relations)  # indexed_relations_of, inlined (bench: deep_check)
+        relations = found if isinstance(found, frozenset) else indexed_relations_of(schema)
         if not relations:
             return None
         wanted = reader.revision.value
         current = self._current  # one read: the view of the newest move, made under the lock
         if (
             current is not None and current.revision == wanted and current.generation == self.generation
-            and current.relations == relations
+            and (current.relations is relations or current.relations == relations)
         ):
             return current
         with self._lock:
@@ -505,13 +541,46 @@ class GroupView:
         reach = closure.desc.get(group)
         if (closure.impure or (reach is not None and len(reach) > depth)) and closure.longest(group, generation) > depth:
             return None
-        held = closure.holds(group, (subject.type, subject.id, subject.relation))
-        if not held and not closure.exact:
+        # Closure.holds, inlined (bench: deep_check): C-level set operations only.
+        direct = closure.groups_of.get((subject.type, subject.id, subject.relation))
+        if not direct:
+            held = False
+        elif reach is None:
+            held = group in direct
+        elif len(direct) <= len(reach):
+            held = not reach.isdisjoint(direct)
+        else:
+            held = not direct.isdisjoint(reach)
+        if not held and closure.impure:
             return None
         if index.generation != generation:
             return None
         index.answers += 1  # a statistic: an increment lost to a race costs nothing
         return held
+
+    def members(self, rtype: str, group: str, relation: str, subject_type: str, depth: int) -> set[str] | None:
+        """The ids of the subjects ``subject_type:id`` holding ``rtype:group#relation``, or None
+        where the index cannot say (the walk decides): a relation it does not hold, one with a
+        caveated, expiring or unmodelled relationship (the walk tells certain from possible),
+        a reach longer than the depth budget left (as ``holds``), or a move under way."""
+        index = self._index
+        generation = self.generation
+        if index.generation != generation:
+            return None
+        closure = self._closures.get((rtype, relation))
+        if closure is None or not closure.exact:
+            return None
+        reach = closure.desc.get(group)
+        if reach is not None and len(reach) > depth and closure.longest(group, generation) > depth:
+            return None
+        try:
+            found = closure.members(group, subject_type)
+        except RuntimeError:  # a set changed size under a concurrent move
+            return None
+        if index.generation != generation:
+            return None
+        index.answers += 1
+        return found
 
 
 __all__ = ["Closure", "GroupIndex", "GroupIndexStatistics", "GroupView", "indexed_relations"]

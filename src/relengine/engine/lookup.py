@@ -9,7 +9,12 @@ permission follows at once; where it passes an intersection, an exclusion's base
 ``.all()`` arrow, the resource is only a candidate, and a forward check decides.
 
 LookupSubjects evaluates the rewrite tree forward as set algebra over subject ids of one type,
-where a wildcard is a set "everyone but these excluded ids".
+where a wildcard is a set "everyone but these excluded ids". A permission that is a union of
+relations, computed references and ``any`` arrows all the way down (no intersection, exclusion
+or ``.all()``: most of them) is gathered instead in one walk that visits each (object, member)
+once and adds every subject it meets to one set (``SubjectWalker.gather``), as the naive set
+union does. Both read a small object whole, once (``Reader.object_rows``), a large one by typed
+scans, and ask the group index (``groups.GroupView.members``) for the members of a nested group.
 
 Both honour the checker's depth budget and deadline as a check does (``dispatch`` has the
 contract): LookupResources counts one hop per round of facts read through relationships
@@ -26,10 +31,10 @@ from __future__ import annotations
 import datetime as _dt
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 from ..errors import MaxDepthExceeded, UnknownDefinition
-from ..model import WILDCARD, Relationship, SubjectRef
+from ..model import WILDCARD, Relationship, SubjectRef, new_subject
 from ..schema.types import (
     CompiledSchema,
     ComputedUserset,
@@ -42,6 +47,8 @@ from ..schema.types import (
     TupleToUserset,
     Union,
 )
+from ..storage import objects
+from ..storage.base import Row
 from .cache import RevisionMemo
 from .check import LocalChecker
 from .dispatch import HAS, NO, Conditional, Deadline, Result
@@ -76,6 +83,7 @@ class _Edge:
 class ReverseGraph:
     edges: dict[Node, list[_Edge]] = field(default_factory=lambda: defaultdict(list))
     self_nodes: dict[str, list[tuple[Node, bool]]] = field(default_factory=lambda: defaultdict(list))
+    routes: dict[Node, tuple[frozenset[Node], dict[Node, list[_Edge]]]] = field(default_factory=dict)  # ``towards``
 
     @classmethod
     def build(cls, schema: CompiledSchema) -> ReverseGraph:
@@ -122,7 +130,20 @@ class ReverseGraph:
         elif isinstance(rewrite, This):
             self.self_nodes[t].append((node, exact))
 
-    def reaching(self, target: Node) -> set[Node]:
+    def towards(self, target: Node) -> tuple[frozenset[Node], dict[Node, list[_Edge]]]:
+        """Every node from which facts can flow to ``target`` (including it), and the edges
+        between such nodes (those a lookup for ``target`` follows), by source; kept per target."""
+        found = self.routes.get(target)
+        if found is None:
+            relevant = frozenset(self._reaching(target))
+            edges = {
+                source: [edge for edge in out if edge.target in relevant]
+                for source, out in self.edges.items() if source in relevant
+            }
+            found = self.routes[target] = (relevant, {source: out for source, out in edges.items() if out})
+        return found
+
+    def _reaching(self, target: Node) -> set[Node]:
         """Every node from which facts can flow to ``target`` (including it)."""
         back: dict[Node, set[Node]] = defaultdict(set)
         for source, edges in self.edges.items():
@@ -149,9 +170,10 @@ def reverse_graph(schema: CompiledSchema) -> ReverseGraph:
 def lookup_resources(
     checker: LocalChecker, resource_type: str, permission: str, subject: SubjectRef,
     cancelled: Callable[[], bool] | None = None,
-) -> list[tuple[str, Result]]:
+) -> list[tuple[str, Result]] | list[str]:
     """(id, answer) for every ``resource_type`` object on which ``subject`` has ``permission``
-    (HAS or Conditional), sorted by id. ``cancelled``: see ``dispatch.Deadline``.
+    (HAS or Conditional), sorted by id; where every answer is HAS (no candidate needed a
+    check: the usual case), only the ids. ``cancelled``: see ``dispatch.Deadline``.
 
     Facts are (node, id) pairs known either exactly or only maybe: a fact is exact when every
     step that derived it was a plain relationship along an edge with only unions on the way.
@@ -162,13 +184,13 @@ def lookup_resources(
     schema.require(resource_type, permission)
     graph = reverse_graph(schema)
     target: Node = (resource_type, permission)
-    relevant = graph.reaching(target)
+    relevant, routes = graph.towards(target)
     deadline = Deadline(checker.deadline, "lookup", cancelled)
     known: dict[Node, dict[str, bool]] = defaultdict(dict)
     delta: dict[Node, dict[str, bool]] = defaultdict(dict)  # new facts of the current round
 
     def add(node: Node, ids: dict[str, bool], into: dict[Node, dict[str, bool]]) -> None:
-        if node not in relevant:
+        if not ids or node not in relevant:
             return
         have = known[node]
         pending = into[node]
@@ -213,31 +235,33 @@ def lookup_resources(
         current, delta = delta, defaultdict(dict)
         while current:
             node, ids = current.popitem()
-            for edge in graph.edges.get(node, ()):
-                if edge.target not in relevant:
-                    continue
+            for edge in routes.get(node, ()):
                 if edge.kind == "computed":  # same object: the same round
                     add(edge.target, ids if edge.exact else dict.fromkeys(ids, False), current)
                     continue
                 found: dict[str, bool] = {}
                 relation = edge.target[1] if edge.kind == "userset" else edge.tupleset
+                ttype, srel = edge.target[0], edge.subject_relation
                 for oid, exact in ids.items():
-                    source = SubjectRef(node[0], oid, edge.subject_relation)
-                    plain, others = reader.resource_ids(source, edge.target[0], relation)
+                    plain, others = reader.resource_ids(new_subject(node[0], oid, srel), ttype, relation)
                     deadline.steps(1 + len(plain) + len(others))
-                    if exact and edge.exact:
-                        found.update(dict.fromkeys(plain, True))
-                    else:
-                        for rid in plain:
-                            found.setdefault(rid, False)
+                    if plain:
+                        if exact and edge.exact:
+                            if found:
+                                found.update(dict.fromkeys(plain, True))
+                            else:
+                                found = dict.fromkeys(plain, True)
+                        else:
+                            for rid in plain:
+                                found.setdefault(rid, False)
                     for rid, (caveat, expiration) in others:
                         if expiration is None or expiration > now:
                             found[rid] = found.get(rid, False) or (exact and edge.exact and caveat is None)
                 add(edge.target, found, delta)
 
     facts = known.get(target, {})
-    if all(facts.values()):  # no candidate to check
-        return [(rid, HAS) for rid in sorted(facts)]
+    if all(facts.values()):  # no candidate to check: the ids alone (no pair built per result)
+        return sorted(facts)
     out: list[tuple[str, Result]] = []
     for rid, exact in sorted(facts.items()):
         if not exact:
@@ -323,6 +347,13 @@ class _Gathered:
         if self.wildcard:
             self.excluded.discard(sid)
 
+    def add_ids(self, ids: list[str]) -> None:
+        """``add_id`` of each of ``ids``."""
+        self._settle()
+        self.ids.update(ids)
+        if self.wildcard:
+            self.excluded.difference_update(ids)
+
     def add(self, other: SubjectSet) -> None:
         """``union(other)``, case by case as ``SubjectSet.union``, each costing the size of
         ``other`` (or less), never the size of what was gathered."""
@@ -355,6 +386,29 @@ class _Gathered:
 
 Bounds = tuple[SubjectSet, SubjectSet]  # (certainly has it, possibly has it)
 NOTHING: Bounds = (EMPTY, EMPTY)
+
+_Decoded = dict[str, tuple[list[str], Sequence[Row]]]
+"""One small object's relationships by relation: its plain whole subjects as ``type\\x01id``
+strings (as stored: ``storage.objects``), and the others as Rows (subject sets, caveats,
+expirations)."""
+_NO_ROWS: tuple[list[str], Sequence[Row]] = ([], ())
+_UNREAD: _Decoded = {}
+
+
+def _decode(value: bytes) -> _Decoded:
+    """``value`` (``Reader.object_rows``, a small object) by relation (see ``_Decoded``)."""
+    out: _Decoded = {}
+    kind = value[objects.KIND_OFFSET]
+    start = objects.HEAD if kind == objects.PLAIN else objects.direct_start(value)
+    if len(value) > start:  # ``\x02`` relation ``\x00`` type ``\x01`` id ``\x00`` (``\x00`` type ...) ... ``\x02``
+        for chunk in value[start + 1:-1].decode().split("\x02"):
+            relation, _, entries = chunk.partition("\x00")
+            out[relation] = (entries[:-1].split("\x00\x00"), ())
+    if kind == objects.OTHERS:
+        for relation, rows in objects.others(value).items():
+            direct = out.get(relation)
+            out[relation] = (direct[0] if direct is not None else [], rows)
+    return out
 
 
 class _GatheredBounds:
@@ -392,6 +446,12 @@ class _GatheredBounds:
         else:
             self._split().add_id(sid)
 
+    def add_ids(self, ids: list[str]) -> None:
+        """``add_id(sid, True)`` of each of ``ids``."""
+        self.lower.add_ids(ids)
+        if self.upper is not None:
+            self.upper.add_ids(ids)
+
     def freeze(self) -> Bounds:
         lower = self.lower.freeze()
         return (lower, lower) if self.upper is None else (lower, self.upper.freeze())
@@ -427,10 +487,17 @@ class SubjectWalker:
         self.deadline = Deadline(checker.deadline, "lookup", cancelled)
         self.subject_type = subject_type
         self.subject_relation = subject_relation
+        self.prefix = subject_type + "\x01"  # how a plain subject of the type starts (``_decode``)
         self.memo: dict[tuple[str, str, str], Bounds] = {}
-        self.allowed: dict[tuple[str, str], tuple[frozenset[str], frozenset[tuple[str, str]]]] = {}
+        self.allowed = _plan_of(checker.schema).allowed
+        self.types: dict[tuple[str, str], frozenset[str]] = {}
+        # The group index at the reader's revision, for whole subjects (``GroupView.members``).
+        self.groups = checker.groups if subject_relation is None else None
+        self.grouped = self.groups.relations if self.groups is not None else frozenset()
         self.active: set[tuple[str, str, str]] = set()
         self.cuts = 0
+        # What the walk has read: per small object its relations (``_decode``), None for a large one.
+        self.objects: dict[tuple[str, str], _Decoded | None] = {}
 
     def member(self, t: str, oid: str, name: str, depth: int) -> Bounds:
         key = (t, oid, name)
@@ -455,6 +522,13 @@ class SubjectWalker:
             return NOTHING
         if depth < 0:
             raise MaxDepthExceeded(f"lookup exceeded the maximum depth of {self.max_depth} at {t}:{oid}#{name}")
+        if self.grouped and (t, name) in self.grouped:
+            assert self.groups is not None
+            ids = self.groups.members(t, oid, name, self.subject_type, depth)
+            if ids is not None:  # the group index: every member, however deep the nesting
+                found = SubjectSet(frozenset(ids)) if ids else EMPTY
+                self.memo[key] = (found, found)
+                return found, found
         cuts_before, bound_before = self.cuts, self.time_bound
         self.active.add(key)
         try:
@@ -487,40 +561,81 @@ class SubjectWalker:
         """The wildcard types and the subject sets relation ``t#name`` allows: as in a check,
         a stored wildcard or subject set counts only where the schema allows it (relationships
         written under another schema may hold others: ``engine.impact`` reads them so)."""
+        return self.allowed[(t, name)]
+
+    def _read(self, t: str, oid: str, name: str, typed: bool = False) -> tuple[list[str], Sequence[Row]]:
+        """Relation ``name`` of ``t:oid``: its plain whole subjects (``type\\x01id``), and its other
+        relationships as Rows. A small object is read once, whole (``Reader.object_rows``), and
+        every relation of it is answered from that read; a large one is scanned per relation,
+        ``typed``: for the subject types the walk uses only (``_types``: typed scans, as Rows,
+        so that a group's thousands of members build no Relationship each)."""
+        key = (t, oid)
+        found = self.objects.get(key, _UNREAD)
+        if found is _UNREAD:  # (an empty dict of its own: a small object is never it)
+            self.deadline.step()
+            value = self.reader.object_rows(t, oid)
+            found = self.objects[key] = None if value is None else _decode(value)
+        if found is not None:
+            return found.get(name, _NO_ROWS)
+        rows: list[Row] = []
+        if typed:
+            for stype in sorted(self._types(t, name)):
+                self.deadline.step()
+                part = self.reader.subject_rows(t, oid, name, stype)
+                self.deadline.steps(len(part))
+                rows += part
+            return [], rows
+        for rel in self.deadline.rows(self.reader.subjects(t, oid, name)):
+            s = rel.subject
+            extra = None if rel.caveat is None and rel.expiration is None else (rel.caveat, rel.expiration)
+            rows.append((s.type, s.id, s.relation, extra))
+        return [], rows
+
+    def _types(self, t: str, name: str) -> frozenset[str]:
+        """The subject types whose relationships of ``t#name`` a walk for this subject type
+        uses: its own, and those of the subject sets the relation allows."""
         key = (t, name)
-        found = self.allowed.get(key)
+        found = self.types.get(key)
         if found is None:
-            relation = self.schema.definitions[t].members[name]
-            assert isinstance(relation, Relation)
-            found = (
-                frozenset(a.type for a in relation.allowed if a.wildcard),
-                frozenset((a.type, a.relation) for a in relation.allowed if a.relation is not None),
-            )
-            self.allowed[key] = found
+            found = self.types[key] = frozenset([self.subject_type, *(st for st, _ in self.allowed[key][1])])
         return found
 
     def _relation(self, t: str, oid: str, name: str, depth: int) -> Bounds:
         gathered = _GatheredBounds()
         wildcards, usersets = self._allowed(t, name)
-        for rel in self.deadline.rows(self.reader.subjects(t, oid, name)):
-            if rel.expiration is not None:
-                if rel.expiration <= self.now:
-                    continue
-                self.time_bound += 1
-            certain = rel.caveat is None
-            s = rel.subject
-            if s.type == self.subject_type and s.relation == self.subject_relation:
-                if s.id == WILDCARD:
-                    if s.type not in wildcards:
+        stype, srel = self.subject_type, self.subject_relation
+        direct, others = self._read(t, oid, name, True)
+        if direct and srel is None:
+            prefix = self.prefix
+            size = len(prefix)
+            ids = [entry[size:] for entry in direct if entry.startswith(prefix)]
+            if ids:
+                if WILDCARD in ids:
+                    ids.remove(WILDCARD)
+                    if stype in wildcards:
+                        gathered.add(EVERYONE, EVERYONE)
+                gathered.add_ids(ids)
+        for st, sid, rrel, extra in others:
+            certain = True
+            if extra is not None:
+                caveat, expiration = extra
+                if expiration is not None:
+                    if expiration <= self.now:
+                        continue
+                    self.time_bound += 1
+                certain = caveat is None
+            if st == stype and rrel == srel:
+                if sid == WILDCARD:
+                    if st not in wildcards:
                         continue
                     if certain:
                         gathered.add(EVERYONE, EVERYONE)
                     else:
                         gathered.add_possible(EVERYONE)
                 else:
-                    gathered.add_id(s.id, certain)
-            if s.relation is not None and (s.type, s.relation) in usersets:
-                sub_lower, sub_upper = self.member(s.type, s.id, s.relation, depth - 1)
+                    gathered.add_id(sid, certain)
+            if rrel is not None and (st, rrel) in usersets:
+                sub_lower, sub_upper = self.member(st, sid, rrel, depth - 1)
                 if certain:
                     gathered.add(sub_lower, sub_upper)
                 else:
@@ -546,14 +661,19 @@ class SubjectWalker:
             sl, su = self._rewrite(t, oid, node.subtract, depth)
             return bl.subtract(su), bu.subtract(sl)
         if isinstance(node, TupleToUserset):
-            seen: dict[tuple[str, str], bool] = {}
-            for rel in self.deadline.rows(self.reader.subjects(t, oid, node.tupleset)):
-                if rel.expiration is not None:
-                    if rel.expiration <= self.now:
-                        continue
-                    self.time_bound += 1
-                target = (rel.subject.type, rel.subject.id)
-                seen[target] = seen.get(target, False) or rel.caveat is None
+            direct, others = self._read(t, oid, node.tupleset)
+            seen: dict[tuple[str, str], bool] = {(e[0], e[1]): True for e in [d.split("\x01") for d in direct]}
+            for st, sid, _, extra in others:
+                certain = True
+                if extra is not None:
+                    caveat, expiration = extra
+                    if expiration is not None:
+                        if expiration <= self.now:
+                            continue
+                        self.time_bound += 1
+                    certain = caveat is None
+                target = (st, sid)
+                seen[target] = seen.get(target, False) or certain
             if node.mode == "all":
                 return self._all(node.computed, seen, depth)
             gathered = _GatheredBounds()
@@ -572,6 +692,149 @@ class SubjectWalker:
             return NOTHING
         assert isinstance(node, Nil)
         return NOTHING
+
+    # -- the union walk --------------------------------------------------------------
+    def gather(self, t: str, oid: str, name: str, depth: int) -> Bounds:
+        """``member(t, oid, name, depth)`` for a member of ``unions`` (``_SubjectsPlan``):
+        there the subjects are those of every relationship reachable from it, so the walk
+        visits each (object, member) once, as the naive set union does, and gathers every
+        subject into one lower and one upper set instead of building and merging one set per
+        member; a member's same-object references are followed inline (``_Flat``). A member
+        reached only through caveated relationships counts as possible; one reached again
+        certainly is walked again (from the depth it was first walked at, so that the depth
+        budget is spent no differently). Exact through data cycles (a cycle adds nothing to a
+        union): nothing is cut short."""
+        self._seen: dict[tuple[str, str], list[tuple[dict[str, int], bool, int]]] = {}
+        self._lower: set[str] = set()
+        self._upper: set[str] = set()
+        self._wild = [False, False]  # certainly, possibly
+        self._flat = _plan_of(self.schema).flat
+        self._visit(t, oid, name, depth, True)
+        lower_ids, upper_ids = self._lower, self._upper
+        certain_wild, possible_wild = self._wild
+        lower = SubjectSet(frozenset(lower_ids), certain_wild) if lower_ids or certain_wild else EMPTY
+        if not possible_wild and upper_ids <= lower_ids:
+            return lower, lower
+        return lower, SubjectSet(frozenset(lower_ids | upper_ids), certain_wild or possible_wild)
+
+    def _visit(self, t: str, oid: str, name: str, depth: int, certain: bool) -> None:
+        # What was walked of this object: per walk, the members it covered (name -> hops from
+        # the member walked), whether certainly, and the depth it was walked at.
+        entries = self._seen.get((t, oid))
+        if entries is not None:
+            before: tuple[bool, int] | None = None
+            for covered, was_certain, was_depth in entries:
+                hops = covered.get(name)
+                if hops is not None:
+                    before = (was_certain, was_depth - hops)
+                    if was_certain:
+                        break
+            if before is not None:
+                if before[0] or not certain:
+                    return
+                depth = max(depth, before[1])  # now certain: walked again
+            elif depth < 0:
+                raise MaxDepthExceeded(f"lookup exceeded the maximum depth of {self.max_depth} at {t}:{oid}#{name}")
+        else:
+            if depth < 0:
+                raise MaxDepthExceeded(f"lookup exceeded the maximum depth of {self.max_depth} at {t}:{oid}#{name}")
+            entries = self._seen[(t, oid)] = []
+        if self.grouped and (t, name) in self.grouped:
+            assert self.groups is not None
+            ids = self.groups.members(t, oid, name, self.subject_type, depth)
+            if ids is not None:  # the group index: every member, however deep the nesting
+                entries.append(({name: 0}, certain, depth))
+                (self._lower if certain else self._upper).update(ids)
+                return
+        flat = self._flat.get((t, name))
+        if flat is None:
+            flat = self._flat[(t, name)] = _Flat.build(self.schema, t, name)
+        if depth < flat.hops:  # an inlined member would be past the budget: one member at a time
+            entries.append(({name: 0}, certain, depth))
+            self._visit_one(t, oid, name, depth, certain)
+            return
+        entries.append((flat.members, certain, depth))  # each walked here whole, at its own depth
+        if t == self.subject_type and (self.subject_relation in flat.members or (flat.this and self.subject_relation is None)):
+            (self._lower if certain else self._upper).add(oid)  # a userset is a member of itself
+        for relation, arrow, hops in flat.steps:
+            if arrow is None:
+                self._visit_relation(t, oid, relation, depth - hops, certain)
+            else:
+                self._visit_arrow(t, oid, relation, arrow, depth - hops, certain)
+
+    def _visit_one(self, t: str, oid: str, name: str, depth: int, certain: bool) -> None:
+        if t == self.subject_type and name == self.subject_relation:
+            (self._lower if certain else self._upper).add(oid)  # a userset is a member of itself
+        member = self.schema.definitions[t].members[name]
+        if isinstance(member, Relation):
+            self._visit_relation(t, oid, name, depth, certain)
+        else:
+            self._visit_rewrite(t, oid, member.rewrite, depth, certain)
+
+    def _visit_relation(self, t: str, oid: str, name: str, depth: int, certain: bool) -> None:
+        wildcards, usersets = self.allowed[(t, name)]
+        stype, srel = self.subject_type, self.subject_relation
+        direct, others = self._read(t, oid, name, True)
+        if direct and srel is None:
+            prefix = self.prefix
+            size = len(prefix)
+            ids = [entry[size:] for entry in direct if entry.startswith(prefix)]
+            if ids:
+                if WILDCARD in ids:
+                    ids.remove(WILDCARD)
+                    if stype in wildcards:
+                        self._wild[0 if certain else 1] = True
+                (self._lower if certain else self._upper).update(ids)
+        for st, sid, rrel, extra in others:
+            sure = certain
+            if extra is not None:
+                caveat, expiration = extra
+                if expiration is not None:
+                    if expiration <= self.now:
+                        continue
+                    self.time_bound += 1
+                sure = certain and caveat is None
+            if st == stype and rrel == srel:
+                if sid == WILDCARD:
+                    if st in wildcards:
+                        self._wild[0 if sure else 1] = True
+                else:
+                    (self._lower if sure else self._upper).add(sid)
+            if rrel is not None and (st, rrel) in usersets:
+                self._visit(st, sid, rrel, depth - 1, sure)
+
+    def _visit_arrow(self, t: str, oid: str, tupleset: str, computed: str, depth: int, certain: bool) -> None:
+        direct, others = self._read(t, oid, tupleset)
+        seen: dict[tuple[str, str], bool] = {(e[0], e[1]): True for e in [d.split("\x01") for d in direct]}
+        for st, sid, _, extra in others:
+            sure = True
+            if extra is not None:
+                caveat, expiration = extra
+                if expiration is not None:
+                    if expiration <= self.now:
+                        continue
+                    self.time_bound += 1
+                sure = caveat is None
+            target = (st, sid)
+            seen[target] = seen.get(target, False) or sure
+        member = self.schema.member
+        for (ttype, tid), sure in seen.items():
+            if member(ttype, computed) is not None:
+                self._visit(ttype, tid, computed, depth - 1, certain and sure)
+
+    def _visit_rewrite(self, t: str, oid: str, node: Rewrite, depth: int, certain: bool) -> None:
+        if isinstance(node, ComputedUserset):
+            self._visit(t, oid, node.relation, depth - 1, certain)
+        elif isinstance(node, Union):
+            for child in node.children:
+                self._visit_rewrite(t, oid, child, depth, certain)
+        elif isinstance(node, TupleToUserset):
+            self._visit_arrow(t, oid, node.tupleset, node.computed, depth, certain)
+        elif isinstance(node, This):
+            if t == self.subject_type and self.subject_relation is None:
+                (self._lower if certain else self._upper).add(oid)
+        else:  # Nil; intersections, exclusions and `.all()` never reach here (``unions``)
+            assert isinstance(node, Nil)
 
     def _all(self, computed: str, targets: dict[tuple[str, str], bool], depth: int) -> Bounds:
         """``tupleset.all(computed)`` over ``targets`` (each: whether its relationship is
@@ -593,6 +856,125 @@ class SubjectWalker:
         return lower, upper
 
 
+# -- what LookupSubjects knows of a schema -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _SubjectsPlan:
+    """Per schema: each relation's allowed wildcard types and subject sets, and the members
+    whose every reachable member is a union of relations, computed references and ``any``
+    arrows (no intersection, exclusion or ``.all()``): ``unions``."""
+
+    allowed: dict[tuple[str, str], tuple[frozenset[str], frozenset[tuple[str, str]]]]
+    unions: frozenset[tuple[str, str]]
+    flat: dict[tuple[str, str], _Flat] = field(default_factory=dict)  # built on first use (``_Flat``)
+
+    @classmethod
+    def build(cls, schema: CompiledSchema) -> _SubjectsPlan:
+        allowed: dict[tuple[str, str], tuple[frozenset[str], frozenset[tuple[str, str]]]] = {}
+        succ: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        impure: set[tuple[str, str]] = set()
+        for t, definition in schema.definitions.items():
+            for name, member in definition.members.items():
+                out: set[tuple[str, str]] = set()
+                if isinstance(member, Relation):
+                    allowed[(t, name)] = (
+                        frozenset(a.type for a in member.allowed if a.wildcard),
+                        frozenset((a.type, a.relation) for a in member.allowed if a.relation is not None),
+                    )
+                    out.update((a.type, a.relation) for a in member.allowed if a.relation is not None)
+                elif not _unions_only(schema, t, member.rewrite, out):
+                    impure.add((t, name))
+                succ[(t, name)] = out
+        # A member is a union only if nothing it reaches is impure: walk the edges backwards.
+        back: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+        for source, targets in succ.items():
+            for target in targets:
+                back[target].append(source)
+        stack = list(impure)
+        while stack:
+            for source in back.get(stack.pop(), ()):
+                if source not in impure:
+                    impure.add(source)
+                    stack.append(source)
+        return cls(allowed, frozenset(succ) - impure)
+
+
+@dataclass(frozen=True, slots=True)
+class _Flat:
+    """A union member with its same-object references inlined, as the check plan inlines
+    them (``read = reader + edit``, ``edit = editor + approve``: one pass over the object).
+
+    ``steps``: in the order the member-by-member walk meets them, each relation to read
+    (``(relation, None, hops)``) and each arrow (``(tupleset, computed, hops)``), ``hops`` the
+    computed references on the way (each one level of depth); ``members``: every member
+    inlined, with its hops (``hops``: the most; read only); ``this``: a ``_this`` among them."""
+
+    steps: tuple[tuple[str, str | None, int], ...]
+    members: dict[str, int]
+    hops: int
+    this: bool
+
+    @classmethod
+    def build(cls, schema: CompiledSchema, t: str, name: str) -> _Flat:
+        steps: list[tuple[str, str | None, int]] = []
+        members: dict[str, int] = {}
+        this = False
+
+        def member(relation: str, hops: int) -> None:
+            if relation in members:
+                return
+            members[relation] = hops
+            found = schema.definitions[t].members[relation]
+            if isinstance(found, Relation):
+                steps.append((relation, None, hops))
+            else:
+                rewrite(found.rewrite, hops)
+
+        def rewrite(node: Rewrite, hops: int) -> None:
+            nonlocal this
+            if isinstance(node, ComputedUserset):
+                member(node.relation, hops + 1)
+            elif isinstance(node, Union):
+                for child in node.children:
+                    rewrite(child, hops)
+            elif isinstance(node, TupleToUserset):
+                steps.append((node.tupleset, node.computed, hops))
+            elif isinstance(node, This):
+                this = True
+
+        member(name, 0)
+        return cls(tuple(steps), members, max(members.values()), this)
+
+
+def _unions_only(schema: CompiledSchema, t: str, rewrite: Rewrite, out: set[tuple[str, str]]) -> bool:
+    """Whether ``rewrite`` is a union of computed references, ``any`` arrows, ``_this`` and
+    nil; ``out`` gains the members it refers to."""
+    if isinstance(rewrite, ComputedUserset):
+        out.add((t, rewrite.relation))
+        return True
+    if isinstance(rewrite, Union):
+        pure = True
+        for child in rewrite.children:  # every child, so that ``out`` gains all it refers to
+            pure = _unions_only(schema, t, child, out) and pure
+        return pure
+    if isinstance(rewrite, TupleToUserset):
+        out.add((t, rewrite.tupleset))
+        relation = schema.definitions[t].relation(rewrite.tupleset)
+        for allowed in relation.allowed if relation else ():
+            if schema.member(allowed.type, rewrite.computed) is not None:
+                out.add((allowed.type, rewrite.computed))
+        return rewrite.mode == "any"
+    return isinstance(rewrite, This | Nil)
+
+
+def _plan_of(schema: CompiledSchema) -> _SubjectsPlan:
+    plan = schema.derived.get(_SubjectsPlan)
+    if not isinstance(plan, _SubjectsPlan):
+        plan = schema.derived[_SubjectsPlan] = _SubjectsPlan.build(schema)
+    return plan
+
+
 @dataclass(frozen=True, slots=True)
 class FoundSubjects:
     """LookupSubjects' answer: concrete subject ids with their answers, and the wildcard."""
@@ -601,6 +983,7 @@ class FoundSubjects:
     wildcard: Result  # NO when no wildcard grant
     excluded: frozenset[str]
     lasting: bool = False  # the same for every request at this revision: no caveat, expiration or cycle in the walk
+    granted: bool = False  # every answer in ``subjects`` is HAS (``wildcard`` aside)
 
 
 def lookup_subjects(
@@ -625,11 +1008,14 @@ def settle(checker: LocalChecker, walker: SubjectWalker, rtype: str, rid: str, p
     the others possibly granted settled by a forward check each (``checker`` reads what the
     walker reads). A walker may serve many resources: its memo holds for its one revision."""
     subject_type, subject_relation = walker.subject_type, walker.subject_relation
-    lower, upper = walker.member(rtype, rid, permission, checker.max_depth)
+    if walker.shared is None and (rtype, permission) in _plan_of(checker.schema).unions:
+        lower, upper = walker.gather(rtype, rid, permission, checker.max_depth)
+    else:
+        lower, upper = walker.member(rtype, rid, permission, checker.max_depth)
     results: list[tuple[str, Result]] = []
     if upper is lower and not lower.wildcard:  # no caveat, no wildcard: every id certain (the usual case)
         lasting = walker.time_bound == 0 and walker.cuts == 0
-        return FoundSubjects([(sid, HAS) for sid in sorted(lower.ids)], NO, frozenset(), lasting)
+        return FoundSubjects([(sid, HAS) for sid in sorted(lower.ids)], NO, frozenset(), lasting, True)
     for sid in sorted(upper.ids | lower.ids):
         if lower.has(sid) and sid in lower.ids:
             results.append((sid, HAS))

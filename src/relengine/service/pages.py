@@ -11,13 +11,15 @@ store has cannot be told from its own.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, Iterator, TypeVar, cast
 
 from ..engine.dispatch import HAS, NO, Result, to_check_result
 from ..engine.lookup import FoundSubjects
 from ..errors import InvalidArgument
 from ..model import Consistency, Relationship, Revision, SubjectRef, new_subject, parse_relationship
-from ..results import ResourceResult, SubjectResult, decode_cursor, granted_subjects, malformed_cursor
+from ..results import (
+    ResourceResult, SubjectResult, decode_cursor, granted_resources, granted_subjects, malformed_cursor,
+)
 from ..storage.base import Reader, TupleStore
 
 T = TypeVar("T")
@@ -64,14 +66,24 @@ def check_limit(limit: int | None, maximum: int) -> int | None:
 
 
 def resources(
-    found: list[tuple[str, Result]], after: str | None, limit: int | None, revision: Revision
+    found: list[tuple[str, Result]] | list[str], after: str | None, limit: int | None, revision: Revision
 ) -> Iterator[ResourceResult]:
-    """LookupResources' page: the ids after ``after``, at most ``limit`` of them."""
+    """LookupResources' page: the ids after ``after``, at most ``limit`` of them. ``found``:
+    (id, answer) pairs, or only ids where every answer is HAS (``lookup.lookup_resources``)."""
+    if found and isinstance(found[0], str):  # every one granted: built in one loop, not a call each
+        ids = found
+        if after is not None:
+            ids = [rid for rid in ids if rid > after]
+        return iter(granted_resources(revision.value, page(ids, limit)))
+    pairs = cast("list[tuple[str, Result]]", found)
     if after is not None:
-        found = [(rid, result) for rid, result in found if rid > after]
-    at = revision.value
+        pairs = [(rid, result) for rid, result in pairs if rid > after]
+    return _resources(page(pairs, limit), revision.value)
+
+
+def _resources(found: list[tuple[str, Result]], at: int) -> Iterator[ResourceResult]:
     make = ResourceResult.at
-    for rid, result in page(found, limit):
+    for rid, result in found:
         if result is HAS:
             yield make(at, rid, HAS, ())
         else:
@@ -85,7 +97,7 @@ def subjects(
     """LookupSubjects' whole listing: the wildcard first (its ``excluded`` listing the subjects
     an exclusion removed), then concrete subjects by id; ``subject_page`` cuts a page of it."""
     at = revision.value
-    if found.wildcard is NO and all(result is HAS for _, result in found.subjects):  # the usual case
+    if found.wildcard is NO and (found.granted or all(result is HAS for _, result in found.subjects)):  # the usual case
         return granted_subjects(at, subject_type, [sid for sid, _ in found.subjects], subject_relation)
     entries: list[SubjectResult] = []
     make = SubjectResult.at
