@@ -424,8 +424,9 @@ def test_the_longest_walk_below_a_group_is_never_underestimated(edges: list[tupl
     depth=st.integers(1, 4),
 )
 def test_index_agrees_with_the_walk_under_a_small_depth_budget(edges: list[tuple[str, str, bool]], depth: int) -> None:
-    """Where the budget runs out matters: each member test answers, or raises
-    MaxDepthExceeded, alike with and without the index (some links caveated: the walk's)."""
+    """Where the budget runs out matters: each member test and each group's LookupSubjects
+    answers, or raises MaxDepthExceeded, alike with and without the index (some links
+    caveated: the walk's)."""
     rels = [
         f"group:{p}#member@group:{c}#member" + ("[flagged]" if caveated else "") for p, c, caveated in set(edges)
     ] + [f"group:{g}#member@user:u{g}" for g in GROUPS]
@@ -442,6 +443,14 @@ def test_index_agrees_with_the_walk_under_a_small_depth_budget(edges: list[tuple
         except MaxDepthExceeded:
             return "max depth"
 
+    def listing(engine: Engine, g: str) -> str:
+        try:
+            found = engine.lookup_subjects(ObjectRef("group", g), "member", "user")
+            return " ".join(sorted(f"{r.subject.id}:{r.permissionship.name}" for r in found))
+        except MaxDepthExceeded:
+            return "max depth"
+
     for g in GROUPS:
         for h in GROUPS:
             assert outcome(indexed, g, f"u{h}") == outcome(walked, g, f"u{h}"), (g, h)
+        assert listing(indexed, g) == listing(walked, g), g
