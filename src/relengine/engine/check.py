@@ -28,6 +28,9 @@ from .groups import GroupView
 from .plan import plan_for
 
 _UNREAD: Final = object()
+# The subject types of a relation's subject sets, by the plan's frozenset of (type, relation):
+# a few per schema, computed once.
+_SUBJECT_TYPES: dict[frozenset[tuple[str, str | None]], tuple[str, ...]] = {}
 
 
 class LocalChecker:
@@ -194,7 +197,10 @@ class LocalChecker:
                     return HAS
         if userset_types:
             dispatch = self.dispatcher.dispatch
-            for stype in {t for t, _ in userset_types}:
+            stypes = _SUBJECT_TYPES.get(userset_types)
+            if stypes is None:
+                stypes = _SUBJECT_TYPES[userset_types] = tuple(sorted({t for t, _ in userset_types}))
+            for stype in stypes:
                 key = (rtype, rid, name, stype)
                 rows = self._typed.get(key)
                 if rows is None:
@@ -202,7 +208,14 @@ class LocalChecker:
                 for s_type, sid, srel, extra in rows:
                     if srel is None or (s_type, srel) not in userset_types:
                         continue
-                    gate = HAS if extra is None else self._gate(extra[0], extra[1])
+                    if extra is None:  # the usual case: no caveat, no expiration
+                        result = dispatch(s_type, sid, srel, subject, depth - 1)
+                        if result is HAS:
+                            return HAS
+                        if result is not NO:
+                            found = either(found, result)
+                        continue
+                    gate = self._gate(extra[0], extra[1])
                     if gate is NO:
                         continue
                     found = either(found, both(gate, dispatch(s_type, sid, srel, subject, depth - 1)))

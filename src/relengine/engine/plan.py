@@ -298,7 +298,10 @@ def _union_node(t: str, names: frozenset[str], relations: list[Relation], arrows
                     usersets: list[tuple[str, str, str, Any]] | None = None
                     sid = subject.id
                     for name, wildcard_types, userset_types in specs:
-                        for row in by_relation.get(name, ()):
+                        rows = by_relation.get(name)
+                        if rows is None:
+                            continue
+                        for row in rows:
                             rtype_, rid_, rrel, extra = row
                             if rtype_ == stype and (
                                 (rid_ == sid and rrel == srel)
@@ -311,15 +314,24 @@ def _union_node(t: str, names: frozenset[str], relations: list[Relation], arrows
                                     return HAS
                             elif rrel is not None and (rtype_, rrel) in userset_types:
                                 if usersets is None:
-                                    usersets = []
-                                usersets.append((rtype_, rid_, rrel, extra))
+                                    usersets = [row]
+                                else:
+                                    usersets.append(row)
                     if usersets is not None:
                         dispatch = ctx.dispatcher.dispatch
+                        below = depth - 1
                         for rtype_, rid_, rrel, extra in usersets:
-                            gate = HAS if extra is None else ctx.gate(extra)
+                            if extra is None:  # the usual case: no caveat, no expiration
+                                result = dispatch(rtype_, rid_, rrel, subject, below)
+                                if result is HAS:
+                                    return HAS
+                                if result is not NO:
+                                    found = either(found, result)
+                                continue
+                            gate = ctx.gate(extra)
                             if gate is NO:
                                 continue
-                            found = either(found, both(gate, dispatch(rtype_, rid_, rrel, subject, depth - 1)))
+                            found = either(found, both(gate, dispatch(rtype_, rid_, rrel, subject, below)))
                             if found is HAS:
                                 return HAS
         for on_object in arrows_on:
