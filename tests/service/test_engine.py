@@ -440,3 +440,47 @@ def test_a_check_leaves_no_cyclic_garbage(
         if was_enabled:
             gc.enable()
         store.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "lmdb"])
+def test_a_check_on_a_kept_checker_takes_now_afresh(
+    engine_from: Callable[..., Engine], tmp_path: Path, kind: str
+) -> None:
+    """``check`` keeps its checker for the next check at the same revision: a relationship
+    that expires between two checks at one revision counts for the first and not the second."""
+    import datetime as dt
+
+    from relengine.storage.lmdb import LmdbStore
+
+    store = LmdbStore(tmp_path / "store") if kind == "lmdb" else MemoryStore()
+    soon = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=0.5)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    e = engine_from(
+        "use expiration\ndefinition user {}\ndefinition doc {\n relation viewer: user with expiration\n}",
+        f"doc:a#viewer@user:ann[expiration:{soon}]", store=store, quantization_seconds=3600, cache_size=0,
+    )
+    first = e.check(ObjectRef("doc", "a"), "viewer", ANN)
+    assert first.allowed
+    time.sleep(0.6)
+    second = e.check(ObjectRef("doc", "a"), "viewer", ANN)
+    assert second.revision == first.revision and not second.allowed
+
+
+@pytest.mark.parametrize("cache_size", [0, 1000])
+def test_checks_at_other_revisions_and_schemas_do_not_share_a_checker(
+    engine_from: Callable[..., Engine], cache_size: int
+) -> None:
+    """A kept checker serves only its revision, schema and group index view: checks that
+    alternate between a revision with one schema and one with another answer each by its own."""
+    e = engine_from(
+        "definition user {}\ndefinition doc {\n relation viewer: user\n relation editor: user\n permission view = viewer\n}",
+        "doc:a#viewer@user:ann", "doc:b#editor@user:ann", cache_size=cache_size,
+    )
+    before = e.head_revision()
+    after = e.write_schema(
+        "definition user {}\ndefinition doc {\n relation viewer: user\n relation editor: user\n permission view = editor\n}"
+    )
+    for _ in range(3):
+        for doc, old, new in (("a", True, False), ("b", False, True)):
+            assert e.check(ObjectRef("doc", doc), "view", ANN, at=before).allowed is old
+            assert e.check(ObjectRef("doc", doc), "view", ANN, at=after).allowed is new
+            assert e.check(ObjectRef("doc", doc), "view", ANN, consistency=Consistency.fully_consistent()).allowed is new

@@ -295,7 +295,7 @@ def _union_node(t: str, names: frozenset[str], relations: list[Relation], arrows
                         return HAS
                 if kind != plain:
                     by_relation = ctx.others(t, rid, obj)
-                    usersets: list[tuple[str, str, str, Any]] | None = None
+                    usersets: list[Any] | None = None  # rows of subject sets: (type, id, relation, extra)
                     sid = subject.id
                     for name, wildcard_types, userset_types in specs:
                         rows = by_relation.get(name)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Final, Iterable, Iterator, Mapping, Sequence
 from ..config import EngineConfig
 from ..engine import impact, lookup
 from ..engine.build import build_checker
-from ..engine.groups import GroupIndex
+from ..engine.groups import GroupIndex, GroupView
 from ..engine.cache import Carry, CheckCache
 from ..engine.check import LocalChecker
 from ..engine.depends import Invalidation, dependencies
@@ -66,6 +66,8 @@ MAX_CARRIED_CHANGES: Final = 10_000
 lets them go (each lookup that misses tests its question against them)."""
 MAX_CARRIED_BASES: Final = 16
 """How many earlier revisions' answers a lookup that misses may fall back on, newest first."""
+_SPARE_CHECKERS: Final = 32
+"""Checkers ``Engine.check`` keeps between checks at most (one per thread that checks at once)."""
 POSTGRES_SCHEMES: Final = ("postgresql://", "postgres://")
 """How a datastore location names a PostgreSQL database (``Engine.open``, ``--datastore``)."""
 LMDB_SCHEME: Final = "lmdb://"
@@ -100,6 +102,9 @@ class Engine:
         self._carry_size: tuple[Carry | None, int] = (None, 0)  # a carry this Engine made, its changes' total size
         self._schemas = Schemas()
         self._responses: dict[tuple[Result, int], CheckResponse] = {}
+        # Checkers that ``check`` keeps for the next check at the same revision, with what
+        # they were built for: (schema, group index view, revision).
+        self._spares: list[tuple[LocalChecker, tuple[CompiledSchema, GroupView | None, int]]] = []
         # Bound once: the check path calls them per request.
         self._snapshot = self._revisions.snapshot
         self._lease, self._give_back = self._revisions.lease, self._revisions.give_back
@@ -145,6 +150,8 @@ class Engine:
 
     def close(self) -> None:
         self._revisions.close_idle()
+        while self._spares:
+            self._spares.pop()[0].release()
         self.store.close()
 
     def head_revision(self) -> Revision:
@@ -587,6 +594,45 @@ class Engine:
             groups=None if self._groups is None else self._groups.view(schema, reader, deadline),
         )
 
+    def _pooled_check(
+        self, reader: Reader, deadline: float | None, resource: ObjectRef, permission: str, subject: SubjectRef,
+    ) -> Result:
+        """``check``'s walk without a caveat context or a chosen "now", on a checker an earlier
+        check at the same revision, schema and group index view left (``LocalChecker.reuse``),
+        else a new one; kept for the next one after (at most ``_SPARE_CHECKERS``; one that
+        raised is dropped)."""
+        schema = self._schema_at(reader)
+        groups = None if self._groups is None else self._groups.view(schema, reader, deadline)
+        revision = reader.revision.value
+        spares = self._spares
+        checker: LocalChecker | None = None
+        if spares:
+            try:
+                spare, made = spares.pop()
+            except IndexError:  # another thread took the last one
+                pass
+            else:
+                if made[0] is schema and made[1] is groups and made[2] == revision:
+                    checker = spare
+                    checker.reuse(reader, deadline)
+                else:
+                    spare.release()
+        if checker is None:
+            checker = build_checker(
+                schema, reader, max_depth=self.config.max_depth, deadline=deadline, cache=self._caching, groups=groups,
+            )
+            made = (schema, groups, revision)
+        try:
+            result = checker.check(resource.type, resource.id, permission, subject)
+        except BaseException:
+            checker.release()
+            raise
+        if len(spares) < _SPARE_CHECKERS:
+            spares.append((checker, made))
+        else:
+            checker.release()  # no cyclic garbage per check
+        return result
+
     def statistics(self) -> EngineStatistics:
         stats = self.cache.statistics()
         return EngineStatistics(
@@ -624,11 +670,14 @@ class Engine:
                 consistency = Consistency.at_exact_snapshot(at)
             reader, period = self._snapshot(consistency), None
         try:
-            checker = self._checker(reader, deadline, context, now)
-            try:
-                result = checker.check(resource.type, resource.id, permission, subject)
-            finally:
-                checker.release()  # no cyclic garbage per check
+            if now is None and not context:
+                result = self._pooled_check(reader, deadline, resource, permission, subject)
+            else:
+                checker = self._checker(reader, deadline, context, now)
+                try:
+                    result = checker.check(resource.type, resource.id, permission, subject)
+                finally:
+                    checker.release()  # no cyclic garbage per check
         except RecursionError:
             reader.close()
             raise MaxDepthExceeded.stack("check") from None

@@ -129,7 +129,7 @@ def others(value: bytes) -> dict[str, tuple[Row, ...]]:
         for row in rows:
             if row[3] is not None:
                 packed[relation] = tuple(
-                    (st, sid, srel, None if payload is None else keys.decode_payload(payload))  # type: ignore[arg-type]
+                    (st, sid, srel, None if payload is None else keys.decode_payload(payload))
                     for st, sid, srel, payload in rows
                 )
                 break

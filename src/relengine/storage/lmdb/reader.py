@@ -271,8 +271,8 @@ class LmdbReader:
                     if len(value) == REVISION_SIZE:
                         add((subject_type, sid, srel or None, None))
                     else:
-                        extra = keys.decode_payload(value[REVISION_SIZE:])
-                        add((subject_type, sid, srel or None, None if extra == (None, None) else extra))
+                        payload = keys.decode_payload(value[REVISION_SIZE:])
+                        add((subject_type, sid, srel or None, None if payload == (None, None) else payload))
                 return rows
             except lmdb.Error as exc:
                 self._recover(exc)
