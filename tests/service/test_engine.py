@@ -453,14 +453,15 @@ def test_a_check_on_a_kept_checker_takes_now_afresh(
     from relengine.storage.lmdb import LmdbStore
 
     store = LmdbStore(tmp_path / "store") if kind == "lmdb" else MemoryStore()
-    soon = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=0.5)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    at = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1.5)
+    soon = at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     e = engine_from(
         "use expiration\ndefinition user {}\ndefinition doc {\n relation viewer: user with expiration\n}",
         f"doc:a#viewer@user:ann[expiration:{soon}]", store=store, quantization_seconds=3600, cache_size=0,
     )
     first = e.check(ObjectRef("doc", "a"), "viewer", ANN)
     assert first.allowed
-    time.sleep(0.6)
+    time.sleep(max(0.0, (at - dt.datetime.now(dt.timezone.utc)).total_seconds()) + 0.05)
     second = e.check(ObjectRef("doc", "a"), "viewer", ANN)
     assert second.revision == first.revision and not second.allowed
 
