@@ -25,9 +25,12 @@ from ..storage import objects
 from ..storage.base import Reader, Row
 from .dispatch import HAS, NO, Conditional, Dispatcher, Result, both, either
 from .groups import GroupView
-from .plan import plan_for
+from .plan import leaf_headers, plan_for
 
 _UNREAD: Final = object()
+_KIND_AT: Final = objects.KIND_OFFSET
+_PLAIN: Final = objects.PLAIN
+_HEAD: Final = objects.HEAD
 # The subject types of a relation's subject sets, by the plan's frozenset of (type, relation):
 # a few per schema, computed once.
 _SUBJECT_TYPES: dict[frozenset[tuple[str, str | None]], tuple[str, ...]] = {}
@@ -45,7 +48,7 @@ class LocalChecker:
     __slots__ = (
         "schema", "context", "reader", "max_depth", "_now", "deadline", "dispatcher", "_plan",
         "_entries", "_active", "_objects", "_others", "_typed", "_object_rows", "subject", "needle",
-        "cycle_cuts", "time_bound", "groups", "_grouped",
+        "cycle_cuts", "time_bound", "groups", "_grouped", "_leaves", "direct",
     )
 
     def __init__(
@@ -69,6 +72,7 @@ class LocalChecker:
         plan = plan_for(schema)
         self._plan = plan
         self._entries = plan.entries
+        self._leaves = leaf_headers(schema)
         self._active: set[tuple[str, str, str]] = set()
         self._objects: dict[tuple[str, str], bytes | None] = {}
         self._others: dict[tuple[str, str], dict[str, tuple[Row, ...]]] = {}
@@ -86,6 +90,7 @@ class LocalChecker:
         self.groups = groups
         self._grouped = groups.relations if groups is not None else frozenset()
         self.dispatcher: Dispatcher = self if wrap is None else wrap(self)
+        self.direct = wrap is None  # sub-questions come back here (see ``leaf``)
 
     def release(self) -> None:
         """Let go of the dispatcher once the request is done; the checker answers nothing after.
@@ -173,6 +178,25 @@ class LocalChecker:
             obj = self._objects[key] = self._object_rows(rtype, rid)
         return obj  # type: ignore[return-value]
 
+    def leaf(self, rtype: str, rid: str, header: bytes) -> bool | None:
+        """See ``plan.Walk.leaf``: for the current subject, what ``dispatch`` would answer for a
+        relation of whole subjects only (``plan.leaf_headers``: it has no subject sets, so it is
+        on no cycle and no group index answers it; a whole subject is never the subject set
+        asked for), but without the sub-question: one search of a small object's direct
+        entries. None where that cannot tell. The caller has kept the depth budget; the
+        deadline is looked at here, as ``dispatch`` would."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise DeadlineExceeded("the check ran past its deadline")
+        key = (rtype, rid)
+        objs = self._objects
+        obj = objs[key] if key in objs else objs.setdefault(key, self._object_rows(rtype, rid))
+        if obj is None or obj[_KIND_AT] != _PLAIN:
+            return None
+        begin = obj.find(header, _HEAD)
+        if begin < 0:
+            return False
+        return obj.find(self.needle, begin, obj.index(b"\x02", begin + 1)) >= 0
+
     def others(self, rtype: str, rid: str, obj: bytes) -> dict[str, tuple[Row, ...]]:
         """The relationships of a small object that are not plain direct entries, by relation."""
         key = (rtype, rid)
@@ -214,6 +238,9 @@ class LocalChecker:
                     return HAS
         if userset_types:
             dispatch = self.dispatcher.dispatch
+            leaves = self._leaves if (
+                subject.relation is None and subject is self.subject and depth > 0 and self.direct
+            ) else None
             stypes = _SUBJECT_TYPES.get(userset_types)
             if stypes is None:
                 stypes = _SUBJECT_TYPES[userset_types] = tuple(sorted({t for t, _ in userset_types}))
@@ -226,6 +253,14 @@ class LocalChecker:
                     if srel is None or (s_type, srel) not in userset_types:
                         continue
                     if extra is None:  # the usual case: no caveat, no expiration
+                        if leaves is not None:
+                            header = leaves.get((s_type, srel))
+                            if header is not None:
+                                held = self.leaf(s_type, sid, header)
+                                if held is not None:
+                                    if held:
+                                        return HAS
+                                    continue
                         result = dispatch(s_type, sid, srel, subject, depth - 1)
                         if result is HAS:
                             return HAS

@@ -601,8 +601,6 @@ class Engine:
         check at the same revision, schema and group index view left (``LocalChecker.reuse``),
         else a new one; kept for the next one after (at most ``_SPARE_CHECKERS``; one that
         raised is dropped)."""
-        schema = self._schema_at(reader)
-        groups = None if self._groups is None else self._groups.view(schema, reader, deadline)
         revision = reader.revision.value
         spares = self._spares
         checker: LocalChecker | None = None
@@ -612,12 +610,23 @@ class Engine:
             except IndexError:  # another thread took the last one
                 pass
             else:
-                if made[0] is schema and made[1] is groups and made[2] == revision:
+                # A revision's schema never changes, and a group index view checks itself (it
+                # answers nothing once the index has moved): a checker of this revision that
+                # had a view serves as it is.
+                if made[2] == revision and (made[1] is not None or self._groups is None):
                     checker = spare
-                    checker.reuse(reader, deadline)
                 else:
-                    spare.release()
+                    schema = self._schema_at(reader)
+                    groups = None if self._groups is None else self._groups.view(schema, reader, deadline)
+                    if made[0] is schema and made[1] is groups and made[2] == revision:
+                        checker = spare
+                    else:
+                        spare.release()
+                if checker is not None:
+                    checker.reuse(reader, deadline)
         if checker is None:
+            schema = self._schema_at(reader)
+            groups = None if self._groups is None else self._groups.view(schema, reader, deadline)
             checker = build_checker(
                 schema, reader, max_depth=self.config.max_depth, deadline=deadline, cache=self._caching, groups=groups,
             )
@@ -659,7 +668,7 @@ class Engine:
         check goes straight to the walk (whose answers still fill the cache).
         """
         latest = (consistency is None or consistency.mode == "minimize_latency") and at is None
-        if latest and now is None and not context and not cache_missed:
+        if latest and now is None and not context and not cache_missed and self._caching is not None:
             cached = self.cached_check(resource.type, resource.id, permission, subject.type, subject.id, subject.relation)
             if cached is not None:
                 return cached
