@@ -109,10 +109,12 @@ class LocalChecker:
         deadline; nothing read by the request before is kept (each request reads for itself),
         and "now" is taken afresh. Building a checker is about a tenth of a small uncached
         check (bench: check_by_object_size); ``Engine.check`` keeps a few for reuse."""
-        self.reader = reader
-        self._object_rows = reader.object_rows
+        if reader is not self.reader:  # one thread checking gets the same Reader back
+            self.reader = reader
+            self._object_rows = reader.object_rows
         self.deadline = deadline
-        self._now = None
+        if self._now is not None:
+            self._now = None
         if self._objects:
             self._objects.clear()
         if self._others:

@@ -15,7 +15,7 @@ from typing import Any, Callable, Final, Iterable, Iterator, Mapping, Sequence
 from ..config import EngineConfig
 from ..engine import impact, lookup
 from ..engine.build import build_checker
-from ..engine.groups import GroupIndex, GroupView
+from ..engine.groups import GroupIndex, GroupView, indexed_relations_of
 from ..engine.cache import Carry, CheckCache
 from ..engine.check import LocalChecker
 from ..engine.depends import Invalidation, dependencies
@@ -103,8 +103,8 @@ class Engine:
         self._schemas = Schemas()
         self._responses: dict[tuple[Result, int], CheckResponse] = {}
         # Checkers that ``check`` keeps for the next check at the same revision, with what
-        # they were built for: (schema, group index view, revision).
-        self._spares: list[tuple[LocalChecker, tuple[CompiledSchema, GroupView | None, int]]] = []
+        # they were built for: (schema, group index view, revision, whether the view is final).
+        self._spares: list[tuple[LocalChecker, tuple[CompiledSchema, GroupView | None, int, bool]]] = []
         # Bound once: the check path calls them per request.
         self._snapshot = self._revisions.snapshot
         self._lease, self._give_back = self._revisions.lease, self._revisions.give_back
@@ -612,8 +612,8 @@ class Engine:
             else:
                 # A revision's schema never changes, and a group index view checks itself (it
                 # answers nothing once the index has moved): a checker of this revision that
-                # had a view serves as it is.
-                if made[2] == revision and (made[1] is not None or self._groups is None):
+                # had the view it could have serves as it is.
+                if made[2] == revision and made[3]:
                     checker = spare
                 else:
                     schema = self._schema_at(reader)
@@ -630,7 +630,10 @@ class Engine:
             checker = build_checker(
                 schema, reader, max_depth=self.config.max_depth, deadline=deadline, cache=self._caching, groups=groups,
             )
-            made = (schema, groups, revision)
+            # Whether the checker has the view it could have: one, or none to have (no index,
+            # or nothing of the schema indexed), not none for now (a move that ran out of time).
+            final = groups is not None or self._groups is None or not indexed_relations_of(schema)
+            made = (schema, groups, revision, final)
         try:
             result = checker.check(resource.type, resource.id, permission, subject)
         except BaseException:
