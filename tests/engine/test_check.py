@@ -15,7 +15,7 @@ from relengine.errors import (
     UnknownRelation,
 )
 from relengine.model import ObjectRef, SubjectRef, parse_relationship, parse_subject
-from relengine.results import Permissionship
+from relengine.results import CheckRequest, Permissionship
 from relengine.service import Engine
 from relengine.storage.memory import MemoryStore
 
@@ -275,3 +275,7 @@ def test_subject_sets_of_whole_subject_relations_keep_caveats_and_expirations(
     assert view("dan") == view("nobody") == Permissionship.NO_PERMISSION
     assert view("cat") == Permissionship.CONDITIONAL_PERMISSION
     assert view("cat", n=1) == Permissionship.HAS_PERMISSION and view("cat", n=5) == Permissionship.NO_PERMISSION
+    # A bulk check meets the groups again and again (read whole after the first point read).
+    users = ["ann", "bob", "cat", "dan", "eve", "fay", "v0", "nobody"] * 2
+    answers = engine.bulk_check([CheckRequest(doc, "view", SubjectRef("user", u)) for u in users]).results
+    assert [a.permissionship for a in answers] == [view(u) for u in users]  # type: ignore[union-attr]

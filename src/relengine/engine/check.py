@@ -48,7 +48,7 @@ class LocalChecker:
     __slots__ = (
         "schema", "context", "reader", "max_depth", "_now", "deadline", "dispatcher", "_plan",
         "_entries", "_active", "_objects", "_others", "_typed", "_object_rows", "subject", "needle",
-        "cycle_cuts", "time_bound", "groups", "_grouped", "_leaves", "direct",
+        "cycle_cuts", "time_bound", "groups", "_grouped", "_leaves", "direct", "_seen",
     )
 
     def __init__(
@@ -79,6 +79,7 @@ class LocalChecker:
         # Subject sets of large objects, by (type, id, relation, subject type): a bulk check
         # walks the same groups for many subjects.
         self._typed: dict[tuple[str, str, str, str], list[Row]] = {}
+        self._seen: set[tuple[str, str]] = set()  # objects ``leaf`` has asked a point read of
         self._object_rows = reader.object_rows
         # The subject of the current check (every sub-question asks about it) and how it looks
         # among an object's direct entries.
@@ -121,6 +122,8 @@ class LocalChecker:
             self._others.clear()
         if self._typed:
             self._typed.clear()
+        if self._seen:
+            self._seen.clear()
 
     @property
     def now(self) -> _dt.datetime:
@@ -180,18 +183,33 @@ class LocalChecker:
             obj = self._objects[key] = self._object_rows(rtype, rid)
         return obj  # type: ignore[return-value]
 
-    def leaf(self, rtype: str, rid: str, header: bytes) -> bool | None:
-        """See ``plan.Walk.leaf``: for the current subject, what ``dispatch`` would answer for a
-        relation of whole subjects only (``plan.leaf_headers``: it has no subject sets, so it is
-        on no cycle and no group index answers it; a whole subject is never the subject set
-        asked for), but without the sub-question: one search of a small object's direct
-        entries. None where that cannot tell. The caller has kept the depth budget; the
-        deadline is looked at here, as ``dispatch`` would."""
+    def leaf(self, rtype: str, rid: str, relation: str, header: bytes) -> bool | None:
+        """See ``plan.Walk.leaf``: for the current subject, what ``dispatch`` would answer for
+        ``relation`` of ``rtype:rid``, a relation of whole subjects only (``plan.leaf_headers``,
+        ``header`` its entries' header: it has no subject sets, so it is on no cycle and no
+        group index answers it; a whole subject is never the subject set asked for), without
+        the sub-question. None where that cannot tell (a caveat or an expiration to weigh).
+
+        The first time a request asks about an object here, one point read of the subject's
+        relationship answers (a single check meets a group once); from the second time on,
+        the object is read whole and searched (a bulk check meets the same groups again and
+        again). The caller has kept the depth budget; the deadline is looked at here, as
+        ``dispatch`` would."""
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise DeadlineExceeded("the check ran past its deadline")
         key = (rtype, rid)
         objs = self._objects
-        obj = objs[key] if key in objs else objs.setdefault(key, self._object_rows(rtype, rid))
+        if key in objs:
+            obj = objs[key]
+        elif key not in self._seen:
+            self._seen.add(key)
+            assert self.subject is not None
+            rel = self.reader.relationship(rtype, rid, relation, self.subject)
+            if rel is None:
+                return False
+            return True if rel.caveat is None and rel.expiration is None else None
+        else:
+            obj = objs[key] = self._object_rows(rtype, rid)
         if obj is None or obj[_KIND_AT] != _PLAIN:
             return None
         begin = obj.find(header, _HEAD)
@@ -258,7 +276,7 @@ class LocalChecker:
                         if leaves is not None:
                             header = leaves.get((s_type, srel))
                             if header is not None:
-                                held = self.leaf(s_type, sid, header)
+                                held = self.leaf(s_type, sid, srel, header)
                                 if held is not None:
                                     if held:
                                         return HAS

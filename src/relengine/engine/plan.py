@@ -55,10 +55,10 @@ class Walk(Protocol):
     ) -> Result:
         """Whether ``subject`` is in relation ``name`` of a large object (point reads)."""
 
-    def leaf(self, rtype: str, rid: str, header: bytes) -> bool | None:
-        """Whether the current subject (a whole one) is a direct entry of ``rtype:rid`` under
-        ``header`` (a relation of ``leaf_headers``), as a dispatch would answer it; None where
-        one search cannot tell (a large object, caveats or expirations among its rows)."""
+    def leaf(self, rtype: str, rid: str, relation: str, header: bytes) -> bool | None:
+        """Whether the current subject (a whole one) holds ``relation`` (one of
+        ``leaf_headers``, ``header`` its entries' header) of ``rtype:rid``, as a dispatch would
+        answer it; None where a point read or one search cannot tell (caveats, expirations)."""
 
     def gate(self, extra: tuple[CaveatRef | None, _dt.datetime | None]) -> Result:
         """Whether a relationship with a caveat and/or an expiration counts."""
@@ -386,7 +386,7 @@ def _union_node(
                                 if leaf is not None:
                                     header = leaves.get((rtype_, rrel))
                                     if header is not None:
-                                        held = leaf(rtype_, rid_, header)
+                                        held = leaf(rtype_, rid_, rrel, header)
                                         if held is not None:
                                             if held:
                                                 return HAS
