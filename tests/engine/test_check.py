@@ -278,4 +278,4 @@ def test_subject_sets_of_whole_subject_relations_keep_caveats_and_expirations(
     # A bulk check meets the groups again and again (read whole after the first point read).
     users = ["ann", "bob", "cat", "dan", "eve", "fay", "v0", "nobody"] * 2
     answers = engine.bulk_check([CheckRequest(doc, "view", SubjectRef("user", u)) for u in users]).results
-    assert [a.permissionship for a in answers] == [view(u) for u in users]  # type: ignore[union-attr]
+    assert [getattr(a, "permissionship", a) for a in answers] == [view(u) for u in users]
