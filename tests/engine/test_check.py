@@ -15,7 +15,7 @@ from relengine.errors import (
     UnknownRelation,
 )
 from relengine.model import ObjectRef, SubjectRef, parse_relationship, parse_subject
-from relengine.results import Permissionship
+from relengine.results import CheckRequest, Permissionship
 from relengine.service import Engine
 from relengine.storage.memory import MemoryStore
 
@@ -235,3 +235,47 @@ def test_caveat_context_is_checked_when_written(engine_from: Callable[..., Engin
         write(e, 'doc:a#viewer@user:ann[small:{"other": 1}]')
     write(e, 'doc:a#viewer@user:ann[small:{"n": 2}]')
     assert allowed(e, "doc:a#viewer@user:ann")
+
+
+LEAF_GROUPS = """
+use expiration
+definition user {}
+caveat small(n int) { n < 3 }
+definition group {
+    relation member: user | user with small | user with expiration
+}
+definition doc {
+    relation viewer: user | group#member
+    relation editor: user
+    permission view = viewer + editor
+}
+"""
+
+
+@pytest.mark.parametrize("size", [1, 40], ids=["small-doc", "large-doc"])
+@pytest.mark.parametrize("cache_size", [0, 1000])
+def test_subject_sets_of_whole_subject_relations_keep_caveats_and_expirations(
+    engine_from: Callable[..., Engine], size: int, cache_size: int
+) -> None:
+    """Without the cache, a group of users only is searched in place (``LocalChecker.leaf``)
+    where its members are plain; one with a caveated or expiring member is walked as before."""
+    past = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    future = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    texts = ["group:plain#member@user:ann", "group:mixed#member@user:bob", "group:mixed#member@user:cat[small]",
+             f"group:mixed#member@user:dan[expiration:{past}]", f"group:mixed#member@user:eve[expiration:{future}]",
+             "doc:d#viewer@group:plain#member", "doc:d#viewer@group:mixed#member", "doc:d#editor@user:fay"]
+    texts += [f"doc:d#viewer@user:v{i}" for i in range(size)]
+    engine = engine_from(LEAF_GROUPS, *texts, cache_size=cache_size)
+    doc = ObjectRef("doc", "d")
+
+    def view(user: str, **context: int) -> Permissionship:
+        return engine.check(doc, "view", SubjectRef("user", user), context=context or None).permissionship
+
+    assert view("ann") == view("bob") == view("eve") == view("fay") == view("v0") == Permissionship.HAS_PERMISSION
+    assert view("dan") == view("nobody") == Permissionship.NO_PERMISSION
+    assert view("cat") == Permissionship.CONDITIONAL_PERMISSION
+    assert view("cat", n=1) == Permissionship.HAS_PERMISSION and view("cat", n=5) == Permissionship.NO_PERMISSION
+    # A bulk check meets the groups again and again (read whole after the first point read).
+    users = ["ann", "bob", "cat", "dan", "eve", "fay", "v0", "nobody"] * 2
+    answers = engine.bulk_check([CheckRequest(doc, "view", SubjectRef("user", u)) for u in users]).results
+    assert [getattr(a, "permissionship", a) for a in answers] == [view(u) for u in users]

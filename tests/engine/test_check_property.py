@@ -44,12 +44,15 @@ def expressions(draw: st.DrawFn, names: list[str], arrow_targets: list[str], dep
 
 
 @st.composite
-def worlds(draw: st.DrawFn) -> tuple[str, list[Relationship]]:
+def worlds(draw: st.DrawFn, nested: bool = True) -> tuple[str, list[Relationship]]:
+    """A random schema and relationships; ``nested=False``: groups of users only (``member:
+    user``, a relation of whole subjects, which ends a walk)."""
     allowed = {
         rel: draw(st.lists(st.sampled_from(SUBJECT_TYPES), min_size=1, max_size=3, unique=True))
         for rel in DOC_RELATIONS
     }
-    lines = ["definition user {}", "definition group {\n    relation member: user | group#member\n}", "definition doc {", "    relation parent: doc"]
+    member = "user | group#member" if nested else "user"
+    lines = ["definition user {}", f"definition group {{\n    relation member: {member}\n}}", "definition doc {", "    relation parent: doc"]
     for rel, types in allowed.items():
         lines.append(f"    relation {rel}: {' | '.join(types)}")
     permissions: list[str] = []
@@ -78,7 +81,7 @@ def worlds(draw: st.DrawFn) -> tuple[str, list[Relationship]]:
                     subject = SubjectRef("group", draw(st.sampled_from(GROUPS)), "member")
                 rels.append(Relationship(ObjectRef("doc", doc), rel, subject))
     for group in GROUPS:
-        for member in draw(st.lists(st.sampled_from(USERS + GROUPS), max_size=3)):
+        for member in draw(st.lists(st.sampled_from(USERS + GROUPS if nested else USERS), max_size=3)):
             subject = SubjectRef("user", member) if member.startswith("u") else SubjectRef("group", member, "member")
             if subject != SubjectRef("group", group, "member"):
                 rels.append(Relationship(ObjectRef("group", group), "member", subject))
@@ -96,6 +99,26 @@ def test_check_agrees_with_reference(engine_from: Callable[..., Engine], small: 
     schema_text, rels = world
     schema = compile_schema(schema_text)
     engine = engine_from(schema_text, *map(str, rels))
+    saved, memory.SMALL_OBJECT = memory.SMALL_OBJECT, small  # type: ignore[misc]
+    try:
+        _check_all(engine, schema, schema_text, rels)
+    finally:
+        memory.SMALL_OBJECT = saved  # type: ignore[misc]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("small", [SMALL_OBJECT, 1], ids=["read-whole", "by-index"])
+@settings(max_examples=100, deadline=None, suppress_health_check=FIXTURE_OK)
+@given(world=worlds(nested=False))
+def test_uncached_check_through_groups_of_users_agrees_with_reference(
+    engine_from: Callable[..., Engine], small: int, world: tuple[str, list[Relationship]]
+) -> None:
+    """Without the cache, a subject set naming a relation of whole subjects (``member: user``)
+    is answered by one search of the group's value, not a sub-question (``LocalChecker.leaf``);
+    on small and large documents."""
+    schema_text, rels = world
+    schema = compile_schema(schema_text)
+    engine = engine_from(schema_text, *map(str, rels), cache_size=0)
     saved, memory.SMALL_OBJECT = memory.SMALL_OBJECT, small  # type: ignore[misc]
     try:
         _check_all(engine, schema, schema_text, rels)

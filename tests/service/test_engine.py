@@ -440,3 +440,75 @@ def test_a_check_leaves_no_cyclic_garbage(
         if was_enabled:
             gc.enable()
         store.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "lmdb"])
+@pytest.mark.parametrize("cache_size", [0, 1000])
+def test_a_check_on_a_kept_checker_takes_now_afresh(
+    engine_from: Callable[..., Engine], tmp_path: Path, kind: str, cache_size: int
+) -> None:
+    """``check`` keeps its checker for the next check at the same revision (with the cache on,
+    what it read too): a relationship that expires between two checks at one revision counts
+    for the first and not the second."""
+    import datetime as dt
+
+    from relengine.storage.lmdb import LmdbStore
+
+    store = LmdbStore(tmp_path / "store") if kind == "lmdb" else MemoryStore()
+    at = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1.5)
+    soon = at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    e = engine_from(
+        "use expiration\ndefinition user {}\ndefinition doc {\n relation viewer: user with expiration\n}",
+        f"doc:a#viewer@user:ann[expiration:{soon}]", store=store, quantization_seconds=3600, cache_size=cache_size,
+    )
+    first = e.check(ObjectRef("doc", "a"), "viewer", ANN)
+    assert first.allowed
+    time.sleep(max(0.0, (at - dt.datetime.now(dt.timezone.utc)).total_seconds()) + 0.05)
+    second = e.check(ObjectRef("doc", "a"), "viewer", ANN)
+    assert second.revision == first.revision and not second.allowed
+
+
+@pytest.mark.parametrize("cache_size", [0, 1000])
+def test_a_kept_checker_takes_each_checks_deadline_and_keeps_a_bounded_number_of_reads(
+    engine_from: Callable[..., Engine], cache_size: int
+) -> None:
+    """What a kept checker read stays for the next checks at its revision only with the cache
+    on, and never more than ``KEPT_OBJECTS`` objects; each check brings its own deadline."""
+    from relengine.engine.check import KEPT_OBJECTS
+
+    count = KEPT_OBJECTS + 100
+    e = engine_from("definition user {}\ndefinition doc {\n relation viewer: user\n}", cache_size=cache_size,
+                    quantization_seconds=3600)
+    for start in range(0, count, 1000):
+        e.touch([parse_relationship(f"doc:d{i}#viewer@user:u{i}") for i in range(start, min(count, start + 1000))])
+    most = 0
+    for i in range(count):
+        assert e.check(ObjectRef("doc", f"d{i}"), "viewer", SubjectRef("user", f"u{i}")).allowed
+        assert len(e._spares) == 1
+        most = max(most, len(e._spares[0][0]._objects))
+    assert most == (KEPT_OBJECTS + 1 if cache_size else 1)
+    with pytest.raises(DeadlineExceeded):
+        e.check(ObjectRef("doc", "d0"), "viewer", SubjectRef("user", "u1"), deadline=time.monotonic() - 1)
+    # A later check without a deadline is not held to the one before.
+    assert e.check(ObjectRef("doc", "d1"), "viewer", SubjectRef("user", "u1")).allowed
+
+
+@pytest.mark.parametrize("cache_size", [0, 1000])
+def test_checks_at_other_revisions_and_schemas_do_not_share_a_checker(
+    engine_from: Callable[..., Engine], cache_size: int
+) -> None:
+    """A kept checker serves only its revision, schema and group index view: checks that
+    alternate between a revision with one schema and one with another answer each by its own."""
+    e = engine_from(
+        "definition user {}\ndefinition doc {\n relation viewer: user\n relation editor: user\n permission view = viewer\n}",
+        "doc:a#viewer@user:ann", "doc:b#editor@user:ann", cache_size=cache_size,
+    )
+    before = e.head_revision()
+    after = e.write_schema(
+        "definition user {}\ndefinition doc {\n relation viewer: user\n relation editor: user\n permission view = editor\n}"
+    )
+    for _ in range(3):
+        for doc, old, new in (("a", True, False), ("b", False, True)):
+            assert e.check(ObjectRef("doc", doc), "view", ANN, at=before).allowed is old
+            assert e.check(ObjectRef("doc", doc), "view", ANN, at=after).allowed is new
+            assert e.check(ObjectRef("doc", doc), "view", ANN, consistency=Consistency.fully_consistent()).allowed is new

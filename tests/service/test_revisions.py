@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
@@ -12,10 +11,6 @@ from relengine.model import Consistency, Revision, parse_relationship
 from relengine.results import Operation, RelationshipUpdate
 from relengine.service.revisions import Revisions
 from relengine.storage.memory import MemoryStore
-
-if TYPE_CHECKING:
-    from relengine.service import Engine
-    from relengine.storage.lmdb import LmdbStore
 
 
 def commit(store: MemoryStore, text: str) -> Revision:
@@ -93,7 +88,7 @@ def test_unknown_mode_is_refused(store: MemoryStore) -> None:
 
 def _open_read_transactions(store: object) -> int:
     """Read transactions open in the LMDB environment now (reset spare ones show ``-``)."""
-    table = store._env.readers().splitlines()[1:]
+    table = store._env.readers().splitlines()[1:]  # type: ignore[attr-defined]
     return sum(1 for line in table if line.split()[-1] != "-")
 
 
@@ -158,16 +153,15 @@ def test_a_reader_is_kept_only_within_its_period(tmp_path: Path) -> None:
     with commit_lmdb as tx:
         tx.apply(RelationshipUpdate(Operation.TOUCH, parse_relationship("doc:a#viewer@user:ann")))
     revisions = Revisions(store, quantization_seconds=3600)
-    reader, period, kept = revisions.lease()
-    assert kept is None
-    revisions.give_back(reader, period, "what the request kept")
-    again, same, kept = revisions.lease()
-    assert again is reader and same is period and kept == "what the request kept"
+    reader, period = revisions.lease()
+    revisions.give_back(reader, period)
+    again, same = revisions.lease()
+    assert again is reader and same is period
     revisions.give_back(again, same)
     revisions.forget()  # a new period: the kept Reader is closed, a new one opened
     assert _open_read_transactions(store) == 0
-    fresh, other, kept = revisions.lease()
-    assert fresh is not reader and other is not period and kept is None
+    fresh, other = revisions.lease()
+    assert fresh is not reader and other is not period
     revisions.give_back(fresh, period)  # from a period that has ended: closed, not kept
     assert _open_read_transactions(store) == 0
     store.close()
@@ -175,8 +169,8 @@ def test_a_reader_is_kept_only_within_its_period(tmp_path: Path) -> None:
 
 def test_readers_of_stores_that_do_not_allow_it_are_never_kept(store: MemoryStore) -> None:
     revisions = Revisions(store, quantization_seconds=3600)
-    reader, period, _ = revisions.lease()
-    revisions.give_back(reader, period, "kept")
+    reader, period = revisions.lease()
+    revisions.give_back(reader, period)
     assert revisions.lease()[0] is not reader
 
 
@@ -190,76 +184,11 @@ def test_kept_readers_are_closed_when_their_period_ends_without_another_request(
         tx.apply(RelationshipUpdate(Operation.TOUCH, parse_relationship("doc:a#viewer@user:ann")))
     revisions = Revisions(store, quantization_seconds=0.2)
     readers = [revisions.lease() for _ in range(3)]
-    for reader, period, _ in readers:
+    for reader, period in readers:
         revisions.give_back(reader, period)
     assert _open_read_transactions(store) == 3
     deadline = time.monotonic() + 10
     while _open_read_transactions(store) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _open_read_transactions(store) == 0
-    store.close()
-
-
-def _kept_engine(tmp_path: Path, schema: str, rels: list[str]) -> tuple[LmdbStore, Engine]:
-    from relengine.config import EngineConfig
-    from relengine.service import Engine
-    from relengine.storage.lmdb import LmdbStore
-
-    store = LmdbStore(tmp_path / "store")
-    engine = Engine(store, EngineConfig(quantization_seconds=3600, cache_size=0))
-    engine.write_schema(schema)
-    for start in range(0, len(rels), 1000):
-        engine.touch([parse_relationship(r) for r in rels[start:start + 1000]])
-    return store, engine
-
-
-def test_a_kept_checker_reads_the_clock_afresh_for_each_check(tmp_path: Path) -> None:
-    """The checker a check keeps with its Reader answers the next check at that revision: an
-    expiration that passes between the two is seen (``now`` is read per check, not kept)."""
-    import datetime as dt
-    import time
-
-    from relengine.model import ObjectRef, SubjectRef
-
-    soon = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=0.6)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    store, engine = _kept_engine(
-        tmp_path,
-        "use expiration\ndefinition user {}\ndefinition doc {\n relation viewer: user with expiration\n"
-        " relation editor: user\n permission view = viewer + editor\n}",
-        [f"doc:a#viewer@user:ann[expiration:{soon}]", "doc:a#editor@user:bob"],
-    )
-    assert engine.check(ObjectRef("doc", "a"), "view", SubjectRef("user", "ann")).allowed
-    revision = engine._revisions._idle[0][0].revision
-    time.sleep(1.0)
-    answer = engine.check(ObjectRef("doc", "a"), "view", SubjectRef("user", "ann"))
-    assert answer.revision == revision  # the same Reader and checker, the same revision
-    assert not answer.allowed
-    engine.close()
-    store.close()
-
-
-def test_a_kept_checker_takes_each_checks_deadline_and_keeps_a_bounded_number_of_objects(tmp_path: Path) -> None:
-    import time
-
-    from relengine.engine.check import KEPT_OBJECTS, LocalChecker
-    from relengine.errors import DeadlineExceeded
-    from relengine.model import ObjectRef, SubjectRef
-
-    count = KEPT_OBJECTS + 100
-    store, engine = _kept_engine(
-        tmp_path, "definition user {}\ndefinition doc {\n relation viewer: user\n}",
-        [f"doc:d{i}#viewer@user:u{i}" for i in range(count)],
-    )
-    for i in range(count):
-        assert engine.check(ObjectRef("doc", f"d{i}"), "viewer", SubjectRef("user", f"u{i}")).allowed
-    idle = engine._revisions._idle
-    assert len(idle) == 1
-    checker = idle[0][2]
-    assert isinstance(checker, LocalChecker)
-    assert len(checker._objects) <= KEPT_OBJECTS + 1
-    with pytest.raises(DeadlineExceeded):
-        engine.check(ObjectRef("doc", "d0"), "viewer", SubjectRef("user", "u0"), deadline=time.monotonic() - 1)
-    # A later check without a deadline is not held to the one before.
-    assert engine.check(ObjectRef("doc", "d1"), "viewer", SubjectRef("user", "u1")).allowed
-    engine.close()
     store.close()

@@ -47,6 +47,8 @@ Every cache on the Check path, from the client inwards, and what keeps it right:
     query that sees the index move under it gives up (the walk answers).
 ``check.LocalChecker`` reads (``_objects``, ``_others``, ``_typed``), ``lookup.SubjectWalker.memo``
     What one request has read or derived at its one revision; dropped with the request.
+    ``Engine.check`` keeps a few checkers for the next check at the same revision
+    (``Engine._spares``, ``LocalChecker.reuse``): the reads go with the request all the same.
 """
 
 from __future__ import annotations

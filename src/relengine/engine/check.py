@@ -25,12 +25,18 @@ from ..storage import objects
 from ..storage.base import Reader, Row
 from .dispatch import HAS, NO, Conditional, Dispatcher, Result, both, either
 from .groups import GroupView
-from .plan import plan_for
+from .plan import leaf_headers, plan_for
 
 _UNREAD: Final = object()
 KEPT_OBJECTS: Final = 2048
-"""Objects whose relationships a checker kept across requests (``renew``) keeps at most: some
-hundreds of kilobytes of small objects' values."""
+"""Small objects' values a reused checker keeps from the requests before at most
+(``LocalChecker.reuse``): some hundreds of kilobytes."""
+_KIND_AT: Final = objects.KIND_OFFSET
+_PLAIN: Final = objects.PLAIN
+_HEAD: Final = objects.HEAD
+# The subject types of a relation's subject sets, by the plan's frozenset of (type, relation):
+# a few per schema, computed once.
+_SUBJECT_TYPES: dict[frozenset[tuple[str, str | None]], tuple[str, ...]] = {}
 
 
 class LocalChecker:
@@ -45,7 +51,7 @@ class LocalChecker:
     __slots__ = (
         "schema", "context", "reader", "max_depth", "_now", "deadline", "dispatcher", "_plan",
         "_entries", "_active", "_objects", "_others", "_typed", "_object_rows", "subject", "needle",
-        "cycle_cuts", "time_bound", "groups", "_grouped",
+        "cycle_cuts", "time_bound", "groups", "_grouped", "_leaves", "direct", "_seen",
     )
 
     def __init__(
@@ -69,12 +75,14 @@ class LocalChecker:
         plan = plan_for(schema)
         self._plan = plan
         self._entries = plan.entries
+        self._leaves = leaf_headers(schema)
         self._active: set[tuple[str, str, str]] = set()
         self._objects: dict[tuple[str, str], bytes | None] = {}
         self._others: dict[tuple[str, str], dict[str, tuple[Row, ...]]] = {}
         # Subject sets of large objects, by (type, id, relation, subject type): a bulk check
         # walks the same groups for many subjects.
         self._typed: dict[tuple[str, str, str, str], list[Row]] = {}
+        self._seen: set[tuple[str, str]] = set()  # objects ``leaf`` has asked a point read of
         self._object_rows = reader.object_rows
         # The subject of the current check (every sub-question asks about it) and how it looks
         # among an object's direct entries.
@@ -86,19 +94,7 @@ class LocalChecker:
         self.groups = groups
         self._grouped = groups.relations if groups is not None else frozenset()
         self.dispatcher: Dispatcher = self if wrap is None else wrap(self)
-
-    def renew(self, deadline: float | None) -> None:
-        """Make ready for the next request at the same Reader (``Engine.check`` keeps a checker
-        with its leased Reader): a new deadline, "now" read afresh. What was read stays, as it
-        holds at the Reader's one revision (a request after another at the same revision reads
-        the account or group rows they share once), up to ``KEPT_OBJECTS`` objects, past which
-        it starts afresh; large objects' subject sets are not kept."""
-        self.deadline = deadline
-        self._now = None
-        self._typed.clear()
-        if len(self._objects) > KEPT_OBJECTS:
-            self._objects.clear()
-            self._others.clear()
+        self.direct = wrap is None  # sub-questions come back here (see ``leaf``)
 
     def release(self) -> None:
         """Let go of the dispatcher once the request is done; the checker answers nothing after.
@@ -110,6 +106,33 @@ class LocalChecker:
         checks, at several microseconds a check and, on a large heap, full collections of tens
         of milliseconds that stall every thread (bench: threads, uncached_check)."""
         del self.dispatcher
+
+    def reuse(self, reader: Reader, deadline: float | None, keep_reads: bool = False) -> None:
+        """Ready the checker for another request at the same revision, schema, caveat context
+        and group index view (what it was built with): a new Reader of that revision and a new
+        deadline, and "now" taken afresh. Building a checker is about a tenth of a small
+        uncached check (bench: check_by_object_size); ``Engine.check`` keeps a few for reuse.
+
+        ``keep_reads``: the small objects the requests before read stay (they hold at this one
+        revision: checks that share an account's or a group's rows read them once), up to
+        ``KEPT_OBJECTS``, past which they start afresh; else each request reads for itself.
+        The Engine keeps them where its answer cache is on: with the cache off, each check
+        reads what it needs."""
+        if reader is not self.reader:  # one thread checking gets the same Reader back
+            self.reader = reader
+            self._object_rows = reader.object_rows
+        self.deadline = deadline
+        if self._now is not None:
+            self._now = None
+        if not keep_reads or len(self._objects) > KEPT_OBJECTS:
+            if self._objects:
+                self._objects.clear()
+            if self._others:
+                self._others.clear()
+        if self._typed:
+            self._typed.clear()
+        if self._seen:
+            self._seen.clear()
 
     @property
     def now(self) -> _dt.datetime:
@@ -169,6 +192,40 @@ class LocalChecker:
             obj = self._objects[key] = self._object_rows(rtype, rid)
         return obj  # type: ignore[return-value]
 
+    def leaf(self, rtype: str, rid: str, relation: str, header: bytes) -> bool | None:
+        """See ``plan.Walk.leaf``: for the current subject, what ``dispatch`` would answer for
+        ``relation`` of ``rtype:rid``, a relation of whole subjects only (``plan.leaf_headers``,
+        ``header`` its entries' header: it has no subject sets, so it is on no cycle and no
+        group index answers it; a whole subject is never the subject set asked for), without
+        the sub-question. None where that cannot tell (a caveat or an expiration to weigh).
+
+        The first time a request asks about an object here, one point read of the subject's
+        relationship answers (a single check meets a group once); from the second time on,
+        the object is read whole and searched (a bulk check meets the same groups again and
+        again). The caller has kept the depth budget; the deadline is looked at here, as
+        ``dispatch`` would."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise DeadlineExceeded("the check ran past its deadline")
+        key = (rtype, rid)
+        objs = self._objects
+        if key in objs:
+            obj = objs[key]
+        elif key not in self._seen:
+            self._seen.add(key)
+            assert self.subject is not None
+            rel = self.reader.relationship(rtype, rid, relation, self.subject)
+            if rel is None:
+                return False
+            return True if rel.caveat is None and rel.expiration is None else None
+        else:
+            obj = objs[key] = self._object_rows(rtype, rid)
+        if obj is None or obj[_KIND_AT] != _PLAIN:
+            return None
+        begin = obj.find(header, _HEAD)
+        if begin < 0:
+            return False
+        return obj.find(self.needle, begin, obj.index(b"\x02", begin + 1)) >= 0
+
     def others(self, rtype: str, rid: str, obj: bytes) -> dict[str, tuple[Row, ...]]:
         """The relationships of a small object that are not plain direct entries, by relation."""
         key = (rtype, rid)
@@ -210,7 +267,13 @@ class LocalChecker:
                     return HAS
         if userset_types:
             dispatch = self.dispatcher.dispatch
-            for stype in {t for t, _ in userset_types}:
+            leaves = self._leaves if (
+                subject.relation is None and subject is self.subject and depth > 0 and self.direct
+            ) else None
+            stypes = _SUBJECT_TYPES.get(userset_types)
+            if stypes is None:
+                stypes = _SUBJECT_TYPES[userset_types] = tuple(sorted({t for t, _ in userset_types}))
+            for stype in stypes:
                 key = (rtype, rid, name, stype)
                 rows = self._typed.get(key)
                 if rows is None:
@@ -218,7 +281,22 @@ class LocalChecker:
                 for s_type, sid, srel, extra in rows:
                     if srel is None or (s_type, srel) not in userset_types:
                         continue
-                    gate = HAS if extra is None else self._gate(extra[0], extra[1])
+                    if extra is None:  # the usual case: no caveat, no expiration
+                        if leaves is not None:
+                            header = leaves.get((s_type, srel))
+                            if header is not None:
+                                held = self.leaf(s_type, sid, srel, header)
+                                if held is not None:
+                                    if held:
+                                        return HAS
+                                    continue
+                        result = dispatch(s_type, sid, srel, subject, depth - 1)
+                        if result is HAS:
+                            return HAS
+                        if result is not NO:
+                            found = either(found, result)
+                        continue
+                    gate = self._gate(extra[0], extra[1])
                     if gate is NO:
                         continue
                     found = either(found, both(gate, dispatch(s_type, sid, srel, subject, depth - 1)))

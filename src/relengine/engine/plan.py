@@ -36,6 +36,7 @@ class Walk(Protocol):
     and expiration count. One request, one revision, one thread."""
 
     dispatcher: Dispatcher  # where sub-questions go (the checker, or a cache wrapping it)
+    direct: bool  # whether that is the checker itself (no cache in front of it)
     subject: SubjectRef | None  # the subject of the current check ...
     needle: bytes  # ... and how it looks among an object's direct entries (``objects.needle``)
 
@@ -53,6 +54,11 @@ class Walk(Protocol):
         wildcard_types: frozenset[str], userset_types: frozenset[tuple[str, str | None]],
     ) -> Result:
         """Whether ``subject`` is in relation ``name`` of a large object (point reads)."""
+
+    def leaf(self, rtype: str, rid: str, relation: str, header: bytes) -> bool | None:
+        """Whether the current subject (a whole one) holds ``relation`` (one of
+        ``leaf_headers``, ``header`` its entries' header) of ``rtype:rid``, as a dispatch would
+        answer it; None where a point read or one search cannot tell (caveats, expirations)."""
 
     def gate(self, extra: tuple[CaveatRef | None, _dt.datetime | None]) -> Result:
         """Whether a relationship with a caveat and/or an expiration counts."""
@@ -132,11 +138,55 @@ def plan_for(schema: CompiledSchema) -> Plan:
     return plan
 
 
+def leaf_headers(schema: CompiledSchema) -> dict[tuple[str, str], bytes]:
+    """The relations of whole subjects only (no subject sets, no wildcards: ``member: user``),
+    by (type, relation), with the header of their direct entries (``objects.header``): a
+    subject set that names one ends the walk, so whether a whole subject is in it is one
+    search of a small object's value (``LocalChecker.leaf``). Kept with the schema."""
+    found = schema.derived.get(leaf_headers)
+    if not isinstance(found, dict):
+        found = {
+            (t, name): objects.header(name)
+            for t, definition in schema.definitions.items()
+            for name, member in definition.members.items()
+            if isinstance(member, Relation) and all(a.relation is None and not a.wildcard for a in member.allowed)
+        }
+        schema.derived[leaf_headers] = found
+    return found
+
+
 def _member_node(schema: CompiledSchema, t: str, name: str) -> Node:
     member = schema.definitions[t].members[name]
     if isinstance(member, Relation):
-        return _union_node(t, frozenset({name}), [member], [], [])
+        node = _union_node(t, frozenset({name}), [member], [], [], leaf_headers(schema))
+        if all(a.relation is None and not a.wildcard for a in member.allowed):
+            return _leaf_node(t, name, node)
+        return node
     return _rewrite_node(schema, t, member.rewrite, (name,))
+
+
+def _leaf_node(t: str, name: str, general: Node) -> Node:
+    """A relation of whole subjects only (no subject sets, no wildcards: ``member: user``),
+    the usual end of a walk: for a whole subject and a small object with direct entries only
+    (no caveats, no expirations), one search of the object's value; else ``general`` (the
+    union node of the relation)."""
+    header = objects.header(name)
+    head = objects.HEAD
+    kind_at = objects.KIND_OFFSET
+    plain = objects.PLAIN
+
+    def leaf(ctx: Walk, rid: str, subject: SubjectRef, depth: int) -> Result:
+        if subject.relation is None:
+            obj = ctx.object(t, rid)
+            if obj is not None and obj[kind_at] == plain:
+                begin = obj.find(header, head)  # the relation's entries: from its header to the next
+                if begin < 0:
+                    return NO
+                needle = ctx.needle if subject is ctx.subject else objects.needle(subject.type, subject.id)
+                return HAS if obj.find(needle, begin, obj.index(b"\x02", begin + 1)) >= 0 else NO
+        return general(ctx, rid, subject, depth)
+
+    return leaf
 
 
 # Members inlined one within another in one node: building a node recurses once or more per
@@ -190,7 +240,9 @@ def _rewrite_node(schema: CompiledSchema, t: str, rewrite: Rewrite, stack: tuple
         flat.add(rewrite, stack)
         if not flat.relations and not flat.arrows and len(flat.rest) == 1 and flat.names == set(stack):
             return flat.rest[0]
-        return _union_node(t, frozenset(flat.names), flat.relations, list(flat.arrows.values()), flat.rest)
+        return _union_node(
+            t, frozenset(flat.names), flat.relations, list(flat.arrows.values()), flat.rest, leaf_headers(schema)
+        )
     if isinstance(rewrite, Intersection):
         parts = tuple(_rewrite_node(schema, t, c, stack) for c in rewrite.children)
 
@@ -239,9 +291,13 @@ def _computed_node(t: str, target: str) -> Node:
     return computed
 
 
-def _union_node(t: str, names: frozenset[str], relations: list[Relation], arrows: list[ArrowOn], rest: list[Node]) -> Node:
+def _union_node(
+    t: str, names: frozenset[str], relations: list[Relation], arrows: list[ArrowOn], rest: list[Node],
+    leaves: dict[tuple[str, str], bytes],
+) -> Node:
     """Whether the subject is in any of ``relations`` of the object (one read of its rows), or
-    has any of ``arrows`` or ``rest``. ``names``: the members this node stands for."""
+    has any of ``arrows`` or ``rest``. ``names``: the members this node stands for; ``leaves``:
+    ``leaf_headers`` of the schema (subject sets naming one are answered by ``Walk.leaf``)."""
     # (name, wildcard types, subject-set types) per relation, and per subject type the
     # relations that allow its wildcard.
     specs = tuple(
@@ -295,10 +351,13 @@ def _union_node(t: str, names: frozenset[str], relations: list[Relation], arrows
                         return HAS
                 if kind != plain:
                     by_relation = ctx.others(t, rid, obj)
-                    usersets: list[tuple[str, str, str, Any]] | None = None
+                    usersets: list[Any] | None = None  # rows of subject sets: (type, id, relation, extra)
                     sid = subject.id
                     for name, wildcard_types, userset_types in specs:
-                        for row in by_relation.get(name, ()):
+                        rows = by_relation.get(name)
+                        if rows is None:
+                            continue
+                        for row in rows:
                             rtype_, rid_, rrel, extra = row
                             if rtype_ == stype and (
                                 (rid_ == sid and rrel == srel)
@@ -311,15 +370,37 @@ def _union_node(t: str, names: frozenset[str], relations: list[Relation], arrows
                                     return HAS
                             elif rrel is not None and (rtype_, rrel) in userset_types:
                                 if usersets is None:
-                                    usersets = []
-                                usersets.append((rtype_, rid_, rrel, extra))
+                                    usersets = [row]
+                                else:
+                                    usersets.append(row)
                     if usersets is not None:
                         dispatch = ctx.dispatcher.dispatch
+                        below = depth - 1
+                        # A whole subject in a subject set of a relation of whole subjects: one
+                        # search of that object (where ``leaf`` can answer), no sub-question.
+                        leaf = ctx.leaf if (
+                            srel is None and subject is ctx.subject and below >= 0 and ctx.direct
+                        ) else None
                         for rtype_, rid_, rrel, extra in usersets:
-                            gate = HAS if extra is None else ctx.gate(extra)
+                            if extra is None:  # the usual case: no caveat, no expiration
+                                if leaf is not None:
+                                    header = leaves.get((rtype_, rrel))
+                                    if header is not None:
+                                        held = leaf(rtype_, rid_, rrel, header)
+                                        if held is not None:
+                                            if held:
+                                                return HAS
+                                            continue
+                                result = dispatch(rtype_, rid_, rrel, subject, below)
+                                if result is HAS:
+                                    return HAS
+                                if result is not NO:
+                                    found = either(found, result)
+                                continue
+                            gate = ctx.gate(extra)
                             if gate is NO:
                                 continue
-                            found = either(found, both(gate, dispatch(rtype_, rid_, rrel, subject, depth - 1)))
+                            found = either(found, both(gate, dispatch(rtype_, rid_, rrel, subject, below)))
                             if found is HAS:
                                 return HAS
         for on_object in arrows_on:

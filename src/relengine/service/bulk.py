@@ -37,9 +37,27 @@ def answer(
     """
     checkers: dict[str | None, LocalChecker] = {}
     results: list[CheckResult | RelEngineError] = []
+    default = checkers[context_key(context)] = checker_for(context)
+    try:
+        _answer_all(questions, checkers, default, checker_for, results, revision, cached, clock)
+    finally:
+        for checker in checkers.values():
+            checker.release()  # no cyclic garbage per bulk check
+    return results
+
+
+def _answer_all(
+    questions: Sequence[Question],
+    checkers: dict[str | None, LocalChecker],
+    default: LocalChecker,
+    checker_for: Callable[[Mapping[str, Any] | None], LocalChecker],
+    results: list[CheckResult | RelEngineError],
+    revision: int,
+    cached: Callable[[int, str, str, str, str, str, str | None], Result | None] | None,
+    clock: Deadline | None,
+) -> None:
     append = results.append
     of = to_check_result
-    default = checkers[context_key(context)] = checker_for(context)
     step = clock.step if clock is not None and clock.watching else None
     for rtype, rid, permission, subject, item_context in questions:
         if step is not None:
@@ -64,4 +82,3 @@ def answer(
             append(exc)
         except RecursionError:
             append(MaxDepthExceeded.stack("check"))
-    return results

@@ -15,7 +15,7 @@ from typing import Any, Callable, Final, Iterable, Iterator, Mapping, Sequence
 from ..config import EngineConfig
 from ..engine import impact, lookup
 from ..engine.build import build_checker
-from ..engine.groups import GroupIndex
+from ..engine.groups import GroupIndex, GroupView, indexed_relations_of
 from ..engine.cache import Carry, CheckCache
 from ..engine.check import LocalChecker
 from ..engine.depends import Invalidation, dependencies
@@ -66,6 +66,8 @@ MAX_CARRIED_CHANGES: Final = 10_000
 lets them go (each lookup that misses tests its question against them)."""
 MAX_CARRIED_BASES: Final = 16
 """How many earlier revisions' answers a lookup that misses may fall back on, newest first."""
+_SPARE_CHECKERS: Final = 32
+"""Checkers ``Engine.check`` keeps between checks at most (one per thread that checks at once)."""
 POSTGRES_SCHEMES: Final = ("postgresql://", "postgres://")
 """How a datastore location names a PostgreSQL database (``Engine.open``, ``--datastore``)."""
 LMDB_SCHEME: Final = "lmdb://"
@@ -100,6 +102,9 @@ class Engine:
         self._carry_size: tuple[Carry | None, int] = (None, 0)  # a carry this Engine made, its changes' total size
         self._schemas = Schemas()
         self._responses: dict[tuple[Result, int], CheckResponse] = {}
+        # Checkers that ``check`` keeps for the next check at the same revision, with what
+        # they were built for: (schema, group index view, revision, whether the view is final).
+        self._spares: list[tuple[LocalChecker, tuple[CompiledSchema, GroupView | None, int, bool]]] = []
         # Bound once: the check path calls them per request.
         self._snapshot = self._revisions.snapshot
         self._lease, self._give_back = self._revisions.lease, self._revisions.give_back
@@ -145,6 +150,8 @@ class Engine:
 
     def close(self) -> None:
         self._revisions.close_idle()
+        while self._spares:
+            self._spares.pop()[0].release()
         self.store.close()
 
     def head_revision(self) -> Revision:
@@ -587,6 +594,57 @@ class Engine:
             groups=None if self._groups is None else self._groups.view(schema, reader, deadline),
         )
 
+    def _pooled_check(
+        self, reader: Reader, deadline: float | None, resource: ObjectRef, permission: str, subject: SubjectRef,
+    ) -> Result:
+        """``check``'s walk without a caveat context or a chosen "now", on a checker an earlier
+        check at the same revision, schema and group index view left (``LocalChecker.reuse``),
+        else a new one; kept for the next one after (at most ``_SPARE_CHECKERS``; one that
+        raised is dropped)."""
+        revision = reader.revision.value
+        spares = self._spares
+        checker: LocalChecker | None = None
+        if spares:
+            try:
+                spare, made = spares.pop()
+            except IndexError:  # another thread took the last one
+                pass
+            else:
+                # A revision's schema never changes, and a group index view checks itself (it
+                # answers nothing once the index has moved): a checker of this revision that
+                # had the view it could have serves as it is.
+                if made[2] == revision and made[3]:
+                    checker = spare
+                else:
+                    schema = self._schema_at(reader)
+                    groups = None if self._groups is None else self._groups.view(schema, reader, deadline)
+                    if made[0] is schema and made[1] is groups and made[2] == revision:
+                        checker = spare
+                    else:
+                        spare.release()
+                if checker is not None:
+                    checker.reuse(reader, deadline, self._caching is not None)
+        if checker is None:
+            schema = self._schema_at(reader)
+            groups = None if self._groups is None else self._groups.view(schema, reader, deadline)
+            checker = build_checker(
+                schema, reader, max_depth=self.config.max_depth, deadline=deadline, cache=self._caching, groups=groups,
+            )
+            # Whether the checker has the view it could have: one, or none to have (no index,
+            # or nothing of the schema indexed), not none for now (a move that ran out of time).
+            final = groups is not None or self._groups is None or not indexed_relations_of(schema)
+            made = (schema, groups, revision, final)
+        try:
+            result = checker.check(resource.type, resource.id, permission, subject)
+        except BaseException:
+            checker.release()
+            raise
+        if len(spares) < _SPARE_CHECKERS:
+            spares.append((checker, made))
+        else:
+            checker.release()  # no cyclic garbage per check
+        return result
+
     def statistics(self) -> EngineStatistics:
         stats = self.cache.statistics()
         return EngineStatistics(
@@ -613,32 +671,25 @@ class Engine:
         check goes straight to the walk (whose answers still fill the cache).
         """
         latest = (consistency is None or consistency.mode == "minimize_latency") and at is None
-        if latest and now is None and not context and not cache_missed:
+        if latest and now is None and not context and not cache_missed and self._caching is not None:
             cached = self.cached_check(resource.type, resource.id, permission, subject.type, subject.id, subject.relation)
             if cached is not None:
                 return cached
-        kept: object = None
         if latest:
-            # A Reader of an earlier check at this revision if one is idle, and that check's
-            # checker: what it read holds at this revision too.
-            reader, period, kept = self._lease()
+            reader, period = self._lease()  # a Reader of an earlier check at this revision, if one is idle
         else:
             if at is not None:
                 consistency = Consistency.at_exact_snapshot(at)
             reader, period = self._snapshot(consistency), None
-        plain = period is not None and not context and now is None  # a checker fit to keep and reuse
         try:
-            if plain and isinstance(kept, LocalChecker):
-                checker = kept
-                checker.renew(deadline)
-                result = checker.check(resource.type, resource.id, permission, subject)
+            if now is None and not context:
+                result = self._pooled_check(reader, deadline, resource, permission, subject)
             else:
                 checker = self._checker(reader, deadline, context, now)
                 try:
                     result = checker.check(resource.type, resource.id, permission, subject)
                 finally:
-                    if not plain:
-                        checker.release()  # no cyclic garbage per check
+                    checker.release()  # no cyclic garbage per check
         except RecursionError:
             reader.close()
             raise MaxDepthExceeded.stack("check") from None
@@ -646,7 +697,7 @@ class Engine:
             reader.close()
             raise
         revision = reader.revision
-        self._give_back(reader, period, checker if plain else None)  # kept for the next check of its period, or closed
+        self._give_back(reader, period)  # kept for the next check of its period, or closed
         return self._response(result, revision)
 
     def explain(

@@ -61,9 +61,8 @@ class Revisions:
         # replica behind it does not answer minimize_latency (a write is seen by the next read).
         self._floor: Revision | None = Revision(0)
         self._floor_lock = threading.Lock()
-        # Readers at the reused revision that checks gave back, with the period they belong to
-        # and what the check kept with the Reader (its checker, ``Engine.check``).
-        self._idle: list[tuple[Reader, Quantized, object]] = []
+        # Readers at the reused revision that checks gave back, with the period they belong to.
+        self._idle: list[tuple[Reader, Quantized]] = []
         self._reusable = bool(getattr(store, "reusable_readers", False))
         self._expiry: Quantized | None = None  # the period whose end a timer waits for
         self._timer: threading.Timer | None = None
@@ -113,11 +112,9 @@ class Revisions:
             return self.store.snapshot(chosen if chosen >= wanted else head)
         raise InvalidArgument(f"unknown consistency mode {mode!r}")
 
-    def lease(self) -> tuple[Reader, Quantized | None, object]:
-        """A Reader for one request at the revision minimize_latency reads now, the period of
-        reuse it belongs to, and what the request before kept with it (``give_back``'s ``kept``;
-        None for a new Reader): hand the first two back with ``give_back`` when the request is
-        done.
+    def lease(self) -> tuple[Reader, Quantized | None]:
+        """A Reader for one request at the revision minimize_latency reads now, and the period
+        of reuse it belongs to: hand both back with ``give_back`` when the request is done.
 
         Where the store allows it (``reusable_readers``: an LMDB read transaction can pass from
         one thread to the next, and costs a reader slot while open), the Reader is one that an
@@ -128,32 +125,31 @@ class Revisions:
         longer than the next write through the Engine; ``close_idle`` closes them all now.
         """
         if not self._reusable:  # a plain minimize_latency snapshot (read replicas are chosen there)
-            return self.snapshot(), None, None
+            return self.snapshot(), None
         quantized = self._quantized
         if quantized is None or time.monotonic() - quantized[1] >= self.seconds:
             reader = self.store.snapshot()
             quantized = self._quantized = (reader.revision, time.monotonic())
-            return reader, quantized, None
+            return reader, quantized
         idle = self._idle
         while idle:
             try:
-                reader, period, kept = idle.pop()
+                reader, period = idle.pop()
             except IndexError:  # another thread took the last one
                 break
             if period is quantized:
-                return reader, quantized, kept
+                return reader, quantized
             reader.close()  # of an earlier period, as are those left: close them now
             self.close_idle()
-        return self.store.snapshot(quantized[0]), quantized, None
+        return self.store.snapshot(quantized[0]), quantized
 
-    def give_back(self, reader: Reader, period: Quantized | None, kept: object = None) -> None:
-        """Keep ``reader`` (from ``lease``) for the next request of its period, with ``kept``
-        (what that request may reuse at the Reader's revision), or close it."""
+    def give_back(self, reader: Reader, period: Quantized | None) -> None:
+        """Keep ``reader`` (from ``lease``) for the next request of its period, or close it."""
         if period is not None and period is self._quantized and self._reusable and len(self._idle) < MAX_IDLE_READERS:
             if self._expiry is not period:  # the first kept in this period: close them when it ends
                 self._expiry = period
                 self._schedule(max(0.0, period[1] + self.seconds - time.monotonic()))
-            self._idle.append((reader, period, kept))
+            self._idle.append((reader, period))
         else:
             reader.close()
 
@@ -184,13 +180,13 @@ class Revisions:
         idle, self._idle = self._idle, []
         while idle:
             try:
-                reader, period, kept = idle.pop()
+                reader, period = idle.pop()
             except IndexError:
                 return
             if ended(period):
                 reader.close()
             else:
-                self._idle.append((reader, period, kept))
+                self._idle.append((reader, period))
 
     def recent(self) -> Revision | None:
         """The revision minimize_latency reuses, if it was chosen less than

@@ -56,6 +56,7 @@ from ..model import CaveatRef
 
 _NUL: Final = "\x00"
 SHORTENED: Final = b"\xfe"
+_SHORT: Final = SHORTENED[0]
 LONGEST_COMPONENT: Final = 80
 _KEPT: Final = 24
 PLAIN_KEY_LIMIT: Final = LONGEST_COMPONENT + 6  # a 6-part key this short has no long component
@@ -132,7 +133,7 @@ def is_shortened(key: bytes) -> bool:
 def is_plain(key: bytes) -> bool:
     """Whether a key has neither escapes nor shortened components (``bytes.decode`` and
     ``split`` then give its strings)."""
-    return b"\x01" not in key and SHORTENED not in key
+    return 1 not in key and _SHORT not in key  # byte values: cheaper than ``b"\x01" in key``
 
 
 def decode(data: bytes) -> tuple[str, ...]:

@@ -122,14 +122,18 @@ def others(value: bytes) -> dict[str, tuple[Row, ...]]:
     if value[KIND_OFFSET] != OTHERS:
         return {}
     size = _length.unpack_from(value, HEAD)[0]
-    packed = msgpack.unpackb(value[HEAD + 4:HEAD + 4 + size], use_list=False)
-    return {
-        relation: tuple(
-            (st, sid, srel, None if payload is None else keys.decode_payload(payload))
-            for st, sid, srel, payload in rows
-        )
-        for relation, rows in packed.items()
-    }
+    packed: dict[str, tuple[Row, ...]] = msgpack.unpackb(value[HEAD + 4:HEAD + 4 + size], use_list=False)
+    # A row without payload is already a Row, (type, id, relation or None, None): only the
+    # relations with a caveat or an expiration among their rows are rebuilt.
+    for relation, rows in packed.items():
+        for row in rows:
+            if row[3] is not None:
+                packed[relation] = tuple(
+                    (st, sid, srel, None if payload is None else keys.decode_payload(payload))
+                    for st, sid, srel, payload in rows
+                )
+                break
+    return packed
 
 
 def others_count(value: bytes) -> int:

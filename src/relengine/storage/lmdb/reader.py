@@ -41,6 +41,8 @@ _ENCODE_REV: Final = keys.encode_revision
 _LARGE: Final = objects.LARGE
 _EVERYTHING: Final = 1 << 62  # a limit no scan reaches
 _NO_RELATIONSHIPS: Final = bytes(REVISION_SIZE) + objects.EMPTY
+_SHORT: Final = keys.SHORTENED[0]  # a byte value: ``1 in data`` is cheaper than ``b"\x01" in data``
+_PLAIN_TYPED_LIMIT: Final = keys.LONGEST_COMPONENT + 4  # a 4-part prefix this short has no long component
 
 
 class _ClosedTransaction:
@@ -213,8 +215,9 @@ class LmdbReader:
     def object_rows(self, resource_type: str, resource_id: str) -> bytes | None:
         """See Reader.object_rows: one ``get`` of the objects index when its entry holds at this
         revision (the object is unchanged since), else one range scan."""
-        prefix = f"{resource_type}\x00{resource_id}\x00".encode()  # keys.encode for plain short names
-        if not (resource_id.isalnum() and resource_type.isidentifier() and len(prefix) <= PLAIN_OBJECT_LIMIT):
+        text = f"{resource_type}\x00{resource_id}\x00"  # keys.encode, inlined for plain short names
+        prefix = text.encode()
+        if len(prefix) > PLAIN_OBJECT_LIMIT or text.count("\x00") != 2 or "\x01" in text:
             prefix = keys.encode((resource_type, resource_id))  # the general way (it may still be the same)
         if self._objects is not None:
             try:
@@ -225,7 +228,7 @@ class LmdbReader:
             if value is None:
                 if self._complete:
                     return _NO_RELATIONSHIPS
-            elif value[:REVISION_SIZE] <= self._rb:
+            elif self._at_head or value[:REVISION_SIZE] <= self._rb:  # at head every entry holds
                 return None if value[KIND_OFFSET] == _LARGE else value
         if self._at_head and not self._history:
             items = self._head_items(prefix, SMALL_OBJECT)
@@ -241,9 +244,39 @@ class LmdbReader:
         (subject type, id, relation or None, None or (caveat, expiration)), at most ``limit``:
         one range scan that skips the other subject types (a relation's many users when looking
         for its groups) and stops at the limit."""
-        prefix = keys.encode((resource_type, resource_id, relation, subject_type))
+        text = f"{resource_type}\x00{resource_id}\x00{relation}\x00{subject_type}\x00"  # keys.encode, inlined
+        prefix = text.encode()
+        if len(prefix) > _PLAIN_TYPED_LIMIT or text.count("\x00") != 4 or "\x01" in text:
+            prefix = keys.encode((resource_type, resource_id, relation, subject_type))
         size = len(prefix)
         rows: list[Row] = []
+        if limit is None and self._at_head and not self._history:
+            # The common case (a check at head), in one pass over the cursor: no list of items
+            # first, no generator.
+            try:
+                cur = self._cursor
+                if cur is None:
+                    cur = self._cursor = self._txn.cursor(self._env.rel)
+                if not cur.set_range(prefix):
+                    return rows
+                add = rows.append
+                for key, value in cur:  # from the cursor's position on
+                    if not key.startswith(prefix):
+                        break
+                    tail = key[size:-1]
+                    if 1 in tail or _SHORT in tail:
+                        _, _, _, _, sid, srel = resource_strings(key, value)
+                    else:
+                        sid, srel = tail.decode().split("\x00")
+                    if len(value) == REVISION_SIZE:
+                        add((subject_type, sid, srel or None, None))
+                    else:
+                        payload = keys.decode_payload(value[REVISION_SIZE:])
+                        add((subject_type, sid, srel or None, None if payload == (None, None) else payload))
+                return rows
+            except lmdb.Error as exc:
+                self._recover(exc)
+                return self.subject_rows(resource_type, resource_id, relation, subject_type, limit)
         if limit is not None and limit <= 0:
             return rows
         if self._at_head and not self._history:
@@ -255,7 +288,7 @@ class LmdbReader:
             if limit is not None:
                 items = itertools.islice(items, limit)
         for key, value in items:
-            if key.find(b"\x01") < 0 and key.find(keys.SHORTENED) < 0:  # keys.is_plain, inlined
+            if 1 not in key and _SHORT not in key:  # keys.is_plain, inlined
                 sid, srel = key[size:-1].decode().split("\x00")
             else:
                 _, _, _, _, sid, srel = resource_strings(key, value)
@@ -296,7 +329,7 @@ class LmdbReader:
                     payloads += 1
                 add(key[size:])
         joined = b"".join(tails)
-        if payloads or b"\x01" in joined or keys.SHORTENED in joined:
+        if payloads or 1 in joined or _SHORT in joined:
             return None
         ids = joined.decode().split("\x00")
         ids.pop()  # the empty string after the last terminator
