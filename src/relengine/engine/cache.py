@@ -4,10 +4,11 @@ The key includes the revision, so nothing is ever invalidated: an answer at revi
 true at R. Entries leave only when the cache is full (oldest first). Answers that a data cycle
 cut short are never stored (they are only right for the question that was being answered).
 
-Carried answers: after writes whose changes the Engine knows (``carry``), the answers at the
-revision before them are also answers at the revision after them, for every question those
-writes cannot have changed (``depends.Invalidation``). A lookup at that later revision that
-misses takes the earlier answer then, so a write does not empty the cache.
+Carried answers: after writes whose changes the Engine knows (``carry``), a question's answer
+at the newest of them is its answer at the oldest revision since which none of those writes
+can have changed it (``depends.Changes.settled``). Lookups and inserts at that newest revision
+file the answer under that settled revision instead, so a write does not empty the cache: an
+answer no write reaches stays where it is, found with one lookup however many writes followed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Hashable, Mapping, Protocol, Sequence
 
 from ..model import SubjectRef
-from .depends import Invalidation
+from .depends import Changes
 from .dispatch import Dispatcher, Result
 
 
@@ -60,8 +61,9 @@ class CacheStatistics:
         return self.hits / total if total else 0.0
 
 
-Carry = tuple[int, tuple[tuple[int, Invalidation], ...]]
-"""``CheckCache``'s carried answers: (revision they are carried to, bases newest first)."""
+Carry = tuple[int, Changes]
+"""``CheckCache``'s carried answers: (the revision they are carried to, what the writes since
+the changes' anchor may have changed)."""
 
 
 class CheckCache:
@@ -78,22 +80,19 @@ class CheckCache:
         self.hits = 0
         self.misses = 0
         self.evictions = 0
-        # (revision the answers are carried to, ((earlier revision, what the writes from it to
-        # the next newer one may have changed), ...) newest first): swapped whole, read without
-        # a lock.
+        # (revision the answers are carried to, what the writes since an earlier one may have
+        # changed): swapped whole, read without a lock.
         self._carry: Carry | None = None
         # LookupSubjects' sub-results, weighed in ids: as many as the cache has answers (some
         # 15 MiB at most by default; a huge group's listing is not kept, small ones are).
         self.subjects = RevisionMemo(capacity)
 
     # -- carried answers ---------------------------------------------------------------------
-    def carry(self, to: int, bases: tuple[tuple[int, Invalidation], ...]) -> None:
-        """Answers at each of ``bases``' revisions hold at ``to`` but where its invalidation,
-        or a newer base's, says they may not. Newest first; each invalidation holds what the
-        writes from its base to the next newer base (or to ``to``) changed, and a lookup walks
-        them newest first, stopping at the first that says stale: so each base's answer is
-        kept only if no write since it may have changed it. Never changed after this call."""
-        self._carry = (to, bases) if bases else None
+    def carry(self, to: int, changes: Changes) -> None:
+        """Answers at revision ``to`` are filed under the revision ``changes`` settles each
+        question at (``depends.Changes``): the answers kept there since its anchor hold at
+        ``to`` for every question no write since may have changed."""
+        self._carry = (to, changes)
 
     def carried_to(self) -> Carry | None:
         return self._carry
@@ -101,32 +100,28 @@ class CheckCache:
     def drop_carry(self) -> None:
         self._carry = None
 
-    def _carried(self, key: tuple[Any, ...], at: int) -> Result | None:
-        """The answer at the newest base that has one for ``key`` (a key at revision ``to``),
-        unless the writes since it may have changed it. ``at``: where the resource type sits
-        in the key."""
-        carry = self._carry
-        if carry is None or carry[0] != key[0]:
-            return None
-        rtype, rid, member = key[at], key[at + 1], key[at + 2]
-        get, rest = self._data.get, key[1:]
-        for base, invalid in carry[1]:
-            if invalid.stale(rtype, rid, member):
-                return None  # and for every older base
-            value = get((base, *rest))
-            if value is not None:
-                return value
-        return None
-
     def get(self, key: Hashable) -> Result | None:
+        carry = self._carry
+        if carry is not None and type(key) is tuple and key[0] == carry[0]:
+            at = 1 if len(key) == 7 else 2
+            key = (carry[1].settled(key[at], key[at + 1], key[at + 2], carry[0]), *key[1:])
+        return self._get(key)
+
+    def _get(self, key: Hashable) -> Result | None:
+        """``get`` of a key already filed where the carry puts it."""
         value = self._data.get(key)
-        if value is None and self._carry is not None:
-            value = self._carried(key, 1 if len(key) == 7 else 2)  # type: ignore[arg-type]
         if value is None:
             self.misses += 1
         else:
             self.hits += 1
         return value
+
+    def revision_of(self, revision: int, rtype: str, rid: str, member: str) -> int:
+        """The revision a question at ``revision`` is filed under (see ``carry``)."""
+        carry = self._carry
+        if carry is not None and carry[0] == revision:
+            return carry[1].settled(rtype, rid, member, revision)
+        return revision
 
     def answer(
         self, revision: int, rtype: str, rid: str, relation: str, subject_type: str, subject_id: str,
@@ -135,15 +130,13 @@ class CheckCache:
         """The answer to a question without a caveat context at ``revision``, for a caller that
         asks again through the dispatcher on a miss: counts only hits (the dispatcher counts
         the miss)."""
-        # ``cache_key(revision, None, ...)``, inlined: this is the whole of a cached check (and
-        # of each cached item of a bulk check), where the call would add about 50 ns to some
-        # 600 (bench: cached_check; grpc_bulk_check's in-process baseline).
-        key = (revision, rtype, rid, relation, subject_type, subject_id, subject_relation)
-        value = self._data.get(key)
-        if value is None and self._carry is not None:
-            value = self._carried(key, 1)
-            if value is not None:
-                self.put(key, value)  # found at its revision from now on
+        # ``cache_key(revision, None, ...)`` and ``revision_of``, inlined: this is the whole of
+        # a cached check (and of each cached item of a bulk check), where the call would add
+        # about 50 ns to some 600 (bench: cached_check; grpc_bulk_check's in-process baseline).
+        carry = self._carry
+        if carry is not None and carry[0] == revision:
+            revision = carry[1].settled(rtype, rid, relation, revision)
+        value = self._data.get((revision, rtype, rid, relation, subject_type, subject_id, subject_relation))
         if value is not None:
             self.hits += 1
         return value
@@ -153,17 +146,14 @@ class CheckCache:
     ) -> list[Result | None]:
         """``answer`` of each (resource type, id, relation, subject type, id, relation) in one pass."""
         get = self._data.get
-        # ``cache_key(revision, None, *question)``, inlined: a call per item would cost about a
-        # sixteenth of a cached 1,000-item BulkCheck (bench: grpc_bulk_check).
-        values = [get((revision, *question)) for question in questions]
-        if self._carry is not None:
-            carried = self._carried
-            for i, (value, question) in enumerate(zip(values, questions)):
-                if value is None:
-                    key = (revision, *question)
-                    found = values[i] = carried(key, 1)
-                    if found is not None:
-                        self.put(key, found)
+        carry = self._carry
+        if carry is not None and carry[0] == revision:
+            settled = carry[1].settled
+            values = [get((settled(q[0], q[1], q[2], revision), *q)) for q in questions]
+        else:
+            # ``cache_key(revision, None, *question)``, inlined: a call per item would cost about
+            # a sixteenth of a cached 1,000-item BulkCheck (bench: grpc_bulk_check).
+            values = [get((revision, *question)) for question in questions]
         self.hits += len(values) - values.count(None)
         return values
 
@@ -261,20 +251,25 @@ class CachingDispatcher:
 
     def dispatch(self, rtype: str, rid: str, relation: str, subject: SubjectRef, depth: int) -> Result:
         # ``cache_key``, inlined: this runs once per sub-question of every check the cache
-        # misses, where a call would add about 40 ns each (bench: mixed_read_write, whose
-        # writes restart the cache; grpc_check's first round).
+        # misses, where a call would add about 40 ns each (bench: uncached_check, deep_check;
+        # grpc_check's first round).
+        cache = self.cache
+        revision = self.revision
+        carry = cache._carry  # ``revision_of``, inlined likewise (bench: mixed_read_write)
+        if carry is not None and carry[0] == revision:
+            revision = carry[1].settled(rtype, rid, relation, revision)
         if self.context_key is None:
-            key: tuple[object, ...] = (self.revision, rtype, rid, relation, subject.type, subject.id, subject.relation)
+            key: tuple[object, ...] = (revision, rtype, rid, relation, subject.type, subject.id, subject.relation)
         else:
-            key = (self.revision, self.context_key, rtype, rid, relation, subject.type, subject.id, subject.relation)
-        cached = self.cache.get(key)
+            key = (revision, self.context_key, rtype, rid, relation, subject.type, subject.id, subject.relation)
+        cached = cache._get(key)
         if cached is not None:
             return cached
         taint = self.taint
         cuts, bound = taint.cycle_cuts, taint.time_bound
         result = self.inner.dispatch(rtype, rid, relation, subject, depth)
         if taint.cycle_cuts == cuts and taint.time_bound == bound:
-            self.cache.put(key, result)
+            cache.put(key, result)
         return result
 
 
