@@ -6,9 +6,11 @@ cut short are never stored (they are only right for the question that was being 
 
 Carried answers: after writes whose changes the Engine knows (``carry``), a question's answer
 at the newest of them is its answer at the oldest revision since which none of those writes
-can have changed it (``depends.Changes.settled``). Lookups and inserts at that newest revision
-file the answer under that settled revision instead, so a write does not empty the cache: an
-answer no write reaches stays where it is, found with one lookup however many writes followed.
+can have changed it (``depends.Changes.settled``). An answer computed at that newest revision
+is filed under that settled revision, and a lookup there that misses looks under it (and
+copies what it finds to the newest revision, so the next lookup is one ``get``): so a write
+does not empty the cache, and an answer no write reaches is found however many writes
+followed, with one extra lookup the first time after each.
 """
 
 from __future__ import annotations
@@ -100,28 +102,39 @@ class CheckCache:
     def drop_carry(self) -> None:
         self._carry = None
 
-    def get(self, key: Hashable) -> Result | None:
+    def _settled(self, key: tuple[Any, ...], at: int) -> Result | None:
+        """The answer filed where the carry settles ``key`` (a key at its revision ``to``, the
+        resource type at ``at``), copied under ``key`` itself when found, so that asking again
+        at ``to`` is one lookup (as for any answer put at ``to``)."""
         carry = self._carry
-        if carry is not None and type(key) is tuple and key[0] == carry[0]:
-            at = 1 if len(key) == 7 else 2
-            key = (carry[1].settled(key[at], key[at + 1], key[at + 2], carry[0]), *key[1:])
-        return self._get(key)
+        if carry is None or carry[0] != key[0]:
+            return None
+        settled = carry[1].settled(key[at], key[at + 1], key[at + 2], key[0])
+        if settled == key[0]:
+            return None
+        value = self._data.get((settled, *key[1:]))
+        if value is not None:
+            self.put(key, value)
+        return value
 
-    def _get(self, key: Hashable) -> Result | None:
-        """``get`` of a key already filed where the carry puts it."""
+    def settled_key(self, key: tuple[Any, ...], at: int) -> tuple[Any, ...]:
+        """Where to file an answer computed for ``key`` (resource type at ``at``): under the
+        revision the carry settles it at, so that it is found after later writes too."""
+        carry = self._carry
+        if carry is None or carry[0] != key[0]:
+            return key
+        settled = carry[1].settled(key[at], key[at + 1], key[at + 2], key[0])
+        return key if settled == key[0] else (settled, *key[1:])
+
+    def get(self, key: Hashable) -> Result | None:
         value = self._data.get(key)
+        if value is None and self._carry is not None and type(key) is tuple:
+            value = self._settled(key, 1 if len(key) == 7 else 2)
         if value is None:
             self.misses += 1
         else:
             self.hits += 1
         return value
-
-    def revision_of(self, revision: int, rtype: str, rid: str, member: str) -> int:
-        """The revision a question at ``revision`` is filed under (see ``carry``)."""
-        carry = self._carry
-        if carry is not None and carry[0] == revision:
-            return carry[1].settled(rtype, rid, member, revision)
-        return revision
 
     def answer(
         self, revision: int, rtype: str, rid: str, relation: str, subject_type: str, subject_id: str,
@@ -130,13 +143,13 @@ class CheckCache:
         """The answer to a question without a caveat context at ``revision``, for a caller that
         asks again through the dispatcher on a miss: counts only hits (the dispatcher counts
         the miss)."""
-        # ``cache_key(revision, None, ...)`` and ``revision_of``, inlined: this is the whole of
-        # a cached check (and of each cached item of a bulk check), where the call would add
-        # about 50 ns to some 600 (bench: cached_check; grpc_bulk_check's in-process baseline).
-        carry = self._carry
-        if carry is not None and carry[0] == revision:
-            revision = carry[1].settled(rtype, rid, relation, revision)
-        value = self._data.get((revision, rtype, rid, relation, subject_type, subject_id, subject_relation))
+        # ``cache_key(revision, None, ...)``, inlined: this is the whole of a cached check (and
+        # of each cached item of a bulk check), where the call would add about 50 ns to some
+        # 600 (bench: cached_check; grpc_bulk_check's in-process baseline).
+        key = (revision, rtype, rid, relation, subject_type, subject_id, subject_relation)
+        value = self._data.get(key)
+        if value is None and self._carry is not None:
+            value = self._settled(key, 1)
         if value is not None:
             self.hits += 1
         return value
@@ -146,14 +159,14 @@ class CheckCache:
     ) -> list[Result | None]:
         """``answer`` of each (resource type, id, relation, subject type, id, relation) in one pass."""
         get = self._data.get
-        carry = self._carry
-        if carry is not None and carry[0] == revision:
-            settled = carry[1].settled
-            values = [get((settled(q[0], q[1], q[2], revision), *q)) for q in questions]
-        else:
-            # ``cache_key(revision, None, *question)``, inlined: a call per item would cost about
-            # a sixteenth of a cached 1,000-item BulkCheck (bench: grpc_bulk_check).
-            values = [get((revision, *question)) for question in questions]
+        # ``cache_key(revision, None, *question)``, inlined: a call per item would cost about a
+        # sixteenth of a cached 1,000-item BulkCheck (bench: grpc_bulk_check).
+        values = [get((revision, *question)) for question in questions]
+        if self._carry is not None:
+            settled = self._settled
+            for i, (value, question) in enumerate(zip(values, questions)):
+                if value is None:
+                    values[i] = settled((revision, *question), 1)
         self.hits += len(values) - values.count(None)
         return values
 
@@ -253,23 +266,19 @@ class CachingDispatcher:
         # ``cache_key``, inlined: this runs once per sub-question of every check the cache
         # misses, where a call would add about 40 ns each (bench: uncached_check, deep_check;
         # grpc_check's first round).
-        cache = self.cache
-        revision = self.revision
-        carry = cache._carry  # ``revision_of``, inlined likewise (bench: mixed_read_write)
-        if carry is not None and carry[0] == revision:
-            revision = carry[1].settled(rtype, rid, relation, revision)
         if self.context_key is None:
-            key: tuple[object, ...] = (revision, rtype, rid, relation, subject.type, subject.id, subject.relation)
+            key: tuple[object, ...] = (self.revision, rtype, rid, relation, subject.type, subject.id, subject.relation)
         else:
-            key = (revision, self.context_key, rtype, rid, relation, subject.type, subject.id, subject.relation)
-        cached = cache._get(key)
+            key = (self.revision, self.context_key, rtype, rid, relation, subject.type, subject.id, subject.relation)
+        cache = self.cache
+        cached = cache.get(key)
         if cached is not None:
             return cached
         taint = self.taint
         cuts, bound = taint.cycle_cuts, taint.time_bound
         result = self.inner.dispatch(rtype, rid, relation, subject, depth)
         if taint.cycle_cuts == cuts and taint.time_bound == bound:
-            cache.put(key, result)
+            cache.put(key if cache._carry is None else cache.settled_key(key, 1 if self.context_key is None else 2), result)
         return result
 
 
