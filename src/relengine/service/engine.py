@@ -142,7 +142,7 @@ class Engine:
         return cls(LmdbStore(location, **store_options), config)
 
     def close(self) -> None:
-        self._revisions.close_idle()
+        self._revisions.close_idle(stop=True)
         self.store.close()
 
     def head_revision(self) -> Revision:
