@@ -152,7 +152,8 @@ def _edited_section(
     relation, st, sid, srel, end = tail.split(b"\x00")
     if srel or end or not (relation and st and sid):
         return None
-    start = objects.direct_start(known)
+    plain = known[KIND_OFFSET] == objects.PLAIN  # direct entries only (most objects): no others to skip or count
+    start = objects.HEAD if plain else objects.direct_start(known)
     at = known.find(b"\x02" + relation + b"\x00", start)  # a section's header: \x02 starts nothing else
     if at < 0:
         return False
@@ -162,7 +163,7 @@ def _edited_section(
     entry = st + b"\x01" + sid
     place = bisect.bisect_left(entries, entry)
     present = place < len(entries) and entries[place] == entry
-    count = known.count(b"\x01", start) + objects.others_count(known)
+    count = known.count(b"\x01", start) if plain else known.count(b"\x01", start) + objects.others_count(known)
     if op == keys.CREATED:
         if present:
             return None
