@@ -9,6 +9,7 @@ never write to a cached store; scenarios that write work on a copy (``copy_store
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -205,9 +206,13 @@ def _counting(rows: Iterator[Row], total: int, progress: Callable[[str], None] |
 
 
 def copy_store(dataset: Dataset, dest: Path) -> Path:
-    """A private copy of the dataset's store (for scenarios that write)."""
+    """A private copy of the dataset's store (for scenarios that write), on disk before it is
+    used: otherwise the kernel writes the copy back while the timed writes run, and each
+    durable commit's flush waits behind it (most on the contender timed first)."""
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     shutil.copyfile(dataset.path / "data.mdb", dest / "data.mdb")
+    with open(dest / "data.mdb", "rb+") as copied:
+        os.fsync(copied.fileno())
     return dest

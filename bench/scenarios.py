@@ -916,7 +916,7 @@ def _relabel(c: Contender, label: str) -> Contender:
 @scenario(
     "mixed_read_write", ["check", "cached", "write", "inproc"],
     "99% Engine.check (default cache) and 1% single writes, one caller, on a copy of the dataset: "
-    "each write moves head, so the cache (keyed by revision) starts over",
+    "each write moves head; the answers it cannot change stay cached (engine.depends)",
     quick=["100k"], full=["1m"],
 )
 def mixed_read_write(ctx: Context, scales: list[int]) -> Workload:

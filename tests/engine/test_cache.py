@@ -69,3 +69,28 @@ def test_answers_a_data_cycle_cut_short_are_not_kept() -> None:
     assert checker.cycle_cuts > 0
     # b's NO was cut short where it re-entered a: right for a's question only, so not kept.
     assert cache.get(cache_key(reader.revision.value, None, "group", "b", "member", "user", "ann", None)) is None
+
+
+def test_a_carried_answer_is_found_where_the_carry_settles_it_and_copied_to_the_newest_revision() -> None:
+    from relengine.engine.depends import Changes, dependencies
+
+    deps = dependencies(compile_schema(
+        "definition user {}\ndefinition doc {\n relation owner: user\n permission view = owner\n}"))
+    cache = CheckCache()
+    cache.put(cache_key(3, None, "doc", "a", "view", "user", "ann", None), HAS)
+    cache.put(cache_key(3, None, "doc", "b", "view", "user", "ann", None), NO)
+    changes = Changes(3)
+    changes.mark(deps, 4, [("doc", "b", "owner")])  # b's answers may have changed, a's cannot
+    cache.carry(4, changes)
+    assert cache.answer(4, "doc", "a", "view", "user", "ann", None) is HAS
+    assert cache.answer(4, "doc", "b", "view", "user", "ann", None) is None
+    assert cache.get(cache_key(4, None, "doc", "b", "view", "user", "ann", None)) is None
+    assert cache.answers(4, [("doc", "a", "view", "user", "ann", None), ("doc", "b", "view", "user", "ann", None)]) == [HAS, None]
+    assert cache.statistics().size == 3  # a's answer, copied once to revision 4
+    # Answers computed at 4 are filed where they hold from: a's under 3, b's under 4.
+    assert cache.settled_key(cache_key(4, None, "doc", "a", "view", "user", "bob", None), 1)[0] == 3
+    assert cache.settled_key(cache_key(4, "{}", "doc", "b", "view", "user", "bob", None), 2)[0] == 4
+    assert cache.settled_key(cache_key(5, None, "doc", "a", "view", "user", "bob", None), 1)[0] == 5  # not the carry's
+    cache.drop_carry()
+    assert cache.answer(4, "doc", "a", "view", "user", "ann", None) is HAS  # the copy
+    assert cache.answer(4, "doc", "a", "view", "user", "bob", None) is None

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relengine import Engine, ObjectRef, SubjectRef
+from relengine import Engine, ObjectRef, Revision, SubjectRef
 from relengine.config import EngineConfig
-from relengine.engine.depends import Invalidation, dependencies
+from relengine.engine.depends import Changes, dependencies
 from relengine.model import parse_relationship
 from relengine.results import Operation, RelationshipUpdate
 from relengine.schema.compiler import compile_schema
@@ -49,27 +49,32 @@ def test_dependencies_tell_local_reads_from_hops() -> None:
     assert deps.local_readers[("doc", "owner")] == {"owner", "edit", "view", "strict"}
 
 
-def test_an_invalidation_covers_the_written_object_and_whatever_reaches_it() -> None:
+def test_changes_cover_the_written_object_and_whatever_reaches_it() -> None:
     deps = dependencies(compile_schema(SCHEMA))
-    invalid = Invalidation()
-    invalid.add(deps, "doc", "d1", "owner")
-    assert invalid.stale("doc", "d1", "view") and invalid.stale("doc", "d1", "owner")
-    assert not invalid.stale("doc", "d2", "view") and not invalid.stale("folder", "d1", "view")
-    invalid.add(deps, "group", "g1", "member")  # reached through subject sets: every reader of it
-    assert invalid.stale("doc", "d2", "edit") and invalid.stale("folder", "f9", "view")
-    assert invalid.stale("group", "g7", "member")  # group#member holds group#member: a hop to itself
+    changes = Changes(10)
+    changes.mark(deps, 11, [("doc", "d1", "owner")])
+    assert changes.settled("doc", "d1", "view", 11) == changes.settled("doc", "d1", "owner", 11) == 11
+    assert changes.settled("doc", "d2", "view", 11) == changes.settled("folder", "d1", "view", 11) == 10
+    changes.mark(deps, 12, [("group", "g1", "member")])  # reached through subject sets: every reader of it
+    assert changes.settled("doc", "d2", "edit", 12) == changes.settled("folder", "f9", "view", 12) == 12
+    assert changes.settled("group", "g7", "member", 12) == 12  # group#member holds group#member: a hop to itself
+    assert changes.settled("doc", "d1", "owner", 12) == 11 and changes.settled("doc", "d2", "owner", 12) == 10
+    changes.mark(deps, 13, [("doc", "d2", "owner")])
+    assert changes.settled("doc", "d2", "edit", 13) == 13 and changes.settled("doc", "d2", "owner", 13) == 13
+    assert changes.settled("doc", "d2", "edit", 12) == 12  # a mark newer than the revision asked: that revision
+    assert changes.size() == 3 + len(deps.hopped_readers[("group", "member")])  # d1, g1, d2 and the readers of g1
 
 
-def test_adding_many_writes_at_once_is_adding_each() -> None:
+def test_marking_many_writes_at_once_is_marking_each() -> None:
     deps = dependencies(compile_schema(SCHEMA))
     written = [(r.resource.type, r.resource.id, r.relation) for r in map(parse_relationship, POOL)]
     written += [("doc", "d1", "owner"), ("doc", "d9", "owner"), ("folder", "f1", "banned")]
-    each, at_once = Invalidation(), Invalidation()
+    each, at_once = Changes(0), Changes(0)
     for w in written:
-        each.add(deps, *w)
-    at_once.add_all(deps, written)
+        each.mark(deps, 1, [w])
+    at_once.mark(deps, 1, written)
     assert (at_once.members, at_once.objects) == (each.members, each.objects)
-    assert at_once.objects[("doc", "d1")] is not at_once.objects[("doc", "d9")]  # sets of their own
+    assert at_once.objects[("doc", "d1")] is not at_once.objects[("doc", "d9")]  # dicts of their own
 
 
 def answers(engine: Engine, checks: list[tuple[str, str, str, str]]) -> tuple[int, list[bool]]:
@@ -86,7 +91,7 @@ def answers(engine: Engine, checks: list[tuple[str, str, str, str]]) -> tuple[in
 
 def truth(store: MemoryStore, revision: int, checks: list[tuple[str, str, str, str]]) -> list[bool]:
     fresh = Engine(store, EngineConfig(cache_size=0))
-    return [fresh.check(ObjectRef(t, i), p, SubjectRef("user", u), at=__import__("relengine").Revision(revision)).result.allowed
+    return [fresh.check(ObjectRef(t, i), p, SubjectRef("user", u), at=Revision(revision)).result.allowed
             for t, i, p, u in checks]
 
 
@@ -141,13 +146,13 @@ def test_carried_answers_are_the_answers_at_every_revision(
     """From a random store whose every answer is cached, random writes (touch or delete, in
     batches) between rounds of every check, some writes in a row without one (answers then
     carried from several writes back): each round's answers, cached and carried, are what an
-    uncached engine answers at that revision."""
+    uncached engine answers at that revision, and so are the engine's at each earlier one."""
     store = MemoryStore()
     engine = Engine(store)
     engine.write_schema(SCHEMA)
     if start:
         engine.touch(parse_relationship(r) for r in sorted(start))
-    answers(engine, CHECKS)
+    first, _ = answers(engine, CHECKS)
     queue = list(writes)
     for size, ask in batches:
         batch, queue = queue[: size + 1], queue[size + 1:]
@@ -161,25 +166,60 @@ def test_carried_answers_are_the_answers_at_every_revision(
         if ask or not queue:
             at, got = answers(engine, CHECKS)
             assert got == truth(store, at, CHECKS)
+            # Answers filed under an earlier revision are that revision's answers too.
+            for earlier in range(first, at):
+                assert [engine.check(ObjectRef(t, i), p, SubjectRef("user", u), at=Revision(earlier)).result.allowed
+                        for t, i, p, u in CHECKS] == truth(store, earlier, CHECKS)
 
 
-def test_a_carry_keeps_the_bases_whose_writes_since_stay_within_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The newest bases whose writes since add up to at most MAX_CARRIED_CHANGES are kept,
-    and answers stay right where older ones are dropped."""
+def test_a_carry_starts_again_past_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past MAX_CARRIED_CHANGES a write starts the carry again from the revision before it,
+    or leaves none if it alone is past the limit; answers stay right throughout."""
     monkeypatch.setattr(engine_module, "MAX_CARRIED_CHANGES", 3)
     store = MemoryStore()
     engine = Engine(store)
     engine.write_schema(SCHEMA)
-    engine.touch(parse_relationship(r) for r in POOL[:8])
+    first = engine.touch(parse_relationship(r) for r in POOL[:8])
     answers(engine, CHECKS)
+    anchors = []
     for text in ("doc:d9#owner@user:ann", "doc:d8#owner@user:ann", "doc:d7#owner@user:ann", "doc:d6#owner@user:ann"):
-        engine.write([RelationshipUpdate(Operation.TOUCH, parse_relationship(text))])
+        revision = engine.write([RelationshipUpdate(Operation.TOUCH, parse_relationship(text))])
         carried = engine.cache.carried_to()
-        assert carried is not None
-        assert sum(invalid.size() for _, invalid in carried[1]) <= 3
-    assert carried is not None and len(carried[1]) == 3  # each write dirtied one object: the three newest
+        assert carried is not None and carried[0] == revision.value and carried[1].size() <= 3
+        anchors.append(carried[1].anchor)
+        at, got = answers(engine, CHECKS)
+        assert got == truth(store, at, CHECKS)
+    # each write dirtied one object: three fit, the fourth starts again from the revision before it
+    assert anchors == [first.value] * 3 + [first.value + 3]
+    hits = engine.statistics().cache_hits
+    answers(engine, CHECKS)
+    assert engine.statistics().cache_hits - hits == len(CHECKS)  # all found at the carry's revision
     engine.write([RelationshipUpdate(Operation.TOUCH, parse_relationship(r)) for r in
                   ("doc:d5#owner@user:ann", "doc:d4#owner@user:ann", "doc:d3#owner@user:ann", "doc:d2#owner@user:dan")])
     assert engine.cache.carried_to() is None  # this write alone is past the limit
     at, got = answers(engine, CHECKS)
     assert got == truth(store, at, CHECKS)
+
+
+def test_an_answer_no_write_reaches_is_found_after_many_writes() -> None:
+    """Answers the writes cannot change stay filed under the revision they were found at, and
+    are found there however many writes followed; those a write reaches are answered afresh."""
+    store = MemoryStore()
+    engine = Engine(store)
+    engine.write_schema(SCHEMA)
+    engine.touch(parse_relationship(r) for r in POOL)
+    question = (ObjectRef("folder", "f1"), "view", SubjectRef("user", "cid"))
+    assert engine.check(*question).result.allowed
+    for n in range(40):
+        revision = engine.write([RelationshipUpdate(Operation.TOUCH, parse_relationship(f"doc:n{n}#owner@user:ann"))])
+        stats = engine.statistics()
+        response = engine.check(*question)
+        assert response.revision == revision and response.result.allowed
+        after = engine.statistics()
+        assert (after.cache_hits - stats.cache_hits, after.cache_misses - stats.cache_misses) == (1, 0)
+    assert engine.cache.statistics().size <= 2 + 40  # its answer, and a copy at each revision it was asked at
+    stats = engine.statistics()
+    assert engine.check(ObjectRef("doc", "n39"), "edit", SubjectRef("user", "ann")).result.allowed
+    engine.write([RelationshipUpdate(Operation.DELETE, parse_relationship("doc:n39#owner@user:ann"))])
+    assert not engine.check(ObjectRef("doc", "n39"), "edit", SubjectRef("user", "ann")).result.allowed
+    assert engine.check(*question).result.allowed

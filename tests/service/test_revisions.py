@@ -192,3 +192,35 @@ def test_kept_readers_are_closed_when_their_period_ends_without_another_request(
         time.sleep(0.05)
     assert _open_read_transactions(store) == 0
     store.close()
+
+
+def test_writes_start_no_timer_and_the_reader_kept_after_them_is_still_closed_when_its_period_ends(tmp_path: Path) -> None:
+    """A write starts a new period; the timer already waiting (for an earlier period's end)
+    serves it, asking for the next end as it fires, instead of a thread per write."""
+    import threading
+    import time
+
+    from relengine.config import EngineConfig
+    from relengine.model import ObjectRef, SubjectRef
+    from relengine.service import Engine
+    from relengine.storage.lmdb import LmdbStore
+
+    store = LmdbStore(tmp_path / "store")
+    engine = Engine(store, EngineConfig(quantization_seconds=0.5))
+    engine.write_schema("definition user {}\ndefinition doc {\n relation viewer: user\n}")
+    question = (ObjectRef("doc", "d0"), "viewer", SubjectRef("user", "u0"))
+    engine.check(*question)
+    threads = threading.active_count()
+    timers = set()
+    for i in range(30):
+        engine.touch([parse_relationship(f"doc:d{i}#viewer@user:u{i}")])
+        assert engine.check(*question).allowed  # a new period, a Reader kept for it
+        timers.add(engine._revisions._timer)
+        assert threading.active_count() <= threads
+    assert len(timers - {None}) <= 2  # the first period's, and one more if it fired meanwhile
+    assert _open_read_transactions(store) == 1
+    deadline = time.monotonic() + 10
+    while _open_read_transactions(store) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _open_read_transactions(store) == 0  # closed at its period's end, by the timer's successor
+    engine.close()

@@ -4,10 +4,13 @@ The key includes the revision, so nothing is ever invalidated: an answer at revi
 true at R. Entries leave only when the cache is full (oldest first). Answers that a data cycle
 cut short are never stored (they are only right for the question that was being answered).
 
-Carried answers: after writes whose changes the Engine knows (``carry``), the answers at the
-revision before them are also answers at the revision after them, for every question those
-writes cannot have changed (``depends.Invalidation``). A lookup at that later revision that
-misses takes the earlier answer then, so a write does not empty the cache.
+Carried answers: after writes whose changes the Engine knows (``carry``), a question's answer
+at the newest of them is its answer at the oldest revision since which none of those writes
+can have changed it (``depends.Changes.settled``). An answer computed at that newest revision
+is filed under that settled revision, and a lookup there that misses looks under it (and
+copies what it finds to the newest revision, so the next lookup is one ``get``): so a write
+does not empty the cache, and an answer no write reaches is found however many writes
+followed, with one extra lookup the first time after each.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Hashable, Mapping, Protocol, Sequence
 
 from ..model import SubjectRef
-from .depends import Invalidation
+from .depends import Changes
 from .dispatch import Dispatcher, Result
 
 
@@ -60,8 +63,9 @@ class CacheStatistics:
         return self.hits / total if total else 0.0
 
 
-Carry = tuple[int, tuple[tuple[int, Invalidation], ...]]
-"""``CheckCache``'s carried answers: (revision they are carried to, bases newest first)."""
+Carry = tuple[int, Changes]
+"""``CheckCache``'s carried answers: (the revision they are carried to, what the writes since
+the changes' anchor may have changed)."""
 
 
 class CheckCache:
@@ -78,22 +82,19 @@ class CheckCache:
         self.hits = 0
         self.misses = 0
         self.evictions = 0
-        # (revision the answers are carried to, ((earlier revision, what the writes from it to
-        # the next newer one may have changed), ...) newest first): swapped whole, read without
-        # a lock.
+        # (revision the answers are carried to, what the writes since an earlier one may have
+        # changed): swapped whole, read without a lock.
         self._carry: Carry | None = None
         # LookupSubjects' sub-results, weighed in ids: as many as the cache has answers (some
         # 15 MiB at most by default; a huge group's listing is not kept, small ones are).
         self.subjects = RevisionMemo(capacity)
 
     # -- carried answers ---------------------------------------------------------------------
-    def carry(self, to: int, bases: tuple[tuple[int, Invalidation], ...]) -> None:
-        """Answers at each of ``bases``' revisions hold at ``to`` but where its invalidation,
-        or a newer base's, says they may not. Newest first; each invalidation holds what the
-        writes from its base to the next newer base (or to ``to``) changed, and a lookup walks
-        them newest first, stopping at the first that says stale: so each base's answer is
-        kept only if no write since it may have changed it. Never changed after this call."""
-        self._carry = (to, bases) if bases else None
+    def carry(self, to: int, changes: Changes) -> None:
+        """Answers at revision ``to`` are filed under the revision ``changes`` settles each
+        question at (``depends.Changes``): the answers kept there since its anchor hold at
+        ``to`` for every question no write since may have changed."""
+        self._carry = (to, changes)
 
     def carried_to(self) -> Carry | None:
         return self._carry
@@ -101,27 +102,40 @@ class CheckCache:
     def drop_carry(self) -> None:
         self._carry = None
 
-    def _carried(self, key: tuple[Any, ...], at: int) -> Result | None:
-        """The answer at the newest base that has one for ``key`` (a key at revision ``to``),
-        unless the writes since it may have changed it. ``at``: where the resource type sits
-        in the key."""
+    def _settled(self, key: tuple[Any, ...], at: int) -> Result | None:
+        """The answer filed where the carry settles ``key`` (a key at its revision ``to``, the
+        resource type at ``at``), copied under ``key`` itself when found, so that asking again
+        at ``to`` is one lookup (as for any answer put at ``to``)."""
         carry = self._carry
         if carry is None or carry[0] != key[0]:
             return None
-        rtype, rid, member = key[at], key[at + 1], key[at + 2]
-        get, rest = self._data.get, key[1:]
-        for base, invalid in carry[1]:
-            if invalid.stale(rtype, rid, member):
-                return None  # and for every older base
-            value = get((base, *rest))
-            if value is not None:
-                return value
-        return None
+        settled = carry[1].settled(key[at], key[at + 1], key[at + 2], key[0])
+        if settled == key[0]:
+            return None
+        data = self._data
+        value = data.get((settled, *key[1:]))
+        if value is not None:
+            # ``put``'s common case, inlined: this runs for each question asked again after a
+            # write (bench: mixed_read_write).
+            if len(data) < self.capacity:
+                data[key] = value
+            else:
+                self.put(key, value)
+        return value
+
+    def settled_key(self, key: tuple[Any, ...], at: int) -> tuple[Any, ...]:
+        """Where to file an answer computed for ``key`` (resource type at ``at``): under the
+        revision the carry settles it at, so that it is found after later writes too."""
+        carry = self._carry
+        if carry is None or carry[0] != key[0]:
+            return key
+        settled = carry[1].settled(key[at], key[at + 1], key[at + 2], key[0])
+        return key if settled == key[0] else (settled, *key[1:])
 
     def get(self, key: Hashable) -> Result | None:
         value = self._data.get(key)
-        if value is None and self._carry is not None:
-            value = self._carried(key, 1 if len(key) == 7 else 2)  # type: ignore[arg-type]
+        if value is None and self._carry is not None and type(key) is tuple:
+            value = self._settled(key, 1 if len(key) == 7 else 2)
         if value is None:
             self.misses += 1
         else:
@@ -141,9 +155,7 @@ class CheckCache:
         key = (revision, rtype, rid, relation, subject_type, subject_id, subject_relation)
         value = self._data.get(key)
         if value is None and self._carry is not None:
-            value = self._carried(key, 1)
-            if value is not None:
-                self.put(key, value)  # found at its revision from now on
+            value = self._settled(key, 1)
         if value is not None:
             self.hits += 1
         return value
@@ -157,13 +169,10 @@ class CheckCache:
         # sixteenth of a cached 1,000-item BulkCheck (bench: grpc_bulk_check).
         values = [get((revision, *question)) for question in questions]
         if self._carry is not None:
-            carried = self._carried
+            settled = self._settled
             for i, (value, question) in enumerate(zip(values, questions)):
                 if value is None:
-                    key = (revision, *question)
-                    found = values[i] = carried(key, 1)
-                    if found is not None:
-                        self.put(key, found)
+                    values[i] = settled((revision, *question), 1)
         self.hits += len(values) - values.count(None)
         return values
 
@@ -261,20 +270,21 @@ class CachingDispatcher:
 
     def dispatch(self, rtype: str, rid: str, relation: str, subject: SubjectRef, depth: int) -> Result:
         # ``cache_key``, inlined: this runs once per sub-question of every check the cache
-        # misses, where a call would add about 40 ns each (bench: mixed_read_write, whose
-        # writes restart the cache; grpc_check's first round).
+        # misses, where a call would add about 40 ns each (bench: uncached_check, deep_check;
+        # grpc_check's first round).
         if self.context_key is None:
             key: tuple[object, ...] = (self.revision, rtype, rid, relation, subject.type, subject.id, subject.relation)
         else:
             key = (self.revision, self.context_key, rtype, rid, relation, subject.type, subject.id, subject.relation)
-        cached = self.cache.get(key)
+        cache = self.cache
+        cached = cache.get(key)
         if cached is not None:
             return cached
         taint = self.taint
         cuts, bound = taint.cycle_cuts, taint.time_bound
         result = self.inner.dispatch(rtype, rid, relation, subject, depth)
         if taint.cycle_cuts == cuts and taint.time_bound == bound:
-            self.cache.put(key, result)
+            cache.put(key if cache._carry is None else cache.settled_key(key, 1 if self.context_key is None else 2), result)
         return result
 
 

@@ -5,9 +5,10 @@ can read: ``(type, relation)`` pairs, each marked *local* (read on the object as
 itself: its own relations, through ``+ - &`` and computed usersets) or *hopped* (read on other
 objects, reached through an arrow or a subject set). A write of ``C:c#rel@...`` can change an
 answer about ``T:t#p`` only if ``(C, rel)`` is among ``T#p``'s hopped sets (any ``t``), or among
-its local ones and ``T:t`` is ``C:c``. ``Invalidation`` is that test, over-approximated at the
-type level for hops (no walk of the data), so an answer it keeps is one the write cannot have
-changed; ``cache.CheckCache`` carries the answers it keeps to the write's revision.
+its local ones and ``T:t`` is ``C:c``. ``Changes`` keeps that test for a run of writes,
+over-approximated at the type level for hops (no walk of the data), so an answer it keeps is
+one the writes cannot have changed; ``cache.CheckCache`` files such answers under the revision
+since which nothing kept has changed them, so they are found at the writes' revisions too.
 """
 
 from __future__ import annotations
@@ -104,46 +105,57 @@ def _walk(schema: CompiledSchema, tname: str, rewrite: Rewrite, edges: set[tuple
                         edges.add(((allowed.type, leaf.computed), True))
 
 
-@dataclass
-class Invalidation:
-    """What writes since a revision may have changed: members of any object (``members``)
-    and members of single objects (``objects``). ``stale(type, id, member)`` says whether an
-    answer from before those writes may be wrong now."""
+class Changes:
+    """What the writes after revision ``anchor`` may have changed, each member of any object
+    and each member of single objects with the newest revision whose write may have changed
+    it: so the answer to a question at revision R (no older than the newest write kept here)
+    is the answer at ``settled(...)``, the oldest revision from which no kept write may have
+    changed it. ``cache.CheckCache`` files answers under that revision, so an answer stays
+    found across any number of writes that cannot change it, one lookup each.
 
-    members: set[Member] = field(default_factory=set)
-    objects: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    Only one writer marks (``Engine.write``, under its lock), after its revision is committed
+    and before the carry names that revision; readers read meanwhile without a lock: a mark
+    newer than the revision they ask about makes ``settled`` answer that revision itself
+    (always right, since nothing is known of the marks it replaced)."""
 
-    def add(self, deps: Dependencies, rtype: str, rid: str, relation: str) -> None:
-        """A relationship ``rtype:rid#relation@...`` was written (created, changed or deleted)."""
-        self.members |= deps.hopped_readers.get((rtype, relation), frozenset())
-        local = deps.local_readers.get((rtype, relation))
-        if local:
-            self.objects.setdefault((rtype, rid), set()).update(local)
+    __slots__ = ("anchor", "members", "objects")
 
-    def add_all(self, deps: Dependencies, written: Iterable[tuple[str, str, str]]) -> None:
-        """``add`` of each (type, id, relation) written, each relation's readers looked up once."""
+    def __init__(self, anchor: int) -> None:
+        self.anchor = anchor
+        self.members: dict[Member, int] = {}
+        self.objects: dict[tuple[str, str], dict[str, int]] = {}
+
+    def mark(self, deps: Dependencies, revision: int, written: Iterable[tuple[str, str, str]]) -> None:
+        """The write that made ``revision`` wrote these (type, id, relation): created, changed or
+        deleted relationships. Revisions are marked in increasing order."""
         hopped, local_of = deps.hopped_readers, deps.local_readers
-        members = self.members
-        locals_: dict[tuple[str, str], frozenset[str] | None] = {}
-        objects = self.objects
+        members, objects = self.members, self.objects
+        seen: set[tuple[str, str]] = set()
         for rtype, rid, relation in written:
             key = (rtype, relation)
-            if key not in locals_:
-                members |= hopped.get(key, frozenset())
-                locals_[key] = local_of.get(key)
-            local = locals_[key]
+            if key not in seen:
+                seen.add(key)
+                for member in hopped.get(key, ()):
+                    members[member] = revision
+            local = local_of.get(key)
             if local:
                 dirty = objects.get((rtype, rid))
                 if dirty is None:
-                    objects[(rtype, rid)] = set(local)
+                    objects[(rtype, rid)] = dict.fromkeys(local, revision)
                 else:
-                    dirty |= local
+                    for name in local:
+                        dirty[name] = revision
 
-    def stale(self, rtype: str, rid: str, member: str) -> bool:
-        if (rtype, member) in self.members:
-            return True
+    def settled(self, rtype: str, rid: str, member: str, at: int) -> int:
+        """The oldest revision (``anchor`` at the earliest) whose answer to ``rtype:rid#member``
+        is its answer at ``at`` (``at`` itself when a newer write was marked meanwhile)."""
+        found = self.members.get((rtype, member), self.anchor)
         dirty = self.objects.get((rtype, rid))
-        return dirty is not None and member in dirty
+        if dirty is not None:
+            changed = dirty.get(member)
+            if changed is not None and changed > found:
+                found = changed
+        return found if found <= at else at
 
     def size(self) -> int:
         return len(self.members) + len(self.objects)

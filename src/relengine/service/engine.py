@@ -18,7 +18,7 @@ from ..engine.build import build_checker
 from ..engine.groups import GroupIndex, GroupView, indexed_relations_of
 from ..engine.cache import Carry, CheckCache
 from ..engine.check import LocalChecker
-from ..engine.depends import Invalidation, dependencies
+from ..engine.depends import Changes, dependencies
 from ..engine.dispatch import Conditional, Deadline, Result, to_check_result
 from ..engine.expand import expand
 from ..engine.trace import Tracer
@@ -63,9 +63,8 @@ Cancel = Callable[[], bool]
 
 MAX_CARRIED_CHANGES: Final = 10_000
 """How many changed members or objects the cache's carried answers may track before a write
-lets them go (each lookup that misses tests its question against them)."""
-MAX_CARRIED_BASES: Final = 16
-"""How many earlier revisions' answers a lookup that misses may fall back on, newest first."""
+starts them again from the revision before it (``depends.Changes``: kept in memory, some
+200 bytes each)."""
 _SPARE_CHECKERS: Final = 32
 """Checkers ``Engine.check`` keeps between checks at most (one per thread that checks at once)."""
 POSTGRES_SCHEMES: Final = ("postgresql://", "postgres://")
@@ -99,7 +98,6 @@ class Engine:
         self.cache = CheckCache(config.cache_size)
         self._revisions = Revisions(store, config.quantization_seconds, self.cache.drop_carry)
         self._writing = threading.Lock()
-        self._carry_size: tuple[Carry | None, int] = (None, 0)  # a carry this Engine made, its changes' total size
         self._schemas = Schemas()
         self._responses: dict[tuple[Result, int], CheckResponse] = {}
         # Checkers that ``check`` keeps for the next check at the same revision, with what
@@ -149,7 +147,7 @@ class Engine:
         return cls(LmdbStore(location, **store_options), config)
 
     def close(self) -> None:
-        self._revisions.close_idle()
+        self._revisions.close_idle(stop=True)
         while self._spares:
             self._spares.pop()[0].release()
         self.store.close()
@@ -231,13 +229,12 @@ class Engine:
         self, before: Revision | None, carried: Carry | None, revision: Revision, schema: CompiledSchema,
         updates: Sequence[RelationshipUpdate],
     ) -> None:
-        """Let the cached answers outlive this write: those at the revision before it (and at
-        up to ``MAX_CARRIED_BASES`` earlier ones carried to it) hold at the write's revision
-        for every question the written relationships cannot reach (``depends``). Only when
-        nothing else was written between (consecutive revisions: no other process or path
-        wrote) and the changes stay few. The bases of the carry this one extends keep their
-        invalidations (each what one write changed: see ``CheckCache.carry``); this write's
-        is built once, in front of them."""
+        """Let the cached answers outlive this write: the answers kept since the carry's anchor
+        (the revision before the first of the writes it follows) hold at this write's revision
+        for every question the written relationships cannot reach (``depends``), and the cache
+        files them so (``CheckCache.carry``). Only when nothing else was written between
+        (consecutive revisions: no other process or path wrote) and the changes stay few: past
+        ``MAX_CARRIED_CHANGES`` the carry starts again from the revision before this write."""
         if self._caching is None:
             return
         previous = revision.value - 1
@@ -245,33 +242,20 @@ class Engine:
             self.cache.carry(*carried)
             return
         if carried is not None and carried[0] == previous:
-            older = carried[1][: MAX_CARRIED_BASES - 1]
+            changes = carried[1]
         elif before is not None and before.value == previous:
-            older = ()
+            changes = Changes(previous)
         else:
             return
         deps = dependencies(schema)
-        invalid = Invalidation()
-        invalid.add_all(deps, {
-            (r.resource.type, r.resource.id, r.relation) for r in (u.relationship for u in updates)
-        })
-        bases = ((previous, invalid), *older)
-        made, size = self._carry_size
-        if made is None or made is not carried or len(older) != len(carried[1]):
-            size = sum(written.size() for _, written in older)
-        size += invalid.size()  # at least the size of everything written since the oldest base
-        if size > MAX_CARRIED_CHANGES:
-            kept: list[tuple[int, Invalidation]] = []
-            size = 0
-            for base, written in bases:
-                size += written.size()
-                if size > MAX_CARRIED_CHANGES:
-                    size -= written.size()
-                    break  # and every older one is further away
-                kept.append((base, written))
-            bases = tuple(kept)
-        self.cache.carry(revision.value, bases)
-        self._carry_size = (self.cache.carried_to(), size)
+        written = {(r.resource.type, r.resource.id, r.relation) for r in (u.relationship for u in updates)}
+        changes.mark(deps, revision.value, written)
+        if changes.size() > MAX_CARRIED_CHANGES and changes.anchor != previous:
+            changes = Changes(previous)  # readers of the carry before keep theirs: marked above is newer than it
+            changes.mark(deps, revision.value, written)
+        if changes.size() > MAX_CARRIED_CHANGES:
+            return  # this write alone is past the limit: no carry
+        self.cache.carry(revision.value, changes)
 
     def write_impact(
         self, updates: Sequence[RelationshipUpdate], preconditions: Sequence[Precondition] = (), *,

@@ -65,7 +65,12 @@ class Revisions:
         self._idle: list[tuple[Reader, Quantized]] = []
         self._reusable = bool(getattr(store, "reusable_readers", False))
         self._expiry: Quantized | None = None  # the period whose end a timer waits for
+        # The timer pending (None once it has fired) and when it fires (``time.monotonic()``):
+        # one serves every period that ends after it (it schedules the next as it fires), so a
+        # write, which starts a new period, starts no thread.
         self._timer: threading.Timer | None = None
+        self._due = 0.0
+        self._timer_lock = threading.Lock()
 
     def snapshot(self, consistency: Consistency | None = None) -> Reader:
         """A Reader at the revision ``consistency`` asks for (default: minimize_latency).
@@ -146,34 +151,51 @@ class Revisions:
     def give_back(self, reader: Reader, period: Quantized | None) -> None:
         """Keep ``reader`` (from ``lease``) for the next request of its period, or close it."""
         if period is not None and period is self._quantized and self._reusable and len(self._idle) < MAX_IDLE_READERS:
+            self._idle.append((reader, period))  # before the timer is asked for: see ``_expire``
             if self._expiry is not period:  # the first kept in this period: close them when it ends
                 self._expiry = period
-                self._schedule(max(0.0, period[1] + self.seconds - time.monotonic()))
-            self._idle.append((reader, period))
+                self._wake_by(period[1] + self.seconds)
         else:
             reader.close()
 
-    def close_idle(self) -> None:
-        """Close the Readers kept between requests (a write, the Engine closing)."""
-        timer, self._timer, self._expiry = self._timer, None, None
-        if timer is not None:
-            timer.cancel()
+    def close_idle(self, *, stop: bool = False) -> None:
+        """Close the Readers kept between requests (a write, housekeeping); ``stop``: the
+        Engine is closing, so the timer goes too (else it stays for the periods to come)."""
+        self._expiry = None
+        if stop:
+            with self._timer_lock:
+                timer, self._timer = self._timer, None
+            if timer is not None:
+                timer.cancel()
         self._close_idle(lambda period: True)
 
-    def _schedule(self, delay: float) -> None:
-        """A daemon timer calls ``_expire`` after ``delay`` seconds (the one before is cancelled);
-        it holds this object only weakly, so that an Engine dropped without ``close`` goes."""
-        timer = threading.Timer(delay, _expire_weakly, (weakref.ref(self),))
-        timer.daemon = True
-        previous, self._timer = self._timer, timer
-        if previous is not None:
-            previous.cancel()
-        timer.start()
+    def _wake_by(self, due: float) -> None:
+        """``_expire`` runs by ``due`` (a ``time.monotonic()`` instant): on the timer pending if
+        it fires by then (as it fires it asks for the next), else on a new daemon timer (the
+        one before cancelled), which holds this object only weakly, so that an Engine dropped
+        without ``close`` goes."""
+        with self._timer_lock:
+            if self._timer is not None and self._due <= due:
+                return
+            timer = threading.Timer(max(0.0, due - time.monotonic()), _expire_weakly, (weakref.ref(self),))
+            timer.daemon = True
+            previous, self._timer, self._due = self._timer, timer, due
+            if previous is not None:
+                previous.cancel()
+            timer.start()
 
     def _expire(self) -> None:
-        """Close the kept Readers whose period has ended, though no request came to do it."""
+        """Close the kept Readers whose period has ended, though no request came to do it, and
+        ask for the end of the period now if Readers of it are kept. (A request that keeps one
+        meanwhile put it on the list before asking for the timer, so either this finds it or
+        that request finds no timer pending and starts one.)"""
+        with self._timer_lock:
+            if self._timer is threading.current_thread():
+                self._timer = None  # fired
         current, now = self._quantized, time.monotonic()
         self._close_idle(lambda period: period is not current or now - period[1] >= self.seconds)
+        if self._idle and current is not None:
+            self._wake_by(current[1] + self.seconds)
 
     def _close_idle(self, ended: Callable[[Quantized], bool]) -> None:
         # Each is popped, so that it belongs to exactly one of this and a ``lease`` popping too.

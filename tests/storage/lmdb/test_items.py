@@ -9,6 +9,8 @@ from typing import Iterator
 
 import lmdb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from relengine.model import CaveatRef, ObjectRef, Relationship, SubjectRef
 from relengine.storage import keys, objects
@@ -104,3 +106,38 @@ def test_scan_takes_at_most_one_item_past_the_limit_and_stops_at_the_prefix(curs
     assert items.scan(cursor, b"a\x00", 1) == [(b"a\x00x\x00", b"va\x00x\x00"), (b"a\x00y\x00", b"va\x00y\x00")]
     assert items.scan(cursor, b"c", 10) == []
     assert items.scan(cursor, b"aa", 10) == []
+
+
+_SUBJECTS = [("user", f"u{i}", "") for i in range(6)] + [("group", "g1", ""), ("group", "g1", "member"), ("user", LONG, "")]
+_RELATIONS = ["editor", "reader", "viewer"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sets(st.tuples(st.sampled_from(_RELATIONS), st.sampled_from(_SUBJECTS)), max_size=SMALL_OBJECT + 2),
+       st.tuples(st.sampled_from(_RELATIONS), st.sampled_from(_SUBJECTS)), st.booleans(), st.booleans())
+def test_an_edited_objects_entry_is_the_entry_built_from_the_relationships_after(
+    rows: set[tuple[str, tuple[str, str, str]]], change: tuple[str, tuple[str, str, str]], add: bool, caveated: bool,
+) -> None:
+    """One relationship created or deleted (the single-section edit, or the general path where
+    it does not apply) gives the value object_value builds from the object's relationships
+    after it, or None where the entry cannot be edited (the caller rebuilds it then)."""
+    def one(relation: str, subject: tuple[str, str, str]) -> tuple[bytes, bytes]:
+        plain = not subject[2] and subject[1] != LONG
+        return item(("doc", "d1", relation, *subject), CaveatRef("cav") if caveated and not plain else None)
+
+    before = sorted(one(r, s) for r, s in rows)
+    size = len(keys.object_prefix(one(*change)[0]))
+    known = items.object_value(REV, before, size)
+    if known[objects.KIND_OFFSET] == objects.LARGE:
+        return
+    key, version = one(*change)
+    present = any(k == key for k, _ in before)
+    after = [p for p in before if p[0] != key] + ([] if not add else [(key, version)])
+    op = keys.CREATED if add else keys.DELETED
+    edited = items.edited_value(known, keys.encode_revision(8), size, [(op, key, version)])
+    if edited is None:
+        plain = len(version) == keys.REVISION_SIZE and keys.SHORTENED not in key and not change[1][2]
+        assert not plain or present is add  # a plain change is refused only where it does not match
+        return
+    assert present is not add
+    assert edited == items.object_value(keys.encode_revision(8), sorted(after), size)

@@ -254,8 +254,12 @@ class LmdbEnv:
         """A write transaction and the state it starts from; the caller holds ``write_lock``
         until it commits or aborts. Grows the map first when half used (see ``grow``)."""
         self.check_open()
-        self.grow()
-        self._settle()
+        if self.max_map_size is not None:
+            info = self.lmdb_env.info()  # one read for both (``info`` builds a dict: some 1.3 us)
+            size = info["map_size"]
+            if self.grow(usage=(size, info["last_pgno"])):
+                size = self.lmdb_env.info()["map_size"]
+            self._settle(size)
         for _ in range(_RETRIES):
             try:
                 txn = self.lmdb_env.begin(write=True)
@@ -326,25 +330,29 @@ class LmdbEnv:
             self.check_open()
             self._remap(0)
 
-    def grow(self, *, force: bool = False) -> bool:
+    def grow(self, *, force: bool = False, usage: tuple[int, int] | None = None) -> bool:
         """Grow the map (doubling, up to max_map_size) if it is half used, or at all
-        with ``force``; returns whether it grew. Called with no write transaction open."""
+        with ``force``; returns whether it grew. Called with no write transaction open;
+        ``usage``: the map's size and last page number, if the caller has just read them."""
         if self.max_map_size is None:
             return False
-        info = self.lmdb_env.info()
-        size = info["map_size"]
-        used = (info["last_pgno"] + 1) * self._psize
+        if usage is None:
+            info = self.lmdb_env.info()
+            usage = (info["map_size"], info["last_pgno"])
+        size = usage[0]
+        used = (usage[1] + 1) * self._psize
         if size >= self.max_map_size or (not force and used < size // 2):
             return False
         with self.write_lock:
             self._remap(min(self.max_map_size, size * 2))
         return True
 
-    def _settle(self) -> None:
-        """Before a write transaction (``write_lock`` held, none open): once a write met the size
-        limit, map the file a reserve past it, for deletes only (``is_full`` says so while the
-        map is that large); once the data fell a reserve below what it was then (or, if this
-        process never saw it, below the usual line), map it back to the limit."""
+    def _settle(self, map_size: int) -> None:
+        """Before a write transaction (``write_lock`` held, none open; ``map_size``: the map's
+        size now): once a write met the size limit, map the file a reserve past it, for
+        deletes only (``is_full`` says so while the map is that large); once the data fell a
+        reserve below what it was then (or, if this process never saw it, below the usual
+        line), map it back to the limit."""
         if self.max_map_size is None:
             return
         limit = self.max_map_size
@@ -352,9 +360,9 @@ class LmdbEnv:
         if self._met_limit:
             self._met_limit = False
             self._resume_below = self.read(self.data_bytes) - reserve
-            if self.lmdb_env.info()["map_size"] < limit + reserve:
+            if map_size < limit + reserve:
                 self._remap(limit + reserve)
-        elif self.lmdb_env.info()["map_size"] >= limit + reserve:
+        elif map_size >= limit + reserve:
             below = limit - 2 * reserve if self._resume_below is None else self._resume_below
             if self.read(self.data_bytes) < below:
                 self._resume_below = None
