@@ -415,6 +415,27 @@ def headline(subject: Measurement, base: Measurement, metric: Metric, **extra: U
     }
 
 
+def worst_of_buckets(
+    measurements: list[Measurement], baseline_of: Callable[[str], str | None], headline_of: Callable[[str], bool],
+) -> Headline:
+    """Notes each measurement with its ratio to its bucket's baseline (``baseline_of(label)``:
+    the baseline's label, None for a measurement that has none) and gives the headline of the
+    worst ratio among the labels ``headline_of`` picks."""
+    by = {m["label"]: m for m in measurements}
+    worst: tuple[float, str, str] = (0.0, "", "")
+    for m in measurements:
+        label = m["label"]
+        base_label = baseline_of(label)
+        if base_label is None:
+            continue
+        base = by[base_label]
+        ratio = round(m["ns_per_unit"] / base["ns_per_unit"], 3)
+        m["note"] = f"{ratio}x {base_label}"
+        if headline_of(label):
+            worst = max(worst, (ratio, label, base_label))
+    return headline(by[worst[1]], by[worst[2]], "ns_per_unit")
+
+
 def _metric(m: Measurement, metric: Metric) -> float:
     return float(m[metric])
 

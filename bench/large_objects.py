@@ -24,7 +24,7 @@ from relengine.storage import keys
 
 from . import baselines
 from .dataset import open_store
-from .framework import Contender, Context, Query, Timed, Workload, headline, scenario, time_default
+from .framework import Contender, Context, Query, Timed, Workload, scenario, time_default, worst_of_buckets
 
 SCHEMA: Final = """
 definition user {}
@@ -164,16 +164,11 @@ def check_by_object_size(ctx: Context, scales: list[int]) -> Workload:
 
     def drive(ctx: Context, wl: Workload) -> Timed:
         measurements, _ = time_default(ctx, wl)
-        by = {m["label"]: m for m in measurements}
-        worst: tuple[float, str] = (0.0, "")
-        for m in measurements:
-            label = m["label"]
-            if label.startswith("engine"):
-                base = by[label.replace("engine", "floor", 1)]
-                ratio = round(m["ns_per_unit"] / base["ns_per_unit"], 3)
-                m["note"] = f"{ratio}x {base['label']}"
-                worst = max(worst, (ratio, label))
-        head = headline(by[worst[1]], by[worst[1].replace("engine", "floor", 1)], "ns_per_unit")
+        head = worst_of_buckets(
+            measurements,
+            lambda label: label.replace("engine", "floor", 1) if label.startswith("engine") else None,
+            lambda label: label.startswith("engine"),
+        )
         return measurements, head
 
     w.drive = drive

@@ -346,6 +346,13 @@ def lookup_resources(ctx: Context, scales: list[int]) -> Workload:
 
 def floor_lookup_publish(floor: baselines.LmdbFloor, uid: str) -> set[str]:
     """Containers where ``user:uid`` has publish, by scans of the by-subject index alone."""
+    return _floor_lookup(floor, uid, ("publisher",))
+
+
+def _floor_lookup(floor: baselines.LmdbFloor, uid: str, roles: tuple[str, ...]) -> set[str]:
+    """Containers where ``user:uid`` holds one of ``roles`` or administers the account, by
+    scans of the by-subject index alone (the groups holding the user, then each role and
+    account admin of the user and of each group)."""
     txn = floor._env.begin(db=floor._sub)
     try:
         cur = txn.cursor()
@@ -370,7 +377,8 @@ def floor_lookup_publish(floor: baselines.LmdbFloor, uid: str) -> set[str]:
             subjects.extend(f"group\x00{g}\x00member\x00" for g in scan(s + "group\x00member\x00"))
         found: set[str] = set()
         for s in seen:
-            found.update(scan(s + "container\x00publisher\x00"))
+            for role in roles:
+                found.update(scan(f"{s}container\x00{role}\x00"))
             for account in scan(s + "account\x00admin\x00"):
                 found.update(scan(f"account\x00{account}\x00\x00container\x00account\x00"))
         return found
@@ -412,39 +420,8 @@ def lookup_resources_groups(ctx: Context, scales: list[int]) -> Workload:
 
 
 def floor_lookup_read(floor: baselines.LmdbFloor, uid: str) -> set[str]:
-    """Containers where ``user:uid`` has read, by scans of the by-subject index alone (the
-    groups holding the user, then each role and account admin of the user and of each group)."""
-    txn = floor._env.begin(db=floor._sub)
-    try:
-        cur = txn.cursor()
-
-        def scan(prefix: str) -> list[str]:
-            raw = prefix.encode()
-            out = []
-            if cur.set_range(raw):
-                for key in cur.iternext(values=False):
-                    if not key.startswith(raw):
-                        break
-                    out.append(key[len(raw):-1].decode())
-            return out
-
-        subjects = [f"user\x00{uid}\x00\x00"]
-        seen: set[str] = set()
-        while subjects:
-            s = subjects.pop()
-            if s in seen:
-                continue
-            seen.add(s)
-            subjects.extend(f"group\x00{g}\x00member\x00" for g in scan(s + "group\x00member\x00"))
-        found: set[str] = set()
-        for s in seen:
-            for role in ("reader", "editor", "approver", "publisher"):
-                found.update(scan(f"{s}container\x00{role}\x00"))
-            for account in scan(s + "account\x00admin\x00"):
-                found.update(scan(f"account\x00{account}\x00\x00container\x00account\x00"))
-        return found
-    finally:
-        txn.abort()
+    """Containers where ``user:uid`` has read, by scans of the by-subject index alone."""
+    return _floor_lookup(floor, uid, ("reader", "editor", "approver", "publisher"))
 
 
 @scenario(

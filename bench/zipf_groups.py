@@ -26,7 +26,7 @@ from typing import Final
 from relengine import CheckResponse, Engine, EngineConfig, ObjectRef, SubjectRef
 
 from .dataset import open_store
-from .framework import Contender, Context, Query, Timed, Workload, headline, scenario, time_default
+from .framework import Contender, Context, Query, Timed, Workload, scenario, time_default, worst_of_buckets
 from .naive import NaiveEvaluator, Objects
 
 SCHEMA: Final = """
@@ -155,17 +155,11 @@ def zipf_groups(ctx: Context, scales: list[int]) -> Workload:
 
     def drive(ctx: Context, wl: Workload) -> Timed:
         measurements, _ = time_default(ctx, wl)
-        by = {m["label"]: m for m in measurements}
-        worst: tuple[float, str] = (0.0, "")
-        for m in measurements:
-            label = m["label"]
-            if label.startswith("engine"):
-                base = by["naive_dict@" + label.split("@", 1)[1]]
-                ratio = round(m["ns_per_unit"] / base["ns_per_unit"], 3)
-                m["note"] = f"{ratio}x {base['label']}"
-                if label.startswith("engine@"):
-                    worst = max(worst, (ratio, label))
-        head = headline(by[worst[1]], by["naive_dict@" + worst[1].split("@", 1)[1]], "ns_per_unit")
+        head = worst_of_buckets(
+            measurements,
+            lambda label: None if label.startswith("naive") else "naive_dict@" + label.split("@", 1)[1],
+            lambda label: label.startswith("engine@"),
+        )
         return measurements, head
 
     w.drive = drive

@@ -642,6 +642,24 @@ class SubjectWalker:
                     gathered.add_possible(sub_upper)
         return gathered.freeze()
 
+    def _arrow_targets(self, t: str, oid: str, tupleset: str) -> dict[tuple[str, str], bool]:
+        """The live targets of ``t:oid#tupleset``, each with whether a relationship without a
+        caveat names it (certain) or only caveated ones do."""
+        direct, others = self._read(t, oid, tupleset)
+        seen: dict[tuple[str, str], bool] = {(e[0], e[1]): True for e in [d.split("\x01") for d in direct]}
+        for st, sid, _, extra in others:
+            certain = True
+            if extra is not None:
+                caveat, expiration = extra
+                if expiration is not None:
+                    if expiration <= self.now:
+                        continue
+                    self.time_bound += 1
+                certain = caveat is None
+            target = (st, sid)
+            seen[target] = seen.get(target, False) or certain
+        return seen
+
     def _rewrite(self, t: str, oid: str, node: Rewrite, depth: int) -> Bounds:
         if isinstance(node, ComputedUserset):
             return self.member(t, oid, node.relation, depth - 1)
@@ -661,19 +679,7 @@ class SubjectWalker:
             sl, su = self._rewrite(t, oid, node.subtract, depth)
             return bl.subtract(su), bu.subtract(sl)
         if isinstance(node, TupleToUserset):
-            direct, others = self._read(t, oid, node.tupleset)
-            seen: dict[tuple[str, str], bool] = {(e[0], e[1]): True for e in [d.split("\x01") for d in direct]}
-            for st, sid, _, extra in others:
-                certain = True
-                if extra is not None:
-                    caveat, expiration = extra
-                    if expiration is not None:
-                        if expiration <= self.now:
-                            continue
-                        self.time_bound += 1
-                    certain = caveat is None
-                target = (st, sid)
-                seen[target] = seen.get(target, False) or certain
+            seen = self._arrow_targets(t, oid, node.tupleset)
             if node.mode == "all":
                 return self._all(node.computed, seen, depth)
             gathered = _GatheredBounds()
@@ -804,19 +810,7 @@ class SubjectWalker:
                 self._visit(st, sid, rrel, depth - 1, sure)
 
     def _visit_arrow(self, t: str, oid: str, tupleset: str, computed: str, depth: int, certain: bool) -> None:
-        direct, others = self._read(t, oid, tupleset)
-        seen: dict[tuple[str, str], bool] = {(e[0], e[1]): True for e in [d.split("\x01") for d in direct]}
-        for st, sid, _, extra in others:
-            sure = True
-            if extra is not None:
-                caveat, expiration = extra
-                if expiration is not None:
-                    if expiration <= self.now:
-                        continue
-                    self.time_bound += 1
-                sure = caveat is None
-            target = (st, sid)
-            seen[target] = seen.get(target, False) or sure
+        seen = self._arrow_targets(t, oid, tupleset)
         member = self.schema.member
         for (ttype, tid), sure in seen.items():
             if member(ttype, computed) is not None:
