@@ -92,16 +92,12 @@ def edited_value(
         if one is not False:
             return one
     edits: dict[bytes, list[tuple[int, bytes]]] = {}
-    for op, key, version in changes:
-        if len(version) != REVISION_SIZE or op == keys.TOUCHED:
+    for change in changes:
+        parsed = _direct_change(size, change)
+        if parsed is None:
             return None
-        tail = key[size:]
-        if 1 in tail or 2 in tail or _SHORT in tail:
-            return None
-        relation, st, sid, srel, end = tail.split(b"\x00") if tail.count(b"\x00") == 4 else (b"",) * 5
-        if srel or end or not (relation and st and sid):
-            return None
-        edits.setdefault(relation, []).append((op, st + b"\x01" + sid))
+        op, relation, entry = parsed
+        edits.setdefault(relation, []).append((op, entry))
     start = objects.direct_start(known)
     sections: dict[bytes, bytes] = {}  # relation -> its direct entries, as stored
     if len(known) > start:
@@ -113,18 +109,10 @@ def edited_value(
         text = sections.get(relation)
         entries = text[1:-1].split(b"\x00\x00") if text else []
         for op, entry in ops:
-            at = bisect.bisect_left(entries, entry)
-            present = at < len(entries) and entries[at] == entry
-            if op == keys.CREATED:
-                if present:
-                    return None
-                entries.insert(at, entry)
-                count += 1
-            else:
-                if not present:
-                    return None
-                del entries[at]
-                count -= 1
+            step = _edit(entries, op, entry)
+            if step is None:
+                return None
+            count += step
         if entries:
             sections[relation] = b"\x00" + b"\x00\x00".join(entries) + b"\x00"
         else:
@@ -140,13 +128,10 @@ def edited_value(
     return b"".join(out)
 
 
-def _edited_section(
-    known: bytes, revision: bytes, size: int, change: tuple[int, bytes, bytes]
-) -> bytes | None | Literal[False]:
-    """``edited_value`` of one change to a relation ``known`` already holds direct entries of:
-    only that relation's section is taken apart, the rest of the value is copied as it is.
-    False where the general path must decide: a relation the object has no direct entries
-    of."""
+def _direct_change(size: int, change: tuple[int, bytes, bytes]) -> tuple[int, bytes, bytes] | None:
+    """(op, relation, direct entry ``type \\x01 id``) of a change that creates or deletes a
+    plain whole-subject relationship without payload (its by-resource key's object prefix is
+    ``size`` bytes), else None."""
     op, key, version = change
     if len(version) != REVISION_SIZE or op == keys.TOUCHED:
         return None
@@ -157,6 +142,36 @@ def _edited_section(
     relation, st, sid, srel, end = tail.split(b"\x00")
     if srel or end or not (relation and st and sid):
         return None
+    return op, relation, st + b"\x01" + sid
+
+
+def _edit(entries: list[bytes], op: int, entry: bytes) -> int | None:
+    """Insert (``keys.CREATED``) or remove ``entry`` in the sorted ``entries``: the change in
+    their number, or None where it is already there, or missing."""
+    place = bisect.bisect_left(entries, entry)
+    present = place < len(entries) and entries[place] == entry
+    if op == keys.CREATED:
+        if present:
+            return None
+        entries.insert(place, entry)
+        return 1
+    if not present:
+        return None
+    del entries[place]
+    return -1
+
+
+def _edited_section(
+    known: bytes, revision: bytes, size: int, change: tuple[int, bytes, bytes]
+) -> bytes | None | Literal[False]:
+    """``edited_value`` of one change to a relation ``known`` already holds direct entries of:
+    only that relation's section is taken apart, the rest of the value is copied as it is.
+    False where the general path must decide: a relation the object has no direct entries
+    of."""
+    parsed = _direct_change(size, change)
+    if parsed is None:
+        return None
+    op, relation, entry = parsed
     plain = known[KIND_OFFSET] == objects.PLAIN  # direct entries only (most objects): no others to skip or count
     start = objects.HEAD if plain else objects.direct_start(known)
     at = known.find(b"\x02" + relation + b"\x00", start)  # a section's header: \x02 starts nothing else
@@ -165,21 +180,11 @@ def _edited_section(
     first = at + 1 + len(relation)  # the NUL before its first entry
     stop = known.index(b"\x02", first)  # the next section's header, or the final \x02
     entries = known[first + 1:stop - 1].split(b"\x00\x00")
-    entry = st + b"\x01" + sid
-    place = bisect.bisect_left(entries, entry)
-    present = place < len(entries) and entries[place] == entry
+    step = _edit(entries, op, entry)
+    if step is None:
+        return None
     count = known.count(b"\x01", start) if plain else known.count(b"\x01", start) + objects.others_count(known)
-    if op == keys.CREATED:
-        if present:
-            return None
-        entries.insert(place, entry)
-        count += 1
-    else:
-        if not present:
-            return None
-        del entries[place]
-        count -= 1
-    if count > SMALL_OBJECT:
+    if count + step > SMALL_OBJECT:
         return objects.encode(revision, None)
     if entries:
         return b"".join((revision, known[KIND_OFFSET:first], b"\x00", b"\x00\x00".join(entries), b"\x00", known[stop:]))
