@@ -600,20 +600,27 @@ class SubjectWalker:
             found = self.types[key] = frozenset([self.subject_type, *(st for st, _ in self.allowed[key][1])])
         return found
 
+    def _direct_ids(self, direct: list[str]) -> tuple[list[str], bool]:
+        """The ids of the subject type's whole subjects among a relation's direct entries, the
+        wildcard left out, and whether it was among them."""
+        prefix = self.prefix
+        size = len(prefix)
+        ids = [entry[size:] for entry in direct if entry.startswith(prefix)]
+        if WILDCARD in ids:
+            ids.remove(WILDCARD)
+            return ids, True
+        return ids, False
+
     def _relation(self, t: str, oid: str, name: str, depth: int) -> Bounds:
         gathered = _GatheredBounds()
         wildcards, usersets = self._allowed(t, name)
         stype, srel = self.subject_type, self.subject_relation
         direct, others = self._read(t, oid, name, True)
         if direct and srel is None:
-            prefix = self.prefix
-            size = len(prefix)
-            ids = [entry[size:] for entry in direct if entry.startswith(prefix)]
-            if ids:
-                if WILDCARD in ids:
-                    ids.remove(WILDCARD)
-                    if stype in wildcards:
-                        gathered.add(EVERYONE, EVERYONE)
+            ids, wild = self._direct_ids(direct)
+            if wild and stype in wildcards:
+                gathered.add(EVERYONE, EVERYONE)
+            if ids or wild:
                 gathered.add_ids(ids)
         for st, sid, rrel, extra in others:
             certain = True
@@ -782,15 +789,10 @@ class SubjectWalker:
         stype, srel = self.subject_type, self.subject_relation
         direct, others = self._read(t, oid, name, True)
         if direct and srel is None:
-            prefix = self.prefix
-            size = len(prefix)
-            ids = [entry[size:] for entry in direct if entry.startswith(prefix)]
-            if ids:
-                if WILDCARD in ids:
-                    ids.remove(WILDCARD)
-                    if stype in wildcards:
-                        self._wild[0 if certain else 1] = True
-                (self._lower if certain else self._upper).update(ids)
+            ids, wild = self._direct_ids(direct)
+            if wild and stype in wildcards:
+                self._wild[0 if certain else 1] = True
+            (self._lower if certain else self._upper).update(ids)
         for st, sid, rrel, extra in others:
             sure = certain
             if extra is not None:
