@@ -571,12 +571,16 @@ class Engine:
         now: _dt.datetime | None = None,
     ) -> LocalChecker:
         # Answers at a caller-chosen "now" (expiration tests) must not be cached as real ones.
-        schema = self._schema_at(reader)
+        schema, groups = self._schema_and_view(reader, deadline)
         return build_checker(
             schema, reader, max_depth=self.config.max_depth, deadline=deadline,
-            context=context, cache=self._caching if now is None else None, now=now,
-            groups=None if self._groups is None else self._groups.view(schema, reader, deadline),
+            context=context, cache=self._caching if now is None else None, now=now, groups=groups,
         )
+
+    def _schema_and_view(self, reader: Reader, deadline: float | None) -> tuple[CompiledSchema, GroupView | None]:
+        """The schema at ``reader``'s revision and the group index's view there (None: none)."""
+        schema = self._schema_at(reader)
+        return schema, None if self._groups is None else self._groups.view(schema, reader, deadline)
 
     def _pooled_check(
         self, reader: Reader, deadline: float | None, resource: ObjectRef, permission: str, subject: SubjectRef,
@@ -588,6 +592,7 @@ class Engine:
         revision = reader.revision.value
         spares = self._spares
         checker: LocalChecker | None = None
+        built: tuple[CompiledSchema, GroupView | None] | None = None  # the schema and view at ``reader``, once looked up
         if spares:
             try:
                 spare, made = spares.pop()
@@ -600,17 +605,15 @@ class Engine:
                 if made[2] == revision and made[3]:
                     checker = spare
                 else:
-                    schema = self._schema_at(reader)
-                    groups = None if self._groups is None else self._groups.view(schema, reader, deadline)
-                    if made[0] is schema and made[1] is groups and made[2] == revision:
+                    built = self._schema_and_view(reader, deadline)
+                    if made[0] is built[0] and made[1] is built[1] and made[2] == revision:
                         checker = spare
                     else:
                         spare.release()
                 if checker is not None:
                     checker.reuse(reader, deadline, self._caching is not None)
         if checker is None:
-            schema = self._schema_at(reader)
-            groups = None if self._groups is None else self._groups.view(schema, reader, deadline)
+            schema, groups = built if built is not None else self._schema_and_view(reader, deadline)
             checker = build_checker(
                 schema, reader, max_depth=self.config.max_depth, deadline=deadline, cache=self._caching, groups=groups,
             )
