@@ -106,11 +106,8 @@ class CheckCache:
         """The answer filed where the carry settles ``key`` (a key at its revision ``to``, the
         resource type at ``at``), copied under ``key`` itself when found, so that asking again
         at ``to`` is one lookup (as for any answer put at ``to``)."""
-        carry = self._carry
-        if carry is None or carry[0] != key[0]:
-            return None
-        settled = carry[1].settled(key[at], key[at + 1], key[at + 2], key[0])
-        if settled == key[0]:
+        settled = self._settled_at(key, at)
+        if settled is None:
             return None
         data = self._data
         value = data.get((settled, *key[1:]))
@@ -126,11 +123,17 @@ class CheckCache:
     def settled_key(self, key: tuple[Any, ...], at: int) -> tuple[Any, ...]:
         """Where to file an answer computed for ``key`` (resource type at ``at``): under the
         revision the carry settles it at, so that it is found after later writes too."""
+        settled = self._settled_at(key, at)
+        return key if settled is None else (settled, *key[1:])
+
+    def _settled_at(self, key: tuple[Any, ...], at: int) -> int | None:
+        """The revision the carry settles ``key`` at (resource type at ``at``), where that is
+        older than the key's own; else None."""
         carry = self._carry
         if carry is None or carry[0] != key[0]:
-            return key
+            return None
         settled = carry[1].settled(key[at], key[at + 1], key[at + 2], key[0])
-        return key if settled == key[0] else (settled, *key[1:])
+        return None if settled == key[0] else settled
 
     def get(self, key: Hashable) -> Result | None:
         value = self._data.get(key)
