@@ -17,10 +17,7 @@ from ..keys import REVISION_SIZE
 from ..objects import KIND_OFFSET
 
 _object, _subject, _relationship = new_object, new_subject, new_relationship
-# ``keys.SHORTENED`` as a byte value: ``1 in data`` (an int) is a plain C loop, several times
-# cheaper than ``b"\x01" in data``, which goes through the buffer protocol (bench:
-# check_by_object_size).
-_SHORT: Final = keys.SHORTENED[0]
+_SHORT: Final = keys.SHORTENED_BYTE  # bytes tested as ints: see keys.SHORTENED_BYTE
 
 
 def resource_strings(key: bytes, value: bytes) -> keys.Strings | list[str]:

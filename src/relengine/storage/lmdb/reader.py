@@ -41,7 +41,7 @@ _ENCODE_REV: Final = keys.encode_revision
 _LARGE: Final = objects.LARGE
 _EVERYTHING: Final = 1 << 62  # a limit no scan reaches
 _NO_RELATIONSHIPS: Final = bytes(REVISION_SIZE) + objects.EMPTY
-_SHORT: Final = keys.SHORTENED[0]  # a byte value: ``1 in data`` is cheaper than ``b"\x01" in data``
+_SHORT: Final = keys.SHORTENED_BYTE
 _PLAIN_TYPED_LIMIT: Final = keys.LONGEST_COMPONENT + 4  # a 4-part prefix this short has no long component
 
 

@@ -43,7 +43,7 @@ _OBJECT: Final = operator.itemgetter(0, 1)
 _SUBJECT_ORDER: Final = operator.itemgetter(3, 4, 5, 0, 2, 1)  # by-resource strings -> by-subject
 _STRINGS: Final = operator.itemgetter(0, 1, 2, 3, 4, 5)
 _EXTRAS: Final = operator.itemgetter(6, 7)  # caveat, expiration
-_SHORTENED: Final = keys.SHORTENED[0]  # as an int, for ``in``
+_SHORT: Final = keys.SHORTENED_BYTE
 
 
 class LmdbTransaction:
@@ -179,7 +179,7 @@ class LmdbTransaction:
         descent, not a ``get`` and a ``put``); a version already holding this payload is put
         back as it was."""
         env = self._env
-        if rel.caveat is None and rel.expiration is None and _SHORTENED not in rkey:
+        if rel.caveat is None and rel.expiration is None and _SHORT not in rkey:
             payload = b""  # ``encode_payload``'s answer, without the two calls (nearly every relationship)
         else:
             payload = keys.encode_payload(rel.caveat, rel.expiration, rel.key if keys.is_shortened(rkey) else None)
