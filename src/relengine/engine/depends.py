@@ -33,11 +33,7 @@ Dependency = tuple[str, str, bool]  # (type, relation read, hopped)
 def dependencies(schema: CompiledSchema) -> Dependencies:
     """Every member's dependencies, kept with the schema (``derived``): a fixpoint over the
     schema's graph, which may be recursive (``parent->view``)."""
-    found = schema.derived.get(Dependencies)
-    if found is None:
-        found = schema.derived[Dependencies] = Dependencies.build(schema)
-    assert isinstance(found, Dependencies)
-    return found
+    return schema.derive(Dependencies, Dependencies.build)
 
 
 @dataclass(frozen=True)

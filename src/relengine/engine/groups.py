@@ -497,10 +497,7 @@ def _look(deadline: float | None) -> None:
 
 def indexed_relations_of(schema: CompiledSchema) -> frozenset[tuple[str, str]]:
     """``indexed_relations``, kept with the schema (``derived``)."""
-    found = schema.derived.get(indexed_relations)
-    if not isinstance(found, frozenset):
-        found = schema.derived[indexed_relations] = indexed_relations(schema)
-    return found
+    return schema.derive(indexed_relations, indexed_relations)
 
 
 class GroupView:

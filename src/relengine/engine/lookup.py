@@ -161,10 +161,7 @@ class ReverseGraph:
 
 def reverse_graph(schema: CompiledSchema) -> ReverseGraph:
     """The reverse graph of ``schema``, built on first use and kept with the schema."""
-    graph = schema.derived.get(ReverseGraph)
-    if not isinstance(graph, ReverseGraph):
-        graph = schema.derived[ReverseGraph] = ReverseGraph.build(schema)
-    return graph
+    return schema.derive(ReverseGraph, ReverseGraph.build)
 
 
 def lookup_resources(
@@ -965,10 +962,7 @@ def _unions_only(schema: CompiledSchema, t: str, rewrite: Rewrite, out: set[tupl
 
 
 def _plan_of(schema: CompiledSchema) -> _SubjectsPlan:
-    plan = schema.derived.get(_SubjectsPlan)
-    if not isinstance(plan, _SubjectsPlan):
-        plan = schema.derived[_SubjectsPlan] = _SubjectsPlan.build(schema)
-    return plan
+    return schema.derive(_SubjectsPlan, _SubjectsPlan.build)
 
 
 @dataclass(frozen=True, slots=True)

@@ -132,10 +132,7 @@ class Plan:
 def plan_for(schema: CompiledSchema) -> Plan:
     """The plan of ``schema``, built on first use and kept with the schema (``derived``): it
     lives exactly as long as the schema does. Two threads may both build it; either is right."""
-    plan = schema.derived.get(Plan)
-    if not isinstance(plan, Plan):
-        plan = schema.derived[Plan] = Plan(schema)
-    return plan
+    return schema.derive(Plan, Plan)
 
 
 def leaf_headers(schema: CompiledSchema) -> dict[tuple[str, str], bytes]:
@@ -143,16 +140,16 @@ def leaf_headers(schema: CompiledSchema) -> dict[tuple[str, str], bytes]:
     by (type, relation), with the header of their direct entries (``objects.header``): a
     subject set that names one ends the walk, so whether a whole subject is in it is one
     search of a small object's value (``LocalChecker.leaf``). Kept with the schema."""
-    found = schema.derived.get(leaf_headers)
-    if not isinstance(found, dict):
-        found = {
-            (t, name): objects.header(name)
-            for t, definition in schema.definitions.items()
-            for name, member in definition.members.items()
-            if isinstance(member, Relation) and all(a.relation is None and not a.wildcard for a in member.allowed)
-        }
-        schema.derived[leaf_headers] = found
-    return found
+    return schema.derive(_leaf_headers, _leaf_headers)
+
+
+def _leaf_headers(schema: CompiledSchema) -> dict[tuple[str, str], bytes]:
+    return {
+        (t, name): objects.header(name)
+        for t, definition in schema.definitions.items()
+        for name, member in definition.members.items()
+        if isinstance(member, Relation) and all(a.relation is None and not a.wildcard for a in member.allowed)
+    }
 
 
 def _member_node(schema: CompiledSchema, t: str, name: str) -> Node:

@@ -7,9 +7,12 @@ schemas that print the same compare equal.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping, TypeVar, cast
 
 from ..errors import SchemaIssue, UnknownDefinition, UnknownRelation
+
+_T = TypeVar("_T")
+_ABSENT = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +191,14 @@ class CompiledSchema:
     # kept here so that it lives and dies with the schema. Opaque to the schema layer: each
     # user keys its own entry; no part of equality, hash or repr.
     derived: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
+
+    def derive(self, key: object, build: Callable[[CompiledSchema], _T]) -> _T:
+        """``build(self)``, built on first use and kept in ``derived`` under ``key``: it lives
+        exactly as long as the schema does. Two threads may both build it; either is right."""
+        found = self.derived.get(key, _ABSENT)
+        if found is _ABSENT:
+            found = self.derived[key] = build(self)
+        return cast(_T, found)
 
     def definition(self, name: str) -> Definition | None:
         return self.definitions.get(name)
